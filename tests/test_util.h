@@ -1,0 +1,31 @@
+#pragma once
+// Helpers shared by the test executables.
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+
+namespace bulwark::testing {
+
+// A fresh directory under $TMPDIR (or /tmp), removed with everything in it
+// when the object goes out of scope.
+class TempDir {
+ public:
+  TempDir() {
+    const char* base = std::getenv("TMPDIR");
+    std::string tmpl = std::string(base ? base : "/tmp") + "/bulwark-test-XXXXXX";
+    path_ = ::mkdtemp(tmpl.data());
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::filesystem::path& path() const { return path_; }
+  std::string sub(const std::string& name) const { return (path_ / name).string(); }
+
+ private:
+  std::filesystem::path path_;
+};
+
+}  // namespace bulwark::testing
