@@ -1,0 +1,175 @@
+// storage-bench: put and get of 1 KiB documents through DocumentStore, sealed
+// against unsealed on the same engine in the same run, at 1 and 16 threads,
+// with WAL sync on and off. Prints ops/s and the sealed/unsealed ratio and
+// writes the figures as JSON.
+//
+// Runs alternate sealed and unsealed, each on a fresh store, and report the
+// median of the repeats, so a noisy neighbour hurts both sides alike.
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <random>
+#include <sstream>
+#include <thread>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+#include "crypto/master_key.h"
+#include "storage/document_store.h"
+
+namespace fs = std::filesystem;
+using namespace bulwark;
+
+namespace {
+
+struct Config {
+  size_t ops = 40'000;       // per run, sync off
+  size_t sync_ops = 4'000;   // per run, sync on (fsync-bound)
+  size_t value_bytes = 1024;
+  int repeats = 3;
+  std::vector<int> threads = {1, 16};
+  std::string dir = "/tmp/bulwark-storage-bench";
+  std::string json_out;
+};
+
+struct Doc {
+  std::string json;
+  std::string pk;  // JSON text
+  std::string id;
+};
+
+std::vector<Doc> MakeDocs(size_t n, size_t value_bytes) {
+  std::mt19937_64 rng(42);
+  std::vector<Doc> docs;
+  docs.reserve(n);
+  for (size_t i = 0; i < n; ++i) {
+    Doc d;
+    d.id = "item-" + std::to_string(i);
+    const std::string tenant = "t" + std::to_string(i % 64);
+    d.pk = "\"" + tenant + "\"";
+    std::string head = R"({"id":")" + d.id + R"(","tenant":")" + tenant + R"(","payload":")";
+    std::string payload;
+    while (head.size() + payload.size() + 2 < value_bytes) payload.push_back(static_cast<char>('a' + rng() % 26));
+    d.json = head + payload + "\"}";
+    docs.push_back(std::move(d));
+  }
+  return docs;
+}
+
+// Runs `fn(i)` for i in [0, n) split over `threads`; returns ops/s.
+template <typename Fn>
+double Timed(size_t n, int threads, Fn fn) {
+  std::atomic<size_t> next{0};
+  const auto start = std::chrono::steady_clock::now();
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t) {
+    pool.emplace_back([&] {
+      for (size_t i = next++; i < n; i = next++) fn(i);
+    });
+  }
+  for (auto& th : pool) th.join();
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return static_cast<double>(n) / secs;
+}
+
+struct Figures {
+  double put = 0;
+  double get = 0;
+};
+
+Figures RunOnce(const Config& cfg, const std::vector<Doc>& docs, bool sealed, bool sync, int threads) {
+  const fs::path path = fs::path(cfg.dir) / (sealed ? "sealed" : "unsealed");
+  fs::remove_all(path);
+  storage::StoreOptions options;
+  options.path = path.string();
+  options.sync_writes = sync;
+  options.seal_items = sealed;
+  auto store = storage::DocumentStore::Open(options, crypto::MasterKey::Generate());
+  if (!store.ok()) {
+    std::cerr << "open failed: " << store.status().ToString() << "\n";
+    std::exit(1);
+  }
+  auto& s = **store;
+  (void)s.CreateDatabase("bench");
+  (void)s.CreateContainer("bench", "c", "/tenant");
+  const size_t n = sync ? std::min(cfg.sync_ops, docs.size()) : docs.size();
+  std::atomic<size_t> errors{0};
+  Figures f;
+  f.put = Timed(n, threads, [&](size_t i) {
+    if (!s.UpsertItem("bench", "c", docs[i].json).ok()) ++errors;
+  });
+  std::vector<size_t> order(n);
+  for (size_t i = 0; i < n; ++i) order[i] = i;
+  std::shuffle(order.begin(), order.end(), std::mt19937_64(7));
+  f.get = Timed(n, threads, [&](size_t i) {
+    const Doc& d = docs[order[i]];
+    if (!s.ReadItem("bench", "c", d.pk, d.id).ok()) ++errors;
+  });
+  if (errors > 0) {
+    std::cerr << errors << " operations failed\n";
+    std::exit(1);
+  }
+  store->reset();
+  fs::remove_all(path);
+  return f;
+}
+
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Config cfg;
+  CLI::App app{"Bulwark storage benchmark: sealed vs unsealed DocumentStore"};
+  app.add_option("--ops", cfg.ops, "operations per run with sync off");
+  app.add_option("--sync-ops", cfg.sync_ops, "operations per run with sync on");
+  app.add_option("--value-bytes", cfg.value_bytes, "document size");
+  app.add_option("--repeats", cfg.repeats, "runs per configuration (median reported)")->check(CLI::Range(1, 100));
+  app.add_option("--threads", cfg.threads, "thread counts");
+  app.add_option("--dir", cfg.dir, "scratch directory");
+  app.add_option("--json", cfg.json_out, "write figures to this file");
+  CLI11_PARSE(app, argc, argv);
+
+  const auto docs = MakeDocs(cfg.ops, cfg.value_bytes);
+  std::ostringstream json;
+  json << "{\n  \"benchmark\": \"storage\",\n  \"value_bytes\": " << cfg.value_bytes << ",\n  \"results\": [";
+  bool first = true;
+  std::printf("%-5s %-7s %14s %14s %7s %14s %14s %7s\n", "sync", "threads", "put sealed", "put plain", "ratio",
+              "get sealed", "get plain", "ratio");
+  for (bool sync : {false, true}) {
+    for (int threads : cfg.threads) {
+      std::vector<double> sp, up, sg, ug;
+      for (int r = 0; r < cfg.repeats; ++r) {
+        std::fprintf(stderr, "\r  sync=%s threads=%d run %d/%d ", sync ? "on" : "off", threads, r + 1, cfg.repeats);
+        const Figures s = RunOnce(cfg, docs, true, sync, threads);
+        const Figures u = RunOnce(cfg, docs, false, sync, threads);
+        sp.push_back(s.put);
+        up.push_back(u.put);
+        sg.push_back(s.get);
+        ug.push_back(u.get);
+      }
+      std::fprintf(stderr, "\r%60s\r", "");
+      const double put_s = Median(sp), put_u = Median(up), get_s = Median(sg), get_u = Median(ug);
+      std::printf("%-5s %-7d %14.0f %14.0f %7.3f %14.0f %14.0f %7.3f\n", sync ? "on" : "off", threads, put_s, put_u,
+                  put_s / put_u, get_s, get_u, get_s / get_u);
+      json << (first ? "\n" : ",\n") << "    {\"sync\": " << (sync ? "true" : "false") << ", \"threads\": " << threads
+           << ", \"put_ops_s_sealed\": " << put_s << ", \"put_ops_s_unsealed\": " << put_u
+           << ", \"put_ratio\": " << put_s / put_u << ", \"get_ops_s_sealed\": " << get_s
+           << ", \"get_ops_s_unsealed\": " << get_u << ", \"get_ratio\": " << get_s / get_u << "}";
+      first = false;
+    }
+  }
+  json << "\n  ]\n}\n";
+  if (!cfg.json_out.empty()) {
+    std::ofstream(cfg.json_out) << json.str();
+    std::cout << "wrote " << cfg.json_out << "\n";
+  }
+  return 0;
+}

@@ -1,0 +1,163 @@
+#include "storage/records.h"
+
+
+#include "common/coding.h"
+#include "crypto/secret.h"
+#include "storage/item_rules.h"
+
+namespace bulwark::storage {
+namespace {
+
+constexpr uint8_t kItemRecordFormatV1 = 1;
+constexpr uint8_t kChangeRecordFormatV1 = 1;
+constexpr uint8_t kContinuationFormatV1 = 1;
+constexpr size_t kMaxEtagBytes = 128;
+constexpr size_t kMaxNameBytes = 1024;
+
+}  // namespace
+
+std::string DatabaseMetaKey(std::string_view db) {
+  std::string k(kDatabaseMetaPrefix);
+  k += db;
+  return k;
+}
+
+std::string ContainerMetaPrefix(std::string_view db) {
+  std::string k(kContainerMetaPrefixAll);
+  k += db;
+  k += '/';
+  return k;
+}
+
+std::string ContainerMetaKey(std::string_view db, std::string_view container) {
+  return ContainerMetaPrefix(db) + std::string(container);
+}
+
+std::string DataKeyMetaKey(std::string_view rid_hex, uint32_t version) {
+  std::string k(kDataKeyMetaPrefix);
+  k += rid_hex;
+  k += '/';
+  PutBigEndian32(k, version);
+  return k;
+}
+
+bool ParseDataKeyMetaKey(std::string_view key, std::string& rid_hex, uint32_t& version) {
+  if (key.substr(0, kDataKeyMetaPrefix.size()) != kDataKeyMetaPrefix) return false;
+  key.remove_prefix(kDataKeyMetaPrefix.size());
+  const size_t slash = key.find('/');
+  if (slash == std::string_view::npos || slash != 2 * kContainerRidBytes) return false;
+  rid_hex = std::string(key.substr(0, slash));
+  key.remove_prefix(slash + 1);
+  return GetBigEndian32(key, version) && key.empty();
+}
+
+std::string ItemPartitionPrefix(std::string_view rid, std::string_view partition_key) {
+  std::string k(rid);
+  PutBigEndian32(k, static_cast<uint32_t>(partition_key.size()));
+  k += partition_key;
+  return k;
+}
+
+std::string ItemKey(std::string_view rid, std::string_view partition_key, std::string_view id) {
+  std::string k = ItemPartitionPrefix(rid, partition_key);
+  k += id;
+  return k;
+}
+
+std::string LsnKey(uint64_t lsn) {
+  std::string k;
+  PutBigEndian64(k, lsn);
+  return k;
+}
+
+Result<uint64_t> ParseLsnKey(std::string_view key) {
+  uint64_t lsn = 0;
+  if (!GetBigEndian64(key, lsn) || !key.empty()) return Status::Corruption("malformed change-log key");
+  return lsn;
+}
+
+std::string EncodeItemRecord(std::string_view etag, int64_t ts, std::string_view body) {
+  std::string out;
+  out.reserve(1 + 4 + etag.size() + 8 + body.size());
+  out.push_back(static_cast<char>(kItemRecordFormatV1));
+  PutLengthPrefixed(out, etag);
+  PutFixed64(out, static_cast<uint64_t>(ts));
+  out += body;
+  return out;
+}
+
+Result<ItemRecord> DecodeItemRecord(std::string_view in) {
+  if (in.empty() || static_cast<uint8_t>(in[0]) != kItemRecordFormatV1) {
+    return Status::Corruption("item record has an unknown format");
+  }
+  in.remove_prefix(1);
+  std::string_view etag;
+  uint64_t ts = 0;
+  if (!GetLengthPrefixed(in, etag, kMaxEtagBytes) || !GetFixed64(in, ts)) {
+    return Status::Corruption("item record is truncated");
+  }
+  return ItemRecord{std::string(etag), static_cast<int64_t>(ts), std::string(in)};
+}
+
+std::string ChangeRecord::Encode() const {
+  std::string out;
+  out.reserve(64 + database.size() + container.size() + partition_key.size() + item_id.size() +
+              sealed_value.size());
+  out.push_back(static_cast<char>(kChangeRecordFormatV1));
+  out.push_back(static_cast<char>(op));
+  for (std::string_view f : {std::string_view(database), std::string_view(container),
+                             std::string_view(container_rid), std::string_view(partition_key),
+                             std::string_view(item_id), std::string_view(etag)}) {
+    PutLengthPrefixed(out, f);
+  }
+  PutFixed64(out, static_cast<uint64_t>(ts));
+  PutLengthPrefixed(out, sealed_value);
+  return out;
+}
+
+Result<ChangeRecord> ChangeRecord::Decode(uint64_t lsn, std::string_view in) {
+  const Status bad = Status::Corruption("change-log record " + std::to_string(lsn) + " is malformed");
+  if (in.size() < 2 || static_cast<uint8_t>(in[0]) != kChangeRecordFormatV1) return bad;
+  const auto op = static_cast<uint8_t>(in[1]);
+  if (op < static_cast<uint8_t>(ChangeOp::kCreateDatabase) || op > static_cast<uint8_t>(ChangeOp::kRotateDataKey)) {
+    return bad;
+  }
+  in.remove_prefix(2);
+  ChangeRecord r;
+  r.lsn = lsn;
+  r.op = static_cast<ChangeOp>(op);
+  std::string_view f[6];
+  for (auto& field : f) {
+    if (!GetLengthPrefixed(in, field, kMaxNameBytes + kMaxPartitionKeyBytes)) return bad;
+  }
+  uint64_t ts = 0;
+  std::string_view value;
+  if (!GetFixed64(in, ts) || !GetLengthPrefixed(in, value, 2 * kMaxItemBytes) || !in.empty()) return bad;
+  r.database = f[0];
+  r.container = f[1];
+  r.container_rid = f[2];
+  r.partition_key = f[3];
+  r.item_id = f[4];
+  r.etag = f[5];
+  r.ts = static_cast<int64_t>(ts);
+  r.sealed_value = value;
+  return r;
+}
+
+std::string EncodeContinuation(std::string_view last_key) {
+  std::string raw;
+  raw.push_back(static_cast<char>(kContinuationFormatV1));
+  raw += last_key;
+  return crypto::Base64Encode(raw);
+}
+
+Result<std::string> DecodeContinuation(std::string_view token) {
+  if (token.size() > kMaxContinuationBytes) return Status::InvalidArgument("continuation token is too long");
+  auto raw = crypto::Base64Decode(token);
+  if (!raw.ok() || raw->empty() || static_cast<uint8_t>((*raw)[0]) != kContinuationFormatV1) {
+    return Status::InvalidArgument("continuation token is malformed");
+  }
+  return raw->substr(1);
+}
+
+}  // namespace bulwark::storage

@@ -1,0 +1,89 @@
+#pragma once
+// On-disk encodings of the document store: keys of every column family, the
+// item record inside a sealed value, change-log records and continuation
+// tokens. Pure functions; thread-safe.
+//
+// Column families and keys:
+//   meta       "d/<db>"                 database metadata (JSON)
+//              "c/<db>/<container>"     container metadata (JSON, holds the rid)
+//              "k/<rid>/<u32 BE ver>"   a wrapped data key (WrappedDataKey)
+//              "s/format", "s/keycheck" store format and master-key check
+//   items      <rid 8 B><u32 BE pk len><pk canonical JSON><id>  ->  sealed item record
+//   changelog  <u64 BE lsn>             ->  ChangeRecord
+// Names may not contain '/', so the meta prefixes never collide. The item key
+// is length-prefixed so one partition's keys form a contiguous range.
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "common/status.h"
+
+namespace bulwark::storage {
+
+constexpr size_t kContainerRidBytes = 8;
+constexpr size_t kMaxContinuationBytes = 8192;
+
+std::string DatabaseMetaKey(std::string_view db);
+std::string ContainerMetaKey(std::string_view db, std::string_view container);
+std::string ContainerMetaPrefix(std::string_view db);  // every container of db
+std::string DataKeyMetaKey(std::string_view rid_hex, uint32_t version);
+constexpr std::string_view kDataKeyMetaPrefix = "k/";
+constexpr std::string_view kDatabaseMetaPrefix = "d/";
+constexpr std::string_view kContainerMetaPrefixAll = "c/";
+constexpr std::string_view kFormatKey = "s/format";
+constexpr std::string_view kKeyCheckKey = "s/keycheck";
+
+// Parses "k/<rid>/<ver>"; false if malformed.
+bool ParseDataKeyMetaKey(std::string_view key, std::string& rid_hex, uint32_t& version);
+
+// `rid` is the container's raw 8-byte internal id.
+std::string ItemKey(std::string_view rid, std::string_view partition_key, std::string_view id);
+std::string ItemPartitionPrefix(std::string_view rid, std::string_view partition_key);
+
+std::string LsnKey(uint64_t lsn);
+Result<uint64_t> ParseLsnKey(std::string_view key);
+
+// The plaintext inside a sealed item: etag and timestamp first so a
+// conditional write checks the etag without parsing the JSON.
+struct ItemRecord {
+  std::string etag;
+  int64_t ts = 0;
+  std::string body;  // the item's JSON, system properties included
+};
+std::string EncodeItemRecord(std::string_view etag, int64_t ts, std::string_view body);
+Result<ItemRecord> DecodeItemRecord(std::string_view plaintext);
+
+enum class ChangeOp : uint8_t {
+  kCreateDatabase = 1,
+  kDeleteDatabase = 2,
+  kCreateContainer = 3,
+  kDeleteContainer = 4,
+  kPutItem = 5,  // create, upsert and replace
+  kDeleteItem = 6,
+  kRotateDataKey = 7,
+};
+
+// One entry of the ordered change log. Item values stay sealed.
+struct ChangeRecord {
+  uint64_t lsn = 0;
+  ChangeOp op = ChangeOp::kPutItem;
+  std::string database;
+  std::string container;
+  std::string container_rid;  // raw 8 bytes; empty for database ops
+  std::string partition_key;
+  std::string item_id;
+  std::string etag;
+  int64_t ts = 0;
+  std::string sealed_value;  // kPutItem only
+
+  std::string Encode() const;
+  static Result<ChangeRecord> Decode(uint64_t lsn, std::string_view bytes);
+};
+
+// Continuation tokens are opaque to clients: base64 of a format byte and the
+// internal key of the last item returned.
+std::string EncodeContinuation(std::string_view last_key);
+Result<std::string> DecodeContinuation(std::string_view token);
+
+}  // namespace bulwark::storage

@@ -1,0 +1,78 @@
+#pragma once
+// Private to storage/: the state behind DocumentStore, shared by
+// document_store.cc (open, databases, containers, keys, change log) and
+// item_ops.cc (items).
+//
+// Invariants:
+//   - every container in `containers` has its meta record and at least one
+//     DEK version in the keyring, both durable;
+//   - a DEK version is durable before any item sealed under it is written
+//     (rotation holds ddl_mu exclusively while it commits);
+//   - change-log LSNs are dense and in commit order (CommitQueue).
+// Locking order: ddl_mu, then one item stripe, then the CommitQueue's mutex.
+
+#include <array>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <string>
+#include <vector>
+
+#include <rocksdb/db.h>
+
+#include "crypto/keyring.h"
+#include "storage/commit_queue.h"
+#include "storage/document_store.h"
+
+namespace bulwark::storage {
+
+constexpr size_t kItemLockStripes = 256;
+constexpr size_t kMaxChangeLogRead = 10'000;
+
+struct CachedContainer {
+  ContainerInfo info;   // info.rid is the hex form
+  std::string rid_raw;  // 8 bytes, the item-key prefix
+};
+
+struct DocumentStore::Impl {
+  explicit Impl(StoreOptions opts, crypto::MasterKey master)
+      : options(std::move(opts)), keyring(std::move(master)) {}
+  ~Impl();
+
+  StoreOptions options;
+  std::unique_ptr<rocksdb::DB> db;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;  // owned; destroyed before db
+  rocksdb::ColumnFamilyHandle* meta = nullptr;
+  rocksdb::ColumnFamilyHandle* items = nullptr;
+  rocksdb::ColumnFamilyHandle* changelog = nullptr;
+  crypto::Keyring keyring;
+  std::unique_ptr<CommitQueue> queue;
+
+  mutable std::shared_mutex ddl_mu;
+  // "<db>/<container>" -> container. GUARDED_BY(ddl_mu)
+  std::map<std::string, std::shared_ptr<const CachedContainer>> containers;
+  mutable std::array<std::mutex, kItemLockStripes> item_locks;
+
+  // REQUIRES: ddl_mu held (shared or exclusive).
+  Result<std::shared_ptr<const CachedContainer>> FindContainer(std::string_view db,
+                                                               std::string_view container) const;
+  std::mutex& ItemLock(std::string_view item_key) const {
+    return item_locks[std::hash<std::string_view>{}(item_key) % kItemLockStripes];
+  }
+  // Seals (or, in benchmark mode, frames) an item record for storage.
+  Result<std::string> SealRecord(const CachedContainer& c, std::string_view partition_key, std::string_view id,
+                                 std::string_view record) const;
+  Result<ItemRecord> OpenRecord(const CachedContainer& c, std::string_view partition_key, std::string_view id,
+                                std::string_view stored) const;
+  // Point lookup; NotFound if absent.
+  Result<std::string> Get(rocksdb::ColumnFamilyHandle* cf, std::string_view key) const;
+};
+
+// Shared helpers.
+int64_t NowUnixSeconds();
+std::string NewEtag();
+Status FromRocks(const rocksdb::Status& s, std::string_view what);
+
+}  // namespace bulwark::storage
