@@ -80,7 +80,7 @@ Result<WrappedDataKey> Keyring::CreateDataKey(std::string_view container_rid, in
 
 Result<WrappedDataKey> Keyring::RotateDataKey(std::string_view container_rid, int64_t now_unix_s) {
   std::unique_lock lock(mu_);
-  auto it = containers_.find(std::string(container_rid));
+  auto it = containers_.find(container_rid);
   if (it == containers_.end() || it->second.empty()) {
     return Status::NotFound("container " + std::string(container_rid) + " has no data key");
   }
@@ -108,14 +108,14 @@ Status Keyring::Load(const WrappedDataKey& record) {
 
 std::shared_ptr<const DataKey> Keyring::Current(std::string_view container_rid) const {
   std::shared_lock lock(mu_);
-  auto it = containers_.find(std::string(container_rid));
+  auto it = containers_.find(container_rid);
   if (it == containers_.end() || it->second.empty()) return nullptr;
   return it->second.rbegin()->second;
 }
 
 std::shared_ptr<const DataKey> Keyring::Find(std::string_view container_rid, uint32_t version) const {
   std::shared_lock lock(mu_);
-  auto it = containers_.find(std::string(container_rid));
+  auto it = containers_.find(container_rid);
   if (it == containers_.end()) return nullptr;
   auto v = it->second.find(version);
   return v == it->second.end() ? nullptr : v->second;
@@ -124,7 +124,7 @@ std::shared_ptr<const DataKey> Keyring::Find(std::string_view container_rid, uin
 std::vector<uint32_t> Keyring::Versions(std::string_view container_rid) const {
   std::shared_lock lock(mu_);
   std::vector<uint32_t> out;
-  auto it = containers_.find(std::string(container_rid));
+  auto it = containers_.find(container_rid);
   if (it != containers_.end()) {
     for (const auto& [v, _] : it->second) out.push_back(v);
   }

@@ -83,9 +83,15 @@ class Keyring {
                          int64_t now_unix_s) const;
   std::shared_ptr<const MasterKey> master() const;
 
+  // Transparent hashing: lookups by string_view allocate nothing (hot path).
+  struct NameHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
+
   mutable std::shared_mutex mu_;
-  std::shared_ptr<const MasterKey> master_;                // GUARDED_BY(mu_)
-  std::unordered_map<std::string, Versions_> containers_;  // GUARDED_BY(mu_)
+  std::shared_ptr<const MasterKey> master_;  // GUARDED_BY(mu_)
+  std::unordered_map<std::string, Versions_, NameHash, std::equal_to<>> containers_;  // GUARDED_BY(mu_)
 };
 
 }  // namespace bulwark::crypto

@@ -57,7 +57,7 @@ Result<ItemRecord> DocumentStore::Impl::OpenRecord(const CachedContainer& c, std
   }
   auto plain = crypto::OpenItem(*dek, {c.rid_raw, partition_key, id}, stored);
   if (!plain.ok()) return Status(plain.status()).WithContext("item '" + std::string(id) + "'");
-  return DecodeItemRecord(*plain);
+  return DecodeItemRecord(std::move(plain).value());
 }
 
 namespace {

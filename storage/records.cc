@@ -86,17 +86,23 @@ std::string EncodeItemRecord(std::string_view etag, int64_t ts, std::string_view
   return out;
 }
 
-Result<ItemRecord> DecodeItemRecord(std::string_view in) {
-  if (in.empty() || static_cast<uint8_t>(in[0]) != kItemRecordFormatV1) {
+Result<ItemRecord> DecodeItemRecord(std::string_view plaintext) { return DecodeItemRecord(std::string(plaintext)); }
+
+Result<ItemRecord> DecodeItemRecord(std::string&& plaintext) {
+  std::string_view rest(plaintext);
+  if (rest.empty() || static_cast<uint8_t>(rest[0]) != kItemRecordFormatV1) {
     return Status::Corruption("item record has an unknown format");
   }
-  in.remove_prefix(1);
+  rest.remove_prefix(1);
   std::string_view etag;
   uint64_t ts = 0;
-  if (!GetLengthPrefixed(in, etag, kMaxEtagBytes) || !GetFixed64(in, ts)) {
+  if (!GetLengthPrefixed(rest, etag, kMaxEtagBytes) || !GetFixed64(rest, ts)) {
     return Status::Corruption("item record is truncated");
   }
-  return ItemRecord{std::string(etag), static_cast<int64_t>(ts), std::string(in)};
+  ItemRecord record{std::string(etag), static_cast<int64_t>(ts), {}};
+  plaintext.erase(0, plaintext.size() - rest.size());
+  record.body = std::move(plaintext);
+  return record;
 }
 
 std::string ChangeRecord::Encode() const {

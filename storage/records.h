@@ -53,6 +53,8 @@ struct ItemRecord {
 };
 std::string EncodeItemRecord(std::string_view etag, int64_t ts, std::string_view body);
 Result<ItemRecord> DecodeItemRecord(std::string_view plaintext);
+// The same, reusing `plaintext`'s buffer for the body (no second allocation).
+Result<ItemRecord> DecodeItemRecord(std::string&& plaintext);
 
 enum class ChangeOp : uint8_t {
   kCreateDatabase = 1,

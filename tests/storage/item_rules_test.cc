@@ -44,6 +44,16 @@ TEST_CASE("Item JSON: malformed, not an object, too large, too deep", "[storage]
   auto s = ParseItemJson(deep, j);
   CHECK(s.code() == Code::kInvalidArgument);
   CHECK(s.message().find("deeper") != std::string::npos);
+  // Brackets inside strings (and escaped quotes) do not count as nesting.
+  std::string brackets = R"({"id":"a","v":")" + std::string(kMaxJsonDepth + 5, '[') + R"(\"[[[[")";
+  brackets += "}";
+  CHECK(ParseItemJson(brackets, j).ok());
+  // Exactly the maximum depth is allowed (the top-level object counts as 1).
+  std::string at_limit = R"({"id":"a","v":)";
+  for (size_t i = 1; i < kMaxJsonDepth; ++i) at_limit += "[";
+  for (size_t i = 1; i < kMaxJsonDepth; ++i) at_limit += "]";
+  at_limit += "}";
+  CHECK(ParseItemJson(at_limit, j).ok());
   // A very deep document of the maximum size is refused cheaply, not by a stack overflow.
   CHECK(ParseItemJson(std::string(kMaxItemBytes - 1, '['), j).code() == Code::kInvalidArgument);
 }
