@@ -27,8 +27,8 @@ using namespace bulwark;
 namespace {
 
 struct Config {
-  size_t ops = 40'000;       // per run, sync off
-  size_t sync_ops = 4'000;   // per run, sync on (fsync-bound)
+  size_t ops = 40'000;      // per run, sync off
+  size_t sync_ops = 4'000;  // per run, sync on (fsync-bound)
   size_t value_bytes = 1024;
   int repeats = 3;
   std::vector<int> threads = {1, 16};

@@ -74,8 +74,7 @@ class [[nodiscard]] Status {
     return Status(code(), std::string(context) + ": " + message());
   }
 
-  Status(const Status& other)
-      : state_(other.state_ ? std::make_unique<State>(*other.state_) : nullptr) {}
+  Status(const Status& other) : state_(other.state_ ? std::make_unique<State>(*other.state_) : nullptr) {}
   Status& operator=(const Status& other) {
     if (this != &other) state_ = other.state_ ? std::make_unique<State>(*other.state_) : nullptr;
     return *this;
@@ -96,21 +95,36 @@ class [[nodiscard]] Status {
 
 inline std::string_view CodeName(Code code) {
   switch (code) {
-    case Code::kOk: return "OK";
-    case Code::kInvalidArgument: return "InvalidArgument";
-    case Code::kNotFound: return "NotFound";
-    case Code::kAlreadyExists: return "AlreadyExists";
-    case Code::kPreconditionFailed: return "PreconditionFailed";
-    case Code::kTooLarge: return "TooLarge";
-    case Code::kFailedPrecondition: return "FailedPrecondition";
-    case Code::kPermissionDenied: return "PermissionDenied";
-    case Code::kUnauthenticated: return "Unauthenticated";
-    case Code::kCorruption: return "Corruption";
-    case Code::kIOError: return "IOError";
-    case Code::kUnavailable: return "Unavailable";
-    case Code::kDeadlineExceeded: return "DeadlineExceeded";
-    case Code::kResourceExhausted: return "ResourceExhausted";
-    case Code::kInternal: return "Internal";
+    case Code::kOk:
+      return "OK";
+    case Code::kInvalidArgument:
+      return "InvalidArgument";
+    case Code::kNotFound:
+      return "NotFound";
+    case Code::kAlreadyExists:
+      return "AlreadyExists";
+    case Code::kPreconditionFailed:
+      return "PreconditionFailed";
+    case Code::kTooLarge:
+      return "TooLarge";
+    case Code::kFailedPrecondition:
+      return "FailedPrecondition";
+    case Code::kPermissionDenied:
+      return "PermissionDenied";
+    case Code::kUnauthenticated:
+      return "Unauthenticated";
+    case Code::kCorruption:
+      return "Corruption";
+    case Code::kIOError:
+      return "IOError";
+    case Code::kUnavailable:
+      return "Unavailable";
+    case Code::kDeadlineExceeded:
+      return "DeadlineExceeded";
+    case Code::kResourceExhausted:
+      return "ResourceExhausted";
+    case Code::kInternal:
+      return "Internal";
   }
   return "Unknown";
 }
@@ -128,7 +142,7 @@ inline std::string Status::ToString() const {
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::move(value)) {}  // NOLINT: implicit by design
+  Result(T value) : v_(std::move(value)) {}        // NOLINT: implicit by design
   Result(Status status) : v_(std::move(status)) {  // NOLINT: implicit by design
     assert(!std::get<Status>(v_).ok());
   }
@@ -162,17 +176,16 @@ class [[nodiscard]] Result {
 }  // namespace bulwark
 
 // Propagation helpers, in the LevelDB manner: `BULWARK_RETURN_IF_ERROR(s);`.
-#define BULWARK_RETURN_IF_ERROR(expr)            \
-  do {                                           \
-    ::bulwark::Status _bw_status = (expr);       \
-    if (!_bw_status.ok()) return _bw_status;     \
+#define BULWARK_RETURN_IF_ERROR(expr)        \
+  do {                                       \
+    ::bulwark::Status _bw_status = (expr);   \
+    if (!_bw_status.ok()) return _bw_status; \
   } while (0)
 
 #define BULWARK_CONCAT_INNER(a, b) a##b
 #define BULWARK_CONCAT(a, b) BULWARK_CONCAT_INNER(a, b)
 // `BULWARK_ASSIGN_OR_RETURN(auto x, Foo());`
-#define BULWARK_ASSIGN_OR_RETURN(lhs, expr)                         \
-  auto BULWARK_CONCAT(_bw_result_, __LINE__) = (expr);              \
-  if (!BULWARK_CONCAT(_bw_result_, __LINE__).ok())                  \
-    return BULWARK_CONCAT(_bw_result_, __LINE__).status();          \
+#define BULWARK_ASSIGN_OR_RETURN(lhs, expr)                                                               \
+  auto BULWARK_CONCAT(_bw_result_, __LINE__) = (expr);                                                    \
+  if (!BULWARK_CONCAT(_bw_result_, __LINE__).ok()) return BULWARK_CONCAT(_bw_result_, __LINE__).status(); \
   lhs = std::move(BULWARK_CONCAT(_bw_result_, __LINE__)).value()

@@ -70,8 +70,8 @@ std::string SealItem(const DataKey& dek, const ItemAddress& address, std::string
   const AssociatedData ad(dek.version, address);
   unsigned long long ct_len = 0;
   crypto_aead_xchacha20poly1305_ietf_encrypt(p + kSealHeaderBytes, &ct_len,
-                                             reinterpret_cast<const unsigned char*>(plaintext.data()),
-                                             plaintext.size(), ad.data(), ad.size(), nullptr, p + 5, dek.key.data());
+                                             reinterpret_cast<const unsigned char*>(plaintext.data()), plaintext.size(),
+                                             ad.data(), ad.size(), nullptr, p + 5, dek.key.data());
   assert(ct_len + kSealHeaderBytes == out.size());
   return out;
 }

@@ -32,8 +32,8 @@ std::string WrappedDataKey::EncodeValue() const {
 
 Result<WrappedDataKey> WrappedDataKey::DecodeValue(std::string_view container_rid, uint32_t version,
                                                    std::string_view value) {
-  const Status bad = Status::Corruption("data key record of container " + std::string(container_rid) +
-                                        " v" + std::to_string(version) + " is malformed");
+  const Status bad = Status::Corruption("data key record of container " + std::string(container_rid) + " v" +
+                                        std::to_string(version) + " is malformed");
   if (value.empty() || static_cast<uint8_t>(value[0]) != kRecordFormatV1) return bad;
   value.remove_prefix(1);
   WrappedDataKey rec;

@@ -38,8 +38,7 @@ struct WrappedDataKey {
   // Binary encoding of everything but container_rid and version, which the
   // caller keeps in the record's key.
   std::string EncodeValue() const;
-  static Result<WrappedDataKey> DecodeValue(std::string_view container_rid, uint32_t version,
-                                            std::string_view value);
+  static Result<WrappedDataKey> DecodeValue(std::string_view container_rid, uint32_t version, std::string_view value);
 };
 
 class Keyring {
@@ -90,7 +89,7 @@ class Keyring {
   };
 
   mutable std::shared_mutex mu_;
-  std::shared_ptr<const MasterKey> master_;  // GUARDED_BY(mu_)
+  std::shared_ptr<const MasterKey> master_;                                           // GUARDED_BY(mu_)
   std::unordered_map<std::string, Versions_, NameHash, std::equal_to<>> containers_;  // GUARDED_BY(mu_)
 };
 

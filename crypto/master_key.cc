@@ -3,8 +3,8 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sodium.h>
+#include <spawn.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -105,7 +105,8 @@ std::vector<std::string> SplitArgs(std::string_view command) {
 // Reads the child's stdout until EOF, the byte bound, or the deadline.
 Status ReadChildOutput(int fd, SecretBytes& buf, size_t& used, std::chrono::steady_clock::time_point deadline) {
   while (true) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) return Status::DeadlineExceeded("timed out");
     pollfd pfd{fd, POLLIN, 0};
     const int ready = ::poll(&pfd, 1, static_cast<int>(left.count()));
@@ -152,8 +153,8 @@ Result<MasterKey> LoadFromCommand(std::string_view command, const KeyProviderOpt
   while (::waitpid(pid, &wstatus, 0) < 0 && errno == EINTR) {
   }
   if (read_status.code() == Code::kDeadlineExceeded) {
-    return Status::DeadlineExceeded(what + " did not finish within " +
-                                    std::to_string(options.command_timeout.count()) + " ms");
+    return Status::DeadlineExceeded(what + " did not finish within " + std::to_string(options.command_timeout.count()) +
+                                    " ms");
   }
   if (!read_status.ok()) return Status(read_status).WithContext(what);
   if (!WIFEXITED(wstatus) || WEXITSTATUS(wstatus) != 0) {
@@ -214,8 +215,8 @@ Result<SecretBytes> MasterKey::Unwrap(std::string_view wrapped, std::string_view
   SecretBytes out(ct_len - kWrapTagBytes);
   unsigned long long out_len = 0;
   if (crypto_aead_xchacha20poly1305_ietf_decrypt(out.data(), &out_len, nullptr, p + 1 + kWrapNonceBytes, ct_len,
-                                                 reinterpret_cast<const unsigned char*>(context.data()),
-                                                 context.size(), p + 1, key_.data()) != 0) {
+                                                 reinterpret_cast<const unsigned char*>(context.data()), context.size(),
+                                                 p + 1, key_.data()) != 0) {
     return Status::Corruption("wrapped key failed authentication (changed bytes or another master key)");
   }
   return out;

@@ -67,8 +67,8 @@ std::string Base64Encode(std::string_view bytes) {
   (void)InitSodium();
   const size_t encoded_len = sodium_base64_encoded_len(bytes.size(), sodium_base64_VARIANT_ORIGINAL);
   std::string out(encoded_len, '\0');
-  sodium_bin2base64(out.data(), out.size(), reinterpret_cast<const unsigned char*>(bytes.data()),
-                    bytes.size(), sodium_base64_VARIANT_ORIGINAL);
+  sodium_bin2base64(out.data(), out.size(), reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(),
+                    sodium_base64_VARIANT_ORIGINAL);
   out.resize(encoded_len - 1);  // drop the terminating NUL
   return out;
 }
@@ -107,8 +107,7 @@ Result<SecretBytes> Base64DecodeSecret(std::string_view text) {
 std::string HexEncode(std::string_view bytes) {
   (void)InitSodium();
   std::string out(bytes.size() * 2 + 1, '\0');
-  sodium_bin2hex(out.data(), out.size(), reinterpret_cast<const unsigned char*>(bytes.data()),
-                 bytes.size());
+  sodium_bin2hex(out.data(), out.size(), reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size());
   out.resize(bytes.size() * 2);
   return out;
 }

@@ -17,9 +17,15 @@ std::vector<CommitQueue::Writer*> CommitQueue::BuildGroup(rocksdb::WriteBatch& b
     group.push_back(w);
     for (const Mutation& m : *w->mutations) {
       switch (m.kind) {
-        case Mutation::Kind::kPut: batch.Put(m.cf, m.key, m.value); break;
-        case Mutation::Kind::kDelete: batch.Delete(m.cf, m.key); break;
-        case Mutation::Kind::kDeleteRange: batch.DeleteRange(m.cf, m.key, m.value); break;
+        case Mutation::Kind::kPut:
+          batch.Put(m.cf, m.key, m.value);
+          break;
+        case Mutation::Kind::kDelete:
+          batch.Delete(m.cf, m.key);
+          break;
+        case Mutation::Kind::kDeleteRange:
+          batch.DeleteRange(m.cf, m.key, m.value);
+          break;
       }
       bytes += m.key.size() + m.value.size();
     }

@@ -3,10 +3,10 @@
 #include <chrono>
 #include <filesystem>
 
-#include <nlohmann/json.hpp>
 #include <rocksdb/cache.h>
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/table.h>
+#include <nlohmann/json.hpp>
 
 #include "common/coding.h"
 #include "crypto/secret.h"
@@ -79,14 +79,17 @@ json DatabaseJson(const DatabaseInfo& d) { return {{"id", d.id}, {"_etag", d.eta
 
 Result<DatabaseInfo> ParseDatabase(std::string_view text) {
   json j = json::parse(text, nullptr, false);
-  if (j.is_discarded() || !j.is_object() || !j.contains("id")) return Status::Corruption("database record is malformed");
+  if (j.is_discarded() || !j.is_object() || !j.contains("id"))
+    return Status::Corruption("database record is malformed");
   return DatabaseInfo{j.value("id", ""), j.value("_etag", ""), j.value("_ts", int64_t{0})};
 }
 
 json ContainerJson(const ContainerInfo& c) {
-  return {{"id", c.id},     {"database", c.database},
+  return {{"id", c.id},
+          {"database", c.database},
           {"partitionKey", {{"paths", {c.partition_key_path}}, {"kind", "Hash"}}},
-          {"_rid", c.rid},  {"_etag", c.etag},
+          {"_rid", c.rid},
+          {"_etag", c.etag},
           {"_ts", c.ts}};
 }
 
@@ -114,8 +117,7 @@ Result<CachedContainer> ParseContainer(std::string_view text) {
 }  // namespace
 
 int64_t NowUnixSeconds() {
-  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
 std::string NewEtag() { return "\"" + crypto::HexEncode(crypto::RandomBytes(16)) + "\""; }
@@ -164,8 +166,9 @@ Status InitializeStore(DocumentStore::Impl& s) {
   const json format = {{"format", kStoreFormat}, {"sealed", s.options.seal_items}};
   rocksdb::WriteBatch batch;
   batch.Put(s.meta, std::string(kFormatKey), format.dump());
-  const std::string check = EncodeKeyCheck(
-      s.keyring.master_key_id(), [&](std::string_view k, std::string_view ctx) { return s.keyring.WrapSecret(k, ctx); });
+  const std::string check = EncodeKeyCheck(s.keyring.master_key_id(), [&](std::string_view k, std::string_view ctx) {
+    return s.keyring.WrapSecret(k, ctx);
+  });
   batch.Put(s.meta, std::string(kKeyCheckKey), check);
   rocksdb::WriteOptions wo;
   wo.sync = true;
@@ -195,7 +198,8 @@ Status LoadKeysAndContainers(DocumentStore::Impl& s) {
     if (!ParseDataKeyMetaKey(it->key().ToStringView(), rid, version)) {
       return Status::Corruption("malformed data-key record key");
     }
-    BULWARK_ASSIGN_OR_RETURN(auto record, crypto::WrappedDataKey::DecodeValue(rid, version, it->value().ToStringView()));
+    BULWARK_ASSIGN_OR_RETURN(auto record,
+                             crypto::WrappedDataKey::DecodeValue(rid, version, it->value().ToStringView()));
     BULWARK_RETURN_IF_ERROR(s.keyring.Load(record));
   }
   const std::string cprefix(kContainerMetaPrefixAll);
@@ -449,9 +453,8 @@ Status DocumentStore::RotateMasterKey(crypto::MasterKey new_master) {
     m.push_back({Mutation::Kind::kPut, impl_->meta, DataKeyMetaKey(r.container_rid, r.version), r.EncodeValue()});
   }
   m.push_back({Mutation::Kind::kPut, impl_->meta, std::string(kKeyCheckKey),
-               EncodeKeyCheck(new_master.id(), [&](std::string_view k, std::string_view ctx) {
-                 return new_master.Wrap(k, ctx);
-               })});
+               EncodeKeyCheck(new_master.id(),
+                              [&](std::string_view k, std::string_view ctx) { return new_master.Wrap(k, ctx); })});
   // One atomic batch: after a crash either every key is under the old master
   // key or every key is under the new one.
   BULWARK_RETURN_IF_ERROR(impl_->queue->Commit(std::move(m), nullptr).status());

@@ -24,8 +24,8 @@ bool SplitItemKey(std::string_view key, std::string_view& partition_key, std::st
   return true;
 }
 
-Status CheckIfMatch(const DocumentStore::Impl& s, const CachedContainer& c, std::string_view pk,
-                    std::string_view id, std::string_view stored, std::string_view if_match) {
+Status CheckIfMatch(const DocumentStore::Impl& s, const CachedContainer& c, std::string_view pk, std::string_view id,
+                    std::string_view stored, std::string_view if_match) {
   if (if_match.empty()) return Status::Ok();
   BULWARK_ASSIGN_OR_RETURN(ItemRecord current, s.OpenRecord(c, pk, id, stored));
   if (current.etag != if_match) return Status::PreconditionFailed("the item's etag does not match If-Match");
@@ -80,12 +80,11 @@ Result<ItemResult> WriteItem(DocumentStore::Impl& s, WriteMode mode, std::string
   doc["_ts"] = result.ts;
   result.json = doc.dump();
   if (result.json.size() > kMaxItemBytes) {
-    return Status::TooLarge("item is " + std::to_string(result.json.size()) + " bytes with system properties; the limit is " +
-                            std::to_string(kMaxItemBytes));
+    return Status::TooLarge("item is " + std::to_string(result.json.size()) +
+                            " bytes with system properties; the limit is " + std::to_string(kMaxItemBytes));
   }
-  BULWARK_ASSIGN_OR_RETURN(std::string sealed,
-                           s.SealRecord(*c, who.partition_key, who.id,
-                                        EncodeItemRecord(result.etag, result.ts, result.json)));
+  BULWARK_ASSIGN_OR_RETURN(std::string sealed, s.SealRecord(*c, who.partition_key, who.id,
+                                                            EncodeItemRecord(result.etag, result.ts, result.json)));
   std::string key = ItemKey(c->rid_raw, who.partition_key, who.id);
 
   std::lock_guard item_lock(s.ItemLock(key));

@@ -67,7 +67,8 @@ Status ValidateId(std::string_view id, std::string_view what) {
     if (c == '/' || c == '\\' || c == '?' || c == '#') {
       return Status::InvalidArgument(std::string(what) + " must not contain '" + std::string(1, c) + "'");
     }
-    if (u < 0x20 || u == 0x7f) return Status::InvalidArgument(std::string(what) + " must not contain control characters");
+    if (u < 0x20 || u == 0x7f)
+      return Status::InvalidArgument(std::string(what) + " must not contain control characters");
   }
   return Status::Ok();
 }
@@ -115,9 +116,11 @@ Result<ItemIdentity> ExtractIdentity(const json& item, std::string_view partitio
     size_t end = partition_key_path.find('/', start);
     if (end == std::string_view::npos) end = partition_key_path.size();
     const std::string segment(partition_key_path.substr(start, end - start));
-    if (!node->is_object()) return Status::InvalidArgument("item has no partition key at " + std::string(partition_key_path));
+    if (!node->is_object())
+      return Status::InvalidArgument("item has no partition key at " + std::string(partition_key_path));
     auto it = node->find(segment);
-    if (it == node->end()) return Status::InvalidArgument("item has no partition key at " + std::string(partition_key_path));
+    if (it == node->end())
+      return Status::InvalidArgument("item has no partition key at " + std::string(partition_key_path));
     node = &*it;
     start = end + 1;
   }

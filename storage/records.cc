@@ -1,6 +1,5 @@
 #include "storage/records.h"
 
-
 #include "common/coding.h"
 #include "crypto/secret.h"
 #include "storage/item_rules.h"
@@ -107,13 +106,11 @@ Result<ItemRecord> DecodeItemRecord(std::string&& plaintext) {
 
 std::string ChangeRecord::Encode() const {
   std::string out;
-  out.reserve(64 + database.size() + container.size() + partition_key.size() + item_id.size() +
-              sealed_value.size());
+  out.reserve(64 + database.size() + container.size() + partition_key.size() + item_id.size() + sealed_value.size());
   out.push_back(static_cast<char>(kChangeRecordFormatV1));
   out.push_back(static_cast<char>(op));
-  for (std::string_view f : {std::string_view(database), std::string_view(container),
-                             std::string_view(container_rid), std::string_view(partition_key),
-                             std::string_view(item_id), std::string_view(etag)}) {
+  for (std::string_view f : {std::string_view(database), std::string_view(container), std::string_view(container_rid),
+                             std::string_view(partition_key), std::string_view(item_id), std::string_view(etag)}) {
     PutLengthPrefixed(out, f);
   }
   PutFixed64(out, static_cast<uint64_t>(ts));

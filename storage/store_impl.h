@@ -37,8 +37,7 @@ struct CachedContainer {
 };
 
 struct DocumentStore::Impl {
-  explicit Impl(StoreOptions opts, crypto::MasterKey master)
-      : options(std::move(opts)), keyring(std::move(master)) {}
+  explicit Impl(StoreOptions opts, crypto::MasterKey master) : options(std::move(opts)), keyring(std::move(master)) {}
   ~Impl();
 
   StoreOptions options;
@@ -56,8 +55,7 @@ struct DocumentStore::Impl {
   mutable std::array<std::mutex, kItemLockStripes> item_locks;
 
   // REQUIRES: ddl_mu held (shared or exclusive).
-  Result<std::shared_ptr<const CachedContainer>> FindContainer(std::string_view db,
-                                                               std::string_view container) const;
+  Result<std::shared_ptr<const CachedContainer>> FindContainer(std::string_view db, std::string_view container) const;
   std::mutex& ItemLock(std::string_view item_key) const {
     return item_locks[std::hash<std::string_view>{}(item_key) % kItemLockStripes];
   }

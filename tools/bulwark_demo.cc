@@ -11,8 +11,8 @@
 #include <iostream>
 #include <string>
 
-#include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
+#include <CLI/CLI.hpp>
 
 #include "crypto/master_key.h"
 #include "crypto/secret.h"
@@ -63,7 +63,6 @@ void Check(const Status& s, std::string_view what) {
 }
 
 void Tour(storage::DocumentStore& store) {
-
   if (!store.ReadDatabase("demo").ok()) Check(store.CreateDatabase("demo").status(), "create database");
   if (!store.ReadContainer("demo", "orders").ok()) {
     Check(store.CreateContainer("demo", "orders", "/tenant").status(), "create container");
@@ -103,8 +102,8 @@ int RunDemo(const fs::path& data_dir, const std::string& key_uri) {
   {
     auto opened = storage::DocumentStore::Open(options, std::move(master).value());
     Check(opened.status(), "opening the store");
-    std::cout << "opened " << options.path << " (master key " << (*opened)->master_key_id()
-              << ", change log at LSN " << (*opened)->last_lsn() << ")\n";
+    std::cout << "opened " << options.path << " (master key " << (*opened)->master_key_id() << ", change log at LSN "
+              << (*opened)->last_lsn() << ")\n";
     Tour(**opened);
   }  // closed here, so every file is flushed before the scan
   const int hits = CountFilesContaining(data_dir / "store", kSecretMarker);

@@ -5,9 +5,9 @@
 #include <set>
 #include <thread>
 
+#include <rocksdb/db.h>
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
-#include <rocksdb/db.h>
 
 #include "storage/document_store.h"
 #include "storage/item_rules.h"
@@ -65,7 +65,8 @@ struct RawDb {
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
   explicit RawDb(const std::string& path) {
     std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
-    for (const char* name : {"default", "meta", "items", "changelog"}) cfs.emplace_back(name, rocksdb::ColumnFamilyOptions());
+    for (const char* name : {"default", "meta", "items", "changelog"})
+      cfs.emplace_back(name, rocksdb::ColumnFamilyOptions());
     rocksdb::DB* raw = nullptr;
     REQUIRE(rocksdb::DB::Open(rocksdb::Options(), path, cfs, &handles, &raw).ok());
     db.reset(raw);
@@ -218,7 +219,8 @@ TEST_CASE("Items: each bad input gets a typed error and loses nothing", "[storag
 TEST_CASE("Lists paginate with continuation tokens, per container and per partition", "[storage][store]") {
   Fixture f;
   REQUIRE(f.store->CreateContainer("db", "other", "/tenant").ok());
-  for (int i = 0; i < 25; ++i) REQUIRE(f.store->CreateItem("db", "c", Doc("i" + std::to_string(i), i % 2 ? "odd" : "even")).ok());
+  for (int i = 0; i < 25; ++i)
+    REQUIRE(f.store->CreateItem("db", "c", Doc("i" + std::to_string(i), i % 2 ? "odd" : "even")).ok());
   REQUIRE(f.store->CreateItem("db", "other", Doc("x", "odd")).ok());
 
   std::set<std::string> seen;

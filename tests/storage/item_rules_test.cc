@@ -73,8 +73,7 @@ TEST_CASE("Identity: id and partition-key value from the document", "[storage][r
   auto missing = ExtractIdentity(doc(R"({"id":"o1"})"), "/tenant");
   CHECK(missing.status().code() == Code::kInvalidArgument);
   CHECK(missing.status().message().find("partition key") != std::string::npos);
-  CHECK(ExtractIdentity(doc(R"({"id":"o1","tenant":{"x":1}})"), "/tenant").status().code() ==
-        Code::kInvalidArgument);
+  CHECK(ExtractIdentity(doc(R"({"id":"o1","tenant":{"x":1}})"), "/tenant").status().code() == Code::kInvalidArgument);
   CHECK(ExtractIdentity(doc(R"({"id":"o1","a":5})"), "/a/zip").status().code() == Code::kInvalidArgument);
   const std::string long_key = R"({"id":"o1","tenant":")" + std::string(kMaxPartitionKeyBytes, 'k') + "\"}";
   CHECK(ExtractIdentity(doc(long_key.c_str()), "/tenant").status().code() == Code::kInvalidArgument);
