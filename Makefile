@@ -20,10 +20,11 @@ configure: deps $(BUILD_DIR)/build.ninja
 build: configure
 	cmake --build $(BUILD_DIR) -j $(JOBS)
 
-# The main job on an embedded default. Until the server lands this is a
-# guided demo of the encrypted storage engine in ./bulwark-data.
+# The main job on an embedded default: a local cluster on loopback with keys
+# and certificates generated on first run in ./.bulwark (reused afterwards).
+# Ctrl-C stops it cleanly.
 run: build
-	$(BUILD_DIR)/bin/bulwark-demo --data-dir bulwark-data
+	$(BUILD_DIR)/bin/bulwark cluster up
 
 test: build
 	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS) --timeout 900

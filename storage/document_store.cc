@@ -445,6 +445,36 @@ std::vector<uint32_t> DocumentStore::DataKeyVersions(std::string_view db, std::s
   return impl_->keyring.Versions((*c)->info.rid);
 }
 
+namespace {
+
+std::string SecretContext(std::string_view name) { return "bulwark.secret.v1|" + std::string(name); }
+
+std::string EncodeSecret(int64_t created, std::string wrapped) {
+  std::string out;
+  PutFixed64(out, static_cast<uint64_t>(created));
+  out += wrapped;
+  return out;
+}
+
+// Every stored secret re-wrapped under `next`, as mutations. Runs under the
+// exclusive DDL lock, as part of a master-key rotation.
+Status RewrapSecrets(const DocumentStore::Impl& s, const crypto::MasterKey& next, std::vector<Mutation>& m) {
+  std::unique_ptr<rocksdb::Iterator> it(s.db->NewIterator(rocksdb::ReadOptions(), s.meta));
+  const std::string prefix(kSecretMetaPrefix);
+  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
+    const std::string name = it->key().ToString().substr(prefix.size());
+    std::string_view value = it->value().ToStringView();
+    uint64_t created = 0;
+    if (!GetFixed64(value, created)) return Status::Corruption("secret '" + name + "' is malformed");
+    BULWARK_ASSIGN_OR_RETURN(auto secret, s.keyring.UnwrapSecret(value, SecretContext(name)));
+    m.push_back({Mutation::Kind::kPut, s.meta, it->key().ToString(),
+                 EncodeSecret(static_cast<int64_t>(created), next.Wrap(secret.view(), SecretContext(name)))});
+  }
+  return FromRocks(it->status(), "cannot read secrets");
+}
+
+}  // namespace
+
 Status DocumentStore::RotateMasterKey(crypto::MasterKey new_master) {
   std::unique_lock lock(impl_->ddl_mu);
   const auto records = impl_->keyring.RewrapAll(new_master, NowUnixSeconds());
@@ -452,6 +482,7 @@ Status DocumentStore::RotateMasterKey(crypto::MasterKey new_master) {
   for (const auto& r : records) {
     m.push_back({Mutation::Kind::kPut, impl_->meta, DataKeyMetaKey(r.container_rid, r.version), r.EncodeValue()});
   }
+  BULWARK_RETURN_IF_ERROR(RewrapSecrets(*impl_, new_master, m));
   m.push_back({Mutation::Kind::kPut, impl_->meta, std::string(kKeyCheckKey),
                EncodeKeyCheck(new_master.id(),
                               [&](std::string_view k, std::string_view ctx) { return new_master.Wrap(k, ctx); })});
@@ -463,6 +494,37 @@ Status DocumentStore::RotateMasterKey(crypto::MasterKey new_master) {
 }
 
 std::string DocumentStore::master_key_id() const { return impl_->keyring.master_key_id(); }
+
+
+Result<StoredSecret> DocumentStore::LoadOrCreateSecret(std::string_view name, size_t size) {
+  if (name.empty() || name.size() > 128) return Status::InvalidArgument("a secret needs a name of 1..128 bytes");
+  std::unique_lock lock(impl_->ddl_mu);
+  const std::string key = std::string(kSecretMetaPrefix) + std::string(name);
+  auto stored = impl_->Get(impl_->meta, key);
+  if (stored.ok()) {
+    std::string_view value = *stored;
+    uint64_t created = 0;
+    if (!GetFixed64(value, created)) return Status::Corruption("secret '" + std::string(name) + "' is malformed");
+    BULWARK_ASSIGN_OR_RETURN(auto secret, impl_->keyring.UnwrapSecret(value, SecretContext(name)));
+    return StoredSecret{std::move(secret), static_cast<int64_t>(created)};
+  }
+  if (stored.status().code() != Code::kNotFound) return stored.status();
+  StoredSecret fresh{crypto::SecretBytes::Random(size), NowUnixSeconds()};
+  std::vector<Mutation> m{{Mutation::Kind::kPut, impl_->meta, key,
+                           EncodeSecret(fresh.created_unix_s,
+                                        impl_->keyring.WrapSecret(fresh.value.view(), SecretContext(name)))}};
+  BULWARK_RETURN_IF_ERROR(impl_->queue->Commit(std::move(m), nullptr).status());
+  return fresh;
+}
+
+uint64_t DocumentStore::ApproximateDiskBytes() const {
+  uint64_t total = 0;
+  for (auto* cf : impl_->handles) {
+    uint64_t bytes = 0;
+    if (impl_->db->GetIntProperty(cf, "rocksdb.live-sst-files-size", &bytes)) total += bytes;
+  }
+  return total;
+}
 
 // ---- Change log ------------------------------------------------------------
 

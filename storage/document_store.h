@@ -71,6 +71,12 @@ struct ListOptions {
   std::string continuation;              // from the previous page; empty for the first
 };
 
+// A named secret the store keeps for the node (e.g. an account key).
+struct StoredSecret {
+  crypto::SecretBytes value;
+  int64_t created_unix_s = 0;
+};
+
 struct ItemPage {
   std::vector<std::string> items;  // JSON texts
   std::string continuation;        // empty when there are no more
@@ -121,6 +127,14 @@ class DocumentStore {
   // store opens with only the new key.
   Status RotateMasterKey(crypto::MasterKey new_master);
   std::string master_key_id() const;
+
+  // The secret called `name` (e.g. "account-key/primary"); on first use,
+  // `size` fresh random bytes. Stored only wrapped by the master key (and
+  // re-wrapped by RotateMasterKey). InvalidArgument for a bad name.
+  Result<StoredSecret> LoadOrCreateSecret(std::string_view name, size_t size);
+
+  // Approximate bytes of live data on disk (SST files of every column family).
+  uint64_t ApproximateDiskBytes() const;
 
   // The change log, from `from_lsn` (inclusive), at most `max_records`.
   Result<std::vector<ChangeRecord>> ReadChangeLog(uint64_t from_lsn, size_t max_records) const;

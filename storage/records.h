@@ -31,6 +31,7 @@ std::string DataKeyMetaKey(std::string_view rid_hex, uint32_t version);
 constexpr std::string_view kDataKeyMetaPrefix = "k/";
 constexpr std::string_view kDatabaseMetaPrefix = "d/";
 constexpr std::string_view kContainerMetaPrefixAll = "c/";
+constexpr std::string_view kSecretMetaPrefix = "x/";
 constexpr std::string_view kFormatKey = "s/format";
 constexpr std::string_view kKeyCheckKey = "s/keycheck";
 

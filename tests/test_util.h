@@ -7,7 +7,8 @@
 namespace bulwark::testing {
 
 // A fresh directory under $TMPDIR (or /tmp), removed with everything in it
-// when the object goes out of scope.
+// when the object goes out of scope, unless BULWARK_KEEP_TEST_DIRS=1 (for
+// reading a failed test's node logs).
 class TempDir {
  public:
   TempDir() {
@@ -16,6 +17,7 @@ class TempDir {
     path_ = ::mkdtemp(tmpl.data());
   }
   ~TempDir() {
+    if (const char* keep = std::getenv("BULWARK_KEEP_TEST_DIRS"); keep && std::string(keep) == "1") return;
     std::error_code ec;
     std::filesystem::remove_all(path_, ec);
   }

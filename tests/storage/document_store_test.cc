@@ -354,6 +354,27 @@ TEST_CASE("Master-key rotation: afterwards only the new key opens the store", "[
   }
 }
 
+TEST_CASE("Stored secrets: created once, survive restart and master-key rotation", "[storage][store][keys]") {
+  Fixture f;
+  auto first = f.store->LoadOrCreateSecret("account-key/primary", 64);
+  REQUIRE(first.ok());
+  CHECK(first->value.size() == 64);
+  auto again = f.store->LoadOrCreateSecret("account-key/primary", 64);
+  REQUIRE(again.ok());
+  CHECK(again->value.Equals(first->value));
+  CHECK_FALSE(f.store->LoadOrCreateSecret("account-key/secondary", 64)->value.Equals(first->value));
+  CHECK(f.store->LoadOrCreateSecret("", 64).status().code() == Code::kInvalidArgument);
+  const crypto::MasterKey next = crypto::MasterKey::Generate();
+  REQUIRE(f.store->RotateMasterKey(next.Clone()).ok());
+  f.store.reset();
+  f.key = next.Clone();
+  f.Reopen();
+  auto after = f.store->LoadOrCreateSecret("account-key/primary", 64);
+  REQUIRE(after.ok());
+  CHECK(after->value.Equals(first->value));
+  CHECK(after->created_unix_s == first->created_unix_s);
+}
+
 TEST_CASE("DEK rotation: new writes use the new version, old items stay readable", "[storage][store][keys]") {
   Fixture f;
   REQUIRE(f.store->UpsertItem("db", "c", Doc("old", "t", 1)).ok());

@@ -1,0 +1,380 @@
+#include "client/client.h"
+
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <sstream>
+#include <thread>
+
+#include <grpcpp/grpcpp.h>
+#include <nlohmann/json.hpp>
+
+#include "bulwark/v1/admin.grpc.pb.h"
+#include "bulwark/v1/document.grpc.pb.h"
+#include "crypto/secret.h"
+#include "security/request_signing.h"
+
+namespace bulwark::client {
+namespace {
+
+namespace v1 = ::bulwark::v1;
+using security::ResourceRef;
+
+Code FromGrpcCode(grpc::StatusCode code) {
+  switch (code) {
+    case grpc::StatusCode::OK: return Code::kOk;
+    case grpc::StatusCode::INVALID_ARGUMENT: return Code::kInvalidArgument;
+    case grpc::StatusCode::NOT_FOUND: return Code::kNotFound;
+    case grpc::StatusCode::ALREADY_EXISTS: return Code::kAlreadyExists;
+    case grpc::StatusCode::ABORTED: return Code::kPreconditionFailed;
+    case grpc::StatusCode::OUT_OF_RANGE: return Code::kTooLarge;
+    case grpc::StatusCode::FAILED_PRECONDITION: return Code::kFailedPrecondition;
+    case grpc::StatusCode::PERMISSION_DENIED: return Code::kPermissionDenied;
+    case grpc::StatusCode::UNAUTHENTICATED: return Code::kUnauthenticated;
+    case grpc::StatusCode::DATA_LOSS: return Code::kCorruption;
+    case grpc::StatusCode::UNAVAILABLE: return Code::kUnavailable;
+    // The server cancelled a call it had not started (it was stopping).
+    case grpc::StatusCode::CANCELLED: return Code::kUnavailable;
+    case grpc::StatusCode::DEADLINE_EXCEEDED: return Code::kDeadlineExceeded;
+    case grpc::StatusCode::RESOURCE_EXHAUSTED: return Code::kResourceExhausted;
+    default: return Code::kInternal;
+  }
+}
+
+Status FromGrpc(const grpc::Status& s) {
+  if (s.ok()) return Status::Ok();
+  const std::string msg = s.error_message();
+  switch (FromGrpcCode(s.error_code())) {
+    case Code::kInvalidArgument: return Status::InvalidArgument(msg);
+    case Code::kNotFound: return Status::NotFound(msg);
+    case Code::kAlreadyExists: return Status::AlreadyExists(msg);
+    case Code::kPreconditionFailed: return Status::PreconditionFailed(msg);
+    case Code::kTooLarge: return Status::TooLarge(msg);
+    case Code::kFailedPrecondition: return Status::FailedPrecondition(msg);
+    case Code::kPermissionDenied: return Status::PermissionDenied(msg);
+    case Code::kUnauthenticated: return Status::Unauthenticated(msg);
+    case Code::kCorruption: return Status::Corruption(msg);
+    case Code::kUnavailable: return Status::Unavailable(msg);
+    case Code::kDeadlineExceeded: return Status::DeadlineExceeded(msg);
+    case Code::kResourceExhausted: return Status::ResourceExhausted(msg);
+    default: return Status::Internal(msg.empty() ? "gRPC error " + std::to_string(s.error_code()) : msg);
+  }
+}
+
+v1::ConsistencyLevel ToProto(const std::optional<ConsistencyLevel>& level) {
+  return level ? static_cast<v1::ConsistencyLevel>(*level) : v1::CONSISTENCY_LEVEL_UNSPECIFIED;
+}
+
+uint64_t TokenPosition(const std::string& token) {
+  const size_t hash = token.rfind('#');
+  if (hash == std::string::npos) return 0;
+  try {
+    return std::stoull(token.substr(hash + 1));
+  } catch (const std::exception&) {
+    return 0;
+  }
+}
+
+}  // namespace
+
+struct Client::Impl {
+  ClientOptions options;
+  crypto::SecretBytes key;
+  std::unique_ptr<v1::DocumentService::Stub> documents;
+  std::unique_ptr<v1::AdminService::Stub> admin;
+
+  mutable std::mutex sessions_mu;
+  std::map<std::string, std::string> sessions;  // GUARDED_BY(sessions_mu): "db/container" -> newest token
+
+  void Prepare(grpc::ClientContext& ctx, const ResourceRef& ref) const {
+    ctx.set_deadline(std::chrono::system_clock::now() + options.deadline);
+    const std::string date = security::FormatHttpDate(std::chrono::system_clock::now());
+    ctx.AddMetadata(std::string(security::kDateHeader), date);
+    ctx.AddMetadata(std::string(security::kAuthorizationHeader), security::SignWithMasterKey(key, ref, date));
+  }
+
+  // One RPC, signed; reads retry on UNAVAILABLE with exponential backoff.
+  template <typename Call>
+  Status Invoke(const ResourceRef& ref, bool retry, Call&& call) const {
+    auto backoff = options.retry_backoff;
+    for (int attempt = 0;; ++attempt) {
+      grpc::ClientContext ctx;
+      Prepare(ctx, ref);
+      const grpc::Status s = call(ctx);
+      if (s.ok() || !retry || s.error_code() != grpc::StatusCode::UNAVAILABLE || attempt >= options.max_read_retries) {
+        return FromGrpc(s);
+      }
+      std::this_thread::sleep_for(backoff);
+      backoff *= 2;
+    }
+  }
+
+  void Remember(const std::string& db, const std::string& container, const std::string& token) {
+    if (token.empty()) return;
+    std::lock_guard lock(sessions_mu);
+    std::string& held = sessions[db + "/" + container];
+    if (TokenPosition(token) >= TokenPosition(held)) held = token;
+  }
+  std::string Session(const std::string& db, const std::string& container) const {
+    std::lock_guard lock(sessions_mu);
+    auto it = sessions.find(db + "/" + container);
+    return it == sessions.end() ? std::string() : it->second;
+  }
+};
+
+Client::Client(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Client::~Client() = default;
+
+Result<std::unique_ptr<Client>> Client::Connect(const ClientOptions& options) {
+  if (options.endpoint.empty()) return Status::InvalidArgument("no endpoint: give host:port");
+  if (options.key.empty()) return Status::InvalidArgument("no account key");
+  auto impl = std::make_unique<Impl>();
+  impl->options = options;
+  auto key = crypto::Base64DecodeSecret(options.key);
+  if (!key.ok() || key->empty()) return Status::InvalidArgument("the account key is not valid base64");
+  impl->key = std::move(key).value();
+  std::shared_ptr<grpc::ChannelCredentials> creds;
+  if (options.insecure) {
+    creds = grpc::InsecureChannelCredentials();
+  } else {
+    grpc::SslCredentialsOptions ssl;
+    if (!options.ca_file.empty()) {
+      std::ifstream in(options.ca_file);
+      if (!in) return Status::NotFound("cannot read the CA file '" + options.ca_file + "'");
+      std::stringstream pem;
+      pem << in.rdbuf();
+      ssl.pem_root_certs = pem.str();
+    }
+    creds = grpc::SslCredentials(ssl);
+  }
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(64 * 1024 * 1024);
+  auto channel = grpc::CreateCustomChannel(options.endpoint, creds, args);
+  impl->documents = v1::DocumentService::NewStub(channel);
+  impl->admin = v1::AdminService::NewStub(channel);
+  return std::unique_ptr<Client>(new Client(std::move(impl)));
+}
+
+namespace {
+Database ToDatabase(const v1::Database& d) { return {d.id(), d.etag(), d.ts()}; }
+Container ToContainer(const v1::Container& c) {
+  return {c.database(), c.id(), c.partition_key_path(), c.rid(), c.etag(), c.ts()};
+}
+}  // namespace
+
+Result<Database> Client::CreateDatabase(const std::string& db) {
+  v1::CreateDatabaseRequest req;
+  req.set_database(db);
+  v1::DatabaseResponse resp;
+  BULWARK_RETURN_IF_ERROR(impl_->Invoke(security::DatabaseFeedRef("post"), false, [&](grpc::ClientContext& ctx) {
+    return impl_->documents->CreateDatabase(&ctx, req, &resp);
+  }));
+  return ToDatabase(resp.database());
+}
+
+Result<Database> Client::ReadDatabase(const std::string& db) {
+  v1::ReadDatabaseRequest req;
+  req.set_database(db);
+  v1::DatabaseResponse resp;
+  BULWARK_RETURN_IF_ERROR(impl_->Invoke(security::DatabaseRef("get", db), true, [&](grpc::ClientContext& ctx) {
+    return impl_->documents->ReadDatabase(&ctx, req, &resp);
+  }));
+  return ToDatabase(resp.database());
+}
+
+Result<std::vector<Database>> Client::ListDatabases() {
+  v1::ListDatabasesRequest req;
+  v1::ListDatabasesResponse resp;
+  BULWARK_RETURN_IF_ERROR(impl_->Invoke(security::DatabaseFeedRef("get"), true, [&](grpc::ClientContext& ctx) {
+    return impl_->documents->ListDatabases(&ctx, req, &resp);
+  }));
+  std::vector<Database> out;
+  for (const auto& d : resp.databases()) out.push_back(ToDatabase(d));
+  return out;
+}
+
+Status Client::DeleteDatabase(const std::string& db) {
+  v1::DeleteDatabaseRequest req;
+  req.set_database(db);
+  v1::DeleteResponse resp;
+  return impl_->Invoke(security::DatabaseRef("delete", db), false, [&](grpc::ClientContext& ctx) {
+    return impl_->documents->DeleteDatabase(&ctx, req, &resp);
+  });
+}
+
+Result<Container> Client::CreateContainer(const std::string& db, const std::string& container,
+                                          const std::string& partition_key_path) {
+  v1::CreateContainerRequest req;
+  req.set_database(db);
+  req.set_container(container);
+  req.set_partition_key_path(partition_key_path);
+  v1::ContainerResponse resp;
+  BULWARK_RETURN_IF_ERROR(impl_->Invoke(security::ContainerFeedRef("post", db), false, [&](grpc::ClientContext& ctx) {
+    return impl_->documents->CreateContainer(&ctx, req, &resp);
+  }));
+  return ToContainer(resp.container());
+}
+
+Result<Container> Client::ReadContainer(const std::string& db, const std::string& container) {
+  v1::ReadContainerRequest req;
+  req.set_database(db);
+  req.set_container(container);
+  v1::ContainerResponse resp;
+  BULWARK_RETURN_IF_ERROR(impl_->Invoke(security::ContainerRef("get", db, container), true,
+                                        [&](grpc::ClientContext& ctx) {
+                                          return impl_->documents->ReadContainer(&ctx, req, &resp);
+                                        }));
+  return ToContainer(resp.container());
+}
+
+Result<std::vector<Container>> Client::ListContainers(const std::string& db) {
+  v1::ListContainersRequest req;
+  req.set_database(db);
+  v1::ListContainersResponse resp;
+  BULWARK_RETURN_IF_ERROR(impl_->Invoke(security::ContainerFeedRef("get", db), true, [&](grpc::ClientContext& ctx) {
+    return impl_->documents->ListContainers(&ctx, req, &resp);
+  }));
+  std::vector<Container> out;
+  for (const auto& c : resp.containers()) out.push_back(ToContainer(c));
+  return out;
+}
+
+Status Client::DeleteContainer(const std::string& db, const std::string& container) {
+  v1::DeleteContainerRequest req;
+  req.set_database(db);
+  req.set_container(container);
+  v1::DeleteResponse resp;
+  return impl_->Invoke(security::ContainerRef("delete", db, container), false, [&](grpc::ClientContext& ctx) {
+    return impl_->documents->DeleteContainer(&ctx, req, &resp);
+  });
+}
+
+namespace {
+enum class WriteKind { kCreate, kUpsert, kReplace };
+
+Result<Item> WriteItem(Client::Impl& impl, WriteKind kind, const std::string& db, const std::string& container,
+                       const std::string& id, const std::string& json, const std::string& if_match) {
+  v1::WriteItemRequest req;
+  req.set_database(db);
+  req.set_container(container);
+  req.set_item_json(json);
+  req.set_id(id);
+  req.set_if_match(if_match);
+  req.set_request_id(crypto::HexEncode(crypto::RandomBytes(16)));
+  v1::ItemResponse resp;
+  const ResourceRef ref = kind == WriteKind::kReplace ? security::ItemRef("put", db, container, id)
+                                                      : security::ItemFeedRef("post", db, container);
+  BULWARK_RETURN_IF_ERROR(impl.Invoke(ref, false, [&](grpc::ClientContext& ctx) {
+    switch (kind) {
+      case WriteKind::kCreate: return impl.documents->CreateItem(&ctx, req, &resp);
+      case WriteKind::kUpsert: return impl.documents->UpsertItem(&ctx, req, &resp);
+      case WriteKind::kReplace: break;
+    }
+    return impl.documents->ReplaceItem(&ctx, req, &resp);
+  }));
+  impl.Remember(db, container, resp.session_token());
+  return Item{resp.item_json(), resp.etag(), resp.ts(), resp.session_token()};
+}
+}  // namespace
+
+Result<Item> Client::CreateItem(const std::string& db, const std::string& container, const std::string& json) {
+  return WriteItem(*impl_, WriteKind::kCreate, db, container, "", json, "");
+}
+
+Result<Item> Client::UpsertItem(const std::string& db, const std::string& container, const std::string& json) {
+  return WriteItem(*impl_, WriteKind::kUpsert, db, container, "", json, "");
+}
+
+Result<Item> Client::ReplaceItem(const std::string& db, const std::string& container, const std::string& id,
+                                 const std::string& json, const std::string& if_match) {
+  return WriteItem(*impl_, WriteKind::kReplace, db, container, id, json, if_match);
+}
+
+Result<Item> Client::ReadItem(const std::string& db, const std::string& container,
+                              const std::string& partition_key_json, const std::string& id,
+                              const ReadOptions& options) {
+  v1::ReadItemRequest req;
+  req.set_database(db);
+  req.set_container(container);
+  req.set_partition_key_json(partition_key_json);
+  req.set_id(id);
+  req.mutable_options()->set_consistency(ToProto(options.consistency));
+  req.mutable_options()->set_session_token(impl_->Session(db, container));
+  v1::ItemResponse resp;
+  BULWARK_RETURN_IF_ERROR(impl_->Invoke(security::ItemRef("get", db, container, id), true,
+                                        [&](grpc::ClientContext& ctx) {
+                                          return impl_->documents->ReadItem(&ctx, req, &resp);
+                                        }));
+  impl_->Remember(db, container, resp.session_token());
+  return Item{resp.item_json(), resp.etag(), resp.ts(), resp.session_token()};
+}
+
+Status Client::DeleteItem(const std::string& db, const std::string& container, const std::string& partition_key_json,
+                          const std::string& id, const std::string& if_match) {
+  v1::DeleteItemRequest req;
+  req.set_database(db);
+  req.set_container(container);
+  req.set_partition_key_json(partition_key_json);
+  req.set_id(id);
+  req.set_if_match(if_match);
+  req.set_request_id(crypto::HexEncode(crypto::RandomBytes(16)));
+  v1::DeleteResponse resp;
+  BULWARK_RETURN_IF_ERROR(impl_->Invoke(security::ItemRef("delete", db, container, id), false,
+                                        [&](grpc::ClientContext& ctx) {
+                                          return impl_->documents->DeleteItem(&ctx, req, &resp);
+                                        }));
+  impl_->Remember(db, container, resp.session_token());
+  return Status::Ok();
+}
+
+Result<ItemPage> Client::ListItems(const std::string& db, const std::string& container, const ListOptions& options) {
+  v1::ListItemsRequest req;
+  req.set_database(db);
+  req.set_container(container);
+  if (options.partition_key_json) req.set_partition_key_json(*options.partition_key_json);
+  req.set_max_items(options.max_items);
+  req.set_continuation(options.continuation);
+  req.mutable_options()->set_consistency(ToProto(options.consistency));
+  req.mutable_options()->set_session_token(impl_->Session(db, container));
+  v1::ListItemsResponse resp;
+  BULWARK_RETURN_IF_ERROR(impl_->Invoke(security::ItemFeedRef("get", db, container), true,
+                                        [&](grpc::ClientContext& ctx) {
+                                          return impl_->documents->ListItems(&ctx, req, &resp);
+                                        }));
+  impl_->Remember(db, container, resp.session_token());
+  ItemPage page;
+  page.items.assign(resp.items_json().begin(), resp.items_json().end());
+  page.continuation = resp.continuation();
+  return page;
+}
+
+Result<NodeStatus> Client::GetStatus() {
+  v1::StatusRequest req;
+  v1::StatusResponse resp;
+  BULWARK_RETURN_IF_ERROR(impl_->Invoke(security::AccountRef("get"), true, [&](grpc::ClientContext& ctx) {
+    return impl_->admin->Status(&ctx, req, &resp);
+  }));
+  NodeStatus s;
+  s.node_id = resp.node_id();
+  s.region = resp.region();
+  s.version = resp.version();
+  s.uptime_s = resp.uptime_s();
+  s.last_lsn = resp.last_lsn();
+  s.default_consistency = static_cast<ConsistencyLevel>(resp.default_consistency());
+  s.tls = resp.tls();
+  s.live_data_bytes = resp.live_data_bytes();
+  s.master_key_id = resp.master_key_id();
+  return s;
+}
+
+std::string Client::SessionToken(const std::string& db, const std::string& container) const {
+  return impl_->Session(db, container);
+}
+
+std::string PartitionKeyArgToJson(const std::string& arg) {
+  const nlohmann::json v = nlohmann::json::parse(arg, nullptr, false);
+  if (!v.is_discarded() && (v.is_number() || v.is_boolean() || v.is_null() || v.is_string())) return v.dump();
+  return nlohmann::json(arg).dump();
+}
+
+}  // namespace bulwark::client

@@ -1,0 +1,133 @@
+#pragma once
+// bulwark::client::Client: the C++ client library.
+//
+// Every request is signed with the account key (Cosmos DB master-key scheme)
+// and sent over TLS to one endpoint. The client remembers the newest session
+// token of each container it wrote or read and sends it with reads, so a
+// Session read sees the client's own writes. Reads and lists are retried with
+// exponential backoff on UNAVAILABLE; writes are not retried (until the server
+// deduplicates by request id, a retried write could apply twice).
+//
+// Ownership: Connect returns the only owner. Thread safety: all methods may be
+// called concurrently. Errors come back as Status with the server's message;
+// the code tells what to do (see common/status.h).
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/consistency.h"
+#include "common/status.h"
+
+namespace bulwark::client {
+
+struct ClientOptions {
+  std::string endpoint;  // host:port
+  std::string ca_file;   // PEM of the CA that signed the server's certificate
+  std::string key;       // the account key, base64
+  bool insecure = false; // plaintext: only against a server started with --insecure
+  std::chrono::milliseconds deadline{30'000};
+  int max_read_retries = 3;
+  std::chrono::milliseconds retry_backoff{50};
+};
+
+struct Database {
+  std::string id;
+  std::string etag;
+  int64_t ts = 0;
+};
+
+struct Container {
+  std::string database;
+  std::string id;
+  std::string partition_key_path;
+  std::string rid;
+  std::string etag;
+  int64_t ts = 0;
+};
+
+struct Item {
+  std::string json;
+  std::string etag;
+  int64_t ts = 0;
+  std::string session_token;
+};
+
+struct ItemPage {
+  std::vector<std::string> items;
+  std::string continuation;
+};
+
+struct ReadOptions {
+  std::optional<ConsistencyLevel> consistency;  // the account default if empty
+};
+
+struct ListOptions {
+  std::optional<std::string> partition_key_json;
+  uint32_t max_items = 0;  // the server's default
+  std::string continuation;
+  std::optional<ConsistencyLevel> consistency;
+};
+
+struct NodeStatus {
+  std::string node_id;
+  std::string region;
+  std::string version;
+  int64_t uptime_s = 0;
+  uint64_t last_lsn = 0;
+  ConsistencyLevel default_consistency = ConsistencyLevel::kSession;
+  bool tls = false;
+  uint64_t live_data_bytes = 0;
+  std::string master_key_id;
+};
+
+class Client {
+ public:
+  // InvalidArgument for a missing endpoint or key, NotFound for an unreadable
+  // CA file. Connecting is lazy: an unreachable server shows on the first call.
+  static Result<std::unique_ptr<Client>> Connect(const ClientOptions& options);
+  ~Client();
+
+  Result<Database> CreateDatabase(const std::string& db);
+  Result<Database> ReadDatabase(const std::string& db);
+  Result<std::vector<Database>> ListDatabases();
+  Status DeleteDatabase(const std::string& db);
+
+  Result<Container> CreateContainer(const std::string& db, const std::string& container,
+                                    const std::string& partition_key_path);
+  Result<Container> ReadContainer(const std::string& db, const std::string& container);
+  Result<std::vector<Container>> ListContainers(const std::string& db);
+  Status DeleteContainer(const std::string& db, const std::string& container);
+
+  Result<Item> CreateItem(const std::string& db, const std::string& container, const std::string& json);
+  Result<Item> UpsertItem(const std::string& db, const std::string& container, const std::string& json);
+  Result<Item> ReplaceItem(const std::string& db, const std::string& container, const std::string& id,
+                           const std::string& json, const std::string& if_match = {});
+  // `partition_key_json` is the value as JSON: "\"acme\"", "42".
+  Result<Item> ReadItem(const std::string& db, const std::string& container, const std::string& partition_key_json,
+                        const std::string& id, const ReadOptions& options = {});
+  Status DeleteItem(const std::string& db, const std::string& container, const std::string& partition_key_json,
+                    const std::string& id, const std::string& if_match = {});
+  Result<ItemPage> ListItems(const std::string& db, const std::string& container, const ListOptions& options = {});
+
+  Result<NodeStatus> GetStatus();
+
+  // The newest session token this client holds for a container ("" if none).
+  std::string SessionToken(const std::string& db, const std::string& container) const;
+
+  struct Impl;
+
+ private:
+  explicit Client(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// Converts a partition-key value typed by a person into JSON: valid JSON
+// scalars (42, true, null, "quoted") stay as they are, anything else becomes a
+// JSON string ("acme" -> "\"acme\"").
+std::string PartitionKeyArgToJson(const std::string& arg);
+
+}  // namespace bulwark::client

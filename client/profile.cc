@@ -1,0 +1,50 @@
+#include "client/profile.h"
+
+#include <sys/stat.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+namespace bulwark::client {
+
+Result<ClientOptions> LoadProfile(const std::string& dir) {
+  ClientOptions options;
+  const std::filesystem::path path = std::filesystem::path(dir) / kProfileFile;
+  std::ifstream in(path);
+  if (in) {
+    const nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
+    if (j.is_discarded() || !j.is_object()) {
+      return Status::InvalidArgument(path.string() + " is not a JSON object; delete it or run: bulwark cluster up");
+    }
+    auto text = [&](const char* name) -> Result<std::string> {
+      if (!j.contains(name)) return std::string();
+      if (!j[name].is_string()) return Status::InvalidArgument(path.string() + ": '" + name + "' must be a string");
+      return j[name].get<std::string>();
+    };
+    BULWARK_ASSIGN_OR_RETURN(options.endpoint, text("endpoint"));
+    BULWARK_ASSIGN_OR_RETURN(options.ca_file, text("ca_file"));
+    BULWARK_ASSIGN_OR_RETURN(options.key, text("key"));
+    if (j.contains("insecure") && j["insecure"].is_boolean()) options.insecure = j["insecure"].get<bool>();
+  }
+  if (const char* v = std::getenv("BULWARK_ENDPOINT"); v && *v) options.endpoint = v;
+  if (const char* v = std::getenv("BULWARK_CA"); v && *v) options.ca_file = v;
+  if (const char* v = std::getenv("BULWARK_KEY"); v && *v) options.key = v;
+  return options;
+}
+
+Status WriteProfile(const std::string& dir, const ClientOptions& options) {
+  const std::filesystem::path path = std::filesystem::path(dir) / kProfileFile;
+  const nlohmann::json j = {{"endpoint", options.endpoint}, {"ca_file", options.ca_file}, {"key", options.key}};
+  const mode_t old_mask = ::umask(077);
+  std::ofstream out(path);
+  out << j.dump(2) << "\n";
+  out.close();
+  ::umask(old_mask);
+  if (!out) return Status::IOError("cannot write " + path.string());
+  return Status::Ok();
+}
+
+}  // namespace bulwark::client

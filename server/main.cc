@@ -1,0 +1,259 @@
+// bulwarkd: one Bulwark node. Configuration from a YAML file and flags (see
+// docs/configuration.md); TLS unless --insecure; a metrics/health HTTP port;
+// graceful shutdown on SIGTERM/SIGINT.
+#include <signal.h>
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <thread>
+
+#include <CLI/CLI.hpp>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <httplib.h>
+#include <spdlog/spdlog.h>
+
+#include "crypto/master_key.h"
+#include "security/request_signing.h"
+#include "server/config.h"
+#include "server/services.h"
+
+namespace fs = std::filesystem;
+using namespace bulwark;
+using namespace bulwark::server;
+
+namespace {
+
+constexpr std::string_view kPrimaryKeySecret = "account-key/primary";
+// How long a draining node keeps answering UNAVAILABLE before it closes its
+// port, so clients with requests on the wire hear a clear refusal.
+constexpr uint32_t kDrainLingerMs = 200;
+// gRPC's own stop after a complete drain (see Run).
+constexpr uint32_t kGrpcStopMs = 500;
+
+Result<std::string> ReadFile(const std::string& path, std::string_view what) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Status::NotFound("cannot read " + std::string(what) + " '" + path + "'");
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+// Writes the account key once, 0600, for the operator or the cluster launcher.
+Status WriteAccountKeyFile(const std::string& path, const crypto::SecretBytes& key) {
+  if (path.empty() || fs::exists(path)) return Status::Ok();
+  const mode_t old_mask = ::umask(077);
+  std::ofstream out(path, std::ios::binary);
+  out << crypto::Base64Encode(key.view()) << "\n";
+  out.close();
+  ::umask(old_mask);
+  if (!out) return Status::IOError("cannot write the account key file '" + path + "'");
+  spdlog::info("event=account_key_written path={}", path);
+  return Status::Ok();
+}
+
+Result<std::shared_ptr<grpc::ServerCredentials>> MakeCredentials(const NodeConfig& c) {
+  if (c.insecure) {
+    spdlog::warn("event=insecure note=\"--insecure: the client port serves PLAINTEXT; anyone on the network can "
+                 "read and alter requests. Never use this outside a test.\"");
+    return grpc::InsecureServerCredentials();
+  }
+  BULWARK_ASSIGN_OR_RETURN(std::string cert, ReadFile(c.tls_cert_file, "TLS certificate"));
+  BULWARK_ASSIGN_OR_RETURN(std::string key, ReadFile(c.tls_key_file, "TLS key"));
+  grpc::SslServerCredentialsOptions options;
+  options.pem_key_cert_pairs.push_back({key, cert});
+  if (!c.tls_ca_file.empty()) {
+    BULWARK_ASSIGN_OR_RETURN(options.pem_root_certs, ReadFile(c.tls_ca_file, "TLS CA"));
+  }
+  // Clients authenticate with signed requests; client certificates come with RBAC.
+  options.client_certificate_request = GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE;
+  return grpc::SslServerCredentials(options);
+}
+
+// Blocks SIGTERM/SIGINT in every thread (called before any thread starts) so
+// that one thread can wait for them with sigwait.
+sigset_t BlockShutdownSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  return set;
+}
+
+int Run(NodeConfig config) {
+  const sigset_t signals = BlockShutdownSignals();
+  auto master = crypto::LoadMasterKey(config.master_key_uri);
+  if (!master.ok()) {
+    spdlog::critical("event=start_failed error=\"{}\"", master.status().ToString());
+    return 1;
+  }
+  storage::StoreOptions store_options;
+  store_options.path = (fs::path(config.data_dir) / "store").string();
+  store_options.sync_writes = config.sync_writes;
+  auto store = storage::DocumentStore::Open(store_options, std::move(master).value());
+  if (!store.ok()) {
+    spdlog::critical("event=start_failed error=\"{}\"", store.status().ToString());
+    return 1;
+  }
+  auto primary = (*store)->LoadOrCreateSecret(kPrimaryKeySecret, security::kAccountKeyBytes);
+  if (!primary.ok()) {
+    spdlog::critical("event=start_failed error=\"{}\"", primary.status().ToString());
+    return 1;
+  }
+  if (Status s = WriteAccountKeyFile(config.account_key_file, primary->value); !s.ok()) {
+    spdlog::critical("event=start_failed error=\"{}\"", s.ToString());
+    return 1;
+  }
+
+  Metrics metrics;
+  NodeContext node;
+  node.config = &config;
+  node.store = store->get();
+  node.metrics = &metrics;
+  node.primary_key = std::move(primary->value);
+  node.primary_key_created_s = primary->created_unix_s;
+  metrics.AddGauge("bulwark_storage_live_bytes", "Bytes of live SST files.",
+                   [&] { return static_cast<double>(node.store->ApproximateDiskBytes()); });
+  metrics.AddGauge("bulwark_change_log_lsn", "Last LSN written to the change log.",
+                   [&] { return static_cast<double>(node.store->last_lsn()); });
+
+  auto creds = MakeCredentials(config);
+  if (!creds.ok()) {
+    spdlog::critical("event=start_failed error=\"{}\"", creds.status().ToString());
+    return 1;
+  }
+  DocumentService documents(&node);
+  AdminService admin(&node);
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::ServerBuilder builder;
+  int bound_port = 0;
+  builder.AddListeningPort(config.listen_address, *creds, &bound_port);
+  builder.SetMaxReceiveMessageSize(static_cast<int>(config.limits.max_message_bytes));
+  builder.SetMaxSendMessageSize(static_cast<int>(config.limits.max_message_bytes));
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, static_cast<int>(config.limits.max_concurrent_streams));
+  builder.RegisterService(&documents);
+  builder.RegisterService(&admin);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (!server || bound_port == 0) {
+    spdlog::critical("event=start_failed error=\"cannot listen on {}\"", config.listen_address);
+    return 1;
+  }
+
+  httplib::Server http;
+  std::thread http_thread;
+  if (!config.metrics_address.empty()) {
+    http.Get("/metrics", [&](const httplib::Request&, httplib::Response& res) {
+      res.set_content(metrics.Render(), "text/plain; version=0.0.4");
+    });
+    http.Get("/healthz", [&](const httplib::Request&, httplib::Response& res) { res.set_content("ok\n", "text/plain"); });
+    const auto colon = config.metrics_address.rfind(':');
+    const std::string host = config.metrics_address.substr(0, colon);
+    const int port = std::stoi(config.metrics_address.substr(colon + 1));
+    if (!http.bind_to_port(host, port)) {
+      spdlog::critical("event=start_failed error=\"cannot listen on {} (metrics)\"", config.metrics_address);
+      server->Shutdown();
+      return 1;
+    }
+    http_thread = std::thread([&] { http.listen_after_bind(); });
+  }
+  spdlog::info("event=ready node={} region={} listen={} tls={} metrics={} master_key={} lsn={}", config.node_id,
+               config.region, config.listen_address, !config.insecure, config.metrics_address,
+               node.store->master_key_id(), node.store->last_lsn());
+
+  int signal_number = 0;
+  sigwait(&signals, &signal_number);
+  spdlog::info("event=shutting_down signal={} grace_ms={}", signal_number, config.limits.shutdown_grace_ms);
+  // Drain first: refuse new requests with UNAVAILABLE (clients retry
+  // elsewhere, knowing nothing was applied) while running ones finish. Only
+  // then stop gRPC, which would CANCEL calls it has queued, an ambiguous
+  // answer for a write. Finally close the store, which flushes it.
+  node.draining = true;
+  const auto drain_deadline =
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(config.limits.shutdown_grace_ms / 2);
+  while (node.in_flight > 0 && std::chrono::steady_clock::now() < drain_deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  spdlog::info("event=drained in_flight={}", node.in_flight.load());
+  std::this_thread::sleep_for(std::chrono::milliseconds(std::min<uint32_t>(kDrainLingerMs, config.limits.shutdown_grace_ms)));
+  // gRPC's Shutdown waits for idle client connections to go away, for up to
+  // its deadline. After a full drain nothing is left to protect, so give it a
+  // short one; if handlers are still running, they keep the full grace.
+  const auto grpc_grace = node.in_flight > 0 ? std::chrono::milliseconds(config.limits.shutdown_grace_ms)
+                                             : std::chrono::milliseconds(kGrpcStopMs);
+  server->Shutdown(std::chrono::system_clock::now() + grpc_grace);
+  server->Wait();
+  spdlog::info("event=grpc_stopped");
+  if (http_thread.joinable()) {
+    http.stop();
+    http_thread.join();
+  }
+  store->reset();
+  spdlog::info("event=stopped node={}", config.node_id);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"bulwarkd: a Bulwark node"};
+  std::string config_file;
+  NodeConfig flags;
+  std::string consistency;
+  app.add_option("--config", config_file, "YAML configuration file");
+  auto* node_id = app.add_option("--node-id", flags.node_id, "this node's id");
+  auto* region = app.add_option("--region", flags.region, "this node's region");
+  auto* listen = app.add_option("--listen", flags.listen_address, "client API host:port");
+  auto* metrics_listen = app.add_option("--metrics-listen", flags.metrics_address, "metrics/health host:port ('' disables)");
+  auto* data_dir = app.add_option("--data-dir", flags.data_dir, "data directory");
+  auto* key_uri = app.add_option("--master-key-uri", flags.master_key_uri, "file:PATH, env:VAR or command:PATH ARGS");
+  auto* tls_cert = app.add_option("--tls-cert", flags.tls_cert_file, "TLS certificate (PEM)");
+  auto* tls_key = app.add_option("--tls-key", flags.tls_key_file, "TLS private key (PEM)");
+  auto* tls_ca = app.add_option("--tls-ca", flags.tls_ca_file, "cluster CA (PEM)");
+  auto* account_key = app.add_option("--account-key-file", flags.account_key_file,
+                                     "write the generated primary account key here once (0600)");
+  auto* level = app.add_option("--default-consistency", consistency, "account default consistency level");
+  auto* insecure = app.add_flag("--insecure", flags.insecure, "serve PLAINTEXT gRPC (tests only)");
+  auto* log_level = app.add_option("--log-level", flags.log_level, "debug, info, warn or error");
+  CLI11_PARSE(app, argc, argv);
+
+  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e%z level=%l %v");
+  NodeConfig config;
+  if (!config_file.empty()) {
+    if (Status s = LoadConfigFile(config_file, config); !s.ok()) {
+      std::cerr << "bulwarkd: " << s.message() << "\n";
+      return 2;
+    }
+  }
+  // Flags given on the command line override the file.
+  if (*node_id) config.node_id = flags.node_id;
+  if (*region) config.region = flags.region;
+  if (*listen) config.listen_address = flags.listen_address;
+  if (*metrics_listen) config.metrics_address = flags.metrics_address;
+  if (*data_dir) config.data_dir = flags.data_dir;
+  if (*key_uri) config.master_key_uri = flags.master_key_uri;
+  if (*tls_cert) config.tls_cert_file = flags.tls_cert_file;
+  if (*tls_key) config.tls_key_file = flags.tls_key_file;
+  if (*tls_ca) config.tls_ca_file = flags.tls_ca_file;
+  if (*account_key) config.account_key_file = flags.account_key_file;
+  if (*insecure) config.insecure = flags.insecure;
+  if (*log_level) config.log_level = flags.log_level;
+  if (*level) {
+    auto parsed = ParseConsistency(consistency);
+    if (!parsed) {
+      std::cerr << "bulwarkd: --default-consistency must be Strong, BoundedStaleness, Session, ConsistentPrefix or "
+                   "Eventual\n";
+      return 2;
+    }
+    config.default_consistency = *parsed;
+  }
+  if (Status s = ValidateConfig(config); !s.ok()) {
+    std::cerr << "bulwarkd: " << s.message() << "\n";
+    return 2;
+  }
+  spdlog::set_level(spdlog::level::from_str(config.log_level));
+  return Run(std::move(config));
+}

@@ -1,0 +1,333 @@
+#include "server/services.h"
+
+#include <spdlog/spdlog.h>
+
+#include "common/consistency.h"
+
+namespace bulwark::server {
+namespace {
+
+using security::ResourceRef;
+using BStatus = ::bulwark::Status;
+using Ctx = grpc::ServerContext;
+
+grpc::StatusCode GrpcCode(Code code) {
+  switch (code) {
+    case Code::kOk: return grpc::StatusCode::OK;
+    case Code::kInvalidArgument: return grpc::StatusCode::INVALID_ARGUMENT;
+    case Code::kNotFound: return grpc::StatusCode::NOT_FOUND;
+    case Code::kAlreadyExists: return grpc::StatusCode::ALREADY_EXISTS;
+    case Code::kPreconditionFailed: return grpc::StatusCode::ABORTED;  // a failed test-and-set
+    case Code::kTooLarge: return grpc::StatusCode::OUT_OF_RANGE;
+    case Code::kFailedPrecondition: return grpc::StatusCode::FAILED_PRECONDITION;
+    case Code::kPermissionDenied: return grpc::StatusCode::PERMISSION_DENIED;
+    case Code::kUnauthenticated: return grpc::StatusCode::UNAUTHENTICATED;
+    case Code::kCorruption: return grpc::StatusCode::DATA_LOSS;
+    case Code::kIOError: return grpc::StatusCode::INTERNAL;
+    case Code::kUnavailable: return grpc::StatusCode::UNAVAILABLE;
+    case Code::kDeadlineExceeded: return grpc::StatusCode::DEADLINE_EXCEEDED;
+    case Code::kResourceExhausted: return grpc::StatusCode::RESOURCE_EXHAUSTED;
+    case Code::kInternal: return grpc::StatusCode::INTERNAL;
+  }
+  return grpc::StatusCode::UNKNOWN;
+}
+
+void FillDatabase(const storage::DatabaseInfo& d, v1::Database* out) {
+  out->set_id(d.id);
+  out->set_etag(d.etag);
+  out->set_ts(d.ts);
+}
+
+void FillContainer(const storage::ContainerInfo& c, v1::Container* out) {
+  out->set_database(c.database);
+  out->set_id(c.id);
+  out->set_partition_key_path(c.partition_key_path);
+  out->set_rid(c.rid);
+  out->set_etag(c.etag);
+  out->set_ts(c.ts);
+}
+
+std::string_view MetadataValue(const grpc::ServerContext* ctx, std::string_view key) {
+  const auto& md = ctx->client_metadata();
+  auto it = md.find(grpc::string_ref(key.data(), key.size()));
+  if (it == md.end()) return {};
+  return std::string_view(it->second.data(), it->second.size());
+}
+
+}  // namespace
+
+using Ctx = grpc::ServerContext;
+
+grpc::Status ToGrpcStatus(const BStatus& s) {
+  if (s.ok()) return grpc::Status::OK;
+  return grpc::Status(GrpcCode(s.code()), s.message());
+}
+
+std::string SessionToken(uint64_t lsn) { return "0:1#" + std::to_string(lsn); }
+
+// ---- RequestRunner ---------------------------------------------------------
+
+void RequestRunner::WarnIfPlaintext(grpc::ServerContext* ctx) {
+  if (!node_->config->insecure) return;
+  const std::string peer = ctx->peer();
+  std::lock_guard lock(node_->peers_mu);
+  if (node_->plaintext_peers.size() >= kMaxTrackedPlaintextPeers) node_->plaintext_peers.clear();
+  if (node_->plaintext_peers.insert(peer).second) {
+    spdlog::warn("event=plaintext_connection peer={} note=\"--insecure: this connection is not encrypted\"", peer);
+  }
+}
+
+BStatus RequestRunner::Authenticate(grpc::ServerContext* ctx, const ResourceRef& ref) {
+  return security::VerifyMasterSignature(node_->primary_key, ref, MetadataValue(ctx, security::kDateHeader),
+                                         MetadataValue(ctx, security::kAuthorizationHeader),
+                                         std::chrono::system_clock::now());
+}
+
+template <typename Fn>
+grpc::Status RequestRunner::Run(grpc::ServerContext* ctx, const char* operation, const ResourceRef& ref, Fn&& fn) {
+  const auto start = std::chrono::steady_clock::now();
+  WarnIfPlaintext(ctx);
+  // Counted before the draining check, so the drain never misses a request
+  // that got past it.
+  ++node_->in_flight;
+  BStatus s;
+  if (node_->draining) {
+    s = BStatus::Unavailable("the node is shutting down; retry against another node");
+  } else if (ctx->deadline() < std::chrono::system_clock::now()) {
+    s = BStatus::DeadlineExceeded("the request's deadline passed before it started");
+  } else {
+    s = Authenticate(ctx, ref);
+    if (s.ok()) s = fn();
+  }
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  --node_->in_flight;
+  node_->metrics->Record(operation, std::string(CodeName(s.code())), seconds);
+  if (s.code() == Code::kUnauthenticated) {
+    spdlog::warn("event=auth_failed operation={} peer={} reason=\"{}\"", operation, ctx->peer(), s.message());
+  } else if (s.code() == Code::kInternal || s.code() == Code::kIOError || s.code() == Code::kCorruption) {
+    spdlog::error("event=request_failed operation={} code={} error=\"{}\"", operation, CodeName(s.code()),
+                  s.message());
+  }
+  return ToGrpcStatus(s);
+}
+
+// ---- DocumentService -------------------------------------------------------
+
+BStatus DocumentService::CheckReadOptions(const v1::ReadOptions& options) const {
+  const ConsistencyLevel account = node_->config->default_consistency;
+  ConsistencyLevel level = account;
+  if (options.consistency() != v1::CONSISTENCY_LEVEL_UNSPECIFIED) {
+    if (options.consistency() < v1::STRONG || options.consistency() > v1::EVENTUAL) {
+      return BStatus::InvalidArgument("unknown consistency level");
+    }
+    level = static_cast<ConsistencyLevel>(options.consistency());
+  }
+  if (!MayRelax(account, level)) {
+    return BStatus::InvalidArgument("consistency " + std::string(ConsistencyName(level)) +
+                                    " is stronger than the account default " + std::string(ConsistencyName(account)) +
+                                    "; a request may only relax it");
+  }
+  if (level == ConsistencyLevel::kSession && !options.session_token().empty()) {
+    const std::string& token = options.session_token();
+    const size_t hash = token.rfind('#');
+    uint64_t glsn = 0;
+    try {
+      if (hash == std::string::npos) throw std::invalid_argument("no #");
+      glsn = std::stoull(token.substr(hash + 1));
+    } catch (const std::exception&) {
+      return BStatus::InvalidArgument("session token is malformed (expected partition:epoch#glsn)");
+    }
+    if (glsn > node_->store->last_lsn()) {
+      return BStatus::Unavailable("this node has not yet applied the session's writes; retry");
+    }
+  }
+  return BStatus::Ok();
+}
+
+grpc::Status DocumentService::CreateDatabase(Ctx* ctx, const v1::CreateDatabaseRequest* req,
+                                             v1::DatabaseResponse* resp) {
+  return runner_.Run(ctx, "CreateDatabase", security::DatabaseFeedRef("post"), [&]() -> BStatus {
+    BULWARK_ASSIGN_OR_RETURN(auto d, node_->store->CreateDatabase(req->database()));
+    FillDatabase(d, resp->mutable_database());
+    return BStatus::Ok();
+  });
+}
+
+grpc::Status DocumentService::ReadDatabase(Ctx* ctx, const v1::ReadDatabaseRequest* req, v1::DatabaseResponse* resp) {
+  return runner_.Run(ctx, "ReadDatabase", security::DatabaseRef("get", req->database()), [&]() -> BStatus {
+    BULWARK_ASSIGN_OR_RETURN(auto d, node_->store->ReadDatabase(req->database()));
+    FillDatabase(d, resp->mutable_database());
+    return BStatus::Ok();
+  });
+}
+
+grpc::Status DocumentService::ListDatabases(Ctx* ctx, const v1::ListDatabasesRequest*,
+                                            v1::ListDatabasesResponse* resp) {
+  return runner_.Run(ctx, "ListDatabases", security::DatabaseFeedRef("get"), [&]() -> BStatus {
+    BULWARK_ASSIGN_OR_RETURN(auto list, node_->store->ListDatabases());
+    for (const auto& d : list) FillDatabase(d, resp->add_databases());
+    return BStatus::Ok();
+  });
+}
+
+grpc::Status DocumentService::DeleteDatabase(Ctx* ctx, const v1::DeleteDatabaseRequest* req,
+                                             v1::DeleteResponse* resp) {
+  return runner_.Run(ctx, "DeleteDatabase", security::DatabaseRef("delete", req->database()), [&]() -> BStatus {
+    BULWARK_RETURN_IF_ERROR(node_->store->DeleteDatabase(req->database()));
+    resp->set_session_token(SessionToken(node_->store->last_lsn()));
+    return BStatus::Ok();
+  });
+}
+
+grpc::Status DocumentService::CreateContainer(Ctx* ctx, const v1::CreateContainerRequest* req,
+                                              v1::ContainerResponse* resp) {
+  return runner_.Run(ctx, "CreateContainer", security::ContainerFeedRef("post", req->database()), [&]() -> BStatus {
+    BULWARK_ASSIGN_OR_RETURN(auto c,
+                             node_->store->CreateContainer(req->database(), req->container(), req->partition_key_path()));
+    FillContainer(c, resp->mutable_container());
+    return BStatus::Ok();
+  });
+}
+
+grpc::Status DocumentService::ReadContainer(Ctx* ctx, const v1::ReadContainerRequest* req,
+                                            v1::ContainerResponse* resp) {
+  return runner_.Run(ctx, "ReadContainer", security::ContainerRef("get", req->database(), req->container()),
+                     [&]() -> BStatus {
+                       BULWARK_ASSIGN_OR_RETURN(auto c, node_->store->ReadContainer(req->database(), req->container()));
+                       FillContainer(c, resp->mutable_container());
+                       return BStatus::Ok();
+                     });
+}
+
+grpc::Status DocumentService::ListContainers(Ctx* ctx, const v1::ListContainersRequest* req,
+                                             v1::ListContainersResponse* resp) {
+  return runner_.Run(ctx, "ListContainers", security::ContainerFeedRef("get", req->database()), [&]() -> BStatus {
+    BULWARK_ASSIGN_OR_RETURN(auto list, node_->store->ListContainers(req->database()));
+    for (const auto& c : list) FillContainer(c, resp->add_containers());
+    return BStatus::Ok();
+  });
+}
+
+grpc::Status DocumentService::DeleteContainer(Ctx* ctx, const v1::DeleteContainerRequest* req,
+                                              v1::DeleteResponse* resp) {
+  return runner_.Run(ctx, "DeleteContainer", security::ContainerRef("delete", req->database(), req->container()),
+                     [&]() -> BStatus {
+                       BULWARK_RETURN_IF_ERROR(node_->store->DeleteContainer(req->database(), req->container()));
+                       resp->set_session_token(SessionToken(node_->store->last_lsn()));
+                       return BStatus::Ok();
+                     });
+}
+
+namespace {
+void FillItem(const storage::ItemResult& r, uint64_t session_lsn, v1::ItemResponse* resp) {
+  resp->set_item_json(r.json);
+  resp->set_etag(r.etag);
+  resp->set_ts(r.ts);
+  resp->set_session_token(SessionToken(session_lsn));
+}
+}  // namespace
+
+grpc::Status DocumentService::CreateItem(Ctx* ctx, const v1::WriteItemRequest* req, v1::ItemResponse* resp) {
+  return runner_.Run(ctx, "CreateItem", security::ItemFeedRef("post", req->database(), req->container()),
+                     [&]() -> BStatus {
+                       BULWARK_ASSIGN_OR_RETURN(auto r, node_->store->CreateItem(req->database(), req->container(),
+                                                                                 req->item_json()));
+                       FillItem(r, r.lsn, resp);
+                       return BStatus::Ok();
+                     });
+}
+
+grpc::Status DocumentService::UpsertItem(Ctx* ctx, const v1::WriteItemRequest* req, v1::ItemResponse* resp) {
+  // Cosmos DB signs an upsert as a POST to the item feed.
+  return runner_.Run(ctx, "UpsertItem", security::ItemFeedRef("post", req->database(), req->container()),
+                     [&]() -> BStatus {
+                       BULWARK_ASSIGN_OR_RETURN(auto r, node_->store->UpsertItem(req->database(), req->container(),
+                                                                                 req->item_json()));
+                       FillItem(r, r.lsn, resp);
+                       return BStatus::Ok();
+                     });
+}
+
+grpc::Status DocumentService::ReplaceItem(Ctx* ctx, const v1::WriteItemRequest* req, v1::ItemResponse* resp) {
+  return runner_.Run(ctx, "ReplaceItem", security::ItemRef("put", req->database(), req->container(), req->id()),
+                     [&]() -> BStatus {
+                       BULWARK_ASSIGN_OR_RETURN(auto r,
+                                                node_->store->ReplaceItem(req->database(), req->container(), req->id(),
+                                                                          req->item_json(), req->if_match()));
+                       FillItem(r, r.lsn, resp);
+                       return BStatus::Ok();
+                     });
+}
+
+grpc::Status DocumentService::ReadItem(Ctx* ctx, const v1::ReadItemRequest* req, v1::ItemResponse* resp) {
+  return runner_.Run(ctx, "ReadItem", security::ItemRef("get", req->database(), req->container(), req->id()),
+                     [&]() -> BStatus {
+                       BULWARK_RETURN_IF_ERROR(CheckReadOptions(req->options()));
+                       const uint64_t applied = node_->store->last_lsn();
+                       BULWARK_ASSIGN_OR_RETURN(auto r,
+                                                node_->store->ReadItem(req->database(), req->container(),
+                                                                       req->partition_key_json(), req->id()));
+                       FillItem(r, applied, resp);
+                       return BStatus::Ok();
+                     });
+}
+
+grpc::Status DocumentService::DeleteItem(Ctx* ctx, const v1::DeleteItemRequest* req, v1::DeleteResponse* resp) {
+  return runner_.Run(ctx, "DeleteItem", security::ItemRef("delete", req->database(), req->container(), req->id()),
+                     [&]() -> BStatus {
+                       BULWARK_RETURN_IF_ERROR(node_->store->DeleteItem(req->database(), req->container(),
+                                                                        req->partition_key_json(), req->id(),
+                                                                        req->if_match()));
+                       resp->set_session_token(SessionToken(node_->store->last_lsn()));
+                       return BStatus::Ok();
+                     });
+}
+
+grpc::Status DocumentService::ListItems(Ctx* ctx, const v1::ListItemsRequest* req, v1::ListItemsResponse* resp) {
+  return runner_.Run(ctx, "ListItems", security::ItemFeedRef("get", req->database(), req->container()),
+                     [&]() -> BStatus {
+                       BULWARK_RETURN_IF_ERROR(CheckReadOptions(req->options()));
+                       storage::ListOptions options;
+                       if (!req->partition_key_json().empty()) options.partition_key = req->partition_key_json();
+                       if (req->max_items() != 0) options.max_items = req->max_items();
+                       options.continuation = req->continuation();
+                       const uint64_t applied = node_->store->last_lsn();
+                       BULWARK_ASSIGN_OR_RETURN(auto page,
+                                                node_->store->ListItems(req->database(), req->container(), options));
+                       for (auto& item : page.items) resp->add_items_json(std::move(item));
+                       resp->set_continuation(page.continuation);
+                       resp->set_session_token(SessionToken(applied));
+                       return BStatus::Ok();
+                     });
+}
+
+// ---- AdminService ----------------------------------------------------------
+
+grpc::Status AdminService::Status(Ctx* ctx, const v1::StatusRequest*, v1::StatusResponse* resp) {
+  return runner_.Run(ctx, "Status", security::AccountRef("get"), [&]() -> BStatus {
+    const NodeConfig& c = *node_->config;
+    resp->set_node_id(c.node_id);
+    resp->set_region(c.region);
+    resp->set_version(BULWARK_VERSION);
+    resp->set_uptime_s(std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() -
+                                                                        node_->started)
+                           .count());
+    resp->set_last_lsn(node_->store->last_lsn());
+    resp->set_default_consistency(static_cast<v1::ConsistencyLevel>(c.default_consistency));
+    resp->set_tls(!c.insecure);
+    resp->set_live_data_bytes(node_->store->ApproximateDiskBytes());
+    resp->set_master_key_id(node_->store->master_key_id());
+    return BStatus::Ok();
+  });
+}
+
+grpc::Status AdminService::ListKeys(Ctx* ctx, const v1::ListKeysRequest*, v1::ListKeysResponse* resp) {
+  return runner_.Run(ctx, "ListKeys", security::AccountRef("get"), [&]() -> BStatus {
+    auto* key = resp->add_keys();
+    key->set_name("primary");
+    key->set_created_ts(node_->primary_key_created_s);
+    return BStatus::Ok();
+  });
+}
+
+}  // namespace bulwark::server

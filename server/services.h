@@ -1,0 +1,106 @@
+#pragma once
+// The gRPC services of a single node: thin adapters that authenticate the
+// request, convert it, call the DocumentStore, and map the Status at the edge.
+//
+// Ownership: the services borrow everything in NodeContext, which must
+// outlive the gRPC server. Thread safety: gRPC calls the handlers from many
+// threads at once; everything they touch is thread-safe.
+
+#include <atomic>
+#include <chrono>
+#include <mutex>
+#include <set>
+#include <string>
+
+#include <grpcpp/grpcpp.h>
+
+#include "bulwark/v1/admin.grpc.pb.h"
+#include "bulwark/v1/document.grpc.pb.h"
+#include "crypto/secret.h"
+#include "security/request_signing.h"
+#include "server/config.h"
+#include "server/metrics.h"
+#include "storage/document_store.h"
+
+namespace bulwark::server {
+
+constexpr size_t kMaxTrackedPlaintextPeers = 1024;
+
+struct NodeContext {
+  const NodeConfig* config = nullptr;
+  storage::DocumentStore* store = nullptr;
+  Metrics* metrics = nullptr;
+  crypto::SecretBytes primary_key;
+  int64_t primary_key_created_s = 0;
+  std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
+
+  // Shutdown: once draining, new requests are refused with UNAVAILABLE while
+  // those already running finish; `in_flight` counts the latter.
+  std::atomic<bool> draining{false};
+  std::atomic<int> in_flight{0};
+
+  std::mutex peers_mu;
+  std::set<std::string> plaintext_peers;  // GUARDED_BY(peers_mu): warned about once each
+};
+
+// The one place a Status becomes a gRPC status.
+grpc::Status ToGrpcStatus(const Status& s);
+
+// "0:1#<lsn>": partition 0, epoch 1, the write's position. Regions and epochs
+// come with the replication issues; the format is the final one.
+std::string SessionToken(uint64_t lsn);
+
+namespace v1 = ::bulwark::v1;
+
+// Runs one request: checks the deadline and the signature, runs `fn`, records
+// metrics, and maps the result. `fn` returns a Status.
+class RequestRunner {
+ public:
+  explicit RequestRunner(NodeContext* node) : node_(node) {}
+  template <typename Fn>
+  grpc::Status Run(grpc::ServerContext* ctx, const char* operation, const security::ResourceRef& ref, Fn&& fn);
+
+ private:
+  Status Authenticate(grpc::ServerContext* ctx, const security::ResourceRef& ref);
+  void WarnIfPlaintext(grpc::ServerContext* ctx);
+  NodeContext* node_;
+};
+
+class DocumentService final : public v1::DocumentService::Service {
+ public:
+  explicit DocumentService(NodeContext* node) : node_(node), runner_(node) {}
+  grpc::Status CreateDatabase(grpc::ServerContext* ctx, const v1::CreateDatabaseRequest* req, v1::DatabaseResponse* resp) override;
+  grpc::Status ReadDatabase(grpc::ServerContext* ctx, const v1::ReadDatabaseRequest* req, v1::DatabaseResponse* resp) override;
+  grpc::Status ListDatabases(grpc::ServerContext* ctx, const v1::ListDatabasesRequest* req, v1::ListDatabasesResponse* resp) override;
+  grpc::Status DeleteDatabase(grpc::ServerContext* ctx, const v1::DeleteDatabaseRequest* req, v1::DeleteResponse* resp) override;
+  grpc::Status CreateContainer(grpc::ServerContext* ctx, const v1::CreateContainerRequest* req, v1::ContainerResponse* resp) override;
+  grpc::Status ReadContainer(grpc::ServerContext* ctx, const v1::ReadContainerRequest* req, v1::ContainerResponse* resp) override;
+  grpc::Status ListContainers(grpc::ServerContext* ctx, const v1::ListContainersRequest* req, v1::ListContainersResponse* resp) override;
+  grpc::Status DeleteContainer(grpc::ServerContext* ctx, const v1::DeleteContainerRequest* req, v1::DeleteResponse* resp) override;
+  grpc::Status CreateItem(grpc::ServerContext* ctx, const v1::WriteItemRequest* req, v1::ItemResponse* resp) override;
+  grpc::Status UpsertItem(grpc::ServerContext* ctx, const v1::WriteItemRequest* req, v1::ItemResponse* resp) override;
+  grpc::Status ReplaceItem(grpc::ServerContext* ctx, const v1::WriteItemRequest* req, v1::ItemResponse* resp) override;
+  grpc::Status ReadItem(grpc::ServerContext* ctx, const v1::ReadItemRequest* req, v1::ItemResponse* resp) override;
+  grpc::Status DeleteItem(grpc::ServerContext* ctx, const v1::DeleteItemRequest* req, v1::DeleteResponse* resp) override;
+  grpc::Status ListItems(grpc::ServerContext* ctx, const v1::ListItemsRequest* req, v1::ListItemsResponse* resp) override;
+
+ private:
+  // InvalidArgument if the request asks for more than the account default;
+  // Unavailable if a Session read names a write this node has not applied.
+  Status CheckReadOptions(const v1::ReadOptions& options) const;
+  NodeContext* node_;
+  RequestRunner runner_;
+};
+
+class AdminService final : public v1::AdminService::Service {
+ public:
+  explicit AdminService(NodeContext* node) : node_(node), runner_(node) {}
+  grpc::Status Status(grpc::ServerContext* ctx, const v1::StatusRequest* req, v1::StatusResponse* resp) override;
+  grpc::Status ListKeys(grpc::ServerContext* ctx, const v1::ListKeysRequest* req, v1::ListKeysResponse* resp) override;
+
+ private:
+  NodeContext* node_;
+  RequestRunner runner_;
+};
+
+}  // namespace bulwark::server

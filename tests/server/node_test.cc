@@ -1,0 +1,475 @@
+// Integration tests: real bulwarkd processes, each on its own loopback address
+// (127.0.1.X), real TLS with a generated CA, real RocksDB on disk, started and
+// stopped by the test. They prove the client round trip, every kind of bad
+// input the issue names (right status, nothing changed, server alive), crash
+// durability (kill -9), graceful SIGTERM, and the CLI.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include <catch2/catch.hpp>
+#include <grpcpp/generic/generic_stub.h>
+#include <grpcpp/grpcpp.h>
+#include <httplib.h>
+#include <nlohmann/json.hpp>
+
+#include "bulwark/v1/document.grpc.pb.h"
+#include "chaos/local_cluster.h"
+#include "client/client.h"
+#include "client/profile.h"
+#include "security/request_signing.h"
+#include "tests/test_util.h"
+
+using namespace bulwark;
+using bulwark::testing::TempDir;
+namespace v1 = bulwark::v1;
+using nlohmann::json;
+
+namespace {
+
+std::string NextIp() {
+  static int n = 0;
+  return "127.0.1." + std::to_string(2 + (getpid() * 7 + n++) % 250);
+}
+
+int FreePort(const std::string& ip) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = 0;
+  ::inet_pton(AF_INET, ip.c_str(), &addr.sin_addr);
+  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
+  socklen_t len = sizeof(addr);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+// One node in a fresh directory, started, with a connected client.
+struct TestNode {
+  TempDir dir;
+  std::unique_ptr<chaos::LocalCluster> cluster;
+  std::unique_ptr<client::Client> client;
+
+  explicit TestNode(bool insecure = false) {
+    chaos::ClusterOptions o;
+    o.dir = dir.sub("cluster");
+    o.bin_dir = BULWARK_BIN_DIR;
+    o.ip = NextIp();
+    o.port = FreePort(o.ip);
+    do {
+      o.metrics_port = FreePort(o.ip);
+    } while (o.metrics_port == o.port);
+    o.insecure = insecure;
+    auto c = chaos::LocalCluster::Prepare(o);
+    REQUIRE(c.ok());
+    cluster = std::move(c).value();
+    Start();
+  }
+  void Start() {
+    const Status s = cluster->Start();
+    INFO(s.ToString());
+    REQUIRE(s.ok());
+    auto c = client::Client::Connect(cluster->client_options());
+    REQUIRE(c.ok());
+    client = std::move(c).value();
+  }
+  // A database "db" with container "c" partitioned by /tenant.
+  void Seed() {
+    REQUIRE(client->CreateDatabase("db").ok());
+    REQUIRE(client->CreateContainer("db", "c", "/tenant").ok());
+  }
+  size_t CountItems() {
+    client::ListOptions options;
+    options.max_items = 1000;
+    auto page = client->ListItems("db", "c", options);
+    REQUIRE(page.ok());
+    return page->items.size();
+  }
+  std::string Log() const {
+    std::ifstream in(cluster->log_path());
+    std::stringstream s;
+    s << in.rdbuf();
+    return s.str();
+  }
+};
+
+std::string Doc(const std::string& id, const std::string& tenant, int v = 0) {
+  return json{{"id", id}, {"tenant", tenant}, {"v", v}}.dump();
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+std::shared_ptr<grpc::Channel> TlsChannel(const TestNode& node) {
+  grpc::SslCredentialsOptions ssl;
+  ssl.pem_root_certs = ReadFile(node.cluster->client_options().ca_file);
+  return grpc::CreateChannel(node.cluster->endpoint(), grpc::SslCredentials(ssl));
+}
+
+struct CommandResult {
+  int exit_code = -1;
+  std::string output;  // stdout and stderr
+};
+
+CommandResult RunCommand(const std::string& command) {
+  CommandResult r;
+  FILE* pipe = ::popen((command + " 2>&1").c_str(), "r");
+  REQUIRE(pipe != nullptr);
+  char buf[4096];
+  size_t n = 0;
+  while ((n = fread(buf, 1, sizeof(buf), pipe)) > 0) r.output.append(buf, n);
+  const int status = ::pclose(pipe);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("Client library round trip over TLS", "[server][integration]") {
+  TestNode node;
+  auto& c = *node.client;
+  node.Seed();
+  CHECK(c.ListDatabases()->size() == 1);
+  CHECK(c.ReadContainer("db", "c")->partition_key_path == "/tenant");
+  CHECK(c.ListContainers("db")->size() == 1);
+
+  auto created = c.CreateItem("db", "c", Doc("o1", "acme", 1));
+  REQUIRE(created.ok());
+  const std::string token1 = c.SessionToken("db", "c");
+  CHECK(token1.rfind("0:1#", 0) == 0);
+  CHECK(c.CreateItem("db", "c", Doc("o1", "acme", 2)).status().code() == Code::kAlreadyExists);
+  auto read = c.ReadItem("db", "c", "\"acme\"", "o1");
+  REQUIRE(read.ok());
+  CHECK(json::parse(read->json)["v"] == 1);
+  CHECK(read->etag == created->etag);
+
+  auto up = c.UpsertItem("db", "c", Doc("o1", "acme", 3));
+  REQUIRE(up.ok());
+  CHECK(c.SessionToken("db", "c") != token1);  // the session moved forward
+  CHECK(c.ReplaceItem("db", "c", "o1", Doc("o1", "acme", 4), created->etag).status().code() ==
+        Code::kPreconditionFailed);
+  REQUIRE(c.ReplaceItem("db", "c", "o1", Doc("o1", "acme", 5), up->etag).ok());
+  client::ReadOptions eventual;
+  eventual.consistency = ConsistencyLevel::kEventual;
+  CHECK(json::parse(c.ReadItem("db", "c", "\"acme\"", "o1", eventual)->json)["v"] == 5);
+  client::ReadOptions strong;
+  strong.consistency = ConsistencyLevel::kStrong;  // stronger than the default Session
+  CHECK(c.ReadItem("db", "c", "\"acme\"", "o1", strong).status().code() == Code::kInvalidArgument);
+
+  for (int i = 0; i < 12; ++i) REQUIRE(c.UpsertItem("db", "c", Doc("p" + std::to_string(i), "beta")).ok());
+  client::ListOptions page_opts;
+  page_opts.partition_key_json = "\"beta\"";
+  page_opts.max_items = 5;
+  size_t seen = 0;
+  int pages = 0;
+  do {
+    auto page = c.ListItems("db", "c", page_opts);
+    REQUIRE(page.ok());
+    seen += page->items.size();
+    page_opts.continuation = page->continuation;
+    ++pages;
+  } while (!page_opts.continuation.empty() && pages < 10);
+  CHECK(seen == 12);
+  CHECK(pages == 3);
+
+  REQUIRE(c.DeleteItem("db", "c", "\"acme\"", "o1").ok());
+  CHECK(c.ReadItem("db", "c", "\"acme\"", "o1").status().code() == Code::kNotFound);
+  auto status = c.GetStatus();
+  REQUIRE(status.ok());
+  CHECK(status->tls);
+  CHECK(status->last_lsn > 10);
+  REQUIRE(c.DeleteContainer("db", "c").ok());
+  REQUIRE(c.DeleteDatabase("db").ok());
+  CHECK(c.ListDatabases()->empty());
+}
+
+TEST_CASE("Bad input gets the right status, changes nothing, and never crashes the node",
+          "[server][integration][bad-input]") {
+  TestNode node;
+  node.Seed();
+  auto& c = *node.client;
+  REQUIRE(c.UpsertItem("db", "c", Doc("keep", "t", 1)).ok());
+  const uint64_t lsn = c.GetStatus()->last_lsn;
+
+  CHECK(c.UpsertItem("db", "c", "{not json").status().code() == Code::kInvalidArgument);
+  CHECK(c.UpsertItem("db", "c", R"({"tenant":"t"})").status().code() == Code::kInvalidArgument);
+  const std::string three_mib = json{{"id", "big"}, {"tenant", "t"}, {"v", std::string(3 << 20, 'x')}}.dump();
+  CHECK(c.UpsertItem("db", "c", three_mib).status().code() == Code::kTooLarge);
+  const std::string five_mib = json{{"id", "huge"}, {"tenant", "t"}, {"v", std::string(5 << 20, 'x')}}.dump();
+  CHECK(c.UpsertItem("db", "c", five_mib).status().code() == Code::kResourceExhausted);
+  CHECK(c.UpsertItem("nodb", "c", Doc("x", "t")).status().code() == Code::kNotFound);
+  CHECK(c.UpsertItem("db", "nocontainer", Doc("x", "t")).status().code() == Code::kNotFound);
+
+  SECTION("wrong key") {
+    auto options = node.cluster->client_options();
+    options.key = crypto::Base64Encode(crypto::RandomBytes(64));
+    auto wrong = client::Client::Connect(options);
+    REQUIRE(wrong.ok());
+    CHECK((*wrong)->UpsertItem("db", "c", Doc("x", "t")).status().code() == Code::kUnauthenticated);
+    CHECK((*wrong)->ReadItem("db", "c", "\"t\"", "keep").status().code() == Code::kUnauthenticated);
+  }
+  SECTION("missing signature, stale date, signature for another resource") {
+    auto stub = v1::DocumentService::NewStub(TlsChannel(node));
+    v1::ReadItemRequest req;
+    req.set_database("db");
+    req.set_container("c");
+    req.set_partition_key_json("\"t\"");
+    req.set_id("keep");
+    v1::ItemResponse resp;
+    {
+      grpc::ClientContext ctx;
+      CHECK(stub->ReadItem(&ctx, req, &resp).error_code() == grpc::StatusCode::UNAUTHENTICATED);
+    }
+    const std::string key_b64 = node.cluster->client_options().key;
+    const auto key = crypto::Base64DecodeSecret(key_b64).value();
+    {
+      grpc::ClientContext ctx;
+      const std::string stale = security::FormatHttpDate(std::chrono::system_clock::now() - std::chrono::minutes(20));
+      ctx.AddMetadata("x-ms-date", stale);
+      ctx.AddMetadata("authorization",
+                      security::SignWithMasterKey(key, security::ItemRef("get", "db", "c", "keep"), stale));
+      const grpc::Status s = stub->ReadItem(&ctx, req, &resp);
+      CHECK(s.error_code() == grpc::StatusCode::UNAUTHENTICATED);
+      CHECK(s.error_message().find("15 minutes") != std::string::npos);
+    }
+    {
+      grpc::ClientContext ctx;  // a valid signature, but for another item
+      const std::string now = security::FormatHttpDate(std::chrono::system_clock::now());
+      ctx.AddMetadata("x-ms-date", now);
+      ctx.AddMetadata("authorization",
+                      security::SignWithMasterKey(key, security::ItemRef("get", "db", "c", "other"), now));
+      CHECK(stub->ReadItem(&ctx, req, &resp).error_code() == grpc::StatusCode::UNAUTHENTICATED);
+    }
+  }
+  SECTION("a malformed request message") {
+    grpc::GenericStub generic(TlsChannel(node));
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    const std::string garbage = "\xff\xff\xff\xff\x0f not a protobuf";
+    grpc::Slice slice(garbage);
+    grpc::ByteBuffer request(&slice, 1);
+    grpc::ByteBuffer response;
+    std::mutex mu;
+    std::condition_variable cv;
+    bool done = false;
+    grpc::Status result;
+    generic.UnaryCall(&ctx, "/bulwark.v1.DocumentService/UpsertItem", grpc::StubOptions(), &request, &response,
+                      [&](grpc::Status s) {
+                        std::lock_guard lock(mu);
+                        result = s;
+                        done = true;
+                        cv.notify_one();
+                      });
+    std::unique_lock lock(mu);
+    cv.wait(lock, [&] { return done; });
+    CHECK_FALSE(result.ok());
+  }
+  SECTION("garbage bytes sent to the port, not even TLS") {
+    const auto colon = node.cluster->endpoint().rfind(':');
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(std::stoi(node.cluster->endpoint().substr(colon + 1))));
+    ::inet_pton(AF_INET, node.cluster->endpoint().substr(0, colon).c_str(), &addr.sin_addr);
+    REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
+    const std::string junk = crypto::RandomBytes(64 * 1024);
+    (void)::send(fd, junk.data(), junk.size(), MSG_NOSIGNAL);
+    char buf[256];
+    (void)::recv(fd, buf, sizeof(buf), 0);
+    ::close(fd);
+  }
+
+  // Whatever was sent, the node still serves and nothing changed.
+  auto status = c.GetStatus();
+  REQUIRE(status.ok());
+  CHECK(status->last_lsn == lsn);
+  CHECK(node.CountItems() == 1);
+  CHECK(json::parse(c.ReadItem("db", "c", "\"t\"", "keep")->json)["v"] == 1);
+  CHECK(node.cluster->running());
+}
+
+TEST_CASE("kill -9 and restart: every acknowledged write is intact", "[server][integration][durability]") {
+  TestNode node;
+  node.Seed();
+  std::map<std::string, int> acked;
+  for (int i = 0; i < 200; ++i) {
+    const std::string id = "k" + std::to_string(i % 150);
+    if (node.client->UpsertItem("db", "c", Doc(id, "t", i)).ok()) acked[id] = i;
+  }
+  REQUIRE(acked.size() == 150);
+  node.cluster->Kill();
+  node.Start();
+  CHECK(node.CountItems() == 150);
+  for (const auto& [id, v] : acked) {
+    auto r = node.client->ReadItem("db", "c", "\"t\"", id);
+    REQUIRE(r.ok());
+    CHECK(json::parse(r->json)["v"] == v);
+  }
+}
+
+TEST_CASE("SIGTERM: in-flight requests finish, the node exits 0, nothing acknowledged is lost",
+          "[server][integration][durability]") {
+  TestNode node;
+  node.Seed();
+  constexpr int kWriters = 8;
+  std::atomic<bool> stop{false};
+  std::vector<std::vector<std::string>> acked(kWriters);
+  std::vector<std::vector<Status>> failures(kWriters);
+  std::vector<std::thread> writers;
+  for (int w = 0; w < kWriters; ++w) {
+    writers.emplace_back([&, w] {
+      auto c = client::Client::Connect(node.cluster->client_options());
+      for (int i = 0; !stop && i < 100'000; ++i) {
+        const std::string id = "w" + std::to_string(w) + "-" + std::to_string(i);
+        auto r = (*c)->CreateItem("db", "c", Doc(id, "t", i));
+        if (r.ok()) {
+          acked[w].push_back(id);
+        } else {
+          failures[w].push_back(r.status());
+          break;  // the node is going away
+        }
+      }
+    });
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  auto code = node.cluster->Stop();
+  stop = true;
+  for (auto& t : writers) t.join();
+  REQUIRE(code.ok());
+  CHECK(*code == 0);
+  size_t total = 0;
+  for (int w = 0; w < kWriters; ++w) {
+    total += acked[w].size();
+    // A request either completed, or was refused because the node was stopping.
+    for (const Status& f : failures[w]) {
+      INFO("failure: " << f.ToString());
+      CHECK((f.code() == Code::kUnavailable || f.code() == Code::kDeadlineExceeded));
+    }
+  }
+  REQUIRE(total > 0);
+  CHECK(node.Log().find("event=stopped") != std::string::npos);
+  node.Start();
+  CHECK(node.CountItems() >= std::min<size_t>(total, 1000));
+  for (int w = 0; w < kWriters; ++w) {
+    for (const auto& id : acked[w]) {
+      auto r = node.client->ReadItem("db", "c", "\"t\"", id);
+      INFO(id);
+      CHECK(r.ok());
+    }
+  }
+}
+
+TEST_CASE("Plaintext only with --insecure, and it warns", "[server][integration][tls]") {
+  TestNode node(/*insecure=*/true);
+  node.Seed();
+  REQUIRE(node.client->UpsertItem("db", "c", Doc("a", "t")).ok());
+  CHECK_FALSE(node.client->GetStatus()->tls);
+  const std::string log = node.Log();
+  CHECK(log.find("event=insecure") != std::string::npos);
+  CHECK(log.find("event=plaintext_connection") != std::string::npos);
+  // A TLS client cannot talk to it.
+  auto options = node.cluster->client_options();
+  options.insecure = false;
+  options.deadline = std::chrono::seconds(2);
+  auto tls = client::Client::Connect(options);
+  REQUIRE(tls.ok());
+  CHECK_FALSE((*tls)->GetStatus().ok());
+}
+
+TEST_CASE("bulwarkd refuses to start without TLS, or with a bad config key", "[server][integration][config]") {
+  TempDir dir;
+  const std::string bin = std::string(BULWARK_BIN_DIR) + "/bulwarkd";
+  auto no_tls = RunCommand(bin + " --data-dir " + dir.sub("d") + " --master-key-uri env:NOPE --metrics-listen ''");
+  CHECK(no_tls.exit_code == 2);
+  CHECK(no_tls.output.find("tls.cert_file") != std::string::npos);
+  std::ofstream(dir.sub("bad.yaml")) << "listen: 127.0.0.1:1\nmax_message_size: 10\n";
+  auto bad_key = RunCommand(bin + " --config " + dir.sub("bad.yaml"));
+  CHECK(bad_key.exit_code == 2);
+  CHECK(bad_key.output.find("max_message_size") != std::string::npos);
+  auto no_key = RunCommand(bin + " --insecure --data-dir " + dir.sub("d") + " --master-key-uri file:" +
+                           dir.sub("missing.key") + " --metrics-listen ''");
+  CHECK(no_key.exit_code == 1);
+  CHECK(no_key.output.find("missing.key") != std::string::npos);
+}
+
+TEST_CASE("Metrics and health over HTTP", "[server][integration][metrics]") {
+  TestNode node;
+  node.Seed();
+  REQUIRE(node.client->UpsertItem("db", "c", Doc("a", "t")).ok());
+  (void)node.client->ReadItem("db", "c", "\"t\"", "missing");
+  const auto colon = node.cluster->metrics_endpoint().rfind(':');
+  httplib::Client http(node.cluster->metrics_endpoint().substr(0, colon),
+                       std::stoi(node.cluster->metrics_endpoint().substr(colon + 1)));
+  auto health = http.Get("/healthz");
+  REQUIRE(health);
+  CHECK(health->status == 200);
+  auto metrics = http.Get("/metrics");
+  REQUIRE(metrics);
+  CHECK(metrics->body.find("bulwark_requests_total{operation=\"UpsertItem\",code=\"OK\"} 1") != std::string::npos);
+  CHECK(metrics->body.find("bulwark_requests_total{operation=\"ReadItem\",code=\"NotFound\"} 1") != std::string::npos);
+  CHECK(metrics->body.find("bulwark_request_duration_seconds_count{operation=\"UpsertItem\"} 1") != std::string::npos);
+  CHECK(metrics->body.find("bulwark_change_log_lsn") != std::string::npos);
+}
+
+TEST_CASE("CLI round trip against a real node", "[server][integration][cli]") {
+  TestNode node;
+  const std::string profile = node.dir.sub("profile");
+  std::filesystem::create_directories(profile);
+  REQUIRE(client::WriteProfile(profile, node.cluster->client_options()).ok());
+  const std::string cli = std::string(BULWARK_BIN_DIR) + "/bulwark --profile-dir " + profile + " ";
+
+  CHECK(RunCommand(cli + "db create shop").exit_code == 0);
+  CHECK(RunCommand(cli + "container create shop orders --partition-key /tenant").exit_code == 0);
+  auto put = RunCommand(cli + "item put shop orders --json '{\"id\":\"o1\",\"tenant\":\"acme\",\"total\":42}'");
+  REQUIRE(put.exit_code == 0);
+  CHECK(json::parse(put.output)["total"] == 42);
+  auto from_stdin = RunCommand("echo '{\"id\":\"o2\",\"tenant\":\"acme\",\"total\":7}' | " + cli +
+                               "item create shop orders --json -");
+  CHECK(from_stdin.exit_code == 0);
+  auto get = RunCommand(cli + "item get shop orders o1 --pk acme --consistency Eventual");
+  REQUIRE(get.exit_code == 0);
+  CHECK(json::parse(get.output)["id"] == "o1");
+  auto table = RunCommand(cli + "item list shop orders --pk acme");
+  CHECK(table.exit_code == 0);
+  CHECK(table.output.find("ID") == 0);
+  CHECK(table.output.find("o2") != std::string::npos);
+  auto as_json = RunCommand(cli + "item list shop orders --json");
+  REQUIRE(as_json.exit_code == 0);
+  CHECK(json::parse(as_json.output)["items"].size() == 2);
+  CHECK(RunCommand(cli + "item replace shop orders --json '{\"id\":\"o1\",\"tenant\":\"acme\",\"total\":1}'")
+            .exit_code == 0);
+  CHECK(RunCommand(cli + "item delete shop orders o2 --pk acme").exit_code == 0);
+  CHECK(RunCommand(cli + "db list").output.find("shop") != std::string::npos);
+  CHECK(RunCommand(cli + "container list shop --json").exit_code == 0);
+  CHECK(RunCommand(cli + "status").output.find("TLS on") != std::string::npos);
+
+  auto missing = RunCommand(cli + "item get shop orders nope --pk acme");
+  CHECK(missing.exit_code == 1);
+  CHECK(missing.output.find("NotFound") != std::string::npos);
+  auto bad_json = RunCommand(cli + "item put shop orders --json '{oops'");
+  CHECK(bad_json.exit_code == 1);
+  CHECK(bad_json.output.find("InvalidArgument") != std::string::npos);
+  auto usage = RunCommand(cli + "item get shop orders");
+  CHECK(usage.exit_code == 2);
+  auto wrong_key = RunCommand(cli + "--key " + crypto::Base64Encode(crypto::RandomBytes(64)) + " db list");
+  CHECK(wrong_key.exit_code == 1);
+  CHECK(wrong_key.output.find("hint") != std::string::npos);
+  auto nowhere = RunCommand(std::string(BULWARK_BIN_DIR) + "/bulwark --profile-dir " + node.dir.sub("none") +
+                            " db list");
+  CHECK(nowhere.exit_code == 2);
+  CHECK(nowhere.output.find("cluster up") != std::string::npos);
+}
