@@ -63,6 +63,10 @@ rocksdb::Options MakeRocksOptions() {
   o.create_missing_column_families = true;
   o.max_background_jobs = 2;
   o.keep_log_file_num = 5;
+  // A torn record at the WAL's tail (a crash mid-write of an unacknowledged
+  // write) is dropped; a damaged record anywhere else refuses the open
+  // rather than silently losing the writes after it.
+  o.wal_recovery_mode = rocksdb::WALRecoveryMode::kTolerateCorruptedTailRecords;
   return o;
 }
 
@@ -234,7 +238,13 @@ Result<std::unique_ptr<DocumentStore>> DocumentStore::Open(const StoreOptions& o
   if (ec) return Status::IOError("cannot create " + options.path + ": " + ec.message());
   auto impl = std::make_unique<Impl>(options, std::move(master_key));
 
-  const rocksdb::Options rocks = MakeRocksOptions();
+  rocksdb::Options rocks = MakeRocksOptions();
+  if (options.encrypt_files) {
+    BULWARK_ASSIGN_OR_RETURN(impl->store_env, OpenStoreEnv(options.path, impl->keyring, /*create=*/true));
+    rocks.env = impl->store_env.env.get();
+  } else if (std::filesystem::exists(std::filesystem::path(options.path) / kStoreKeyFileName)) {
+    return Status::FailedPrecondition("this store uses page encryption; it cannot open without it");
+  }
   std::vector<rocksdb::ColumnFamilyDescriptor> cfs = {
       {rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions(rocks)},
       {kMetaCf, rocksdb::ColumnFamilyOptions(rocks)},
@@ -486,9 +496,23 @@ Status DocumentStore::RotateMasterKey(crypto::MasterKey new_master) {
   m.push_back({Mutation::Kind::kPut, impl_->meta, std::string(kKeyCheckKey),
                EncodeKeyCheck(new_master.id(),
                               [&](std::string_view k, std::string_view ctx) { return new_master.Wrap(k, ctx); })});
-  // One atomic batch: after a crash either every key is under the old master
-  // key or every key is under the new one.
+  // Store keys first gain a wrap under the new master key; then one atomic
+  // batch moves every RocksDB-held key; then the old wraps go. A crash at any
+  // step leaves a store that opens with the key its key check names.
+  BULWARK_ASSIGN_OR_RETURN(auto key_file, ReadStoreKeyFile(impl_->options.path));
+  if (key_file) {
+    for (auto& r : key_file->keys) {
+      BULWARK_ASSIGN_OR_RETURN(auto key, impl_->keyring.UnwrapSecret(r.wraps.at(impl_->keyring.master_key_id()),
+                                                                     StoreKeyContext(r.version)));
+      r.wraps[new_master.id()] = new_master.Wrap(key.view(), StoreKeyContext(r.version));
+    }
+    BULWARK_RETURN_IF_ERROR(WriteStoreKeyFile(impl_->options.path, *key_file));
+  }
   BULWARK_RETURN_IF_ERROR(impl_->queue->Commit(std::move(m), nullptr).status());
+  if (key_file) {
+    for (auto& r : key_file->keys) std::erase_if(r.wraps, [&](const auto& w) { return w.first != new_master.id(); });
+    BULWARK_RETURN_IF_ERROR(WriteStoreKeyFile(impl_->options.path, *key_file));
+  }
   impl_->keyring.CommitMasterKey(std::move(new_master));
   return Status::Ok();
 }
@@ -515,6 +539,18 @@ Result<StoredSecret> DocumentStore::LoadOrCreateSecret(std::string_view name, si
                                         impl_->keyring.WrapSecret(fresh.value.view(), SecretContext(name)))}};
   BULWARK_RETURN_IF_ERROR(impl_->queue->Commit(std::move(m), nullptr).status());
   return fresh;
+}
+
+Status DocumentStore::Compact() {
+  rocksdb::FlushOptions flush;
+  flush.wait = true;
+  BULWARK_RETURN_IF_ERROR(FromRocks(impl_->db->Flush(flush, impl_->handles), "flush failed"));
+  rocksdb::CompactRangeOptions compact;
+  compact.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
+  for (auto* cf : impl_->handles) {
+    BULWARK_RETURN_IF_ERROR(FromRocks(impl_->db->CompactRange(compact, cf, nullptr, nullptr), "compaction failed"));
+  }
+  return Status::Ok();
 }
 
 uint64_t DocumentStore::ApproximateDiskBytes() const {

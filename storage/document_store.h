@@ -40,6 +40,9 @@ struct StoreOptions {
   // Benchmarks only: store items unsealed, to measure what sealing costs. It
   // is recorded at creation; a store never opens in the other mode.
   bool seal_items = true;
+  // Benchmarks only: write RocksDB's files in the clear (no page layer).
+  // A store never opens in the other mode.
+  bool encrypt_files = true;
 };
 
 struct DatabaseInfo {
@@ -135,6 +138,9 @@ class DocumentStore {
 
   // Approximate bytes of live data on disk (SST files of every column family).
   uint64_t ApproximateDiskBytes() const;
+  // Flushes every memtable and compacts every column family to the bottom,
+  // rewriting every SST file (used by key rotation, tests and benchmarks).
+  Status Compact();
 
   // The change log, from `from_lsn` (inclusive), at most `max_records`.
   Result<std::vector<ChangeRecord>> ReadChangeLog(uint64_t from_lsn, size_t max_records) const;

@@ -25,6 +25,7 @@
 #include "crypto/keyring.h"
 #include "storage/commit_queue.h"
 #include "storage/document_store.h"
+#include "storage/store_keys.h"
 
 namespace bulwark::storage {
 
@@ -41,6 +42,7 @@ struct DocumentStore::Impl {
   ~Impl();
 
   StoreOptions options;
+  StoreEnv store_env;  // declared before db: it must outlive it
   std::unique_ptr<rocksdb::DB> db;
   std::vector<rocksdb::ColumnFamilyHandle*> handles;  // owned; destroyed before db
   rocksdb::ColumnFamilyHandle* meta = nullptr;

@@ -11,6 +11,7 @@
 
 #include "storage/document_store.h"
 #include "storage/item_rules.h"
+#include "storage/store_keys.h"
 #include "tests/test_util.h"
 
 using namespace bulwark;
@@ -59,16 +60,23 @@ std::string Doc(const std::string& id, const std::string& tenant, int v = 0) {
 }
 
 // Opens the store's RocksDB directly, bypassing DocumentStore, to play the
-// attacker with write access to the disk.
+// attacker with write access to the disk (and, here, the page layer's keys).
 struct RawDb {
+  StoreEnv env;  // declared first: it must outlive db
   std::unique_ptr<rocksdb::DB> db;
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
-  explicit RawDb(const std::string& path) {
+  RawDb(const std::string& path, const crypto::MasterKey& key) {
+    auto opened = OpenStoreEnvForTools(path, key);
+    REQUIRE(opened.ok());
+    env = std::move(opened).value();
     std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
-    for (const char* name : {"default", "meta", "items", "changelog"})
+    for (const char* name : {"default", "meta", "items", "changelog"}) {
       cfs.emplace_back(name, rocksdb::ColumnFamilyOptions());
+    }
+    rocksdb::Options options;
+    options.env = env.env.get();
     rocksdb::DB* raw = nullptr;
-    REQUIRE(rocksdb::DB::Open(rocksdb::Options(), path, cfs, &handles, &raw).ok());
+    REQUIRE(rocksdb::DB::Open(options, path, cfs, &handles, &raw).ok());
     db.reset(raw);
   }
   ~RawDb() {
@@ -301,7 +309,7 @@ TEST_CASE("Tamper: a flipped byte of a stored value fails the read", "[storage][
   REQUIRE(f.store->UpsertItem("db", "c", Doc("i1", "t", 1)).ok());
   f.store.reset();
   {
-    RawDb raw(f.path());
+    RawDb raw(f.path(), f.key);
     auto items = raw.Items();
     REQUIRE(items.size() == 1);
     CHECK(items[0].second.find("\"tenant\"") == std::string::npos);  // sealed, not plaintext
@@ -320,7 +328,7 @@ TEST_CASE("Sealing is bound to place: a value copied under another id does not o
   REQUIRE(f.store->UpsertItem("db", "c", Doc("b", "t", 2)).ok());
   f.store.reset();
   {
-    RawDb raw(f.path());
+    RawDb raw(f.path(), f.key);
     auto items = raw.Items();
     REQUIRE(items.size() == 2);
     // Overwrite b's value with a's sealed bytes: a valid ciphertext, wrong place.
@@ -386,7 +394,7 @@ TEST_CASE("DEK rotation: new writes use the new version, old items stay readable
   CHECK(f.store->RotateDataKey("db", "missing").status().code() == Code::kNotFound);
   f.store.reset();
   {
-    RawDb raw(f.path());
+    RawDb raw(f.path(), f.key);
     std::set<int> versions;  // byte 1 of a sealed value is the low byte of its DEK version
     for (const auto& [k, value] : raw.Items()) versions.insert(static_cast<uint8_t>(value[1]));
     CHECK(versions == std::set<int>{1, 2});
