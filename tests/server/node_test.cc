@@ -120,6 +120,36 @@ std::shared_ptr<grpc::Channel> TlsChannel(const TestNode& node) {
   return grpc::CreateChannel(node.cluster->endpoint(), grpc::SslCredentials(ssl));
 }
 
+// One unary call through gRPC's generic stub: raw request bytes in, raw
+// response bytes out, for calls the generated stubs cannot make.
+grpc::Status GenericCall(const TestNode& node, const std::string& method, const std::string& request_bytes,
+                         std::string* response_bytes) {
+  grpc::GenericStub generic(TlsChannel(node));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  grpc::Slice slice(request_bytes);
+  grpc::ByteBuffer request(&slice, 1);
+  grpc::ByteBuffer response;
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;
+  grpc::Status result;
+  generic.UnaryCall(&ctx, method, grpc::StubOptions(), &request, &response, [&](grpc::Status s) {
+    std::lock_guard lock(mu);
+    result = s;
+    done = true;
+    cv.notify_one();
+  });
+  std::unique_lock lock(mu);
+  cv.wait(lock, [&] { return done; });
+  if (result.ok() && response_bytes != nullptr) {
+    std::vector<grpc::Slice> slices;
+    (void)response.Dump(&slices);
+    for (const auto& s : slices) response_bytes->append(reinterpret_cast<const char*>(s.begin()), s.size());
+  }
+  return result;
+}
+
 struct CommandResult {
   int exit_code = -1;
   std::string output;  // stdout and stderr
@@ -256,27 +286,9 @@ TEST_CASE("Bad input gets the right status, changes nothing, and never crashes t
     }
   }
   SECTION("a malformed request message") {
-    grpc::GenericStub generic(TlsChannel(node));
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
-    const std::string garbage = "\xff\xff\xff\xff\x0f not a protobuf";
-    grpc::Slice slice(garbage);
-    grpc::ByteBuffer request(&slice, 1);
-    grpc::ByteBuffer response;
-    std::mutex mu;
-    std::condition_variable cv;
-    bool done = false;
-    grpc::Status result;
-    generic.UnaryCall(&ctx, "/bulwark.v1.DocumentService/UpsertItem", grpc::StubOptions(), &request, &response,
-                      [&](grpc::Status s) {
-                        std::lock_guard lock(mu);
-                        result = s;
-                        done = true;
-                        cv.notify_one();
-                      });
-    std::unique_lock lock(mu);
-    cv.wait(lock, [&] { return done; });
-    CHECK_FALSE(result.ok());
+    CHECK_FALSE(GenericCall(node, "/bulwark.v1.DocumentService/UpsertItem", "\xff\xff\xff\xff\x0f not a protobuf",
+                            nullptr)
+                    .ok());
   }
   SECTION("garbage bytes sent to the port, not even TLS") {
     const auto colon = node.cluster->endpoint().rfind(':');
@@ -430,6 +442,15 @@ TEST_CASE("bulwarkd refuses to start without TLS, or with a bad config key", "[s
                            dir.sub("missing.key") + " --metrics-listen ''");
   CHECK(no_key.exit_code == 1);
   CHECK(no_key.output.find("missing.key") != std::string::npos);
+}
+
+TEST_CASE("The standard grpc.health.v1 service answers SERVING", "[server][integration][health]") {
+  TestNode node;
+  std::string response;
+  // HealthCheckRequest{service: ""} encodes to zero bytes.
+  const grpc::Status s = GenericCall(node, "/grpc.health.v1.Health/Check", "", &response);
+  REQUIRE(s.ok());
+  CHECK(response == std::string("\x08\x01", 2));  // HealthCheckResponse{status: SERVING}
 }
 
 TEST_CASE("Metrics and health over HTTP", "[server][integration][metrics]") {
