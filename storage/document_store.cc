@@ -2,6 +2,8 @@
 
 #include <chrono>
 #include <filesystem>
+#include <fstream>
+#include <map>
 
 #include <rocksdb/cache.h>
 #include <rocksdb/filter_policy.h>
@@ -11,6 +13,7 @@
 #include "common/coding.h"
 #include "crypto/secret.h"
 #include "storage/item_rules.h"
+#include "storage/rocks_logger.h"
 #include "storage/store_impl.h"
 
 namespace bulwark::storage {
@@ -62,7 +65,7 @@ rocksdb::Options MakeRocksOptions() {
   o.create_if_missing = true;
   o.create_missing_column_families = true;
   o.max_background_jobs = 2;
-  o.keep_log_file_num = 5;
+  o.info_log = NewRocksLogger();  // no plaintext LOG file beside the data
   // A torn record at the WAL's tail (a crash mid-write of an unacknowledged
   // write) is dropped; a damaged record anywhere else refuses the open
   // rather than silently losing the writes after it.
@@ -539,6 +542,55 @@ Result<StoredSecret> DocumentStore::LoadOrCreateSecret(std::string_view name, si
                                         impl_->keyring.WrapSecret(fresh.value.view(), SecretContext(name)))}};
   BULWARK_RETURN_IF_ERROR(impl_->queue->Commit(std::move(m), nullptr).status());
   return fresh;
+}
+
+Result<uint32_t> DocumentStore::RotateStoreKey() {
+  if (!impl_->options.encrypt_files) return Status::FailedPrecondition("this store has no page encryption");
+  std::unique_lock lock(impl_->ddl_mu);  // one key-file writer at a time
+  BULWARK_ASSIGN_OR_RETURN(auto key_file, ReadStoreKeyFile(impl_->options.path));
+  if (!key_file || key_file->keys.empty()) return Status::Corruption("the store-key file is missing");
+  uint32_t next = 0;
+  for (const auto& r : key_file->keys) next = std::max(next, r.version + 1);
+  crypto::SecretBytes key = crypto::SecretBytes::Random(crypto::kStoreKeyBytes);
+  StoreKeyRecord record;
+  record.version = next;
+  record.created_unix_s = NowUnixSeconds();
+  record.wraps[impl_->keyring.master_key_id()] = impl_->keyring.WrapSecret(key.view(), StoreKeyContext(next));
+  key_file->keys.push_back(std::move(record));
+  key_file->current = next;
+  // Durable before any file is written under it: a crash then reopens with it.
+  BULWARK_RETURN_IF_ERROR(WriteStoreKeyFile(impl_->options.path, *key_file));
+  impl_->store_env.provider->AddStoreKey(next, std::move(key), /*make_current=*/true);
+  return next;
+}
+
+Result<std::vector<StoreKeyUsage>> DocumentStore::StoreKeyUsageReport() const {
+  if (!impl_->options.encrypt_files) return Status::FailedPrecondition("this store has no page encryption");
+  std::map<uint32_t, StoreKeyUsage> usage;
+  const uint32_t current = impl_->store_env.provider->current_version();
+  usage[current].version = current;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(impl_->options.path, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (!entry.is_regular_file() || name.rfind(kStoreKeyFileName, 0) == 0) continue;
+    std::ifstream in(entry.path(), std::ios::binary);
+    std::string prefix(16, '\0');
+    in.read(prefix.data(), static_cast<std::streamsize>(prefix.size()));
+    if (in.gcount() < 16) continue;  // a file being created: no prefix yet
+    auto version = crypto::PageEncryptionProvider::PrefixKeyVersion(prefix);
+    if (!version.ok()) return Status(version.status()).WithContext(name);
+    StoreKeyUsage& u = usage[*version];
+    u.version = *version;
+    ++u.files;
+    u.bytes += entry.file_size(ec);
+  }
+  if (ec) return Status::IOError("cannot list " + impl_->options.path + ": " + ec.message());
+  std::vector<StoreKeyUsage> out;
+  for (auto& [v, u] : usage) {
+    u.current = v == current;
+    out.push_back(u);
+  }
+  return out;
 }
 
 Status DocumentStore::Compact() {

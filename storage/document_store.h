@@ -80,6 +80,14 @@ struct StoredSecret {
   int64_t created_unix_s = 0;
 };
 
+// How many of the store's files, and bytes, each store-key version protects.
+struct StoreKeyUsage {
+  uint32_t version = 0;
+  bool current = false;
+  uint64_t files = 0;
+  uint64_t bytes = 0;
+};
+
 struct ItemPage {
   std::vector<std::string> items;  // JSON texts
   std::string continuation;        // empty when there are no more
@@ -138,6 +146,16 @@ class DocumentStore {
 
   // Approximate bytes of live data on disk (SST files of every column family).
   uint64_t ApproximateDiskBytes() const;
+  // Adds a store-key version, online: new files use it at once; old files
+  // keep theirs until rewritten (Compact rewrites every SST; the WAL and the
+  // MANIFEST roll over by themselves). Returns the new version.
+  // FailedPrecondition for a store without page encryption.
+  Result<uint32_t> RotateStoreKey();
+  // Files and bytes under the store directory per store-key version, read
+  // from each file's prefix: the progress of a rotation. Files that are not
+  // RocksDB's (the key file) are not counted.
+  Result<std::vector<StoreKeyUsage>> StoreKeyUsageReport() const;
+
   // Flushes every memtable and compacts every column family to the bottom,
   // rewriting every SST file (used by key rotation, tests and benchmarks).
   Status Compact();
