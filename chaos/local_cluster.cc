@@ -106,7 +106,8 @@ std::vector<std::string> LocalCluster::Command() const {
       "--listen", endpoint(),
       "--metrics-listen", metrics_endpoint(),
       "--data-dir", (node / "data").string(),
-      "--master-key-uri", "file:" + (dir / "master.key").string(),
+      "--master-key-uri",
+      options_.master_key_uri.empty() ? "file:" + (dir / "master.key").string() : options_.master_key_uri,
       "--account-key-file", (dir / "account.key").string(),
   };
   if (options_.insecure) {

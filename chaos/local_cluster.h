@@ -32,6 +32,7 @@ struct ClusterOptions {
   int metrics_port = 7180;  // 0 disables the HTTP port
   bool insecure = false;
   std::vector<std::string> extra_args;  // appended to bulwarkd's command line
+  std::string master_key_uri;           // default: file:<dir>/master.key
 };
 
 class LocalCluster {
@@ -56,6 +57,8 @@ class LocalCluster {
   std::string metrics_endpoint() const;
   std::string log_path() const;
   const ClusterOptions& options() const { return options_; }
+  // Takes effect at the next Start (e.g. after a master-key rotation).
+  void set_master_key_uri(std::string uri) { options_.master_key_uri = std::move(uri); }
 
  private:
   explicit LocalCluster(ClusterOptions options) : options_(std::move(options)) {}

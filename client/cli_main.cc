@@ -335,6 +335,43 @@ void AddItemCommands(CLI::App& app, Globals& g, int& rc) {
   }
 }
 
+void AddKeyCommands(CLI::App& app, Globals& g, int& rc) {
+  auto* keys = app.add_subcommand("keys", "encryption keys")->require_subcommand(1);
+  keys->add_subcommand("status", "master key, and files and bytes per store-key version")->callback([&] {
+    rc = WithClient(g, [&](Client& c) -> Status {
+      BULWARK_ASSIGN_OR_RETURN(auto s, c.GetKeyStatus());
+      std::cout << "master key " << s.master_key_id << "\n";
+      std::vector<std::vector<std::string>> rows;
+      for (const auto& u : s.store_keys) {
+        rows.push_back({"v" + std::to_string(u.version), u.current ? "current" : "", std::to_string(u.files),
+                        std::to_string(u.bytes)});
+      }
+      PrintTable({"STORE KEY", "", "FILES", "BYTES"}, rows);
+      std::cout << (s.rewrite_running ? "rewrite of older files: running\n" : "rewrite of older files: idle\n");
+      if (!s.last_rewrite_error.empty()) std::cout << "last rewrite failed: " << s.last_rewrite_error << "\n";
+      return Status::Ok();
+    });
+  });
+  keys->add_subcommand("rotate-store", "new store key for new files; older files are rewritten in the background")
+      ->callback([&] {
+        rc = WithClient(g, [&](Client& c) -> Status {
+          BULWARK_ASSIGN_OR_RETURN(uint32_t v, c.RotateStoreKey());
+          std::cout << "store key v" << v << " is current; older files are being rewritten (see: bulwark keys status)\n";
+          return Status::Ok();
+        });
+      });
+  static std::string uri;
+  auto* master = keys->add_subcommand("rotate-master", "re-wrap every key under a new master key, online")->callback([&] {
+    rc = WithClient(g, [&](Client& c) -> Status {
+      BULWARK_ASSIGN_OR_RETURN(std::string id, c.RotateMasterKey(uri));
+      std::cout << "every key is now wrapped by master key " << id << "\n"
+                << "restart the node with --master-key-uri " << uri << " (the old key no longer opens it)\n";
+      return Status::Ok();
+    });
+  });
+  master->add_option("--new-key-uri", uri, "file:PATH, env:VAR or command:PATH ARGS, resolved on the node")->required();
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -351,6 +388,7 @@ int main(int argc, char** argv) {
   AddDatabaseCommands(app, g, rc);
   AddContainerCommands(app, g, rc);
   AddItemCommands(app, g, rc);
+  AddKeyCommands(app, g, rc);
   app.add_subcommand("status", "show the node's status")->callback([&] {
     rc = WithClient(g, [&](Client& c) -> Status {
       BULWARK_ASSIGN_OR_RETURN(auto s, c.GetStatus());

@@ -367,6 +367,39 @@ Result<NodeStatus> Client::GetStatus() {
   return s;
 }
 
+Result<KeyStatus> Client::GetKeyStatus() {
+  v1::KeyStatusRequest req;
+  v1::KeyStatusResponse resp;
+  BULWARK_RETURN_IF_ERROR(impl_->Invoke(security::AccountRef("get"), true, [&](grpc::ClientContext& ctx) {
+    return impl_->admin->KeyStatus(&ctx, req, &resp);
+  }));
+  KeyStatus out;
+  out.master_key_id = resp.master_key_id();
+  for (const auto& u : resp.store_keys()) out.store_keys.push_back({u.version(), u.current(), u.files(), u.bytes()});
+  out.rewrite_running = resp.rewrite_running();
+  out.last_rewrite_error = resp.last_rewrite_error();
+  return out;
+}
+
+Result<uint32_t> Client::RotateStoreKey() {
+  v1::RotateStoreKeyRequest req;
+  v1::RotateStoreKeyResponse resp;
+  BULWARK_RETURN_IF_ERROR(impl_->Invoke(security::AccountRef("post"), false, [&](grpc::ClientContext& ctx) {
+    return impl_->admin->RotateStoreKey(&ctx, req, &resp);
+  }));
+  return resp.version();
+}
+
+Result<std::string> Client::RotateMasterKey(const std::string& new_key_uri) {
+  v1::RotateMasterKeyRequest req;
+  req.set_new_key_uri(new_key_uri);
+  v1::RotateMasterKeyResponse resp;
+  BULWARK_RETURN_IF_ERROR(impl_->Invoke(security::AccountRef("post"), false, [&](grpc::ClientContext& ctx) {
+    return impl_->admin->RotateMasterKey(&ctx, req, &resp);
+  }));
+  return resp.master_key_id();
+}
+
 std::string Client::SessionToken(const std::string& db, const std::string& container) const {
   return impl_->Session(db, container);
 }

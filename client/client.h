@@ -84,6 +84,20 @@ struct NodeStatus {
   std::string master_key_id;
 };
 
+struct StoreKeyUsage {
+  uint32_t version = 0;
+  bool current = false;
+  uint64_t files = 0;
+  uint64_t bytes = 0;
+};
+
+struct KeyStatus {
+  std::string master_key_id;
+  std::vector<StoreKeyUsage> store_keys;
+  bool rewrite_running = false;
+  std::string last_rewrite_error;
+};
+
 class Client {
  public:
   // InvalidArgument for a missing endpoint or key, NotFound for an unreadable
@@ -114,6 +128,14 @@ class Client {
   Result<ItemPage> ListItems(const std::string& db, const std::string& container, const ListOptions& options = {});
 
   Result<NodeStatus> GetStatus();
+
+  // Keys (admin). RotateStoreKey returns the new version; the node rewrites
+  // older files in the background (GetKeyStatus shows progress).
+  // RotateMasterKey has the node load the new key from `new_key_uri` (on the
+  // node) and returns its id; the node must be restarted with that URI.
+  Result<KeyStatus> GetKeyStatus();
+  Result<uint32_t> RotateStoreKey();
+  Result<std::string> RotateMasterKey(const std::string& new_key_uri);
 
   // The newest session token this client holds for a container ("" if none).
   std::string SessionToken(const std::string& db, const std::string& container) const;

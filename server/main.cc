@@ -191,6 +191,14 @@ int Run(NodeConfig config) {
     http.stop();
     http_thread.join();
   }
+  // A running rewrite (compaction) must end before the store closes. The
+  // thread takes rewrite_mu as it finishes, so join it outside the lock.
+  std::thread rewrite;
+  {
+    std::lock_guard lock(node.rewrite_mu);
+    rewrite = std::move(node.rewrite_thread);
+  }
+  if (rewrite.joinable()) rewrite.join();
   store->reset();
   spdlog::info("event=stopped node={}", config.node_id);
   return 0;

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include "common/consistency.h"
+#include "crypto/master_key.h"
 
 namespace bulwark::server {
 namespace {
@@ -326,6 +327,59 @@ grpc::Status AdminService::ListKeys(Ctx* ctx, const v1::ListKeysRequest*, v1::Li
     auto* key = resp->add_keys();
     key->set_name("primary");
     key->set_created_ts(node_->primary_key_created_s);
+    return BStatus::Ok();
+  });
+}
+
+grpc::Status AdminService::KeyStatus(Ctx* ctx, const v1::KeyStatusRequest*, v1::KeyStatusResponse* resp) {
+  return runner_.Run(ctx, "KeyStatus", security::AccountRef("get"), [&]() -> BStatus {
+    resp->set_master_key_id(node_->store->master_key_id());
+    BULWARK_ASSIGN_OR_RETURN(auto usage, node_->store->StoreKeyUsageReport());
+    for (const auto& u : usage) {
+      auto* out = resp->add_store_keys();
+      out->set_version(u.version);
+      out->set_current(u.current);
+      out->set_files(u.files);
+      out->set_bytes(u.bytes);
+    }
+    resp->set_rewrite_running(node_->rewrite_running);
+    std::lock_guard lock(node_->rewrite_mu);
+    resp->set_last_rewrite_error(node_->last_rewrite_error);
+    return BStatus::Ok();
+  });
+}
+
+grpc::Status AdminService::RotateStoreKey(Ctx* ctx, const v1::RotateStoreKeyRequest*,
+                                          v1::RotateStoreKeyResponse* resp) {
+  return runner_.Run(ctx, "RotateStoreKey", security::AccountRef("post"), [&]() -> BStatus {
+    std::lock_guard lock(node_->rewrite_mu);
+    if (node_->rewrite_running) return BStatus::Unavailable("a rewrite is still running; retry when KeyStatus says done");
+    BULWARK_ASSIGN_OR_RETURN(uint32_t version, node_->store->RotateStoreKey());
+    resp->set_version(version);
+    if (node_->rewrite_thread.joinable()) node_->rewrite_thread.join();
+    node_->rewrite_running = true;
+    node_->last_rewrite_error.clear();
+    // Reads and writes go on during the rewrite: compaction runs beside them.
+    node_->rewrite_thread = std::thread([node = node_, version] {
+      const BStatus s = node->store->Compact();
+      std::lock_guard inner(node->rewrite_mu);
+      if (!s.ok()) node->last_rewrite_error = s.ToString();
+      node->rewrite_running = false;
+      spdlog::info("event=store_key_rewrite_done version={} ok={}", version, s.ok());
+    });
+    spdlog::info("event=store_key_rotated version={}", version);
+    return BStatus::Ok();
+  });
+}
+
+grpc::Status AdminService::RotateMasterKey(Ctx* ctx, const v1::RotateMasterKeyRequest* req,
+                                           v1::RotateMasterKeyResponse* resp) {
+  return runner_.Run(ctx, "RotateMasterKey", security::AccountRef("post"), [&]() -> BStatus {
+    BULWARK_ASSIGN_OR_RETURN(auto next, crypto::LoadMasterKey(req->new_key_uri()));
+    const std::string id = next.id();
+    BULWARK_RETURN_IF_ERROR(node_->store->RotateMasterKey(std::move(next)));
+    resp->set_master_key_id(id);
+    spdlog::warn("event=master_key_rotated master_key={} note=\"restart this node with the new master key URI\"", id);
     return BStatus::Ok();
   });
 }

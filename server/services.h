@@ -10,6 +10,7 @@
 #include <chrono>
 #include <mutex>
 #include <set>
+#include <thread>
 #include <string>
 
 #include <grpcpp/grpcpp.h>
@@ -38,6 +39,12 @@ struct NodeContext {
   // those already running finish; `in_flight` counts the latter.
   std::atomic<bool> draining{false};
   std::atomic<int> in_flight{0};
+
+  // Background rewrites after a store-key rotation: one at a time.
+  std::mutex rewrite_mu;
+  std::thread rewrite_thread;      // GUARDED_BY(rewrite_mu)
+  std::atomic<bool> rewrite_running{false};
+  std::string last_rewrite_error;  // GUARDED_BY(rewrite_mu)
 
   std::mutex peers_mu;
   std::set<std::string> plaintext_peers;  // GUARDED_BY(peers_mu): warned about once each
@@ -97,6 +104,12 @@ class AdminService final : public v1::AdminService::Service {
   explicit AdminService(NodeContext* node) : node_(node), runner_(node) {}
   grpc::Status Status(grpc::ServerContext* ctx, const v1::StatusRequest* req, v1::StatusResponse* resp) override;
   grpc::Status ListKeys(grpc::ServerContext* ctx, const v1::ListKeysRequest* req, v1::ListKeysResponse* resp) override;
+  grpc::Status KeyStatus(grpc::ServerContext* ctx, const v1::KeyStatusRequest* req,
+                         v1::KeyStatusResponse* resp) override;
+  grpc::Status RotateStoreKey(grpc::ServerContext* ctx, const v1::RotateStoreKeyRequest* req,
+                              v1::RotateStoreKeyResponse* resp) override;
+  grpc::Status RotateMasterKey(grpc::ServerContext* ctx, const v1::RotateMasterKeyRequest* req,
+                               v1::RotateMasterKeyResponse* resp) override;
 
  private:
   NodeContext* node_;
