@@ -6,12 +6,17 @@
 #include <algorithm>
 #include <cassert>
 
+#include "replication/raft/validate.h"
+
 namespace bulwark::raft {
 
 namespace {
 constexpr char kTransferContext[] = "transfer";
 }  // namespace
 
+Status ReadsFullError() {
+  return Status::ResourceExhausted("raft: read dropped, max_pending_reads requests already waiting");
+}
 Status ProposalDroppedError() { return Status::Unavailable("raft: proposal dropped"); }
 Status UncommittedLimitError() {
   return Status::ResourceExhausted("raft: uncommitted entries exceed max_uncommitted_entries_bytes");
@@ -99,6 +104,7 @@ void Raft::Reset(uint64_t term) {
   if (term_ != term) {
     term_ = term;
     vote_ = kNone;
+    leader_tick_seen_ = 0;
   }
   lead_ = kNone;
   election_elapsed_ = 0;
@@ -114,7 +120,7 @@ void Raft::Reset(uint64_t term) {
   }
   pending_conf_index_ = 0;
   uncommitted_size_ = 0;
-  timeout_now_sent_ = false;
+  timeout_now_sent_tick_ = 0;
   read_only_.Reset();
   pending_read_index_messages_.clear();
 }
@@ -223,7 +229,10 @@ void Raft::Campaign(CampaignType t) {
     m.term = term;
     m.index = log_.LastIndex();
     m.log_term = log_.LastTerm();
-    if (t == CampaignType::kTransfer) m.context = kTransferContext;
+    if (t == CampaignType::kTransfer) {
+      m.context = kTransferContext;
+      m.commit = timeout_now_tick_;  // lets voters judge its freshness
+    }
     Send(std::move(m));
   }
 }
@@ -291,13 +300,27 @@ bool Raft::InLease() const {
          ticks_ < static_cast<uint64_t>(config_.election_timeout_ticks);
 }
 
+// A forced (transfer) vote request skips our lease. With lease reads on,
+// allow that only while the transfer may still be under way by the old
+// leader's clock: the request carries the tick (+1) at which the leader sent
+// TimeoutNow, and a heartbeat from an election timeout later proves the
+// leader has abandoned that transfer and may count our ack for its lease
+// again (see LeaseValid). Right after a restart we do not know which
+// heartbeats we acknowledged, so no forced vote skips the lease then.
+bool Raft::ForcedVoteAllowed(const Message& m) const {
+  if (config_.read_only_option != ReadOnlyOption::kLeaseBased) return true;
+  if (m.term != term_ + 1 || m.commit == 0) return false;
+  if (restarted_in_term_ && ticks_ < static_cast<uint64_t>(config_.election_timeout_ticks)) return false;
+  return m.commit + static_cast<uint64_t>(config_.election_timeout_ticks) > leader_tick_seen_;
+}
+
 // Term comparison common to every state (figure 2, "All Servers": if a
 // message carries a higher term, adopt it and become follower).
 Status Raft::StepByTerm(const Message& m, bool* handled) {
   *handled = false;
   if (m.term > term_) {
     if (m.type == MessageType::kVote || m.type == MessageType::kPreVote) {
-      bool force = m.context == kTransferContext;
+      bool force = m.context == kTransferContext && ForcedVoteAllowed(m);
       // Within the lease we have heard from a live leader: ignore the
       // disruptive candidate (thesis 4.2.3), unless the leader asked for it.
       if (!force && InLease()) {
@@ -347,6 +370,9 @@ Status Raft::StepByTerm(const Message& m, bool* handled) {
 }
 
 Status Raft::Step(Message m) {
+  // A term on a forwarded request means nothing; it must not make us adopt
+  // a term or step down.
+  if (IsForwardedRequest(m.type)) m.term = 0;
   if (m.term != 0) {
     bool handled = false;
     BULWARK_RETURN_IF_ERROR(StepByTerm(m, &handled));
@@ -435,7 +461,10 @@ Status Raft::StepFollower(Message& m) {
       Send(std::move(m));
       return Status::Ok();
     case MessageType::kTimeoutNow:
+      // Only our leader may force an election (it skips everyone's lease).
+      if (lead_ == kNone || m.from != lead_) return Status::Ok();
       // The leader asked us to take over: campaign now, skipping pre-vote.
+      timeout_now_tick_ = m.index;
       Hup(CampaignType::kTransfer);
       return Status::Ok();
     case MessageType::kReadIndexResp:
@@ -470,6 +499,11 @@ Status Raft::StepCandidate(Message& m) {
       break;
   }
   if (m.type != my_resp) return Status::Ok();
+  // A granted pre-vote is for the term we would campaign in; any other
+  // term is not an answer to our pre-election.
+  if (m.type == MessageType::kPreVoteResp && !m.reject && m.term != term_ + 1) {
+    return Status::Ok();
+  }
   switch (Poll(m.from, !m.reject)) {
     case VoteResult::kWon:
       if (state_ == StateRole::kPreCandidate) {
@@ -500,6 +534,7 @@ void Raft::HandleAppendEntries(const Message& m) {
     Send(std::move(resp));
     return;
   }
+  if (!EntriesFollow(m)) return;  // malformed; RawNode rejects these
   if (std::optional<uint64_t> last = log_.MaybeAppend(m.index, m.log_term, m.commit, m.entries)) {
     resp.index = *last;
     Send(std::move(resp));
@@ -516,6 +551,7 @@ void Raft::HandleAppendEntries(const Message& m) {
 }
 
 void Raft::HandleHeartbeat(const Message& m) {
+  leader_tick_seen_ = std::max(leader_tick_seen_, m.index);
   // The leader sends min(match, commit), so this never passes our log.
   log_.CommitTo(std::min(m.commit, log_.LastIndex()));
   Message resp;
@@ -527,7 +563,8 @@ void Raft::HandleHeartbeat(const Message& m) {
 }
 
 void Raft::HandleSnapshot(const Message& m) {
-  assert(m.snapshot.has_value());
+  // RawNode validates snapshots from the network; defend anyway.
+  if (!m.snapshot.has_value() || !ConfStateValid(m.snapshot->metadata.conf_state)) return;
   Message resp;
   resp.type = MessageType::kAppResp;
   resp.to = m.from;

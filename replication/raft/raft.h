@@ -24,6 +24,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -79,6 +80,7 @@ struct Config {
 // Returned by Step() when a proposal or request cannot be handled now.
 Status ProposalDroppedError();
 Status UncommittedLimitError();
+Status ReadsFullError();
 
 class Raft {
  public:
@@ -114,6 +116,12 @@ class Raft {
   const RaftLog& log() const { return log_; }
   ProgressTracker& tracker() { return tracker_; }
   const ProgressTracker& tracker() const { return tracker_; }
+  // With check-quorum: a follower that heard from its leader less than an
+  // election timeout ago, and so ignores vote requests (the leader's lease).
+  bool FollowerInLease() const {
+    return config_.check_quorum && state_ == StateRole::kFollower && lead_ != kNone &&
+           election_elapsed_ < config_.election_timeout_ticks;
+  }
   SoftState GetSoftState() const { return SoftState{lead_, state_}; }
   HardState GetHardState() const { return HardState{term_, vote_, log_.committed()}; }
 
@@ -153,7 +161,7 @@ class Raft {
   // Leader (raft_leader.cc).
   Status StepLeader(Message& m);
   Status HandlePropose(Message& m);
-  void HandleReadIndex(const Message& m);
+  Status HandleReadIndex(const Message& m);
   void HandleAppendResponse(const Message& m, Progress* pr);
   void HandleHeartbeatResponse(const Message& m, Progress* pr);
   void HandleTransferLeader(const Message& m, Progress* pr);
@@ -169,9 +177,12 @@ class Raft {
   bool CommittedEntryInCurrentTerm() const;
   void SendReadIndexResponse(const Message& req, uint64_t read_index);
   void ReleasePendingReadIndexMessages();
+  bool QuorumAcked(const std::set<uint64_t>& acks) const;
+  void AnswerReadsConfirmedByQuorum();
   bool IncreaseUncommittedSize(const std::vector<Entry>& ents);
   void AbortLeaderTransfer() { lead_transferee_ = kNone; }
   bool InLease() const;
+  bool ForcedVoteAllowed(const Message& m) const;
   bool LeaseValid() const;
   void HandOverIfRemoved();
 
@@ -202,9 +213,17 @@ class Raft {
   // Restarted with a term: we may have acknowledged a leader's lease just
   // before crashing (see InLease).
   bool restarted_in_term_ = false;
-  // Set once this leader sent TimeoutNow in its term: a forced election may
-  // follow at any time, so lease reads stop for the rest of the term.
-  bool timeout_now_sent_ = false;
+  // Leader: ticks_ + 1 when it last sent TimeoutNow in its term (0: never).
+  // The forced election that follows skips follower leases, so lease reads
+  // count only acks of heartbeats sent an election timeout later, after
+  // which voters refuse to skip their lease for that transfer (see
+  // ForcedVoteAllowed). Until then reads fall back to a heartbeat round.
+  uint64_t timeout_now_sent_tick_ = 0;
+  // Follower, lease mode: the newest leader send tick (+1) carried by a
+  // heartbeat in this term, and the one carried by the TimeoutNow that
+  // started our own forced campaign.
+  uint64_t leader_tick_seen_ = 0;
+  uint64_t timeout_now_tick_ = 0;
   int heartbeat_elapsed_ = 0;
   int randomized_election_timeout_ = 0;
   Rng rng_;

@@ -92,10 +92,12 @@ void Raft::SendHeartbeat(uint64_t to, const std::string& ctx) {
 }
 
 void Raft::SendTimeoutNow(uint64_t to) {
-  timeout_now_sent_ = true;
+  timeout_now_sent_tick_ = ticks_ + 1;
   Message m;
   m.type = MessageType::kTimeoutNow;
   m.to = to;
+  // The send tick, which the transferee's vote requests carry (lease mode).
+  if (config_.read_only_option == ReadOnlyOption::kLeaseBased) m.index = ticks_ + 1;
   Send(std::move(m));
 }
 
@@ -158,8 +160,7 @@ Status Raft::StepLeader(Message& m) {
     case MessageType::kProp:
       return HandlePropose(m);
     case MessageType::kReadIndex:
-      HandleReadIndex(m);
-      return Status::Ok();
+      return HandleReadIndex(m);
     default:
       break;
   }
@@ -194,7 +195,8 @@ Status Raft::StepLeader(Message& m) {
 }
 
 Status Raft::HandlePropose(Message& m) {
-  assert(!m.entries.empty() && "empty proposal");
+  // RawNode validates proposals from the network; defend anyway.
+  if (m.entries.empty()) return Status::InvalidArgument("raft: proposal without entries");
   if (tracker_.Get(id_) == nullptr) return ProposalDroppedError();  // removed
   if (lead_transferee_ != kNone) return ProposalDroppedError();   // handing over
   for (Entry& e : m.entries) {
@@ -225,30 +227,32 @@ Status Raft::HandlePropose(Message& m) {
   return Status::Ok();
 }
 
-void Raft::HandleReadIndex(const Message& m) {
+Status Raft::HandleReadIndex(const Message& m) {
+  // RawNode validates reads from the network; defend anyway.
+  if (m.context.empty()) return Status::InvalidArgument("raft: read index without a context");
   if (tracker_.voters().size() == 1 && tracker_.IsVoter(id_)) {
     SendReadIndexResponse(m, log_.committed());
-    return;
+    return Status::Ok();
   }
   // Until an entry of its term commits, a new leader does not know the
   // commit index (thesis 6.4): postpone the read.
   if (!CommittedEntryInCurrentTerm()) {
-    if (pending_read_index_messages_.size() < config_.max_pending_reads) {
-      pending_read_index_messages_.push_back(m);
-    }
-    return;
+    if (pending_read_index_messages_.size() >= config_.max_pending_reads) return ReadsFullError();
+    pending_read_index_messages_.push_back(m);
+    return Status::Ok();
   }
   if (config_.read_only_option == ReadOnlyOption::kLeaseBased && LeaseValid()) {
     SendReadIndexResponse(m, log_.committed());
-    return;
+    return Status::Ok();
   }
   // No valid lease (or safe mode): confirm leadership with a heartbeat round.
-  if (read_only_.Full()) return;  // dropped; the client retries
+  if (read_only_.Full()) return ReadsFullError();  // the client retries
   read_only_.AddRequest(log_.committed(), m);
   read_only_.RecvAck(id_, m.context);
   for (auto& [id, pr] : tracker_.progress()) {
     if (id != id_) SendHeartbeat(id, m.context);
   }
+  return Status::Ok();
 }
 
 void Raft::SendReadIndexResponse(const Message& req, uint64_t read_index) {
@@ -268,7 +272,8 @@ void Raft::ReleasePendingReadIndexMessages() {
   if (pending_read_index_messages_.empty() || !CommittedEntryInCurrentTerm()) return;
   std::vector<Message> pending;
   pending.swap(pending_read_index_messages_);
-  for (const Message& m : pending) HandleReadIndex(m);
+  // Cannot be refused: these were counted against the same bound.
+  for (const Message& m : pending) (void)HandleReadIndex(m);
 }
 
 void Raft::HandleAppendResponse(const Message& m, Progress* pr) {
@@ -284,6 +289,9 @@ void Raft::HandleAppendResponse(const Message& m, Progress* pr) {
     }
     return;
   }
+  // An acknowledgement past our last index is from no log we sent: ignore it
+  // rather than let match run beyond the log.
+  if (m.index > log_.LastIndex()) return;
   bool was_paused = pr->IsPaused();
   if (!pr->MaybeUpdate(m.index)) return;
   switch (pr->state) {
@@ -317,7 +325,7 @@ void Raft::HandleAppendResponse(const Message& m, Progress* pr) {
 // less than lease_timeout_ticks ago: none of them votes for anyone else
 // until an election timeout after receiving it, so no other leader exists.
 bool Raft::LeaseValid() const {
-  if (lead_transferee_ != kNone || timeout_now_sent_) return false;
+  if (lead_transferee_ != kNone) return false;
   std::vector<uint64_t> acks;  // send tick + 1 of the newest acknowledged heartbeat
   for (uint64_t id : tracker_.voters()) {
     acks.push_back(id == id_ ? ticks_ + 1 : tracker_.progress().at(id).lease_ack_tick);
@@ -326,6 +334,10 @@ bool Raft::LeaseValid() const {
   std::sort(acks.begin(), acks.end(), std::greater<>());
   uint64_t quorum_ack = acks[tracker_.QuorumSize() - 1];
   if (quorum_ack == 0) return false;
+  if (timeout_now_sent_tick_ != 0 &&
+      quorum_ack < timeout_now_sent_tick_ + static_cast<uint64_t>(config_.election_timeout_ticks)) {
+    return false;  // a forced election may still win votes
+  }
   return quorum_ack - 1 + static_cast<uint64_t>(config_.lease_timeout_ticks) > ticks_;
 }
 
@@ -339,16 +351,38 @@ void Raft::HandleHeartbeatResponse(const Message& m, Progress* pr) {
   // rejection, which falls back to probing).
   if (pr->state == ProgressState::kReplicate && pr->inflights.Full()) pr->inflights.FreeFirstOne();
   if (pr->match < log_.LastIndex()) SendAppend(m.from);
-  if (config_.read_only_option != ReadOnlyOption::kSafe || m.context.empty()) return;
+  // Acks count for pending read-index rounds in every mode: with leases on,
+  // a read falls back to this round whenever the lease is not valid.
+  if (m.context.empty()) return;
   const std::set<uint64_t>* acks = read_only_.RecvAck(m.from, m.context);
-  if (acks == nullptr) return;
-  size_t voter_acks = 0;
-  for (uint64_t id : *acks) {
-    if (tracker_.IsVoter(id)) ++voter_acks;
-  }
-  if (voter_acks < tracker_.QuorumSize()) return;
+  if (acks == nullptr || !QuorumAcked(*acks)) return;
   for (const ReadIndexStatus& rs : read_only_.Advance(m.context)) {
     SendReadIndexResponse(rs.req, rs.index);
+  }
+}
+
+bool Raft::QuorumAcked(const std::set<uint64_t>& acks) const {
+  size_t voter_acks = 0;
+  for (uint64_t id : acks) {
+    if (tracker_.IsVoter(id)) ++voter_acks;
+  }
+  return voter_acks >= tracker_.QuorumSize();
+}
+
+// After a membership change the acks already recorded may make a quorum
+// of the new voters (e.g. the others were removed and no ack will ever
+// come): answer the newest read so confirmed, and every read before it.
+// Bounded by max_pending_reads.
+void Raft::AnswerReadsConfirmedByQuorum() {
+  const std::deque<std::string>& pending = read_only_.PendingContexts();
+  for (auto it = pending.rbegin(); it != pending.rend(); ++it) {
+    const std::set<uint64_t>* acks = read_only_.Acks(*it);
+    if (acks == nullptr || !QuorumAcked(*acks)) continue;
+    std::string ctx = *it;  // Advance invalidates the iterator
+    for (const ReadIndexStatus& rs : read_only_.Advance(ctx)) {
+      SendReadIndexResponse(rs.req, rs.index);
+    }
+    return;
   }
 }
 
@@ -394,8 +428,10 @@ ConfState Raft::ApplyConfChange(const ConfChange& cc) {
     // ourselves, and hand over to the most up-to-date remaining voter.
     HandOverIfRemoved();
   }
-  // A smaller quorum may commit more now; new members need the log.
+  // A smaller quorum may commit more now, or confirm reads; new members
+  // need the log.
   if (MaybeCommit()) ReleasePendingReadIndexMessages();
+  AnswerReadsConfirmedByQuorum();
   BcastAppend();
   return tracker_.GetConfState();
 }

@@ -2,6 +2,8 @@
 
 #include <cassert>
 
+#include "replication/raft/validate.h"
+
 namespace bulwark::raft {
 
 RawNode::RawNode(std::unique_ptr<Raft> raft) : raft_(std::move(raft)) {
@@ -16,6 +18,13 @@ Result<std::unique_ptr<RawNode>> RawNode::Open(const Config& config, const Stora
 }
 
 Status RawNode::Campaign() {
+  // Campaigning under a live leader's lease would disrupt it for nothing:
+  // the other followers ignore our votes. Leadership transfer (TimeoutNow)
+  // is the way to move leadership on purpose.
+  if (raft_->FollowerInLease()) {
+    return Status::FailedPrecondition(
+        "raft: campaign refused: following a live leader; use TransferLeader");
+  }
   Message m;
   m.type = MessageType::kHup;
   m.from = raft_->id();
@@ -40,9 +49,7 @@ Status RawNode::ProposeConfChange(const ConfChange& cc) {
 }
 
 Status RawNode::Step(Message m) {
-  if (IsLocalMessage(m.type)) {
-    return Status::InvalidArgument("raft: cannot step a local message type from the network");
-  }
+  BULWARK_RETURN_IF_ERROR(ValidateMessage(m, raft_->id()));
   if (IsResponseMessage(m.type) && raft_->tracker().progress().count(m.from) == 0) {
     return Status::InvalidArgument("raft: response from an unknown peer");
   }

@@ -12,8 +12,11 @@
 //
 // Errors: Propose/ProposeConfChange/ReadIndex/TransferLeader return
 // Unavailable when dropped (no leader known, transfer in progress),
-// ResourceExhausted when the uncommitted bound is reached. Step returns
-// InvalidArgument for a local-only message type or an unknown peer's response.
+// ResourceExhausted when the uncommitted bound or max_pending_reads is
+// reached. Step is the network entry: it returns InvalidArgument for any
+// malformed message (ValidateMessage in validate.h: a local-only type, wrong
+// addressee, bad sender, term, entries or snapshot) and for an unknown
+// peer's response, and never aborts on peer input.
 //
 // Ownership: does not own Storage (must outlive the RawNode).
 // Thread safety: not thread-safe; the caller serialises every call.
@@ -33,7 +36,9 @@ class RawNode {
   static Result<std::unique_ptr<RawNode>> Open(const Config& config, const Storage* storage);
 
   void Tick() { raft_->Tick(); }
-  // Starts an election now (the runner's "campaign" command).
+  // Starts an election now (the runner's "campaign" command). With
+  // check-quorum, returns FailedPrecondition while this node follows a
+  // leader it heard from within the election timeout (use TransferLeader).
   Status Campaign();
   Status Propose(std::string data);
   Status ProposeConfChange(const ConfChange& cc);

@@ -43,6 +43,13 @@ class ReadOnly {
   // The context of the newest pending request, or "" if none.
   std::string LastPendingRequestCtx() const;
   size_t PendingCount() const { return queue_.size(); }
+  // Pending contexts, oldest first.
+  const std::deque<std::string>& PendingContexts() const { return queue_; }
+  // The acks recorded for a pending context, or nullptr if it is unknown.
+  const std::set<uint64_t>* Acks(const std::string& ctx) const {
+    auto it = pending_.find(ctx);
+    return it == pending_.end() ? nullptr : &it->second.acks;
+  }
   void Reset() {
     pending_.clear();
     queue_.clear();

@@ -29,7 +29,12 @@ class Storage {
  public:
   virtual ~Storage() = default;
 
-  // The persisted hard state and membership at start-up.
+  // The persisted hard state and membership at start-up. The membership
+  // must be the one as of Config.applied (every conf change applied up to
+  // it, none after). Contract for the runner's writes (docs/raft.md):
+  // entries are persisted no later than the hard state that refers to them,
+  // and compaction never passes the latest snapshot, so every index below
+  // FirstIndex() is covered by GetSnapshot().
   virtual Status InitialState(HardState* hs, ConfState* cs) const = 0;
   // Entries in [lo, hi), at least one if any exist, then as many as fit in
   // max_size_bytes.

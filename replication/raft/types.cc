@@ -34,6 +34,11 @@ bool IsLocalMessage(MessageType t) {
          t == MessageType::kSnapStatus || t == MessageType::kCheckQuorum;
 }
 
+bool IsForwardedRequest(MessageType t) {
+  return t == MessageType::kProp || t == MessageType::kReadIndex ||
+         t == MessageType::kTransferLeader;
+}
+
 bool IsResponseMessage(MessageType t) {
   return t == MessageType::kAppResp || t == MessageType::kVoteResp ||
          t == MessageType::kHeartbeatResp || t == MessageType::kUnreachable ||

@@ -102,6 +102,9 @@ enum class MessageType : uint8_t {
 std::string_view MessageTypeName(MessageType t);
 // Messages that only ever travel from a node to itself.
 bool IsLocalMessage(MessageType t);
+// Requests a follower forwards to the leader (proposal, read, transfer):
+// they carry no term, so that they never disturb elections.
+bool IsForwardedRequest(MessageType t);
 // Responses: they never raise the receiver's term through pre-vote logic.
 bool IsResponseMessage(MessageType t);
 // The response type for a vote request type.

@@ -324,6 +324,27 @@ TEST_CASE("Check-quorum: followers ignore vote requests while the leader lease h
   CHECK(c.raft(2).messages().empty());
 }
 
+TEST_CASE("Check-quorum: Campaign is refused while following a live leader", "[raft][checkquorum]") {
+  // Proves RawNode::Campaign does not disrupt a leader whose lease the
+  // follower honours, and works again once the leader has been silent for an
+  // election timeout.
+  Config cfg = BaseConfig();
+  cfg.check_quorum = true;
+  TestCluster c(cfg);
+  c.AddNodes(3);
+  c.TickElection(1);
+  c.Stabilize();
+  REQUIRE(c.raft(2).lead() == 1);
+  uint64_t term = c.raft(2).term();
+  CHECK(c.node(2).raw->Campaign().code() == Code::kFailedPrecondition);
+  CHECK(c.raft(2).term() == term);
+  CHECK(c.raft(2).state() == StateRole::kFollower);
+  c.Isolate(2);
+  c.Tick(2, cfg.election_timeout_ticks);
+  CHECK(c.node(2).raw->Campaign().ok());
+  CHECK(c.raft(2).term() > term);
+}
+
 TEST_CASE("Check-quorum and pre-vote: a stale leader learns the new term", "[raft][checkquorum]") {
   // Proves a deposed leader's appends are answered with the newer term so it
   // steps down (otherwise, with pre-vote, the cluster could wedge).

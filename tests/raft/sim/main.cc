@@ -112,6 +112,10 @@ int main(int argc, char** argv) {
   uint64_t runs = 0;
   uint64_t by_size[10] = {};
   double last_progress_s = 0;
+  // Read completion by read mode: [0] safe, [1] lease. A lease cluster that
+  // answers far fewer of its reads has reads stuck somewhere.
+  uint64_t reads_accepted[2] = {};
+  uint64_t reads_completed[2] = {};
   for (uint64_t n = 0;; ++n) {
     if (a.seed != 0 && n > 0) break;
     if (a.seed == 0 && a.seeds != 0 && n >= a.seeds) break;
@@ -123,6 +127,8 @@ int main(int argc, char** argv) {
     bulwark::raft::sim::SimResult r = bulwark::raft::sim::RunSimulation(o);
     ++runs;
     ++by_size[o.nodes];
+    reads_accepted[r.stats.lease_reads ? 1 : 0] += r.stats.reads_accepted;
+    reads_completed[r.stats.lease_reads ? 1 : 0] += r.stats.reads_completed;
     if (!r.ok) {
       std::printf("VIOLATION seed=%llu nodes=%d: %s\n", (unsigned long long)seed, o.nodes,
                   r.violation.c_str());
@@ -133,10 +139,11 @@ int main(int argc, char** argv) {
     if (a.seed != 0 || a.verbose) {
       const auto& s = r.stats;
       std::printf("seed %llu ok: steps=%llu leaders=%llu max_term=%llu writes_acked=%llu "
-                  "reads=%llu crashes=%llu partitions=%llu snapshots=%llu applied=%llu\n",
+                  "reads=%llu/%llu crashes=%llu partitions=%llu snapshots=%llu applied=%llu\n",
                   (unsigned long long)seed, (unsigned long long)s.steps,
                   (unsigned long long)s.leaders_elected, (unsigned long long)s.max_term,
                   (unsigned long long)s.writes_acked, (unsigned long long)s.reads_completed,
+                  (unsigned long long)s.reads_accepted,
                   (unsigned long long)s.crashes, (unsigned long long)s.partitions,
                   (unsigned long long)s.snapshots_sent, (unsigned long long)s.final_applied_index);
     }
@@ -151,6 +158,14 @@ int main(int argc, char** argv) {
   std::printf("done: %llu seeds passed in %.1f s (3 nodes: %llu, 4: %llu, 5: %llu)\n",
               (unsigned long long)runs, elapsed_s(), (unsigned long long)by_size[3],
               (unsigned long long)by_size[4], (unsigned long long)by_size[5]);
+  for (int lease = 0; lease < 2; ++lease) {
+    double ratio = reads_accepted[lease] == 0
+                       ? 0.0
+                       : static_cast<double>(reads_completed[lease]) / static_cast<double>(reads_accepted[lease]);
+    std::printf("reads (%s): %llu accepted, %llu completed (%.1f%%)\n", lease ? "lease" : "safe",
+                (unsigned long long)reads_accepted[lease], (unsigned long long)reads_completed[lease],
+                100.0 * ratio);
+  }
   if (a.expect_violation) {
     std::printf("expected a violation but found none\n");
     return 1;

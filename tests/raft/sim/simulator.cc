@@ -22,6 +22,9 @@ constexpr uint64_t kCompactLagEntries = 24;   // compact when this far past Firs
 constexpr int kConvergeStepsMax = 4000;       // bound on the healing phase
 constexpr size_t kMaxReadyRoundsPerStep = 4;  // bound on Ready loops per node per step
 constexpr size_t kMaxInFlightMessages = 50000;
+// After convergence, steps allowed for reads held by the leader to finish:
+// a few heartbeat rounds (heartbeats carry the newest pending read).
+constexpr int kReadDrainStepsMax = 200;
 
 // Probabilities are in parts per million so that all arithmetic is integral.
 struct Faults {
@@ -57,6 +60,9 @@ struct SimNode {
   uint64_t state_hash = 0;
   std::map<std::string, size_t> waiting_writes;  // data -> write op
   std::map<std::string, size_t> waiting_reads;   // ctx -> read op
+  // Reads this node accepted while leading: ctx -> the term it led. Cleared
+  // with waiting_reads on a crash.
+  std::map<std::string, uint64_t> reads_accepted_as_leader;
   std::vector<size_t> reads_to_serve;
   uint64_t leader_term_checked = 0;
   uint64_t last_commit = 0;
@@ -88,6 +94,8 @@ class Simulator {
   void Apply(SimNode& n, const Ready& rd);
   void MaybeCompact(SimNode& n);
   void CheckLeaders();
+  void CheckSenders(SimNode& n, const std::vector<Message>& msgs);
+  std::string StalledLeaderRead() const;
   void ProposeConfChange(SimNode& n);
   void OnConfChangeCommitted(const Entry& e, const ConfChange& cc);
   void RunOperatorActions();
@@ -208,6 +216,7 @@ void Simulator::Crash(SimNode& n) {
   n.raw.reset();
   n.waiting_writes.clear();
   n.waiting_reads.clear();
+  n.reads_accepted_as_leader.clear();
   n.reads_to_serve.clear();
   n.crash_point = -1;
 }
@@ -254,7 +263,14 @@ void Simulator::ClientRequests() {
   if (Chance(faults_.read_ppm)) {
     size_t op = checker_.StartRead(n.id);
     std::string ctx = "r" + std::to_string(op);
-    if (n.raw->ReadIndex(ctx).ok()) n.waiting_reads.emplace(ctx, op);
+    const Raft& r = n.raw->raft();
+    bool leading = r.state() == StateRole::kLeader;
+    uint64_t term = r.term();
+    if (n.raw->ReadIndex(ctx).ok()) {
+      ++stats_.reads_accepted;
+      n.waiting_reads.emplace(ctx, op);
+      if (leading) n.reads_accepted_as_leader.emplace(ctx, term);
+    }
   }
   if (Chance(faults_.conf_change_ppm)) ProposeConfChange(n);
   if (n.raw->raft().state() == StateRole::kLeader && Chance(faults_.transfer_ppm)) {
@@ -300,7 +316,14 @@ void Simulator::Deliver() {
     bool is_snap = f.msg.type == MessageType::kSnap;
     if (delivered) {
       ++stats_.messages_delivered;
-      (void)to.raw->Step(std::move(f.msg));
+      // Everything the simulated cluster sends is well formed: the
+      // validator may refuse only a response from a node no longer a member.
+      uint64_t to_id = f.msg.to;
+      Status s = to.raw->Step(std::move(f.msg));
+      if (s.code() == Code::kInvalidArgument && s.message().find("unknown peer") == std::string::npos) {
+        checker_.Fail("node " + std::to_string(to_id) + " refused a message from a correct node: " +
+                      s.ToString());
+      }
     }
     // The transport tells the sender how a snapshot went, as etcd's does.
     if (is_snap && from.raw) from.raw->ReportSnapshot(to.id, !delivered);
@@ -357,6 +380,7 @@ void Simulator::Apply(SimNode& n, const Ready& rd) {
     checker_.ReadIndexKnown(it->second, rs.index);
     n.reads_to_serve.push_back(it->second);
     n.waiting_reads.erase(it);
+    n.reads_accepted_as_leader.erase(rs.request_ctx);
   }
 }
 
@@ -382,6 +406,7 @@ void Simulator::ProcessReady(SimNode& n) {
     if (n.crash_point == 0) return Crash(n);
     Persist(n, rd);
     if (n.crash_point == 1) return Crash(n);
+    CheckSenders(n, rd.messages);
     Send(rd.messages);
     if (n.crash_point == 2) return Crash(n);
     Apply(n, rd);
@@ -419,6 +444,41 @@ void Simulator::CheckLeaders() {
     }
   }
   checker_.CheckNewCommitsAgainstLeaders(leaders);
+}
+
+// Only a leader sends kApp, kHeartbeat and kSnap, each in its term: check
+// election safety (and, once per term, leader completeness) at the send,
+// which also covers a leader deposed before the end of the step.
+void Simulator::CheckSenders(SimNode& n, const std::vector<Message>& msgs) {
+  for (const Message& m : msgs) {
+    if (m.type != MessageType::kApp && m.type != MessageType::kHeartbeat &&
+        m.type != MessageType::kSnap) {
+      continue;
+    }
+    checker_.CheckElectionSafety(m.from, m.term);
+    const Raft& r = n.raw->raft();
+    if (r.state() == StateRole::kLeader && r.term() == m.term && n.leader_term_checked != m.term) {
+      n.leader_term_checked = m.term;
+      ++stats_.leaders_elected;
+      stats_.max_term = std::max(stats_.max_term, m.term);
+      checker_.CheckNewLeader(n.id, m.term, r.log());
+    }
+  }
+}
+
+// A read that a node accepted as leader and that is still unanswered while
+// the node is up and leading in the same term (0 if none).
+std::string Simulator::StalledLeaderRead() const {
+  for (const SimNode& n : nodes_) {
+    if (!n.raw || n.raw->raft().state() != StateRole::kLeader) continue;
+    for (const auto& [ctx, term] : n.reads_accepted_as_leader) {
+      if (term == n.raw->raft().term()) {
+        return "read " + ctx + " accepted by leader " + std::to_string(n.id) + " in term " +
+               std::to_string(term);
+      }
+    }
+  }
+  return "";
 }
 
 void Simulator::Step(bool faults_on) {
@@ -593,6 +653,17 @@ SimResult Simulator::Run() {
     checker_.Fail("liveness: cluster did not converge within " + std::to_string(kConvergeStepsMax) +
                   " steps after healing");
   }
+  // Reads held by a leader that kept leading must be answered.
+  for (int i = 0; converged && i < kReadDrainStepsMax && checker_.ok() && !StalledLeaderRead().empty(); ++i) {
+    Step(false);
+  }
+  if (checker_.ok() && converged) {
+    std::string stalled = StalledLeaderRead();
+    if (!stalled.empty()) {
+      DumpState();
+      checker_.Fail("liveness: " + stalled + " was never answered although it still leads");
+    }
+  }
   if (checker_.ok()) {
     std::vector<uint64_t> applied;
     for (const SimNode& n : nodes_) {
@@ -604,6 +675,7 @@ SimResult Simulator::Run() {
   result.ok = checker_.ok();
   result.violation = checker_.violation();
   stats_.steps = step_;
+  stats_.lease_reads = base_config_.read_only_option == ReadOnlyOption::kLeaseBased;
   stats_.final_applied_index = nodes_.empty() ? 0 : nodes_[0].applied_index;
   result.stats = stats_;
   return result;

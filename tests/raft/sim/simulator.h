@@ -14,9 +14,14 @@
 //   - state-machine safety: every node applies the same entry at an index
 //     (checked through a hash chain over the applied state, so snapshots are
 //     covered too).
+// Election safety is also checked as messages leave a node: a kApp,
+// kHeartbeat or kSnap proves its sender led its term, even a leader deposed
+// within the same step.
 // At the end it heals the cluster, waits for it to converge, and checks that
-// every acknowledged proposal is applied on every node and that every
-// ReadIndex read was linearizable.
+// every acknowledged proposal is applied on every node, that every ReadIndex
+// read was linearizable, and that every read a leader accepted is answered
+// if that node is still up and leading in the same term (a read accepted by
+// a follower may be lost with its forwarded request, so it is only counted).
 //
 // Thread safety: a Simulator is single-threaded; distinct simulators may run
 // on distinct threads.
@@ -41,7 +46,9 @@ struct SimStats {
   uint64_t leaders_elected = 0;
   uint64_t max_term = 0;
   uint64_t writes_acked = 0;
+  uint64_t reads_accepted = 0;  // ReadIndex returned OK
   uint64_t reads_completed = 0;
+  bool lease_reads = false;     // this seed's cluster used lease-based reads
   uint64_t crashes = 0;
   uint64_t partitions = 0;
   uint64_t snapshots_sent = 0;
