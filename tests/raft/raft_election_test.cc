@@ -10,13 +10,7 @@ namespace {
 
 using testing::TestCluster;
 
-Config BaseConfig() {
-  Config c;
-  c.election_timeout_ticks = 10;
-  c.heartbeat_timeout_ticks = 1;
-  c.rng_seed = 42;
-  return c;
-}
+Config BaseConfig() { return testing::SmallClusterConfig(42); }
 
 std::vector<Message> MessagesOfType(const std::vector<Message>& msgs, MessageType t) {
   std::vector<Message> out;

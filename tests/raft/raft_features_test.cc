@@ -11,13 +11,7 @@ namespace {
 
 using testing::TestCluster;
 
-Config BaseConfig() {
-  Config c;
-  c.election_timeout_ticks = 10;
-  c.heartbeat_timeout_ticks = 1;
-  c.rng_seed = 11;
-  return c;
-}
+Config BaseConfig() { return testing::SmallClusterConfig(11); }
 
 TestCluster ElectedCluster(Config cfg, int n = 3) {
   TestCluster c(cfg);

@@ -13,13 +13,7 @@ namespace {
 
 using testing::TestCluster;
 
-Config BaseConfig() {
-  Config c;
-  c.election_timeout_ticks = 10;
-  c.heartbeat_timeout_ticks = 1;
-  c.rng_seed = 11;
-  return c;
-}
+Config BaseConfig() { return testing::SmallClusterConfig(11); }
 
 TestCluster ElectedCluster(Config cfg = BaseConfig()) {
   TestCluster c(cfg);

@@ -13,13 +13,10 @@ namespace {
 using testing::TestCluster;
 
 Config LeaseConfig() {
-  Config c;
-  c.election_timeout_ticks = 10;
-  c.heartbeat_timeout_ticks = 1;
+  Config c = testing::SmallClusterConfig(11);
   c.check_quorum = true;
   c.read_only_option = ReadOnlyOption::kLeaseBased;
   c.lease_timeout_ticks = 4;
-  c.rng_seed = 11;
   return c;
 }
 

@@ -11,13 +11,7 @@ namespace {
 
 using testing::TestCluster;
 
-Config BaseConfig() {
-  Config c;
-  c.election_timeout_ticks = 10;
-  c.heartbeat_timeout_ticks = 1;
-  c.rng_seed = 7;
-  return c;
-}
+Config BaseConfig() { return testing::SmallClusterConfig(7); }
 
 std::unique_ptr<Raft> RaftWithLog(MemoryStorage* s, uint64_t id, const std::vector<uint64_t>& terms,
                                   uint64_t term, Config c = BaseConfig()) {

@@ -20,6 +20,16 @@
 
 namespace bulwark::raft::testing {
 
+// The configuration most tests start from: election after 10 ticks,
+// heartbeat every tick, a seed of the test's choosing.
+inline Config SmallClusterConfig(uint64_t rng_seed) {
+  Config c;
+  c.election_timeout_ticks = 10;
+  c.heartbeat_timeout_ticks = 1;
+  c.rng_seed = rng_seed;
+  return c;
+}
+
 struct TestNode {
   uint64_t id = kNone;
   std::unique_ptr<MemoryStorage> storage;
