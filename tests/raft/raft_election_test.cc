@@ -71,8 +71,7 @@ TEST_CASE("A candidate with a majority becomes leader and asserts itself with an
   // entry of the new term then commits everywhere.
   TestCluster c(BaseConfig());
   c.AddNodes(3);
-  c.TickElection(1);
-  c.Stabilize();
+  c.ElectLeader(1);
   CHECK(c.raft(1).state() == StateRole::kLeader);
   for (uint64_t id : {2, 3}) {
     CHECK(c.raft(id).state() == StateRole::kFollower);
@@ -128,8 +127,7 @@ TEST_CASE("Any message with a higher term turns a leader into a follower", "[raf
   // currentTerm: set currentTerm = T, convert to follower".
   TestCluster c(BaseConfig());
   c.AddNodes(3);
-  c.TickElection(1);
-  c.Stabilize();
+  c.ElectLeader(1);
   REQUIRE(c.raft(1).state() == StateRole::kLeader);
   Message m;
   m.type = MessageType::kAppResp;
@@ -246,13 +244,11 @@ TEST_CASE("Pre-vote keeps a partitioned node from inflating its term", "[raft][p
   cfg.pre_vote = true;
   TestCluster c(cfg);
   c.AddNodes(3);
-  c.TickElection(1);
-  c.Stabilize();
+  c.ElectLeader(1);
   REQUIRE(c.raft(1).state() == StateRole::kLeader);
   c.Isolate(3);
   for (int i = 0; i < 5; ++i) {
-    c.TickElection(3);
-    c.Stabilize();
+    c.ElectLeader(3);
   }
   CHECK(c.raft(3).term() == 1);
   CHECK(c.raft(3).state() == StateRole::kPreCandidate);
@@ -292,8 +288,7 @@ TEST_CASE("Check-quorum: a leader that stops hearing from a quorum steps down", 
   cfg.check_quorum = true;
   TestCluster c(cfg);
   c.AddNodes(3);
-  c.TickElection(1);
-  c.Stabilize();
+  c.ElectLeader(1);
   REQUIRE(c.raft(1).state() == StateRole::kLeader);
   c.Isolate(1);
   for (int i = 0; i < 2 * cfg.election_timeout_ticks; ++i) {
@@ -310,8 +305,7 @@ TEST_CASE("Check-quorum: followers ignore vote requests while the leader lease h
   cfg.check_quorum = true;
   TestCluster c(cfg);
   c.AddNodes(3);
-  c.TickElection(1);
-  c.Stabilize();
+  c.ElectLeader(1);
   REQUIRE(c.raft(2).lead() == 1);
   REQUIRE(c.raft(2).Step(Vote(MessageType::kVote, 3, 2, 5, 10, 5)).ok());
   CHECK(c.raft(2).term() == 1);
@@ -326,8 +320,7 @@ TEST_CASE("Check-quorum: Campaign is refused while following a live leader", "[r
   cfg.check_quorum = true;
   TestCluster c(cfg);
   c.AddNodes(3);
-  c.TickElection(1);
-  c.Stabilize();
+  c.ElectLeader(1);
   REQUIRE(c.raft(2).lead() == 1);
   uint64_t term = c.raft(2).term();
   CHECK(c.node(2).raw->Campaign().code() == Code::kFailedPrecondition);
@@ -347,8 +340,7 @@ TEST_CASE("Check-quorum and pre-vote: a stale leader learns the new term", "[raf
   cfg.pre_vote = true;
   TestCluster c(cfg);
   c.AddNodes(3);
-  c.TickElection(1);
-  c.Stabilize();
+  c.ElectLeader(1);
   c.Isolate(1);
   for (int i = 0; i < 2 * cfg.election_timeout_ticks; ++i) {
     c.Tick(2, 1);

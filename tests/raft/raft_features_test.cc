@@ -16,8 +16,7 @@ Config BaseConfig() { return testing::SmallClusterConfig(11); }
 TestCluster ElectedCluster(Config cfg, int n = 3) {
   TestCluster c(cfg);
   c.AddNodes(n);
-  c.TickElection(1);
-  c.Stabilize();
+  c.ElectLeader(1);
   REQUIRE(c.raft(1).state() == StateRole::kLeader);
   return c;
 }
@@ -66,13 +65,7 @@ TEST_CASE("A new leader defers reads until it commits an entry of its term", "[r
   // learned (thesis 6.4): the read waits for the leader's empty entry.
   TestCluster c(BaseConfig());
   c.AddNodes(3);
-  c.TickElection(1);
-  c.ProcessReady(1);
-  c.DeliverMsgs(2);
-  c.DeliverMsgs(3);
-  c.ProcessReady(2);
-  c.ProcessReady(3);
-  c.DeliverMsgs(1);  // now leader, empty entry not committed yet
+  c.ElectBeforeFirstCommit(1);  // now leader, empty entry not committed yet
   REQUIRE(c.raft(1).state() == StateRole::kLeader);
   REQUIRE(c.raft(1).log().committed() == 0);
   REQUIRE(c.node(1).raw->ReadIndex("early").ok());
@@ -162,8 +155,7 @@ TEST_CASE("A learner receives the log but neither votes nor counts for commit", 
   // learner never campaigns.
   TestCluster c(BaseConfig());
   c.AddNodes(3, ConfState{{1, 2}, {3}});
-  c.TickElection(1);
-  c.Stabilize();
+  c.ElectLeader(1);
   REQUIRE(c.raft(1).state() == StateRole::kLeader);
   CHECK(c.raft(3).is_learner());
   c.Isolate(2);
@@ -211,13 +203,7 @@ TEST_CASE("A new leader may not change membership before its term's entry applie
   // 2015): the leader's pending-conf index starts at its log tail.
   TestCluster c(BaseConfig());
   c.AddNodes(3);
-  c.TickElection(1);
-  c.ProcessReady(1);
-  c.DeliverMsgs(2);
-  c.DeliverMsgs(3);
-  c.ProcessReady(2);
-  c.ProcessReady(3);
-  c.DeliverMsgs(1);
+  c.ElectBeforeFirstCommit(1);
   REQUIRE(c.raft(1).state() == StateRole::kLeader);
   REQUIRE(c.raft(1).log().applied() == 0);
   REQUIRE(c.node(1).raw->ProposeConfChange(ConfChange{ConfChangeType::kRemoveNode, 3}).ok());
@@ -279,8 +265,7 @@ TEST_CASE("Promoting a learner makes it a voter", "[raft][learner][membership]")
   // Proves AddNode on a learner promotes it and keeps its progress.
   TestCluster c(BaseConfig());
   c.AddNodes(3, ConfState{{1, 2}, {3}});
-  c.TickElection(1);
-  c.Stabilize();
+  c.ElectLeader(1);
   REQUIRE(c.node(1).raw->ProposeConfChange(ConfChange{ConfChangeType::kAddNode, 3}).ok());
   c.Stabilize();
   CHECK_FALSE(c.raft(3).is_learner());
@@ -422,8 +407,7 @@ TEST_CASE("A single-node cluster commits and reads alone", "[raft][election]") {
   // reads.
   TestCluster c(BaseConfig());
   c.AddNodes(1);
-  c.TickElection(1);
-  c.Stabilize();
+  c.ElectLeader(1);
   REQUIRE(c.raft(1).state() == StateRole::kLeader);
   REQUIRE(c.node(1).raw->Propose("solo").ok());
   REQUIRE(c.node(1).raw->ReadIndex("r").ok());

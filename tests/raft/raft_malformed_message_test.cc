@@ -18,8 +18,7 @@ Config BaseConfig() { return testing::SmallClusterConfig(11); }
 TestCluster ElectedCluster(Config cfg = BaseConfig()) {
   TestCluster c(cfg);
   c.AddNodes(3);
-  c.TickElection(1);
-  c.Stabilize();
+  c.ElectLeader(1);
   REQUIRE(c.raft(1).state() == StateRole::kLeader);
   REQUIRE(c.node(1).raw->Propose("x").ok());
   c.Stabilize();

@@ -23,8 +23,7 @@ Config LeaseConfig() {
 TestCluster LeaseCluster() {
   TestCluster c(LeaseConfig());
   c.AddNodes(3);
-  c.TickElection(1);
-  c.Stabilize();
+  c.ElectLeader(1);
   REQUIRE(c.raft(1).state() == StateRole::kLeader);
   c.TickHeartbeat(1);
   c.Stabilize();
@@ -46,13 +45,7 @@ TEST_CASE("Lease mode: a new leader's first read is answered", "[raft][read][lea
   // round instead of waiting forever.
   TestCluster c(LeaseConfig());
   c.AddNodes(3);
-  c.TickElection(1);
-  c.ProcessReady(1);
-  c.DeliverMsgs(2);
-  c.DeliverMsgs(3);
-  c.ProcessReady(2);
-  c.ProcessReady(3);
-  c.DeliverMsgs(1);
+  c.ElectBeforeFirstCommit(1);
   REQUIRE(c.raft(1).state() == StateRole::kLeader);
   REQUIRE(c.raft(1).log().committed() == 0);
   REQUIRE(c.node(1).raw->ReadIndex("first").ok());
@@ -144,13 +137,7 @@ TEST_CASE("Reads beyond max_pending_reads are refused, not dropped silently", "[
   cfg.max_pending_reads = 2;
   TestCluster c(cfg);
   c.AddNodes(3);
-  c.TickElection(1);
-  c.ProcessReady(1);
-  c.DeliverMsgs(2);
-  c.DeliverMsgs(3);
-  c.ProcessReady(2);
-  c.ProcessReady(3);
-  c.DeliverMsgs(1);
+  c.ElectBeforeFirstCommit(1);
   REQUIRE(c.raft(1).state() == StateRole::kLeader);
   REQUIRE(c.node(1).raw->ReadIndex("p1").ok());
   REQUIRE(c.node(1).raw->ReadIndex("p2").ok());
@@ -174,8 +161,7 @@ TEST_CASE("A read waiting for acks is answered when removals shrink the quorum",
   cfg.read_only_option = ReadOnlyOption::kSafe;
   TestCluster c(cfg);
   c.AddNodes(3);
-  c.TickElection(1);
-  c.Stabilize();
+  c.ElectLeader(1);
   REQUIRE(c.raft(1).state() == StateRole::kLeader);
   REQUIRE(c.node(1).raw->ReadIndex("r").ok());
   c.ProcessReady(1);

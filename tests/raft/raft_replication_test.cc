@@ -61,8 +61,7 @@ Message Prop(uint64_t id, std::string data) {
 TestCluster ElectedCluster(Config cfg, int n = 3) {
   TestCluster c(cfg);
   c.AddNodes(n);
-  c.TickElection(1);
-  c.Stabilize();
+  c.ElectLeader(1);
   REQUIRE(c.raft(1).state() == StateRole::kLeader);
   return c;
 }

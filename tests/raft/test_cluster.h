@@ -70,6 +70,25 @@ class TestCluster {
   // Ticks until the node's randomized election timeout has passed.
   void TickElection(uint64_t id);
   void TickHeartbeat(uint64_t id);
+  // Ticks node id into an election and runs the cluster until it settles.
+  void ElectLeader(uint64_t id) {
+    TickElection(id);
+    Stabilize();
+  }
+  // Elects node id by hand-delivering one round of votes, and stops before
+  // its first (empty) entry is replicated: the leader has committed nothing
+  // in its term yet.
+  void ElectBeforeFirstCommit(uint64_t id) {
+    TickElection(id);
+    ProcessReady(id);
+    for (uint64_t other : ids()) {
+      if (other != id) DeliverMsgs(other);
+    }
+    for (uint64_t other : ids()) {
+      if (other != id) ProcessReady(other);
+    }
+    DeliverMsgs(id);
+  }
 
   // Messages between different groups are dropped at delivery.
   void Partition(const std::vector<std::set<uint64_t>>& groups);
