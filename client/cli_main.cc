@@ -360,6 +360,18 @@ void AddKeyCommands(CLI::App& app, Globals& g, int& rc) {
           return Status::Ok();
         });
       });
+  static std::string db, container;
+  auto* dek = keys->add_subcommand("rotate-container", "new data-key version for a container's new writes")
+                  ->callback([&] {
+                    rc = WithClient(g, [&](Client& c) -> Status {
+                      BULWARK_ASSIGN_OR_RETURN(uint32_t v, c.RotateDataKey(db, container));
+                      std::cout << "container " << db << "/" << container << " seals new writes with data key v" << v
+                                << "; older items stay readable\n";
+                      return Status::Ok();
+                    });
+                  });
+  dek->add_option("DB", db)->required();
+  dek->add_option("CONTAINER", container)->required();
   static std::string uri;
   auto* master = keys->add_subcommand("rotate-master", "re-wrap every key under a new master key, online")->callback([&] {
     rc = WithClient(g, [&](Client& c) -> Status {

@@ -390,6 +390,18 @@ Result<uint32_t> Client::RotateStoreKey() {
   return resp.version();
 }
 
+Result<uint32_t> Client::RotateDataKey(const std::string& db, const std::string& container) {
+  v1::RotateDataKeyRequest req;
+  req.set_database(db);
+  req.set_container(container);
+  v1::RotateDataKeyResponse resp;
+  BULWARK_RETURN_IF_ERROR(impl_->Invoke(security::ContainerRef("put", db, container), false,
+                                        [&](grpc::ClientContext& ctx) {
+                                          return impl_->admin->RotateDataKey(&ctx, req, &resp);
+                                        }));
+  return resp.version();
+}
+
 Result<std::string> Client::RotateMasterKey(const std::string& new_key_uri) {
   v1::RotateMasterKeyRequest req;
   req.set_new_key_uri(new_key_uri);

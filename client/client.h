@@ -136,6 +136,8 @@ class Client {
   Result<KeyStatus> GetKeyStatus();
   Result<uint32_t> RotateStoreKey();
   Result<std::string> RotateMasterKey(const std::string& new_key_uri);
+  // A new data-key version for one container; returns it.
+  Result<uint32_t> RotateDataKey(const std::string& db, const std::string& container);
 
   // The newest session token this client holds for a container ("" if none).
   std::string SessionToken(const std::string& db, const std::string& container) const;

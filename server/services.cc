@@ -372,6 +372,20 @@ grpc::Status AdminService::RotateStoreKey(Ctx* ctx, const v1::RotateStoreKeyRequ
   });
 }
 
+grpc::Status AdminService::RotateDataKey(Ctx* ctx, const v1::RotateDataKeyRequest* req,
+                                         v1::RotateDataKeyResponse* resp) {
+  // Signed as a write to the container: the key belongs to it.
+  return runner_.Run(ctx, "RotateDataKey", security::ContainerRef("put", req->database(), req->container()),
+                     [&]() -> BStatus {
+                       BULWARK_ASSIGN_OR_RETURN(uint32_t v,
+                                                node_->store->RotateDataKey(req->database(), req->container()));
+                       resp->set_version(v);
+                       spdlog::info("event=data_key_rotated container=dbs/{}/colls/{} version={}", req->database(),
+                                    req->container(), v);
+                       return BStatus::Ok();
+                     });
+}
+
 grpc::Status AdminService::RotateMasterKey(Ctx* ctx, const v1::RotateMasterKeyRequest* req,
                                            v1::RotateMasterKeyResponse* resp) {
   return runner_.Run(ctx, "RotateMasterKey", security::AccountRef("post"), [&]() -> BStatus {

@@ -108,6 +108,8 @@ class AdminService final : public v1::AdminService::Service {
                          v1::KeyStatusResponse* resp) override;
   grpc::Status RotateStoreKey(grpc::ServerContext* ctx, const v1::RotateStoreKeyRequest* req,
                               v1::RotateStoreKeyResponse* resp) override;
+  grpc::Status RotateDataKey(grpc::ServerContext* ctx, const v1::RotateDataKeyRequest* req,
+                             v1::RotateDataKeyResponse* resp) override;
   grpc::Status RotateMasterKey(grpc::ServerContext* ctx, const v1::RotateMasterKeyRequest* req,
                                v1::RotateMasterKeyResponse* resp) override;
 

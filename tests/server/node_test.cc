@@ -527,7 +527,7 @@ TEST_CASE("CLI round trip against a real node", "[server][integration][cli]") {
   CHECK(nowhere.output.find("cluster up") != std::string::npos);
 }
 
-TEST_CASE("Key rotation over the API: store key under load, then master key and restart",
+TEST_CASE("Key rotation over the API: all three key kinds under load, then restart with the new master key",
           "[server][integration][keys]") {
   TestNode node;
   node.Seed();
@@ -549,6 +549,19 @@ TEST_CASE("Key rotation over the API: store key under load, then master key and 
       }
     }
   });
+  // Stops and joins the writer on every way out, a failed REQUIRE included.
+  struct StopAndJoin {
+    std::atomic<bool>& stop;
+    std::thread& thread;
+    ~StopAndJoin() {
+      stop = true;
+      if (thread.joinable()) thread.join();
+    }
+  } guard{stop, writer};
+  auto dek = node.client->RotateDataKey("db", "c");
+  REQUIRE(dek.ok());
+  CHECK(*dek == 2);
+  CHECK(node.client->RotateDataKey("db", "missing").status().code() == Code::kNotFound);
   auto v2 = node.client->RotateStoreKey();
   REQUIRE(v2.ok());
   CHECK(*v2 == 2);
@@ -560,14 +573,11 @@ TEST_CASE("Key rotation over the API: store key under load, then master key and 
     if (!status.rewrite_running) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
-  stop = true;
-  writer.join();
   CHECK_FALSE(status.rewrite_running);
   CHECK(status.last_rewrite_error.empty());
   bool v2_current = false;
   for (const auto& u : status.store_keys) v2_current |= (u.version == 2 && u.current && u.files > 0);
   CHECK(v2_current);
-  CHECK(failed == 0);
 
   // Master key: the node loads the new key from a URI, re-wraps, and after a
   // restart opens with only the new key.
@@ -580,6 +590,11 @@ TEST_CASE("Key rotation over the API: store key under load, then master key and 
   auto id = node.client->RotateMasterKey("file:" + new_key);
   REQUIRE(id.ok());
   CHECK(id->size() == 16);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // writes under the new master key too
+  stop = true;
+  writer.join();
+  CHECK(failed == 0);
+  REQUIRE(acked > 0);
   CHECK(node.client->RotateMasterKey("file:" + node.dir.sub("absent.key")).status().code() == Code::kNotFound);
   REQUIRE(node.cluster->Stop().ok());
   const Status with_old_key = node.cluster->Start();
