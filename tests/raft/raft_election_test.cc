@@ -242,10 +242,7 @@ TEST_CASE("Pre-vote keeps a partitioned node from inflating its term", "[raft][p
   // rejoining does not depose a healthy leader.
   Config cfg = BaseConfig();
   cfg.pre_vote = true;
-  TestCluster c(cfg);
-  c.AddNodes(3);
-  c.ElectLeader(1);
-  REQUIRE(c.raft(1).state() == StateRole::kLeader);
+  TestCluster c = testing::ElectedCluster(cfg);
   c.Isolate(3);
   for (int i = 0; i < 5; ++i) {
     c.ElectLeader(3);
@@ -286,10 +283,7 @@ TEST_CASE("Check-quorum: a leader that stops hearing from a quorum steps down", 
   // accepting work within two election timeouts.
   Config cfg = BaseConfig();
   cfg.check_quorum = true;
-  TestCluster c(cfg);
-  c.AddNodes(3);
-  c.ElectLeader(1);
-  REQUIRE(c.raft(1).state() == StateRole::kLeader);
+  TestCluster c = testing::ElectedCluster(cfg);
   c.Isolate(1);
   for (int i = 0; i < 2 * cfg.election_timeout_ticks; ++i) {
     c.Tick(1, 1);

@@ -9,17 +9,10 @@
 namespace bulwark::raft {
 namespace {
 
+using testing::ElectedCluster;
 using testing::TestCluster;
 
 Config BaseConfig() { return testing::SmallClusterConfig(11); }
-
-TestCluster ElectedCluster(Config cfg, int n = 3) {
-  TestCluster c(cfg);
-  c.AddNodes(n);
-  c.ElectLeader(1);
-  REQUIRE(c.raft(1).state() == StateRole::kLeader);
-  return c;
-}
 
 // ---- reads ----
 

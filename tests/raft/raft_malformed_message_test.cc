@@ -15,11 +15,9 @@ using testing::TestCluster;
 
 Config BaseConfig() { return testing::SmallClusterConfig(11); }
 
+// An elected 3-node cluster that has also committed one entry.
 TestCluster ElectedCluster(Config cfg = BaseConfig()) {
-  TestCluster c(cfg);
-  c.AddNodes(3);
-  c.ElectLeader(1);
-  REQUIRE(c.raft(1).state() == StateRole::kLeader);
+  TestCluster c = testing::ElectedCluster(cfg);
   REQUIRE(c.node(1).raw->Propose("x").ok());
   c.Stabilize();
   return c;

@@ -159,10 +159,7 @@ TEST_CASE("A read waiting for acks is answered when removals shrink the quorum",
   // Found by the simulator's read-liveness check (seed 10351).
   Config cfg = LeaseConfig();
   cfg.read_only_option = ReadOnlyOption::kSafe;
-  TestCluster c(cfg);
-  c.AddNodes(3);
-  c.ElectLeader(1);
-  REQUIRE(c.raft(1).state() == StateRole::kLeader);
+  TestCluster c = testing::ElectedCluster(cfg);
   REQUIRE(c.node(1).raw->ReadIndex("r").ok());
   c.ProcessReady(1);
   c.DropMsgs(2);

@@ -9,6 +9,7 @@
 namespace bulwark::raft {
 namespace {
 
+using testing::ElectedCluster;
 using testing::TestCluster;
 
 Config BaseConfig() { return testing::SmallClusterConfig(7); }
@@ -56,14 +57,6 @@ Message Prop(uint64_t id, std::string data) {
   m.from = id;
   m.entries.push_back(Entry{0, 0, EntryType::kNormal, std::move(data)});
   return m;
-}
-
-TestCluster ElectedCluster(Config cfg, int n = 3) {
-  TestCluster c(cfg);
-  c.AddNodes(n);
-  c.ElectLeader(1);
-  REQUIRE(c.raft(1).state() == StateRole::kLeader);
-  return c;
 }
 
 TEST_CASE("A proposal is replicated and committed by a majority and applied", "[raft][figure2][replication]") {

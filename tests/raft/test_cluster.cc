@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cassert>
 
+#include <catch2/catch.hpp>
+
 namespace bulwark::raft::testing {
 
 namespace {
@@ -230,6 +232,14 @@ std::string TestCluster::RaftLog(uint64_t id) const {
   for (const Entry& e : log.AllEntries()) out += DescribeEntry(e) + "\n";
   if (out.empty()) out = "log is empty\n";
   return out;
+}
+
+TestCluster ElectedCluster(const Config& base, int n) {
+  TestCluster c(base);
+  c.AddNodes(n);
+  c.ElectLeader(1);
+  REQUIRE(c.raft(1).state() == StateRole::kLeader);
+  return c;
 }
 
 }  // namespace bulwark::raft::testing

@@ -114,4 +114,8 @@ class TestCluster {
   std::map<uint64_t, int> group_;
 };
 
+// A cluster of `n` voters (ids 1..n) in which node 1 has been elected and the
+// cluster has settled; fails the test if node 1 is not the leader.
+TestCluster ElectedCluster(const Config& base, int n = 3);
+
 }  // namespace bulwark::raft::testing
