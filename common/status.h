@@ -58,6 +58,13 @@ class [[nodiscard]] Status {
   static Status DeadlineExceeded(std::string msg) { return {Code::kDeadlineExceeded, std::move(msg)}; }
   static Status ResourceExhausted(std::string msg) { return {Code::kResourceExhausted, std::move(msg)}; }
   static Status Internal(std::string msg) { return {Code::kInternal, std::move(msg)}; }
+  // For a code read back from storage or the wire: OK for kOk, Corruption
+  // for a value outside the enum.
+  static Status FromCode(Code code, std::string msg) {
+    if (code == Code::kOk) return Ok();
+    if (static_cast<int>(code) < 0 || code > Code::kInternal) return Corruption("unknown status code");
+    return {code, std::move(msg)};
+  }
 
   bool ok() const { return state_ == nullptr; }
   Code code() const { return state_ ? state_->code : Code::kOk; }

@@ -90,6 +90,32 @@ Result<WrappedDataKey> Keyring::RotateDataKey(std::string_view container_rid, in
   return WrapKey(*master_, container_rid, *key, now_unix_s);
 }
 
+Result<WrappedDataKey> Keyring::AddDataKey(std::string_view container_rid, uint32_t version, std::string_view key,
+                                           int64_t created_unix_s) {
+  if (key.size() != kDataKeyBytes) return Status::InvalidArgument("a data key must be 32 bytes");
+  auto dek = std::make_shared<DataKey>(DataKey{version, SecretBytes::CopyFrom(key), created_unix_s});
+  std::unique_lock lock(mu_);
+  auto& versions = containers_[std::string(container_rid)];
+  if (versions.count(version) != 0) {
+    return Status::AlreadyExists("container " + std::string(container_rid) + " already has data key v" +
+                                 std::to_string(version));
+  }
+  versions.emplace(version, dek);
+  return WrapKey(*master_, container_rid, *dek, created_unix_s);
+}
+
+Result<WrappedDataKey> Keyring::WrapDataKey(std::string_view container_rid, uint32_t version, std::string_view key,
+                                            int64_t created_unix_s) const {
+  if (key.size() != kDataKeyBytes) return Status::InvalidArgument("a data key must be 32 bytes");
+  DataKey dek{version, SecretBytes::CopyFrom(key), created_unix_s};
+  return WrapKey(*master(), container_rid, dek, created_unix_s);
+}
+
+void Keyring::Clear() {
+  std::unique_lock lock(mu_);
+  containers_.clear();
+}
+
 Status Keyring::Load(const WrappedDataKey& record) {
   auto m = master();
   if (record.master_key_id != m->id()) {

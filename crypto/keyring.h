@@ -55,6 +55,17 @@ class Keyring {
   // Adds the next version; new writes use it, older versions stay readable.
   // NotFound if the container has no keys.
   Result<WrappedDataKey> RotateDataKey(std::string_view container_rid, int64_t now_unix_s);
+  // Adds a DEK version chosen elsewhere (a replicated command carries it):
+  // the ring takes a copy and returns the record to persist. AlreadyExists if
+  // the version is present; InvalidArgument for a key of the wrong length.
+  Result<WrappedDataKey> AddDataKey(std::string_view container_rid, uint32_t version, std::string_view key,
+                                    int64_t created_unix_s);
+  // Wraps a DEK under the current master key without adding it to the ring
+  // (a received state image is staged before it is installed).
+  Result<WrappedDataKey> WrapDataKey(std::string_view container_rid, uint32_t version, std::string_view key,
+                                     int64_t created_unix_s) const;
+  // Forgets every DEK (before reloading the ring from storage).
+  void Clear();
   // Unwraps a persisted record into the ring. FailedPrecondition if it was
   // wrapped by another master key; Corruption if it fails authentication.
   Status Load(const WrappedDataKey& record);

@@ -9,6 +9,11 @@ uint64_t CommitQueue::last_lsn() const {
   return last_lsn_;
 }
 
+void CommitQueue::ResetLastLsn(uint64_t lsn) {
+  std::lock_guard lock(mu_);
+  last_lsn_ = lsn;
+}
+
 std::vector<CommitQueue::Writer*> CommitQueue::BuildGroup(rocksdb::WriteBatch& batch) {
   std::vector<Writer*> group;
   size_t bytes = 0;

@@ -52,6 +52,9 @@ class CommitQueue {
   Result<uint64_t> Commit(std::vector<Mutation> mutations, ChangeRecord* change);
 
   uint64_t last_lsn() const;
+  // After the change log was replaced wholesale (a state image install).
+  // REQUIRES: no Commit in progress.
+  void ResetLastLsn(uint64_t lsn);
 
  private:
   struct Writer {

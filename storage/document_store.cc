@@ -28,13 +28,9 @@ constexpr size_t kBlockCacheBytes = 64 * 1024 * 1024;
 constexpr const char* kMetaCf = "meta";
 constexpr const char* kItemsCf = "items";
 constexpr const char* kChangeLogCf = "changelog";
+constexpr const char* kRaftLogCf = "raftlog";
+constexpr const char* kStagingCf = "staging";
 
-std::string ContainerCacheKey(std::string_view db, std::string_view container) {
-  std::string k(db);
-  k += '/';
-  k += container;
-  return k;
-}
 
 // The key check: a random secret wrapped by the master key, and the key's id.
 // `wrap` is the master key's Wrap (the keyring's or a new key's).
@@ -138,6 +134,24 @@ Status FromRocks(const rocksdb::Status& s, std::string_view what) {
   return Status::IOError(msg);
 }
 
+std::string ContainerCacheKey(std::string_view db, std::string_view container) {
+  std::string k(db);
+  k += '/';
+  k += container;
+  return k;
+}
+
+// A command for a container names the rid it was prepared against: if the
+// container was since deleted (and maybe re-created), it no longer applies.
+Result<std::shared_ptr<const CachedContainer>> CommandContainer(const DocumentStore::Impl& s,
+                                                               const WriteCommand& cmd) {
+  BULWARK_ASSIGN_OR_RETURN(auto c, s.FindContainer(cmd.database, cmd.container));
+  if (c->rid_raw != cmd.rid) {
+    return Status::NotFound("container '" + cmd.container + "' was deleted and re-created");
+  }
+  return c;
+}
+
 DocumentStore::Impl::~Impl() {
   if (db) {
     for (auto* h : handles) db->DestroyColumnFamilyHandle(h);
@@ -195,7 +209,11 @@ Status CheckFormat(const DocumentStore::Impl& s, std::string_view stored) {
   return Status::Ok();
 }
 
+}  // namespace
+
 Status LoadKeysAndContainers(DocumentStore::Impl& s) {
+  s.keyring.Clear();
+  s.containers.clear();
   std::unique_ptr<rocksdb::Iterator> it(s.db->NewIterator(rocksdb::ReadOptions(), s.meta));
   for (it->Seek(rocksdb::Slice(kDataKeyMetaPrefix.data(), kDataKeyMetaPrefix.size()));
        it->Valid() && it->key().starts_with(rocksdb::Slice(kDataKeyMetaPrefix.data(), kDataKeyMetaPrefix.size()));
@@ -231,8 +249,6 @@ Result<uint64_t> LastLsn(const DocumentStore::Impl& s) {
   return ParseLsnKey(it->key().ToStringView());
 }
 
-}  // namespace
-
 Result<std::unique_ptr<DocumentStore>> DocumentStore::Open(const StoreOptions& options, crypto::MasterKey master_key) {
   BULWARK_RETURN_IF_ERROR(crypto::InitSodium());
   if (options.path.empty()) return Status::InvalidArgument("the store needs a data directory");
@@ -253,6 +269,8 @@ Result<std::unique_ptr<DocumentStore>> DocumentStore::Open(const StoreOptions& o
       {kMetaCf, rocksdb::ColumnFamilyOptions(rocks)},
       {kItemsCf, ItemsCfOptions(rocks)},
       {kChangeLogCf, rocksdb::ColumnFamilyOptions(rocks)},
+      {kRaftLogCf, rocksdb::ColumnFamilyOptions(rocks)},
+      {kStagingCf, rocksdb::ColumnFamilyOptions(rocks)},
   };
   rocksdb::DB* raw = nullptr;
   BULWARK_RETURN_IF_ERROR(
@@ -261,6 +279,8 @@ Result<std::unique_ptr<DocumentStore>> DocumentStore::Open(const StoreOptions& o
   impl->meta = impl->handles[1];
   impl->items = impl->handles[2];
   impl->changelog = impl->handles[3];
+  impl->raftlog = impl->handles[4];
+  impl->staging = impl->handles[5];
 
   auto format = impl->Get(impl->meta, kFormatKey);
   if (format.ok()) {
@@ -272,30 +292,42 @@ Result<std::unique_ptr<DocumentStore>> DocumentStore::Open(const StoreOptions& o
   } else {
     return format.status();
   }
+  BULWARK_RETURN_IF_ERROR(ResumeStateImageInstall(*impl));
   BULWARK_RETURN_IF_ERROR(LoadKeysAndContainers(*impl));
   BULWARK_ASSIGN_OR_RETURN(uint64_t last_lsn, LastLsn(*impl));
+  BULWARK_ASSIGN_OR_RETURN(uint64_t applied, LoadAppliedIndex(*impl));
+  impl->applied_index.store(applied);
   impl->queue = std::make_unique<CommitQueue>(impl->db.get(), impl->changelog, options.sync_writes, last_lsn);
   return std::unique_ptr<DocumentStore>(new DocumentStore(std::move(impl)));
 }
 
 // ---- Databases -------------------------------------------------------------
+// The direct methods are Prepare + Apply, so one code path serves a single
+// store and a replica set.
+
+Result<WriteCommand> DocumentStore::PrepareCreateDatabase(std::string_view db) const {
+  BULWARK_RETURN_IF_ERROR(ValidateId(db, "database id"));
+  WriteCommand c;
+  c.kind = WriteCommand::Kind::kCreateDatabase;
+  c.database = db;
+  c.etag = NewEtag();
+  c.ts = NowUnixSeconds();
+  return c;
+}
+
+Result<WriteCommand> DocumentStore::PrepareDeleteDatabase(std::string_view db) const {
+  WriteCommand c;
+  c.kind = WriteCommand::Kind::kDeleteDatabase;
+  c.database = db;
+  c.ts = NowUnixSeconds();
+  return c;
+}
 
 Result<DatabaseInfo> DocumentStore::CreateDatabase(std::string_view db) {
-  BULWARK_RETURN_IF_ERROR(ValidateId(db, "database id"));
-  std::unique_lock lock(impl_->ddl_mu);
-  const std::string key = DatabaseMetaKey(db);
-  auto existing = impl_->Get(impl_->meta, key);
-  if (existing.ok()) return Status::AlreadyExists("database '" + std::string(db) + "' already exists");
-  if (existing.status().code() != Code::kNotFound) return existing.status();
-  DatabaseInfo info{std::string(db), NewEtag(), NowUnixSeconds()};
-  ChangeRecord change;
-  change.op = ChangeOp::kCreateDatabase;
-  change.database = db;
-  change.etag = info.etag;
-  change.ts = info.ts;
-  std::vector<Mutation> m{{Mutation::Kind::kPut, impl_->meta, key, DatabaseJson(info).dump()}};
-  BULWARK_RETURN_IF_ERROR(impl_->queue->Commit(std::move(m), &change).status());
-  return info;
+  BULWARK_ASSIGN_OR_RETURN(WriteCommand cmd, PrepareCreateDatabase(db));
+  BULWARK_ASSIGN_OR_RETURN(ApplyOutcome out, Apply(0, std::move(cmd)));
+  BULWARK_RETURN_IF_ERROR(out.status);
+  return DatabaseInfo{std::string(db), out.etag, out.ts};
 }
 
 Result<DatabaseInfo> DocumentStore::ReadDatabase(std::string_view db) const {
@@ -326,76 +358,207 @@ void AppendContainerRemoval(const DocumentStore::Impl& s, const CachedContainer&
   m.push_back({Mutation::Kind::kDeleteRange, s.items, c.rid_raw, c.rid_raw + "\xff"});
   m.push_back({Mutation::Kind::kDelete, s.meta, ContainerMetaKey(c.info.database, c.info.id), {}});
 }
-}  // namespace
 
-Status DocumentStore::DeleteDatabase(std::string_view db) {
-  std::unique_lock lock(impl_->ddl_mu);
-  auto existing = impl_->Get(impl_->meta, DatabaseMetaKey(db));
+Result<CommandEffect> DeleteDatabaseEffect(DocumentStore::Impl& s, const WriteCommand& cmd) {
+  CommandEffect e;
+  auto existing = s.Get(s.meta, DatabaseMetaKey(cmd.database));
   if (existing.status().code() == Code::kNotFound) {
-    return Status::NotFound("database '" + std::string(db) + "' does not exist");
+    e.outcome.status = Status::NotFound("database '" + cmd.database + "' does not exist");
+    return e;
   }
   BULWARK_RETURN_IF_ERROR(existing.status());
-  std::vector<Mutation> m;
-  std::vector<std::string> dropped;
-  const std::string prefix = ContainerCacheKey(db, "");
-  for (const auto& [key, c] : impl_->containers) {
+  const std::string prefix = ContainerCacheKey(cmd.database, "");
+  for (const auto& [key, c] : s.containers) {
     if (key.compare(0, prefix.size(), prefix) == 0) {
-      AppendContainerRemoval(*impl_, *c, m);
-      dropped.push_back(key);
+      AppendContainerRemoval(s, *c, e.mutations);
+      e.dropped_containers.push_back(key);
     }
   }
-  m.push_back({Mutation::Kind::kDelete, impl_->meta, DatabaseMetaKey(db), {}});
-  ChangeRecord change;
-  change.op = ChangeOp::kDeleteDatabase;
-  change.database = db;
-  change.ts = NowUnixSeconds();
-  BULWARK_RETURN_IF_ERROR(impl_->queue->Commit(std::move(m), &change).status());
-  for (const auto& key : dropped) impl_->containers.erase(key);
-  return Status::Ok();
+  e.mutations.push_back({Mutation::Kind::kDelete, s.meta, DatabaseMetaKey(cmd.database), {}});
+  e.change.emplace();
+  e.change->op = ChangeOp::kDeleteDatabase;
+  e.change->database = cmd.database;
+  e.change->ts = cmd.ts;
+  return e;
+}
+
+Result<CommandEffect> CreateDatabaseEffect(DocumentStore::Impl& s, const WriteCommand& cmd) {
+  CommandEffect e;
+  const std::string key = DatabaseMetaKey(cmd.database);
+  auto existing = s.Get(s.meta, key);
+  if (existing.ok()) {
+    e.outcome.status = Status::AlreadyExists("database '" + cmd.database + "' already exists");
+    return e;
+  }
+  if (existing.status().code() != Code::kNotFound) return existing.status();
+  DatabaseInfo info{cmd.database, cmd.etag, cmd.ts};
+  e.outcome.etag = info.etag;
+  e.outcome.ts = info.ts;
+  e.mutations.push_back({Mutation::Kind::kPut, s.meta, key, DatabaseJson(info).dump()});
+  e.change.emplace();
+  e.change->op = ChangeOp::kCreateDatabase;
+  e.change->database = cmd.database;
+  e.change->etag = info.etag;
+  e.change->ts = info.ts;
+  return e;
+}
+
+
+Result<CommandEffect> CreateContainerEffect(DocumentStore::Impl& s, const WriteCommand& cmd) {
+  CommandEffect e;
+  auto dbrec = s.Get(s.meta, DatabaseMetaKey(cmd.database));
+  if (dbrec.status().code() == Code::kNotFound) {
+    e.outcome.status = Status::NotFound("database '" + cmd.database + "' does not exist");
+    return e;
+  }
+  BULWARK_RETURN_IF_ERROR(dbrec.status());
+  if (s.containers.count(ContainerCacheKey(cmd.database, cmd.container)) != 0) {
+    e.outcome.status = Status::AlreadyExists("container '" + cmd.container + "' already exists");
+    return e;
+  }
+  if (cmd.rid.size() != kContainerRidBytes) return Status::Corruption("create-container command has a bad rid");
+  auto c = std::make_shared<CachedContainer>();
+  c->rid_raw = cmd.rid;
+  c->info.rid = crypto::HexEncode(cmd.rid);
+  if (!s.keyring.Versions(c->info.rid).empty()) {
+    // 64 random bits collided with a deleted container's rid: refuse, the
+    // client retries and the next proposal draws another.
+    e.outcome.status = Status::Unavailable("internal id collision; retry the request");
+    return e;
+  }
+  c->info.database = cmd.database;
+  c->info.id = cmd.container;
+  c->info.partition_key_path = cmd.partition_key_path;
+  c->info.etag = cmd.etag;
+  c->info.ts = cmd.ts;
+  BULWARK_ASSIGN_OR_RETURN(auto dek, s.keyring.AddDataKey(c->info.rid, 1, cmd.data_key, cmd.ts));
+  e.mutations.push_back(
+      {Mutation::Kind::kPut, s.meta, ContainerMetaKey(cmd.database, cmd.container), ContainerJson(c->info).dump()});
+  e.mutations.push_back({Mutation::Kind::kPut, s.meta, DataKeyMetaKey(c->info.rid, dek.version), dek.EncodeValue()});
+  e.change.emplace();
+  e.change->op = ChangeOp::kCreateContainer;
+  e.change->database = cmd.database;
+  e.change->container = cmd.container;
+  e.change->container_rid = cmd.rid;
+  e.change->partition_key = cmd.partition_key_path;
+  e.change->etag = cmd.etag;
+  e.change->ts = cmd.ts;
+  e.outcome.etag = cmd.etag;
+  e.outcome.ts = cmd.ts;
+  e.outcome.container = c->info;
+  e.added_container = std::move(c);
+  return e;
+}
+
+Result<CommandEffect> DeleteContainerEffect(DocumentStore::Impl& s, const WriteCommand& cmd) {
+  CommandEffect e;
+  auto c = CommandContainer(s, cmd);
+  if (!c.ok()) {
+    e.outcome.status = c.status();
+    return e;
+  }
+  AppendContainerRemoval(s, **c, e.mutations);
+  e.dropped_containers.push_back(ContainerCacheKey(cmd.database, cmd.container));
+  e.change.emplace();
+  e.change->op = ChangeOp::kDeleteContainer;
+  e.change->database = cmd.database;
+  e.change->container = cmd.container;
+  e.change->container_rid = cmd.rid;
+  e.change->ts = cmd.ts;
+  return e;
+}
+
+Result<CommandEffect> RotateDataKeyEffect(DocumentStore::Impl& s, const WriteCommand& cmd) {
+  CommandEffect e;
+  auto c = CommandContainer(s, cmd);
+  if (!c.ok()) {
+    e.outcome.status = c.status();
+    return e;
+  }
+  const auto versions = s.keyring.Versions((*c)->info.rid);
+  const uint32_t next = versions.empty() ? 1 : versions.back() + 1;
+  BULWARK_ASSIGN_OR_RETURN(auto dek, s.keyring.AddDataKey((*c)->info.rid, next, cmd.data_key, cmd.ts));
+  e.mutations.push_back(
+      {Mutation::Kind::kPut, s.meta, DataKeyMetaKey((*c)->info.rid, dek.version), dek.EncodeValue()});
+  e.change.emplace();
+  e.change->op = ChangeOp::kRotateDataKey;
+  e.change->database = cmd.database;
+  e.change->container = cmd.container;
+  e.change->container_rid = cmd.rid;
+  e.change->ts = cmd.ts;
+  e.outcome.key_version = dek.version;
+  e.outcome.ts = cmd.ts;
+  return e;
+}
+
+}  // namespace
+
+Result<CommandEffect> DdlCommandEffect(DocumentStore::Impl& s, const WriteCommand& cmd) {
+  switch (cmd.kind) {
+    case WriteCommand::Kind::kCreateDatabase: return CreateDatabaseEffect(s, cmd);
+    case WriteCommand::Kind::kDeleteDatabase: return DeleteDatabaseEffect(s, cmd);
+    case WriteCommand::Kind::kCreateContainer: return CreateContainerEffect(s, cmd);
+    case WriteCommand::Kind::kDeleteContainer: return DeleteContainerEffect(s, cmd);
+    case WriteCommand::Kind::kRotateDataKey: return RotateDataKeyEffect(s, cmd);
+    default: return Status::Internal("not a database or container command");
+  }
+}
+
+Status DocumentStore::DeleteDatabase(std::string_view db) {
+  BULWARK_ASSIGN_OR_RETURN(WriteCommand cmd, PrepareDeleteDatabase(db));
+  BULWARK_ASSIGN_OR_RETURN(ApplyOutcome out, Apply(0, std::move(cmd)));
+  return out.status;
 }
 
 // ---- Containers ------------------------------------------------------------
 
-Result<ContainerInfo> DocumentStore::CreateContainer(std::string_view db, std::string_view container,
-                                                     std::string_view partition_key_path) {
+Result<WriteCommand> DocumentStore::PrepareCreateContainer(std::string_view db, std::string_view container,
+                                                           std::string_view partition_key_path) const {
   BULWARK_RETURN_IF_ERROR(ValidateId(container, "container id"));
   BULWARK_RETURN_IF_ERROR(ValidatePartitionKeyPath(partition_key_path));
-  std::unique_lock lock(impl_->ddl_mu);
-  auto dbrec = impl_->Get(impl_->meta, DatabaseMetaKey(db));
-  if (dbrec.status().code() == Code::kNotFound) {
-    return Status::NotFound("database '" + std::string(db) + "' does not exist");
-  }
-  BULWARK_RETURN_IF_ERROR(dbrec.status());
-  if (impl_->containers.count(ContainerCacheKey(db, container)) != 0) {
-    return Status::AlreadyExists("container '" + std::string(container) + "' already exists");
-  }
-  CachedContainer c;
-  do {  // a fresh rid, never one that has keys (a deleted container's)
-    c.rid_raw = crypto::RandomBytes(kContainerRidBytes);
-    c.info.rid = crypto::HexEncode(c.rid_raw);
-  } while (!impl_->keyring.Versions(c.info.rid).empty());
-  c.info.database = db;
-  c.info.id = container;
-  c.info.partition_key_path = partition_key_path;
-  c.info.etag = NewEtag();
-  c.info.ts = NowUnixSeconds();
-  BULWARK_ASSIGN_OR_RETURN(auto dek, impl_->keyring.CreateDataKey(c.info.rid, c.info.ts));
-  std::vector<Mutation> m{
-      {Mutation::Kind::kPut, impl_->meta, ContainerMetaKey(db, container), ContainerJson(c.info).dump()},
-      {Mutation::Kind::kPut, impl_->meta, DataKeyMetaKey(c.info.rid, dek.version), dek.EncodeValue()},
-  };
-  ChangeRecord change;
-  change.op = ChangeOp::kCreateContainer;
-  change.database = db;
-  change.container = container;
-  change.container_rid = c.rid_raw;
-  change.partition_key = partition_key_path;
-  change.etag = c.info.etag;
-  change.ts = c.info.ts;
-  BULWARK_RETURN_IF_ERROR(impl_->queue->Commit(std::move(m), &change).status());
-  ContainerInfo info = c.info;
-  impl_->containers[ContainerCacheKey(db, container)] = std::make_shared<const CachedContainer>(std::move(c));
-  return info;
+  WriteCommand c;
+  c.kind = WriteCommand::Kind::kCreateContainer;
+  c.database = db;
+  c.container = container;
+  c.partition_key_path = partition_key_path;
+  c.rid = crypto::RandomBytes(kContainerRidBytes);
+  c.data_key = crypto::RandomBytes(crypto::kDataKeyBytes);
+  c.etag = NewEtag();
+  c.ts = NowUnixSeconds();
+  return c;
+}
+
+Result<WriteCommand> DocumentStore::PrepareDeleteContainer(std::string_view db, std::string_view container) const {
+  std::shared_lock lock(impl_->ddl_mu);
+  BULWARK_ASSIGN_OR_RETURN(auto found, impl_->FindContainer(db, container));
+  WriteCommand c;
+  c.kind = WriteCommand::Kind::kDeleteContainer;
+  c.database = db;
+  c.container = container;
+  c.rid = found->rid_raw;
+  c.ts = NowUnixSeconds();
+  return c;
+}
+
+Result<WriteCommand> DocumentStore::PrepareRotateDataKey(std::string_view db, std::string_view container) const {
+  std::shared_lock lock(impl_->ddl_mu);
+  BULWARK_ASSIGN_OR_RETURN(auto found, impl_->FindContainer(db, container));
+  WriteCommand c;
+  c.kind = WriteCommand::Kind::kRotateDataKey;
+  c.database = db;
+  c.container = container;
+  c.rid = found->rid_raw;
+  c.data_key = crypto::RandomBytes(crypto::kDataKeyBytes);
+  c.ts = NowUnixSeconds();
+  return c;
+}
+
+Result<ContainerInfo> DocumentStore::CreateContainer(std::string_view db, std::string_view container,
+                                                     std::string_view partition_key_path) {
+  BULWARK_ASSIGN_OR_RETURN(WriteCommand cmd, PrepareCreateContainer(db, container, partition_key_path));
+  BULWARK_ASSIGN_OR_RETURN(ApplyOutcome out, Apply(0, std::move(cmd)));
+  BULWARK_RETURN_IF_ERROR(out.status);
+  return out.container;
 }
 
 Result<ContainerInfo> DocumentStore::ReadContainer(std::string_view db, std::string_view container) const {
@@ -417,38 +580,25 @@ Result<std::vector<ContainerInfo>> DocumentStore::ListContainers(std::string_vie
 }
 
 Status DocumentStore::DeleteContainer(std::string_view db, std::string_view container) {
-  std::unique_lock lock(impl_->ddl_mu);
-  BULWARK_ASSIGN_OR_RETURN(auto c, impl_->FindContainer(db, container));
-  std::vector<Mutation> m;
-  AppendContainerRemoval(*impl_, *c, m);
-  ChangeRecord change;
-  change.op = ChangeOp::kDeleteContainer;
-  change.database = db;
-  change.container = container;
-  change.container_rid = c->rid_raw;
-  change.ts = NowUnixSeconds();
-  BULWARK_RETURN_IF_ERROR(impl_->queue->Commit(std::move(m), &change).status());
-  impl_->containers.erase(ContainerCacheKey(db, container));
-  return Status::Ok();
+  BULWARK_ASSIGN_OR_RETURN(WriteCommand cmd, PrepareDeleteContainer(db, container));
+  BULWARK_ASSIGN_OR_RETURN(ApplyOutcome out, Apply(0, std::move(cmd)));
+  return out.status;
 }
 
 // ---- Keys ------------------------------------------------------------------
 
 Result<uint32_t> DocumentStore::RotateDataKey(std::string_view db, std::string_view container) {
-  // Exclusive: no item may be sealed under the new version before it is durable.
-  std::unique_lock lock(impl_->ddl_mu);
-  BULWARK_ASSIGN_OR_RETURN(auto c, impl_->FindContainer(db, container));
-  BULWARK_ASSIGN_OR_RETURN(auto dek, impl_->keyring.RotateDataKey(c->info.rid, NowUnixSeconds()));
-  std::vector<Mutation> m{
-      {Mutation::Kind::kPut, impl_->meta, DataKeyMetaKey(c->info.rid, dek.version), dek.EncodeValue()}};
-  ChangeRecord change;
-  change.op = ChangeOp::kRotateDataKey;
-  change.database = db;
-  change.container = container;
-  change.container_rid = c->rid_raw;
-  change.ts = dek.created_unix_s;
-  BULWARK_RETURN_IF_ERROR(impl_->queue->Commit(std::move(m), &change).status());
-  return dek.version;
+  BULWARK_ASSIGN_OR_RETURN(WriteCommand cmd, PrepareRotateDataKey(db, container));
+  BULWARK_ASSIGN_OR_RETURN(ApplyOutcome out, Apply(0, std::move(cmd)));
+  BULWARK_RETURN_IF_ERROR(out.status);
+  return out.key_version;
+}
+
+uint32_t DocumentStore::DataKeyVersionCount() const {
+  std::shared_lock lock(impl_->ddl_mu);
+  uint32_t n = 0;
+  for (const auto& [_, c] : impl_->containers) n += static_cast<uint32_t>(impl_->keyring.Versions(c->info.rid).size());
+  return n;
 }
 
 std::vector<uint32_t> DocumentStore::DataKeyVersions(std::string_view db, std::string_view container) const {
@@ -523,8 +673,9 @@ Status DocumentStore::RotateMasterKey(crypto::MasterKey new_master) {
 std::string DocumentStore::master_key_id() const { return impl_->keyring.master_key_id(); }
 
 
-Result<StoredSecret> DocumentStore::LoadOrCreateSecret(std::string_view name, size_t size) {
+Result<StoredSecret> DocumentStore::LoadOrCreateSecret(std::string_view name, size_t size, std::string_view initial) {
   if (name.empty() || name.size() > 128) return Status::InvalidArgument("a secret needs a name of 1..128 bytes");
+  if (!initial.empty() && initial.size() != size) return Status::InvalidArgument("the initial secret has the wrong size");
   std::unique_lock lock(impl_->ddl_mu);
   const std::string key = std::string(kSecretMetaPrefix) + std::string(name);
   auto stored = impl_->Get(impl_->meta, key);
@@ -536,7 +687,8 @@ Result<StoredSecret> DocumentStore::LoadOrCreateSecret(std::string_view name, si
     return StoredSecret{std::move(secret), static_cast<int64_t>(created)};
   }
   if (stored.status().code() != Code::kNotFound) return stored.status();
-  StoredSecret fresh{crypto::SecretBytes::Random(size), NowUnixSeconds()};
+  StoredSecret fresh{initial.empty() ? crypto::SecretBytes::Random(size) : crypto::SecretBytes::CopyFrom(initial),
+                     NowUnixSeconds()};
   std::vector<Mutation> m{{Mutation::Kind::kPut, impl_->meta, key,
                            EncodeSecret(fresh.created_unix_s,
                                         impl_->keyring.WrapSecret(fresh.value.view(), SecretContext(name)))}};

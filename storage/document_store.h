@@ -18,6 +18,7 @@
 // No error leaves a stored item changed or lost.
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -26,7 +27,13 @@
 
 #include "common/status.h"
 #include "crypto/master_key.h"
+#include "storage/commands.h"
 #include "storage/records.h"
+
+namespace rocksdb {
+class DB;
+class ColumnFamilyHandle;
+}  // namespace rocksdb
 
 namespace bulwark::storage {
 
@@ -88,6 +95,19 @@ struct StoreKeyUsage {
   uint64_t bytes = 0;
 };
 
+// What applying one WriteCommand did. `status` is the command's own outcome
+// (NotFound, AlreadyExists, PreconditionFailed, ... are deterministic: every
+// replica reaches the same one).
+struct ApplyOutcome {
+  Status status;
+  bool duplicate = false;  // the request id was seen before: nothing was written again
+  std::string etag;        // of the database, container or item written
+  int64_t ts = 0;
+  uint32_t key_version = 0;  // kRotateDataKey: the new version
+  ContainerInfo container;   // kCreateContainer
+  uint64_t lsn = 0;          // change-log position, if a change was recorded
+};
+
 struct ItemPage {
   std::vector<std::string> items;  // JSON texts
   std::string continuation;        // empty when there are no more
@@ -131,18 +151,84 @@ class DocumentStore {
                     std::string_view id, std::string_view if_match = {});
   Result<ItemPage> ListItems(std::string_view db, std::string_view container, const ListOptions& options) const;
 
+  // ---- Replicated writes (see storage/commands.h) ----
+  // Prepare* validate a request and resolve it into a command; nothing is
+  // written. Errors: as the direct methods' validation errors.
+  Result<WriteCommand> PrepareCreateDatabase(std::string_view db) const;
+  Result<WriteCommand> PrepareDeleteDatabase(std::string_view db) const;
+  Result<WriteCommand> PrepareCreateContainer(std::string_view db, std::string_view container,
+                                              std::string_view partition_key_path) const;
+  Result<WriteCommand> PrepareDeleteContainer(std::string_view db, std::string_view container) const;
+  Result<WriteCommand> PrepareRotateDataKey(std::string_view db, std::string_view container) const;
+  // kind is kCreateItem, kUpsertItem or kReplaceItem (`replace_id` and
+  // `if_match` for the latter). Seals the item under the current data key;
+  // `stored_json`, if given, receives the item as it will be stored (with
+  // _etag and _ts).
+  Result<WriteCommand> PrepareItemWrite(WriteCommand::Kind kind, std::string_view db, std::string_view container,
+                                        std::string_view json, std::string_view replace_id = {},
+                                        std::string_view if_match = {}, std::string* stored_json = nullptr) const;
+  Result<WriteCommand> PrepareDeleteItem(std::string_view db, std::string_view container,
+                                         std::string_view partition_key, std::string_view id,
+                                         std::string_view if_match = {}) const;
+  // Applies a command. `index` is its raft log index, recorded with the write
+  // (applied_index()); 0 outside replication. A command whose request id was
+  // applied within kDedupWindowMs returns the first outcome, duplicate set.
+  // The Result is an error only for a local failure (I/O): the caller must
+  // stop applying, since the replicas would otherwise diverge.
+  // Deduplication is exact when commands are applied in one sequence (the
+  // raft apply loop); concurrent direct calls with one id may both apply.
+  Result<ApplyOutcome> Apply(uint64_t index, WriteCommand cmd);
+  // The raft index of the last command applied (durable once the WAL is
+  // synced: SyncWal). 0 for a store that never applied one.
+  uint64_t applied_index() const;
+  // Records that raft entry `index` (a membership change or an empty entry)
+  // was applied, with the membership after it (opaque bytes) if not empty.
+  Status RecordApplied(uint64_t index, std::string_view conf_state);
+  // The membership last recorded by RecordApplied; empty if none.
+  Result<std::string> AppliedConfState() const;
+  // Makes every write so far durable (fsyncs the WAL).
+  Status SyncWal();
+
+  // ---- State images (raft snapshots) ----
+  // Streams the replicated state (databases, containers and their data keys,
+  // items, the change log, the dedup table, the applied index and the
+  // membership) from one consistent point, in chunks of at most `max_chunk`
+  // bytes. Data keys travel unwrapped: the receiver wraps them under its own
+  // master key, and the peer link is mutually authenticated TLS. Returns the
+  // image's applied index.
+  Result<uint64_t> WriteStateImage(size_t max_chunk, const std::function<Status(std::string_view)>& emit) const;
+  // Receiving an image: staged in a scratch column family (data keys wrapped
+  // on arrival), then installed. Begin discards any earlier staging.
+  Status BeginStateImage();
+  Status AddStateImageChunk(std::string_view chunk);  // Corruption for a malformed chunk
+  Status FinishStateImage();                          // the staging is complete
+  Status AbortStateImage();
+  // Replaces the replicated state with the staged image and returns its
+  // applied index. Blocks reads and writes while it runs. Crash-safe: an
+  // interrupted install is finished when the store next opens.
+  // FailedPrecondition if no complete image is staged.
+  Result<uint64_t> InstallStateImage();
+
+  // The raft log's column family and the database it lives in, for the
+  // replication runner's RaftLogStore. Owned by the store.
+  rocksdb::DB* raw_db() const;
+  rocksdb::ColumnFamilyHandle* raft_log_cf() const;
+
   // Keys. A new DEK version seals new writes; old items stay readable.
   Result<uint32_t> RotateDataKey(std::string_view db, std::string_view container);
   std::vector<uint32_t> DataKeyVersions(std::string_view db, std::string_view container) const;
+  // DEK versions of every live container, together.
+  uint32_t DataKeyVersionCount() const;
   // Re-wraps every key under `new_master` atomically, online. Afterwards the
   // store opens with only the new key.
   Status RotateMasterKey(crypto::MasterKey new_master);
   std::string master_key_id() const;
 
   // The secret called `name` (e.g. "account-key/primary"); on first use,
-  // `size` fresh random bytes. Stored only wrapped by the master key (and
+  // `initial` if given (it must be `size` bytes), else `size` fresh random
+  // bytes. Stored only wrapped by the master key (and
   // re-wrapped by RotateMasterKey). InvalidArgument for a bad name.
-  Result<StoredSecret> LoadOrCreateSecret(std::string_view name, size_t size);
+  Result<StoredSecret> LoadOrCreateSecret(std::string_view name, size_t size, std::string_view initial = {});
 
   // Approximate bytes of live data on disk (SST files of every column family).
   uint64_t ApproximateDiskBytes() const;

@@ -11,8 +11,6 @@ namespace {
 
 using nlohmann::json;
 
-enum class WriteMode { kCreate, kUpsert, kReplace };
-
 // The partition key and id back out of an item key (rid | u32 len | pk | id).
 bool SplitItemKey(std::string_view key, std::string_view& partition_key, std::string_view& id) {
   if (key.size() < kContainerRidBytes) return false;
@@ -60,73 +58,143 @@ Result<ItemRecord> DocumentStore::Impl::OpenRecord(const CachedContainer& c, std
   return DecodeItemRecord(std::move(plain).value());
 }
 
-namespace {
-
-Result<ItemResult> WriteItem(DocumentStore::Impl& s, WriteMode mode, std::string_view db, std::string_view container,
-                             std::string_view text, std::string_view replace_id, std::string_view if_match) {
+Result<WriteCommand> DocumentStore::PrepareItemWrite(WriteCommand::Kind kind, std::string_view db,
+                                                     std::string_view container, std::string_view text,
+                                                     std::string_view replace_id, std::string_view if_match,
+                                                     std::string* stored_json) const {
+  if (kind != WriteCommand::Kind::kCreateItem && kind != WriteCommand::Kind::kUpsertItem &&
+      kind != WriteCommand::Kind::kReplaceItem) {
+    return Status::InvalidArgument("not an item write");
+  }
+  if (kind == WriteCommand::Kind::kReplaceItem) BULWARK_RETURN_IF_ERROR(ValidateId(replace_id, "item id"));
   json doc;
   BULWARK_RETURN_IF_ERROR(ParseItemJson(text, doc));
-  std::shared_lock ddl(s.ddl_mu);
-  BULWARK_ASSIGN_OR_RETURN(auto c, s.FindContainer(db, container));
+  std::shared_lock ddl(impl_->ddl_mu);
+  BULWARK_ASSIGN_OR_RETURN(auto c, impl_->FindContainer(db, container));
   BULWARK_ASSIGN_OR_RETURN(ItemIdentity who, ExtractIdentity(doc, c->info.partition_key_path));
-  if (mode == WriteMode::kReplace && who.id != replace_id) {
+  if (kind == WriteCommand::Kind::kReplaceItem && who.id != replace_id) {
     return Status::InvalidArgument("the item's id '" + who.id + "' differs from the id being replaced");
   }
-
-  ItemResult result;
-  result.etag = NewEtag();
-  result.ts = NowUnixSeconds();
-  doc["_etag"] = result.etag;
-  doc["_ts"] = result.ts;
-  result.json = doc.dump();
-  if (result.json.size() > kMaxItemBytes) {
-    return Status::TooLarge("item is " + std::to_string(result.json.size()) +
+  WriteCommand cmd;
+  cmd.kind = kind;
+  cmd.database = db;
+  cmd.container = container;
+  cmd.rid = c->rid_raw;
+  cmd.etag = NewEtag();
+  cmd.ts = NowUnixSeconds();
+  cmd.if_match = if_match;
+  doc["_etag"] = cmd.etag;
+  doc["_ts"] = cmd.ts;
+  std::string body = doc.dump();
+  if (body.size() > kMaxItemBytes) {
+    return Status::TooLarge("item is " + std::to_string(body.size()) +
                             " bytes with system properties; the limit is " + std::to_string(kMaxItemBytes));
   }
-  BULWARK_ASSIGN_OR_RETURN(std::string sealed, s.SealRecord(*c, who.partition_key, who.id,
-                                                            EncodeItemRecord(result.etag, result.ts, result.json)));
-  std::string key = ItemKey(c->rid_raw, who.partition_key, who.id);
+  BULWARK_ASSIGN_OR_RETURN(cmd.sealed,
+                           impl_->SealRecord(*c, who.partition_key, who.id, EncodeItemRecord(cmd.etag, cmd.ts, body)));
+  cmd.partition_key = std::move(who.partition_key);
+  cmd.item_id = std::move(who.id);
+  if (stored_json != nullptr) *stored_json = std::move(body);
+  return cmd;
+}
 
-  std::lock_guard item_lock(s.ItemLock(key));
+Result<WriteCommand> DocumentStore::PrepareDeleteItem(std::string_view db, std::string_view container,
+                                                      std::string_view partition_key, std::string_view id,
+                                                      std::string_view if_match) const {
+  BULWARK_RETURN_IF_ERROR(ValidateId(id, "item id"));
+  BULWARK_ASSIGN_OR_RETURN(std::string pk, CanonicalPartitionKey(partition_key));
+  std::shared_lock ddl(impl_->ddl_mu);
+  BULWARK_ASSIGN_OR_RETURN(auto c, impl_->FindContainer(db, container));
+  WriteCommand cmd;
+  cmd.kind = WriteCommand::Kind::kDeleteItem;
+  cmd.database = db;
+  cmd.container = container;
+  cmd.rid = c->rid_raw;
+  cmd.partition_key = std::move(pk);
+  cmd.item_id = id;
+  cmd.if_match = if_match;
+  cmd.ts = NowUnixSeconds();
+  return cmd;
+}
+
+Result<CommandEffect> ItemCommandEffect(DocumentStore::Impl& s, const WriteCommand& cmd) {
+  CommandEffect e;
+  auto found = CommandContainer(s, cmd);
+  if (!found.ok()) {
+    e.outcome.status = found.status();
+    return e;
+  }
+  const CachedContainer& c = **found;
+  std::string key = ItemKey(c.rid_raw, cmd.partition_key, cmd.item_id);
   auto existing = s.Get(s.items, key);
   if (!existing.ok() && existing.status().code() != Code::kNotFound) return existing.status();
-  if (mode == WriteMode::kCreate && existing.ok()) {
-    return Status::AlreadyExists("item '" + ItemPath(*c, who.id) + "' already exists");
+  const bool is_delete = cmd.kind == WriteCommand::Kind::kDeleteItem;
+  if (cmd.kind == WriteCommand::Kind::kCreateItem && existing.ok()) {
+    e.outcome.status = Status::AlreadyExists("item '" + ItemPath(c, cmd.item_id) + "' already exists");
+    return e;
   }
-  if (mode == WriteMode::kReplace) {
-    if (!existing.ok()) return Status::NotFound("item '" + ItemPath(*c, who.id) + "' does not exist");
-    BULWARK_RETURN_IF_ERROR(CheckIfMatch(s, *c, who.partition_key, who.id, *existing, if_match));
+  if (cmd.kind == WriteCommand::Kind::kReplaceItem || is_delete) {
+    if (!existing.ok()) {
+      e.outcome.status = Status::NotFound("item '" + ItemPath(c, cmd.item_id) + "' does not exist");
+      return e;
+    }
+    Status match = CheckIfMatch(s, c, cmd.partition_key, cmd.item_id, *existing, cmd.if_match);
+    if (match.code() == Code::kCorruption) return match;  // local damage, not an outcome
+    if (!match.ok()) {
+      e.outcome.status = match;
+      return e;
+    }
   }
+  e.change.emplace();
+  ChangeRecord& change = *e.change;
+  change.op = is_delete ? ChangeOp::kDeleteItem : ChangeOp::kPutItem;
+  change.database = cmd.database;
+  change.container = cmd.container;
+  change.container_rid = c.rid_raw;
+  change.partition_key = cmd.partition_key;
+  change.item_id = cmd.item_id;
+  change.ts = cmd.ts;
+  e.outcome.ts = cmd.ts;
+  if (is_delete) {
+    e.mutations.push_back({Mutation::Kind::kDelete, s.items, std::move(key), {}});
+  } else {
+    change.etag = cmd.etag;
+    change.sealed_value = cmd.sealed;
+    e.outcome.etag = cmd.etag;
+    e.mutations.push_back({Mutation::Kind::kPut, s.items, std::move(key), cmd.sealed});
+  }
+  return e;
+}
 
-  ChangeRecord change;
-  change.op = ChangeOp::kPutItem;
-  change.database = db;
-  change.container = container;
-  change.container_rid = c->rid_raw;
-  change.partition_key = who.partition_key;
-  change.item_id = who.id;
-  change.etag = result.etag;
-  change.ts = result.ts;
-  change.sealed_value = sealed;
-  std::vector<Mutation> m{{Mutation::Kind::kPut, s.items, std::move(key), std::move(sealed)}};
-  BULWARK_ASSIGN_OR_RETURN(result.lsn, s.queue->Commit(std::move(m), &change));
+namespace {
+
+Result<ItemResult> WriteItem(DocumentStore& store, WriteCommand::Kind kind, std::string_view db,
+                             std::string_view container, std::string_view text, std::string_view replace_id,
+                             std::string_view if_match) {
+  ItemResult result;
+  BULWARK_ASSIGN_OR_RETURN(WriteCommand cmd,
+                           store.PrepareItemWrite(kind, db, container, text, replace_id, if_match, &result.json));
+  result.etag = cmd.etag;
+  result.ts = cmd.ts;
+  BULWARK_ASSIGN_OR_RETURN(ApplyOutcome out, store.Apply(0, std::move(cmd)));
+  BULWARK_RETURN_IF_ERROR(out.status);
+  result.lsn = out.lsn;
   return result;
 }
 
 }  // namespace
 
 Result<ItemResult> DocumentStore::CreateItem(std::string_view db, std::string_view container, std::string_view json) {
-  return WriteItem(*impl_, WriteMode::kCreate, db, container, json, {}, {});
+  return WriteItem(*this, WriteCommand::Kind::kCreateItem, db, container, json, {}, {});
 }
 
 Result<ItemResult> DocumentStore::UpsertItem(std::string_view db, std::string_view container, std::string_view json) {
-  return WriteItem(*impl_, WriteMode::kUpsert, db, container, json, {}, {});
+  return WriteItem(*this, WriteCommand::Kind::kUpsertItem, db, container, json, {}, {});
 }
 
 Result<ItemResult> DocumentStore::ReplaceItem(std::string_view db, std::string_view container, std::string_view id,
                                               std::string_view json, std::string_view if_match) {
-  BULWARK_RETURN_IF_ERROR(ValidateId(id, "item id"));
-  return WriteItem(*impl_, WriteMode::kReplace, db, container, json, id, if_match);
+  return WriteItem(*this, WriteCommand::Kind::kReplaceItem, db, container, json, id, if_match);
 }
 
 Result<ItemResult> DocumentStore::ReadItem(std::string_view db, std::string_view container,
@@ -146,28 +214,9 @@ Result<ItemResult> DocumentStore::ReadItem(std::string_view db, std::string_view
 
 Status DocumentStore::DeleteItem(std::string_view db, std::string_view container, std::string_view partition_key,
                                  std::string_view id, std::string_view if_match) {
-  BULWARK_RETURN_IF_ERROR(ValidateId(id, "item id"));
-  BULWARK_ASSIGN_OR_RETURN(std::string pk, CanonicalPartitionKey(partition_key));
-  std::shared_lock ddl(impl_->ddl_mu);
-  BULWARK_ASSIGN_OR_RETURN(auto c, impl_->FindContainer(db, container));
-  std::string key = ItemKey(c->rid_raw, pk, id);
-  std::lock_guard item_lock(impl_->ItemLock(key));
-  auto stored = impl_->Get(impl_->items, key);
-  if (stored.status().code() == Code::kNotFound) {
-    return Status::NotFound("item '" + ItemPath(*c, id) + "' does not exist");
-  }
-  BULWARK_RETURN_IF_ERROR(stored.status());
-  BULWARK_RETURN_IF_ERROR(CheckIfMatch(*impl_, *c, pk, id, *stored, if_match));
-  ChangeRecord change;
-  change.op = ChangeOp::kDeleteItem;
-  change.database = db;
-  change.container = container;
-  change.container_rid = c->rid_raw;
-  change.partition_key = pk;
-  change.item_id = id;
-  change.ts = NowUnixSeconds();
-  std::vector<Mutation> m{{Mutation::Kind::kDelete, impl_->items, std::move(key), {}}};
-  return impl_->queue->Commit(std::move(m), &change).status();
+  BULWARK_ASSIGN_OR_RETURN(WriteCommand cmd, PrepareDeleteItem(db, container, partition_key, id, if_match));
+  BULWARK_ASSIGN_OR_RETURN(ApplyOutcome out, Apply(0, std::move(cmd)));
+  return out.status;
 }
 
 Result<ItemPage> DocumentStore::ListItems(std::string_view db, std::string_view container,

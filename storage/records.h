@@ -8,6 +8,9 @@
 //              "c/<db>/<container>"     container metadata (JSON, holds the rid)
 //              "k/<rid>/<u32 BE ver>"   a wrapped data key (WrappedDataKey)
 //              "s/format", "s/keycheck" store format and master-key check
+//              "x/<name>"               a node-local secret
+//              "a/applied", "a/conf", "r/<id>", "q/<ms><id>"  replication state
+//   raftlog    the raft log (replication/raft_log_store.h)
 //   items      <rid 8 B><u32 BE pk len><pk canonical JSON><id>  ->  sealed item record
 //   changelog  <u64 BE lsn>             ->  ChangeRecord
 // Names may not contain '/', so the meta prefixes never collide. The item key
@@ -32,6 +35,11 @@ constexpr std::string_view kDataKeyMetaPrefix = "k/";
 constexpr std::string_view kDatabaseMetaPrefix = "d/";
 constexpr std::string_view kContainerMetaPrefixAll = "c/";
 constexpr std::string_view kSecretMetaPrefix = "x/";
+// Replication state, part of the replicated state image:
+constexpr std::string_view kAppliedIndexKey = "a/applied";  // u64: raft index of the last applied command
+constexpr std::string_view kAppliedConfKey = "a/conf";      // the membership as of the applied index
+constexpr std::string_view kDedupMetaPrefix = "r/";         // "r/<request id>" -> the first outcome
+constexpr std::string_view kDedupExpiryMetaPrefix = "q/";   // "q/<u64 BE ms><request id>" -> ""
 constexpr std::string_view kFormatKey = "s/format";
 constexpr std::string_view kKeyCheckKey = "s/keycheck";
 

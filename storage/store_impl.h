@@ -13,7 +13,9 @@
 
 #include <array>
 #include <functional>
+#include <atomic>
 #include <map>
+#include <optional>
 #include <memory>
 #include <mutex>
 #include <shared_mutex>
@@ -48,8 +50,12 @@ struct DocumentStore::Impl {
   rocksdb::ColumnFamilyHandle* meta = nullptr;
   rocksdb::ColumnFamilyHandle* items = nullptr;
   rocksdb::ColumnFamilyHandle* changelog = nullptr;
+  rocksdb::ColumnFamilyHandle* raftlog = nullptr;  // written only by the replication runner
+  rocksdb::ColumnFamilyHandle* staging = nullptr;  // a state image being received
   crypto::Keyring keyring;
   std::unique_ptr<CommitQueue> queue;
+
+  std::atomic<uint64_t> applied_index{0};  // raft index of the last applied command
 
   mutable std::shared_mutex ddl_mu;
   // "<db>/<container>" -> container. GUARDED_BY(ddl_mu)
@@ -69,6 +75,31 @@ struct DocumentStore::Impl {
   // Point lookup; NotFound if absent.
   Result<std::string> Get(rocksdb::ColumnFamilyHandle* cf, std::string_view key) const;
 };
+
+// What one command does, computed under the locks Apply holds. When
+// outcome.status is not OK, `mutations` and `change` are empty.
+struct CommandEffect {
+  ApplyOutcome outcome;
+  std::vector<Mutation> mutations;
+  std::optional<ChangeRecord> change;
+  std::vector<std::string> dropped_containers;  // cache keys to forget once committed
+  std::shared_ptr<const CachedContainer> added_container;
+};
+// REQUIRES: ddl_mu held exclusively.
+Result<CommandEffect> DdlCommandEffect(DocumentStore::Impl& s, const WriteCommand& cmd);
+// REQUIRES: ddl_mu held shared and the item's lock stripe held.
+Result<CommandEffect> ItemCommandEffect(DocumentStore::Impl& s, const WriteCommand& cmd);
+// The container a command was prepared against: NotFound if it is gone or
+// was re-created under another rid since. REQUIRES: ddl_mu held.
+Result<std::shared_ptr<const CachedContainer>> CommandContainer(const DocumentStore::Impl& s, const WriteCommand& cmd);
+std::string ContainerCacheKey(std::string_view db, std::string_view container);
+Result<uint64_t> LoadAppliedIndex(const DocumentStore::Impl& s);
+Result<uint64_t> LastLsn(const DocumentStore::Impl& s);
+// (Re)loads the keyring and the container cache from the meta column family.
+// REQUIRES: ddl_mu held exclusively, or no other user yet (Open).
+Status LoadKeysAndContainers(DocumentStore::Impl& s);
+// Finishes an image install that a crash interrupted (called by Open).
+Status ResumeStateImageInstall(DocumentStore::Impl& s);
 
 // Shared helpers.
 int64_t NowUnixSeconds();

@@ -70,7 +70,7 @@ struct RawDb {
     REQUIRE(opened.ok());
     env = std::move(opened).value();
     std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
-    for (const char* name : {"default", "meta", "items", "changelog"}) {
+    for (const char* name : {"default", "meta", "items", "changelog", "raftlog", "staging"}) {
       cfs.emplace_back(name, rocksdb::ColumnFamilyOptions());
     }
     rocksdb::Options options;

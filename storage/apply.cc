@@ -1,0 +1,185 @@
+// DocumentStore::Apply: runs one WriteCommand under the right locks, with
+// request-id deduplication and the applied raft index in the same batch.
+#include <mutex>
+#include <shared_mutex>
+
+#include "common/coding.h"
+#include "storage/store_impl.h"
+
+namespace bulwark::storage {
+namespace {
+
+// Expired dedup records removed per applied command: enough to keep up with
+// any write rate (each command adds at most one), small enough to be cheap.
+constexpr int kDedupExpiryPerCommand = 4;
+constexpr size_t kMaxOutcomeMessageBytes = 1024;
+
+bool IsDdl(WriteCommand::Kind k) {
+  switch (k) {
+    case WriteCommand::Kind::kCreateDatabase:
+    case WriteCommand::Kind::kDeleteDatabase:
+    case WriteCommand::Kind::kCreateContainer:
+    case WriteCommand::Kind::kDeleteContainer:
+    case WriteCommand::Kind::kRotateDataKey:
+      return true;
+    default:
+      return false;
+  }
+}
+
+std::string DedupKey(std::string_view request_id) { return std::string(kDedupMetaPrefix) + std::string(request_id); }
+
+std::string DedupExpiryKey(int64_t proposed_ms, std::string_view request_id) {
+  std::string k(kDedupExpiryMetaPrefix);
+  PutBigEndian64(k, static_cast<uint64_t>(proposed_ms));
+  k += request_id;
+  return k;
+}
+
+// The remembered outcome: what a retry of the same request is told.
+std::string EncodeOutcome(const ApplyOutcome& o) {
+  std::string out;
+  out.push_back(static_cast<char>(o.status.code()));
+  PutLengthPrefixed(out, o.status.message().substr(0, kMaxOutcomeMessageBytes));
+  PutLengthPrefixed(out, o.etag);
+  PutFixed64(out, static_cast<uint64_t>(o.ts));
+  PutFixed32(out, o.key_version);
+  PutFixed64(out, o.lsn);
+  return out;
+}
+
+Result<ApplyOutcome> DecodeOutcome(std::string_view in) {
+  ApplyOutcome o;
+  if (in.empty()) return Status::Corruption("dedup record is empty");
+  const auto code = static_cast<Code>(in[0]);
+  in.remove_prefix(1);
+  std::string_view message, etag;
+  uint64_t ts = 0, lsn = 0;
+  uint32_t version = 0;
+  if (!GetLengthPrefixed(in, message, kMaxOutcomeMessageBytes) || !GetLengthPrefixed(in, etag, 256) ||
+      !GetFixed64(in, ts) || !GetFixed32(in, version) || !GetFixed64(in, lsn)) {
+    return Status::Corruption("dedup record is malformed");
+  }
+  o.status = Status::FromCode(code, std::string(message));
+  o.etag = etag;
+  o.ts = static_cast<int64_t>(ts);
+  o.key_version = version;
+  o.lsn = lsn;
+  o.duplicate = true;
+  return o;
+}
+
+// Deletes a few dedup records older than the window, judged by the command's
+// own proposal time so every replica deletes the same ones.
+Status ExpireDedup(const DocumentStore::Impl& s, int64_t now_ms, std::vector<Mutation>& m) {
+  std::unique_ptr<rocksdb::Iterator> it(s.db->NewIterator(rocksdb::ReadOptions(), s.meta));
+  const std::string prefix(kDedupExpiryMetaPrefix);
+  int n = 0;
+  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix) && n < kDedupExpiryPerCommand; it->Next(), ++n) {
+    std::string_view rest = it->key().ToStringView().substr(prefix.size());
+    uint64_t ms = 0;
+    if (!GetBigEndian64(rest, ms)) return Status::Corruption("malformed dedup expiry record");
+    if (static_cast<int64_t>(ms) + kDedupWindowMs > now_ms) break;
+    m.push_back({Mutation::Kind::kDelete, s.meta, it->key().ToString(), {}});
+    m.push_back({Mutation::Kind::kDelete, s.meta, DedupKey(rest), {}});
+  }
+  return FromRocks(it->status(), "cannot read dedup records");
+}
+
+std::string AppliedValue(uint64_t index) {
+  std::string v;
+  PutFixed64(v, index);
+  return v;
+}
+
+}  // namespace
+
+Result<ApplyOutcome> DocumentStore::Apply(uint64_t index, WriteCommand cmd) {
+  Impl& s = *impl_;
+  std::unique_lock<std::shared_mutex> exclusive;
+  std::shared_lock<std::shared_mutex> shared;
+  std::unique_lock<std::mutex> item_lock;
+  if (IsDdl(cmd.kind)) {
+    exclusive = std::unique_lock(s.ddl_mu);
+  } else {
+    shared = std::shared_lock(s.ddl_mu);
+    item_lock = std::unique_lock(s.ItemLock(ItemKey(cmd.rid, cmd.partition_key, cmd.item_id)));
+  }
+
+  if (cmd.request_id.size() > kMaxRequestIdBytes) {
+    ApplyOutcome o;
+    o.status =
+        Status::InvalidArgument("a request id may have at most " + std::to_string(kMaxRequestIdBytes) + " bytes");
+    return o;
+  }
+  if (!cmd.request_id.empty()) {
+    auto prior = s.Get(s.meta, DedupKey(cmd.request_id));
+    if (prior.ok()) {
+      cmd.WipeKey();
+      return DecodeOutcome(*prior);
+    }
+    if (prior.status().code() != Code::kNotFound) return prior.status();
+  }
+
+  auto effect = IsDdl(cmd.kind) ? DdlCommandEffect(s, cmd) : ItemCommandEffect(s, cmd);
+  cmd.WipeKey();
+  BULWARK_RETURN_IF_ERROR(effect.status());
+  CommandEffect& e = *effect;
+  ChangeRecord* change = e.outcome.status.ok() && e.change ? &*e.change : nullptr;
+  if (!cmd.request_id.empty()) {
+    // The LSN is not known before the commit; a retry is told 0 for it.
+    e.mutations.push_back({Mutation::Kind::kPut, s.meta, DedupKey(cmd.request_id), EncodeOutcome(e.outcome)});
+    e.mutations.push_back({Mutation::Kind::kPut, s.meta, DedupExpiryKey(cmd.proposed_unix_ms, cmd.request_id), {}});
+    BULWARK_RETURN_IF_ERROR(ExpireDedup(s, cmd.proposed_unix_ms, e.mutations));
+  }
+  if (index > 0) {
+    e.mutations.push_back({Mutation::Kind::kPut, s.meta, std::string(kAppliedIndexKey), AppliedValue(index)});
+  }
+  if (!e.mutations.empty() || change != nullptr) {
+    BULWARK_ASSIGN_OR_RETURN(uint64_t lsn, s.queue->Commit(std::move(e.mutations), change));
+    if (change != nullptr) e.outcome.lsn = lsn;
+  }
+  if (index > 0) s.applied_index.store(index, std::memory_order_release);
+  if (e.outcome.status.ok()) {
+    for (const auto& key : e.dropped_containers) s.containers.erase(key);
+    if (e.added_container) {
+      s.containers[ContainerCacheKey(e.added_container->info.database, e.added_container->info.id)] = e.added_container;
+    }
+  }
+  return std::move(e.outcome);
+}
+
+uint64_t DocumentStore::applied_index() const { return impl_->applied_index.load(std::memory_order_acquire); }
+
+Status DocumentStore::RecordApplied(uint64_t index, std::string_view conf_state) {
+  std::vector<Mutation> m{{Mutation::Kind::kPut, impl_->meta, std::string(kAppliedIndexKey), AppliedValue(index)}};
+  if (!conf_state.empty()) {
+    m.push_back({Mutation::Kind::kPut, impl_->meta, std::string(kAppliedConfKey), std::string(conf_state)});
+  }
+  BULWARK_RETURN_IF_ERROR(impl_->queue->Commit(std::move(m), nullptr).status());
+  impl_->applied_index.store(index, std::memory_order_release);
+  return Status::Ok();
+}
+
+Result<std::string> DocumentStore::AppliedConfState() const {
+  auto v = impl_->Get(impl_->meta, kAppliedConfKey);
+  if (v.status().code() == Code::kNotFound) return std::string();
+  return v;
+}
+
+Status DocumentStore::SyncWal() { return FromRocks(impl_->db->SyncWAL(), "cannot sync the WAL"); }
+
+rocksdb::DB* DocumentStore::raw_db() const { return impl_->db.get(); }
+rocksdb::ColumnFamilyHandle* DocumentStore::raft_log_cf() const { return impl_->raftlog; }
+
+Result<uint64_t> LoadAppliedIndex(const DocumentStore::Impl& s) {
+  auto v = s.Get(s.meta, kAppliedIndexKey);
+  if (v.status().code() == Code::kNotFound) return uint64_t{0};
+  BULWARK_RETURN_IF_ERROR(v.status());
+  std::string_view in = *v;
+  uint64_t index = 0;
+  if (!GetFixed64(in, index) || !in.empty()) return Status::Corruption("the applied-index record is malformed");
+  return index;
+}
+
+}  // namespace bulwark::storage

@@ -1,0 +1,87 @@
+#include "storage/commands.h"
+
+#include <sodium.h>
+
+#include "common/coding.h"
+
+namespace bulwark::storage {
+namespace {
+
+constexpr uint8_t kCommandFormat = 1;
+// No field of a valid command comes near this; it bounds what a corrupt
+// length prefix can make Decode allocate.
+constexpr size_t kMaxFieldBytes = 4 << 20;
+
+bool ValidKind(uint8_t k) { return k >= 1 && k <= static_cast<uint8_t>(WriteCommand::Kind::kRotateDataKey); }
+
+}  // namespace
+
+std::string WriteCommand::Encode() const {
+  std::string out;
+  out.reserve(64 + sealed.size() + database.size() + container.size() + partition_key.size() + item_id.size());
+  out.push_back(static_cast<char>(kCommandFormat));
+  out.push_back(static_cast<char>(kind));
+  PutFixed64(out, static_cast<uint64_t>(proposed_unix_ms));
+  PutFixed64(out, static_cast<uint64_t>(ts));
+  for (std::string_view f : {std::string_view(request_id), std::string_view(database), std::string_view(container),
+                             std::string_view(partition_key_path), std::string_view(rid), std::string_view(data_key),
+                             std::string_view(etag), std::string_view(partition_key), std::string_view(item_id),
+                             std::string_view(sealed), std::string_view(if_match)}) {
+    PutLengthPrefixed(out, f);
+  }
+  return out;
+}
+
+Result<WriteCommand> WriteCommand::Decode(std::string_view in) {
+  if (in.size() < 2) return Status::Corruption("write command is truncated");
+  if (static_cast<uint8_t>(in[0]) != kCommandFormat) {
+    return Status::Corruption("unknown write command format " + std::to_string(static_cast<uint8_t>(in[0])));
+  }
+  if (!ValidKind(static_cast<uint8_t>(in[1]))) return Status::Corruption("unknown write command kind");
+  WriteCommand c;
+  c.kind = static_cast<Kind>(in[1]);
+  in.remove_prefix(2);
+  uint64_t proposed = 0, ts = 0;
+  if (!GetFixed64(in, proposed) || !GetFixed64(in, ts)) return Status::Corruption("write command is truncated");
+  c.proposed_unix_ms = static_cast<int64_t>(proposed);
+  c.ts = static_cast<int64_t>(ts);
+  for (std::string* f : {&c.request_id, &c.database, &c.container, &c.partition_key_path, &c.rid, &c.data_key, &c.etag,
+                         &c.partition_key, &c.item_id, &c.sealed, &c.if_match}) {
+    std::string_view v;
+    if (!GetLengthPrefixed(in, v, kMaxFieldBytes)) return Status::Corruption("write command is truncated");
+    f->assign(v);
+  }
+  if (!in.empty()) return Status::Corruption("write command has trailing bytes");
+  return c;
+}
+
+void WriteCommand::WipeKey() {
+  if (!data_key.empty()) sodium_memzero(data_key.data(), data_key.size());
+  data_key.clear();
+}
+
+std::string_view CommandKindName(WriteCommand::Kind k) {
+  switch (k) {
+    case WriteCommand::Kind::kCreateDatabase:
+      return "CreateDatabase";
+    case WriteCommand::Kind::kDeleteDatabase:
+      return "DeleteDatabase";
+    case WriteCommand::Kind::kCreateContainer:
+      return "CreateContainer";
+    case WriteCommand::Kind::kDeleteContainer:
+      return "DeleteContainer";
+    case WriteCommand::Kind::kCreateItem:
+      return "CreateItem";
+    case WriteCommand::Kind::kUpsertItem:
+      return "UpsertItem";
+    case WriteCommand::Kind::kReplaceItem:
+      return "ReplaceItem";
+    case WriteCommand::Kind::kDeleteItem:
+      return "DeleteItem";
+    case WriteCommand::Kind::kRotateDataKey:
+      return "RotateDataKey";
+  }
+  return "Unknown";
+}
+
+}  // namespace bulwark::storage

@@ -1,0 +1,67 @@
+#pragma once
+// WriteCommand: one write, fully resolved by the node that proposes it (the
+// leader), so that applying it is deterministic: every replica that applies
+// the same commands in the same order reaches the same state.
+//
+// The proposer validates the request and makes every random or clock-based
+// choice: etags, timestamps, a new container's rid and data key, and it seals
+// the item. Applying checks only what depends on the state at that point in
+// the log (existence, If-Match, the container's rid) and writes.
+//
+// A command that creates a data key carries the raw key: it lives only in
+// the raft log (page-encrypted like every file, and sent over mutual TLS),
+// and each replica wraps it under its own master key when it applies it.
+//
+// Thread safety: values. Encode/Decode are pure; Decode validates everything
+// (the bytes come from disk or a peer) and never aborts.
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "common/status.h"
+
+namespace bulwark::storage {
+
+// How long a request id is remembered for deduplication (replicated state,
+// expired by the commands' own proposal times, so every replica agrees).
+constexpr int64_t kDedupWindowMs = 10 * 60 * 1000;
+// A request id longer than this is refused (it is stored per write).
+constexpr size_t kMaxRequestIdBytes = 128;
+
+struct WriteCommand {
+  enum class Kind : uint8_t {
+    kCreateDatabase = 1,
+    kDeleteDatabase = 2,
+    kCreateContainer = 3,
+    kDeleteContainer = 4,
+    kCreateItem = 5,
+    kUpsertItem = 6,
+    kReplaceItem = 7,
+    kDeleteItem = 8,
+    kRotateDataKey = 9,
+  };
+  Kind kind = Kind::kCreateDatabase;
+  std::string request_id;  // the client's idempotency key; may be empty
+  int64_t proposed_unix_ms = 0;
+  std::string database;
+  std::string container;
+  std::string partition_key_path;  // kCreateContainer
+  std::string rid;                 // the container's raw rid (all container and item kinds)
+  std::string data_key;            // kCreateContainer, kRotateDataKey: the raw new key
+  std::string etag;
+  int64_t ts = 0;
+  std::string partition_key;  // canonical JSON (item kinds)
+  std::string item_id;
+  std::string sealed;    // the sealed item record (create, upsert, replace)
+  std::string if_match;  // replace, delete
+
+  std::string Encode() const;
+  static Result<WriteCommand> Decode(std::string_view bytes);
+  // Wipes data_key (called once the command is encoded or applied).
+  void WipeKey();
+};
+
+std::string_view CommandKindName(WriteCommand::Kind k);
+
+}  // namespace bulwark::storage
