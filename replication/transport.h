@@ -1,0 +1,116 @@
+#pragma once
+// Transport: how the nodes of a replica set talk. Each node serves
+// PeerService (proto/bulwark/v1/peer.proto) on its peer address with mutual
+// TLS: both sides present a certificate signed by the cluster CA, and a node
+// refuses a sender that is not a current member, or whose certificate does
+// not name the member's address.
+//
+// Raft messages travel on one long-lived bidirectional stream per peer,
+// opened by the sender, in batches (everything queued for that peer, up to
+// TransportLimits::max_batch_bytes). A snapshot travels on the same stream:
+// chunks from TransportHandler::WriteSnapshot, then the kSnap message itself;
+// gRPC's flow control paces the chunks. Forwarded client requests are unary
+// calls (Forward).
+//
+// Ownership: Start returns the owner; the handler is borrowed and must
+// outlive the Transport. Stop() (or the destructor) joins every thread and
+// no handler callback runs after it returns.
+// Thread safety: every public method may be called from any thread.
+// Errors: Send never blocks and never fails: a message that cannot be queued
+// or delivered is dropped (Raft retransmits) and the peer is reported with
+// OnUnreachable. Start returns IOError if the address cannot be bound, and
+// InvalidArgument for bad TLS material.
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "bulwark/v1/peer.pb.h"
+#include "common/status.h"
+#include "replication/raft/types.h"
+
+namespace bulwark::replication {
+
+struct TransportLimits {
+  size_t max_queued_messages_per_peer = 8192;  // beyond: drop, report unreachable
+  size_t max_batch_bytes = 4 << 20;            // raft messages per stream write
+  size_t max_snapshot_chunk_bytes = 1 << 20;   // WriteSnapshot must emit chunks no larger
+  size_t max_receive_message_bytes = 64 << 20; // gRPC's receive limit on the peer port
+  std::chrono::milliseconds dial_backoff{100}; // first retry delay; doubles up to 1 s
+  std::chrono::milliseconds forward_timeout{5000};  // when the request names no deadline
+};
+
+struct PeerTls {
+  std::string ca_pem;    // the cluster CA: verifies every peer
+  std::string cert_pem;  // this node's certificate (serverAuth and clientAuth)
+  std::string key_pem;   // this node's private key
+  bool insecure = false; // tests of this module only: plaintext, no identity checks
+};
+
+struct TransportOptions {
+  uint64_t self_id = 0;
+  std::string listen_address;  // "ip:port" of this node's peer service
+  PeerTls tls;
+  TransportLimits limits;
+};
+
+// Implemented by the node's runner. Called from transport threads, possibly
+// concurrently with each other; each callback must be thread-safe.
+class TransportHandler {
+ public:
+  virtual ~TransportHandler() = default;
+  // A raft message from a member (already decoded and addressed to us).
+  virtual void OnMessage(raft::Message m) = 0;
+  virtual void OnUnreachable(uint64_t peer) = 0;
+  // The result of sending a snapshot (after its kSnap message was written).
+  virtual void OnSnapshotStatus(uint64_t peer, bool failed) = 0;
+  // Sender side: writes the current state image for `peer` by calling `emit`
+  // with chunks of at most max_snapshot_chunk_bytes. emit blocks for flow
+  // control and returns an error once the stream broke; return it.
+  virtual Status WriteSnapshot(uint64_t peer, const std::function<Status(std::string_view)>& emit) = 0;
+  // Receiver side, per sender, in stream order: Begin, Chunk..., then End
+  // with complete=true just before the kSnap message is passed to OnMessage,
+  // or complete=false if the stream broke (discard what was staged).
+  virtual Status BeginSnapshot(uint64_t from) = 0;
+  virtual Status SnapshotChunk(uint64_t from, std::string_view chunk) = 0;
+  virtual Status EndSnapshot(uint64_t from, bool complete) = 0;
+  // A forwarded client request from member `from` (this node should lead).
+  virtual v1::ForwardResponse OnForward(uint64_t from, const v1::ForwardRequest& request) = 0;
+};
+
+class Transport {
+ public:
+  // Binds listen_address and starts serving. The membership starts empty:
+  // call SetPeers before anything is delivered.
+  static Result<std::unique_ptr<Transport>> Start(TransportOptions options, TransportHandler* handler);
+  ~Transport();
+  Transport(const Transport&) = delete;
+  Transport& operator=(const Transport&) = delete;
+
+  // The current members other than self: id -> "ip:port". Streams to removed
+  // peers close; inbound streams from non-members are refused
+  // (PERMISSION_DENIED).
+  void SetPeers(std::map<uint64_t, std::string> peers);
+  // Queues messages for their peers (m.to); see the class comment.
+  void Send(std::vector<raft::Message> messages);
+  // Runs a client request on member `peer` (the leader), waiting up to the
+  // request's deadline (or forward_timeout). Unavailable if the peer cannot
+  // be reached; the peer's own answer otherwise.
+  Result<v1::ForwardResponse> Forward(uint64_t peer, const v1::ForwardRequest& request);
+  // The port actually bound (listen_address may name port 0).
+  int bound_port() const;
+  void Stop();
+
+  struct Impl;
+
+ private:
+  explicit Transport(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace bulwark::replication
