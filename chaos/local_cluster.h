@@ -2,13 +2,19 @@
 // LocalCluster: real bulwarkd processes on loopback, for `bulwark cluster up`
 // and for the integration tests.
 //
-// Prepare() lays out `dir` on first use: a master key (0600), a CA and a
-// certificate for the node's address, a data directory. Later runs reuse all
-// of it, so a second `cluster up` finds its data. For now one node; the
-// replica-set issue grows this to regions of four.
+// Prepare() lays out `dir` on first use: a master key and an account key
+// (0600), a CA, and per node a certificate for its address and a data
+// directory. Later runs reuse all of it, so a second `cluster up` finds its
+// data. Node i (1-based) of a replica set of `nodes` listens on the i-th
+// loopback address from `ip` (127.0.1.1, 127.0.1.2, ...): client API on
+// `port`, peer link on `port + 1`, metrics on `metrics_port`.
 //
-// Ownership: the object owns the child process and kills it (SIGKILL) if it
-// is destroyed while the node runs. Not thread-safe: one owner drives it.
+// The whole-cluster calls (Start, Stop, Kill, client_options, ...) act on
+// every node, or on node 1 where one node is meant; the *Node calls act on
+// one node.
+//
+// Ownership: the object owns the child processes and kills them (SIGKILL) if
+// it is destroyed while they run. Not thread-safe: one owner drives it.
 
 #include <sys/types.h>
 
@@ -33,6 +39,7 @@ struct ClusterOptions {
   bool insecure = false;
   std::vector<std::string> extra_args;  // appended to bulwarkd's command line
   std::string master_key_uri;           // default: file:<dir>/master.key
+  int nodes = 1;                        // replica-set size
 };
 
 class LocalCluster {
@@ -40,35 +47,56 @@ class LocalCluster {
   static Result<std::unique_ptr<LocalCluster>> Prepare(const ClusterOptions& options);
   ~LocalCluster();
 
-  // Starts the node and waits until it answers a signed Status call.
+  // Starts every node and waits until each answers a signed Status call and
+  // (for more than one node) the replica set has a leader.
   Status Start();
-  // SIGTERM, then SIGKILL if it has not exited within `grace`. Returns the
-  // exit code (0 for a clean shutdown) or Internal if it had to be killed.
+  // SIGTERM to every node, then SIGKILL to those still running after
+  // `grace`. Returns the worst exit code (0 if all shut down cleanly), or
+  // Internal if a node had to be killed.
   Result<int> Stop(std::chrono::milliseconds grace = std::chrono::seconds(20));
-  // SIGKILL now, as a crash would.
+  // SIGKILL every node now, as a crash would.
   void Kill();
-  bool running() const { return pid_ > 0; }
-  // True once the node process has ended on its own (reaps it).
+  bool running() const;  // any node
+  // True once some node process has ended on its own (reaps it).
   bool Exited();
-  pid_t pid() const { return pid_; }
+  pid_t pid() const { return node_pid(1); }
 
-  client::ClientOptions client_options() const;
-  std::string endpoint() const;
+  // One node, 1-based.
+  Status StartNode(int i, bool wait_ready = true);
+  Result<int> StopNode(int i, std::chrono::milliseconds grace = std::chrono::seconds(20));
+  void KillNode(int i);
+  bool node_running(int i) const { return pid_.at(i - 1) > 0; }
+  pid_t node_pid(int i) const { return pid_.at(i - 1); }
+  std::string node_ip(int i) const;
+  std::string node_endpoint(int i) const;
+  std::string node_peer_endpoint(int i) const;
+  std::string node_log_path(int i) const;
+  client::ClientOptions node_client_options(int i) const;
+  int size() const { return options_.nodes; }
+  // The node every running node names as leader (1-based), or 0 if they do
+  // not agree on one yet.
+  int Leader() const;
+  // Waits up to `timeout` for Leader() to return a node.
+  Result<int> WaitForLeader(std::chrono::milliseconds timeout = std::chrono::seconds(15)) const;
+
+  client::ClientOptions client_options() const { return node_client_options(1); }
+  std::string endpoint() const { return node_endpoint(1); }
   std::string metrics_endpoint() const;
-  std::string log_path() const;
+  std::string log_path() const { return node_log_path(1); }
   const ClusterOptions& options() const { return options_; }
   // Takes effect at the next Start (e.g. after a master-key rotation).
   void set_master_key_uri(std::string uri) { options_.master_key_uri = std::move(uri); }
 
  private:
-  explicit LocalCluster(ClusterOptions options) : options_(std::move(options)) {}
+  explicit LocalCluster(ClusterOptions options) : options_(std::move(options)), pid_(options_.nodes, -1) {}
   Status Layout();
-  std::vector<std::string> Command() const;
-  Result<int> WaitExit(std::chrono::milliseconds timeout);
+  std::vector<std::string> Command(int i) const;
+  Result<int> WaitExit(int i, std::chrono::milliseconds timeout);
+  std::string members() const;
 
   ClusterOptions options_;
   std::string account_key_;
-  pid_t pid_ = -1;
+  std::vector<pid_t> pid_;  // per node; -1 when not running
 };
 
 }  // namespace bulwark::chaos

@@ -252,19 +252,24 @@ Status Client::DeleteContainer(const std::string& db, const std::string& contain
 namespace {
 enum class WriteKind { kCreate, kUpsert, kReplace };
 
+std::string RequestId(const std::string& given) {
+  return given.empty() ? crypto::HexEncode(crypto::RandomBytes(16)) : given;
+}
+
 Result<Item> WriteItem(Client::Impl& impl, WriteKind kind, const std::string& db, const std::string& container,
-                       const std::string& id, const std::string& json, const std::string& if_match) {
+                       const std::string& id, const std::string& json, const std::string& if_match,
+                       const std::string& request_id) {
   v1::WriteItemRequest req;
   req.set_database(db);
   req.set_container(container);
   req.set_item_json(json);
   req.set_id(id);
   req.set_if_match(if_match);
-  req.set_request_id(crypto::HexEncode(crypto::RandomBytes(16)));
+  req.set_request_id(RequestId(request_id));
   v1::ItemResponse resp;
   const ResourceRef ref = kind == WriteKind::kReplace ? security::ItemRef("put", db, container, id)
                                                       : security::ItemFeedRef("post", db, container);
-  BULWARK_RETURN_IF_ERROR(impl.Invoke(ref, false, [&](grpc::ClientContext& ctx) {
+  BULWARK_RETURN_IF_ERROR(impl.Invoke(ref, true, [&](grpc::ClientContext& ctx) {
     switch (kind) {
       case WriteKind::kCreate: return impl.documents->CreateItem(&ctx, req, &resp);
       case WriteKind::kUpsert: return impl.documents->UpsertItem(&ctx, req, &resp);
@@ -277,17 +282,20 @@ Result<Item> WriteItem(Client::Impl& impl, WriteKind kind, const std::string& db
 }
 }  // namespace
 
-Result<Item> Client::CreateItem(const std::string& db, const std::string& container, const std::string& json) {
-  return WriteItem(*impl_, WriteKind::kCreate, db, container, "", json, "");
+Result<Item> Client::CreateItem(const std::string& db, const std::string& container, const std::string& json,
+                                const std::string& request_id) {
+  return WriteItem(*impl_, WriteKind::kCreate, db, container, "", json, "", request_id);
 }
 
-Result<Item> Client::UpsertItem(const std::string& db, const std::string& container, const std::string& json) {
-  return WriteItem(*impl_, WriteKind::kUpsert, db, container, "", json, "");
+Result<Item> Client::UpsertItem(const std::string& db, const std::string& container, const std::string& json,
+                                const std::string& request_id) {
+  return WriteItem(*impl_, WriteKind::kUpsert, db, container, "", json, "", request_id);
 }
 
 Result<Item> Client::ReplaceItem(const std::string& db, const std::string& container, const std::string& id,
-                                 const std::string& json, const std::string& if_match) {
-  return WriteItem(*impl_, WriteKind::kReplace, db, container, id, json, if_match);
+                                 const std::string& json, const std::string& if_match,
+                                 const std::string& request_id) {
+  return WriteItem(*impl_, WriteKind::kReplace, db, container, id, json, if_match, request_id);
 }
 
 Result<Item> Client::ReadItem(const std::string& db, const std::string& container,
@@ -299,7 +307,8 @@ Result<Item> Client::ReadItem(const std::string& db, const std::string& containe
   req.set_partition_key_json(partition_key_json);
   req.set_id(id);
   req.mutable_options()->set_consistency(ToProto(options.consistency));
-  req.mutable_options()->set_session_token(impl_->Session(db, container));
+  req.mutable_options()->set_session_token(options.session_token.empty() ? impl_->Session(db, container)
+                                                                         : options.session_token);
   v1::ItemResponse resp;
   BULWARK_RETURN_IF_ERROR(impl_->Invoke(security::ItemRef("get", db, container, id), true,
                                         [&](grpc::ClientContext& ctx) {
@@ -310,16 +319,16 @@ Result<Item> Client::ReadItem(const std::string& db, const std::string& containe
 }
 
 Status Client::DeleteItem(const std::string& db, const std::string& container, const std::string& partition_key_json,
-                          const std::string& id, const std::string& if_match) {
+                          const std::string& id, const std::string& if_match, const std::string& request_id) {
   v1::DeleteItemRequest req;
   req.set_database(db);
   req.set_container(container);
   req.set_partition_key_json(partition_key_json);
   req.set_id(id);
   req.set_if_match(if_match);
-  req.set_request_id(crypto::HexEncode(crypto::RandomBytes(16)));
+  req.set_request_id(RequestId(request_id));
   v1::DeleteResponse resp;
-  BULWARK_RETURN_IF_ERROR(impl_->Invoke(security::ItemRef("delete", db, container, id), false,
+  BULWARK_RETURN_IF_ERROR(impl_->Invoke(security::ItemRef("delete", db, container, id), true,
                                         [&](grpc::ClientContext& ctx) {
                                           return impl_->documents->DeleteItem(&ctx, req, &resp);
                                         }));
@@ -364,7 +373,28 @@ Result<NodeStatus> Client::GetStatus() {
   s.tls = resp.tls();
   s.live_data_bytes = resp.live_data_bytes();
   s.master_key_id = resp.master_key_id();
+  s.replica_id = resp.replica_id();
+  s.role = resp.role();
+  s.term = resp.term();
+  s.leader_id = resp.leader_id();
+  s.commit_index = resp.commit_index();
+  s.applied_index = resp.applied_index();
+  s.peer_address = resp.peer_address();
+  s.replica_error = resp.replica_error();
+  s.data_key_versions = resp.data_key_versions();
+  s.store_key_version = resp.store_key_version();
+  for (const auto& m : resp.members()) s.members.push_back({m.id(), m.peer_address(), m.match_index(), m.lag()});
   return s;
+}
+
+Result<uint64_t> Client::TransferLeader(uint64_t to) {
+  v1::TransferLeaderRequest req;
+  req.set_to(to);
+  v1::TransferLeaderResponse resp;
+  BULWARK_RETURN_IF_ERROR(impl_->Invoke(security::AccountRef("post"), false, [&](grpc::ClientContext& ctx) {
+    return impl_->admin->TransferLeader(&ctx, req, &resp);
+  }));
+  return resp.leader_id();
 }
 
 Result<KeyStatus> Client::GetKeyStatus() {

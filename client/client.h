@@ -63,6 +63,9 @@ struct ItemPage {
 
 struct ReadOptions {
   std::optional<ConsistencyLevel> consistency;  // the account default if empty
+  // A session token from elsewhere (another client's write); if empty, this
+  // client's own session for the container.
+  std::string session_token;
 };
 
 struct ListOptions {
@@ -82,6 +85,24 @@ struct NodeStatus {
   bool tls = false;
   uint64_t live_data_bytes = 0;
   std::string master_key_id;
+  // The replica set as this node sees it.
+  uint64_t replica_id = 0;
+  std::string role;
+  uint64_t term = 0;
+  uint64_t leader_id = 0;
+  uint64_t commit_index = 0;
+  uint64_t applied_index = 0;
+  std::string peer_address;
+  std::string replica_error;
+  uint32_t data_key_versions = 0;
+  uint32_t store_key_version = 0;
+  struct Member {
+    uint64_t id = 0;
+    std::string peer_address;
+    uint64_t match_index = 0;  // leader only
+    uint64_t lag = 0;          // leader only
+  };
+  std::vector<Member> members;
 };
 
 struct StoreKeyUsage {
@@ -116,18 +137,26 @@ class Client {
   Result<std::vector<Container>> ListContainers(const std::string& db);
   Status DeleteContainer(const std::string& db, const std::string& container);
 
-  Result<Item> CreateItem(const std::string& db, const std::string& container, const std::string& json);
-  Result<Item> UpsertItem(const std::string& db, const std::string& container, const std::string& json);
+  // Item writes carry a request id (a fresh random one unless given): the
+  // region applies a request id once, so these calls retry on UNAVAILABLE
+  // (a failover) without risk of applying twice.
+  Result<Item> CreateItem(const std::string& db, const std::string& container, const std::string& json,
+                          const std::string& request_id = {});
+  Result<Item> UpsertItem(const std::string& db, const std::string& container, const std::string& json,
+                          const std::string& request_id = {});
   Result<Item> ReplaceItem(const std::string& db, const std::string& container, const std::string& id,
-                           const std::string& json, const std::string& if_match = {});
+                           const std::string& json, const std::string& if_match = {},
+                           const std::string& request_id = {});
   // `partition_key_json` is the value as JSON: "\"acme\"", "42".
   Result<Item> ReadItem(const std::string& db, const std::string& container, const std::string& partition_key_json,
                         const std::string& id, const ReadOptions& options = {});
   Status DeleteItem(const std::string& db, const std::string& container, const std::string& partition_key_json,
-                    const std::string& id, const std::string& if_match = {});
+                    const std::string& id, const std::string& if_match = {}, const std::string& request_id = {});
   Result<ItemPage> ListItems(const std::string& db, const std::string& container, const ListOptions& options = {});
 
   Result<NodeStatus> GetStatus();
+  // Moves the replica set's leadership to node `to`; returns the new leader.
+  Result<uint64_t> TransferLeader(uint64_t to);
 
   // Keys (admin). RotateStoreKey returns the new version; the node rewrites
   // older files in the background (GetKeyStatus shows progress).

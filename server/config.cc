@@ -45,6 +45,19 @@ Setter Limit(const std::string& key, uint32_t Limits::*field, uint32_t min, uint
   };
 }
 
+template <typename T>
+Setter Replica(const std::string& key, T ReplicaConfig::*field, uint64_t min, uint64_t max) {
+  return [=](const YAML::Node& n, NodeConfig& c) -> Status {
+    long long v = 0;
+    if (!n.IsScalar() || !YAML::convert<long long>::decode(n, v)) return Bad(key, "must be an integer");
+    if (v < 0 || static_cast<uint64_t>(v) < min || static_cast<uint64_t>(v) > max) {
+      return Bad(key, "must be between " + std::to_string(min) + " and " + std::to_string(max));
+    }
+    c.replica.*field = static_cast<T>(v);
+    return Status::Ok();
+  };
+}
+
 const std::map<std::string, Setter>& Setters() {
   static const std::map<std::string, Setter> setters = {
       {"node_id", String("node_id", &NodeConfig::node_id)},
@@ -75,6 +88,22 @@ const std::map<std::string, Setter>& Setters() {
       {"limits.max_concurrent_streams",
        Limit("limits.max_concurrent_streams", &Limits::max_concurrent_streams, 1, 100'000)},
       {"limits.request_deadline_ms", Limit("limits.request_deadline_ms", &Limits::request_deadline_ms, 10, 600'000)},
+      {"replica.id", Replica("replica.id", &ReplicaConfig::id, 1, 1'000'000)},
+      {"replica.peer_listen",
+       [](const YAML::Node& n, NodeConfig& c) -> Status {
+         if (!n.IsScalar()) return Bad("replica.peer_listen", "must be a string");
+         c.replica.peer_address = n.Scalar();
+         return Status::Ok();
+       }},
+      {"replica.members",
+       [](const YAML::Node& n, NodeConfig& c) -> Status {
+         if (!n.IsScalar()) return Bad("replica.members", "must be a string like 1=ip:port,2=ip:port");
+         c.replica.members = n.Scalar();
+         return Status::Ok();
+       }},
+      {"replica.tick_ms", Replica("replica.tick_ms", &ReplicaConfig::tick_ms, 5, 10'000)},
+      {"replica.election_ticks", Replica("replica.election_ticks", &ReplicaConfig::election_ticks, 3, 1000)},
+      {"replica.snapshot_entries", Replica("replica.snapshot_entries", &ReplicaConfig::snapshot_entries, 100, 100'000'000)},
       {"limits.shutdown_grace_ms", Limit("limits.shutdown_grace_ms", &Limits::shutdown_grace_ms, 0, 600'000)},
   };
   return setters;
@@ -122,7 +151,44 @@ Status LoadConfigFile(const std::string& path, NodeConfig& config) {
   return ParseConfigYaml(text.str(), config).WithContext(path);
 }
 
+Result<std::map<uint64_t, std::string>> ParseMembers(const ReplicaConfig& r) {
+  std::map<uint64_t, std::string> out;
+  if (r.members.empty()) {
+    out[r.id] = r.peer_address;
+    return out;
+  }
+  std::stringstream in(r.members);
+  std::string item;
+  while (std::getline(in, item, ',')) {
+    const auto eq = item.find('=');
+    uint64_t id = 0;
+    try {
+      if (eq == std::string::npos) throw std::invalid_argument("no =");
+      size_t used = 0;
+      id = std::stoull(item.substr(0, eq), &used);
+      if (used != eq || id == 0) throw std::invalid_argument("bad id");
+    } catch (const std::exception&) {
+      return Bad("replica.members", "'" + item + "' is not ID=ip:port with an ID >= 1");
+    }
+    const std::string addr = item.substr(eq + 1);
+    if (addr.find(':') == std::string::npos) return Bad("replica.members", "'" + item + "' needs ip:port");
+    if (!out.emplace(id, addr).second) return Bad("replica.members", "names node " + std::to_string(id) + " twice");
+  }
+  auto self = out.find(r.id);
+  if (self == out.end()) return Bad("replica.members", "does not name this node (replica.id " + std::to_string(r.id) + ")");
+  if (self->second != r.peer_address) {
+    return Bad("replica.members", "gives this node the address " + self->second + ", but replica.peer_listen is " +
+                                      r.peer_address);
+  }
+  return out;
+}
+
 Status ValidateConfig(const NodeConfig& c) {
+  BULWARK_RETURN_IF_ERROR(ParseMembers(c.replica).status());
+  if (c.replica.peer_address.find(':') == std::string::npos) return Bad("replica.peer_listen", "must be host:port");
+  if (c.replica.peer_address == c.listen_address) return Bad("replica.peer_listen", "must differ from listen");
+  if (c.replica.tick_ms < 5 || c.replica.tick_ms > 10'000) return Bad("replica.tick_ms", "must be between 5 and 10000");
+  if (c.replica.snapshot_entries < 100) return Bad("replica.snapshot_entries", "must be at least 100");
   if (c.node_id.empty()) return Bad("node_id", "must not be empty");
   if (c.listen_address.find(':') == std::string::npos) return Bad("listen", "must be host:port");
   if (!c.metrics_address.empty() && c.metrics_address.find(':') == std::string::npos) {

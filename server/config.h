@@ -5,6 +5,7 @@
 // stops start-up with an error naming the key (InvalidArgument).
 
 #include <cstdint>
+#include <map>
 #include <string>
 
 #include "common/consistency.h"
@@ -17,6 +18,17 @@ struct Limits {
   uint32_t max_concurrent_streams = 256;         // per connection
   uint32_t request_deadline_ms = 30'000;         // a request without a shorter deadline gets this one
   uint32_t shutdown_grace_ms = 10'000;           // in-flight requests get this long on SIGTERM
+};
+
+struct ReplicaConfig {
+  uint64_t id = 1;                          // this node's id in its replica set (>= 1)
+  std::string peer_address = "127.0.0.1:7101";  // node-to-node port (mutual TLS)
+  // Every member of the replica set, "1=ip:port,2=ip:port,...", self
+  // included; empty: a replica set of this node alone.
+  std::string members;
+  uint32_t tick_ms = 50;       // raft tick; heartbeats go out every tick
+  uint32_t election_ticks = 10;  // a follower campaigns after 10..20 silent ticks
+  uint32_t snapshot_entries = 20000;  // compact the raft log beyond this many entries
 };
 
 struct NodeConfig {
@@ -35,7 +47,12 @@ struct NodeConfig {
   bool sync_writes = true;
   std::string log_level = "info";
   Limits limits;
+  ReplicaConfig replica;
 };
+
+// Parses ReplicaConfig::members into id -> peer address; an empty text means
+// this node alone. InvalidArgument names what is wrong.
+Result<std::map<uint64_t, std::string>> ParseMembers(const ReplicaConfig& replica);
 
 // Parses YAML text into `config`, on top of what it already holds.
 Status ParseConfigYaml(std::string_view yaml_text, NodeConfig& config);

@@ -17,6 +17,7 @@
 #include <spdlog/spdlog.h>
 
 #include "crypto/master_key.h"
+#include "replication/replica.h"
 #include "security/request_signing.h"
 #include "server/config.h"
 #include "server/services.h"
@@ -53,6 +54,26 @@ Status WriteAccountKeyFile(const std::string& path, const crypto::SecretBytes& k
   if (!out) return Status::IOError("cannot write the account key file '" + path + "'");
   spdlog::info("event=account_key_written path={}", path);
   return Status::Ok();
+}
+
+std::string_view Trim(std::string_view s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ')) s.remove_suffix(1);
+  return s;
+}
+
+Result<replication::PeerTls> PeerCredentials(const NodeConfig& c) {
+  replication::PeerTls tls;
+  if (c.insecure) {
+    tls.insecure = true;
+    return tls;
+  }
+  if (c.tls_ca_file.empty()) {
+    return Status::InvalidArgument("tls.ca_file is required: peers authenticate each other with the cluster CA");
+  }
+  BULWARK_ASSIGN_OR_RETURN(tls.ca_pem, ReadFile(c.tls_ca_file, "TLS CA"));
+  BULWARK_ASSIGN_OR_RETURN(tls.cert_pem, ReadFile(c.tls_cert_file, "TLS certificate"));
+  BULWARK_ASSIGN_OR_RETURN(tls.key_pem, ReadFile(c.tls_key_file, "TLS key"));
+  return tls;
 }
 
 Result<std::shared_ptr<grpc::ServerCredentials>> MakeCredentials(const NodeConfig& c) {
@@ -99,7 +120,26 @@ int Run(NodeConfig config) {
     spdlog::critical("event=start_failed error=\"{}\"", store.status().ToString());
     return 1;
   }
-  auto primary = (*store)->LoadOrCreateSecret(kPrimaryKeySecret, security::kAccountKeyBytes);
+  // A replica set shares one account key: the launcher writes it to the
+  // account key file before the nodes start, and each imports it once.
+  std::optional<crypto::SecretBytes> given_key;
+  if (!config.account_key_file.empty() && fs::exists(config.account_key_file)) {
+    auto text = ReadFile(config.account_key_file, "account key file");
+    auto key = text.ok() ? crypto::Base64DecodeSecret(Trim(*text)) : Result<crypto::SecretBytes>(text.status());
+    if (!key.ok() || key->size() != security::kAccountKeyBytes) {
+      spdlog::critical("event=start_failed error=\"the account key file '{}' does not hold a base64 key of {} bytes\"",
+                       config.account_key_file, security::kAccountKeyBytes);
+      return 1;
+    }
+    given_key = std::move(key).value();
+  }
+  auto primary = (*store)->LoadOrCreateSecret(kPrimaryKeySecret, security::kAccountKeyBytes,
+                                              given_key ? given_key->view() : std::string_view());
+  if (primary.ok() && given_key && !primary->value.Equals(*given_key)) {
+    spdlog::critical("event=start_failed error=\"the account key file '{}' differs from the key this node holds\"",
+                     config.account_key_file);
+    return 1;
+  }
   if (!primary.ok()) {
     spdlog::critical("event=start_failed error=\"{}\"", primary.status().ToString());
     return 1;
@@ -109,8 +149,35 @@ int Run(NodeConfig config) {
     return 1;
   }
 
+  auto members = ParseMembers(config.replica);
+  auto peer_tls = PeerCredentials(config);
+  if (!members.ok() || !peer_tls.ok()) {
+    spdlog::critical("event=start_failed error=\"{}\"",
+                     (!members.ok() ? members.status() : peer_tls.status()).ToString());
+    return 1;
+  }
+  replication::ReplicaOptions replica_options;
+  replica_options.node_id = config.replica.id;
+  replica_options.members = *members;
+  replica_options.tick = std::chrono::milliseconds(config.replica.tick_ms);
+  replica_options.election_ticks = static_cast<int>(config.replica.election_ticks);
+  replica_options.snapshot_entries = config.replica.snapshot_entries;
+  replica_options.keep_entries = config.replica.snapshot_entries / 4;
+  replication::TransportOptions transport_options;
+  transport_options.listen_address = config.replica.peer_address;
+  transport_options.tls = std::move(peer_tls).value();
+  auto replica = replication::Replica::Start(replica_options, store->get(), std::move(transport_options));
+  if (!replica.ok()) {
+    spdlog::critical("event=start_failed error=\"{}\"", replica.status().ToString());
+    return 1;
+  }
+
   Metrics metrics;
   NodeContext node;
+  WritePath writes(&node);
+  node.replica = replica->get();
+  node.writes = &writes;
+  (*replica)->set_forward_handler([&writes](const v1::ForwardRequest& r) { return writes.HandleForward(r); });
   node.config = &config;
   node.store = store->get();
   node.metrics = &metrics;
@@ -118,6 +185,10 @@ int Run(NodeConfig config) {
   node.primary_key_created_s = primary->created_unix_s;
   metrics.AddGauge("bulwark_storage_live_bytes", "Bytes of live SST files.",
                    [&] { return static_cast<double>(node.store->ApproximateDiskBytes()); });
+  metrics.AddGauge("bulwark_raft_applied_index", "Raft index this node has applied.",
+                   [&] { return static_cast<double>(node.replica->applied_index()); });
+  metrics.AddGauge("bulwark_raft_is_leader", "1 if this node leads its replica set.",
+                   [&] { return node.replica->is_leader() ? 1.0 : 0.0; });
   metrics.AddGauge("bulwark_change_log_lsn", "Last LSN written to the change log.",
                    [&] { return static_cast<double>(node.store->last_lsn()); });
 
@@ -160,9 +231,11 @@ int Run(NodeConfig config) {
     }
     http_thread = std::thread([&] { http.listen_after_bind(); });
   }
-  spdlog::info("event=ready node={} region={} listen={} tls={} metrics={} master_key={} lsn={}", config.node_id,
-               config.region, config.listen_address, !config.insecure, config.metrics_address,
-               node.store->master_key_id(), node.store->last_lsn());
+  spdlog::info("event=ready node={} replica_id={} region={} listen={} peer_listen={} members={} tls={} metrics={} "
+               "master_key={} applied={}",
+               config.node_id, config.replica.id, config.region, config.listen_address, config.replica.peer_address,
+               members->size(), !config.insecure, config.metrics_address, node.store->master_key_id(),
+               node.replica->applied_index());
 
   int signal_number = 0;
   sigwait(&signals, &signal_number);
@@ -199,6 +272,9 @@ int Run(NodeConfig config) {
     rewrite = std::move(node.rewrite_thread);
   }
   if (rewrite.joinable()) rewrite.join();
+  // The replica applies to the store: it stops first.
+  (*replica)->Stop();
+  replica->reset();
   store->reset();
   spdlog::info("event=stopped node={}", config.node_id);
   return 0;
@@ -226,6 +302,12 @@ int main(int argc, char** argv) {
   auto* level = app.add_option("--default-consistency", consistency, "account default consistency level");
   auto* insecure = app.add_flag("--insecure", flags.insecure, "serve PLAINTEXT gRPC (tests only)");
   auto* log_level = app.add_option("--log-level", flags.log_level, "debug, info, warn or error");
+  auto* replica_id = app.add_option("--replica-id", flags.replica.id, "this node's id in its replica set (>= 1)");
+  auto* peer_listen = app.add_option("--peer-listen", flags.replica.peer_address, "node-to-node host:port (mutual TLS)");
+  auto* members = app.add_option("--members", flags.replica.members, "every member: 1=ip:port,2=ip:port,...");
+  auto* tick_ms = app.add_option("--tick-ms", flags.replica.tick_ms, "raft tick in milliseconds");
+  auto* snapshot_entries = app.add_option("--snapshot-entries", flags.replica.snapshot_entries,
+                                          "compact the raft log beyond this many entries");
   CLI11_PARSE(app, argc, argv);
 
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e%z level=%l %v");
@@ -249,6 +331,11 @@ int main(int argc, char** argv) {
   if (*account_key) config.account_key_file = flags.account_key_file;
   if (*insecure) config.insecure = flags.insecure;
   if (*log_level) config.log_level = flags.log_level;
+  if (*replica_id) config.replica.id = flags.replica.id;
+  if (*peer_listen) config.replica.peer_address = flags.replica.peer_address;
+  if (*members) config.replica.members = flags.replica.members;
+  if (*tick_ms) config.replica.tick_ms = flags.replica.tick_ms;
+  if (*snapshot_entries) config.replica.snapshot_entries = flags.replica.snapshot_entries;
   if (*level) {
     auto parsed = ParseConsistency(consistency);
     if (!parsed) {

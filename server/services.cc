@@ -4,6 +4,7 @@
 
 #include "common/consistency.h"
 #include "crypto/master_key.h"
+#include "replication/replica.h"
 
 namespace bulwark::server {
 namespace {
@@ -64,7 +65,10 @@ grpc::Status ToGrpcStatus(const BStatus& s) {
   return grpc::Status(GrpcCode(s.code()), s.message());
 }
 
-std::string SessionToken(uint64_t lsn) { return "0:1#" + std::to_string(lsn); }
+Deadline RequestDeadline(const grpc::ServerContext* ctx, const NodeConfig& config) {
+  return std::min(ctx->deadline(),
+                  std::chrono::system_clock::now() + std::chrono::milliseconds(config.limits.request_deadline_ms));
+}
 
 // ---- RequestRunner ---------------------------------------------------------
 
@@ -114,43 +118,14 @@ grpc::Status RequestRunner::Run(grpc::ServerContext* ctx, const char* operation,
 
 // ---- DocumentService -------------------------------------------------------
 
-BStatus DocumentService::CheckReadOptions(const v1::ReadOptions& options) const {
-  const ConsistencyLevel account = node_->config->default_consistency;
-  ConsistencyLevel level = account;
-  if (options.consistency() != v1::CONSISTENCY_LEVEL_UNSPECIFIED) {
-    if (options.consistency() < v1::STRONG || options.consistency() > v1::EVENTUAL) {
-      return BStatus::InvalidArgument("unknown consistency level");
-    }
-    level = static_cast<ConsistencyLevel>(options.consistency());
-  }
-  if (!MayRelax(account, level)) {
-    return BStatus::InvalidArgument("consistency " + std::string(ConsistencyName(level)) +
-                                    " is stronger than the account default " + std::string(ConsistencyName(account)) +
-                                    "; a request may only relax it");
-  }
-  if (level == ConsistencyLevel::kSession && !options.session_token().empty()) {
-    const std::string& token = options.session_token();
-    const size_t hash = token.rfind('#');
-    uint64_t glsn = 0;
-    try {
-      if (hash == std::string::npos) throw std::invalid_argument("no #");
-      glsn = std::stoull(token.substr(hash + 1));
-    } catch (const std::exception&) {
-      return BStatus::InvalidArgument("session token is malformed (expected partition:epoch#glsn)");
-    }
-    if (glsn > node_->store->last_lsn()) {
-      return BStatus::Unavailable("this node has not yet applied the session's writes; retry");
-    }
-  }
-  return BStatus::Ok();
+BStatus DocumentService::PrepareRead(Ctx* ctx, const v1::ReadOptions& options) {
+  return node_->writes->PrepareRead(options, RequestDeadline(ctx, *node_->config));
 }
 
 grpc::Status DocumentService::CreateDatabase(Ctx* ctx, const v1::CreateDatabaseRequest* req,
                                              v1::DatabaseResponse* resp) {
   return runner_.Run(ctx, "CreateDatabase", security::DatabaseFeedRef("post"), [&]() -> BStatus {
-    BULWARK_ASSIGN_OR_RETURN(auto d, node_->store->CreateDatabase(req->database()));
-    FillDatabase(d, resp->mutable_database());
-    return BStatus::Ok();
+    return node_->writes->Write("CreateDatabase", *req, resp, RequestDeadline(ctx, *node_->config));
   });
 }
 
@@ -174,19 +149,14 @@ grpc::Status DocumentService::ListDatabases(Ctx* ctx, const v1::ListDatabasesReq
 grpc::Status DocumentService::DeleteDatabase(Ctx* ctx, const v1::DeleteDatabaseRequest* req,
                                              v1::DeleteResponse* resp) {
   return runner_.Run(ctx, "DeleteDatabase", security::DatabaseRef("delete", req->database()), [&]() -> BStatus {
-    BULWARK_RETURN_IF_ERROR(node_->store->DeleteDatabase(req->database()));
-    resp->set_session_token(SessionToken(node_->store->last_lsn()));
-    return BStatus::Ok();
+    return node_->writes->Write("DeleteDatabase", *req, resp, RequestDeadline(ctx, *node_->config));
   });
 }
 
 grpc::Status DocumentService::CreateContainer(Ctx* ctx, const v1::CreateContainerRequest* req,
                                               v1::ContainerResponse* resp) {
   return runner_.Run(ctx, "CreateContainer", security::ContainerFeedRef("post", req->database()), [&]() -> BStatus {
-    BULWARK_ASSIGN_OR_RETURN(auto c,
-                             node_->store->CreateContainer(req->database(), req->container(), req->partition_key_path()));
-    FillContainer(c, resp->mutable_container());
-    return BStatus::Ok();
+    return node_->writes->Write("CreateContainer", *req, resp, RequestDeadline(ctx, *node_->config));
   });
 }
 
@@ -211,60 +181,44 @@ grpc::Status DocumentService::ListContainers(Ctx* ctx, const v1::ListContainersR
 
 grpc::Status DocumentService::DeleteContainer(Ctx* ctx, const v1::DeleteContainerRequest* req,
                                               v1::DeleteResponse* resp) {
-  return runner_.Run(ctx, "DeleteContainer", security::ContainerRef("delete", req->database(), req->container()),
-                     [&]() -> BStatus {
-                       BULWARK_RETURN_IF_ERROR(node_->store->DeleteContainer(req->database(), req->container()));
-                       resp->set_session_token(SessionToken(node_->store->last_lsn()));
-                       return BStatus::Ok();
-                     });
+  return runner_.Run(ctx, "DeleteContainer", security::ContainerRef("delete", req->database(), req->container()), [&]() -> BStatus {
+    return node_->writes->Write("DeleteContainer", *req, resp, RequestDeadline(ctx, *node_->config));
+  });
 }
 
 namespace {
-void FillItem(const storage::ItemResult& r, uint64_t session_lsn, v1::ItemResponse* resp) {
+void FillItem(const storage::ItemResult& r, uint64_t session_index, v1::ItemResponse* resp) {
   resp->set_item_json(r.json);
   resp->set_etag(r.etag);
   resp->set_ts(r.ts);
-  resp->set_session_token(SessionToken(session_lsn));
+  resp->set_session_token(SessionToken(session_index));
 }
 }  // namespace
 
 grpc::Status DocumentService::CreateItem(Ctx* ctx, const v1::WriteItemRequest* req, v1::ItemResponse* resp) {
-  return runner_.Run(ctx, "CreateItem", security::ItemFeedRef("post", req->database(), req->container()),
-                     [&]() -> BStatus {
-                       BULWARK_ASSIGN_OR_RETURN(auto r, node_->store->CreateItem(req->database(), req->container(),
-                                                                                 req->item_json()));
-                       FillItem(r, r.lsn, resp);
-                       return BStatus::Ok();
-                     });
+  return runner_.Run(ctx, "CreateItem", security::ItemFeedRef("post", req->database(), req->container()), [&]() -> BStatus {
+    return node_->writes->Write("CreateItem", *req, resp, RequestDeadline(ctx, *node_->config));
+  });
 }
 
 grpc::Status DocumentService::UpsertItem(Ctx* ctx, const v1::WriteItemRequest* req, v1::ItemResponse* resp) {
   // Cosmos DB signs an upsert as a POST to the item feed.
-  return runner_.Run(ctx, "UpsertItem", security::ItemFeedRef("post", req->database(), req->container()),
-                     [&]() -> BStatus {
-                       BULWARK_ASSIGN_OR_RETURN(auto r, node_->store->UpsertItem(req->database(), req->container(),
-                                                                                 req->item_json()));
-                       FillItem(r, r.lsn, resp);
-                       return BStatus::Ok();
-                     });
+  return runner_.Run(ctx, "UpsertItem", security::ItemFeedRef("post", req->database(), req->container()), [&]() -> BStatus {
+    return node_->writes->Write("UpsertItem", *req, resp, RequestDeadline(ctx, *node_->config));
+  });
 }
 
 grpc::Status DocumentService::ReplaceItem(Ctx* ctx, const v1::WriteItemRequest* req, v1::ItemResponse* resp) {
-  return runner_.Run(ctx, "ReplaceItem", security::ItemRef("put", req->database(), req->container(), req->id()),
-                     [&]() -> BStatus {
-                       BULWARK_ASSIGN_OR_RETURN(auto r,
-                                                node_->store->ReplaceItem(req->database(), req->container(), req->id(),
-                                                                          req->item_json(), req->if_match()));
-                       FillItem(r, r.lsn, resp);
-                       return BStatus::Ok();
-                     });
+  return runner_.Run(ctx, "ReplaceItem", security::ItemRef("put", req->database(), req->container(), req->id()), [&]() -> BStatus {
+    return node_->writes->Write("ReplaceItem", *req, resp, RequestDeadline(ctx, *node_->config));
+  });
 }
 
 grpc::Status DocumentService::ReadItem(Ctx* ctx, const v1::ReadItemRequest* req, v1::ItemResponse* resp) {
   return runner_.Run(ctx, "ReadItem", security::ItemRef("get", req->database(), req->container(), req->id()),
                      [&]() -> BStatus {
-                       BULWARK_RETURN_IF_ERROR(CheckReadOptions(req->options()));
-                       const uint64_t applied = node_->store->last_lsn();
+                       BULWARK_RETURN_IF_ERROR(PrepareRead(ctx, req->options()));
+                       const uint64_t applied = node_->replica->applied_index();
                        BULWARK_ASSIGN_OR_RETURN(auto r,
                                                 node_->store->ReadItem(req->database(), req->container(),
                                                                        req->partition_key_json(), req->id()));
@@ -274,25 +228,20 @@ grpc::Status DocumentService::ReadItem(Ctx* ctx, const v1::ReadItemRequest* req,
 }
 
 grpc::Status DocumentService::DeleteItem(Ctx* ctx, const v1::DeleteItemRequest* req, v1::DeleteResponse* resp) {
-  return runner_.Run(ctx, "DeleteItem", security::ItemRef("delete", req->database(), req->container(), req->id()),
-                     [&]() -> BStatus {
-                       BULWARK_RETURN_IF_ERROR(node_->store->DeleteItem(req->database(), req->container(),
-                                                                        req->partition_key_json(), req->id(),
-                                                                        req->if_match()));
-                       resp->set_session_token(SessionToken(node_->store->last_lsn()));
-                       return BStatus::Ok();
-                     });
+  return runner_.Run(ctx, "DeleteItem", security::ItemRef("delete", req->database(), req->container(), req->id()), [&]() -> BStatus {
+    return node_->writes->Write("DeleteItem", *req, resp, RequestDeadline(ctx, *node_->config));
+  });
 }
 
 grpc::Status DocumentService::ListItems(Ctx* ctx, const v1::ListItemsRequest* req, v1::ListItemsResponse* resp) {
   return runner_.Run(ctx, "ListItems", security::ItemFeedRef("get", req->database(), req->container()),
                      [&]() -> BStatus {
-                       BULWARK_RETURN_IF_ERROR(CheckReadOptions(req->options()));
+                       BULWARK_RETURN_IF_ERROR(PrepareRead(ctx, req->options()));
                        storage::ListOptions options;
                        if (!req->partition_key_json().empty()) options.partition_key = req->partition_key_json();
                        if (req->max_items() != 0) options.max_items = req->max_items();
                        options.continuation = req->continuation();
-                       const uint64_t applied = node_->store->last_lsn();
+                       const uint64_t applied = node_->replica->applied_index();
                        BULWARK_ASSIGN_OR_RETURN(auto page,
                                                 node_->store->ListItems(req->database(), req->container(), options));
                        for (auto& item : page.items) resp->add_items_json(std::move(item));
@@ -318,6 +267,60 @@ grpc::Status AdminService::Status(Ctx* ctx, const v1::StatusRequest*, v1::Status
     resp->set_tls(!c.insecure);
     resp->set_live_data_bytes(node_->store->ApproximateDiskBytes());
     resp->set_master_key_id(node_->store->master_key_id());
+    const replication::ReplicaStatus r = node_->replica->status();
+    resp->set_replica_id(r.node_id);
+    resp->set_role(r.role);
+    resp->set_term(r.term);
+    resp->set_leader_id(r.leader);
+    resp->set_commit_index(r.commit_index);
+    resp->set_applied_index(r.applied_index);
+    resp->set_peer_address(c.replica.peer_address);
+    resp->set_replica_error(r.error);
+    auto members = ParseMembers(c.replica);
+    uint64_t last = 0;
+    for (const auto& [id, m] : r.match) last = std::max(last, m);
+    for (uint64_t id : r.voters) {
+      auto* m = resp->add_members();
+      m->set_id(id);
+      if (members.ok() && members->count(id) != 0) m->set_peer_address(members->at(id));
+      auto it = r.match.find(id);
+      if (it != r.match.end()) {
+        m->set_match_index(it->second);
+        m->set_lag(last - it->second);
+      }
+    }
+    resp->set_data_key_versions(node_->store->DataKeyVersionCount());
+    auto usage = node_->store->StoreKeyUsageReport();
+    if (usage.ok()) {
+      for (const auto& u : *usage) {
+        if (u.current) resp->set_store_key_version(u.version);
+      }
+    }
+    return BStatus::Ok();
+  });
+}
+
+grpc::Status AdminService::TransferLeader(Ctx* ctx, const v1::TransferLeaderRequest* req,
+                                          v1::TransferLeaderResponse* resp) {
+  return runner_.Run(ctx, "TransferLeader", security::AccountRef("post"), [&]() -> BStatus {
+    replication::Replica& replica = *node_->replica;
+    const auto voters = replica.status().voters;
+    if (std::find(voters.begin(), voters.end(), req->to()) == voters.end()) {
+      return BStatus::InvalidArgument("node " + std::to_string(req->to()) + " is not a voting member");
+    }
+    BULWARK_RETURN_IF_ERROR(replica.TransferLeadership(req->to()));
+    // The transfer is asynchronous in Raft: wait to report where it landed.
+    const Deadline deadline = RequestDeadline(ctx, *node_->config);
+    const auto give_up = std::min(deadline, std::chrono::system_clock::now() + std::chrono::seconds(5));
+    while (replica.leader() != req->to() && std::chrono::system_clock::now() < give_up) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    resp->set_leader_id(replica.leader());
+    if (replica.leader() != req->to()) {
+      return BStatus::Unavailable("leadership did not move to node " + std::to_string(req->to()) +
+                                  " in time (is it caught up and reachable?)");
+    }
+    spdlog::info("event=leader_transferred to={}", req->to());
     return BStatus::Ok();
   });
 }
@@ -377,11 +380,10 @@ grpc::Status AdminService::RotateDataKey(Ctx* ctx, const v1::RotateDataKeyReques
   // Signed as a write to the container: the key belongs to it.
   return runner_.Run(ctx, "RotateDataKey", security::ContainerRef("put", req->database(), req->container()),
                      [&]() -> BStatus {
-                       BULWARK_ASSIGN_OR_RETURN(uint32_t v,
-                                                node_->store->RotateDataKey(req->database(), req->container()));
-                       resp->set_version(v);
+                       BULWARK_RETURN_IF_ERROR(node_->writes->Write("RotateDataKey", *req, resp,
+                                                                     RequestDeadline(ctx, *node_->config)));
                        spdlog::info("event=data_key_rotated container=dbs/{}/colls/{} version={}", req->database(),
-                                    req->container(), v);
+                                    req->container(), resp->version());
                        return BStatus::Ok();
                      });
 }

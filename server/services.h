@@ -11,6 +11,7 @@
 #include <mutex>
 #include <set>
 #include <thread>
+#include <algorithm>
 #include <string>
 
 #include <grpcpp/grpcpp.h>
@@ -21,7 +22,12 @@
 #include "security/request_signing.h"
 #include "server/config.h"
 #include "server/metrics.h"
+#include "server/write_path.h"
 #include "storage/document_store.h"
+
+namespace bulwark::replication {
+class Replica;
+}
 
 namespace bulwark::server {
 
@@ -30,6 +36,8 @@ constexpr size_t kMaxTrackedPlaintextPeers = 1024;
 struct NodeContext {
   const NodeConfig* config = nullptr;
   storage::DocumentStore* store = nullptr;
+  replication::Replica* replica = nullptr;
+  WritePath* writes = nullptr;
   Metrics* metrics = nullptr;
   crypto::SecretBytes primary_key;
   int64_t primary_key_created_s = 0;
@@ -52,10 +60,9 @@ struct NodeContext {
 
 // The one place a Status becomes a gRPC status.
 grpc::Status ToGrpcStatus(const Status& s);
-
-// "0:1#<lsn>": partition 0, epoch 1, the write's position. Regions and epochs
-// come with the replication issues; the format is the final one.
-std::string SessionToken(uint64_t lsn);
+// The deadline a request runs under: the client's, capped by
+// limits.request_deadline_ms.
+Deadline RequestDeadline(const grpc::ServerContext* ctx, const NodeConfig& config);
 
 namespace v1 = ::bulwark::v1;
 
@@ -93,8 +100,8 @@ class DocumentService final : public v1::DocumentService::Service {
 
  private:
   // InvalidArgument if the request asks for more than the account default;
-  // Unavailable if a Session read names a write this node has not applied.
-  Status CheckReadOptions(const v1::ReadOptions& options) const;
+  // otherwise waits as the level requires (WritePath::PrepareRead).
+  Status PrepareRead(grpc::ServerContext* ctx, const v1::ReadOptions& options);
   NodeContext* node_;
   RequestRunner runner_;
 };
@@ -112,6 +119,8 @@ class AdminService final : public v1::AdminService::Service {
                              v1::RotateDataKeyResponse* resp) override;
   grpc::Status RotateMasterKey(grpc::ServerContext* ctx, const v1::RotateMasterKeyRequest* req,
                                v1::RotateMasterKeyResponse* resp) override;
+  grpc::Status TransferLeader(grpc::ServerContext* ctx, const v1::TransferLeaderRequest* req,
+                              v1::TransferLeaderResponse* resp) override;
 
  private:
   NodeContext* node_;

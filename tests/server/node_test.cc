@@ -30,6 +30,7 @@
 #include "tests/test_util.h"
 
 using namespace bulwark;
+using bulwark::testing::FreePort;
 using bulwark::testing::TempDir;
 namespace v1 = bulwark::v1;
 using nlohmann::json;
@@ -39,19 +40,6 @@ namespace {
 std::string NextIp() {
   static int n = 0;
   return "127.0.1." + std::to_string(2 + (getpid() * 7 + n++) % 250);
-}
-
-int FreePort(const std::string& ip) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = 0;
-  ::inet_pton(AF_INET, ip.c_str(), &addr.sin_addr);
-  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
-  socklen_t len = sizeof(addr);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);
-  return ntohs(addr.sin_port);
 }
 
 // One node in a fresh directory, started, with a connected client.
@@ -68,7 +56,7 @@ struct TestNode {
     o.port = FreePort(o.ip);
     do {
       o.metrics_port = FreePort(o.ip);
-    } while (o.metrics_port == o.port);
+    } while (o.metrics_port == o.port || o.metrics_port == o.port + 1);
     o.insecure = insecure;
     auto c = chaos::LocalCluster::Prepare(o);
     REQUIRE(c.ok());

@@ -1,0 +1,703 @@
+#include "replication/replica.h"
+
+#include <algorithm>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+
+#include <spdlog/spdlog.h>
+
+#include "common/coding.h"
+#include "replication/raft/raw_node.h"
+#include "replication/raft_log_store.h"
+
+namespace bulwark::replication {
+namespace {
+
+constexpr uint8_t kEntryFormat = 1;
+constexpr size_t kEntryHeaderBytes = 1 + 8 + 8;
+
+std::string EncodeEntry(uint64_t proposer, uint64_t seq, std::string_view command) {
+  std::string out;
+  out.reserve(kEntryHeaderBytes + command.size());
+  out.push_back(static_cast<char>(kEntryFormat));
+  PutFixed64(out, proposer);
+  PutFixed64(out, seq);
+  out.append(command);
+  return out;
+}
+
+bool DecodeEntryHeader(std::string_view& in, uint64_t& proposer, uint64_t& seq) {
+  if (in.size() < kEntryHeaderBytes || static_cast<uint8_t>(in[0]) != kEntryFormat) return false;
+  in.remove_prefix(1);
+  return GetFixed64(in, proposer) && GetFixed64(in, seq);
+}
+
+std::string EncodeConfState(const raft::ConfState& cs) {
+  std::string out;
+  PutFixed32(out, static_cast<uint32_t>(cs.voters.size()));
+  for (uint64_t v : cs.voters) PutFixed64(out, v);
+  PutFixed32(out, static_cast<uint32_t>(cs.learners.size()));
+  for (uint64_t v : cs.learners) PutFixed64(out, v);
+  return out;
+}
+
+Result<raft::ConfState> DecodeConfState(std::string_view in) {
+  raft::ConfState cs;
+  for (auto* list : {&cs.voters, &cs.learners}) {
+    uint32_t n = 0;
+    if (!GetFixed32(in, n) || n > 1024) return Status::Corruption("stored membership is malformed");
+    for (uint32_t i = 0; i < n; ++i) {
+      uint64_t id = 0;
+      if (!GetFixed64(in, id)) return Status::Corruption("stored membership is malformed");
+      list->push_back(id);
+    }
+  }
+  return cs;
+}
+
+std::string_view RoleName(raft::StateRole r) {
+  switch (r) {
+    case raft::StateRole::kLeader:
+      return "leader";
+    case raft::StateRole::kFollower:
+      return "follower";
+    case raft::StateRole::kCandidate:
+      return "candidate";
+    case raft::StateRole::kPreCandidate:
+      return "pre-candidate";
+  }
+  return "unknown";
+}
+
+Status Stopped(std::string_view why) {
+  return Status::Unavailable("this node's replica is stopped" + (why.empty() ? "" : ": " + std::string(why)));
+}
+
+}  // namespace
+
+struct Waiter {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;
+  Status status;            // the loop's verdict (OK once applied)
+  Committed result;         // for proposals
+  uint64_t read_index = 0;  // for read barriers
+  void Finish(Status s) {
+    std::lock_guard lock(mu);
+    if (done) return;
+    status = std::move(s);
+    done = true;
+    cv.notify_all();
+  }
+  Status Wait(Replica::Clock::time_point deadline) {
+    std::unique_lock lock(mu);
+    if (!cv.wait_until(lock, deadline, [&] { return done; })) {
+      return Status::DeadlineExceeded("the request's deadline passed while it was being replicated");
+    }
+    return status;
+  }
+};
+
+struct Replica::Impl {
+  ReplicaOptions options;
+  storage::DocumentStore* store = nullptr;
+  std::unique_ptr<RaftLogStore> log;
+  std::unique_ptr<raft::RawNode> node;
+  std::unique_ptr<Transport> transport;
+
+  // Work for the loop. GUARDED_BY(mu)
+  std::mutex mu;
+  std::condition_variable wake;
+  std::deque<raft::Message> inbox;
+  struct Proposal {
+    std::string data;
+    uint64_t seq = 0;
+  };
+  std::deque<Proposal> proposals;
+  std::deque<std::pair<std::string, std::shared_ptr<Waiter>>> reads;  // ctx -> waiter
+  std::vector<uint64_t> unreachable;
+  std::vector<std::pair<uint64_t, bool>> snapshot_status;
+  std::vector<uint64_t> transfers;
+  bool stopping = false;
+  uint64_t next_seq = 1;
+  // Proposals and reads the loop has handed to the core. GUARDED_BY(mu)
+  std::unordered_map<uint64_t, std::shared_ptr<Waiter>> pending;
+  std::unordered_map<std::string, std::shared_ptr<Waiter>> pending_reads;
+
+  // What other threads may read about the loop's state. GUARDED_BY(state_mu)
+  mutable std::mutex state_mu;
+  std::condition_variable applied_cv;
+  uint64_t applied = 0;
+  raft::SoftState soft;
+  uint64_t term = 0;
+  uint64_t commit = 0;
+  std::string fatal;  // set once the loop stopped on an error
+  std::map<uint64_t, uint64_t> match;
+  std::vector<uint64_t> voters;
+
+  std::mutex forward_mu;
+  ForwardFn forward;  // GUARDED_BY(forward_mu)
+
+  std::thread loop;
+
+  void Loop();
+  Status HandleReady(raft::Ready& rd);
+  Status ApplyEntries(const std::vector<raft::Entry>& entries);
+  Status MaybeCompact();
+  void FailAll(const Status& s);
+  void PublishState();
+  void SetFatal(const Status& s);
+};
+
+Replica::Replica(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Replica::~Replica() { Stop(); }
+
+Result<std::unique_ptr<Replica>> Replica::Start(ReplicaOptions options, storage::DocumentStore* store,
+                                                TransportOptions transport_options) {
+  if (options.members.count(options.node_id) == 0) {
+    return Status::InvalidArgument("node " + std::to_string(options.node_id) + " is not in the member list");
+  }
+  auto impl = std::make_unique<Impl>();
+  impl->options = options;
+  impl->store = store;
+  BULWARK_ASSIGN_OR_RETURN(impl->log, RaftLogStore::Open(store->raw_db(), store->raft_log_cf()));
+
+  // The membership as of the applied index; a new store starts with the
+  // configured members (every founding node is given the same list).
+  BULWARK_ASSIGN_OR_RETURN(std::string conf_bytes, store->AppliedConfState());
+  raft::ConfState cs;
+  if (conf_bytes.empty()) {
+    for (const auto& [id, addr] : options.members) cs.voters.push_back(id);
+  } else {
+    BULWARK_ASSIGN_OR_RETURN(cs, DecodeConfState(conf_bytes));
+  }
+  impl->log->SetConfState(cs);
+
+  raft::Config rc;
+  rc.id = options.node_id;
+  rc.election_timeout_ticks = options.election_ticks;
+  rc.heartbeat_timeout_ticks = 1;
+  // Applied entries are never re-applied; the store knows how far it got.
+  // It may be ahead of the log's commit after a snapshot install, never of
+  // the log itself.
+  rc.applied = std::min(store->applied_index(), impl->log->LastIndex());
+  rc.applied = std::max(rc.applied, impl->log->FirstIndex() - 1);
+  rc.applied = std::min(rc.applied, impl->log->hard_state().commit);
+  rc.check_quorum = true;
+  rc.pre_vote = true;
+  rc.read_only_option = raft::ReadOnlyOption::kSafe;
+  rc.max_size_per_msg_bytes = 1 << 20;
+  rc.max_inflight_msgs = 256;
+  rc.rng_seed = options.rng_seed != 0
+                    ? options.rng_seed
+                    : options.node_id * 0x9E3779B97F4A7C15ULL ^
+                          static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+  BULWARK_ASSIGN_OR_RETURN(impl->node, raft::RawNode::Open(rc, impl->log.get()));
+  impl->applied = store->applied_index();
+
+  auto replica = std::unique_ptr<Replica>(new Replica(std::move(impl)));
+  Impl& s = *replica->impl_;
+  transport_options.self_id = options.node_id;
+  BULWARK_ASSIGN_OR_RETURN(s.transport, Transport::Start(std::move(transport_options), replica.get()));
+  std::map<uint64_t, std::string> peers;
+  for (const auto& [id, addr] : options.members) {
+    if (id != options.node_id) peers[id] = addr;
+  }
+  s.transport->SetPeers(std::move(peers));
+  s.PublishState();
+  spdlog::info("event=replica_started node={} voters={} applied={} first={} last={} term={}", options.node_id,
+               raft::DescribeConfState(cs), s.applied, s.log->FirstIndex(), s.log->LastIndex(),
+               s.log->hard_state().term);
+  s.loop = std::thread([&s] { s.Loop(); });
+  return replica;
+}
+
+void Replica::Stop() {
+  {
+    std::lock_guard lock(impl_->mu);
+    if (impl_->stopping && !impl_->loop.joinable()) return;
+    impl_->stopping = true;
+  }
+  impl_->wake.notify_all();
+  if (impl_->loop.joinable()) impl_->loop.join();
+  if (impl_->transport) impl_->transport->Stop();
+  impl_->FailAll(Stopped("shutting down"));
+  {
+    std::lock_guard lock(impl_->state_mu);
+    impl_->soft.role = raft::StateRole::kFollower;
+    impl_->soft.lead = raft::kNone;
+  }
+  impl_->applied_cv.notify_all();
+}
+
+void Replica::set_forward_handler(ForwardFn fn) {
+  std::lock_guard lock(impl_->forward_mu);
+  impl_->forward = std::move(fn);
+}
+
+// ---- The raft loop -----------------------------------------------------------
+
+void Replica::Impl::Loop() {
+  auto next_tick = std::chrono::steady_clock::now() + options.tick;
+  while (true) {
+    std::deque<raft::Message> msgs;
+    std::deque<Proposal> props;
+    std::deque<std::pair<std::string, std::shared_ptr<Waiter>>> new_reads;
+    std::vector<uint64_t> unreach, transfer;
+    std::vector<std::pair<uint64_t, bool>> snaps;
+    {
+      std::unique_lock lock(mu);
+      wake.wait_until(lock, next_tick, [&] {
+        return stopping || !inbox.empty() || !proposals.empty() || !reads.empty() || !unreachable.empty() ||
+               !snapshot_status.empty() || !transfers.empty();
+      });
+      if (stopping) return;
+      msgs.swap(inbox);
+      props.swap(proposals);
+      new_reads.swap(reads);
+      unreach.swap(unreachable);
+      snaps.swap(snapshot_status);
+      transfer.swap(transfers);
+    }
+    for (auto& m : msgs) {
+      const uint64_t from = m.from;
+      const auto type = m.type;
+      Status st = node->Step(std::move(m));
+      if (!st.ok() && type != raft::MessageType::kProp) {
+        spdlog::debug("event=raft_message_dropped from={} type={} error=\"{}\"", from, raft::MessageTypeName(type),
+                      st.message());
+      }
+    }
+    for (uint64_t id : unreach) node->ReportUnreachable(id);
+    for (auto& [id, failed] : snaps) node->ReportSnapshot(id, failed);
+    for (uint64_t id : transfer) (void)node->TransferLeader(id);
+    for (auto& p : props) {
+      Status st = node->Propose(std::move(p.data));
+      if (!st.ok()) {
+        std::shared_ptr<Waiter> w;
+        {
+          std::lock_guard lock(mu);
+          auto it = pending.find(p.seq);
+          if (it != pending.end()) {
+            w = it->second;
+            pending.erase(it);
+          }
+        }
+        if (w) w->Finish(st.code() == Code::kResourceExhausted ? st : Status::Unavailable(st.message()));
+      }
+    }
+    for (auto& [ctx, w] : new_reads) {
+      {
+        std::lock_guard lock(mu);
+        pending_reads[ctx] = w;
+      }
+      Status st = node->ReadIndex(ctx);
+      if (!st.ok()) {
+        std::lock_guard lock(mu);
+        pending_reads.erase(ctx);
+        w->Finish(Status::Unavailable("linearizable read refused: " + st.message()));
+      }
+    }
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= next_tick) {
+      node->Tick();
+      next_tick = now + options.tick;
+    }
+    while (node->HasReady()) {
+      raft::Ready rd = node->GetReady();
+      Status st = HandleReady(rd);
+      if (!st.ok()) {
+        SetFatal(st);
+        return;
+      }
+      node->Advance(rd);
+    }
+    if (Status st = MaybeCompact(); !st.ok()) {
+      SetFatal(st);
+      return;
+    }
+    PublishState();
+  }
+}
+
+void Replica::Impl::SetFatal(const Status& s) {
+  spdlog::critical("event=replica_stopped node={} error=\"{}\" note=\"restart the node; it recovers from its log\"",
+                   options.node_id, s.ToString());
+  {
+    std::lock_guard lock(state_mu);
+    fatal = s.ToString();
+    soft.role = raft::StateRole::kFollower;
+    soft.lead = raft::kNone;
+  }
+  {
+    std::lock_guard lock(mu);
+    stopping = true;
+  }
+  FailAll(Stopped(s.ToString()));
+  applied_cv.notify_all();
+}
+
+void Replica::Impl::FailAll(const Status& s) {
+  std::unordered_map<uint64_t, std::shared_ptr<Waiter>> props;
+  std::unordered_map<std::string, std::shared_ptr<Waiter>> rds;
+  {
+    std::lock_guard lock(mu);
+    props.swap(pending);
+    rds.swap(pending_reads);
+    for (auto& [ctx, w] : reads) rds[ctx] = w;
+    reads.clear();
+    proposals.clear();
+  }
+  for (auto& [_, w] : props) w->Finish(s);
+  for (auto& [_, w] : rds) w->Finish(s);
+}
+
+Status Replica::Impl::HandleReady(raft::Ready& rd) {
+  if (rd.soft_state) {
+    const bool was_leader = soft.role == raft::StateRole::kLeader;
+    {
+      std::lock_guard lock(state_mu);
+      soft = *rd.soft_state;
+    }
+    if (soft.role == raft::StateRole::kLeader && !was_leader) {
+      spdlog::info("event=became_leader node={} term={}", options.node_id, node->raft().term());
+    }
+    if (was_leader && soft.role != raft::StateRole::kLeader) {
+      // Our uncommitted proposals may or may not survive under the next
+      // leader: say so, and let the client retry with its request id.
+      spdlog::info("event=lost_leadership node={} term={} leader={}", options.node_id, node->raft().term(), soft.lead);
+      std::unordered_map<uint64_t, std::shared_ptr<Waiter>> props;
+      {
+        std::lock_guard lock(mu);
+        props.swap(pending);
+      }
+      for (auto& [_, w] : props) {
+        w->Finish(
+            Status::Unavailable("leadership changed before the write committed; its outcome is unknown: retry "
+                                "with the same request id"));
+      }
+    }
+  }
+  // 1. Persist: snapshot, then entries and hard state (one fsync).
+  if (!rd.snapshot.IsEmpty()) {
+    BULWARK_ASSIGN_OR_RETURN(uint64_t image_applied, store->InstallStateImage());
+    BULWARK_RETURN_IF_ERROR(log->ApplySnapshot(rd.snapshot.metadata, /*sync=*/true));
+    BULWARK_ASSIGN_OR_RETURN(std::string conf_bytes, store->AppliedConfState());
+    raft::ConfState cs = rd.snapshot.metadata.conf_state;
+    if (!conf_bytes.empty()) {
+      BULWARK_ASSIGN_OR_RETURN(cs, DecodeConfState(conf_bytes));
+    }
+    log->SetConfState(cs);
+    spdlog::info("event=snapshot_installed node={} index={} image_applied={}", options.node_id,
+                 rd.snapshot.metadata.index, image_applied);
+    {
+      std::lock_guard lock(state_mu);
+      applied = std::max(applied, image_applied);
+    }
+    applied_cv.notify_all();
+  }
+  if (rd.hard_state || !rd.entries.empty()) {
+    BULWARK_RETURN_IF_ERROR(log->Persist(rd.hard_state, rd.entries, /*sync=*/true));
+  }
+  // 2. Send.
+  if (!rd.messages.empty()) transport->Send(std::move(rd.messages));
+  // 3. Apply, then answer reads that waited for this point.
+  BULWARK_RETURN_IF_ERROR(ApplyEntries(rd.committed_entries));
+  for (const auto& rs : rd.read_states) {
+    std::shared_ptr<Waiter> w;
+    {
+      std::lock_guard lock(mu);
+      auto it = pending_reads.find(rs.request_ctx);
+      if (it == pending_reads.end()) continue;
+      w = it->second;
+      pending_reads.erase(it);
+    }
+    {
+      std::lock_guard wl(w->mu);
+      w->read_index = rs.index;
+    }
+    w->Finish(Status::Ok());
+  }
+  return Status::Ok();
+}
+
+Status Replica::Impl::ApplyEntries(const std::vector<raft::Entry>& entries) {
+  if (entries.empty()) return Status::Ok();
+  const uint64_t already = store->applied_index();
+  for (const raft::Entry& e : entries) {
+    if (e.index <= already) continue;  // applied before a restart, or inside an installed snapshot
+    if (e.type == raft::EntryType::kConfChange) {
+      auto cc = raft::ConfChange::Decode(e.data);
+      if (!cc) return Status::Corruption("committed conf change at index " + std::to_string(e.index) + " is malformed");
+      raft::ConfState cs = node->ApplyConfChange(*cc);
+      BULWARK_RETURN_IF_ERROR(store->RecordApplied(e.index, EncodeConfState(cs)));
+      log->SetConfState(cs);
+      spdlog::info("event=membership_changed node={} index={} voters={}", options.node_id, e.index,
+                   raft::DescribeConfState(cs));
+      continue;
+    }
+    if (e.data.empty()) continue;  // a new leader's empty entry
+    std::string_view payload = e.data;
+    uint64_t proposer = 0, seq = 0;
+    if (!DecodeEntryHeader(payload, proposer, seq)) {
+      return Status::Corruption("committed entry at index " + std::to_string(e.index) + " is malformed");
+    }
+    auto cmd = storage::WriteCommand::Decode(payload);
+    if (!cmd.ok()) return Status(cmd.status()).WithContext("committed entry " + std::to_string(e.index));
+    BULWARK_ASSIGN_OR_RETURN(storage::ApplyOutcome outcome, store->Apply(e.index, std::move(cmd).value()));
+    if (proposer == options.node_id) {
+      std::shared_ptr<Waiter> w;
+      {
+        std::lock_guard lock(mu);
+        auto it = pending.find(seq);
+        if (it != pending.end()) {
+          w = it->second;
+          pending.erase(it);
+        }
+      }
+      if (w) {
+        {
+          std::lock_guard wl(w->mu);
+          w->result.index = e.index;
+          w->result.outcome = std::move(outcome);
+        }
+        w->Finish(Status::Ok());
+      }
+    }
+  }
+  {
+    std::lock_guard lock(state_mu);
+    applied = std::max(applied, entries.back().index);
+  }
+  applied_cv.notify_all();
+  return Status::Ok();
+}
+
+Status Replica::Impl::MaybeCompact() {
+  if (log->EntryCount() <= options.snapshot_entries) return Status::Ok();
+  const uint64_t applied_now = store->applied_index();
+  if (applied_now <= options.keep_entries) return Status::Ok();
+  const uint64_t to = std::min(applied_now - options.keep_entries, log->LastIndex());
+  if (to <= log->FirstIndex()) return Status::Ok();
+  // The entries cut must be in the store durably first: a power loss would
+  // otherwise leave a store behind a log that no longer has them.
+  BULWARK_RETURN_IF_ERROR(store->SyncWal());
+  raft::ConfState cs;
+  raft::HardState hs;
+  BULWARK_RETURN_IF_ERROR(log->InitialState(&hs, &cs));
+  BULWARK_RETURN_IF_ERROR(log->Compact(to, cs));
+  spdlog::info("event=log_compacted node={} first_index={} last_index={}", options.node_id, log->FirstIndex(),
+               log->LastIndex());
+  return Status::Ok();
+}
+
+void Replica::Impl::PublishState() {
+  const raft::Raft& r = node->raft();
+  std::lock_guard lock(state_mu);
+  term = r.term();
+  commit = r.log().committed();
+  match.clear();
+  voters.clear();
+  for (const auto& [id, pr] : r.tracker().progress()) {
+    match[id] = pr.match;
+    voters.push_back(id);
+  }
+}
+
+// ---- Public calls --------------------------------------------------------------
+
+Result<Committed> Replica::Propose(storage::WriteCommand cmd, Clock::time_point deadline) {
+  auto w = std::make_shared<Waiter>();
+  {
+    std::lock_guard state(impl_->state_mu);
+    if (!impl_->fatal.empty()) return Stopped(impl_->fatal);
+    if (impl_->soft.role != raft::StateRole::kLeader) {
+      return Status::FailedPrecondition("this node is not the leader");
+    }
+  }
+  {
+    std::lock_guard lock(impl_->mu);
+    if (impl_->stopping) return Stopped("shutting down");
+    if (impl_->proposals.size() >= kMaxQueuedProposals) {
+      return Status::ResourceExhausted("too many writes are waiting to be replicated; retry later");
+    }
+    const uint64_t seq = impl_->next_seq++;
+    impl_->proposals.push_back({EncodeEntry(impl_->options.node_id, seq, cmd.Encode()), seq});
+    impl_->pending[seq] = w;
+  }
+  cmd.WipeKey();
+  impl_->wake.notify_one();
+  Status s = w->Wait(deadline);
+  if (s.code() == Code::kDeadlineExceeded) {
+    return Status::DeadlineExceeded(
+        "the write did not commit before its deadline; its outcome is unknown: retry "
+        "with the same request id");
+  }
+  BULWARK_RETURN_IF_ERROR(s);
+  std::lock_guard wl(w->mu);
+  return std::move(w->result);
+}
+
+Status Replica::ReadBarrier(Clock::time_point deadline) {
+  auto w = std::make_shared<Waiter>();
+  {
+    std::lock_guard state(impl_->state_mu);
+    if (!impl_->fatal.empty()) return Stopped(impl_->fatal);
+  }
+  {
+    std::lock_guard lock(impl_->mu);
+    if (impl_->stopping) return Stopped("shutting down");
+    if (impl_->reads.size() + impl_->pending_reads.size() >= kMaxQueuedProposals) {
+      return Status::ResourceExhausted("too many linearizable reads are waiting; retry later");
+    }
+    std::string ctx(16, '\0');
+    const uint64_t seq = impl_->next_seq++;
+    std::memcpy(ctx.data(), &impl_->options.node_id, 8);
+    std::memcpy(ctx.data() + 8, &seq, 8);
+    impl_->reads.emplace_back(std::move(ctx), w);
+  }
+  impl_->wake.notify_one();
+  Status s = w->Wait(deadline);
+  if (s.code() == Code::kDeadlineExceeded) {
+    return Status::Unavailable("no leader confirmed the read in time (is a quorum of the region reachable?)");
+  }
+  BULWARK_RETURN_IF_ERROR(s);
+  uint64_t index = 0;
+  {
+    std::lock_guard wl(w->mu);
+    index = w->read_index;
+  }
+  return WaitApplied(index, deadline);
+}
+
+Status Replica::WaitApplied(uint64_t index, Clock::time_point deadline) {
+  std::unique_lock lock(impl_->state_mu);
+  const bool ok =
+      impl_->applied_cv.wait_until(lock, deadline, [&] { return impl_->applied >= index || !impl_->fatal.empty(); });
+  if (!impl_->fatal.empty()) return Stopped(impl_->fatal);
+  if (!ok) {
+    return Status::DeadlineExceeded("this node has applied up to " + std::to_string(impl_->applied) + ", not yet " +
+                                    std::to_string(index));
+  }
+  return Status::Ok();
+}
+
+Result<v1::ForwardResponse> Replica::ForwardToLeader(const v1::ForwardRequest& request) {
+  const uint64_t lead = leader();
+  if (lead == raft::kNone) {
+    return Status::Unavailable(
+        "the region has no leader right now (an election is running, or a quorum is "
+        "unreachable); retry");
+  }
+  if (lead == impl_->options.node_id) return Status::Internal("forwarding to self");
+  v1::ForwardRequest copy = request;
+  copy.set_from_node(impl_->options.node_id);
+  return impl_->transport->Forward(lead, copy);
+}
+
+Status Replica::TransferLeadership(uint64_t transferee) {
+  {
+    std::lock_guard lock(impl_->mu);
+    if (impl_->stopping) return Stopped("shutting down");
+    impl_->transfers.push_back(transferee);
+  }
+  impl_->wake.notify_one();
+  return Status::Ok();
+}
+
+bool Replica::is_leader() const {
+  std::lock_guard lock(impl_->state_mu);
+  return impl_->fatal.empty() && impl_->soft.role == raft::StateRole::kLeader;
+}
+
+uint64_t Replica::leader() const {
+  std::lock_guard lock(impl_->state_mu);
+  return impl_->fatal.empty() ? impl_->soft.lead : raft::kNone;
+}
+
+uint64_t Replica::applied_index() const {
+  std::lock_guard lock(impl_->state_mu);
+  return impl_->applied;
+}
+
+ReplicaStatus Replica::status() const {
+  ReplicaStatus out;
+  out.node_id = impl_->options.node_id;
+  std::lock_guard lock(impl_->state_mu);
+  out.term = impl_->term;
+  out.leader = impl_->soft.lead;
+  out.role = impl_->fatal.empty() ? std::string(RoleName(impl_->soft.role)) : "stopped";
+  out.commit_index = impl_->commit;
+  out.applied_index = impl_->applied;
+  out.voters = impl_->voters;
+  if (impl_->soft.role == raft::StateRole::kLeader) out.match = impl_->match;
+  out.error = impl_->fatal;
+  return out;
+}
+
+// ---- Transport callbacks ---------------------------------------------------------
+
+void Replica::OnMessage(raft::Message m) {
+  {
+    std::lock_guard lock(impl_->mu);
+    if (impl_->stopping) return;
+    // Bounded: a flood from a peer is dropped (Raft retransmits).
+    if (impl_->inbox.size() >= kMaxQueuedProposals) return;
+    impl_->inbox.push_back(std::move(m));
+  }
+  impl_->wake.notify_one();
+}
+
+void Replica::OnUnreachable(uint64_t peer) {
+  {
+    std::lock_guard lock(impl_->mu);
+    impl_->unreachable.push_back(peer);
+  }
+  impl_->wake.notify_one();
+}
+
+void Replica::OnSnapshotStatus(uint64_t peer, bool failed) {
+  {
+    std::lock_guard lock(impl_->mu);
+    impl_->snapshot_status.emplace_back(peer, failed);
+  }
+  impl_->wake.notify_one();
+  spdlog::info("event=snapshot_sent node={} to={} failed={}", impl_->options.node_id, peer, failed);
+}
+
+Status Replica::WriteSnapshot(uint64_t peer, const std::function<Status(std::string_view)>& emit) {
+  spdlog::info("event=snapshot_sending node={} to={}", impl_->options.node_id, peer);
+  return impl_->store->WriteStateImage(TransportLimits{}.max_snapshot_chunk_bytes, emit).status();
+}
+
+Status Replica::BeginSnapshot(uint64_t from) {
+  spdlog::info("event=snapshot_receiving node={} from={}", impl_->options.node_id, from);
+  return impl_->store->BeginStateImage();
+}
+
+Status Replica::SnapshotChunk(uint64_t, std::string_view chunk) { return impl_->store->AddStateImageChunk(chunk); }
+
+Status Replica::EndSnapshot(uint64_t, bool complete) {
+  return complete ? impl_->store->FinishStateImage() : impl_->store->AbortStateImage();
+}
+
+v1::ForwardResponse Replica::OnForward(uint64_t, const v1::ForwardRequest& request) {
+  ForwardFn fn;
+  {
+    std::lock_guard lock(impl_->forward_mu);
+    fn = impl_->forward;
+  }
+  if (!fn) {
+    v1::ForwardResponse r;
+    r.set_code(14);  // UNAVAILABLE
+    r.set_message("this node is not ready to serve forwarded requests");
+    return r;
+  }
+  return fn(request);
+}
+
+}  // namespace bulwark::replication

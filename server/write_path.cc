@@ -1,0 +1,298 @@
+#include "server/write_path.h"
+
+#include <memory>
+#include <thread>
+
+#include <spdlog/spdlog.h>
+
+#include "bulwark/v1/admin.pb.h"
+#include "bulwark/v1/document.pb.h"
+#include "replication/replica.h"
+#include "server/services.h"
+
+namespace bulwark::server {
+namespace {
+
+namespace pb = google::protobuf;
+using replication::Committed;
+
+constexpr std::string_view kNotLeader = "this node is not the leader";
+constexpr std::chrono::milliseconds kLeaderPoll{20};
+
+// Request and response types per forwardable method.
+struct MethodTypes {
+  std::unique_ptr<pb::Message> request;
+  std::unique_ptr<pb::Message> response;
+};
+
+std::optional<MethodTypes> TypesOf(std::string_view method) {
+  auto make = [](auto req, auto resp) {
+    return MethodTypes{std::make_unique<decltype(req)>(), std::make_unique<decltype(resp)>()};
+  };
+  if (method == "CreateDatabase") return make(v1::CreateDatabaseRequest{}, v1::DatabaseResponse{});
+  if (method == "DeleteDatabase") return make(v1::DeleteDatabaseRequest{}, v1::DeleteResponse{});
+  if (method == "CreateContainer") return make(v1::CreateContainerRequest{}, v1::ContainerResponse{});
+  if (method == "DeleteContainer") return make(v1::DeleteContainerRequest{}, v1::DeleteResponse{});
+  if (method == "CreateItem" || method == "UpsertItem" || method == "ReplaceItem") {
+    return make(v1::WriteItemRequest{}, v1::ItemResponse{});
+  }
+  if (method == "DeleteItem") return make(v1::DeleteItemRequest{}, v1::DeleteResponse{});
+  if (method == "RotateDataKey") return make(v1::RotateDataKeyRequest{}, v1::RotateDataKeyResponse{});
+  return std::nullopt;
+}
+
+Status FromGrpcCode(int code, std::string message) {
+  switch (static_cast<grpc::StatusCode>(code)) {
+    case grpc::StatusCode::OK:
+      return Status::Ok();
+    case grpc::StatusCode::INVALID_ARGUMENT:
+      return Status::InvalidArgument(std::move(message));
+    case grpc::StatusCode::NOT_FOUND:
+      return Status::NotFound(std::move(message));
+    case grpc::StatusCode::ALREADY_EXISTS:
+      return Status::AlreadyExists(std::move(message));
+    case grpc::StatusCode::ABORTED:
+      return Status::PreconditionFailed(std::move(message));
+    case grpc::StatusCode::OUT_OF_RANGE:
+      return Status::TooLarge(std::move(message));
+    case grpc::StatusCode::FAILED_PRECONDITION:
+      return Status::FailedPrecondition(std::move(message));
+    case grpc::StatusCode::PERMISSION_DENIED:
+      return Status::PermissionDenied(std::move(message));
+    case grpc::StatusCode::UNAUTHENTICATED:
+      return Status::Unauthenticated(std::move(message));
+    case grpc::StatusCode::DATA_LOSS:
+      return Status::Corruption(std::move(message));
+    case grpc::StatusCode::UNAVAILABLE:
+      return Status::Unavailable(std::move(message));
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      return Status::DeadlineExceeded(std::move(message));
+    case grpc::StatusCode::RESOURCE_EXHAUSTED:
+      return Status::ResourceExhausted(std::move(message));
+    default:
+      return Status::Internal(std::move(message));
+  }
+}
+
+int64_t ToUnixMs(Deadline d) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(d.time_since_epoch()).count();
+}
+
+}  // namespace
+
+std::string SessionToken(uint64_t index) { return "0:1#" + std::to_string(index); }
+
+Result<uint64_t> ParseSessionToken(std::string_view token) {
+  const size_t hash = token.rfind('#');
+  if (hash == std::string_view::npos || hash + 1 == token.size() || token.size() > 64) {
+    return Status::InvalidArgument("session token is malformed (expected partition:epoch#index)");
+  }
+  uint64_t v = 0;
+  for (char c : token.substr(hash + 1)) {
+    if (c < '0' || c > '9' || v > (UINT64_MAX - 9) / 10) {
+      return Status::InvalidArgument("session token is malformed (expected partition:epoch#index)");
+    }
+    v = v * 10 + static_cast<uint64_t>(c - '0');
+  }
+  return v;
+}
+
+Status WritePath::Write(std::string_view method, const pb::Message& request, pb::Message* response, Deadline deadline) {
+  replication::Replica& replica = *node_->replica;
+  const Deadline wait_until = std::min(deadline, std::chrono::system_clock::now() + kLeaderWait);
+  while (true) {
+    if (replica.is_leader()) {
+      Status s = LocalWrite(method, request, response, deadline);
+      // Leadership moved between the check and the proposal: go to the new one.
+      if (s.code() != Code::kFailedPrecondition || s.message() != kNotLeader) return s;
+    } else if (replica.leader() != 0) {
+      v1::ForwardRequest fr;
+      fr.set_method(std::string(method));
+      fr.set_request(request.SerializeAsString());
+      fr.set_deadline_unix_ms(ToUnixMs(deadline));
+      auto r = replica.ForwardToLeader(fr);
+      if (r.ok()) {
+        if (r->code() != 0) {
+          Status s = FromGrpcCode(r->code(), r->message());
+          // The leader we knew stepped down; look again.
+          if (s.code() != Code::kFailedPrecondition || s.message() != kNotLeader) return s;
+        } else if (!response->ParseFromString(r->response())) {
+          return Status::Internal("the leader's response did not parse");
+        } else {
+          return Status::Ok();
+        }
+      } else if (r.status().code() != Code::kUnavailable) {
+        return r.status();
+      }
+    }
+    if (std::chrono::system_clock::now() + kLeaderPoll >= wait_until) {
+      return Status::Unavailable(
+          "the region has no reachable leader (an election is running, or this node cannot "
+          "reach a quorum); nothing was written; retry");
+    }
+    std::this_thread::sleep_for(kLeaderPoll);
+  }
+}
+
+v1::ForwardResponse WritePath::HandleForward(const v1::ForwardRequest& fr) {
+  v1::ForwardResponse out;
+  auto types = TypesOf(fr.method());
+  Status s;
+  if (!types) {
+    s = Status::InvalidArgument("unknown forwarded method '" + fr.method() + "'");
+  } else if (!types->request->ParseFromString(fr.request())) {
+    s = Status::InvalidArgument("forwarded request does not parse");
+  } else {
+    Deadline deadline =
+        std::chrono::system_clock::now() + std::chrono::milliseconds(node_->config->limits.request_deadline_ms);
+    if (fr.deadline_unix_ms() > 0) {
+      deadline = std::min(deadline, Deadline(std::chrono::milliseconds(fr.deadline_unix_ms())));
+    }
+    if (!node_->replica->is_leader()) {
+      s = Status::FailedPrecondition(std::string(kNotLeader));
+    } else {
+      s = LocalWrite(fr.method(), *types->request, types->response.get(), deadline);
+    }
+  }
+  out.set_code(static_cast<int>(ToGrpcStatus(s).error_code()));
+  if (s.ok()) {
+    out.set_response(types->response->SerializeAsString());
+  } else {
+    out.set_message(s.message());
+  }
+  return out;
+}
+
+namespace {
+
+Result<Committed> Commit(replication::Replica& replica, Result<storage::WriteCommand> cmd, std::string_view request_id,
+                         Deadline deadline) {
+  BULWARK_RETURN_IF_ERROR(cmd.status());
+  cmd->request_id = request_id;
+  cmd->proposed_unix_ms = ToUnixMs(std::chrono::system_clock::now());
+  auto committed = replica.Propose(std::move(cmd).value(), deadline);
+  if (!committed.ok() && committed.status().code() == Code::kFailedPrecondition) {
+    return Status::FailedPrecondition(std::string(kNotLeader));
+  }
+  BULWARK_RETURN_IF_ERROR(committed.status());
+  BULWARK_RETURN_IF_ERROR(committed->outcome.status);
+  return committed;
+}
+
+}  // namespace
+
+Status WritePath::LocalWrite(std::string_view method, const pb::Message& request, pb::Message* response,
+                             Deadline deadline) {
+  storage::DocumentStore& st = *node_->store;
+  replication::Replica& replica = *node_->replica;
+  if (method == "CreateDatabase") {
+    const auto& r = static_cast<const v1::CreateDatabaseRequest&>(request);
+    BULWARK_ASSIGN_OR_RETURN(Committed c, Commit(replica, st.PrepareCreateDatabase(r.database()), {}, deadline));
+    auto* d = static_cast<v1::DatabaseResponse*>(response)->mutable_database();
+    d->set_id(r.database());
+    d->set_etag(c.outcome.etag);
+    d->set_ts(c.outcome.ts);
+    return Status::Ok();
+  }
+  if (method == "DeleteDatabase") {
+    const auto& r = static_cast<const v1::DeleteDatabaseRequest&>(request);
+    BULWARK_ASSIGN_OR_RETURN(Committed c, Commit(replica, st.PrepareDeleteDatabase(r.database()), {}, deadline));
+    static_cast<v1::DeleteResponse*>(response)->set_session_token(SessionToken(c.index));
+    return Status::Ok();
+  }
+  if (method == "CreateContainer") {
+    const auto& r = static_cast<const v1::CreateContainerRequest&>(request);
+    BULWARK_ASSIGN_OR_RETURN(
+        Committed c,
+        Commit(replica, st.PrepareCreateContainer(r.database(), r.container(), r.partition_key_path()), {}, deadline));
+    auto* out = static_cast<v1::ContainerResponse*>(response)->mutable_container();
+    const storage::ContainerInfo& info = c.outcome.container;
+    out->set_database(info.database);
+    out->set_id(info.id);
+    out->set_partition_key_path(info.partition_key_path);
+    out->set_rid(info.rid);
+    out->set_etag(info.etag);
+    out->set_ts(info.ts);
+    return Status::Ok();
+  }
+  if (method == "DeleteContainer") {
+    const auto& r = static_cast<const v1::DeleteContainerRequest&>(request);
+    BULWARK_ASSIGN_OR_RETURN(Committed c,
+                             Commit(replica, st.PrepareDeleteContainer(r.database(), r.container()), {}, deadline));
+    static_cast<v1::DeleteResponse*>(response)->set_session_token(SessionToken(c.index));
+    return Status::Ok();
+  }
+  if (method == "CreateItem" || method == "UpsertItem" || method == "ReplaceItem") {
+    const auto& r = static_cast<const v1::WriteItemRequest&>(request);
+    const auto kind = method == "CreateItem"   ? storage::WriteCommand::Kind::kCreateItem
+                      : method == "UpsertItem" ? storage::WriteCommand::Kind::kUpsertItem
+                                               : storage::WriteCommand::Kind::kReplaceItem;
+    std::string json;
+    auto cmd = st.PrepareItemWrite(kind, r.database(), r.container(), r.item_json(), r.id(), r.if_match(), &json);
+    std::string pk = cmd.ok() ? cmd->partition_key : std::string();
+    std::string id = cmd.ok() ? cmd->item_id : std::string();
+    BULWARK_ASSIGN_OR_RETURN(Committed c, Commit(replica, std::move(cmd), r.request_id(), deadline));
+    auto* out = static_cast<v1::ItemResponse*>(response);
+    if (c.outcome.duplicate) {
+      // A retry of a write that already happened: answer with the item as
+      // it is now (it may have changed since).
+      auto current = st.ReadItem(r.database(), r.container(), pk, id);
+      if (current.ok()) json = std::move(current->json);
+    }
+    out->set_item_json(std::move(json));
+    out->set_etag(c.outcome.etag);
+    out->set_ts(c.outcome.ts);
+    out->set_session_token(SessionToken(c.index));
+    return Status::Ok();
+  }
+  if (method == "DeleteItem") {
+    const auto& r = static_cast<const v1::DeleteItemRequest&>(request);
+    BULWARK_ASSIGN_OR_RETURN(
+        Committed c,
+        Commit(replica, st.PrepareDeleteItem(r.database(), r.container(), r.partition_key_json(), r.id(), r.if_match()),
+               r.request_id(), deadline));
+    static_cast<v1::DeleteResponse*>(response)->set_session_token(SessionToken(c.index));
+    return Status::Ok();
+  }
+  if (method == "RotateDataKey") {
+    const auto& r = static_cast<const v1::RotateDataKeyRequest&>(request);
+    BULWARK_ASSIGN_OR_RETURN(Committed c,
+                             Commit(replica, st.PrepareRotateDataKey(r.database(), r.container()), {}, deadline));
+    static_cast<v1::RotateDataKeyResponse*>(response)->set_version(c.outcome.key_version);
+    return Status::Ok();
+  }
+  return Status::Internal("no write path for method '" + std::string(method) + "'");
+}
+
+Result<ConsistencyLevel> WritePath::Level(const v1::ReadOptions& options) const {
+  const ConsistencyLevel account = node_->config->default_consistency;
+  ConsistencyLevel level = account;
+  if (options.consistency() != v1::CONSISTENCY_LEVEL_UNSPECIFIED) {
+    if (options.consistency() < v1::STRONG || options.consistency() > v1::EVENTUAL) {
+      return Status::InvalidArgument("unknown consistency level");
+    }
+    level = static_cast<ConsistencyLevel>(options.consistency());
+  }
+  if (!MayRelax(account, level)) {
+    return Status::InvalidArgument("consistency " + std::string(ConsistencyName(level)) +
+                                   " is stronger than the account default " + std::string(ConsistencyName(account)) +
+                                   "; a request may only relax it");
+  }
+  return level;
+}
+
+Status WritePath::PrepareRead(const v1::ReadOptions& options, Deadline deadline) {
+  BULWARK_ASSIGN_OR_RETURN(ConsistencyLevel level, Level(options));
+  replication::Replica& replica = *node_->replica;
+  if (level == ConsistencyLevel::kStrong) return replica.ReadBarrier(deadline);
+  if (level == ConsistencyLevel::kSession && !options.session_token().empty()) {
+    BULWARK_ASSIGN_OR_RETURN(uint64_t index, ParseSessionToken(options.session_token()));
+    Status s = replica.WaitApplied(index, std::min(deadline, std::chrono::system_clock::now() + kSessionWait));
+    if (s.code() != Code::kDeadlineExceeded) return s;
+    // This node lags: the leader's commit index covers the session's write.
+    return replica.ReadBarrier(deadline);
+  }
+  return Status::Ok();
+}
+
+}  // namespace bulwark::server
