@@ -126,6 +126,9 @@ struct Replica::Impl {
   // Proposals and reads the loop has handed to the core. GUARDED_BY(mu)
   std::unordered_map<uint64_t, std::shared_ptr<Waiter>> pending;
   std::unordered_map<std::string, std::shared_ptr<Waiter>> pending_reads;
+  // Membership changes waiting to apply, by their encoded ConfChange.
+  std::deque<std::pair<raft::ConfChange, std::shared_ptr<Waiter>>> conf_changes;  // queued for the loop
+  std::vector<std::pair<std::string, std::shared_ptr<Waiter>>> pending_conf;
 
   // What other threads may read about the loop's state. GUARDED_BY(state_mu)
   mutable std::mutex state_mu;
@@ -150,6 +153,9 @@ struct Replica::Impl {
   void FailAll(const Status& s);
   void PublishState();
   void SetFatal(const Status& s);
+  // Points the transport at the current members: the voters and learners,
+  // and anyone the address book names (a node being added).
+  Status RefreshPeers();
 };
 
 Replica::Replica(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -171,7 +177,9 @@ Result<std::unique_ptr<Replica>> Replica::Start(ReplicaOptions options, storage:
   BULWARK_ASSIGN_OR_RETURN(std::string conf_bytes, store->AppliedConfState());
   raft::ConfState cs;
   if (conf_bytes.empty()) {
-    for (const auto& [id, addr] : options.members) cs.voters.push_back(id);
+    if (!options.join) {
+      for (const auto& [id, addr] : options.members) cs.voters.push_back(id);
+    }
   } else {
     BULWARK_ASSIGN_OR_RETURN(cs, DecodeConfState(conf_bytes));
   }
@@ -203,12 +211,8 @@ Result<std::unique_ptr<Replica>> Replica::Start(ReplicaOptions options, storage:
   Impl& s = *replica->impl_;
   transport_options.self_id = options.node_id;
   BULWARK_ASSIGN_OR_RETURN(s.transport, Transport::Start(std::move(transport_options), replica.get()));
-  std::map<uint64_t, std::string> peers;
-  for (const auto& [id, addr] : options.members) {
-    if (id != options.node_id) peers[id] = addr;
-  }
-  s.transport->SetPeers(std::move(peers));
   s.PublishState();
+  BULWARK_RETURN_IF_ERROR(s.RefreshPeers());
   spdlog::info("event=replica_started node={} voters={} applied={} first={} last={} term={}", options.node_id,
                raft::DescribeConfState(cs), s.applied, s.log->FirstIndex(), s.log->LastIndex(),
                s.log->hard_state().term);
@@ -249,11 +253,12 @@ void Replica::Impl::Loop() {
     std::deque<std::pair<std::string, std::shared_ptr<Waiter>>> new_reads;
     std::vector<uint64_t> unreach, transfer;
     std::vector<std::pair<uint64_t, bool>> snaps;
+    std::deque<std::pair<raft::ConfChange, std::shared_ptr<Waiter>>> ccs;
     {
       std::unique_lock lock(mu);
       wake.wait_until(lock, next_tick, [&] {
         return stopping || !inbox.empty() || !proposals.empty() || !reads.empty() || !unreachable.empty() ||
-               !snapshot_status.empty() || !transfers.empty();
+               !snapshot_status.empty() || !transfers.empty() || !conf_changes.empty();
       });
       if (stopping) return;
       msgs.swap(inbox);
@@ -262,6 +267,7 @@ void Replica::Impl::Loop() {
       unreach.swap(unreachable);
       snaps.swap(snapshot_status);
       transfer.swap(transfers);
+      ccs.swap(conf_changes);
     }
     for (auto& m : msgs) {
       const uint64_t from = m.from;
@@ -288,6 +294,22 @@ void Replica::Impl::Loop() {
           }
         }
         if (w) w->Finish(st.code() == Code::kResourceExhausted ? st : Status::Unavailable(st.message()));
+      }
+    }
+    for (auto& [cc, w] : ccs) {
+      if (node->raft().log().committed() < node->raft().pending_conf_index()) {
+        w->Finish(Status::FailedPrecondition("another membership change is still being applied; retry"));
+        continue;
+      }
+      {
+        std::lock_guard lock(mu);
+        pending_conf.emplace_back(cc.Encode(), w);
+      }
+      Status st = node->ProposeConfChange(cc);
+      if (!st.ok()) {
+        std::lock_guard lock(mu);
+        pending_conf.pop_back();
+        w->Finish(Status::Unavailable("membership change refused: " + st.message()));
       }
     }
     for (auto& [ctx, w] : new_reads) {
@@ -350,6 +372,10 @@ void Replica::Impl::FailAll(const Status& s) {
     rds.swap(pending_reads);
     for (auto& [ctx, w] : reads) rds[ctx] = w;
     reads.clear();
+    for (auto& [cc, w] : pending_conf) rds["conf/" + cc] = w;
+    pending_conf.clear();
+    for (auto& [cc, w] : conf_changes) rds["confq/" + cc.Encode()] = w;
+    conf_changes.clear();
     proposals.clear();
   }
   for (auto& [_, w] : props) w->Finish(s);
@@ -392,6 +418,7 @@ Status Replica::Impl::HandleReady(raft::Ready& rd) {
       BULWARK_ASSIGN_OR_RETURN(cs, DecodeConfState(conf_bytes));
     }
     log->SetConfState(cs);
+    BULWARK_RETURN_IF_ERROR(RefreshPeers());
     spdlog::info("event=snapshot_installed node={} index={} image_applied={}", options.node_id,
                  rd.snapshot.metadata.index, image_applied);
     {
@@ -401,7 +428,7 @@ Status Replica::Impl::HandleReady(raft::Ready& rd) {
     applied_cv.notify_all();
   }
   if (rd.hard_state || !rd.entries.empty()) {
-    BULWARK_RETURN_IF_ERROR(log->Persist(rd.hard_state, rd.entries, /*sync=*/true));
+    BULWARK_RETURN_IF_ERROR(log->Persist(rd.hard_state, rd.entries, options.sync_log));
   }
   // 2. Send.
   if (!rd.messages.empty()) transport->Send(std::move(rd.messages));
@@ -438,6 +465,19 @@ Status Replica::Impl::ApplyEntries(const std::vector<raft::Entry>& entries) {
       log->SetConfState(cs);
       spdlog::info("event=membership_changed node={} index={} voters={}", options.node_id, e.index,
                    raft::DescribeConfState(cs));
+      BULWARK_RETURN_IF_ERROR(RefreshPeers());
+      std::shared_ptr<Waiter> w;
+      {
+        std::lock_guard lock(mu);
+        for (auto it = pending_conf.begin(); it != pending_conf.end(); ++it) {
+          if (it->first == e.data) {
+            w = it->second;
+            pending_conf.erase(it);
+            break;
+          }
+        }
+      }
+      if (w) w->Finish(Status::Ok());
       continue;
     }
     if (e.data.empty()) continue;  // a new leader's empty entry
@@ -448,7 +488,9 @@ Status Replica::Impl::ApplyEntries(const std::vector<raft::Entry>& entries) {
     }
     auto cmd = storage::WriteCommand::Decode(payload);
     if (!cmd.ok()) return Status(cmd.status()).WithContext("committed entry " + std::to_string(e.index));
+    const bool member_change = cmd->kind == storage::WriteCommand::Kind::kSetMember;
     BULWARK_ASSIGN_OR_RETURN(storage::ApplyOutcome outcome, store->Apply(e.index, std::move(cmd).value()));
+    if (member_change) BULWARK_RETURN_IF_ERROR(RefreshPeers());
     if (proposer == options.node_id) {
       std::shared_ptr<Waiter> w;
       {
@@ -492,6 +534,36 @@ Status Replica::Impl::MaybeCompact() {
   BULWARK_RETURN_IF_ERROR(log->Compact(to, cs));
   spdlog::info("event=log_compacted node={} first_index={} last_index={}", options.node_id, log->FirstIndex(),
                log->LastIndex());
+  return Status::Ok();
+}
+
+Status Replica::Impl::RefreshPeers() {
+  BULWARK_ASSIGN_OR_RETURN(auto book, store->MemberAddresses());
+  raft::HardState hs;
+  raft::ConfState cs;
+  BULWARK_RETURN_IF_ERROR(log->InitialState(&hs, &cs));
+  std::map<uint64_t, std::string> peers;
+  auto address = [&](uint64_t id) -> std::string {
+    auto it = book.find(id);
+    if (it != book.end()) return it->second;
+    auto cfg = options.members.find(id);
+    return cfg == options.members.end() ? std::string() : cfg->second;
+  };
+  for (const auto* list : {&cs.voters, &cs.learners}) {
+    for (uint64_t id : *list) {
+      if (id != options.node_id && !address(id).empty()) peers[id] = address(id);
+    }
+  }
+  for (const auto& [id, addr] : book) {
+    if (id != options.node_id) peers[id] = addr;
+  }
+  // A joining node knows only its configuration until the leader tells it more.
+  if (cs.voters.empty() && cs.learners.empty()) {
+    for (const auto& [id, addr] : options.members) {
+      if (id != options.node_id) peers.emplace(id, addr);
+    }
+  }
+  transport->SetPeers(std::move(peers));
   return Status::Ok();
 }
 
@@ -597,6 +669,22 @@ Result<v1::ForwardResponse> Replica::ForwardToLeader(const v1::ForwardRequest& r
   v1::ForwardRequest copy = request;
   copy.set_from_node(impl_->options.node_id);
   return impl_->transport->Forward(lead, copy);
+}
+
+Status Replica::ChangeMembership(const raft::ConfChange& cc, Clock::time_point deadline) {
+  if (!is_leader()) return Status::FailedPrecondition("this node is not the leader");
+  auto w = std::make_shared<Waiter>();
+  {
+    std::lock_guard lock(impl_->mu);
+    if (impl_->stopping) return Stopped("shutting down");
+    impl_->conf_changes.emplace_back(cc, w);
+  }
+  impl_->wake.notify_one();
+  Status s = w->Wait(deadline);
+  if (s.code() == Code::kDeadlineExceeded) {
+    return Status::DeadlineExceeded("the membership change did not apply before the deadline; check `bulwark status`");
+  }
+  return s;
 }
 
 Status Replica::TransferLeadership(uint64_t transferee) {

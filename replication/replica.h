@@ -55,6 +55,13 @@ struct ReplicaOptions {
   uint64_t snapshot_entries = 20000;
   uint64_t keep_entries = 5000;
   uint64_t rng_seed = 0;  // 0: from the node id and the clock
+  // A node joining an existing replica set (after `bulwark node add`): it
+  // starts with no membership of its own and learns it from the leader, so
+  // it can never bootstrap a second set. Ignored once the store has one.
+  bool join = false;
+  // fsync the raft log before acknowledging (benchmarks may turn it off:
+  // then a write survives a process crash, not a power loss).
+  bool sync_log = true;
 };
 
 struct ReplicaStatus {
@@ -99,6 +106,10 @@ class Replica final : public TransportHandler {
   Status WaitApplied(uint64_t index, Clock::time_point deadline);
   // Sends a request to the leader. Unavailable if no leader is known.
   Result<v1::ForwardResponse> ForwardToLeader(const v1::ForwardRequest& request);
+  // Leader only: changes the membership by one node and waits until the
+  // change is applied here. FailedPrecondition on a follower, or while
+  // another change is still pending.
+  Status ChangeMembership(const raft::ConfChange& cc, Clock::time_point deadline);
   // Asks the leader to hand over to `transferee`.
   Status TransferLeadership(uint64_t transferee);
 

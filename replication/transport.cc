@@ -1,5 +1,7 @@
 #include "replication/transport.h"
 
+#include "replication/source_address.h"
+
 #include <arpa/inet.h>
 #include <grpcpp/grpcpp.h>
 #include <openssl/bio.h>
@@ -143,6 +145,12 @@ grpc::ChannelArguments PeerChannelArguments(const TransportLimits& limits) {
   int backoff_ms = static_cast<int>(std::max<int64_t>(1, limits.dial_backoff.count()));
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, backoff_ms);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, static_cast<int>(kMaxDialBackoff.count()));
+  return args;
+}
+
+grpc::ChannelArguments ChannelArgumentsFor(const TransportOptions& options) {
+  grpc::ChannelArguments args = PeerChannelArguments(options.limits);
+  if (!options.source_ip.empty()) BindOutgoingConnections(args, options.source_ip);
   return args;
 }
 
@@ -667,7 +675,7 @@ bool Transport::Impl::IsMemberAt(uint64_t from, const std::string& address) {
 
 std::shared_ptr<PeerSender> Transport::Impl::NewSender(uint64_t peer, const std::string& address) {
   std::shared_ptr<grpc::Channel> channel =
-      grpc::CreateCustomChannel(address, channel_credentials, PeerChannelArguments(options.limits));
+      grpc::CreateCustomChannel(address, channel_credentials, ChannelArgumentsFor(options));
   auto sender = std::make_shared<PeerSender>(this, peer, address, v1::PeerService::NewStub(channel));
   sender->StartThread();
   return sender;

@@ -55,6 +55,9 @@ struct PeerTls {
 struct TransportOptions {
   uint64_t self_id = 0;
   std::string listen_address;  // "ip:port" of this node's peer service
+  // Outgoing peer connections are bound to this address (the node's own, so
+  // that firewall rules between node addresses apply); empty: the kernel's.
+  std::string source_ip;
   PeerTls tls;
   TransportLimits limits;
 };

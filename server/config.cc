@@ -101,6 +101,13 @@ const std::map<std::string, Setter>& Setters() {
          c.replica.members = n.Scalar();
          return Status::Ok();
        }},
+      {"replica.join",
+       [](const YAML::Node& n, NodeConfig& c) -> Status {
+         bool v = false;
+         if (!n.IsScalar() || !YAML::convert<bool>::decode(n, v)) return Bad("replica.join", "must be true or false");
+         c.replica.join = v;
+         return Status::Ok();
+       }},
       {"replica.tick_ms", Replica("replica.tick_ms", &ReplicaConfig::tick_ms, 5, 10'000)},
       {"replica.election_ticks", Replica("replica.election_ticks", &ReplicaConfig::election_ticks, 3, 1000)},
       {"replica.snapshot_entries", Replica("replica.snapshot_entries", &ReplicaConfig::snapshot_entries, 100, 100'000'000)},

@@ -29,6 +29,7 @@ struct ReplicaConfig {
   uint32_t tick_ms = 50;       // raft tick; heartbeats go out every tick
   uint32_t election_ticks = 10;  // a follower campaigns after 10..20 silent ticks
   uint32_t snapshot_entries = 20000;  // compact the raft log beyond this many entries
+  bool join = false;  // joining an existing set (after `bulwark node add`): no membership of its own
 };
 
 struct NodeConfig {

@@ -114,7 +114,11 @@ int Run(NodeConfig config) {
   }
   storage::StoreOptions store_options;
   store_options.path = (fs::path(config.data_dir) / "store").string();
-  store_options.sync_writes = config.sync_writes;
+  // The raft log shares the store's WAL and is fsync'd before anything is
+  // acknowledged; applying committed entries need not sync again (a crash
+  // replays them from the log, which is never compacted past what the store
+  // has synced).
+  store_options.sync_writes = false;
   auto store = storage::DocumentStore::Open(store_options, std::move(master).value());
   if (!store.ok()) {
     spdlog::critical("event=start_failed error=\"{}\"", store.status().ToString());
@@ -163,8 +167,11 @@ int Run(NodeConfig config) {
   replica_options.election_ticks = static_cast<int>(config.replica.election_ticks);
   replica_options.snapshot_entries = config.replica.snapshot_entries;
   replica_options.keep_entries = config.replica.snapshot_entries / 4;
+  replica_options.sync_log = config.sync_writes;
+  replica_options.join = config.replica.join;
   replication::TransportOptions transport_options;
   transport_options.listen_address = config.replica.peer_address;
+  transport_options.source_ip = config.replica.peer_address.substr(0, config.replica.peer_address.rfind(':'));
   transport_options.tls = std::move(peer_tls).value();
   auto replica = replication::Replica::Start(replica_options, store->get(), std::move(transport_options));
   if (!replica.ok()) {
@@ -306,6 +313,8 @@ int main(int argc, char** argv) {
   auto* peer_listen = app.add_option("--peer-listen", flags.replica.peer_address, "node-to-node host:port (mutual TLS)");
   auto* members = app.add_option("--members", flags.replica.members, "every member: 1=ip:port,2=ip:port,...");
   auto* tick_ms = app.add_option("--tick-ms", flags.replica.tick_ms, "raft tick in milliseconds");
+  auto* join = app.add_flag("--join", flags.replica.join,
+                            "join an existing replica set (after `bulwark node add`) instead of founding one");
   auto* snapshot_entries = app.add_option("--snapshot-entries", flags.replica.snapshot_entries,
                                           "compact the raft log beyond this many entries");
   CLI11_PARSE(app, argc, argv);
@@ -336,6 +345,7 @@ int main(int argc, char** argv) {
   if (*members) config.replica.members = flags.replica.members;
   if (*tick_ms) config.replica.tick_ms = flags.replica.tick_ms;
   if (*snapshot_entries) config.replica.snapshot_entries = flags.replica.snapshot_entries;
+  if (*join) config.replica.join = flags.replica.join;
   if (*level) {
     auto parsed = ParseConsistency(consistency);
     if (!parsed) {

@@ -400,4 +400,16 @@ grpc::Status AdminService::RotateMasterKey(Ctx* ctx, const v1::RotateMasterKeyRe
   });
 }
 
+grpc::Status AdminService::AddNode(Ctx* ctx, const v1::AddNodeRequest* req, v1::MembershipResponse* resp) {
+  return runner_.Run(ctx, "AddNode", security::AccountRef("post"), [&]() -> BStatus {
+    return node_->writes->Write("AddNode", *req, resp, RequestDeadline(ctx, *node_->config));
+  });
+}
+
+grpc::Status AdminService::RemoveNode(Ctx* ctx, const v1::RemoveNodeRequest* req, v1::MembershipResponse* resp) {
+  return runner_.Run(ctx, "RemoveNode", security::AccountRef("post"), [&]() -> BStatus {
+    return node_->writes->Write("RemoveNode", *req, resp, RequestDeadline(ctx, *node_->config));
+  });
+}
+
 }  // namespace bulwark::server

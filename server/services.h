@@ -121,6 +121,9 @@ class AdminService final : public v1::AdminService::Service {
                                v1::RotateMasterKeyResponse* resp) override;
   grpc::Status TransferLeader(grpc::ServerContext* ctx, const v1::TransferLeaderRequest* req,
                               v1::TransferLeaderResponse* resp) override;
+  grpc::Status AddNode(grpc::ServerContext* ctx, const v1::AddNodeRequest* req, v1::MembershipResponse* resp) override;
+  grpc::Status RemoveNode(grpc::ServerContext* ctx, const v1::RemoveNodeRequest* req,
+                          v1::MembershipResponse* resp) override;
 
  private:
   NodeContext* node_;

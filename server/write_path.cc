@@ -38,6 +38,8 @@ std::optional<MethodTypes> TypesOf(std::string_view method) {
   }
   if (method == "DeleteItem") return make(v1::DeleteItemRequest{}, v1::DeleteResponse{});
   if (method == "RotateDataKey") return make(v1::RotateDataKeyRequest{}, v1::RotateDataKeyResponse{});
+  if (method == "AddNode") return make(v1::AddNodeRequest{}, v1::MembershipResponse{});
+  if (method == "RemoveNode") return make(v1::RemoveNodeRequest{}, v1::MembershipResponse{});
   return std::nullopt;
 }
 
@@ -100,6 +102,10 @@ Result<uint64_t> ParseSessionToken(std::string_view token) {
 Status WritePath::Write(std::string_view method, const pb::Message& request, pb::Message* response, Deadline deadline) {
   replication::Replica& replica = *node_->replica;
   const Deadline wait_until = std::min(deadline, std::chrono::system_clock::now() + kLeaderWait);
+  // Set once a forwarded attempt failed in flight: the leader may have
+  // applied it, so the final error may not say "nothing was written".
+  bool outcome_unknown = false;
+  Status last_error;
   while (true) {
     if (replica.is_leader()) {
       Status s = LocalWrite(method, request, response, deadline);
@@ -109,23 +115,31 @@ Status WritePath::Write(std::string_view method, const pb::Message& request, pb:
       v1::ForwardRequest fr;
       fr.set_method(std::string(method));
       fr.set_request(request.SerializeAsString());
-      fr.set_deadline_unix_ms(ToUnixMs(deadline));
+      // Bounded by the leader wait, so that a leader we cannot reach (we are
+      // partitioned from it) does not hold the client until its deadline.
+      fr.set_deadline_unix_ms(ToUnixMs(std::max(wait_until, std::chrono::system_clock::now() + kLeaderPoll)));
       auto r = replica.ForwardToLeader(fr);
       if (r.ok()) {
-        if (r->code() != 0) {
-          Status s = FromGrpcCode(r->code(), r->message());
-          // The leader we knew stepped down; look again.
-          if (s.code() != Code::kFailedPrecondition || s.message() != kNotLeader) return s;
-        } else if (!response->ParseFromString(r->response())) {
-          return Status::Internal("the leader's response did not parse");
-        } else {
+        if (r->code() == 0) {
+          if (!response->ParseFromString(r->response())) return Status::Internal("the leader's response did not parse");
           return Status::Ok();
         }
-      } else if (r.status().code() != Code::kUnavailable) {
+        Status s = FromGrpcCode(r->code(), r->message());
+        // The leader we knew stepped down before running it; look again.
+        if (s.code() != Code::kFailedPrecondition || s.message() != kNotLeader) return s;
+      } else if (r.status().code() == Code::kUnavailable || r.status().code() == Code::kDeadlineExceeded) {
+        outcome_unknown = true;
+        last_error = r.status();
+      } else {
         return r.status();
       }
     }
     if (std::chrono::system_clock::now() + kLeaderPoll >= wait_until) {
+      if (outcome_unknown) {
+        return Status::Unavailable(
+            "the leader could not be reached (this node may be cut off from a quorum: " + last_error.message() +
+            "); the write's outcome is unknown: retry with the same request id");
+      }
       return Status::Unavailable(
           "the region has no reachable leader (an election is running, or this node cannot "
           "reach a quorum); nothing was written; retry");
@@ -261,7 +275,43 @@ Status WritePath::LocalWrite(std::string_view method, const pb::Message& request
     static_cast<v1::RotateDataKeyResponse*>(response)->set_version(c.outcome.key_version);
     return Status::Ok();
   }
+  if (method == "AddNode" || method == "RemoveNode") return ChangeMembership(method, request, response, deadline);
   return Status::Internal("no write path for method '" + std::string(method) + "'");
+}
+
+Status WritePath::ChangeMembership(std::string_view method, const pb::Message& request, pb::Message* response,
+                                   Deadline deadline) {
+  replication::Replica& replica = *node_->replica;
+  const auto voters = replica.status().voters;
+  const auto is_voter = [&](uint64_t id) { return std::find(voters.begin(), voters.end(), id) != voters.end(); };
+  storage::WriteCommand book;
+  book.kind = storage::WriteCommand::Kind::kSetMember;
+  raft::ConfChange cc;
+  if (method == "AddNode") {
+    const auto& r = static_cast<const v1::AddNodeRequest&>(request);
+    if (r.id() == 0) return Status::InvalidArgument("a node id must be >= 1");
+    if (r.peer_address().find(':') == std::string::npos) {
+      return Status::InvalidArgument("the new node's peer address must be ip:port");
+    }
+    if (is_voter(r.id())) return Status::AlreadyExists("node " + std::to_string(r.id()) + " is already a member");
+    // The address first, so every member can reach the node by the time it votes.
+    book.member_id = r.id();
+    book.member_address = r.peer_address();
+    BULWARK_RETURN_IF_ERROR(Commit(replica, std::move(book), {}, deadline).status());
+    cc = {raft::ConfChangeType::kAddNode, r.id()};
+    BULWARK_RETURN_IF_ERROR(replica.ChangeMembership(cc, deadline));
+  } else {
+    const auto& r = static_cast<const v1::RemoveNodeRequest&>(request);
+    if (!is_voter(r.id())) return Status::NotFound("node " + std::to_string(r.id()) + " is not a member");
+    if (voters.size() <= 1) return Status::FailedPrecondition("the last member cannot be removed");
+    cc = {raft::ConfChangeType::kRemoveNode, r.id()};
+    BULWARK_RETURN_IF_ERROR(replica.ChangeMembership(cc, deadline));
+    book.member_id = r.id();
+    BULWARK_RETURN_IF_ERROR(Commit(replica, std::move(book), {}, deadline).status());
+  }
+  for (uint64_t v : replica.status().voters) static_cast<v1::MembershipResponse*>(response)->add_voters(v);
+  spdlog::info("event=membership_change_done op={} voters={}", method, replica.status().voters.size());
+  return Status::Ok();
 }
 
 Result<ConsistencyLevel> WritePath::Level(const v1::ReadOptions& options) const {
@@ -284,13 +334,16 @@ Result<ConsistencyLevel> WritePath::Level(const v1::ReadOptions& options) const 
 Status WritePath::PrepareRead(const v1::ReadOptions& options, Deadline deadline) {
   BULWARK_ASSIGN_OR_RETURN(ConsistencyLevel level, Level(options));
   replication::Replica& replica = *node_->replica;
-  if (level == ConsistencyLevel::kStrong) return replica.ReadBarrier(deadline);
+  // A barrier needs the leader and a quorum; a node cut off from them says
+  // so after kLeaderWait rather than at the client's deadline.
+  const Deadline barrier_deadline = std::min(deadline, std::chrono::system_clock::now() + kLeaderWait);
+  if (level == ConsistencyLevel::kStrong) return replica.ReadBarrier(barrier_deadline);
   if (level == ConsistencyLevel::kSession && !options.session_token().empty()) {
     BULWARK_ASSIGN_OR_RETURN(uint64_t index, ParseSessionToken(options.session_token()));
     Status s = replica.WaitApplied(index, std::min(deadline, std::chrono::system_clock::now() + kSessionWait));
     if (s.code() != Code::kDeadlineExceeded) return s;
     // This node lags: the leader's commit index covers the session's write.
-    return replica.ReadBarrier(deadline);
+    return replica.ReadBarrier(std::min(deadline, std::chrono::system_clock::now() + kLeaderWait));
   }
   return Status::Ok();
 }

@@ -56,6 +56,10 @@ class WritePath {
  private:
   Status LocalWrite(std::string_view method, const google::protobuf::Message& request,
                     google::protobuf::Message* response, Deadline deadline);
+  // AddNode: the address book entry, then the voter. RemoveNode: the voter,
+  // then the entry. Each step is one raft entry; one change at a time.
+  Status ChangeMembership(std::string_view method, const google::protobuf::Message& request,
+                          google::protobuf::Message* response, Deadline deadline);
   Result<ConsistencyLevel> Level(const v1::ReadOptions& options) const;
   NodeContext* node_;
 };

@@ -21,6 +21,7 @@ bool IsDdl(WriteCommand::Kind k) {
     case WriteCommand::Kind::kCreateContainer:
     case WriteCommand::Kind::kDeleteContainer:
     case WriteCommand::Kind::kRotateDataKey:
+    case WriteCommand::Kind::kSetMember:
       return true;
     default:
       return false;
@@ -147,6 +148,20 @@ Result<ApplyOutcome> DocumentStore::Apply(uint64_t index, WriteCommand cmd) {
     }
   }
   return std::move(e.outcome);
+}
+
+Result<std::map<uint64_t, std::string>> DocumentStore::MemberAddresses() const {
+  std::map<uint64_t, std::string> out;
+  std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator(rocksdb::ReadOptions(), impl_->meta));
+  const std::string prefix(kMemberMetaPrefix);
+  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
+    std::string_view k = it->key().ToStringView().substr(prefix.size());
+    uint64_t id = 0;
+    if (!GetBigEndian64(k, id) || !k.empty()) return Status::Corruption("malformed member record");
+    out[id] = it->value().ToString();
+  }
+  BULWARK_RETURN_IF_ERROR(FromRocks(it->status(), "cannot read the member table"));
+  return out;
 }
 
 uint64_t DocumentStore::applied_index() const { return impl_->applied_index.load(std::memory_order_acquire); }

@@ -12,7 +12,7 @@ constexpr uint8_t kCommandFormat = 1;
 // length prefix can make Decode allocate.
 constexpr size_t kMaxFieldBytes = 4 << 20;
 
-bool ValidKind(uint8_t k) { return k >= 1 && k <= static_cast<uint8_t>(WriteCommand::Kind::kRotateDataKey); }
+bool ValidKind(uint8_t k) { return k >= 1 && k <= static_cast<uint8_t>(WriteCommand::Kind::kSetMember); }
 
 }  // namespace
 
@@ -29,6 +29,8 @@ std::string WriteCommand::Encode() const {
                              std::string_view(sealed), std::string_view(if_match)}) {
     PutLengthPrefixed(out, f);
   }
+  PutFixed64(out, member_id);
+  PutLengthPrefixed(out, member_address);
   return out;
 }
 
@@ -51,6 +53,11 @@ Result<WriteCommand> WriteCommand::Decode(std::string_view in) {
     if (!GetLengthPrefixed(in, v, kMaxFieldBytes)) return Status::Corruption("write command is truncated");
     f->assign(v);
   }
+  std::string_view address;
+  if (!GetFixed64(in, c.member_id) || !GetLengthPrefixed(in, address, kMaxFieldBytes)) {
+    return Status::Corruption("write command is truncated");
+  }
+  c.member_address = address;
   if (!in.empty()) return Status::Corruption("write command has trailing bytes");
   return c;
 }
@@ -80,6 +87,8 @@ std::string_view CommandKindName(WriteCommand::Kind k) {
       return "DeleteItem";
     case WriteCommand::Kind::kRotateDataKey:
       return "RotateDataKey";
+    case WriteCommand::Kind::kSetMember:
+      return "SetMember";
   }
   return "Unknown";
 }

@@ -40,6 +40,9 @@ struct WriteCommand {
     kReplaceItem = 7,
     kDeleteItem = 8,
     kRotateDataKey = 9,
+    // The replica set's address book: member_address for member_id, or
+    // (empty address) forget it. Not a document change: no change record.
+    kSetMember = 10,
   };
   Kind kind = Kind::kCreateDatabase;
   std::string request_id;  // the client's idempotency key; may be empty
@@ -55,6 +58,8 @@ struct WriteCommand {
   std::string item_id;
   std::string sealed;    // the sealed item record (create, upsert, replace)
   std::string if_match;  // replace, delete
+  uint64_t member_id = 0;      // kSetMember
+  std::string member_address;  // kSetMember: "ip:port" of its peer port; empty to forget
 
   std::string Encode() const;
   static Result<WriteCommand> Decode(std::string_view bytes);

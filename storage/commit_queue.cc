@@ -14,12 +14,13 @@ void CommitQueue::ResetLastLsn(uint64_t lsn) {
   last_lsn_ = lsn;
 }
 
-std::vector<CommitQueue::Writer*> CommitQueue::BuildGroup(rocksdb::WriteBatch& batch) {
+std::vector<CommitQueue::Writer*> CommitQueue::BuildGroup(rocksdb::WriteBatch& batch, bool& sync) {
   std::vector<Writer*> group;
   size_t bytes = 0;
   for (Writer* w : queue_) {
     if (!group.empty() && bytes > kMaxCommitGroupBytes) break;
     group.push_back(w);
+    sync = sync || w->sync;
     for (const Mutation& m : *w->mutations) {
       switch (m.kind) {
         case Mutation::Kind::kPut:
@@ -45,10 +46,11 @@ std::vector<CommitQueue::Writer*> CommitQueue::BuildGroup(rocksdb::WriteBatch& b
   return group;
 }
 
-Result<uint64_t> CommitQueue::Commit(std::vector<Mutation> mutations, ChangeRecord* change) {
+Result<uint64_t> CommitQueue::Commit(std::vector<Mutation> mutations, ChangeRecord* change, bool force_sync) {
   Writer self;
   self.mutations = &mutations;
   self.change = change;
+  self.sync = force_sync;
 
   std::unique_lock lock(mu_);
   if (!failed_.ok()) return failed_;
@@ -67,11 +69,12 @@ Result<uint64_t> CommitQueue::Commit(std::vector<Mutation> mutations, ChangeReco
   // This writer leads: it writes everything queued so far as one batch.
   const uint64_t lsn_before = last_lsn_;
   rocksdb::WriteBatch batch;
-  std::vector<Writer*> group = BuildGroup(batch);
+  bool sync = sync_;
+  std::vector<Writer*> group = BuildGroup(batch, sync);
   lock.unlock();
 
   rocksdb::WriteOptions options;
-  options.sync = sync_;
+  options.sync = sync;
   const rocksdb::Status s = db_->Write(options, &batch);
 
   lock.lock();

@@ -49,7 +49,9 @@ class CommitQueue {
   // is written (and fsync'd when sync is on). Returns the LSN, or 0 if no
   // change record was given. IOError if the write failed; Unavailable for
   // every write after one failed.
-  Result<uint64_t> Commit(std::vector<Mutation> mutations, ChangeRecord* change);
+  // `force_sync` fsyncs this group even on a queue that does not sync (for
+  // writes that files outside RocksDB depend on, such as key rotation).
+  Result<uint64_t> Commit(std::vector<Mutation> mutations, ChangeRecord* change, bool force_sync = false);
 
   uint64_t last_lsn() const;
   // After the change log was replaced wholesale (a state image install).
@@ -60,13 +62,14 @@ class CommitQueue {
   struct Writer {
     std::vector<Mutation>* mutations = nullptr;
     ChangeRecord* change = nullptr;
+    bool sync = false;
     bool done = false;
     Status status;
     uint64_t lsn = 0;
     std::condition_variable cv;
   };
   // REQUIRES: mu_ held. Builds the leader's group into `batch`.
-  std::vector<Writer*> BuildGroup(rocksdb::WriteBatch& batch);
+  std::vector<Writer*> BuildGroup(rocksdb::WriteBatch& batch, bool& sync);
 
   rocksdb::DB* const db_;
   rocksdb::ColumnFamilyHandle* const changelog_;

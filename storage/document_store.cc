@@ -493,8 +493,27 @@ Result<CommandEffect> RotateDataKeyEffect(DocumentStore::Impl& s, const WriteCom
 
 }  // namespace
 
+namespace {
+Result<CommandEffect> SetMemberEffect(DocumentStore::Impl& s, const WriteCommand& cmd) {
+  CommandEffect e;
+  if (cmd.member_id == 0) {
+    e.outcome.status = Status::InvalidArgument("a member id must be >= 1");
+    return e;
+  }
+  std::string key(kMemberMetaPrefix);
+  PutBigEndian64(key, cmd.member_id);
+  if (cmd.member_address.empty()) {
+    e.mutations.push_back({Mutation::Kind::kDelete, s.meta, std::move(key), {}});
+  } else {
+    e.mutations.push_back({Mutation::Kind::kPut, s.meta, std::move(key), cmd.member_address});
+  }
+  return e;
+}
+}  // namespace
+
 Result<CommandEffect> DdlCommandEffect(DocumentStore::Impl& s, const WriteCommand& cmd) {
   switch (cmd.kind) {
+    case WriteCommand::Kind::kSetMember: return SetMemberEffect(s, cmd);
     case WriteCommand::Kind::kCreateDatabase: return CreateDatabaseEffect(s, cmd);
     case WriteCommand::Kind::kDeleteDatabase: return DeleteDatabaseEffect(s, cmd);
     case WriteCommand::Kind::kCreateContainer: return CreateContainerEffect(s, cmd);
@@ -661,7 +680,7 @@ Status DocumentStore::RotateMasterKey(crypto::MasterKey new_master) {
     }
     BULWARK_RETURN_IF_ERROR(WriteStoreKeyFile(impl_->options.path, *key_file));
   }
-  BULWARK_RETURN_IF_ERROR(impl_->queue->Commit(std::move(m), nullptr).status());
+  BULWARK_RETURN_IF_ERROR(impl_->queue->Commit(std::move(m), nullptr, /*force_sync=*/true).status());
   if (key_file) {
     for (auto& r : key_file->keys) std::erase_if(r.wraps, [&](const auto& w) { return w.first != new_master.id(); });
     BULWARK_RETURN_IF_ERROR(WriteStoreKeyFile(impl_->options.path, *key_file));
@@ -692,7 +711,7 @@ Result<StoredSecret> DocumentStore::LoadOrCreateSecret(std::string_view name, si
   std::vector<Mutation> m{{Mutation::Kind::kPut, impl_->meta, key,
                            EncodeSecret(fresh.created_unix_s,
                                         impl_->keyring.WrapSecret(fresh.value.view(), SecretContext(name)))}};
-  BULWARK_RETURN_IF_ERROR(impl_->queue->Commit(std::move(m), nullptr).status());
+  BULWARK_RETURN_IF_ERROR(impl_->queue->Commit(std::move(m), nullptr, /*force_sync=*/true).status());
   return fresh;
 }
 

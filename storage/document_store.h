@@ -19,6 +19,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -186,6 +187,8 @@ class DocumentStore {
   Status RecordApplied(uint64_t index, std::string_view conf_state);
   // The membership last recorded by RecordApplied; empty if none.
   Result<std::string> AppliedConfState() const;
+  // The replica set's address book (kSetMember commands): id -> peer address.
+  Result<std::map<uint64_t, std::string>> MemberAddresses() const;
   // Makes every write so far durable (fsyncs the WAL).
   Status SyncWal();
 

@@ -9,7 +9,7 @@
 //              "k/<rid>/<u32 BE ver>"   a wrapped data key (WrappedDataKey)
 //              "s/format", "s/keycheck" store format and master-key check
 //              "x/<name>"               a node-local secret
-//              "a/applied", "a/conf", "r/<id>", "q/<ms><id>"  replication state
+//              "a/applied", "a/conf", "r/<id>", "q/<ms><id>", "m/<id>"  replication state
 //   raftlog    the raft log (replication/raft_log_store.h)
 //   items      <rid 8 B><u32 BE pk len><pk canonical JSON><id>  ->  sealed item record
 //   changelog  <u64 BE lsn>             ->  ChangeRecord
@@ -40,6 +40,7 @@ constexpr std::string_view kAppliedIndexKey = "a/applied";  // u64: raft index o
 constexpr std::string_view kAppliedConfKey = "a/conf";      // the membership as of the applied index
 constexpr std::string_view kDedupMetaPrefix = "r/";         // "r/<request id>" -> the first outcome
 constexpr std::string_view kDedupExpiryMetaPrefix = "q/";   // "q/<u64 BE ms><request id>" -> ""
+constexpr std::string_view kMemberMetaPrefix = "m/";       // "m/<u64 BE id>" -> peer address
 constexpr std::string_view kFormatKey = "s/format";
 constexpr std::string_view kKeyCheckKey = "s/keycheck";
 

@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <fstream>
+#include <map>
 #include <mutex>
 #include <set>
 #include <sstream>
@@ -274,4 +275,189 @@ TEST_CASE("Replica set: a follower behind the compacted log catches up by snapsh
   INFO(listed.status().ToString());
   REQUIRE(listed.ok());
   CHECK(listed->items.size() == 401);
+}
+
+namespace {
+
+// nftables rules that cut chosen loopback addresses off from each other, in
+// a table of this test process's own; removed on destruction. Requires root
+// and the nftables package (scripts/install-deps installs it).
+class Partition {
+ public:
+  Partition() : table_("bulwark_test_" + std::to_string(getpid())) {
+    Run("add table inet " + table_ + "\n" + "add chain inet " + table_ +
+        " input { type filter hook input priority 0; policy accept; }\n");
+  }
+  ~Partition() { Run("delete table inet " + table_ + "\n", /*check=*/false); }
+  // Drops every packet between `a` and each of `others`, both ways.
+  void Isolate(const std::string& a, const std::vector<std::string>& others) {
+    std::string script;
+    for (const auto& b : others) {
+      script += "add rule inet " + table_ + " input ip saddr " + a + " ip daddr " + b + " drop\n";
+      script += "add rule inet " + table_ + " input ip saddr " + b + " ip daddr " + a + " drop\n";
+    }
+    Run(script);
+  }
+  void Heal() { Run("flush chain inet " + table_ + " input\n"); }
+
+ private:
+  static void Run(const std::string& script, bool check = true) {
+    FILE* p = ::popen("nft -f - 2>&1", "w");
+    REQUIRE(p != nullptr);
+    std::fputs(script.c_str(), p);
+    const int rc = ::pclose(p);
+    if (check) {
+      INFO("nft -f - failed for:\n" << script << "(is nftables installed, and are we root?)");
+      REQUIRE(rc == 0);
+    }
+  }
+  std::string table_;
+};
+
+// Watches every node's status and records, per term, which nodes said they
+// led it: Raft allows at most one.
+class LeaderWatch {
+ public:
+  explicit LeaderWatch(const TestSet& set) : set_(set), thread_([this] { Loop(); }) {}
+  ~LeaderWatch() { StopWatching(); }
+  void StopWatching() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+  }
+  // Terms in which more than one node claimed leadership.
+  std::vector<uint64_t> Violations() const {
+    std::lock_guard lock(mu_);
+    std::vector<uint64_t> out;
+    for (const auto& [term, nodes] : leaders_) {
+      if (nodes.size() > 1) out.push_back(term);
+    }
+    return out;
+  }
+  size_t TermsSeen() const {
+    std::lock_guard lock(mu_);
+    return leaders_.size();
+  }
+
+ private:
+  void Loop() {
+    std::vector<std::unique_ptr<client::Client>> clients;
+    for (int n = 1; n <= 4; ++n) {
+      auto o = set_.cluster->node_client_options(n);
+      o.deadline = std::chrono::milliseconds(500);
+      auto c = client::Client::Connect(o);
+      clients.push_back(c.ok() ? std::move(c).value() : nullptr);
+    }
+    while (!stop_) {
+      for (int n = 1; n <= 4; ++n) {
+        if (!clients[n - 1]) continue;
+        auto s = clients[n - 1]->GetStatus();
+        if (s.ok() && s->role == "leader") {
+          std::lock_guard lock(mu_);
+          leaders_[s->term].insert(n);
+        }
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  }
+  const TestSet& set_;
+  mutable std::mutex mu_;
+  std::map<uint64_t, std::set<int>> leaders_;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+std::vector<std::string> OtherIps(const chaos::LocalCluster& c, int node) {
+  std::vector<std::string> out;
+  for (int n = 1; n <= c.size(); ++n) {
+    if (n != node) out.push_back(c.node_ip(n));
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("Replica set: a partitioned minority cannot commit; the majority goes on; it converges after", "[replica][partition]") {
+  TestSet set;
+  set.Seed();
+  LeaderWatch watch(set);
+  Partition net;
+  std::set<std::string> acked;
+
+  // 1. A follower cut off from the others.
+  const int leader = set.Leader();
+  const int cut = leader == 4 ? 3 : 4;
+  net.Isolate(set.cluster->node_ip(cut), OtherIps(*set.cluster, cut));
+  {
+    auto minority = set.Client(cut);
+    auto w = minority->UpsertItem("db", "c", ItemJson("minority-1", 1));
+    INFO(w.status().ToString());
+    CHECK(w.status().code() == Code::kUnavailable);
+    CHECK(w.status().message().find("leader") != std::string::npos);
+    auto r = minority->ReadItem("db", "c", "\"t\"", "minority-1", At(ConsistencyLevel::kStrong));
+    CHECK(r.status().code() == Code::kUnavailable);
+    // The majority keeps working meanwhile.
+    auto majority = set.Client(leader);
+    for (int i = 0; i < 20; ++i) {
+      const std::string id = "during-a-" + std::to_string(i);
+      auto ok = majority->UpsertItem("db", "c", ItemJson(id, i));
+      INFO(ok.status().ToString());
+      REQUIRE(ok.ok());
+      acked.insert(id);
+    }
+  }
+  net.Heal();
+  {
+    auto healed = set.Client(cut);
+    for (const auto& id : acked) {
+      REQUIRE(Eventually([&] { return healed->ReadItem("db", "c", "\"t\"", id, At(ConsistencyLevel::kEventual)).ok(); }));
+    }
+    // A write the minority refused was never applied anywhere.
+    CHECK(healed->ReadItem("db", "c", "\"t\"", "minority-1", At(ConsistencyLevel::kStrong)).status().code() ==
+          Code::kNotFound);
+  }
+
+  // 2. The leader itself cut off: the other three elect a new one, the old
+  //    one steps down (check-quorum) and cannot commit.
+  const int old_leader = set.Leader();
+  net.Isolate(set.cluster->node_ip(old_leader), OtherIps(*set.cluster, old_leader));
+  int new_leader = 0;
+  {
+    auto survivor = set.Client(old_leader == 1 ? 2 : 1);
+    REQUIRE(Eventually([&] {
+      auto s = survivor->GetStatus();
+      if (!s.ok() || s->leader_id == 0 || static_cast<int>(s->leader_id) == old_leader) return false;
+      new_leader = static_cast<int>(s->leader_id);
+      return true;
+    }));
+    auto majority = set.Client(new_leader);
+    for (int i = 0; i < 20; ++i) {
+      const std::string id = "during-b-" + std::to_string(i);
+      auto ok = majority->UpsertItem("db", "c", ItemJson(id, i));
+      INFO(ok.status().ToString());
+      REQUIRE(ok.ok());
+      acked.insert(id);
+    }
+    auto isolated = set.Client(old_leader);
+    auto w = isolated->UpsertItem("db", "c", ItemJson("old-leader-1", 1));
+    INFO(w.status().ToString());
+    CHECK(w.status().code() == Code::kUnavailable);
+    auto s = isolated->GetStatus();
+    REQUIRE(s.ok());
+    CHECK(s->role != "leader");
+  }
+  net.Heal();
+  for (int n = 1; n <= 4; ++n) {
+    auto c = set.Client(n);
+    for (const auto& id : acked) {
+      INFO("node " << n << " item " << id);
+      REQUIRE(Eventually([&] { return c->ReadItem("db", "c", "\"t\"", id, At(ConsistencyLevel::kEventual)).ok(); }));
+    }
+    CHECK(c->ReadItem("db", "c", "\"t\"", "old-leader-1", At(ConsistencyLevel::kStrong)).status().code() ==
+          Code::kNotFound);
+  }
+  CHECK(set.cluster->WaitForLeader().ok());
+  watch.StopWatching();
+  INFO("terms seen with a leader: " << watch.TermsSeen());
+  CHECK(watch.TermsSeen() >= 2);
+  CHECK(watch.Violations().empty());
 }
