@@ -20,9 +20,10 @@ configure: deps $(BUILD_DIR)/build.ninja
 build: configure
 	cmake --build $(BUILD_DIR) -j $(JOBS)
 
-# The main job on an embedded default: a local cluster on loopback with keys
-# and certificates generated on first run in ./.bulwark (reused afterwards).
-# Ctrl-C stops it cleanly.
+# The main job on an embedded default: a local four-node replica set on
+# loopback (127.0.1.1-4; `cluster up` defaults to --regions 1 --nodes 4) with
+# keys and certificates generated on first run in ./.bulwark (reused
+# afterwards). Ctrl-C, or `bulwark cluster down` in another shell, stops it cleanly.
 run: build
 	$(BUILD_DIR)/bin/bulwark cluster up
 

@@ -55,6 +55,72 @@ std::string LogTail(const std::string& path) {
   return t.size() > 2000 ? t.substr(t.size() - 2000) : t;
 }
 
+fs::path NodeDir(const fs::path& dir, int i) { return dir / ("node-" + std::to_string(i)); }
+
+// The highest i for which `dir`/node-i/data exists, counting up from 1: the
+// size of the replica set whose data is in `dir` (0 if none).
+int NodesWithData(const fs::path& dir) {
+  int n = 0;
+  while (n < 64 && fs::exists(NodeDir(dir, n + 1) / "data")) ++n;  // bounded: Prepare allows 9 nodes
+  return n;
+}
+
+// True if `pid` is a live (not zombie) process whose --data-dir is
+// `data_dir`: a bulwarkd of that node, not a process that was given the pid
+// after the node ended. Paths are compared canonically, so `.bulwark` and
+// `./.bulwark/` name the same node.
+bool IsNodeProcess(pid_t pid, const fs::path& data_dir) {
+  if (pid <= 0) return false;
+  auto stat = ReadText("/proc/" + std::to_string(pid) + "/stat");
+  if (!stat.ok()) return false;
+  // "pid (comm) S ...": the state follows the last ')' (comm may hold one).
+  const size_t paren = stat->rfind(')');
+  if (paren == std::string::npos || paren + 2 >= stat->size()) return false;
+  const char state = (*stat)[paren + 2];
+  if (state == 'Z' || state == 'X') return false;
+  auto cmdline = ReadText("/proc/" + std::to_string(pid) + "/cmdline");
+  if (!cmdline.ok()) return false;
+  std::vector<std::string> args;
+  size_t start = 0;
+  while (start < cmdline->size()) {  // bounded by the command line's length
+    size_t end = cmdline->find('\0', start);
+    if (end == std::string::npos) end = cmdline->size();
+    args.push_back(cmdline->substr(start, end - start));
+    start = end + 1;
+  }
+  std::error_code ec;
+  const fs::path want = fs::weakly_canonical(fs::absolute(data_dir), ec);
+  if (ec) return false;
+  for (size_t i = 0; i + 1 < args.size(); ++i) {
+    if (args[i] != "--data-dir") continue;
+    const fs::path have = fs::weakly_canonical(args[i + 1], ec);
+    return !ec && have == want;
+  }
+  return false;
+}
+
+// The pid in a pid file, or -1 if it is missing or unreadable.
+pid_t ReadPidFile(const fs::path& path) {
+  auto text = ReadText(path);
+  if (!text.ok()) return -1;
+  try {
+    const long pid = std::stol(*text);
+    return pid > 0 ? static_cast<pid_t>(pid) : -1;
+  } catch (const std::exception&) {
+    return -1;
+  }
+}
+
+// Written whole or not at all (rename), so a reader never sees half a pid.
+Status WritePidFile(const fs::path& path, pid_t pid) {
+  const fs::path tmp = path.string() + ".tmp";
+  BULWARK_RETURN_IF_ERROR(WritePrivate(tmp, std::to_string(pid) + "\n"));
+  std::error_code ec;
+  fs::rename(tmp, path, ec);
+  if (ec) return Status::IOError("cannot write " + path.string() + ": " + ec.message());
+  return Status::Ok();
+}
+
 }  // namespace
 
 Result<std::unique_ptr<LocalCluster>> LocalCluster::Prepare(const ClusterOptions& options) {
@@ -72,6 +138,7 @@ Status LocalCluster::Layout() {
   fs::create_directories(dir, ec);
   if (ec) return Status::IOError("cannot create " + dir.string() + ": " + ec.message());
   fs::permissions(dir, fs::perms::owner_all, ec);
+  BULWARK_RETURN_IF_ERROR(CheckNoOtherLayout());
   if (!fs::exists(dir / "master.key")) {
     const crypto::SecretBytes key = crypto::SecretBytes::Random(crypto::kMasterKeyBytes);
     BULWARK_RETURN_IF_ERROR(WritePrivate(dir / "master.key", crypto::Base64Encode(key.view()) + "\n"));
@@ -103,6 +170,25 @@ Status LocalCluster::Layout() {
   return Status::Ok();
 }
 
+// Each store records the membership it first ran with and keeps it over the
+// --members flag, so data laid out for one replica-set size must not be
+// started as another: a one-node store would elect itself alone beside the
+// new set (two leaders), and a node of a larger set alone never reaches a
+// quorum. Refused before anything is written or started, with the way out.
+Status LocalCluster::CheckNoOtherLayout() const {
+  const fs::path dir = options_.dir;
+  const int existing = NodesWithData(dir);
+  if (existing == 0 || existing == options_.nodes) return Status::Ok();
+  const std::string wanted = std::to_string(options_.nodes);
+  const std::string have = std::to_string(existing);
+  std::string what = existing == 1 ? "a one-node cluster (node-1/data, no node-2/data)"
+                                   : "a " + have + "-node replica set (node-1/data to node-" + have + "/data)";
+  return Status::FailedPrecondition(dir.string() + " holds the data of " + what + ": its stores recorded a " + have +
+                                    "-member membership and will not form a " + wanted +
+                                    "-node replica set. Start it as it was with --nodes " + have + ", or remove " +
+                                    dir.string() + " (this deletes its data) to lay out a new " + wanted + "-node set");
+}
+
 std::string LocalCluster::node_ip(int i) const {
   const std::string& ip = options_.ip;
   const size_t dot = ip.rfind('.');
@@ -119,6 +205,8 @@ std::string LocalCluster::metrics_endpoint() const {
 std::string LocalCluster::node_log_path(int i) const {
   return (fs::path(options_.dir) / ("node-" + std::to_string(i)) / "bulwarkd.log").string();
 }
+
+std::string LocalCluster::node_pid_path(int i) const { return (NodeDir(options_.dir, i) / kPidFileName).string(); }
 
 std::string LocalCluster::members() const {
   std::string out;
@@ -175,6 +263,12 @@ client::ClientOptions LocalCluster::node_client_options(int i) const {
   return o;
 }
 
+client::ClientOptions LocalCluster::failover_client_options() const {
+  client::ClientOptions o = node_client_options(1);
+  for (int i = 1; i <= options_.nodes; ++i) o.endpoints.push_back(node_endpoint(i));
+  return o;
+}
+
 bool LocalCluster::running() const {
   for (pid_t p : pid_) {
     if (p > 0) return true;
@@ -194,6 +288,13 @@ Status LocalCluster::Start() {
 Status LocalCluster::StartNode(int i, bool wait_ready) {
   pid_t& pid = pid_.at(i - 1);
   if (pid <= 0) {
+    // Another cluster (another `cluster up`) already runs this node: a second
+    // process would fail to bind and, worse, overwrite the first's pid file.
+    const pid_t other = ReadPidFile(node_pid_path(i));
+    if (IsNodeProcess(other, NodeDir(options_.dir, i) / "data")) {
+      return Status::FailedPrecondition("bulwarkd node-" + std::to_string(i) + " already runs from " + options_.dir +
+                                        " (pid " + std::to_string(other) + "); stop it first (bulwark cluster down)");
+    }
     std::vector<std::string> cmd = Command(i);
     std::vector<char*> argv;
     for (auto& a : cmd) argv.push_back(a.data());
@@ -217,6 +318,10 @@ Status LocalCluster::StartNode(int i, bool wait_ready) {
       pid = -1;
       return Status::Unavailable("cannot start " + cmd[0] + ": " + std::strerror(err));
     }
+    if (Status s = WritePidFile(node_pid_path(i), pid); !s.ok()) {
+      KillNode(i);
+      return s;
+    }
   }
   if (!wait_ready) return Status::Ok();
 
@@ -225,7 +330,7 @@ Status LocalCluster::StartNode(int i, bool wait_ready) {
   while (std::chrono::steady_clock::now() < deadline) {
     int status = 0;
     if (::waitpid(pid, &status, WNOHANG) == pid) {
-      pid = -1;
+      Forget(i);
       return Status::Unavailable("bulwarkd node-" + std::to_string(i) + " exited during start-up; its log ends:\n" +
                                  LogTail(node_log_path(i)));
     }
@@ -272,12 +377,12 @@ Result<int> LocalCluster::WaitExit(int i, std::chrono::milliseconds timeout) {
     int status = 0;
     const pid_t r = ::waitpid(pid, &status, WNOHANG);
     if (r == pid) {
-      pid = -1;
+      Forget(i);
       if (WIFEXITED(status)) return WEXITSTATUS(status);
       return 128 + WTERMSIG(status);
     }
     if (r < 0) {
-      pid = -1;
+      Forget(i);
       return Status::Internal("lost track of the node process");
     }
     if (std::chrono::steady_clock::now() >= deadline) return Status::DeadlineExceeded("still running");
@@ -322,17 +427,26 @@ Result<int> LocalCluster::Stop(std::chrono::milliseconds grace) {
   return worst;
 }
 
-bool LocalCluster::Exited() {
+std::vector<LocalCluster::NodeExit> LocalCluster::ReapExited() {
+  std::vector<NodeExit> exits;
   for (int i = 1; i <= options_.nodes; ++i) {
-    pid_t& pid = pid_.at(i - 1);
+    const pid_t pid = pid_.at(i - 1);
     if (pid <= 0) continue;
     int status = 0;
     if (::waitpid(pid, &status, WNOHANG) == pid) {
-      pid = -1;
-      return true;
+      Forget(i);
+      exits.push_back({i, WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status)});
     }
   }
-  return !running();
+  return exits;
+}
+
+bool LocalCluster::Exited() { return !ReapExited().empty() || !running(); }
+
+void LocalCluster::Forget(int i) {
+  pid_.at(i - 1) = -1;
+  std::error_code ec;
+  fs::remove(node_pid_path(i), ec);  // already gone (cluster down removed it) is fine
 }
 
 void LocalCluster::KillNode(int i) {
@@ -341,11 +455,59 @@ void LocalCluster::KillNode(int i) {
   ::kill(pid, SIGKILL);
   int status = 0;
   ::waitpid(pid, &status, 0);
-  pid = -1;
+  Forget(i);
 }
 
 void LocalCluster::Kill() {
   for (int i = 1; i <= options_.nodes; ++i) KillNode(i);
+}
+
+std::vector<LocalCluster::NodeStopReport> LocalCluster::StopFromPidFiles(const std::string& dir,
+                                                                         std::chrono::milliseconds grace) {
+  struct Target {
+    NodeStopReport report;
+    fs::path pid_file;
+    fs::path data_dir;
+  };
+  std::vector<Target> targets;
+  // Node directories are numbered from 1; a gap ends the set. Bounded like
+  // NodesWithData.
+  for (int i = 1; i <= 64 && fs::exists(NodeDir(dir, i)); ++i) {
+    const fs::path pid_file = NodeDir(dir, i) / kPidFileName;
+    if (!fs::exists(pid_file)) continue;
+    Target t{{i, ReadPidFile(pid_file), NodeStopReport::Outcome::kNotRunning}, pid_file, NodeDir(dir, i) / "data"};
+    if (IsNodeProcess(t.report.pid, t.data_dir)) {
+      ::kill(t.report.pid, SIGTERM);
+      t.report.outcome = NodeStopReport::Outcome::kStopped;
+    }
+    targets.push_back(std::move(t));
+  }
+  // The nodes are not our children, so there is no waitpid: poll until each
+  // process is gone (or a zombie its parent has yet to reap).
+  const auto deadline = std::chrono::steady_clock::now() + grace;
+  auto any_running = [&] {
+    for (const Target& t : targets) {
+      if (t.report.outcome == NodeStopReport::Outcome::kStopped && IsNodeProcess(t.report.pid, t.data_dir)) return true;
+    }
+    return false;
+  };
+  while (any_running() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  for (Target& t : targets) {
+    if (t.report.outcome == NodeStopReport::Outcome::kStopped && IsNodeProcess(t.report.pid, t.data_dir)) {
+      ::kill(t.report.pid, SIGKILL);
+      t.report.outcome = NodeStopReport::Outcome::kKilled;
+    }
+    // The owner removes the pid file when it reaps the node; remove it here
+    // too for a node whose owner is gone (its `cluster up` was killed), but
+    // only if it still names the process just stopped.
+    std::error_code ec;
+    if (ReadPidFile(t.pid_file) == t.report.pid) fs::remove(t.pid_file, ec);
+  }
+  std::vector<NodeStopReport> reports;
+  for (const Target& t : targets) reports.push_back(t.report);
+  return reports;
 }
 
 }  // namespace bulwark::chaos

@@ -13,6 +13,11 @@
 // every node, or on node 1 where one node is meant; the *Node calls act on
 // one node.
 //
+// Pid files: while a node runs, `dir`/node-N/bulwarkd.pid holds its process
+// id (written when it is started, removed when it is reaped or killed), so
+// another process can find and stop it (StopFromPidFiles, for `bulwark
+// cluster down`), and a second cluster cannot be started over a running one.
+//
 // Ownership: the object owns the child processes and kills them (SIGKILL) if
 // it is destroyed while they run. Not thread-safe: one owner drives it.
 
@@ -29,6 +34,8 @@
 namespace bulwark::chaos {
 
 constexpr std::chrono::seconds kNodeStartTimeout{30};
+
+constexpr const char* kPidFileName = "bulwarkd.pid";
 
 struct ClusterOptions {
   std::string dir = ".bulwark";  // keys, certificates, data, logs, the client profile
@@ -59,6 +66,13 @@ class LocalCluster {
   bool running() const;  // any node
   // True once some node process has ended on its own (reaps it).
   bool Exited();
+  // Reaps the nodes that ended on their own since the last call and returns
+  // them with their exit codes (128 + signal number if a signal ended one).
+  struct NodeExit {
+    int node = 0;  // 1-based
+    int code = 0;
+  };
+  std::vector<NodeExit> ReapExited();
   pid_t pid() const { return node_pid(1); }
 
   // One node, 1-based.
@@ -71,6 +85,7 @@ class LocalCluster {
   std::string node_endpoint(int i) const;
   std::string node_peer_endpoint(int i) const;
   std::string node_log_path(int i) const;
+  std::string node_pid_path(int i) const;
   client::ClientOptions node_client_options(int i) const;
   int size() const { return options_.nodes; }
   // The node every running node names as leader (1-based), or 0 if they do
@@ -80,6 +95,8 @@ class LocalCluster {
   Result<int> WaitForLeader(std::chrono::milliseconds timeout = std::chrono::seconds(15)) const;
 
   client::ClientOptions client_options() const { return node_client_options(1); }
+  // Node 1 first, with every node in `endpoints`, so the client fails over.
+  client::ClientOptions failover_client_options() const;
   std::string endpoint() const { return node_endpoint(1); }
   std::string metrics_endpoint() const;
   std::string log_path() const { return node_log_path(1); }
@@ -87,9 +104,30 @@ class LocalCluster {
   // Takes effect at the next Start (e.g. after a master-key rotation).
   void set_master_key_uri(std::string uri) { options_.master_key_uri = std::move(uri); }
 
+  // What StopFromPidFiles did to one node.
+  struct NodeStopReport {
+    int node = 0;  // 1-based, from the node-N directory
+    pid_t pid = -1;
+    enum class Outcome {
+      kStopped,     // ended after SIGTERM within the grace period
+      kKilled,      // ignored SIGTERM for the grace period; sent SIGKILL
+      kNotRunning,  // the pid file was stale (the process is gone or is not this node); removed
+    } outcome = Outcome::kNotRunning;
+  };
+  // Stops, from any process, the nodes whose pid files are in `dir`: SIGTERM
+  // to each, then waits up to `grace` for all of them and SIGKILLs the rest.
+  // A pid file is trusted only if its process is a bulwarkd running on that
+  // node's data directory, so a reused pid is never signalled. Removes the
+  // pid files of the nodes that are gone. Empty if no pid file was found.
+  static std::vector<NodeStopReport> StopFromPidFiles(const std::string& dir,
+                                                      std::chrono::milliseconds grace = std::chrono::seconds(20));
+
  private:
   explicit LocalCluster(ClusterOptions options) : options_(std::move(options)), pid_(options_.nodes, -1) {}
   Status Layout();
+  Status CheckNoOtherLayout() const;
+  // The node's process is gone: forget its pid and remove its pid file.
+  void Forget(int i);
   std::vector<std::string> Command(int i) const;
   Result<int> WaitExit(int i, std::chrono::milliseconds timeout);
   std::string members() const;

@@ -1,15 +1,19 @@
-// bulwark: the command-line client, and `bulwark cluster up`.
+// bulwark: the command-line client, and `bulwark cluster up/down`.
 //
 // Connection: .bulwark/client.json, then BULWARK_ENDPOINT/BULWARK_CA/BULWARK_KEY,
-// then --endpoint/--ca/--key. Items print as JSON; lists print as tables
-// unless --json is given. Exit codes: 0 success, 1 the operation failed,
-// 2 bad usage or configuration.
+// then --endpoint/--ca/--key. The profile lists every node of the replica
+// set, so the client fails over between them; an endpoint from the
+// environment or a flag means that one node only. Items print as JSON; lists
+// print as tables unless --json is given. Exit codes: 0 success, 1 the
+// operation failed, 2 bad usage or configuration.
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <iostream>
 #include <iterator>
+#include <map>
 #include <thread>
 
 #include <CLI/CLI.hpp>
@@ -52,16 +56,42 @@ int Fail(const Status& s) {
   return 1;
 }
 
-Result<std::unique_ptr<Client>> Open(const Globals& g) {
+// The profile, then the environment (in LoadProfile), then the flags.
+Result<ClientOptions> Options(const Globals& g) {
   BULWARK_ASSIGN_OR_RETURN(ClientOptions options, LoadProfile(g.profile_dir));
-  if (!g.endpoint.empty()) options.endpoint = g.endpoint;
+  if (!g.endpoint.empty()) {
+    // One node by name: the profile's others could belong to another cluster.
+    options.endpoint = g.endpoint;
+    options.endpoints.clear();
+  }
   if (!g.ca.empty()) options.ca_file = g.ca;
   if (!g.key.empty()) options.key = g.key;
   if (g.insecure) options.insecure = true;
-  if (options.endpoint.empty() || options.key.empty()) {
+  if ((options.endpoint.empty() && options.endpoints.empty()) || options.key.empty()) {
     return Status::InvalidArgument(
         "no connection details: run `bulwark cluster up` here, or give --endpoint, --ca and --key");
   }
+  return options;
+}
+
+// Every node the options name, in profile order (node 1 first).
+std::vector<std::string> NodeAddresses(const ClientOptions& options) {
+  std::vector<std::string> out = options.endpoints;
+  if (!options.endpoint.empty() && std::find(out.begin(), out.end(), options.endpoint) == out.end()) {
+    out.insert(out.begin(), options.endpoint);
+  }
+  return out;
+}
+
+// Options for talking to exactly one node, with no failover to the others.
+ClientOptions OneNode(ClientOptions options, const std::string& address) {
+  options.endpoint = address;
+  options.endpoints.clear();
+  return options;
+}
+
+Result<std::unique_ptr<Client>> Open(const Globals& g) {
+  BULWARK_ASSIGN_OR_RETURN(ClientOptions options, Options(g));
   return Client::Connect(options);
 }
 
@@ -114,7 +144,53 @@ fs::path SelfDir() {
   return ec ? fs::current_path() : exe.parent_path();
 }
 
-int ClusterUp(const Globals& g, const std::string& ip, int port) {
+struct ClusterUpArgs {
+  std::string ip = "127.0.1.1";
+  int port = 7100;
+  int regions = 1;
+  int nodes = 4;
+};
+
+void PrintNodes(const Globals& g, const chaos::LocalCluster& cluster) {
+  for (int i = 1; i <= cluster.size(); ++i) {
+    const std::string metrics =
+        cluster.options().metrics_port == 0
+            ? std::string("off")
+            : "http://" + cluster.node_ip(i) + ":" + std::to_string(cluster.options().metrics_port) + "/metrics";
+    std::cout << "  node-" << i << ": client " << cluster.node_endpoint(i) << ", peer " << cluster.node_peer_endpoint(i)
+              << ", metrics " << metrics << ", data " << g.profile_dir << "/node-" << i << "/data, log "
+              << cluster.node_log_path(i) << "\n";
+  }
+}
+
+// Waits for Ctrl-C or SIGTERM (returns true), or for every node to end on its
+// own (returns false, e.g. after `bulwark cluster down`). Nodes that end are
+// reported as they go; `worst_exit` keeps the worst exit code seen. A node
+// that crashes does not stop the others: the replica set keeps serving while
+// a quorum remains, as it would in production.
+bool WaitForStop(const sigset_t& signals, chaos::LocalCluster& cluster, int& worst_exit) {
+  while (true) {
+    timespec tick{0, 200'000'000};
+    if (sigtimedwait(&signals, nullptr, &tick) > 0) return true;
+    for (const auto& exit : cluster.ReapExited()) {
+      worst_exit = std::max(worst_exit, exit.code);
+      if (exit.code == 0) {
+        std::cout << "node-" << exit.node << " stopped (exit code 0)\n" << std::flush;
+      } else {
+        std::cerr << "bulwarkd node-" << exit.node << " stopped unexpectedly (exit code " << exit.code << "); see "
+                  << cluster.node_log_path(exit.node) << "\n";
+      }
+    }
+    if (!cluster.running()) return false;
+  }
+}
+
+int ClusterUp(const Globals& g, const ClusterUpArgs& args) {
+  if (args.regions != 1) {
+    std::cerr << "error: --regions " << args.regions
+              << ": geo-replication (more than one region) is not built yet; only --regions 1 is supported\n";
+    return 2;
+  }
   // Ctrl-C and SIGTERM are handled by waiting for them, not by a handler.
   sigset_t signals;
   sigemptyset(&signals);
@@ -125,38 +201,258 @@ int ClusterUp(const Globals& g, const std::string& ip, int port) {
   chaos::ClusterOptions options;
   options.dir = g.profile_dir;
   options.bin_dir = SelfDir().string();
-  options.ip = ip;
-  options.port = port;
-  options.metrics_port = port + 80;
+  options.ip = args.ip;
+  options.port = args.port;
+  options.metrics_port = args.port + 80;
+  options.nodes = args.nodes;
   auto cluster = chaos::LocalCluster::Prepare(options);
   if (!cluster.ok()) return Fail(cluster.status());
-  std::cout << "starting bulwarkd node-1 on " << (*cluster)->endpoint() << " (TLS; data in " << g.profile_dir
-            << "/node-1/data, log in " << (*cluster)->log_path() << ")\n";
-  if (Status s = (*cluster)->Start(); !s.ok()) return Fail(s);
-  if (Status s = WriteProfile(g.profile_dir, (*cluster)->client_options()); !s.ok()) return Fail(s);
-  std::cout << "Bulwark is up: 1 node at " << (*cluster)->endpoint() << ", metrics at http://"
-            << (*cluster)->metrics_endpoint() << "/metrics\n"
+  chaos::LocalCluster& c = **cluster;
+  std::cout << "starting " << c.size() << (c.size() == 1 ? " bulwarkd node" : " bulwarkd nodes")
+            << " (TLS; keys, certificates and data in " << g.profile_dir << "):\n";
+  PrintNodes(g, c);
+  std::cout << std::flush;
+  if (Status s = c.Start(); !s.ok()) {
+    // A clean stop of whatever did start, rather than the destructor's kill.
+    if (c.running()) (void)c.Stop();
+    return Fail(s);
+  }
+  const int leader = c.size() > 1 ? c.Leader() : 1;
+  if (Status s = WriteProfile(g.profile_dir, c.failover_client_options()); !s.ok()) return Fail(s);
+  std::cout << "Bulwark is up: " << c.size() << (c.size() == 1 ? " node" : " nodes") << ", leader "
+            << (leader == 0 ? std::string("(election running)")
+                            : "node-" + std::to_string(leader) + " at " + c.node_endpoint(leader))
+            << "\n"
             << "The client profile is " << g.profile_dir << "/client.json; from this directory try:\n"
+            << "  build/bin/bulwark status\n"
             << "  build/bin/bulwark db create shop\n"
             << "  build/bin/bulwark container create shop orders --partition-key /tenant\n"
             << "  build/bin/bulwark item put shop orders --json '{\"id\":\"o1\",\"tenant\":\"acme\",\"total\":42}'\n"
             << "  build/bin/bulwark item get shop orders o1 --pk acme\n"
-            << "Press Ctrl-C to stop the cluster.\n"
+            << "Press Ctrl-C (or run `bulwark cluster down` in another shell) to stop the cluster.\n"
             << std::flush;
-  // Wait for Ctrl-C, or for the node to die on its own.
-  while (true) {
-    timespec tick{0, 200'000'000};
-    if (sigtimedwait(&signals, nullptr, &tick) > 0) break;
-    if ((*cluster)->Exited()) {
-      std::cerr << "bulwarkd stopped unexpectedly; see " << (*cluster)->log_path() << "\n";
-      return 1;
+  int worst_exit = 0;
+  if (!WaitForStop(signals, c, worst_exit)) {
+    if (worst_exit == 0) {
+      std::cout << "all nodes stopped cleanly (bulwark cluster down); data kept for the next `cluster up`\n";
+      return 0;
+    }
+    std::cerr << "all nodes have stopped, some unexpectedly (see above)\n";
+    return 1;
+  }
+  std::cout << "\nstopping...\n" << std::flush;
+  if (c.running()) {
+    auto code = c.Stop();
+    if (!code.ok()) return Fail(code.status());
+    worst_exit = std::max(worst_exit, *code);
+  }
+  std::cout << "stopped (worst bulwarkd exit code " << worst_exit << "); data kept for the next `cluster up`\n";
+  return worst_exit == 0 ? 0 : 1;
+}
+
+// Stops, from another shell, the nodes a `cluster up` started here.
+int ClusterDown(const Globals& g, int timeout_s) {
+  using Outcome = chaos::LocalCluster::NodeStopReport::Outcome;
+  const auto reports = chaos::LocalCluster::StopFromPidFiles(g.profile_dir, std::chrono::seconds(timeout_s));
+  if (reports.empty()) {
+    std::cout << "no running nodes found in " << g.profile_dir << " (no pid files); nothing to stop\n";
+    return 0;
+  }
+  bool killed = false;
+  for (const auto& r : reports) {
+    std::cout << "node-" << r.node << " (pid " << r.pid << "): ";
+    switch (r.outcome) {
+      case Outcome::kStopped:
+        std::cout << "stopped\n";
+        break;
+      case Outcome::kKilled:
+        killed = true;
+        std::cout << "killed\n";
+        std::cerr << "warning: node-" << r.node << " ignored SIGTERM for " << timeout_s
+                  << " s and was killed (SIGKILL); it recovers from its log on the next start\n";
+        break;
+      case Outcome::kNotRunning:
+        std::cout << "was not running (stale pid file removed)\n";
+        break;
     }
   }
-  std::cout << "\nstopping...\n";
-  auto code = (*cluster)->Stop();
-  if (!code.ok()) return Fail(code.status());
-  std::cout << "stopped (bulwarkd exit code " << *code << "); data kept for the next `cluster up`\n";
-  return *code == 0 ? 0 : 1;
+  return killed ? 1 : 0;
+}
+
+// One node's row in `bulwark status`.
+struct NodeReport {
+  std::string address;
+  Status error;  // why the node could not be asked; Ok if it answered
+  NodeStatus status;
+};
+
+// Asks every node for its status, all at once, each with a short deadline
+// and no retry or failover, so a down node costs one refused connection and
+// a hung one at most the deadline.
+std::vector<NodeReport> QueryNodes(const ClientOptions& options) {
+  constexpr std::chrono::seconds kStatusDeadline{3};
+  const std::vector<std::string> addresses = NodeAddresses(options);
+  std::vector<NodeReport> reports(addresses.size());
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < addresses.size(); ++i) {
+    threads.emplace_back([&, i] {
+      NodeReport& r = reports[i];
+      r.address = addresses[i];
+      ClientOptions one = OneNode(options, addresses[i]);
+      one.deadline = kStatusDeadline;
+      one.max_retries = 0;
+      auto client = Client::Connect(one);
+      if (!client.ok()) {
+        r.error = client.status();
+        return;
+      }
+      auto status = (*client)->GetStatus();
+      if (status.ok()) {
+        r.status = std::move(status).value();
+      } else {
+        r.error = status.status();
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  return reports;
+}
+
+// The lag of each replica id as the leader sees it (its member table); empty
+// if no reachable node is the leader. The highest term wins if two nodes
+// claim to lead (an old leader not yet told of the new term).
+std::map<uint64_t, uint64_t> LagByReplica(const std::vector<NodeReport>& reports) {
+  const NodeStatus* leader = nullptr;
+  for (const auto& r : reports) {
+    if (r.error.ok() && r.status.role == "leader" && (leader == nullptr || r.status.term > leader->term)) {
+      leader = &r.status;
+    }
+  }
+  std::map<uint64_t, uint64_t> lag;
+  if (leader == nullptr) return lag;
+  for (const auto& m : leader->members) lag[m.id] = m.lag;
+  return lag;
+}
+
+json StatusJson(const std::vector<NodeReport>& reports) {
+  const auto lag = LagByReplica(reports);
+  json out = json::array();
+  for (const auto& r : reports) {
+    json node = {{"address", r.address}, {"reachable", r.error.ok()}};
+    if (!r.error.ok()) {
+      for (const char* k : {"node_id", "role", "replica_id", "term", "leader_id", "commit_index", "applied_index",
+                            "lag", "data_key_versions", "store_key_version"}) {
+        node[k] = nullptr;
+      }
+      node["error"] = r.error.ToString();
+    } else {
+      const NodeStatus& s = r.status;
+      auto it = lag.find(s.replica_id);
+      node.update({{"node_id", s.node_id},
+                   {"role", s.role},
+                   {"replica_id", s.replica_id},
+                   {"term", s.term},
+                   {"leader_id", s.leader_id},
+                   {"commit_index", s.commit_index},
+                   {"applied_index", s.applied_index},
+                   {"lag", it == lag.end() ? json(nullptr) : json(it->second)},
+                   {"data_key_versions", s.data_key_versions},
+                   {"store_key_version", s.store_key_version},
+                   {"replica_error", s.replica_error},
+                   {"version", s.version},
+                   {"region", s.region}});
+    }
+    out.push_back(std::move(node));
+  }
+  return out;
+}
+
+void PrintStatusTable(const std::vector<NodeReport>& reports) {
+  const auto lag = LagByReplica(reports);
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& r : reports) {
+    if (!r.error.ok()) {
+      rows.push_back({"-", r.address, "unreachable", "-", "-", "-", "-", "-", "-", "-"});
+      continue;
+    }
+    const NodeStatus& s = r.status;
+    auto it = lag.find(s.replica_id);
+    rows.push_back({std::to_string(s.replica_id), r.address, s.role, std::to_string(s.term),
+                    s.leader_id == 0 ? "none" : std::to_string(s.leader_id), std::to_string(s.commit_index),
+                    std::to_string(s.applied_index), it == lag.end() ? "?" : std::to_string(it->second),
+                    std::to_string(s.data_key_versions), "v" + std::to_string(s.store_key_version)});
+  }
+  PrintTable({"NODE", "ADDRESS", "ROLE", "TERM", "LEADER", "COMMIT", "APPLIED", "LAG", "DATA KEYS", "STORE KEY"}, rows);
+  const NodeStatus* first = nullptr;
+  for (const auto& r : reports) {
+    if (!r.error.ok()) {
+      std::cout << r.address << " is unreachable: " << r.error.ToString() << "\n";
+    } else if (!r.status.replica_error.empty()) {
+      std::cout << "node " << r.status.replica_id << " replication error: " << r.status.replica_error << "\n";
+    }
+    if (r.error.ok() && first == nullptr) first = &r.status;
+  }
+  if (first != nullptr) {
+    std::cout << "version " << first->version << ", region " << first->region << ", default consistency "
+              << ConsistencyName(first->default_consistency) << ", TLS " << (first->tls ? "on" : "OFF (--insecure)")
+              << ", master key " << first->master_key_id << "\n";
+  }
+  if (lag.empty()) std::cout << "no reachable node is the leader, so lag is unknown (?)\n";
+}
+
+int ShowStatus(const Globals& g) {
+  auto options = Options(g);
+  if (!options.ok()) {
+    std::cerr << "error: " << options.status().message() << "\n";
+    return 2;
+  }
+  const auto reports = QueryNodes(*options);
+  if (g.json_output) {
+    std::cout << StatusJson(reports).dump(2) << "\n";
+  } else {
+    PrintStatusTable(reports);
+  }
+  for (const auto& r : reports) {
+    if (r.error.ok()) return 0;
+  }
+  // No node answered: the same hints as any other failed call.
+  return Fail(reports.front().error);
+}
+
+// Asks the leader first: a follower asked to move the leadership to a third
+// node does not reliably pass the request on (it then fails after the
+// server's wait, UNAVAILABLE). Then the other nodes of the profile in turn,
+// in case the leader changed meanwhile; only an unavailable node (down,
+// draining, or the transfer did not land) sends it on to the next.
+int TransferLeader(const Globals& g, uint64_t to) {
+  auto options = Options(g);
+  if (!options.ok()) {
+    std::cerr << "error: " << options.status().message() << "\n";
+    return 2;
+  }
+  std::vector<std::string> order;
+  const auto reports = QueryNodes(*options);
+  for (int pass = 0; pass < 2; ++pass) {
+    for (const auto& r : reports) {
+      const bool leads = r.error.ok() && r.status.role == "leader";
+      if ((pass == 0) == leads) order.push_back(r.address);
+    }
+  }
+  Status last = Status::Unavailable("no node to ask");
+  for (const std::string& address : order) {
+    ClientOptions one = OneNode(*options, address);
+    one.max_retries = 0;
+    auto client = Client::Connect(one);
+    if (!client.ok()) return Fail(client.status());
+    auto leader = (*client)->TransferLeader(to);
+    if (leader.ok()) {
+      std::cout << "node " << *leader << " is now the leader\n";
+      return *leader == to ? 0 : 1;
+    }
+    last = leader.status();
+    if (last.code() != Code::kUnavailable) break;
+  }
+  return Fail(last);
 }
 
 void AddDatabaseCommands(CLI::App& app, Globals& g, int& rc) {
@@ -401,25 +697,39 @@ int main(int argc, char** argv) {
   AddContainerCommands(app, g, rc);
   AddItemCommands(app, g, rc);
   AddKeyCommands(app, g, rc);
-  app.add_subcommand("status", "show the node's status")->callback([&] {
-    rc = WithClient(g, [&](Client& c) -> Status {
-      BULWARK_ASSIGN_OR_RETURN(auto s, c.GetStatus());
-      std::cout << "node " << s.node_id << " in region " << s.region << ", version " << s.version << "\n"
-                << "  up " << s.uptime_s << " s, change log at LSN " << s.last_lsn << ", " << s.live_data_bytes
-                << " bytes on disk\n"
-                << "  default consistency " << ConsistencyName(s.default_consistency) << ", TLS "
-                << (s.tls ? "on" : "OFF (--insecure)") << ", master key " << s.master_key_id << "\n";
-      return Status::Ok();
-    });
-  });
+  auto* status =
+      app.add_subcommand("status", "show every node of the replica set: role, term, indexes, lag, keys")->callback([&] {
+        rc = ShowStatus(g);
+      });
+  status->add_flag("--json", g.json_output, "print a JSON array, one object per node, for scripts");
+
+  auto* leader = app.add_subcommand("leader", "the replica set's leader")->require_subcommand(1);
+  static uint64_t to = 0;
+  leader->add_subcommand("transfer", "move leadership to another node")
+      ->callback([&] { rc = TransferLeader(g, to); })
+      ->add_option("--to", to, "the replica id of the new leader (see: bulwark status)")
+      ->required()
+      ->check(CLI::PositiveNumber);
+
   auto* cluster = app.add_subcommand("cluster", "run a local cluster")->require_subcommand(1);
-  static std::string ip = "127.0.1.1";
-  static int port = 7100;
-  auto* up = cluster->add_subcommand("up", "start a local cluster in the foreground (Ctrl-C stops it)")->callback([&] {
-    rc = ClusterUp(g, ip, port);
-  });
-  up->add_option("--ip", ip, "loopback address of the first node");
-  up->add_option("--port", port, "client port (metrics on port + 80)");
+  static ClusterUpArgs up_args;
+  auto* up =
+      cluster->add_subcommand("up", "start a local replica set in the foreground (Ctrl-C stops it)")->callback([&] {
+        rc = ClusterUp(g, up_args);
+      });
+  up->add_option("--regions", up_args.regions, "regions (only 1 for now)");
+  up->add_option("--nodes", up_args.nodes, "nodes in the replica set, on consecutive loopback addresses")
+      ->check(CLI::Range(1, 9));
+  up->add_option("--ip", up_args.ip, "loopback address of node 1; node N gets the N-th address from it");
+  up->add_option("--port", up_args.port, "client port of every node (peer link on port + 1, metrics on port + 80)")
+      ->check(CLI::Range(1, 65535 - 80));
+  static int down_timeout_s = 20;
+  auto* down =
+      cluster->add_subcommand("down", "stop the nodes `cluster up` started from this directory")->callback([&] {
+        rc = ClusterDown(g, down_timeout_s);
+      });
+  down->add_option("--timeout", down_timeout_s, "seconds to wait for a clean stop before SIGKILL")
+      ->check(CLI::Range(1, 3600));
 
   try {
     app.parse(argc, argv);

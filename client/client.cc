@@ -1,5 +1,7 @@
 #include "client/client.h"
 
+#include <algorithm>
+#include <atomic>
 #include <fstream>
 #include <map>
 #include <mutex>
@@ -78,13 +80,40 @@ uint64_t TokenPosition(const std::string& token) {
 }  // namespace
 
 struct Client::Impl {
+  // The stubs of one endpoint; both share its channel. gRPC stubs are
+  // thread-safe, and once made they live as long as the Impl.
+  struct Stubs {
+    std::unique_ptr<v1::DocumentService::Stub> documents;
+    std::unique_ptr<v1::AdminService::Stub> admin;
+  };
+
   ClientOptions options;
   crypto::SecretBytes key;
-  std::unique_ptr<v1::DocumentService::Stub> documents;
-  std::unique_ptr<v1::AdminService::Stub> admin;
+  std::shared_ptr<grpc::ChannelCredentials> credentials;
+  std::vector<std::string> targets;  // the rotation: options.endpoint first, then the other endpoints
+  std::atomic<size_t> current{0};    // index into `targets` where the next call starts
+
+  mutable std::mutex stubs_mu;
+  std::vector<std::unique_ptr<Stubs>> stubs;  // GUARDED_BY(stubs_mu); per target, null until first use
 
   mutable std::mutex sessions_mu;
   std::map<std::string, std::string> sessions;  // GUARDED_BY(sessions_mu): "db/container" -> newest token
+
+  // The stubs for target `i`, opening its channel on first use, so a client
+  // of a four-node set that never fails over opens one connection.
+  Stubs& StubsFor(size_t i) {
+    std::lock_guard lock(stubs_mu);
+    std::unique_ptr<Stubs>& slot = stubs.at(i);
+    if (!slot) {
+      grpc::ChannelArguments args;
+      args.SetMaxReceiveMessageSize(64 * 1024 * 1024);
+      auto channel = grpc::CreateCustomChannel(targets[i], credentials, args);
+      slot = std::make_unique<Stubs>();
+      slot->documents = v1::DocumentService::NewStub(channel);
+      slot->admin = v1::AdminService::NewStub(channel);
+    }
+    return *slot;
+  }
 
   void Prepare(grpc::ClientContext& ctx, const ResourceRef& ref) const {
     ctx.set_deadline(std::chrono::system_clock::now() + options.deadline);
@@ -93,17 +122,25 @@ struct Client::Impl {
     ctx.AddMetadata(std::string(security::kAuthorizationHeader), security::SignWithMasterKey(key, ref, date));
   }
 
-  // One RPC, signed; reads retry on UNAVAILABLE with exponential backoff.
+  // One RPC, signed, sent to the current endpoint. On UNAVAILABLE (CANCELLED
+  // from a stopping server counts too: see FromGrpcCode) the rotation moves
+  // to the next endpoint, and a `retry` call tries again there after an
+  // exponential backoff, at most options.max_retries times.
   template <typename Call>
-  Status Invoke(const ResourceRef& ref, bool retry, Call&& call) const {
+  Status Invoke(const ResourceRef& ref, bool retry, Call&& call) {
     auto backoff = options.retry_backoff;
     for (int attempt = 0;; ++attempt) {
+      size_t at = current.load();
       grpc::ClientContext ctx;
       Prepare(ctx, ref);
-      const grpc::Status s = call(ctx);
-      if (s.ok() || !retry || s.error_code() != grpc::StatusCode::UNAVAILABLE || attempt >= options.max_read_retries) {
-        return FromGrpc(s);
+      const grpc::Status s = call(ctx, StubsFor(at));
+      const bool unavailable = FromGrpcCode(s.error_code()) == Code::kUnavailable;
+      if (unavailable && targets.size() > 1) {
+        // Only the first of several concurrent failures on `at` moves the
+        // rotation, so they do not skip a healthy endpoint between them.
+        current.compare_exchange_strong(at, (at + 1) % targets.size());
       }
+      if (!unavailable || !retry || attempt >= options.max_retries) return FromGrpc(s);
       std::this_thread::sleep_for(backoff);
       backoff *= 2;
     }
@@ -126,16 +163,18 @@ Client::Client(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Client::~Client() = default;
 
 Result<std::unique_ptr<Client>> Client::Connect(const ClientOptions& options) {
-  if (options.endpoint.empty()) return Status::InvalidArgument("no endpoint: give host:port");
+  if (options.endpoint.empty() && options.endpoints.empty()) {
+    return Status::InvalidArgument("no endpoint: give host:port");
+  }
   if (options.key.empty()) return Status::InvalidArgument("no account key");
+  if (options.max_retries < 0) return Status::InvalidArgument("max_retries must not be negative");
   auto impl = std::make_unique<Impl>();
   impl->options = options;
   auto key = crypto::Base64DecodeSecret(options.key);
   if (!key.ok() || key->empty()) return Status::InvalidArgument("the account key is not valid base64");
   impl->key = std::move(key).value();
-  std::shared_ptr<grpc::ChannelCredentials> creds;
   if (options.insecure) {
-    creds = grpc::InsecureChannelCredentials();
+    impl->credentials = grpc::InsecureChannelCredentials();
   } else {
     grpc::SslCredentialsOptions ssl;
     if (!options.ca_file.empty()) {
@@ -145,13 +184,14 @@ Result<std::unique_ptr<Client>> Client::Connect(const ClientOptions& options) {
       pem << in.rdbuf();
       ssl.pem_root_certs = pem.str();
     }
-    creds = grpc::SslCredentials(ssl);
+    impl->credentials = grpc::SslCredentials(ssl);
   }
-  grpc::ChannelArguments args;
-  args.SetMaxReceiveMessageSize(64 * 1024 * 1024);
-  auto channel = grpc::CreateCustomChannel(options.endpoint, creds, args);
-  impl->documents = v1::DocumentService::NewStub(channel);
-  impl->admin = v1::AdminService::NewStub(channel);
+  if (!options.endpoint.empty()) impl->targets.push_back(options.endpoint);
+  for (const std::string& e : options.endpoints) {
+    if (e.empty()) return Status::InvalidArgument("an empty entry in endpoints");
+    if (std::find(impl->targets.begin(), impl->targets.end(), e) == impl->targets.end()) impl->targets.push_back(e);
+  }
+  impl->stubs.resize(impl->targets.size());
   return std::unique_ptr<Client>(new Client(std::move(impl)));
 }
 
@@ -166,9 +206,9 @@ Result<Database> Client::CreateDatabase(const std::string& db) {
   v1::CreateDatabaseRequest req;
   req.set_database(db);
   v1::DatabaseResponse resp;
-  BULWARK_RETURN_IF_ERROR(impl_->Invoke(security::DatabaseFeedRef("post"), false, [&](grpc::ClientContext& ctx) {
-    return impl_->documents->CreateDatabase(&ctx, req, &resp);
-  }));
+  BULWARK_RETURN_IF_ERROR(impl_->Invoke(
+      security::DatabaseFeedRef("post"), false,
+      [&](grpc::ClientContext& ctx, Impl::Stubs& stubs) { return stubs.documents->CreateDatabase(&ctx, req, &resp); }));
   return ToDatabase(resp.database());
 }
 
@@ -176,18 +216,18 @@ Result<Database> Client::ReadDatabase(const std::string& db) {
   v1::ReadDatabaseRequest req;
   req.set_database(db);
   v1::DatabaseResponse resp;
-  BULWARK_RETURN_IF_ERROR(impl_->Invoke(security::DatabaseRef("get", db), true, [&](grpc::ClientContext& ctx) {
-    return impl_->documents->ReadDatabase(&ctx, req, &resp);
-  }));
+  BULWARK_RETURN_IF_ERROR(impl_->Invoke(
+      security::DatabaseRef("get", db), true,
+      [&](grpc::ClientContext& ctx, Impl::Stubs& stubs) { return stubs.documents->ReadDatabase(&ctx, req, &resp); }));
   return ToDatabase(resp.database());
 }
 
 Result<std::vector<Database>> Client::ListDatabases() {
   v1::ListDatabasesRequest req;
   v1::ListDatabasesResponse resp;
-  BULWARK_RETURN_IF_ERROR(impl_->Invoke(security::DatabaseFeedRef("get"), true, [&](grpc::ClientContext& ctx) {
-    return impl_->documents->ListDatabases(&ctx, req, &resp);
-  }));
+  BULWARK_RETURN_IF_ERROR(impl_->Invoke(
+      security::DatabaseFeedRef("get"), true,
+      [&](grpc::ClientContext& ctx, Impl::Stubs& stubs) { return stubs.documents->ListDatabases(&ctx, req, &resp); }));
   std::vector<Database> out;
   for (const auto& d : resp.databases()) out.push_back(ToDatabase(d));
   return out;
@@ -197,8 +237,8 @@ Status Client::DeleteDatabase(const std::string& db) {
   v1::DeleteDatabaseRequest req;
   req.set_database(db);
   v1::DeleteResponse resp;
-  return impl_->Invoke(security::DatabaseRef("delete", db), false, [&](grpc::ClientContext& ctx) {
-    return impl_->documents->DeleteDatabase(&ctx, req, &resp);
+  return impl_->Invoke(security::DatabaseRef("delete", db), false, [&](grpc::ClientContext& ctx, Impl::Stubs& stubs) {
+    return stubs.documents->DeleteDatabase(&ctx, req, &resp);
   });
 }
 
@@ -209,9 +249,10 @@ Result<Container> Client::CreateContainer(const std::string& db, const std::stri
   req.set_container(container);
   req.set_partition_key_path(partition_key_path);
   v1::ContainerResponse resp;
-  BULWARK_RETURN_IF_ERROR(impl_->Invoke(security::ContainerFeedRef("post", db), false, [&](grpc::ClientContext& ctx) {
-    return impl_->documents->CreateContainer(&ctx, req, &resp);
-  }));
+  BULWARK_RETURN_IF_ERROR(
+      impl_->Invoke(security::ContainerFeedRef("post", db), false, [&](grpc::ClientContext& ctx, Impl::Stubs& stubs) {
+        return stubs.documents->CreateContainer(&ctx, req, &resp);
+      }));
   return ToContainer(resp.container());
 }
 
@@ -220,10 +261,9 @@ Result<Container> Client::ReadContainer(const std::string& db, const std::string
   req.set_database(db);
   req.set_container(container);
   v1::ContainerResponse resp;
-  BULWARK_RETURN_IF_ERROR(impl_->Invoke(security::ContainerRef("get", db, container), true,
-                                        [&](grpc::ClientContext& ctx) {
-                                          return impl_->documents->ReadContainer(&ctx, req, &resp);
-                                        }));
+  BULWARK_RETURN_IF_ERROR(impl_->Invoke(
+      security::ContainerRef("get", db, container), true,
+      [&](grpc::ClientContext& ctx, Impl::Stubs& stubs) { return stubs.documents->ReadContainer(&ctx, req, &resp); }));
   return ToContainer(resp.container());
 }
 
@@ -231,9 +271,9 @@ Result<std::vector<Container>> Client::ListContainers(const std::string& db) {
   v1::ListContainersRequest req;
   req.set_database(db);
   v1::ListContainersResponse resp;
-  BULWARK_RETURN_IF_ERROR(impl_->Invoke(security::ContainerFeedRef("get", db), true, [&](grpc::ClientContext& ctx) {
-    return impl_->documents->ListContainers(&ctx, req, &resp);
-  }));
+  BULWARK_RETURN_IF_ERROR(impl_->Invoke(
+      security::ContainerFeedRef("get", db), true,
+      [&](grpc::ClientContext& ctx, Impl::Stubs& stubs) { return stubs.documents->ListContainers(&ctx, req, &resp); }));
   std::vector<Container> out;
   for (const auto& c : resp.containers()) out.push_back(ToContainer(c));
   return out;
@@ -244,9 +284,9 @@ Status Client::DeleteContainer(const std::string& db, const std::string& contain
   req.set_database(db);
   req.set_container(container);
   v1::DeleteResponse resp;
-  return impl_->Invoke(security::ContainerRef("delete", db, container), false, [&](grpc::ClientContext& ctx) {
-    return impl_->documents->DeleteContainer(&ctx, req, &resp);
-  });
+  return impl_->Invoke(
+      security::ContainerRef("delete", db, container), false,
+      [&](grpc::ClientContext& ctx, Impl::Stubs& stubs) { return stubs.documents->DeleteContainer(&ctx, req, &resp); });
 }
 
 namespace {
@@ -269,13 +309,16 @@ Result<Item> WriteItem(Client::Impl& impl, WriteKind kind, const std::string& db
   v1::ItemResponse resp;
   const ResourceRef ref = kind == WriteKind::kReplace ? security::ItemRef("put", db, container, id)
                                                       : security::ItemFeedRef("post", db, container);
-  BULWARK_RETURN_IF_ERROR(impl.Invoke(ref, true, [&](grpc::ClientContext& ctx) {
+  BULWARK_RETURN_IF_ERROR(impl.Invoke(ref, true, [&](grpc::ClientContext& ctx, Client::Impl::Stubs& stubs) {
     switch (kind) {
-      case WriteKind::kCreate: return impl.documents->CreateItem(&ctx, req, &resp);
-      case WriteKind::kUpsert: return impl.documents->UpsertItem(&ctx, req, &resp);
-      case WriteKind::kReplace: break;
+      case WriteKind::kCreate:
+        return stubs.documents->CreateItem(&ctx, req, &resp);
+      case WriteKind::kUpsert:
+        return stubs.documents->UpsertItem(&ctx, req, &resp);
+      case WriteKind::kReplace:
+        break;
     }
-    return impl.documents->ReplaceItem(&ctx, req, &resp);
+    return stubs.documents->ReplaceItem(&ctx, req, &resp);
   }));
   impl.Remember(db, container, resp.session_token());
   return Item{resp.item_json(), resp.etag(), resp.ts(), resp.session_token()};
@@ -310,10 +353,9 @@ Result<Item> Client::ReadItem(const std::string& db, const std::string& containe
   req.mutable_options()->set_session_token(options.session_token.empty() ? impl_->Session(db, container)
                                                                          : options.session_token);
   v1::ItemResponse resp;
-  BULWARK_RETURN_IF_ERROR(impl_->Invoke(security::ItemRef("get", db, container, id), true,
-                                        [&](grpc::ClientContext& ctx) {
-                                          return impl_->documents->ReadItem(&ctx, req, &resp);
-                                        }));
+  BULWARK_RETURN_IF_ERROR(impl_->Invoke(
+      security::ItemRef("get", db, container, id), true,
+      [&](grpc::ClientContext& ctx, Impl::Stubs& stubs) { return stubs.documents->ReadItem(&ctx, req, &resp); }));
   impl_->Remember(db, container, resp.session_token());
   return Item{resp.item_json(), resp.etag(), resp.ts(), resp.session_token()};
 }
@@ -328,10 +370,9 @@ Status Client::DeleteItem(const std::string& db, const std::string& container, c
   req.set_if_match(if_match);
   req.set_request_id(RequestId(request_id));
   v1::DeleteResponse resp;
-  BULWARK_RETURN_IF_ERROR(impl_->Invoke(security::ItemRef("delete", db, container, id), true,
-                                        [&](grpc::ClientContext& ctx) {
-                                          return impl_->documents->DeleteItem(&ctx, req, &resp);
-                                        }));
+  BULWARK_RETURN_IF_ERROR(impl_->Invoke(
+      security::ItemRef("delete", db, container, id), true,
+      [&](grpc::ClientContext& ctx, Impl::Stubs& stubs) { return stubs.documents->DeleteItem(&ctx, req, &resp); }));
   impl_->Remember(db, container, resp.session_token());
   return Status::Ok();
 }
@@ -346,10 +387,9 @@ Result<ItemPage> Client::ListItems(const std::string& db, const std::string& con
   req.mutable_options()->set_consistency(ToProto(options.consistency));
   req.mutable_options()->set_session_token(impl_->Session(db, container));
   v1::ListItemsResponse resp;
-  BULWARK_RETURN_IF_ERROR(impl_->Invoke(security::ItemFeedRef("get", db, container), true,
-                                        [&](grpc::ClientContext& ctx) {
-                                          return impl_->documents->ListItems(&ctx, req, &resp);
-                                        }));
+  BULWARK_RETURN_IF_ERROR(impl_->Invoke(
+      security::ItemFeedRef("get", db, container), true,
+      [&](grpc::ClientContext& ctx, Impl::Stubs& stubs) { return stubs.documents->ListItems(&ctx, req, &resp); }));
   impl_->Remember(db, container, resp.session_token());
   ItemPage page;
   page.items.assign(resp.items_json().begin(), resp.items_json().end());
@@ -360,9 +400,9 @@ Result<ItemPage> Client::ListItems(const std::string& db, const std::string& con
 Result<NodeStatus> Client::GetStatus() {
   v1::StatusRequest req;
   v1::StatusResponse resp;
-  BULWARK_RETURN_IF_ERROR(impl_->Invoke(security::AccountRef("get"), true, [&](grpc::ClientContext& ctx) {
-    return impl_->admin->Status(&ctx, req, &resp);
-  }));
+  BULWARK_RETURN_IF_ERROR(impl_->Invoke(
+      security::AccountRef("get"), true,
+      [&](grpc::ClientContext& ctx, Impl::Stubs& stubs) { return stubs.admin->Status(&ctx, req, &resp); }));
   NodeStatus s;
   s.node_id = resp.node_id();
   s.region = resp.region();
@@ -391,18 +431,18 @@ Result<uint64_t> Client::TransferLeader(uint64_t to) {
   v1::TransferLeaderRequest req;
   req.set_to(to);
   v1::TransferLeaderResponse resp;
-  BULWARK_RETURN_IF_ERROR(impl_->Invoke(security::AccountRef("post"), false, [&](grpc::ClientContext& ctx) {
-    return impl_->admin->TransferLeader(&ctx, req, &resp);
-  }));
+  BULWARK_RETURN_IF_ERROR(impl_->Invoke(
+      security::AccountRef("post"), false,
+      [&](grpc::ClientContext& ctx, Impl::Stubs& stubs) { return stubs.admin->TransferLeader(&ctx, req, &resp); }));
   return resp.leader_id();
 }
 
 Result<KeyStatus> Client::GetKeyStatus() {
   v1::KeyStatusRequest req;
   v1::KeyStatusResponse resp;
-  BULWARK_RETURN_IF_ERROR(impl_->Invoke(security::AccountRef("get"), true, [&](grpc::ClientContext& ctx) {
-    return impl_->admin->KeyStatus(&ctx, req, &resp);
-  }));
+  BULWARK_RETURN_IF_ERROR(impl_->Invoke(
+      security::AccountRef("get"), true,
+      [&](grpc::ClientContext& ctx, Impl::Stubs& stubs) { return stubs.admin->KeyStatus(&ctx, req, &resp); }));
   KeyStatus out;
   out.master_key_id = resp.master_key_id();
   for (const auto& u : resp.store_keys()) out.store_keys.push_back({u.version(), u.current(), u.files(), u.bytes()});
@@ -414,9 +454,9 @@ Result<KeyStatus> Client::GetKeyStatus() {
 Result<uint32_t> Client::RotateStoreKey() {
   v1::RotateStoreKeyRequest req;
   v1::RotateStoreKeyResponse resp;
-  BULWARK_RETURN_IF_ERROR(impl_->Invoke(security::AccountRef("post"), false, [&](grpc::ClientContext& ctx) {
-    return impl_->admin->RotateStoreKey(&ctx, req, &resp);
-  }));
+  BULWARK_RETURN_IF_ERROR(impl_->Invoke(
+      security::AccountRef("post"), false,
+      [&](grpc::ClientContext& ctx, Impl::Stubs& stubs) { return stubs.admin->RotateStoreKey(&ctx, req, &resp); }));
   return resp.version();
 }
 
@@ -425,10 +465,9 @@ Result<uint32_t> Client::RotateDataKey(const std::string& db, const std::string&
   req.set_database(db);
   req.set_container(container);
   v1::RotateDataKeyResponse resp;
-  BULWARK_RETURN_IF_ERROR(impl_->Invoke(security::ContainerRef("put", db, container), false,
-                                        [&](grpc::ClientContext& ctx) {
-                                          return impl_->admin->RotateDataKey(&ctx, req, &resp);
-                                        }));
+  BULWARK_RETURN_IF_ERROR(impl_->Invoke(
+      security::ContainerRef("put", db, container), false,
+      [&](grpc::ClientContext& ctx, Impl::Stubs& stubs) { return stubs.admin->RotateDataKey(&ctx, req, &resp); }));
   return resp.version();
 }
 
@@ -436,15 +475,17 @@ Result<std::string> Client::RotateMasterKey(const std::string& new_key_uri) {
   v1::RotateMasterKeyRequest req;
   req.set_new_key_uri(new_key_uri);
   v1::RotateMasterKeyResponse resp;
-  BULWARK_RETURN_IF_ERROR(impl_->Invoke(security::AccountRef("post"), false, [&](grpc::ClientContext& ctx) {
-    return impl_->admin->RotateMasterKey(&ctx, req, &resp);
-  }));
+  BULWARK_RETURN_IF_ERROR(impl_->Invoke(
+      security::AccountRef("post"), false,
+      [&](grpc::ClientContext& ctx, Impl::Stubs& stubs) { return stubs.admin->RotateMasterKey(&ctx, req, &resp); }));
   return resp.master_key_id();
 }
 
 std::string Client::SessionToken(const std::string& db, const std::string& container) const {
   return impl_->Session(db, container);
 }
+
+std::string Client::CurrentEndpoint() const { return impl_->targets[impl_->current.load()]; }
 
 std::string PartitionKeyArgToJson(const std::string& arg) {
   const nlohmann::json v = nlohmann::json::parse(arg, nullptr, false);

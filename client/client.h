@@ -2,11 +2,20 @@
 // bulwark::client::Client: the C++ client library.
 //
 // Every request is signed with the account key (Cosmos DB master-key scheme)
-// and sent over TLS to one endpoint. The client remembers the newest session
-// token of each container it wrote or read and sends it with reads, so a
-// Session read sees the client's own writes. Reads and lists are retried with
-// exponential backoff on UNAVAILABLE; writes are not retried (until the server
-// deduplicates by request id, a retried write could apply twice).
+// and sent over TLS. The client remembers the newest session token of each
+// container it wrote or read and sends it with reads, so a Session read sees
+// the client's own writes.
+//
+// Retries and failover: reads, lists, Status and item writes are retried on
+// UNAVAILABLE (a node that is down, draining for shutdown, or cut off from
+// its leader) with exponential backoff, at most `max_retries` times per call.
+// Item writes may retry because they carry a request id the replica set
+// applies once. Database and container writes and admin calls are not
+// retried: they carry no request id, so a retry could apply twice.
+// With `endpoints` set, every failed UNAVAILABLE attempt also moves the client
+// on to the next endpoint (round robin) and the retry goes there; the client
+// stays on the node that answered, so later calls start there too. Without
+// `endpoints` every attempt goes to `endpoint`.
 //
 // Ownership: Connect returns the only owner. Thread safety: all methods may be
 // called concurrently. Errors come back as Status with the server's message;
@@ -25,12 +34,18 @@
 namespace bulwark::client {
 
 struct ClientOptions {
-  std::string endpoint;  // host:port
+  // host:port of the node to use first. May be empty if `endpoints` is not.
+  std::string endpoint;
+  // Every node of the replica set (host:port each), for failover; the client
+  // starts at `endpoint` (added to the rotation if missing), else at the
+  // first. One gRPC channel per endpoint, opened on first use.
+  std::vector<std::string> endpoints;
   std::string ca_file;   // PEM of the CA that signed the server's certificate
   std::string key;       // the account key, base64
   bool insecure = false; // plaintext: only against a server started with --insecure
   std::chrono::milliseconds deadline{30'000};
-  int max_read_retries = 3;
+  // Retries per call after the first attempt (see the top of this file).
+  int max_retries = 3;
   std::chrono::milliseconds retry_backoff{50};
 };
 
@@ -121,8 +136,9 @@ struct KeyStatus {
 
 class Client {
  public:
-  // InvalidArgument for a missing endpoint or key, NotFound for an unreadable
-  // CA file. Connecting is lazy: an unreachable server shows on the first call.
+  // InvalidArgument for no endpoint at all or a missing key, NotFound for an
+  // unreadable CA file. Connecting is lazy: an unreachable server shows on the
+  // first call.
   static Result<std::unique_ptr<Client>> Connect(const ClientOptions& options);
   ~Client();
 
@@ -170,6 +186,8 @@ class Client {
 
   // The newest session token this client holds for a container ("" if none).
   std::string SessionToken(const std::string& db, const std::string& container) const;
+  // The endpoint the next call goes to first (moves on failover).
+  std::string CurrentEndpoint() const;
 
   struct Impl;
 

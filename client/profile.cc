@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -27,9 +28,23 @@ Result<ClientOptions> LoadProfile(const std::string& dir) {
     BULWARK_ASSIGN_OR_RETURN(options.endpoint, text("endpoint"));
     BULWARK_ASSIGN_OR_RETURN(options.ca_file, text("ca_file"));
     BULWARK_ASSIGN_OR_RETURN(options.key, text("key"));
+    if (j.contains("endpoints")) {
+      const auto& list = j["endpoints"];
+      if (!list.is_array()) return Status::InvalidArgument(path.string() + ": 'endpoints' must be an array");
+      for (const auto& e : list) {
+        if (!e.is_string()) return Status::InvalidArgument(path.string() + ": 'endpoints' must hold strings");
+        options.endpoints.push_back(e.get<std::string>());
+      }
+    }
     if (j.contains("insecure") && j["insecure"].is_boolean()) options.insecure = j["insecure"].get<bool>();
   }
-  if (const char* v = std::getenv("BULWARK_ENDPOINT"); v && *v) options.endpoint = v;
+  // An endpoint from the environment names the one node to talk to: the
+  // profile's other nodes are dropped, so the client cannot fail over to a
+  // node of some other cluster.
+  if (const char* v = std::getenv("BULWARK_ENDPOINT"); v && *v) {
+    options.endpoint = v;
+    options.endpoints.clear();
+  }
   if (const char* v = std::getenv("BULWARK_CA"); v && *v) options.ca_file = v;
   if (const char* v = std::getenv("BULWARK_KEY"); v && *v) options.key = v;
   return options;
@@ -37,7 +52,13 @@ Result<ClientOptions> LoadProfile(const std::string& dir) {
 
 Status WriteProfile(const std::string& dir, const ClientOptions& options) {
   const std::filesystem::path path = std::filesystem::path(dir) / kProfileFile;
-  const nlohmann::json j = {{"endpoint", options.endpoint}, {"ca_file", options.ca_file}, {"key", options.key}};
+  // `endpoint` stays (the first node) for readers of the older one-node
+  // profile; `endpoints` lists every node for failover and `bulwark status`.
+  std::vector<std::string> endpoints = options.endpoints;
+  if (endpoints.empty() && !options.endpoint.empty()) endpoints.push_back(options.endpoint);
+  const std::string first = options.endpoint.empty() && !endpoints.empty() ? endpoints.front() : options.endpoint;
+  const nlohmann::json j = {
+      {"endpoint", first}, {"endpoints", endpoints}, {"ca_file", options.ca_file}, {"key", options.key}};
   const mode_t old_mask = ::umask(077);
   std::ofstream out(path);
   out << j.dump(2) << "\n";

@@ -2,6 +2,10 @@
 // Where the CLI finds its connection: `.bulwark/client.json` (written by
 // `bulwark cluster up`), overridden by the environment (BULWARK_ENDPOINT,
 // BULWARK_CA, BULWARK_KEY), overridden by flags. Thread-safe (pure).
+//
+// client.json: {"endpoint": first node, "endpoints": [every node],
+// "ca_file", "key", "insecure"}. A profile without "endpoints" (written
+// before replica sets) still loads, as a set of one.
 
 #include <string>
 
