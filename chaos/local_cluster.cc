@@ -208,9 +208,12 @@ std::string LocalCluster::node_log_path(int i) const {
 
 std::string LocalCluster::node_pid_path(int i) const { return (NodeDir(options_.dir, i) / kPidFileName).string(); }
 
-std::string LocalCluster::members() const {
+// A founding node knows the founders; a spare knows everyone (it learns the
+// real membership from the leader once added).
+std::string LocalCluster::members(int node) const {
   std::string out;
-  for (int i = 1; i <= options_.nodes; ++i) {
+  const int last = node <= founding() ? founding() : options_.nodes;
+  for (int i = 1; i <= last; ++i) {
     if (!out.empty()) out += ",";
     out += std::to_string(i) + "=" + node_peer_endpoint(i);
   }
@@ -239,8 +242,9 @@ std::vector<std::string> LocalCluster::Command(int i) const {
       "--peer-listen",
       node_peer_endpoint(i),
       "--members",
-      members(),
+      members(i),
   };
+  if (i > founding()) cmd.push_back("--join");
   if (options_.insecure) {
     cmd.push_back("--insecure");
   } else {
@@ -277,11 +281,11 @@ bool LocalCluster::running() const {
 }
 
 Status LocalCluster::Start() {
-  for (int i = 1; i <= options_.nodes; ++i) {
+  for (int i = 1; i <= founding(); ++i) {
     if (!node_running(i)) BULWARK_RETURN_IF_ERROR(StartNode(i, /*wait_ready=*/false));
   }
-  for (int i = 1; i <= options_.nodes; ++i) BULWARK_RETURN_IF_ERROR(StartNode(i, /*wait_ready=*/true));
-  if (options_.nodes > 1) return WaitForLeader().status();
+  for (int i = 1; i <= founding(); ++i) BULWARK_RETURN_IF_ERROR(StartNode(i, /*wait_ready=*/true));
+  if (founding() > 1) return WaitForLeader().status();
   return Status::Ok();
 }
 

@@ -46,7 +46,11 @@ struct ClusterOptions {
   bool insecure = false;
   std::vector<std::string> extra_args;  // appended to bulwarkd's command line
   std::string master_key_uri;           // default: file:<dir>/master.key
-  int nodes = 1;                        // replica-set size
+  int nodes = 1;                        // nodes laid out (the replica set plus spares)
+  // The nodes 1..founding_nodes form the set and Start() starts them; the
+  // rest are spares that StartNode starts with --join, for `node add`
+  // (0: every node founds the set).
+  int founding_nodes = 0;
 };
 
 class LocalCluster {
@@ -130,7 +134,8 @@ class LocalCluster {
   void Forget(int i);
   std::vector<std::string> Command(int i) const;
   Result<int> WaitExit(int i, std::chrono::milliseconds timeout);
-  std::string members() const;
+  std::string members(int i) const;
+  int founding() const { return options_.founding_nodes == 0 ? options_.nodes : options_.founding_nodes; }
 
   ClusterOptions options_;
   std::string account_key_;

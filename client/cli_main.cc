@@ -455,6 +455,67 @@ int TransferLeader(const Globals& g, uint64_t to) {
   return Fail(last);
 }
 
+// Waits until node `id` has caught up with the leader (lag 0 in the
+// leader's member table, read from whichever profile node leads), up to
+// `timeout`.
+Status WaitCaughtUp(const Globals& g, uint64_t id, std::chrono::seconds timeout) {
+  BULWARK_ASSIGN_OR_RETURN(ClientOptions options, Options(g));
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    for (const auto& r : QueryNodes(options)) {
+      if (!r.error.ok() || r.status.role != "leader") continue;
+      for (const auto& m : r.status.members) {
+        if (m.id == id && m.match_index > 0 && m.lag == 0) return Status::Ok();
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return Status::DeadlineExceeded("node " + std::to_string(id) + " did not catch up with the leader in time");
+}
+
+std::string Voters(const std::vector<uint64_t>& voters) {
+  std::string out;
+  for (uint64_t v : voters) out += (out.empty() ? "" : ", ") + std::to_string(v);
+  return out;
+}
+
+void AddNodeCommands(CLI::App& app, Globals& g, int& rc) {
+  auto* node = app.add_subcommand("node", "change the replica set's membership, one node at a time")
+                   ->require_subcommand(1);
+  static uint64_t id = 0, old_id = 0;
+  static std::string peer;
+  auto* add = node->add_subcommand("add", "add a node (start it first with bulwarkd --join)")->callback([&] {
+    rc = WithClient(g, [&](Client& c) -> Status {
+      BULWARK_ASSIGN_OR_RETURN(auto voters, c.AddNode(id, peer));
+      std::cout << "node " << id << " added; voters: " << Voters(voters) << "\n";
+      return Status::Ok();
+    });
+  });
+  add->add_option("ID", id, "the new node's replica id")->required()->check(CLI::PositiveNumber);
+  add->add_option("PEER_ADDRESS", peer, "the new node's peer address, ip:port")->required();
+  auto* remove = node->add_subcommand("remove", "remove a node from the replica set")->callback([&] {
+    rc = WithClient(g, [&](Client& c) -> Status {
+      BULWARK_ASSIGN_OR_RETURN(auto voters, c.RemoveNode(id));
+      std::cout << "node " << id << " removed; voters: " << Voters(voters) << "\n";
+      return Status::Ok();
+    });
+  });
+  remove->add_option("ID", id, "the node's replica id")->required()->check(CLI::PositiveNumber);
+  auto* replace = node->add_subcommand("replace", "add NEW, wait until it has caught up, then remove OLD")->callback([&] {
+    rc = WithClient(g, [&](Client& c) -> Status {
+      BULWARK_RETURN_IF_ERROR(c.AddNode(id, peer).status());
+      std::cout << "node " << id << " added; waiting for it to catch up...\n" << std::flush;
+      BULWARK_RETURN_IF_ERROR(WaitCaughtUp(g, id, std::chrono::seconds(120)));
+      BULWARK_ASSIGN_OR_RETURN(auto voters, c.RemoveNode(old_id));
+      std::cout << "node " << old_id << " replaced by node " << id << "; voters: " << Voters(voters) << "\n";
+      return Status::Ok();
+    });
+  });
+  replace->add_option("OLD", old_id, "the node to retire")->required()->check(CLI::PositiveNumber);
+  replace->add_option("NEW", id, "the new node's replica id")->required()->check(CLI::PositiveNumber);
+  replace->add_option("PEER_ADDRESS", peer, "the new node's peer address, ip:port")->required();
+}
+
 void AddDatabaseCommands(CLI::App& app, Globals& g, int& rc) {
   auto* db = app.add_subcommand("db", "databases")->require_subcommand(1);
   static std::string name;
@@ -697,6 +758,7 @@ int main(int argc, char** argv) {
   AddContainerCommands(app, g, rc);
   AddItemCommands(app, g, rc);
   AddKeyCommands(app, g, rc);
+  AddNodeCommands(app, g, rc);
   auto* status =
       app.add_subcommand("status", "show every node of the replica set: role, term, indexes, lag, keys")->callback([&] {
         rc = ShowStatus(g);

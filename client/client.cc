@@ -437,6 +437,27 @@ Result<uint64_t> Client::TransferLeader(uint64_t to) {
   return resp.leader_id();
 }
 
+Result<std::vector<uint64_t>> Client::AddNode(uint64_t id, const std::string& peer_address) {
+  v1::AddNodeRequest req;
+  req.set_id(id);
+  req.set_peer_address(peer_address);
+  v1::MembershipResponse resp;
+  BULWARK_RETURN_IF_ERROR(impl_->Invoke(
+      security::AccountRef("post"), false,
+      [&](grpc::ClientContext& ctx, Impl::Stubs& stubs) { return stubs.admin->AddNode(&ctx, req, &resp); }));
+  return std::vector<uint64_t>(resp.voters().begin(), resp.voters().end());
+}
+
+Result<std::vector<uint64_t>> Client::RemoveNode(uint64_t id) {
+  v1::RemoveNodeRequest req;
+  req.set_id(id);
+  v1::MembershipResponse resp;
+  BULWARK_RETURN_IF_ERROR(impl_->Invoke(
+      security::AccountRef("post"), false,
+      [&](grpc::ClientContext& ctx, Impl::Stubs& stubs) { return stubs.admin->RemoveNode(&ctx, req, &resp); }));
+  return std::vector<uint64_t>(resp.voters().begin(), resp.voters().end());
+}
+
 Result<KeyStatus> Client::GetKeyStatus() {
   v1::KeyStatusRequest req;
   v1::KeyStatusResponse resp;

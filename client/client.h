@@ -173,6 +173,10 @@ class Client {
   Result<NodeStatus> GetStatus();
   // Moves the replica set's leadership to node `to`; returns the new leader.
   Result<uint64_t> TransferLeader(uint64_t to);
+  // Membership, one node at a time; both return the voters afterwards.
+  // AddNode: start the new node with --join first (it waits to be added).
+  Result<std::vector<uint64_t>> AddNode(uint64_t id, const std::string& peer_address);
+  Result<std::vector<uint64_t>> RemoveNode(uint64_t id);
 
   // Keys (admin). RotateStoreKey returns the new version; the node rewrites
   // older files in the background (GetKeyStatus shows progress).

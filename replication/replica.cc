@@ -177,6 +177,19 @@ Result<std::unique_ptr<Replica>> Replica::Start(ReplicaOptions options, storage:
   BULWARK_ASSIGN_OR_RETURN(std::string conf_bytes, store->AppliedConfState());
   raft::ConfState cs;
   if (conf_bytes.empty()) {
+    if (!options.join && impl->log->LastIndex() == 0 && impl->log->hard_state().IsEmpty()) {
+      // Founding a set: the initial membership goes into the log as its
+      // first entries, committed, as etcd does. Every founder writes the
+      // same ones, and a node added later replays them, so it learns the
+      // whole membership rather than only its own addition.
+      std::vector<raft::Entry> founders;
+      for (const auto& [id, addr] : options.members) {
+        founders.push_back({1, founders.size() + 1, raft::EntryType::kConfChange,
+                            raft::ConfChange{raft::ConfChangeType::kAddNode, id}.Encode()});
+      }
+      BULWARK_RETURN_IF_ERROR(
+          impl->log->Persist(raft::HardState{1, raft::kNone, founders.size()}, founders, /*sync=*/true));
+    }
     if (!options.join) {
       for (const auto& [id, addr] : options.members) cs.voters.push_back(id);
     }

@@ -600,7 +600,11 @@ void PeerServiceImpl::HandleMessage(const v1::RaftMessage& wire, Inbound& in, Se
     return;
   }
   raft::Message m = std::move(decoded).value();
-  if (m.to != transport_->options.self_id || m.from != in.from || raft::IsLocalMessage(m.type)) {
+  // A forwarded leadership transfer names the transferee in `from`, not the
+  // member that forwarded it (the Raft core's convention); every other
+  // message must come from the authenticated sender.
+  const bool from_ok = m.from == in.from || m.type == raft::MessageType::kTransferLeader;
+  if (m.to != transport_->options.self_id || !from_ok || raft::IsLocalMessage(m.type)) {
     spdlog::warn("event=message_dropped from={} reason=\"misaddressed {} from={} to={}\"", in.from,
                  raft::MessageTypeName(m.type), m.from, m.to);
     // The sender still waits for a verdict on its snapshot.

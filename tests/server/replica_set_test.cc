@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <fstream>
 #include <map>
@@ -39,12 +40,13 @@ struct TestSet {
   TempDir dir;
   std::unique_ptr<chaos::LocalCluster> cluster;
 
-  explicit TestSet(std::vector<std::string> extra_args = {}) {
+  explicit TestSet(std::vector<std::string> extra_args = {}, int spares = 0) {
     chaos::ClusterOptions o;
     o.dir = dir.sub("cluster");
     o.bin_dir = BULWARK_BIN_DIR;
     o.ip = NextRegionIp();
-    o.nodes = 4;
+    o.nodes = 4 + spares;
+    o.founding_nodes = 4;
     o.metrics_port = 0;
     // Strong as the account default, so a request may ask for any level.
     o.extra_args = {"--default-consistency", "Strong"};
@@ -97,6 +99,37 @@ bool Eventually(Fn&& fn, std::chrono::milliseconds timeout = kConverge) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   return fn();
+}
+
+// Waits until `node` has applied everything the leader had committed when
+// the wait began; false if it does not within kConverge.
+bool CaughtUp(const TestSet& set, int node) {
+  uint64_t target = 0;
+  for (int n = 1; n <= set.cluster->size(); ++n) {
+    if (!set.cluster->node_running(n)) continue;
+    auto s = set.Client(n)->GetStatus();
+    if (s.ok() && s->role == "leader") target = s->commit_index;
+  }
+  if (target == 0) return false;
+  auto c = set.Client(node);
+  return Eventually([&] {
+    auto s = c->GetStatus();
+    return s.ok() && s->applied_index >= target;
+  });
+}
+
+// How many of `ids` node `node` does not hold, read locally once it has
+// caught up (one read each: a node missing everything fails fast).
+size_t Missing(const TestSet& set, int node, const std::set<std::string>& ids) {
+  if (!CaughtUp(set, node)) return ids.size();
+  auto c = set.Client(node);
+  client::ReadOptions local;
+  local.consistency = ConsistencyLevel::kEventual;
+  size_t missing = 0;
+  for (const auto& id : ids) {
+    if (!c->ReadItem("db", "c", "\"t\"", id, local).ok()) ++missing;
+  }
+  return missing;
 }
 
 client::ReadOptions At(ConsistencyLevel level) {
@@ -199,23 +232,12 @@ TEST_CASE("Replica set: kill -9 of the leader under load loses no acknowledged w
   // Every acknowledged write is on every live node: check each with a local
   // (Eventual) read once the node has caught up, and a Strong read too.
   for (int n : survivors) {
-    auto c = set.Client(n);
-    size_t missing = 0;
-    for (const auto& id : acked) {
-      const bool present =
-          Eventually([&] { return c->ReadItem("db", "c", "\"t\"", id, At(ConsistencyLevel::kEventual)).ok(); },
-                     std::chrono::seconds(5));
-      if (!present) ++missing;
-    }
     INFO("node " << n);
-    CHECK(missing == 0);
+    CHECK(Missing(set, n, acked) == 0);
   }
   // The killed node restarts, rejoins and catches up with no operator action.
   REQUIRE(set.cluster->StartNode(old_leader).ok());
-  auto c = set.Client(old_leader);
-  for (const auto& id : acked) {
-    REQUIRE(Eventually([&] { return c->ReadItem("db", "c", "\"t\"", id, At(ConsistencyLevel::kEventual)).ok(); }));
-  }
+  CHECK(Missing(set, old_leader, acked) == 0);
 }
 
 TEST_CASE("Replica set: a retried request id is applied once", "[replica]") {
@@ -376,7 +398,8 @@ std::vector<std::string> OtherIps(const chaos::LocalCluster& c, int node) {
 
 }  // namespace
 
-TEST_CASE("Replica set: a partitioned minority cannot commit; the majority goes on; it converges after", "[replica][partition]") {
+TEST_CASE("Replica set: a partitioned minority cannot commit; the majority goes on; it converges after",
+          "[replica][partition]") {
   TestSet set;
   set.Seed();
   LeaderWatch watch(set);
@@ -409,7 +432,8 @@ TEST_CASE("Replica set: a partitioned minority cannot commit; the majority goes 
   {
     auto healed = set.Client(cut);
     for (const auto& id : acked) {
-      REQUIRE(Eventually([&] { return healed->ReadItem("db", "c", "\"t\"", id, At(ConsistencyLevel::kEventual)).ok(); }));
+      REQUIRE(
+          Eventually([&] { return healed->ReadItem("db", "c", "\"t\"", id, At(ConsistencyLevel::kEventual)).ok(); }));
     }
     // A write the minority refused was never applied anywhere.
     CHECK(healed->ReadItem("db", "c", "\"t\"", "minority-1", At(ConsistencyLevel::kStrong)).status().code() ==
@@ -448,10 +472,8 @@ TEST_CASE("Replica set: a partitioned minority cannot commit; the majority goes 
   net.Heal();
   for (int n = 1; n <= 4; ++n) {
     auto c = set.Client(n);
-    for (const auto& id : acked) {
-      INFO("node " << n << " item " << id);
-      REQUIRE(Eventually([&] { return c->ReadItem("db", "c", "\"t\"", id, At(ConsistencyLevel::kEventual)).ok(); }));
-    }
+    INFO("node " << n);
+    CHECK(Missing(set, n, acked) == 0);
     CHECK(c->ReadItem("db", "c", "\"t\"", "old-leader-1", At(ConsistencyLevel::kStrong)).status().code() ==
           Code::kNotFound);
   }
@@ -460,4 +482,94 @@ TEST_CASE("Replica set: a partitioned minority cannot commit; the majority goes 
   INFO("terms seen with a leader: " << watch.TermsSeen());
   CHECK(watch.TermsSeen() >= 2);
   CHECK(watch.Violations().empty());
+}
+
+TEST_CASE("Replica set: replace a node while writes run; move the leadership from a follower",
+          "[replica][membership]") {
+  TestSet set({}, /*spares=*/1);
+  set.Seed();
+  const int leader = set.Leader();
+  const int victim = leader == 4 ? 3 : 4;
+  std::vector<int> writers_on;
+  for (int n = 1; n <= 4; ++n) {
+    if (n != victim) writers_on.push_back(n);
+  }
+
+  std::mutex mu;
+  std::set<std::string> acked;
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> writers;
+  for (size_t t = 0; t < writers_on.size(); ++t) {
+    writers.emplace_back([&, t] {
+      auto c = set.Client(writers_on[t]);
+      for (int i = 0; !stop; ++i) {
+        const std::string id = "m" + std::to_string(t) + "-" + std::to_string(i);
+        if (c->UpsertItem("db", "c", ItemJson(id, i)).ok()) {
+          std::lock_guard lock(mu);
+          acked.insert(id);
+        }
+      }
+    });
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  // Node 5 starts with --join: it has no membership and waits to be added.
+  REQUIRE(set.cluster->StartNode(5).ok());
+  auto admin = set.Client(writers_on[0]);
+  auto added = admin->AddNode(5, set.cluster->node_peer_endpoint(5));
+  INFO(added.status().ToString());
+  REQUIRE(added.ok());
+  CHECK(added->size() == 5);
+  // Adding it again is refused.
+  CHECK(admin->AddNode(5, set.cluster->node_peer_endpoint(5)).status().code() == Code::kAlreadyExists);
+  // It catches up: the leader reports no lag for it.
+  REQUIRE(Eventually([&] {
+    for (int n : writers_on) {
+      auto s = set.Client(n)->GetStatus();
+      if (!s.ok() || s->role != "leader") continue;
+      for (const auto& m : s->members) {
+        if (m.id == 5 && m.match_index > 0 && m.lag < 50) return true;
+      }
+    }
+    return false;
+  }));
+  auto removed = admin->RemoveNode(victim);
+  INFO(removed.status().ToString());
+  REQUIRE(removed.ok());
+  CHECK(removed->size() == 4);
+  CHECK(std::find(removed->begin(), removed->end(), static_cast<uint64_t>(victim)) == removed->end());
+  REQUIRE(set.cluster->StopNode(victim).ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  stop = true;
+  for (auto& w : writers) w.join();
+  INFO("acknowledged " << acked.size() << " writes");
+  REQUIRE(acked.size() > 20);
+
+  std::vector<int> members = writers_on;
+  members.push_back(5);
+  for (int n : members) {
+    INFO("node " << n);
+    CHECK(Missing(set, n, acked) == 0);
+  }
+  // The new set: node 5 is a voter, the victim is gone, writes go on.
+  auto status = set.Client(5)->GetStatus();
+  REQUIRE(status.ok());
+  CHECK(status->role != "stopped");
+  REQUIRE(set.Client(5)->UpsertItem("db", "c", ItemJson("after-replace", 1)).ok());
+
+  // Leadership moves on request, even when a follower is asked.
+  const int lead = set.Leader();
+  int follower = 0, target = 0;
+  for (int n : members) {
+    if (n == lead) continue;
+    if (follower == 0) {
+      follower = n;
+    } else if (target == 0) {
+      target = n;
+    }
+  }
+  auto moved = set.Client(follower)->TransferLeader(static_cast<uint64_t>(target));
+  INFO(moved.status().ToString());
+  REQUIRE(moved.ok());
+  CHECK(*moved == static_cast<uint64_t>(target));
+  CHECK(set.Leader() == target);
 }
