@@ -441,7 +441,9 @@ Result<std::unique_ptr<chaos::LocalCluster>> StartCluster(const Config& cfg) {
   options.bin_dir = fs::read_symlink("/proc/self/exe").parent_path().string();
   options.ip = cfg.ip;
   options.port = cfg.port;
-  options.metrics_port = 0;
+  // Each node on its own address: one metrics port serves them all, so the
+  // raft counters (entries per fsync) can be read during a run.
+  options.metrics_port = cfg.port + 80;
   options.nodes = cfg.nodes;
   // Strong as the account default: a request may only relax the default, and
   // the benchmark asks for both Strong and Session reads.

@@ -77,6 +77,11 @@ struct ReplicaStatus {
   // Leader only: each member's replication progress (match index).
   std::map<uint64_t, uint64_t> match;
   std::string error;  // why the loop stopped, if it did
+  // Counters since start: how well proposals share fsyncs.
+  uint64_t log_syncs = 0;          // Persist calls that wrote entries
+  uint64_t entries_persisted = 0;  // entries those calls wrote
+  uint64_t entries_applied = 0;
+  uint64_t messages_sent = 0;
 };
 
 // The result of a committed proposal.

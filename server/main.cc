@@ -196,6 +196,14 @@ int Run(NodeConfig config) {
                    [&] { return static_cast<double>(node.replica->applied_index()); });
   metrics.AddGauge("bulwark_raft_is_leader", "1 if this node leads its replica set.",
                    [&] { return node.replica->is_leader() ? 1.0 : 0.0; });
+  metrics.AddGauge("bulwark_raft_log_syncs_total", "Raft log writes with entries (each one fsync).",
+                   [&] { return static_cast<double>(node.replica->status().log_syncs); });
+  metrics.AddGauge("bulwark_raft_entries_persisted_total", "Raft entries written to the log.",
+                   [&] { return static_cast<double>(node.replica->status().entries_persisted); });
+  metrics.AddGauge("bulwark_raft_entries_applied_total", "Committed raft entries handed to the state machine.",
+                   [&] { return static_cast<double>(node.replica->status().entries_applied); });
+  metrics.AddGauge("bulwark_raft_messages_sent_total", "Raft messages handed to the transport.",
+                   [&] { return static_cast<double>(node.replica->status().messages_sent); });
   metrics.AddGauge("bulwark_change_log_lsn", "Last LSN written to the change log.",
                    [&] { return static_cast<double>(node.store->last_lsn()); });
 
