@@ -17,6 +17,8 @@ namespace bulwark::replication {
 namespace {
 
 constexpr uint8_t kEntryFormat = 1;
+// The log's size on disk is asked of RocksDB once per this many loop turns.
+constexpr uint32_t kSizeCheckTurns = 256;
 constexpr size_t kEntryHeaderBytes = 1 + 8 + 8;
 
 std::string EncodeEntry(uint64_t proposer, uint64_t seq, std::string_view command) {
@@ -141,6 +143,7 @@ struct Replica::Impl {
   std::map<uint64_t, uint64_t> match;
   std::vector<uint64_t> voters;
   uint64_t log_syncs = 0, entries_persisted = 0, entries_applied = 0, messages_sent = 0;
+  uint32_t turns_since_size_check = 0;  // loop-only
 
   std::mutex forward_mu;
   ForwardFn forward;  // GUARDED_BY(forward_mu)
@@ -448,8 +451,9 @@ Status Replica::Impl::HandleReady(raft::Ready& rd) {
     // already applied are skipped. Syncing it cost one fsync per
     // acknowledgement round.
     const raft::HardState& before = log->hard_state();
-    const bool must_sync = !rd.entries.empty() ||
-                           (rd.hard_state && (rd.hard_state->term != before.term || rd.hard_state->vote != before.vote));
+    const bool must_sync =
+        !rd.entries.empty() ||
+        (rd.hard_state && (rd.hard_state->term != before.term || rd.hard_state->vote != before.vote));
     BULWARK_RETURN_IF_ERROR(log->Persist(rd.hard_state, rd.entries, options.sync_log && must_sync));
   }
   {
@@ -549,7 +553,12 @@ Status Replica::Impl::ApplyEntries(const std::vector<raft::Entry>& entries) {
 }
 
 Status Replica::Impl::MaybeCompact() {
-  if (log->EntryCount() <= options.snapshot_entries) return Status::Ok();
+  bool over = log->EntryCount() > options.snapshot_entries;
+  if (!over && ++turns_since_size_check >= kSizeCheckTurns) {
+    turns_since_size_check = 0;
+    over = store->RaftLogBytes() > options.snapshot_bytes;
+  }
+  if (!over) return Status::Ok();
   const uint64_t applied_now = store->applied_index();
   if (applied_now <= options.keep_entries) return Status::Ok();
   const uint64_t to = std::min(applied_now - options.keep_entries, log->LastIndex());

@@ -54,6 +54,10 @@ struct ReplicaOptions {
   // further behind catches up by snapshot).
   uint64_t snapshot_entries = 20000;
   uint64_t keep_entries = 5000;
+  // ... or once the log's column family holds more than this many bytes
+  // (RocksDB's estimate, memtables included; checked every few hundred
+  // loop turns).
+  uint64_t snapshot_bytes = 256ull << 20;
   uint64_t rng_seed = 0;  // 0: from the node id and the clock
   // A node joining an existing replica set (after `bulwark node add`): it
   // starts with no membership of its own and learns it from the leader, so

@@ -185,6 +185,13 @@ Result<std::string> DocumentStore::AppliedConfState() const {
 Status DocumentStore::SyncWal() { return FromRocks(impl_->db->SyncWAL(), "cannot sync the WAL"); }
 
 rocksdb::DB* DocumentStore::raw_db() const { return impl_->db.get(); }
+
+uint64_t DocumentStore::RaftLogBytes() const {
+  uint64_t sst = 0, mem = 0;
+  impl_->db->GetIntProperty(impl_->raftlog, "rocksdb.live-sst-files-size", &sst);
+  impl_->db->GetIntProperty(impl_->raftlog, "rocksdb.cur-size-all-mem-tables", &mem);
+  return sst + mem;
+}
 rocksdb::ColumnFamilyHandle* DocumentStore::raft_log_cf() const { return impl_->raftlog; }
 
 Result<uint64_t> LoadAppliedIndex(const DocumentStore::Impl& s) {

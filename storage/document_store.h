@@ -215,6 +215,8 @@ class DocumentStore {
   // The raft log's column family and the database it lives in, for the
   // replication runner's RaftLogStore. Owned by the store.
   rocksdb::DB* raw_db() const;
+  // RocksDB's estimate of the raft log's bytes (SSTs and memtables).
+  uint64_t RaftLogBytes() const;
   rocksdb::ColumnFamilyHandle* raft_log_cf() const;
 
   // Keys. A new DEK version seals new writes; old items stay readable.

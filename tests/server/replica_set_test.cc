@@ -187,6 +187,24 @@ TEST_CASE("Replica set: writes through any node read back from every node at eve
   }
 }
 
+TEST_CASE("Replica set: a leader stopped cleanly hands its leadership over first", "[replica]") {
+  TestSet set;
+  set.Seed();
+  const int leader = set.Leader();
+  auto stopped = set.cluster->StopNode(leader);
+  REQUIRE(stopped.ok());
+  CHECK(*stopped == 0);
+  // The handoff happened (TimeoutNow to a caught-up follower), not an election
+  // after the leader vanished.
+  const std::string log = set.Log(leader);
+  CHECK(log.find("event=leadership_handed_off") != std::string::npos);
+  CHECK(log.find("done=true") != std::string::npos);
+  const int next = set.Leader();
+  CHECK(next != leader);
+  auto c = set.Client(next);
+  CHECK(c->UpsertItem("db", "c", ItemJson("after-handoff", 1)).ok());
+}
+
 TEST_CASE("Replica set: kill -9 of the leader under load loses no acknowledged write", "[replica]") {
   TestSet set;
   set.Seed();
