@@ -24,12 +24,15 @@
 
 #include "chaos/local_cluster.h"
 #include "client/client.h"
+#include "tests/server/run_command.h"
 #include "tests/test_util.h"
 
 extern char** environ;
 
 using namespace bulwark;
 using bulwark::testing::FreePort;
+using bulwark::testing::CommandResult;
+using bulwark::testing::RunCommand;
 using bulwark::testing::TempDir;
 using nlohmann::json;
 namespace fs = std::filesystem;
@@ -50,22 +53,6 @@ std::string ReadFile(const fs::path& path) {
   return s.str();
 }
 
-struct CommandResult {
-  int exit_code = -1;
-  std::string output;  // stdout and stderr
-};
-
-CommandResult RunCommand(const std::string& command) {
-  CommandResult r;
-  FILE* pipe = ::popen((command + " 2>&1").c_str(), "r");
-  REQUIRE(pipe != nullptr);
-  char buf[4096];
-  size_t n = 0;
-  while ((n = fread(buf, 1, sizeof(buf), pipe)) > 0) r.output.append(buf, n);
-  const int status = ::pclose(pipe);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
 
 // Polls `fn` until it returns true or `timeout` passes.
 template <typename Fn>

@@ -27,10 +27,13 @@
 #include "client/client.h"
 #include "client/profile.h"
 #include "security/request_signing.h"
+#include "tests/server/run_command.h"
 #include "tests/test_util.h"
 
 using namespace bulwark;
 using bulwark::testing::FreePort;
+using bulwark::testing::CommandResult;
+using bulwark::testing::RunCommand;
 using bulwark::testing::TempDir;
 namespace v1 = bulwark::v1;
 using nlohmann::json;
@@ -144,22 +147,6 @@ grpc::Status GenericCall(const TestNode& node, const std::string& method, const 
   return result;
 }
 
-struct CommandResult {
-  int exit_code = -1;
-  std::string output;  // stdout and stderr
-};
-
-CommandResult RunCommand(const std::string& command) {
-  CommandResult r;
-  FILE* pipe = ::popen((command + " 2>&1").c_str(), "r");
-  REQUIRE(pipe != nullptr);
-  char buf[4096];
-  size_t n = 0;
-  while ((n = fread(buf, 1, sizeof(buf), pipe)) > 0) r.output.append(buf, n);
-  const int status = ::pclose(pipe);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
 
 }  // namespace
 
