@@ -472,7 +472,8 @@ TEST_CASE("Stop returns promptly with a stream and a snapshot transfer open", "[
     REQUIRE(n1->handler.snapshot_status == std::vector<std::pair<uint64_t, bool>>{{2, true}});
   }
   // The receiver learns the transfer broke and discards it.
-  REQUIRE(n2->handler.WaitUntil([&] { return n2->handler.events.back() == "end:1:aborted"; }));
+  REQUIRE(n2->handler.WaitUntil(
+      [&] { return !n2->handler.events.empty() && n2->handler.events.back() == "end:1:aborted"; }));
   before = std::chrono::steady_clock::now();
   n2->transport->Stop();
   REQUIRE(std::chrono::steady_clock::now() - before < 3s);
