@@ -468,6 +468,9 @@ Status Raft::StepFollower(Message& m) {
       Hup(CampaignType::kTransfer);
       return Status::Ok();
     case MessageType::kReadIndexResp:
+      // Only our leader confirms reads: an index from any other peer could
+      // be stale and would serve a non-linearizable read.
+      if (lead_ == kNone || m.from != lead_) return Status::Ok();
       read_states_.push_back(ReadState{m.index, m.context});
       return Status::Ok();
     default:

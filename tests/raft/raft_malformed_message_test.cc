@@ -259,5 +259,23 @@ TEST_CASE("A granted pre-vote counts only in the term campaigned for", "[raft][m
   CHECK(c.raft(1).state() == StateRole::kCandidate);
 }
 
+TEST_CASE("A read-index answer from a peer that is not the leader is ignored", "[raft][malformed]") {
+  // A follower's linearizable read is confirmed by its leader only: a stale
+  // index from another peer would let it serve an old value.
+  TestCluster c = ElectedCluster();
+  REQUIRE(c.raft(2).lead() == 1);
+  const uint64_t t = c.raft(2).term();
+  Message fake = Msg(MessageType::kReadIndexResp, 3, 2, t);
+  fake.index = 1;
+  fake.context = "ctx";
+  REQUIRE(c.node(2).raw->Step(fake).ok());
+  CHECK(c.raft(2).read_states().empty());
+  Message real = fake;
+  real.from = 1;
+  REQUIRE(c.node(2).raw->Step(real).ok());
+  REQUIRE(c.raft(2).read_states().size() == 1);
+  CHECK(c.raft(2).read_states()[0].index == 1);
+}
+
 }  // namespace
 }  // namespace bulwark::raft
