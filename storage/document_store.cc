@@ -31,7 +31,6 @@ constexpr const char* kChangeLogCf = "changelog";
 constexpr const char* kRaftLogCf = "raftlog";
 constexpr const char* kStagingCf = "staging";
 
-
 // The key check: a random secret wrapped by the master key, and the key's id.
 // `wrap` is the master key's Wrap (the keyring's or a new key's).
 template <typename WrapFn>
@@ -143,8 +142,7 @@ std::string ContainerCacheKey(std::string_view db, std::string_view container) {
 
 // A command for a container names the rid it was prepared against: if the
 // container was since deleted (and maybe re-created), it no longer applies.
-Result<std::shared_ptr<const CachedContainer>> CommandContainer(const DocumentStore::Impl& s,
-                                                               const WriteCommand& cmd) {
+Result<std::shared_ptr<const CachedContainer>> CommandContainer(const DocumentStore::Impl& s, const WriteCommand& cmd) {
   BULWARK_ASSIGN_OR_RETURN(auto c, s.FindContainer(cmd.database, cmd.container));
   if (c->rid_raw != cmd.rid) {
     return Status::NotFound("container '" + cmd.container + "' was deleted and re-created");
@@ -403,7 +401,6 @@ Result<CommandEffect> CreateDatabaseEffect(DocumentStore::Impl& s, const WriteCo
   return e;
 }
 
-
 Result<CommandEffect> CreateContainerEffect(DocumentStore::Impl& s, const WriteCommand& cmd) {
   CommandEffect e;
   auto dbrec = s.Get(s.meta, DatabaseMetaKey(cmd.database));
@@ -478,8 +475,7 @@ Result<CommandEffect> RotateDataKeyEffect(DocumentStore::Impl& s, const WriteCom
   const auto versions = s.keyring.Versions((*c)->info.rid);
   const uint32_t next = versions.empty() ? 1 : versions.back() + 1;
   BULWARK_ASSIGN_OR_RETURN(auto dek, s.keyring.AddDataKey((*c)->info.rid, next, cmd.data_key, cmd.ts));
-  e.mutations.push_back(
-      {Mutation::Kind::kPut, s.meta, DataKeyMetaKey((*c)->info.rid, dek.version), dek.EncodeValue()});
+  e.mutations.push_back({Mutation::Kind::kPut, s.meta, DataKeyMetaKey((*c)->info.rid, dek.version), dek.EncodeValue()});
   e.change.emplace();
   e.change->op = ChangeOp::kRotateDataKey;
   e.change->database = cmd.database;
@@ -513,13 +509,20 @@ Result<CommandEffect> SetMemberEffect(DocumentStore::Impl& s, const WriteCommand
 
 Result<CommandEffect> DdlCommandEffect(DocumentStore::Impl& s, const WriteCommand& cmd) {
   switch (cmd.kind) {
-    case WriteCommand::Kind::kSetMember: return SetMemberEffect(s, cmd);
-    case WriteCommand::Kind::kCreateDatabase: return CreateDatabaseEffect(s, cmd);
-    case WriteCommand::Kind::kDeleteDatabase: return DeleteDatabaseEffect(s, cmd);
-    case WriteCommand::Kind::kCreateContainer: return CreateContainerEffect(s, cmd);
-    case WriteCommand::Kind::kDeleteContainer: return DeleteContainerEffect(s, cmd);
-    case WriteCommand::Kind::kRotateDataKey: return RotateDataKeyEffect(s, cmd);
-    default: return Status::Internal("not a database or container command");
+    case WriteCommand::Kind::kSetMember:
+      return SetMemberEffect(s, cmd);
+    case WriteCommand::Kind::kCreateDatabase:
+      return CreateDatabaseEffect(s, cmd);
+    case WriteCommand::Kind::kDeleteDatabase:
+      return DeleteDatabaseEffect(s, cmd);
+    case WriteCommand::Kind::kCreateContainer:
+      return CreateContainerEffect(s, cmd);
+    case WriteCommand::Kind::kDeleteContainer:
+      return DeleteContainerEffect(s, cmd);
+    case WriteCommand::Kind::kRotateDataKey:
+      return RotateDataKeyEffect(s, cmd);
+    default:
+      return Status::Internal("not a database or container command");
   }
 }
 
@@ -547,28 +550,29 @@ Result<WriteCommand> DocumentStore::PrepareCreateContainer(std::string_view db, 
   return c;
 }
 
-Result<WriteCommand> DocumentStore::PrepareDeleteContainer(std::string_view db, std::string_view container) const {
-  std::shared_lock lock(impl_->ddl_mu);
-  BULWARK_ASSIGN_OR_RETURN(auto found, impl_->FindContainer(db, container));
+namespace {
+// A command against an existing container, bound to its current rid.
+Result<WriteCommand> ContainerCommand(const DocumentStore::Impl& s, WriteCommand::Kind kind, std::string_view db,
+                                      std::string_view container) {
+  std::shared_lock lock(s.ddl_mu);
+  BULWARK_ASSIGN_OR_RETURN(auto found, s.FindContainer(db, container));
   WriteCommand c;
-  c.kind = WriteCommand::Kind::kDeleteContainer;
+  c.kind = kind;
   c.database = db;
   c.container = container;
   c.rid = found->rid_raw;
   c.ts = NowUnixSeconds();
   return c;
 }
+}  // namespace
+
+Result<WriteCommand> DocumentStore::PrepareDeleteContainer(std::string_view db, std::string_view container) const {
+  return ContainerCommand(*impl_, WriteCommand::Kind::kDeleteContainer, db, container);
+}
 
 Result<WriteCommand> DocumentStore::PrepareRotateDataKey(std::string_view db, std::string_view container) const {
-  std::shared_lock lock(impl_->ddl_mu);
-  BULWARK_ASSIGN_OR_RETURN(auto found, impl_->FindContainer(db, container));
-  WriteCommand c;
-  c.kind = WriteCommand::Kind::kRotateDataKey;
-  c.database = db;
-  c.container = container;
-  c.rid = found->rid_raw;
+  BULWARK_ASSIGN_OR_RETURN(WriteCommand c, ContainerCommand(*impl_, WriteCommand::Kind::kRotateDataKey, db, container));
   c.data_key = crypto::RandomBytes(crypto::kDataKeyBytes);
-  c.ts = NowUnixSeconds();
   return c;
 }
 
@@ -691,10 +695,10 @@ Status DocumentStore::RotateMasterKey(crypto::MasterKey new_master) {
 
 std::string DocumentStore::master_key_id() const { return impl_->keyring.master_key_id(); }
 
-
 Result<StoredSecret> DocumentStore::LoadOrCreateSecret(std::string_view name, size_t size, std::string_view initial) {
   if (name.empty() || name.size() > 128) return Status::InvalidArgument("a secret needs a name of 1..128 bytes");
-  if (!initial.empty() && initial.size() != size) return Status::InvalidArgument("the initial secret has the wrong size");
+  if (!initial.empty() && initial.size() != size)
+    return Status::InvalidArgument("the initial secret has the wrong size");
   std::unique_lock lock(impl_->ddl_mu);
   const std::string key = std::string(kSecretMetaPrefix) + std::string(name);
   auto stored = impl_->Get(impl_->meta, key);
@@ -708,9 +712,9 @@ Result<StoredSecret> DocumentStore::LoadOrCreateSecret(std::string_view name, si
   if (stored.status().code() != Code::kNotFound) return stored.status();
   StoredSecret fresh{initial.empty() ? crypto::SecretBytes::Random(size) : crypto::SecretBytes::CopyFrom(initial),
                      NowUnixSeconds()};
-  std::vector<Mutation> m{{Mutation::Kind::kPut, impl_->meta, key,
-                           EncodeSecret(fresh.created_unix_s,
-                                        impl_->keyring.WrapSecret(fresh.value.view(), SecretContext(name)))}};
+  std::vector<Mutation> m{
+      {Mutation::Kind::kPut, impl_->meta, key,
+       EncodeSecret(fresh.created_unix_s, impl_->keyring.WrapSecret(fresh.value.view(), SecretContext(name)))}};
   BULWARK_RETURN_IF_ERROR(impl_->queue->Commit(std::move(m), nullptr, /*force_sync=*/true).status());
   return fresh;
 }
