@@ -1,5 +1,7 @@
 #include "client/client.h"
 
+#include "proto/grpc_status.h"
+
 #include <algorithm>
 #include <atomic>
 #include <fstream>
@@ -21,47 +23,6 @@ namespace {
 
 namespace v1 = ::bulwark::v1;
 using security::ResourceRef;
-
-Code FromGrpcCode(grpc::StatusCode code) {
-  switch (code) {
-    case grpc::StatusCode::OK: return Code::kOk;
-    case grpc::StatusCode::INVALID_ARGUMENT: return Code::kInvalidArgument;
-    case grpc::StatusCode::NOT_FOUND: return Code::kNotFound;
-    case grpc::StatusCode::ALREADY_EXISTS: return Code::kAlreadyExists;
-    case grpc::StatusCode::ABORTED: return Code::kPreconditionFailed;
-    case grpc::StatusCode::OUT_OF_RANGE: return Code::kTooLarge;
-    case grpc::StatusCode::FAILED_PRECONDITION: return Code::kFailedPrecondition;
-    case grpc::StatusCode::PERMISSION_DENIED: return Code::kPermissionDenied;
-    case grpc::StatusCode::UNAUTHENTICATED: return Code::kUnauthenticated;
-    case grpc::StatusCode::DATA_LOSS: return Code::kCorruption;
-    case grpc::StatusCode::UNAVAILABLE: return Code::kUnavailable;
-    // The server cancelled a call it had not started (it was stopping).
-    case grpc::StatusCode::CANCELLED: return Code::kUnavailable;
-    case grpc::StatusCode::DEADLINE_EXCEEDED: return Code::kDeadlineExceeded;
-    case grpc::StatusCode::RESOURCE_EXHAUSTED: return Code::kResourceExhausted;
-    default: return Code::kInternal;
-  }
-}
-
-Status FromGrpc(const grpc::Status& s) {
-  if (s.ok()) return Status::Ok();
-  const std::string msg = s.error_message();
-  switch (FromGrpcCode(s.error_code())) {
-    case Code::kInvalidArgument: return Status::InvalidArgument(msg);
-    case Code::kNotFound: return Status::NotFound(msg);
-    case Code::kAlreadyExists: return Status::AlreadyExists(msg);
-    case Code::kPreconditionFailed: return Status::PreconditionFailed(msg);
-    case Code::kTooLarge: return Status::TooLarge(msg);
-    case Code::kFailedPrecondition: return Status::FailedPrecondition(msg);
-    case Code::kPermissionDenied: return Status::PermissionDenied(msg);
-    case Code::kUnauthenticated: return Status::Unauthenticated(msg);
-    case Code::kCorruption: return Status::Corruption(msg);
-    case Code::kUnavailable: return Status::Unavailable(msg);
-    case Code::kDeadlineExceeded: return Status::DeadlineExceeded(msg);
-    case Code::kResourceExhausted: return Status::ResourceExhausted(msg);
-    default: return Status::Internal(msg.empty() ? "gRPC error " + std::to_string(s.error_code()) : msg);
-  }
-}
 
 v1::ConsistencyLevel ToProto(const std::optional<ConsistencyLevel>& level) {
   return level ? static_cast<v1::ConsistencyLevel>(*level) : v1::CONSISTENCY_LEVEL_UNSPECIFIED;
@@ -123,7 +84,7 @@ struct Client::Impl {
   }
 
   // One RPC, signed, sent to the current endpoint. On UNAVAILABLE (CANCELLED
-  // from a stopping server counts too: see FromGrpcCode) the rotation moves
+  // from a stopping server counts too: see proto/grpc_status.h) the rotation moves
   // to the next endpoint, and a `retry` call tries again there after an
   // exponential backoff, at most options.max_retries times.
   template <typename Call>
@@ -134,13 +95,13 @@ struct Client::Impl {
       grpc::ClientContext ctx;
       Prepare(ctx, ref);
       const grpc::Status s = call(ctx, StubsFor(at));
-      const bool unavailable = FromGrpcCode(s.error_code()) == Code::kUnavailable;
+      const bool unavailable = FromGrpcStatus(s).code() == Code::kUnavailable;
       if (unavailable && targets.size() > 1) {
         // Only the first of several concurrent failures on `at` moves the
         // rotation, so they do not skip a healthy endpoint between them.
         current.compare_exchange_strong(at, (at + 1) % targets.size());
       }
-      if (!unavailable || !retry || attempt >= options.max_retries) return FromGrpc(s);
+      if (!unavailable || !retry || attempt >= options.max_retries) return FromGrpcStatus(s);
       std::this_thread::sleep_for(backoff);
       backoff *= 2;
     }
@@ -336,8 +297,7 @@ Result<Item> Client::UpsertItem(const std::string& db, const std::string& contai
 }
 
 Result<Item> Client::ReplaceItem(const std::string& db, const std::string& container, const std::string& id,
-                                 const std::string& json, const std::string& if_match,
-                                 const std::string& request_id) {
+                                 const std::string& json, const std::string& if_match, const std::string& request_id) {
   return WriteItem(*impl_, WriteKind::kReplace, db, container, id, json, if_match, request_id);
 }
 

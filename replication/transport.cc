@@ -1,5 +1,6 @@
 #include "replication/transport.h"
 
+#include "proto/grpc_status.h"
 #include "replication/source_address.h"
 
 #include <arpa/inet.h>
@@ -84,45 +85,6 @@ bool CertificateNames(X509* cert, const std::string& host) {
   if (inet_pton(AF_INET, host.c_str(), ip) == 1) return X509_check_ip(cert, ip, 4, 0) == 1;
   if (inet_pton(AF_INET6, host.c_str(), ip) == 1) return X509_check_ip(cert, ip, 16, 0) == 1;
   return X509_check_host(cert, host.data(), host.size(), 0, nullptr) == 1;
-}
-
-// The one place a Status becomes a gRPC status on this port.
-grpc::Status ToGrpcStatus(const Status& s) {
-  switch (s.code()) {
-    case Code::kOk:
-      return grpc::Status::OK;
-    case Code::kPermissionDenied:
-      return {grpc::StatusCode::PERMISSION_DENIED, s.message()};
-    case Code::kUnauthenticated:
-      return {grpc::StatusCode::UNAUTHENTICATED, s.message()};
-    case Code::kInvalidArgument:
-      return {grpc::StatusCode::INVALID_ARGUMENT, s.message()};
-    case Code::kUnavailable:
-      return {grpc::StatusCode::UNAVAILABLE, s.message()};
-    default:
-      return {grpc::StatusCode::INTERNAL, s.message()};
-  }
-}
-
-Status FromGrpcStatus(const grpc::Status& s, uint64_t peer) {
-  std::string msg = "peer " + std::to_string(peer) + ": " + s.error_message();
-  switch (s.error_code()) {
-    case grpc::StatusCode::OK:
-      return Status::Ok();
-    case grpc::StatusCode::DEADLINE_EXCEEDED:
-      return Status::DeadlineExceeded(std::move(msg));
-    case grpc::StatusCode::PERMISSION_DENIED:
-      return Status::PermissionDenied(std::move(msg));
-    case grpc::StatusCode::UNAUTHENTICATED:
-      return Status::Unauthenticated(std::move(msg));
-    case grpc::StatusCode::INVALID_ARGUMENT:
-      return Status::InvalidArgument(std::move(msg));
-    case grpc::StatusCode::UNAVAILABLE:
-    case grpc::StatusCode::CANCELLED:
-      return Status::Unavailable(std::move(msg));
-    default:
-      return Status::Internal(std::move(msg));
-  }
 }
 
 // gRPC takes the limit as an int.
@@ -799,7 +761,7 @@ Result<v1::ForwardResponse> Transport::Forward(uint64_t peer, const v1::ForwardR
   }
   v1::ForwardResponse response;
   grpc::Status st = stub->Forward(&ctx, outgoing, &response);
-  if (!st.ok()) return FromGrpcStatus(st, peer);
+  if (!st.ok()) return FromGrpcStatus(st.error_code(), "peer " + std::to_string(peer) + ": " + st.error_message());
   return response;
 }
 

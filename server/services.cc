@@ -13,27 +13,6 @@ using security::ResourceRef;
 using BStatus = ::bulwark::Status;
 using Ctx = grpc::ServerContext;
 
-grpc::StatusCode GrpcCode(Code code) {
-  switch (code) {
-    case Code::kOk: return grpc::StatusCode::OK;
-    case Code::kInvalidArgument: return grpc::StatusCode::INVALID_ARGUMENT;
-    case Code::kNotFound: return grpc::StatusCode::NOT_FOUND;
-    case Code::kAlreadyExists: return grpc::StatusCode::ALREADY_EXISTS;
-    case Code::kPreconditionFailed: return grpc::StatusCode::ABORTED;  // a failed test-and-set
-    case Code::kTooLarge: return grpc::StatusCode::OUT_OF_RANGE;
-    case Code::kFailedPrecondition: return grpc::StatusCode::FAILED_PRECONDITION;
-    case Code::kPermissionDenied: return grpc::StatusCode::PERMISSION_DENIED;
-    case Code::kUnauthenticated: return grpc::StatusCode::UNAUTHENTICATED;
-    case Code::kCorruption: return grpc::StatusCode::DATA_LOSS;
-    case Code::kIOError: return grpc::StatusCode::INTERNAL;
-    case Code::kUnavailable: return grpc::StatusCode::UNAVAILABLE;
-    case Code::kDeadlineExceeded: return grpc::StatusCode::DEADLINE_EXCEEDED;
-    case Code::kResourceExhausted: return grpc::StatusCode::RESOURCE_EXHAUSTED;
-    case Code::kInternal: return grpc::StatusCode::INTERNAL;
-  }
-  return grpc::StatusCode::UNKNOWN;
-}
-
 void FillDatabase(const storage::DatabaseInfo& d, v1::Database* out) {
   out->set_id(d.id);
   out->set_etag(d.etag);
@@ -59,11 +38,6 @@ std::string_view MetadataValue(const grpc::ServerContext* ctx, std::string_view 
 }  // namespace
 
 using Ctx = grpc::ServerContext;
-
-grpc::Status ToGrpcStatus(const BStatus& s) {
-  if (s.ok()) return grpc::Status::OK;
-  return grpc::Status(GrpcCode(s.code()), s.message());
-}
 
 Deadline RequestDeadline(const grpc::ServerContext* ctx, const NodeConfig& config) {
   return std::min(ctx->deadline(),

@@ -19,6 +19,7 @@
 #include "bulwark/v1/admin.grpc.pb.h"
 #include "bulwark/v1/document.grpc.pb.h"
 #include "crypto/secret.h"
+#include "proto/grpc_status.h"
 #include "security/request_signing.h"
 #include "server/config.h"
 #include "server/metrics.h"
@@ -58,8 +59,6 @@ struct NodeContext {
   std::set<std::string> plaintext_peers;  // GUARDED_BY(peers_mu): warned about once each
 };
 
-// The one place a Status becomes a gRPC status.
-grpc::Status ToGrpcStatus(const Status& s);
 // The deadline a request runs under: the client's, capped by
 // limits.request_deadline_ms.
 Deadline RequestDeadline(const grpc::ServerContext* ctx, const NodeConfig& config);

@@ -43,39 +43,6 @@ std::optional<MethodTypes> TypesOf(std::string_view method) {
   return std::nullopt;
 }
 
-Status FromGrpcCode(int code, std::string message) {
-  switch (static_cast<grpc::StatusCode>(code)) {
-    case grpc::StatusCode::OK:
-      return Status::Ok();
-    case grpc::StatusCode::INVALID_ARGUMENT:
-      return Status::InvalidArgument(std::move(message));
-    case grpc::StatusCode::NOT_FOUND:
-      return Status::NotFound(std::move(message));
-    case grpc::StatusCode::ALREADY_EXISTS:
-      return Status::AlreadyExists(std::move(message));
-    case grpc::StatusCode::ABORTED:
-      return Status::PreconditionFailed(std::move(message));
-    case grpc::StatusCode::OUT_OF_RANGE:
-      return Status::TooLarge(std::move(message));
-    case grpc::StatusCode::FAILED_PRECONDITION:
-      return Status::FailedPrecondition(std::move(message));
-    case grpc::StatusCode::PERMISSION_DENIED:
-      return Status::PermissionDenied(std::move(message));
-    case grpc::StatusCode::UNAUTHENTICATED:
-      return Status::Unauthenticated(std::move(message));
-    case grpc::StatusCode::DATA_LOSS:
-      return Status::Corruption(std::move(message));
-    case grpc::StatusCode::UNAVAILABLE:
-      return Status::Unavailable(std::move(message));
-    case grpc::StatusCode::DEADLINE_EXCEEDED:
-      return Status::DeadlineExceeded(std::move(message));
-    case grpc::StatusCode::RESOURCE_EXHAUSTED:
-      return Status::ResourceExhausted(std::move(message));
-    default:
-      return Status::Internal(std::move(message));
-  }
-}
-
 int64_t ToUnixMs(Deadline d) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(d.time_since_epoch()).count();
 }
@@ -124,7 +91,7 @@ Status WritePath::Write(std::string_view method, const pb::Message& request, pb:
           if (!response->ParseFromString(r->response())) return Status::Internal("the leader's response did not parse");
           return Status::Ok();
         }
-        Status s = FromGrpcCode(r->code(), r->message());
+        Status s = FromGrpcStatus(static_cast<grpc::StatusCode>(r->code()), r->message());
         // The leader we knew stepped down before running it; look again.
         if (s.code() != Code::kFailedPrecondition || s.message() != kNotLeader) return s;
       } else if (r.status().code() == Code::kUnavailable || r.status().code() == Code::kDeadlineExceeded) {
