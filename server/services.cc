@@ -264,12 +264,7 @@ grpc::Status AdminService::Status(Ctx* ctx, const v1::StatusRequest*, v1::Status
       }
     }
     resp->set_data_key_versions(node_->store->DataKeyVersionCount());
-    auto usage = node_->store->StoreKeyUsageReport();
-    if (usage.ok()) {
-      for (const auto& u : *usage) {
-        if (u.current) resp->set_store_key_version(u.version);
-      }
-    }
+    resp->set_store_key_version(node_->store->current_store_key_version());
     return BStatus::Ok();
   });
 }

@@ -739,6 +739,10 @@ Result<uint32_t> DocumentStore::RotateStoreKey() {
   return next;
 }
 
+uint32_t DocumentStore::current_store_key_version() const {
+  return impl_->options.encrypt_files ? impl_->store_env.provider->current_version() : 0;
+}
+
 Result<std::vector<StoreKeyUsage>> DocumentStore::StoreKeyUsageReport() const {
   if (!impl_->options.encrypt_files) return Status::FailedPrecondition("this store has no page encryption");
   std::map<uint32_t, StoreKeyUsage> usage;

@@ -246,6 +246,10 @@ class DocumentStore {
   // from each file's prefix: the progress of a rotation. Files that are not
   // RocksDB's (the key file) are not counted.
   Result<std::vector<StoreKeyUsage>> StoreKeyUsageReport() const;
+  // The store-key version new files use (0 for a store without page
+  // encryption). From memory: Status calls it often, and the usage report
+  // reads every file's prefix.
+  uint32_t current_store_key_version() const;
 
   // Flushes every memtable and compacts every column family to the bottom,
   // rewriting every SST file (used by key rotation, tests and benchmarks).
