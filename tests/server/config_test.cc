@@ -47,11 +47,11 @@ TEST_CASE("Config: unknown keys and bad values name the key", "[server][config][
     const char* yaml;
     const char* key;
   };
-  for (const Case& k : {Case{"bogus: 1", "bogus"}, Case{"tls:\n  certfile: x", "tls.certfile"},
-                        Case{"insecure: maybe", "insecure"}, Case{"limits:\n  max_message_bytes: 10", "max_message_bytes"},
-                        Case{"limits:\n  request_deadline_ms: soon", "request_deadline_ms"},
-                        Case{"consistency:\n  default: Linearizable", "consistency.default"},
-                        Case{"node_id: [a, b]", "node_id"}}) {
+  for (const Case& k :
+       {Case{"bogus: 1", "bogus"}, Case{"tls:\n  certfile: x", "tls.certfile"}, Case{"insecure: maybe", "insecure"},
+        Case{"limits:\n  max_message_bytes: 10", "max_message_bytes"},
+        Case{"limits:\n  request_deadline_ms: soon", "request_deadline_ms"},
+        Case{"consistency:\n  default: Linearizable", "consistency.default"}, Case{"node_id: [a, b]", "node_id"}}) {
     NodeConfig c;
     const Status s = ParseConfigYaml(k.yaml, c);
     INFO(k.yaml);
@@ -77,4 +77,72 @@ TEST_CASE("Config validation: TLS unless --insecure, a master key, sane addresse
   c.master_key_uri = "env:KEY";
   c.listen_address = "nocolon";
   CHECK(ValidateConfig(c).message().find("listen") != std::string::npos);
+}
+
+TEST_CASE("Config: replica keys parse; bad member lists and values name the key", "[server][config][bad-input]") {
+  NodeConfig c;
+  const char* yaml = R"(
+replica:
+  id: 2
+  peer_listen: 127.0.1.2:7101
+  members: 1=127.0.1.1:7101,2=127.0.1.2:7101,3=127.0.1.3:7101
+  join: true
+  tick_ms: 20
+  election_ticks: 15
+  snapshot_entries: 500
+)";
+  REQUIRE(ParseConfigYaml(yaml, c).ok());
+  CHECK(c.replica.id == 2);
+  CHECK(c.replica.join);
+  CHECK(c.replica.tick_ms == 20);
+  CHECK(c.replica.election_ticks == 15);
+  CHECK(c.replica.snapshot_entries == 500);
+  auto members = ParseMembers(c.replica);
+  REQUIRE(members.ok());
+  CHECK(members->size() == 3);
+  CHECK(members->at(3) == "127.0.1.3:7101");
+
+  struct Case {
+    const char* yaml;
+    const char* key;
+  };
+  for (const Case& k :
+       {Case{"replica:\n  id: 0", "replica.id"}, Case{"replica:\n  id: many", "replica.id"},
+        Case{"replica:\n  join: perhaps", "replica.join"}, Case{"replica:\n  tick_ms: 1", "replica.tick_ms"},
+        Case{"replica:\n  snapshot_entries: 5", "replica.snapshot_entries"},
+        Case{"replica:\n  members: [1, 2]", "replica.members"}}) {
+    NodeConfig bad;
+    const Status s = ParseConfigYaml(k.yaml, bad);
+    INFO(k.yaml);
+    REQUIRE(s.code() == Code::kInvalidArgument);
+    CHECK(s.message().find(k.key) != std::string::npos);
+  }
+
+  // Member lists that parse as strings but are wrong: each refused, naming the key.
+  for (const char* list :
+       {"1=127.0.0.1:7101,x=127.0.0.2:7101", "1=127.0.0.1:7101,0=127.0.0.2:7101", "1=127.0.0.1:7101,2=nocolon",
+        "1=127.0.0.1:7101,1=127.0.0.2:7101", "2=127.0.0.2:7101", "1=127.0.0.9:7101"}) {
+    ReplicaConfig r;
+    r.id = 1;
+    r.peer_address = "127.0.0.1:7101";
+    r.members = list;
+    auto parsed = ParseMembers(r);
+    INFO(list);
+    REQUIRE(parsed.status().code() == Code::kInvalidArgument);
+    CHECK(parsed.status().message().find("replica.members") != std::string::npos);
+  }
+  // An empty list is this node alone.
+  ReplicaConfig alone;
+  auto self = ParseMembers(alone);
+  REQUIRE(self.ok());
+  CHECK(self->size() == 1);
+  CHECK(self->at(1) == alone.peer_address);
+
+  // Validation: the peer port may not be the client port.
+  NodeConfig same;
+  same.insecure = true;
+  same.master_key_uri = "env:KEY";
+  same.replica.peer_address = same.listen_address;
+  same.replica.members = "";
+  CHECK(ValidateConfig(same).message().find("replica.peer_listen") != std::string::npos);
 }
