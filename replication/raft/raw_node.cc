@@ -39,6 +39,15 @@ Status RawNode::Propose(std::string data) {
   return raft_->Step(std::move(m));
 }
 
+Status RawNode::ProposeBatch(std::vector<std::string> data) {
+  Message m;
+  m.type = MessageType::kProp;
+  m.from = raft_->id();
+  m.entries.reserve(data.size());
+  for (auto& d : data) m.entries.push_back(Entry{0, 0, EntryType::kNormal, std::move(d)});
+  return raft_->Step(std::move(m));
+}
+
 Status RawNode::ProposeConfChange(const ConfChange& cc) {
   if (cc.node_id == kNone) return Status::InvalidArgument("raft: conf change without a node id");
   Message m;

@@ -41,6 +41,10 @@ class RawNode {
   // leader it heard from within the election timeout (use TransferLeader).
   Status Campaign();
   Status Propose(std::string data);
+  // Proposes several entries as one message, so a leader sends them to each
+  // follower in one append rather than one append per entry. All or none are
+  // accepted.
+  Status ProposeBatch(std::vector<std::string> data);
   Status ProposeConfChange(const ConfChange& cc);
   // Feeds a message received from a peer.
   Status Step(Message m);
