@@ -116,6 +116,12 @@ void Keyring::Clear() {
   containers_.clear();
 }
 
+void Keyring::Forget(std::string_view container_rid) {
+  std::unique_lock lock(mu_);
+  auto it = containers_.find(container_rid);
+  if (it != containers_.end()) containers_.erase(it);
+}
+
 Status Keyring::Load(const WrappedDataKey& record) {
   auto m = master();
   if (record.master_key_id != m->id()) {

@@ -66,6 +66,9 @@ class Keyring {
                                      int64_t created_unix_s) const;
   // Forgets every DEK (before reloading the ring from storage).
   void Clear();
+  // Forgets one container's DEKs (a purge). The secret memory is wiped once
+  // the last in-flight user of each key lets go of it.
+  void Forget(std::string_view container_rid);
   // Unwraps a persisted record into the ring. FailedPrecondition if it was
   // wrapped by another master key; Corruption if it fails authentication.
   Status Load(const WrappedDataKey& record);

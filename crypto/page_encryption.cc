@@ -49,8 +49,12 @@ class XChaChaFileStream : public rocksdb::BlockAccessCipherStream {
 
  protected:
   void AllocateScratch(std::string&) override {}
-  rocksdb::Status EncryptBlock(uint64_t block, char* data, char*) override { return Xor(block * kBlockBytes, data, kBlockBytes); }
-  rocksdb::Status DecryptBlock(uint64_t block, char* data, char*) override { return Xor(block * kBlockBytes, data, kBlockBytes); }
+  rocksdb::Status EncryptBlock(uint64_t block, char* data, char*) override {
+    return Xor(block * kBlockBytes, data, kBlockBytes);
+  }
+  rocksdb::Status DecryptBlock(uint64_t block, char* data, char*) override {
+    return Xor(block * kBlockBytes, data, kBlockBytes);
+  }
 
  private:
   rocksdb::Status Xor(uint64_t offset, char* data, size_t size) {
@@ -89,6 +93,17 @@ void PageEncryptionProvider::AddStoreKey(uint32_t version, SecretBytes key, bool
   std::unique_lock lock(mu_);
   keys_[version] = std::move(shared);
   if (make_current) current_version_ = version;
+}
+
+void PageEncryptionProvider::RetireStoreKeys(const std::set<uint32_t>& keep) {
+  std::unique_lock lock(mu_);
+  for (auto it = keys_.begin(); it != keys_.end();) {
+    if (it->first == current_version_ || keep.count(it->first) > 0) {
+      ++it;
+    } else {
+      it = keys_.erase(it);
+    }
+  }
 }
 
 uint32_t PageEncryptionProvider::current_version() const {
@@ -143,9 +158,9 @@ rocksdb::Status PageEncryptionProvider::CreateCipherStream(const std::string& fn
     std::shared_lock lock(mu_);
     auto it = keys_.find(*version);
     if (it == keys_.end()) {
-      return rocksdb::Status::Corruption("file is encrypted under store-key version " + std::to_string(*version) +
-                                             ", which this node does not have",
-                                         fname);
+      return rocksdb::Status::Corruption(
+          "file is encrypted under store-key version " + std::to_string(*version) + ", which this node does not have",
+          fname);
     }
     store_key = it->second;
   }

@@ -22,6 +22,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <set>
 #include <shared_mutex>
 #include <string>
 
@@ -54,6 +55,9 @@ class PageEncryptionProvider : public rocksdb::EncryptionProvider {
   // Adds a store-key version; with `make_current`, new files use it from now on.
   void AddStoreKey(uint32_t version, SecretBytes key, bool make_current);
   uint32_t current_version() const;
+  // Drops every store-key version not in `keep` (the current one is always
+  // kept): files under a dropped version can no longer be read.
+  void RetireStoreKeys(const std::set<uint32_t>& keep);
 
   // The store-key version named by a file's prefix (for rotation progress).
   // Corruption if it is not a Bulwark page prefix.

@@ -22,6 +22,7 @@ bool IsDdl(WriteCommand::Kind k) {
     case WriteCommand::Kind::kDeleteContainer:
     case WriteCommand::Kind::kRotateDataKey:
     case WriteCommand::Kind::kSetMember:
+    case WriteCommand::Kind::kPurgeContainer:
       return true;
     default:
       return false;
@@ -122,7 +123,7 @@ Result<ApplyOutcome> DocumentStore::Apply(uint64_t index, WriteCommand cmd) {
     if (prior.status().code() != Code::kNotFound) return prior.status();
   }
 
-  auto effect = IsDdl(cmd.kind) ? DdlCommandEffect(s, cmd) : ItemCommandEffect(s, cmd);
+  auto effect = IsDdl(cmd.kind) ? DdlCommandEffect(s, cmd, index) : ItemCommandEffect(s, cmd);
   cmd.WipeKey();
   BULWARK_RETURN_IF_ERROR(effect.status());
   CommandEffect& e = *effect;
@@ -143,6 +144,13 @@ Result<ApplyOutcome> DocumentStore::Apply(uint64_t index, WriteCommand cmd) {
   if (index > 0) s.applied_index.store(index, std::memory_order_release);
   if (e.outcome.status.ok()) {
     for (const auto& key : e.dropped_containers) s.containers.erase(key);
+    for (const auto& rid : e.purged_rids) s.keyring.Forget(rid);
+    if (!e.purged_rids.empty()) {
+      int64_t cur = s.max_pending_shred_index.load();
+      const auto idx = static_cast<int64_t>(index);
+      while (cur < idx && !s.max_pending_shred_index.compare_exchange_weak(cur, idx)) {
+      }
+    }
     if (e.added_container) {
       s.containers[ContainerCacheKey(e.added_container->info.database, e.added_container->info.id)] = e.added_container;
     }

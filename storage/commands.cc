@@ -12,7 +12,7 @@ constexpr uint8_t kCommandFormat = 1;
 // length prefix can make Decode allocate.
 constexpr size_t kMaxFieldBytes = 4 << 20;
 
-bool ValidKind(uint8_t k) { return k >= 1 && k <= static_cast<uint8_t>(WriteCommand::Kind::kSetMember); }
+bool ValidKind(uint8_t k) { return k >= 1 && k <= static_cast<uint8_t>(WriteCommand::Kind::kPurgeContainer); }
 
 }  // namespace
 
@@ -89,6 +89,8 @@ std::string_view CommandKindName(WriteCommand::Kind k) {
       return "RotateDataKey";
     case WriteCommand::Kind::kSetMember:
       return "SetMember";
+    case WriteCommand::Kind::kPurgeContainer:
+      return "PurgeContainer";
   }
   return "Unknown";
 }

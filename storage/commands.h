@@ -43,6 +43,10 @@ struct WriteCommand {
     // The replica set's address book: member_address for member_id, or
     // (empty address) forget it. Not a document change: no change record.
     kSetMember = 10,
+    // Crypto-shredding: deletes the container (if live) and destroys the
+    // data keys of it and of every deleted container of that name, with
+    // their change-log records. database and container name it.
+    kPurgeContainer = 11,
   };
   Kind kind = Kind::kCreateDatabase;
   std::string request_id;  // the client's idempotency key; may be empty
@@ -56,8 +60,8 @@ struct WriteCommand {
   int64_t ts = 0;
   std::string partition_key;  // canonical JSON (item kinds)
   std::string item_id;
-  std::string sealed;    // the sealed item record (create, upsert, replace)
-  std::string if_match;  // replace, delete
+  std::string sealed;          // the sealed item record (create, upsert, replace)
+  std::string if_match;        // replace, delete
   uint64_t member_id = 0;      // kSetMember
   std::string member_address;  // kSetMember: "ip:port" of its peer port; empty to forget
 

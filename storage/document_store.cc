@@ -65,6 +65,12 @@ rocksdb::Options MakeRocksOptions() {
   // write) is dropped; a damaged record anywhere else refuses the open
   // rather than silently losing the writes after it.
   o.wal_recovery_mode = rocksdb::WALRecoveryMode::kTolerateCorruptedTailRecords;
+  // A fresh MANIFEST on every version change (flush, compaction) rather than
+  // an ever-growing log of them. The MANIFEST names every SST's first and
+  // last key; a purge must be able to leave no old MANIFEST behind, and a
+  // store-key rotation must reach it without a restart. Each roll writes the
+  // current file list once (about 100 bytes per SST).
+  o.max_manifest_file_size = 1;
   return o;
 }
 
@@ -296,6 +302,7 @@ Result<std::unique_ptr<DocumentStore>> DocumentStore::Open(const StoreOptions& o
   BULWARK_ASSIGN_OR_RETURN(uint64_t applied, LoadAppliedIndex(*impl));
   impl->applied_index.store(applied);
   impl->queue = std::make_unique<CommitQueue>(impl->db.get(), impl->changelog, options.sync_writes, last_lsn);
+  BULWARK_RETURN_IF_ERROR(RefreshPendingShreds(*impl));
   return std::unique_ptr<DocumentStore>(new DocumentStore(std::move(impl)));
 }
 
@@ -349,13 +356,16 @@ Result<std::vector<DatabaseInfo>> DocumentStore::ListDatabases() const {
   return out;
 }
 
-namespace {
-// Mutations that remove one container and everything in it. Its data keys
-// stay (they are needed to read its change-log records) until it is purged.
-void AppendContainerRemoval(const DocumentStore::Impl& s, const CachedContainer& c, std::vector<Mutation>& m) {
+void AppendContainerRemoval(const DocumentStore::Impl& s, const CachedContainer& c, bool keep_keys,
+                            std::vector<Mutation>& m) {
   m.push_back({Mutation::Kind::kDeleteRange, s.items, c.rid_raw, c.rid_raw + "\xff"});
   m.push_back({Mutation::Kind::kDelete, s.meta, ContainerMetaKey(c.info.database, c.info.id), {}});
+  if (keep_keys) {
+    m.push_back({Mutation::Kind::kPut, s.meta, DeletedContainerKey(c.info.database, c.info.id, c.info.rid), {}});
+  }
 }
+
+namespace {
 
 Result<CommandEffect> DeleteDatabaseEffect(DocumentStore::Impl& s, const WriteCommand& cmd) {
   CommandEffect e;
@@ -368,7 +378,7 @@ Result<CommandEffect> DeleteDatabaseEffect(DocumentStore::Impl& s, const WriteCo
   const std::string prefix = ContainerCacheKey(cmd.database, "");
   for (const auto& [key, c] : s.containers) {
     if (key.compare(0, prefix.size(), prefix) == 0) {
-      AppendContainerRemoval(s, *c, e.mutations);
+      AppendContainerRemoval(s, *c, /*keep_keys=*/true, e.mutations);
       e.dropped_containers.push_back(key);
     }
   }
@@ -454,7 +464,7 @@ Result<CommandEffect> DeleteContainerEffect(DocumentStore::Impl& s, const WriteC
     e.outcome.status = c.status();
     return e;
   }
-  AppendContainerRemoval(s, **c, e.mutations);
+  AppendContainerRemoval(s, **c, /*keep_keys=*/true, e.mutations);
   e.dropped_containers.push_back(ContainerCacheKey(cmd.database, cmd.container));
   e.change.emplace();
   e.change->op = ChangeOp::kDeleteContainer;
@@ -507,7 +517,7 @@ Result<CommandEffect> SetMemberEffect(DocumentStore::Impl& s, const WriteCommand
 }
 }  // namespace
 
-Result<CommandEffect> DdlCommandEffect(DocumentStore::Impl& s, const WriteCommand& cmd) {
+Result<CommandEffect> DdlCommandEffect(DocumentStore::Impl& s, const WriteCommand& cmd, uint64_t index) {
   switch (cmd.kind) {
     case WriteCommand::Kind::kSetMember:
       return SetMemberEffect(s, cmd);
@@ -521,6 +531,8 @@ Result<CommandEffect> DdlCommandEffect(DocumentStore::Impl& s, const WriteComman
       return DeleteContainerEffect(s, cmd);
     case WriteCommand::Kind::kRotateDataKey:
       return RotateDataKeyEffect(s, cmd);
+    case WriteCommand::Kind::kPurgeContainer:
+      return PurgeContainerEffect(s, cmd, index);
     default:
       return Status::Internal("not a database or container command");
   }

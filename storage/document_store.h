@@ -104,9 +104,16 @@ struct ApplyOutcome {
   bool duplicate = false;  // the request id was seen before: nothing was written again
   std::string etag;        // of the database, container or item written
   int64_t ts = 0;
-  uint32_t key_version = 0;  // kRotateDataKey: the new version
-  ContainerInfo container;   // kCreateContainer
-  uint64_t lsn = 0;          // change-log position, if a change was recorded
+  uint32_t key_version = 0;              // kRotateDataKey: the new version
+  ContainerInfo container;               // kCreateContainer
+  uint64_t lsn = 0;                      // change-log position, if a change was recorded
+  std::vector<std::string> purged_rids;  // kPurgeContainer: internal ids (hex) whose keys were destroyed
+};
+
+// A purge applied here whose traces this node's files may still hold.
+struct PendingShred {
+  std::string rid;           // hex
+  uint64_t purge_index = 0;  // raft index of the purge (0 outside replication)
 };
 
 struct ItemPage {
@@ -250,6 +257,28 @@ class DocumentStore {
   // encryption). From memory: Status calls it often, and the usage report
   // reads every file's prefix.
   uint32_t current_store_key_version() const;
+
+  // ---- Crypto-shredding (docs/storage.md, "Purge") ----
+  // Resolves `bulwark container purge`: the live container of that name, if
+  // any, and every deleted one whose keys are still kept. NotFound if none.
+  Result<WriteCommand> PreparePurgeContainer(std::string_view db, std::string_view container) const;
+  // Prepare + Apply(0). Returns the purged internal ids (hex). The keys are
+  // gone from the store at once; ShredFiles removes them from the files.
+  Result<std::vector<std::string>> PurgeContainer(std::string_view db, std::string_view container);
+  Result<std::vector<PendingShred>> PendingShreds() const;
+  // The highest purge index among pending shreds; -1 if none is pending.
+  // The replication runner compacts its raft log past it (the log holds
+  // the purged container's commands, data keys included).
+  int64_t max_pending_shred_index() const;
+  // Rewrites this node's files so that none holds a purged container's keys
+  // or records: a new store-key version, every memtable flushed, every
+  // column family compacted to the bottom (the MANIFEST and WAL roll with
+  // it), OPTIONS and IDENTITY rewritten, then every older store-key version
+  // destroyed. The caller must first have removed the purged commands from
+  // anything else in the directory (the raft log). Clears the pending
+  // records it covered. Unavailable (retry later) while a state image is
+  // staged or a file still uses an old store key; reads and writes go on.
+  Status ShredFiles();
 
   // Flushes every memtable and compacts every column family to the bottom,
   // rewriting every SST file (used by key rotation, tests and benchmarks).

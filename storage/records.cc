@@ -32,6 +32,19 @@ std::string ContainerMetaKey(std::string_view db, std::string_view container) {
   return ContainerMetaPrefix(db) + std::string(container);
 }
 
+std::string DeletedContainerPrefix(std::string_view db, std::string_view container) {
+  std::string k(kDeletedContainerMetaPrefix);
+  k += db;
+  k += '/';
+  k += container;
+  k += '/';
+  return k;
+}
+
+std::string DeletedContainerKey(std::string_view db, std::string_view container, std::string_view rid_hex) {
+  return DeletedContainerPrefix(db, container) + std::string(rid_hex);
+}
+
 std::string DataKeyMetaKey(std::string_view rid_hex, uint32_t version) {
   std::string k(kDataKeyMetaPrefix);
   k += rid_hex;
@@ -122,7 +135,7 @@ Result<ChangeRecord> ChangeRecord::Decode(uint64_t lsn, std::string_view in) {
   const Status bad = Status::Corruption("change-log record " + std::to_string(lsn) + " is malformed");
   if (in.size() < 2 || static_cast<uint8_t>(in[0]) != kChangeRecordFormatV1) return bad;
   const auto op = static_cast<uint8_t>(in[1]);
-  if (op < static_cast<uint8_t>(ChangeOp::kCreateDatabase) || op > static_cast<uint8_t>(ChangeOp::kRotateDataKey)) {
+  if (op < static_cast<uint8_t>(ChangeOp::kCreateDatabase) || op > static_cast<uint8_t>(ChangeOp::kPurgeContainer)) {
     return bad;
   }
   in.remove_prefix(2);

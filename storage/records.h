@@ -40,9 +40,19 @@ constexpr std::string_view kAppliedIndexKey = "a/applied";  // u64: raft index o
 constexpr std::string_view kAppliedConfKey = "a/conf";      // the membership as of the applied index
 constexpr std::string_view kDedupMetaPrefix = "r/";         // "r/<request id>" -> the first outcome
 constexpr std::string_view kDedupExpiryMetaPrefix = "q/";   // "q/<u64 BE ms><request id>" -> ""
-constexpr std::string_view kMemberMetaPrefix = "m/";       // "m/<u64 BE id>" -> peer address
+constexpr std::string_view kMemberMetaPrefix = "m/";        // "m/<u64 BE id>" -> peer address
+// "t/<db>/<container>/<rid hex>" -> "": a deleted container whose data keys
+// are kept (its change-log records are still sealed under them) until a purge.
+constexpr std::string_view kDeletedContainerMetaPrefix = "t/";
+// Local, not replicated: "p/<rid hex>" -> u64 raft index of the purge (0
+// outside replication). Files on this node may still hold that container's
+// keys; the shred job clears the record once none does.
+constexpr std::string_view kPendingShredMetaPrefix = "p/";
 constexpr std::string_view kFormatKey = "s/format";
 constexpr std::string_view kKeyCheckKey = "s/keycheck";
+
+std::string DeletedContainerKey(std::string_view db, std::string_view container, std::string_view rid_hex);
+std::string DeletedContainerPrefix(std::string_view db, std::string_view container);
 
 // Parses "k/<rid>/<ver>"; false if malformed.
 bool ParseDataKeyMetaKey(std::string_view key, std::string& rid_hex, uint32_t& version);
@@ -74,6 +84,9 @@ enum class ChangeOp : uint8_t {
   kPutItem = 5,  // create, upsert and replace
   kDeleteItem = 6,
   kRotateDataKey = 7,
+  // A container's keys were destroyed; its earlier change-log records were
+  // removed (LSN gaps). Carries only the rid: the name is gone too.
+  kPurgeContainer = 8,
 };
 
 // One entry of the ordered change log. Item values stay sealed.

@@ -11,6 +11,7 @@
 // state, copy the staging in, reload the caches, clear the marks. A crash in
 // between finishes the install at the next open (ResumeStateImageInstall).
 #include <mutex>
+#include <set>
 #include <shared_mutex>
 
 #include <sodium.h>
@@ -29,8 +30,26 @@ constexpr size_t kMaxImageField = 8 << 20;
 constexpr size_t kInstallBatchBytes = 4 << 20;
 
 // The meta prefixes that belong to the replicated state.
+// ("p/", pending shreds, is local: it describes this node's files.)
 constexpr std::string_view kReplicatedMetaPrefixes[] = {
-    kDatabaseMetaPrefix, kContainerMetaPrefixAll, kDataKeyMetaPrefix, "a/", kDedupMetaPrefix, kDedupExpiryMetaPrefix};
+    kDatabaseMetaPrefix, kContainerMetaPrefixAll, kDataKeyMetaPrefix,         "a/",
+    kDedupMetaPrefix,    kDedupExpiryMetaPrefix,  kDeletedContainerMetaPrefix};
+
+// The containers (rid hex) whose data-key records an iterator over `prefix`
+// + "k/" finds.
+Result<std::set<std::string>> KeyedContainers(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf,
+                                              const std::string& prefix) {
+  std::set<std::string> out;
+  const std::string start = prefix + std::string(kDataKeyMetaPrefix);
+  std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions(), cf));
+  for (it->Seek(start); it->Valid() && it->key().starts_with(start); it->Next()) {
+    std::string rid;
+    uint32_t version = 0;
+    if (ParseDataKeyMetaKey(it->key().ToStringView().substr(prefix.size()), rid, version)) out.insert(rid);
+  }
+  BULWARK_RETURN_IF_ERROR(FromRocks(it->status(), "cannot read data-key records"));
+  return out;
+}
 
 bool IsReplicatedMeta(std::string_view key) {
   for (std::string_view p : kReplicatedMetaPrefixes) {
@@ -227,6 +246,17 @@ Result<uint64_t> DocumentStore::InstallStateImage() {
   {
     rocksdb::WriteBatch b;
     b.Put(s.meta, std::string(kInstallingKey), "1");
+    // Containers whose keys this node holds but the image does not were
+    // purged in the meantime: this node's files may still hold their keys.
+    BULWARK_ASSIGN_OR_RETURN(auto before, KeyedContainers(s.db.get(), s.meta, ""));
+    BULWARK_ASSIGN_OR_RETURN(auto after,
+                             KeyedContainers(s.db.get(), s.staging, std::string(1, static_cast<char>(Tag::kMeta))));
+    for (const std::string& rid : before) {
+      if (after.count(rid) > 0) continue;
+      std::string zero;
+      PutFixed64(zero, 0);  // the snapshot replaced the raft log: nothing there to wait for
+      b.Put(s.meta, std::string(kPendingShredMetaPrefix) + rid, zero);
+    }
     BULWARK_RETURN_IF_ERROR(FromRocks(s.db->Write(Synced(), &b), "cannot start the install"));
   }
   BULWARK_RETURN_IF_ERROR(CopyStagingIn(s));
@@ -235,6 +265,7 @@ Result<uint64_t> DocumentStore::InstallStateImage() {
   s.queue->ResetLastLsn(lsn);
   BULWARK_ASSIGN_OR_RETURN(uint64_t applied, LoadAppliedIndex(s));
   s.applied_index.store(applied, std::memory_order_release);
+  BULWARK_RETURN_IF_ERROR(RefreshPendingShreds(s));
   return applied;
 }
 

@@ -12,12 +12,12 @@
 // Locking order: ddl_mu, then one item stripe, then the CommitQueue's mutex.
 
 #include <array>
-#include <functional>
 #include <atomic>
+#include <functional>
 #include <map>
-#include <optional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <shared_mutex>
 #include <string>
 #include <vector>
@@ -56,6 +56,10 @@ struct DocumentStore::Impl {
   std::unique_ptr<CommitQueue> queue;
 
   std::atomic<uint64_t> applied_index{0};  // raft index of the last applied command
+  // The highest purge index among this node's pending shreds (0: none
+  // pending, or purges applied outside replication only). -1 as "none".
+  std::atomic<int64_t> max_pending_shred_index{-1};
+  std::mutex shred_mu;  // one ShredFiles at a time
 
   mutable std::shared_mutex ddl_mu;
   // "<db>/<container>" -> container. GUARDED_BY(ddl_mu)
@@ -83,10 +87,20 @@ struct CommandEffect {
   std::vector<Mutation> mutations;
   std::optional<ChangeRecord> change;
   std::vector<std::string> dropped_containers;  // cache keys to forget once committed
+  std::vector<std::string> purged_rids;         // hex: DEKs to forget once committed
   std::shared_ptr<const CachedContainer> added_container;
 };
+// REQUIRES: ddl_mu held exclusively. `index` is the command's raft index.
+Result<CommandEffect> DdlCommandEffect(DocumentStore::Impl& s, const WriteCommand& cmd, uint64_t index);
 // REQUIRES: ddl_mu held exclusively.
-Result<CommandEffect> DdlCommandEffect(DocumentStore::Impl& s, const WriteCommand& cmd);
+Result<CommandEffect> PurgeContainerEffect(DocumentStore::Impl& s, const WriteCommand& cmd, uint64_t index);
+// Mutations that remove one container and everything in it. With keep_keys
+// its data keys stay (its change-log records are sealed under them), noted
+// by a deleted-container record, until a purge destroys them.
+void AppendContainerRemoval(const DocumentStore::Impl& s, const CachedContainer& c, bool keep_keys,
+                            std::vector<Mutation>& m);
+// Recomputes max_pending_shred_index from the "p/" records.
+Status RefreshPendingShreds(DocumentStore::Impl& s);
 // REQUIRES: ddl_mu held shared and the item's lock stripe held.
 Result<CommandEffect> ItemCommandEffect(DocumentStore::Impl& s, const WriteCommand& cmd);
 // The container a command was prepared against: NotFound if it is gone or
