@@ -14,6 +14,7 @@
 #include <iostream>
 #include <iterator>
 #include <map>
+#include <chrono>
 #include <thread>
 
 #include <CLI/CLI.hpp>
@@ -594,6 +595,45 @@ void AddContainerCommands(CLI::App& app, Globals& g, int& rc) {
   });
   del->add_option("DB", db)->required();
   del->add_option("NAME", name)->required();
+  static int purge_wait_s = 120;
+  auto* purge =
+      cmd->add_subcommand("purge", "destroy a container's data keys on every node: irreversible")->callback([&] {
+        rc = WithClient(g, [&](Client& c) -> Status {
+          BULWARK_ASSIGN_OR_RETURN(PurgeResult r, c.PurgeContainer(db, name));
+          std::cout << "purged " << db << "/" << name << ": the data keys of " << r.rids.size()
+                    << " container(s) are destroyed; waiting for every node to shred its files\n";
+          // Each node rewrites its own files; the purge is complete when none
+          // has it pending.
+          BULWARK_ASSIGN_OR_RETURN(ClientOptions options, Options(g));
+          const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(purge_wait_s);
+          for (const std::string& address : NodeAddresses(options)) {
+            auto one = Client::Connect(OneNode(options, address));
+            while (true) {
+              Result<KeyStatus> ks = one.ok() ? (*one)->GetKeyStatus() : Result<KeyStatus>(one.status());
+              bool pending = !ks.ok();
+              for (size_t i = 0; ks.ok() && i < ks->pending_shreds.size(); ++i) {
+                for (const auto& rid : r.rids) pending = pending || ks->pending_shreds[i].rid == rid;
+              }
+              if (!pending) {
+                std::cout << "  " << address << ": shredded\n";
+                break;
+              }
+              if (std::chrono::steady_clock::now() >= deadline) {
+                const std::string why = !ks.ok() ? ks.status().message() : ks->last_shred_error;
+                return Status::Unavailable(address + " has not finished shredding" + (why.empty() ? "" : ": " + why) +
+                                           " (it goes on; see: bulwark keys status)");
+              }
+              std::this_thread::sleep_for(std::chrono::milliseconds(200));
+            }
+          }
+          std::cout << "purge complete: no node's files hold the container's keys or records\n";
+          return Status::Ok();
+        });
+      });
+  purge->add_option("DB", db)->required();
+  purge->add_option("NAME", name)->required();
+  purge->add_option("--wait", purge_wait_s, "seconds to wait for every node to shred its files")
+      ->check(CLI::Range(0, 3600));
 }
 
 void AddItemCommands(CLI::App& app, Globals& g, int& rc) {
@@ -706,6 +746,8 @@ void AddKeyCommands(CLI::App& app, Globals& g, int& rc) {
       PrintTable({"STORE KEY", "", "FILES", "BYTES"}, rows);
       std::cout << (s.rewrite_running ? "rewrite of older files: running\n" : "rewrite of older files: idle\n");
       if (!s.last_rewrite_error.empty()) std::cout << "last rewrite failed: " << s.last_rewrite_error << "\n";
+      for (const auto& p : s.pending_shreds) std::cout << "shred pending: container rid " << p.rid << "\n";
+      if (!s.last_shred_error.empty()) std::cout << "last shred attempt: " << s.last_shred_error << "\n";
       return Status::Ok();
     });
   });

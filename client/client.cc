@@ -429,6 +429,8 @@ Result<KeyStatus> Client::GetKeyStatus() {
   for (const auto& u : resp.store_keys()) out.store_keys.push_back({u.version(), u.current(), u.files(), u.bytes()});
   out.rewrite_running = resp.rewrite_running();
   out.last_rewrite_error = resp.last_rewrite_error();
+  for (const auto& p : resp.pending_shreds()) out.pending_shreds.push_back({p.rid(), p.purge_index()});
+  out.last_shred_error = resp.last_shred_error();
   return out;
 }
 
@@ -450,6 +452,20 @@ Result<uint32_t> Client::RotateDataKey(const std::string& db, const std::string&
       security::ContainerRef("put", db, container), false,
       [&](grpc::ClientContext& ctx, Impl::Stubs& stubs) { return stubs.admin->RotateDataKey(&ctx, req, &resp); }));
   return resp.version();
+}
+
+Result<PurgeResult> Client::PurgeContainer(const std::string& db, const std::string& container) {
+  v1::PurgeContainerRequest req;
+  req.set_database(db);
+  req.set_container(container);
+  v1::PurgeContainerResponse resp;
+  BULWARK_RETURN_IF_ERROR(impl_->Invoke(
+      security::ContainerRef("delete", db, container), false,
+      [&](grpc::ClientContext& ctx, Impl::Stubs& stubs) { return stubs.admin->PurgeContainer(&ctx, req, &resp); }));
+  PurgeResult out;
+  out.rids.assign(resp.rids().begin(), resp.rids().end());
+  out.shredded_here = resp.shredded_here();
+  return out;
 }
 
 Result<std::string> Client::RotateMasterKey(const std::string& new_key_uri) {

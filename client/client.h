@@ -40,9 +40,9 @@ struct ClientOptions {
   // starts at `endpoint` (added to the rotation if missing), else at the
   // first. One gRPC channel per endpoint, opened on first use.
   std::vector<std::string> endpoints;
-  std::string ca_file;   // PEM of the CA that signed the server's certificate
-  std::string key;       // the account key, base64
-  bool insecure = false; // plaintext: only against a server started with --insecure
+  std::string ca_file;    // PEM of the CA that signed the server's certificate
+  std::string key;        // the account key, base64
+  bool insecure = false;  // plaintext: only against a server started with --insecure
   std::chrono::milliseconds deadline{30'000};
   // Retries per call after the first attempt (see the top of this file).
   int max_retries = 3;
@@ -127,11 +127,23 @@ struct StoreKeyUsage {
   uint64_t bytes = 0;
 };
 
+struct PendingShred {
+  std::string rid;  // the purged container's internal id (hex)
+  uint64_t purge_index = 0;
+};
+
 struct KeyStatus {
   std::string master_key_id;
   std::vector<StoreKeyUsage> store_keys;
   bool rewrite_running = false;
   std::string last_rewrite_error;
+  std::vector<PendingShred> pending_shreds;  // this node's files may still hold these
+  std::string last_shred_error;
+};
+
+struct PurgeResult {
+  std::vector<std::string> rids;  // internal ids whose keys were destroyed
+  bool shredded_here = false;     // the answering node's files hold none of them
 };
 
 class Client {
@@ -187,6 +199,9 @@ class Client {
   Result<std::string> RotateMasterKey(const std::string& new_key_uri);
   // A new data-key version for one container; returns it.
   Result<uint32_t> RotateDataKey(const std::string& db, const std::string& container);
+  // Crypto-shredding (docs/storage.md, "Purge"): irreversible. NotFound if
+  // there is nothing of that name to purge.
+  Result<PurgeResult> PurgeContainer(const std::string& db, const std::string& container);
 
   // The newest session token this client holds for a container ("" if none).
   std::string SessionToken(const std::string& db, const std::string& container) const;

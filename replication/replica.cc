@@ -127,7 +127,7 @@ struct Replica::Impl {
     uint64_t seq = 0;
   };
   std::deque<Proposal> proposals;
-  std::chrono::steady_clock::time_point oldest_proposal{};  // when proposals became non-empty
+  std::chrono::steady_clock::time_point oldest_proposal{};            // when proposals became non-empty
   std::deque<std::pair<std::string, std::shared_ptr<Waiter>>> reads;  // ctx -> waiter
   std::vector<uint64_t> unreachable;
   std::vector<std::pair<uint64_t, bool>> snapshot_status;
@@ -148,7 +148,8 @@ struct Replica::Impl {
   raft::SoftState soft;
   uint64_t term = 0;
   uint64_t commit = 0;
-  std::string fatal;  // set once the loop stopped on an error
+  uint64_t first_index = 0, last_index = 0;  // of the raft log
+  std::string fatal;                         // set once the loop stopped on an error
   std::map<uint64_t, uint64_t> match;
   std::vector<uint64_t> voters;
   uint64_t log_syncs = 0, entries_persisted = 0, entries_applied = 0, messages_sent = 0;
@@ -331,7 +332,8 @@ void Replica::Impl::Loop() {
             pending.erase(it);
           }
         }
-        for (auto& w : refused) w->Finish(st.code() == Code::kResourceExhausted ? st : Status::Unavailable(st.message()));
+        for (auto& w : refused)
+          w->Finish(st.code() == Code::kResourceExhausted ? st : Status::Unavailable(st.message()));
       }
     }
     for (auto& [cc, w] : ccs) {
@@ -577,6 +579,23 @@ Status Replica::Impl::ApplyEntries(const std::vector<raft::Entry>& entries) {
 }
 
 Status Replica::Impl::MaybeCompact() {
+  // A purge: the log still holds the purged container's commands (its data
+  // keys among them). Cut through the applied index now, keeping nothing
+  // for slow followers (they catch up by snapshot); the node's shred job
+  // waits for this before it rewrites the files.
+  const int64_t shred = store->max_pending_shred_index();
+  if (shred > 0 && static_cast<uint64_t>(shred) >= log->FirstIndex()) {
+    const uint64_t to = std::min(store->applied_index(), log->LastIndex());
+    if (to >= static_cast<uint64_t>(shred)) {
+      BULWARK_RETURN_IF_ERROR(store->SyncWal());
+      raft::ConfState cs;
+      raft::HardState hs;
+      BULWARK_RETURN_IF_ERROR(log->InitialState(&hs, &cs));
+      BULWARK_RETURN_IF_ERROR(log->Compact(to, cs));
+      spdlog::info("event=log_compacted_for_purge node={} first_index={}", options.node_id, log->FirstIndex());
+      return Status::Ok();
+    }
+  }
   bool over = log->EntryCount() > options.snapshot_entries;
   if (!over && ++turns_since_size_check >= kSizeCheckTurns) {
     turns_since_size_check = 0;
@@ -634,6 +653,8 @@ void Replica::Impl::PublishState() {
   std::lock_guard lock(state_mu);
   term = r.term();
   commit = r.log().committed();
+  first_index = log->FirstIndex();
+  last_index = log->LastIndex();
   match.clear();
   voters.clear();
   for (const auto& [id, pr] : r.tracker().progress()) {
@@ -784,6 +805,8 @@ ReplicaStatus Replica::status() const {
   out.role = impl_->fatal.empty() ? std::string(RoleName(impl_->soft.role)) : "stopped";
   out.commit_index = impl_->commit;
   out.applied_index = impl_->applied;
+  out.first_index = impl_->first_index;
+  out.last_index = impl_->last_index;
   out.voters = impl_->voters;
   if (impl_->soft.role == raft::StateRole::kLeader) out.match = impl_->match;
   out.error = impl_->fatal;

@@ -10,12 +10,12 @@
 #include <sstream>
 #include <thread>
 
+#include <absl/synchronization/mutex.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
 #include <httplib.h>
 #include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
-#include <absl/synchronization/mutex.h>
 
 #include "crypto/master_key.h"
 #include "replication/replica.h"
@@ -210,6 +210,10 @@ int Run(NodeConfig config) {
   WritePath writes(&node);
   node.replica = replica->get();
   node.writes = &writes;
+  // Purges applied here (or missed while down) shred this node's files.
+  ShredWorker shred;
+  shred.Start(store->get(), replica->get());
+  node.shred = &shred;
   (*replica)->set_forward_handler([&writes](const v1::ForwardRequest& r) { return writes.HandleForward(r); });
   node.config = &config;
   node.store = store->get();
@@ -317,6 +321,7 @@ int Run(NodeConfig config) {
     rewrite = std::move(node.rewrite_thread);
   }
   if (rewrite.joinable()) rewrite.join();
+  shred.Stop();
   // The replica applies to the store: it stops first.
   (*replica)->Stop();
   replica->reset();

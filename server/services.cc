@@ -315,6 +315,13 @@ grpc::Status AdminService::KeyStatus(Ctx* ctx, const v1::KeyStatusRequest*, v1::
       out->set_bytes(u.bytes);
     }
     resp->set_rewrite_running(node_->rewrite_running);
+    BULWARK_ASSIGN_OR_RETURN(auto pending, node_->store->PendingShreds());
+    for (const auto& p : pending) {
+      auto* out = resp->add_pending_shreds();
+      out->set_rid(p.rid);
+      out->set_purge_index(p.purge_index);
+    }
+    if (node_->shred != nullptr) resp->set_last_shred_error(node_->shred->last_error());
     std::lock_guard lock(node_->rewrite_mu);
     resp->set_last_rewrite_error(node_->last_rewrite_error);
     return BStatus::Ok();
@@ -355,6 +362,38 @@ grpc::Status AdminService::RotateDataKey(Ctx* ctx, const v1::RotateDataKeyReques
                                     req->container(), resp->version());
                        return BStatus::Ok();
                      });
+}
+
+grpc::Status AdminService::PurgeContainer(Ctx* ctx, const v1::PurgeContainerRequest* req,
+                                          v1::PurgeContainerResponse* resp) {
+  // Signed as a delete of the container.
+  return runner_.Run(
+      ctx, "PurgeContainer", security::ContainerRef("delete", req->database(), req->container()), [&]() -> BStatus {
+        const Deadline deadline = RequestDeadline(ctx, *node_->config);
+        BULWARK_RETURN_IF_ERROR(node_->writes->Write("PurgeContainer", *req, resp, deadline));
+        spdlog::info("event=container_purged container=dbs/{}/colls/{} rids={} index={}", req->database(),
+                     req->container(), resp->rids_size(), resp->index());
+        // Wait, within the deadline, for this node to apply it and shred its
+        // files. Not finishing in time is not an error: the shred goes on,
+        // and KeyStatus shows it.
+        const Deadline wait = deadline - kShredAnswerMargin;
+        if (!node_->replica->WaitApplied(resp->index(), wait).ok()) return BStatus::Ok();
+        if (node_->shred != nullptr) node_->shred->Poke();
+        while (std::chrono::system_clock::now() < wait) {
+          auto pending = node_->store->PendingShreds();
+          if (!pending.ok()) return BStatus::Ok();
+          bool mine = false;
+          for (const auto& p : *pending) {
+            for (const auto& rid : resp->rids()) mine = mine || p.rid == rid;
+          }
+          if (!mine) {
+            resp->set_shredded_here(true);
+            break;
+          }
+          std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        }
+        return BStatus::Ok();
+      });
 }
 
 grpc::Status AdminService::RotateMasterKey(Ctx* ctx, const v1::RotateMasterKeyRequest* req,

@@ -23,6 +23,7 @@
 #include "security/request_signing.h"
 #include "server/config.h"
 #include "server/metrics.h"
+#include "server/shred_worker.h"
 #include "server/write_path.h"
 #include "storage/document_store.h"
 
@@ -33,12 +34,16 @@ class Replica;
 namespace bulwark::server {
 
 constexpr size_t kMaxTrackedPlaintextPeers = 1024;
+// A purge answers this long before its deadline if this node's shred is
+// still running (the shred goes on; KeyStatus shows it).
+constexpr auto kShredAnswerMargin = std::chrono::milliseconds(300);
 
 struct NodeContext {
   const NodeConfig* config = nullptr;
   storage::DocumentStore* store = nullptr;
   replication::Replica* replica = nullptr;
   WritePath* writes = nullptr;
+  ShredWorker* shred = nullptr;
   Metrics* metrics = nullptr;
   crypto::SecretBytes primary_key;
   int64_t primary_key_created_s = 0;
@@ -116,6 +121,8 @@ class AdminService final : public v1::AdminService::Service {
                               v1::RotateStoreKeyResponse* resp) override;
   grpc::Status RotateDataKey(grpc::ServerContext* ctx, const v1::RotateDataKeyRequest* req,
                              v1::RotateDataKeyResponse* resp) override;
+  grpc::Status PurgeContainer(grpc::ServerContext* ctx, const v1::PurgeContainerRequest* req,
+                              v1::PurgeContainerResponse* resp) override;
   grpc::Status RotateMasterKey(grpc::ServerContext* ctx, const v1::RotateMasterKeyRequest* req,
                                v1::RotateMasterKeyResponse* resp) override;
   grpc::Status TransferLeader(grpc::ServerContext* ctx, const v1::TransferLeaderRequest* req,

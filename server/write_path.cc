@@ -38,6 +38,7 @@ std::optional<MethodTypes> TypesOf(std::string_view method) {
   }
   if (method == "DeleteItem") return make(v1::DeleteItemRequest{}, v1::DeleteResponse{});
   if (method == "RotateDataKey") return make(v1::RotateDataKeyRequest{}, v1::RotateDataKeyResponse{});
+  if (method == "PurgeContainer") return make(v1::PurgeContainerRequest{}, v1::PurgeContainerResponse{});
   if (method == "AddNode") return make(v1::AddNodeRequest{}, v1::MembershipResponse{});
   if (method == "RemoveNode") return make(v1::RemoveNodeRequest{}, v1::MembershipResponse{});
   return std::nullopt;
@@ -240,6 +241,15 @@ Status WritePath::LocalWrite(std::string_view method, const pb::Message& request
     BULWARK_ASSIGN_OR_RETURN(Committed c,
                              Commit(replica, st.PrepareRotateDataKey(r.database(), r.container()), {}, deadline));
     static_cast<v1::RotateDataKeyResponse*>(response)->set_version(c.outcome.key_version);
+    return Status::Ok();
+  }
+  if (method == "PurgeContainer") {
+    const auto& r = static_cast<const v1::PurgeContainerRequest&>(request);
+    BULWARK_ASSIGN_OR_RETURN(Committed c,
+                             Commit(replica, st.PreparePurgeContainer(r.database(), r.container()), {}, deadline));
+    auto* out = static_cast<v1::PurgeContainerResponse*>(response);
+    for (const auto& rid : c.outcome.purged_rids) out->add_rids(rid);
+    out->set_index(c.index);
     return Status::Ok();
   }
   if (method == "AddNode" || method == "RemoveNode") return ChangeMembership(method, request, response, deadline);

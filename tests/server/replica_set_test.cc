@@ -20,6 +20,8 @@
 
 #include "chaos/local_cluster.h"
 #include "client/client.h"
+#include "crypto/master_key.h"
+#include "tests/store_scan.h"
 #include "tests/test_util.h"
 
 using namespace bulwark;
@@ -590,4 +592,67 @@ TEST_CASE("Replica set: replace a node while writes run; move the leadership fro
   REQUIRE(moved.ok());
   CHECK(*moved == static_cast<uint64_t>(target));
   CHECK(set.Leader() == target);
+}
+
+TEST_CASE("Replica set: a purge leaves no node's files with the container's keys or records",
+          "[replica][purge][page]") {
+  TestSet set;
+  set.Seed();
+  const std::vector<std::string> canaries = {"collPURGEr1", "idPURGEr2", "pkPURGEr3", "bodyPURGEr4"};
+  const std::string keep = "idKEEPr5";
+  auto c = set.Client(1);
+  REQUIRE(c->CreateContainer("db", canaries[0], "/tenant").ok());
+  for (int i = 0; i < 60; ++i) {
+    const std::string doc = R"({"id":")" + canaries[1] + std::to_string(i) + R"(","tenant":")" + canaries[2] +
+                            R"(","secret":")" + canaries[3] + R"("})";
+    REQUIRE(c->UpsertItem("db", canaries[0], doc).ok());
+  }
+  // A second data-key version: the raft log now carries two raw keys.
+  REQUIRE(c->RotateDataKey("db", canaries[0]).ok());
+  REQUIRE(c->UpsertItem("db", "c", ItemJson(keep)).ok());
+
+  auto purged = set.Client(2)->PurgeContainer("db", canaries[0]);
+  INFO(purged.status().ToString());
+  REQUIRE(purged.ok());
+  REQUIRE(purged->rids.size() == 1);
+  const std::string rid = purged->rids[0];
+  CHECK(set.Client(3)->PurgeContainer("db", canaries[0]).status().code() == Code::kNotFound);
+  // Every node applies it and shreds its own files.
+  for (int n = 1; n <= 4; ++n) {
+    INFO("node " << n);
+    CHECK(Eventually(
+        [&] {
+          auto ks = set.Client(n)->GetKeyStatus();
+          return ks.ok() && ks->pending_shreds.empty() && ks->store_keys.size() == 1;
+        },
+        std::chrono::seconds(60)));
+  }
+  // Writes go on after it.
+  REQUIRE(set.Client(4)->UpsertItem("db", "c", ItemJson("after")).ok());
+  for (int n = 1; n <= 4; ++n) REQUIRE(set.cluster->StopNode(n).ok());
+
+  auto master = crypto::LoadMasterKey("file:" + set.cluster->options().dir + "/master.key");
+  REQUIRE(master.ok());
+  for (int n = 1; n <= 4; ++n) {
+    const std::filesystem::path store =
+        std::filesystem::path(set.cluster->options().dir) / ("node-" + std::to_string(n)) / "data" / "store";
+    int keep_hits = 0, files = 0;
+    for (const auto& [name, f] : bulwark::testing::DecryptStoreFiles(store, *master)) {
+      INFO("node " << n << " " << name << " " << f.error);
+      CHECK(f.error.empty());  // every file opens with the one store key left
+      ++files;
+      for (const auto& canary : canaries) CHECK(f.plain.find(canary) == std::string::npos);
+      CHECK(f.plain.find("k/" + rid) == std::string::npos);
+      if (f.plain.find(keep) != std::string::npos) ++keep_hits;
+    }
+    INFO("node " << n);
+    CHECK(files >= 4);
+    CHECK(keep_hits > 0);  // the scan sees plaintext keys: it would have seen the purged ones
+  }
+  for (int n = 1; n <= 4; ++n) REQUIRE(set.cluster->StartNode(n).ok());
+  set.Leader();
+  auto after = set.Client(3);
+  CHECK(after->ReadItem("db", "c", "\"t\"", keep).ok());
+  CHECK(after->ReadItem("db", "c", "\"t\"", "after").ok());
+  CHECK(after->ReadContainer("db", canaries[0]).status().code() == Code::kNotFound);
 }

@@ -12,6 +12,7 @@
 #include "crypto/page_encryption.h"
 #include "storage/document_store.h"
 #include "storage/store_keys.h"
+#include "tests/store_scan.h"
 #include "tests/test_util.h"
 
 using namespace bulwark;
@@ -273,23 +274,13 @@ void WritePurgeCanaries(DocumentStore& store, int from, int to) {
   }
 }
 
-// Every file under `dir` but the store-key file, decrypted with the keys the
-// store's key file still holds (through the same page layer RocksDB uses).
-// Fails the test for a file no held key opens.
+// Every decrypted file; fails the test for a file no held key opens.
 std::map<std::string, std::string> DecryptAll(const fs::path& dir, const crypto::MasterKey& master) {
-  auto env = OpenStoreEnvForTools(dir.string(), master);
-  REQUIRE(env.ok());
   std::map<std::string, std::string> out;
-  for (const auto& entry : fs::directory_iterator(dir)) {
-    const std::string name = entry.path().filename().string();
-    if (!entry.is_regular_file() || name.rfind(kStoreKeyFileName, 0) == 0 || fs::file_size(entry.path()) == 0) {
-      continue;
-    }
-    std::string plain;
-    const rocksdb::Status s = rocksdb::ReadFileToString(env->env.get(), entry.path().string(), &plain);
-    INFO(name << ": " << s.ToString());
-    CHECK(s.ok());
-    out[name] = std::move(plain);
+  for (auto& [name, f] : bulwark::testing::DecryptStoreFiles(dir, master)) {
+    INFO(name << ": " << f.error);
+    CHECK(f.error.empty());
+    out[name] = std::move(f.plain);
   }
   return out;
 }
