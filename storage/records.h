@@ -40,7 +40,7 @@ constexpr std::string_view kAppliedIndexKey = "a/applied";  // u64: raft index o
 constexpr std::string_view kAppliedConfKey = "a/conf";      // the membership as of the applied index
 constexpr std::string_view kDedupMetaPrefix = "r/";         // "r/<request id>" -> the first outcome
 constexpr std::string_view kDedupExpiryMetaPrefix = "q/";   // "q/<u64 BE ms><request id>" -> ""
-constexpr std::string_view kMemberMetaPrefix = "m/";       // "m/<u64 BE id>" -> peer address
+constexpr std::string_view kMemberMetaPrefix = "m/";        // "m/<u64 BE id>" -> peer address
 constexpr std::string_view kFormatKey = "s/format";
 constexpr std::string_view kKeyCheckKey = "s/keycheck";
 
@@ -50,6 +50,8 @@ bool ParseDataKeyMetaKey(std::string_view key, std::string& rid_hex, uint32_t& v
 // `rid` is the container's raw 8-byte internal id.
 std::string ItemKey(std::string_view rid, std::string_view partition_key, std::string_view id);
 std::string ItemPartitionPrefix(std::string_view rid, std::string_view partition_key);
+// Splits an item key into its parts (views into `key`); false if malformed.
+bool ParseItemKey(std::string_view key, std::string_view& rid, std::string_view& partition_key, std::string_view& id);
 
 std::string LsnKey(uint64_t lsn);
 Result<uint64_t> ParseLsnKey(std::string_view key);
