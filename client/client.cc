@@ -429,6 +429,15 @@ Result<KeyStatus> Client::GetKeyStatus() {
   for (const auto& u : resp.store_keys()) out.store_keys.push_back({u.version(), u.current(), u.files(), u.bytes()});
   out.rewrite_running = resp.rewrite_running();
   out.last_rewrite_error = resp.last_rewrite_error();
+  for (const auto& c : resp.containers()) {
+    ContainerKeyUsage u{c.database(), c.container(), c.rid(), c.current_version(), {}, c.reseal_pending()};
+    for (const auto& v : c.versions()) {
+      u.versions.push_back({v.version(), v.current(), v.items(), v.change_log_records(), v.bytes()});
+    }
+    out.containers.push_back(std::move(u));
+  }
+  out.unflushed_values = resp.unflushed_values();
+  out.reseal_failures = resp.reseal_failures();
   return out;
 }
 
