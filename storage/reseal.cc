@@ -242,11 +242,6 @@ bool ResealWorker::Pending(const std::string& rid) const {
   return running_ == rid || queued_.count(rid) != 0;
 }
 
-bool ResealWorker::Busy() const {
-  std::lock_guard lock(mu_);
-  return !running_.empty() || !queue_.empty();
-}
-
 void ResealWorker::Stop() {
   {
     std::lock_guard lock(mu_);

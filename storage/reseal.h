@@ -85,7 +85,6 @@ class ResealWorker {
   void Schedule(const std::string& rid);
   // True while `rid` is queued or being worked on.
   bool Pending(const std::string& rid) const;
-  bool Busy() const;
   // Cancels the running job, drops the queue and joins the thread. Idempotent.
   void Stop();
 
