@@ -732,22 +732,83 @@ void AddItemCommands(CLI::App& app, Globals& g, int& rc) {
   }
 }
 
+json PendingShredsJson(const KeyStatus& s) {
+  json out = json::array();
+  for (const auto& p : s.pending_shreds) out.push_back({{"rid", p.rid}, {"purgeIndex", p.purge_index}});
+  return out;
+}
+
+json KeyStatusJson(const KeyStatus& s) {
+  json store_keys = json::array();
+  for (const auto& u : s.store_keys) {
+    store_keys.push_back({{"version", u.version}, {"current", u.current}, {"files", u.files}, {"bytes", u.bytes}});
+  }
+  json containers = json::array();
+  for (const auto& c : s.containers) {
+    json versions = json::array();
+    for (const auto& v : c.versions) {
+      versions.push_back({{"version", v.version},
+                          {"current", v.current},
+                          {"items", v.items},
+                          {"changeLogRecords", v.change_log_records},
+                          {"bytes", v.bytes}});
+    }
+    containers.push_back({{"database", c.database},
+                          {"container", c.container},
+                          {"rid", c.rid},
+                          {"currentVersion", c.current_version},
+                          {"resealPending", c.reseal_pending},
+                          {"versions", versions}});
+  }
+  return {
+      {"masterKeyId", s.master_key_id},           {"storeKeys", store_keys}, {"rewriteRunning", s.rewrite_running},
+      {"lastRewriteError", s.last_rewrite_error}, {"dataKeys", containers},  {"unflushedValues", s.unflushed_values},
+      {"resealFailures", s.reseal_failures}, {"pendingShreds", PendingShredsJson(s)},
+      {"lastShredError", s.last_shred_error}};
+}
+
+void PrintKeyStatus(const KeyStatus& s) {
+  std::cout << "master key " << s.master_key_id << "\n";
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& u : s.store_keys) {
+    rows.push_back({"v" + std::to_string(u.version), u.current ? "current" : "", std::to_string(u.files),
+                    std::to_string(u.bytes)});
+  }
+  PrintTable({"STORE KEY", "", "FILES", "BYTES"}, rows);
+  std::cout << (s.rewrite_running ? "rewrite of older files: running\n" : "rewrite of older files: idle\n");
+  if (!s.last_rewrite_error.empty()) std::cout << "last rewrite failed: " << s.last_rewrite_error << "\n";
+  // One row per container and data-key version: the re-seal's progress.
+  rows.clear();
+  for (const auto& c : s.containers) {
+    const std::string name = c.database.empty() ? "(deleted " + c.rid + ")" : c.database + "/" + c.container;
+    for (const auto& v : c.versions) {
+      rows.push_back({name, "v" + std::to_string(v.version), v.current ? "current" : "", std::to_string(v.items),
+                      std::to_string(v.change_log_records), c.reseal_pending ? "re-sealing" : "idle"});
+    }
+  }
+  std::cout << "\n";
+  PrintTable({"CONTAINER", "DATA KEY", "", "ITEMS", "CHANGE LOG", "RE-SEAL"}, rows);
+  if (s.unflushed_values > 0) std::cout << s.unflushed_values << " recent values not yet counted (in memory)\n";
+  if (s.reseal_failures > 0) {
+    std::cout << s.reseal_failures << " values could not be opened to re-seal; they were kept as they are\n";
+  }
+  for (const auto& p : s.pending_shreds) std::cout << "shred pending: container rid " << p.rid << "\n";
+  if (!s.last_shred_error.empty()) std::cout << "last shred attempt: " << s.last_shred_error << "\n";
+}
+
 void AddKeyCommands(CLI::App& app, Globals& g, int& rc) {
   auto* keys = app.add_subcommand("keys", "encryption keys")->require_subcommand(1);
-  keys->add_subcommand("status", "master key, and files and bytes per store-key version")->callback([&] {
+  auto* status = keys->add_subcommand(
+      "status", "master key, files per store-key version, and items per container data-key version");
+  status->add_flag("--json", g.json_output, "print JSON instead of tables");
+  status->callback([&] {
     rc = WithClient(g, [&](Client& c) -> Status {
       BULWARK_ASSIGN_OR_RETURN(auto s, c.GetKeyStatus());
-      std::cout << "master key " << s.master_key_id << "\n";
-      std::vector<std::vector<std::string>> rows;
-      for (const auto& u : s.store_keys) {
-        rows.push_back({"v" + std::to_string(u.version), u.current ? "current" : "", std::to_string(u.files),
-                        std::to_string(u.bytes)});
+      if (g.json_output) {
+        std::cout << KeyStatusJson(s).dump(2) << "\n";
+      } else {
+        PrintKeyStatus(s);
       }
-      PrintTable({"STORE KEY", "", "FILES", "BYTES"}, rows);
-      std::cout << (s.rewrite_running ? "rewrite of older files: running\n" : "rewrite of older files: idle\n");
-      if (!s.last_rewrite_error.empty()) std::cout << "last rewrite failed: " << s.last_rewrite_error << "\n";
-      for (const auto& p : s.pending_shreds) std::cout << "shred pending: container rid " << p.rid << "\n";
-      if (!s.last_shred_error.empty()) std::cout << "last shred attempt: " << s.last_shred_error << "\n";
       return Status::Ok();
     });
   });

@@ -431,6 +431,15 @@ Result<KeyStatus> Client::GetKeyStatus() {
   out.last_rewrite_error = resp.last_rewrite_error();
   for (const auto& p : resp.pending_shreds()) out.pending_shreds.push_back({p.rid(), p.purge_index()});
   out.last_shred_error = resp.last_shred_error();
+  for (const auto& c : resp.containers()) {
+    ContainerKeyUsage u{c.database(), c.container(), c.rid(), c.current_version(), {}, c.reseal_pending()};
+    for (const auto& v : c.versions()) {
+      u.versions.push_back({v.version(), v.current(), v.items(), v.change_log_records(), v.bytes()});
+    }
+    out.containers.push_back(std::move(u));
+  }
+  out.unflushed_values = resp.unflushed_values();
+  out.reseal_failures = resp.reseal_failures();
   return out;
 }
 

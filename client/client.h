@@ -132,11 +132,33 @@ struct PendingShred {
   uint64_t purge_index = 0;
 };
 
+// Sealed values under one data-key version of a container.
+struct DataKeyVersionUsage {
+  uint32_t version = 0;  // 0: values whose sealed header could not be read
+  bool current = false;
+  uint64_t items = 0;
+  uint64_t change_log_records = 0;
+  uint64_t bytes = 0;
+};
+
+// A container's data-key versions and what each still seals on the node.
+struct ContainerKeyUsage {
+  std::string database;  // empty for a deleted container still on disk
+  std::string container;
+  std::string rid;
+  uint32_t current_version = 0;
+  std::vector<DataKeyVersionUsage> versions;
+  bool reseal_pending = false;  // a background re-seal is queued or running
+};
+
 struct KeyStatus {
   std::string master_key_id;
   std::vector<StoreKeyUsage> store_keys;
   bool rewrite_running = false;
   std::string last_rewrite_error;
+  std::vector<ContainerKeyUsage> containers;
+  uint64_t unflushed_values = 0;  // in memtables: not yet counted in `containers`
+  uint64_t reseal_failures = 0;   // values that could not be opened, kept as they were
   std::vector<PendingShred> pending_shreds;  // this node's files may still hold these
   std::string last_shred_error;
 };
@@ -197,7 +219,8 @@ class Client {
   Result<KeyStatus> GetKeyStatus();
   Result<uint32_t> RotateStoreKey();
   Result<std::string> RotateMasterKey(const std::string& new_key_uri);
-  // A new data-key version for one container; returns it.
+  // A new data-key version for one container; returns it. The node re-seals
+  // older items in the background (GetKeyStatus().containers shows progress).
   Result<uint32_t> RotateDataKey(const std::string& db, const std::string& container);
   // Crypto-shredding (docs/storage.md, "Purge"): irreversible. NotFound if
   // there is nothing of that name to purge.

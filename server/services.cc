@@ -314,6 +314,25 @@ grpc::Status AdminService::KeyStatus(Ctx* ctx, const v1::KeyStatusRequest*, v1::
       out->set_files(u.files);
       out->set_bytes(u.bytes);
     }
+    BULWARK_ASSIGN_OR_RETURN(auto dek_usage, node_->store->DataKeyUsageReport());
+    for (const auto& c : dek_usage.containers) {
+      auto* out = resp->add_containers();
+      out->set_database(c.database);
+      out->set_container(c.container);
+      out->set_rid(c.rid);
+      out->set_current_version(c.current_version);
+      out->set_reseal_pending(c.reseal_pending);
+      for (const auto& v : c.versions) {
+        auto* version = out->add_versions();
+        version->set_version(v.version);
+        version->set_current(v.current);
+        version->set_items(v.items);
+        version->set_change_log_records(v.change_log_records);
+        version->set_bytes(v.bytes);
+      }
+    }
+    resp->set_unflushed_values(dek_usage.unflushed_values);
+    resp->set_reseal_failures(dek_usage.reseal_failures);
     resp->set_rewrite_running(node_->rewrite_running);
     BULWARK_ASSIGN_OR_RETURN(auto pending, node_->store->PendingShreds());
     for (const auto& p : pending) {

@@ -154,6 +154,8 @@ Result<ApplyOutcome> DocumentStore::Apply(uint64_t index, WriteCommand cmd) {
     if (e.added_container) {
       s.containers[ContainerCacheKey(e.added_container->info.database, e.added_container->info.id)] = e.added_container;
     }
+    // Every replica applies the rotation, so every replica re-seals its copy.
+    if (cmd.kind == WriteCommand::Kind::kRotateDataKey && !e.outcome.duplicate && s.reseal) s.reseal->Schedule(cmd.rid);
   }
   return std::move(e.outcome);
 }

@@ -74,6 +74,14 @@ rocksdb::Options MakeRocksOptions() {
   return o;
 }
 
+// The re-seal filter and the usage collector on the column families that
+// hold sealed values (none for an unsealed, benchmark-mode store).
+void AddResealing(rocksdb::ColumnFamilyOptions& cf, SealedColumn column, const DocumentStore::Impl& s) {
+  if (!s.options.seal_items) return;
+  cf.compaction_filter_factory = NewResealFilterFactory(column, &s.keyring, s.reseal_counters);
+  cf.table_properties_collector_factories.push_back(NewDekUsageCollectorFactory(column));
+}
+
 rocksdb::ColumnFamilyOptions ItemsCfOptions(const rocksdb::Options& base) {
   rocksdb::ColumnFamilyOptions cf(base);
   rocksdb::BlockBasedTableOptions table;
@@ -157,6 +165,7 @@ Result<std::shared_ptr<const CachedContainer>> CommandContainer(const DocumentSt
 }
 
 DocumentStore::Impl::~Impl() {
+  if (reseal) reseal->Stop();  // first: its job compacts through db
   if (db) {
     for (auto* h : handles) db->DestroyColumnFamilyHandle(h);
     (void)db->Close();
@@ -268,11 +277,15 @@ Result<std::unique_ptr<DocumentStore>> DocumentStore::Open(const StoreOptions& o
   } else if (std::filesystem::exists(std::filesystem::path(options.path) / kStoreKeyFileName)) {
     return Status::FailedPrecondition("this store uses page encryption; it cannot open without it");
   }
+  rocksdb::ColumnFamilyOptions items_cf = ItemsCfOptions(rocks);
+  AddResealing(items_cf, SealedColumn::kItems, *impl);
+  rocksdb::ColumnFamilyOptions changelog_cf(rocks);
+  AddResealing(changelog_cf, SealedColumn::kChangeLog, *impl);
   std::vector<rocksdb::ColumnFamilyDescriptor> cfs = {
       {rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions(rocks)},
       {kMetaCf, rocksdb::ColumnFamilyOptions(rocks)},
-      {kItemsCf, ItemsCfOptions(rocks)},
-      {kChangeLogCf, rocksdb::ColumnFamilyOptions(rocks)},
+      {kItemsCf, items_cf},
+      {kChangeLogCf, changelog_cf},
       {kRaftLogCf, rocksdb::ColumnFamilyOptions(rocks)},
       {kStagingCf, rocksdb::ColumnFamilyOptions(rocks)},
   };
@@ -303,6 +316,13 @@ Result<std::unique_ptr<DocumentStore>> DocumentStore::Open(const StoreOptions& o
   impl->applied_index.store(applied);
   impl->queue = std::make_unique<CommitQueue>(impl->db.get(), impl->changelog, options.sync_writes, last_lsn);
   BULWARK_RETURN_IF_ERROR(RefreshPendingShreds(*impl));
+  if (options.seal_items && options.reseal_in_background) {
+    Impl* s = impl.get();  // the worker is stopped before Impl goes
+    impl->reseal = std::make_unique<ResealWorker>(
+        [s](const std::string& rid, std::atomic<bool>& canceled) { return ResealContainer(*s, rid, canceled); });
+    // A rotation that the last run did not finish resumes now.
+    BULWARK_RETURN_IF_ERROR(ScheduleResealWhereNeeded(*impl));
+  }
   return std::unique_ptr<DocumentStore>(new DocumentStore(std::move(impl)));
 }
 

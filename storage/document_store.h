@@ -51,6 +51,11 @@ struct StoreOptions {
   // Benchmarks only: write RocksDB's files in the clear (no page layer).
   // A store never opens in the other mode.
   bool encrypt_files = true;
+  // After a data-key rotation (and at open, for one left unfinished), a
+  // background thread compacts the container's data so every value is
+  // re-sealed under the current version. Tests turn it off to leave
+  // re-sealing to flushes and natural compactions.
+  bool reseal_in_background = true;
 };
 
 struct DatabaseInfo {
@@ -94,6 +99,38 @@ struct StoreKeyUsage {
   bool current = false;
   uint64_t files = 0;
   uint64_t bytes = 0;
+};
+
+// Sealed values under one data-key version of a container.
+struct DataKeyVersionUsage {
+  uint32_t version = 0;  // 0: values whose sealed header could not be read
+  bool current = false;
+  uint64_t items = 0;               // values in the items column family
+  uint64_t change_log_records = 0;  // sealed item values in the change log
+  uint64_t bytes = 0;               // of both
+};
+
+// A container's data keys and the values each still protects, from the
+// live SST files' properties (see DataKeyUsage::unflushed_values).
+struct ContainerKeyUsage {
+  std::string database;  // empty for a deleted container whose data is still on disk
+  std::string container;
+  std::string rid;                            // hex
+  uint32_t current_version = 0;               // 0 if the container has no keys any more
+  std::vector<DataKeyVersionUsage> versions;  // ascending; always lists the current one
+  bool reseal_pending = false;                // a background re-seal is queued or running
+};
+
+struct DataKeyUsage {
+  std::vector<ContainerKeyUsage> containers;
+  // Entries in the items and change-log memtables: not yet counted above.
+  // A flush counts them, re-sealing old ones on the way.
+  uint64_t unflushed_values = 0;
+  // SST files written before usage was recorded in SST properties: their
+  // values are not counted (a full compaction rewrites them).
+  uint64_t unclassified_files = 0;
+  uint64_t resealed = 0;         // values re-sealed since the store opened
+  uint64_t reseal_failures = 0;  // since open: values that could not be opened, kept as they were
 };
 
 // What applying one WriteCommand did. `status` is the command's own outcome
@@ -225,9 +262,17 @@ class DocumentStore {
   // RocksDB's estimate of the raft log's bytes (SSTs and memtables).
   uint64_t RaftLogBytes() const;
   rocksdb::ColumnFamilyHandle* raft_log_cf() const;
+  // Tests only: the "items" or "changelog" column family; null for any other name.
+  rocksdb::ColumnFamilyHandle* column_family_for_testing(std::string_view name) const;
 
-  // Keys. A new DEK version seals new writes; old items stay readable.
+  // Keys. A new DEK version seals new writes at once; older values are
+  // re-sealed under it by compaction, in the background
+  // (StoreOptions::reseal_in_background), and stay readable meanwhile.
   Result<uint32_t> RotateDataKey(std::string_view db, std::string_view container);
+  // Per container: how many values each DEK version still seals, i.e. the
+  // progress of re-sealing after a rotation. Reads SST properties only (no
+  // scan). Empty for a store that does not seal items (benchmark mode).
+  Result<DataKeyUsage> DataKeyUsageReport() const;
   std::vector<uint32_t> DataKeyVersions(std::string_view db, std::string_view container) const;
   // DEK versions of every live container, together.
   uint32_t DataKeyVersionCount() const;

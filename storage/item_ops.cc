@@ -13,13 +13,8 @@ using nlohmann::json;
 
 // The partition key and id back out of an item key (rid | u32 len | pk | id).
 bool SplitItemKey(std::string_view key, std::string_view& partition_key, std::string_view& id) {
-  if (key.size() < kContainerRidBytes) return false;
-  key.remove_prefix(kContainerRidBytes);
-  uint32_t len = 0;
-  if (!GetBigEndian32(key, len) || len > key.size()) return false;
-  partition_key = key.substr(0, len);
-  id = key.substr(len);
-  return true;
+  std::string_view rid;
+  return ParseItemKey(key, rid, partition_key, id);
 }
 
 Status CheckIfMatch(const DocumentStore::Impl& s, const CachedContainer& c, std::string_view pk, std::string_view id,
@@ -87,8 +82,8 @@ Result<WriteCommand> DocumentStore::PrepareItemWrite(WriteCommand::Kind kind, st
   doc["_ts"] = cmd.ts;
   std::string body = doc.dump();
   if (body.size() > kMaxItemBytes) {
-    return Status::TooLarge("item is " + std::to_string(body.size()) +
-                            " bytes with system properties; the limit is " + std::to_string(kMaxItemBytes));
+    return Status::TooLarge("item is " + std::to_string(body.size()) + " bytes with system properties; the limit is " +
+                            std::to_string(kMaxItemBytes));
   }
   BULWARK_ASSIGN_OR_RETURN(cmd.sealed,
                            impl_->SealRecord(*c, who.partition_key, who.id, EncodeItemRecord(cmd.etag, cmd.ts, body)));

@@ -76,6 +76,17 @@ std::string ItemKey(std::string_view rid, std::string_view partition_key, std::s
   return k;
 }
 
+bool ParseItemKey(std::string_view key, std::string_view& rid, std::string_view& partition_key, std::string_view& id) {
+  if (key.size() < kContainerRidBytes) return false;
+  rid = key.substr(0, kContainerRidBytes);
+  key.remove_prefix(kContainerRidBytes);
+  uint32_t len = 0;
+  if (!GetBigEndian32(key, len) || len > key.size()) return false;
+  partition_key = key.substr(0, len);
+  id = key.substr(len);
+  return true;
+}
+
 std::string LsnKey(uint64_t lsn) {
   std::string k;
   PutBigEndian64(k, lsn);

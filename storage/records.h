@@ -60,6 +60,8 @@ bool ParseDataKeyMetaKey(std::string_view key, std::string& rid_hex, uint32_t& v
 // `rid` is the container's raw 8-byte internal id.
 std::string ItemKey(std::string_view rid, std::string_view partition_key, std::string_view id);
 std::string ItemPartitionPrefix(std::string_view rid, std::string_view partition_key);
+// Splits an item key into its parts (views into `key`); false if malformed.
+bool ParseItemKey(std::string_view key, std::string_view& rid, std::string_view& partition_key, std::string_view& id);
 
 std::string LsnKey(uint64_t lsn);
 Result<uint64_t> ParseLsnKey(std::string_view key);

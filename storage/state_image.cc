@@ -266,6 +266,8 @@ Result<uint64_t> DocumentStore::InstallStateImage() {
   BULWARK_ASSIGN_OR_RETURN(uint64_t applied, LoadAppliedIndex(s));
   s.applied_index.store(applied, std::memory_order_release);
   BULWARK_RETURN_IF_ERROR(RefreshPendingShreds(s));
+  // The image may hold values under versions its sender had not re-sealed yet.
+  BULWARK_RETURN_IF_ERROR(ScheduleResealWhereNeeded(s));
   return applied;
 }
 

@@ -27,6 +27,7 @@
 #include "crypto/keyring.h"
 #include "storage/commit_queue.h"
 #include "storage/document_store.h"
+#include "storage/reseal.h"
 #include "storage/store_keys.h"
 
 namespace bulwark::storage {
@@ -44,6 +45,9 @@ struct DocumentStore::Impl {
   ~Impl();
 
   StoreOptions options;
+  // Declared before db: the page layer and the re-seal compaction filter use
+  // it, so it must outlive the DB.
+  crypto::Keyring keyring;
   StoreEnv store_env;  // declared before db: it must outlive it
   std::unique_ptr<rocksdb::DB> db;
   std::vector<rocksdb::ColumnFamilyHandle*> handles;  // owned; destroyed before db
@@ -52,8 +56,12 @@ struct DocumentStore::Impl {
   rocksdb::ColumnFamilyHandle* changelog = nullptr;
   rocksdb::ColumnFamilyHandle* raftlog = nullptr;  // written only by the replication runner
   rocksdb::ColumnFamilyHandle* staging = nullptr;  // a state image being received
-  crypto::Keyring keyring;
   std::unique_ptr<CommitQueue> queue;
+  // Bumped by the re-seal compaction filters (which share it).
+  std::shared_ptr<ResealCounters> reseal_counters = std::make_shared<ResealCounters>();
+  // Compacts rotated containers' data; null unless options.reseal_in_background.
+  // Stopped first in ~Impl, since its jobs use db.
+  std::unique_ptr<ResealWorker> reseal;
 
   std::atomic<uint64_t> applied_index{0};  // raft index of the last applied command
   // The highest purge index among this node's pending shreds (0: none
@@ -112,6 +120,13 @@ Result<uint64_t> LastLsn(const DocumentStore::Impl& s);
 // (Re)loads the keyring and the container cache from the meta column family.
 // REQUIRES: ddl_mu held exclusively, or no other user yet (Open).
 Status LoadKeysAndContainers(DocumentStore::Impl& s);
+// Queues a background re-seal for every container whose data the live SSTs
+// show under a data-key version older than its current one (a rotation that
+// an earlier run did not finish). REQUIRES: ddl_mu held, or no other user yet.
+Status ScheduleResealWhereNeeded(DocumentStore::Impl& s);
+// Compacts one container's items (and the change log) until no value is left
+// under an old version, no pass makes progress, or `canceled`.
+Status ResealContainer(DocumentStore::Impl& s, const std::string& rid, std::atomic<bool>& canceled);
 // Finishes an image install that a crash interrupted (called by Open).
 Status ResumeStateImageInstall(DocumentStore::Impl& s);
 

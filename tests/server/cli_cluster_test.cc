@@ -14,6 +14,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -205,6 +206,29 @@ TEST_CASE("CLI: cluster up runs four nodes; status, put/get, leader transfer, cl
   INFO(get.output);
   REQUIRE(get.exit_code == 0);
   CHECK(json::parse(get.output)["total"] == 42);
+
+  // keys status lists the container's data-key versions, as a table and as JSON.
+  REQUIRE(RunCommand(cli + "keys rotate-container shop orders").exit_code == 0);
+  auto keys_table = RunCommand(cli + "keys status");
+  INFO(keys_table.output);
+  REQUIRE(keys_table.exit_code == 0);
+  CHECK(keys_table.output.find("shop/orders") != std::string::npos);
+  CHECK(keys_table.output.find("DATA KEY") != std::string::npos);
+  // The node asked may be a follower that applies the rotation a little later.
+  bool listed = false;
+  std::string keys_json;
+  for (int attempt = 0; attempt < 50 && !listed; ++attempt) {
+    if (attempt > 0) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    auto r = RunCommand(cli + "keys status --json");
+    keys_json = r.output;
+    REQUIRE(r.exit_code == 0);
+    const json status = json::parse(keys_json);
+    for (const auto& c : status["dataKeys"]) {
+      if (c["database"] == "shop" && c["container"] == "orders") listed = c["currentVersion"] == 2;
+    }
+  }
+  INFO(keys_json);
+  CHECK(listed);
 
   // Leadership moves to a follower, and every node comes to agree.
   const uint64_t target = leader == 4 ? 3 : 4;

@@ -21,10 +21,12 @@ using nlohmann::json;
 
 namespace {
 
-std::unique_ptr<DocumentStore> OpenStore(const std::string& path, const crypto::MasterKey& key, bool sealed = true) {
+std::unique_ptr<DocumentStore> OpenStore(const std::string& path, const crypto::MasterKey& key, bool sealed = true,
+                                         bool reseal_in_background = true) {
   StoreOptions options;
   options.path = path;
   options.seal_items = sealed;
+  options.reseal_in_background = reseal_in_background;
   auto store = DocumentStore::Open(options, key.Clone());
   INFO(store.status().ToString());
   REQUIRE(store.ok());
@@ -36,15 +38,16 @@ struct Fixture {
   TempDir dir;
   crypto::MasterKey key = crypto::MasterKey::Generate();
   std::unique_ptr<DocumentStore> store;
-  Fixture() {
-    store = OpenStore(path(), key);
+  bool reseal_in_background = true;
+  explicit Fixture(bool reseal = true) : reseal_in_background(reseal) {
+    store = OpenStore(path(), key, /*sealed=*/true, reseal_in_background);
     REQUIRE(store->CreateDatabase("db").ok());
     REQUIRE(store->CreateContainer("db", "c", "/tenant").ok());
   }
   std::string path() const { return dir.sub("store"); }
   void Reopen() {
     store.reset();
-    store = OpenStore(path(), key);
+    store = OpenStore(path(), key, /*sealed=*/true, reseal_in_background);
   }
   size_t CountItems(const std::string& container = "c") {
     ListOptions options;
@@ -384,7 +387,9 @@ TEST_CASE("Stored secrets: created once, survive restart and master-key rotation
 }
 
 TEST_CASE("DEK rotation: new writes use the new version, old items stay readable", "[storage][store][keys]") {
-  Fixture f;
+  // No background re-seal: this test sees both versions on disk at once
+  // (tests/storage/reseal_test.cc covers the re-seal).
+  Fixture f(/*reseal=*/false);
   REQUIRE(f.store->UpsertItem("db", "c", Doc("old", "t", 1)).ok());
   auto v = f.store->RotateDataKey("db", "c");
   REQUIRE(v.ok());
