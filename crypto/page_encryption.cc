@@ -106,6 +106,11 @@ void PageEncryptionProvider::RetireStoreKeys(const std::set<uint32_t>& keep) {
   }
 }
 
+size_t PageEncryptionProvider::key_count() const {
+  std::shared_lock lock(mu_);
+  return keys_.size();
+}
+
 uint32_t PageEncryptionProvider::current_version() const {
   std::shared_lock lock(mu_);
   return current_version_;

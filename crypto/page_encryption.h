@@ -58,6 +58,7 @@ class PageEncryptionProvider : public rocksdb::EncryptionProvider {
   // Drops every store-key version not in `keep` (the current one is always
   // kept): files under a dropped version can no longer be read.
   void RetireStoreKeys(const std::set<uint32_t>& keep);
+  size_t key_count() const;
 
   // The store-key version named by a file's prefix (for rotation progress).
   // Corruption if it is not a Bulwark page prefix.

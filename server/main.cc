@@ -220,6 +220,12 @@ int Run(NodeConfig config) {
   node.metrics = &metrics;
   node.primary_key = std::move(primary->value);
   node.primary_key_created_s = primary->created_unix_s;
+  if (node.store->store_key_versions_held() > 1) {
+    // A store-key rotation that did not finish before the last stop resumes.
+    std::lock_guard lock(node.rewrite_mu);
+    StartStoreKeyRewriteLocked(&node);
+    spdlog::info("event=store_key_rewrite_resumed versions_held={}", node.store->store_key_versions_held());
+  }
   metrics.AddGauge("bulwark_storage_live_bytes", "Bytes of live SST files.",
                    [&] { return static_cast<double>(node.store->ApproximateDiskBytes()); });
   metrics.AddGauge("bulwark_raft_applied_index", "Raft index this node has applied.",

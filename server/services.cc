@@ -347,6 +347,24 @@ grpc::Status AdminService::KeyStatus(Ctx* ctx, const v1::KeyStatusRequest*, v1::
   });
 }
 
+void StartStoreKeyRewriteLocked(NodeContext* node) {
+  if (node->rewrite_thread.joinable()) node->rewrite_thread.join();
+  node->rewrite_running = true;
+  node->last_rewrite_error.clear();
+  // Reads and writes go on during the rewrite: compaction runs beside them.
+  // Then the older store-key versions are destroyed; until that step has
+  // run, a restart starts the rewrite again (bulwarkd's start-up).
+  node->rewrite_thread = std::thread([node] {
+    BStatus s = node->store->Compact();
+    if (s.ok()) s = node->store->RetireOldStoreKeys();
+    std::lock_guard inner(node->rewrite_mu);
+    if (!s.ok()) node->last_rewrite_error = s.ToString();
+    node->rewrite_running = false;
+    spdlog::info("event=store_key_rewrite_done version={} ok={} versions_held={}",
+                 node->store->current_store_key_version(), s.ok(), node->store->store_key_versions_held());
+  });
+}
+
 grpc::Status AdminService::RotateStoreKey(Ctx* ctx, const v1::RotateStoreKeyRequest*,
                                           v1::RotateStoreKeyResponse* resp) {
   return runner_.Run(ctx, "RotateStoreKey", security::AccountRef("post"), [&]() -> BStatus {
@@ -354,17 +372,7 @@ grpc::Status AdminService::RotateStoreKey(Ctx* ctx, const v1::RotateStoreKeyRequ
     if (node_->rewrite_running) return BStatus::Unavailable("a rewrite is still running; retry when KeyStatus says done");
     BULWARK_ASSIGN_OR_RETURN(uint32_t version, node_->store->RotateStoreKey());
     resp->set_version(version);
-    if (node_->rewrite_thread.joinable()) node_->rewrite_thread.join();
-    node_->rewrite_running = true;
-    node_->last_rewrite_error.clear();
-    // Reads and writes go on during the rewrite: compaction runs beside them.
-    node_->rewrite_thread = std::thread([node = node_, version] {
-      const BStatus s = node->store->Compact();
-      std::lock_guard inner(node->rewrite_mu);
-      if (!s.ok()) node->last_rewrite_error = s.ToString();
-      node->rewrite_running = false;
-      spdlog::info("event=store_key_rewrite_done version={} ok={}", version, s.ok());
-    });
+    StartStoreKeyRewriteLocked(node_);
     spdlog::info("event=store_key_rotated version={}", version);
     return BStatus::Ok();
   });

@@ -64,6 +64,11 @@ struct NodeContext {
   std::set<std::string> plaintext_peers;  // GUARDED_BY(peers_mu): warned about once each
 };
 
+// Rewrites every file under the current store key in the background, then
+// destroys the older versions. REQUIRES: node->rewrite_mu held, no rewrite
+// running.
+void StartStoreKeyRewriteLocked(NodeContext* node);
+
 // The deadline a request runs under: the client's, capped by
 // limits.request_deadline_ms.
 Deadline RequestDeadline(const grpc::ServerContext* ctx, const NodeConfig& config);

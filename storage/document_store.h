@@ -324,6 +324,14 @@ class DocumentStore {
   // records it covered. Unavailable (retry later) while a state image is
   // staged or a file still uses an old store key; reads and writes go on.
   Status ShredFiles();
+  // The last step of a store-key rotation, after Compact(): rewrites OPTIONS
+  // and IDENTITY under the current version, waits (up to 10 s) until no file
+  // uses an older one, then destroys the older versions (key file and
+  // memory). Unavailable if a file still uses one; FailedPrecondition
+  // without page encryption.
+  Status RetireOldStoreKeys();
+  // Store-key versions this node holds (1 once a rotation has finished).
+  size_t store_key_versions_held() const;
 
   // Flushes every memtable and compacts every column family to the bottom,
   // rewriting every SST file (used by key rotation, tests and benchmarks).

@@ -26,7 +26,7 @@ namespace {
 // full compaction made obsolete (old WAL, MANIFEST, OPTIONS) before it
 // reports Unavailable and lets the caller retry.
 constexpr auto kObsoleteFilesWait = std::chrono::seconds(10);
-constexpr std::string_view kShredMarkKey = "s/shred";
+constexpr std::string_view kWalRollKey = "s/wal-roll";  // its value: when it was last written
 
 std::string PendingShredKey(std::string_view rid_hex) {
   return std::string(kPendingShredMetaPrefix) + std::string(rid_hex);
@@ -191,6 +191,71 @@ Result<std::vector<PendingShred>> DocumentStore::PendingShreds() const {
 
 int64_t DocumentStore::max_pending_shred_index() const { return impl_->max_pending_shred_index.load(); }
 
+Status DocumentStore::RetireOldStoreKeys() {
+  Impl& s = *impl_;
+  if (!s.options.encrypt_files) return Status::FailedPrecondition("this store has no page encryption");
+  // A write into the live WAL, then a flush: RocksDB moves to a new WAL file
+  // (under the current key). Without the write a flush of empty memtables
+  // keeps the live WAL, which may predate the rotation (a WAL that was empty
+  // at open stays the live one).
+  BULWARK_RETURN_IF_ERROR(
+      FromRocks(s.db->Put(rocksdb::WriteOptions(), s.meta, AsSlice(kWalRollKey), std::to_string(NowUnixSeconds())),
+                "cannot write"));
+  // RocksDB finds some obsolete files (a WAL that was empty when the store
+  // opened) only in a full directory scan, every 6 hours by default: ask for
+  // one with this flush.
+  const uint64_t scan_period = s.db->GetDBOptions().delete_obsolete_files_period_micros;
+  BULWARK_RETURN_IF_ERROR(
+      FromRocks(s.db->SetDBOptions({{"delete_obsolete_files_period_micros", "0"}}), "cannot set options"));
+  rocksdb::FlushOptions flush;
+  flush.wait = true;
+  const rocksdb::Status flushed = s.db->Flush(flush, s.handles);
+  BULWARK_RETURN_IF_ERROR(
+      FromRocks(s.db->SetDBOptions({{"delete_obsolete_files_period_micros", std::to_string(scan_period)}}),
+                "cannot set options"));
+  BULWARK_RETURN_IF_ERROR(FromRocks(flushed, "flush failed"));
+  // RocksDB keeps the two newest OPTIONS files and writes one only when an
+  // option changes: change a harmless one there and back.
+  const unsigned period = s.db->GetDBOptions().stats_dump_period_sec;
+  for (unsigned v : {period + 1, period}) {
+    BULWARK_RETURN_IF_ERROR(
+        FromRocks(s.db->SetDBOptions({{"stats_dump_period_sec", std::to_string(v)}}), "cannot set options"));
+  }
+  BULWARK_RETURN_IF_ERROR(RewriteThroughEnv(s.store_env.env.get(), s.options.path + "/IDENTITY"));
+  const uint32_t current = s.store_env.provider->current_version();
+  const auto deadline = std::chrono::steady_clock::now() + kObsoleteFilesWait;
+  while (true) {
+    BULWARK_ASSIGN_OR_RETURN(std::vector<std::string> old, FilesUnderOlderKeys(s.options.path, current));
+    if (old.empty()) break;
+    if (std::chrono::steady_clock::now() >= deadline) {
+      std::string names;
+      for (const auto& n : old) names += (names.empty() ? "" : ", ") + n;
+      return Status::Unavailable("files still use older store keys: " + names + "; retry after they are rewritten");
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  // No file needs an older store key: destroy them. Deleted files' blocks
+  // that the device still holds can no longer be decrypted.
+  std::unique_lock lock(s.ddl_mu);  // the key file's one writer
+  BULWARK_ASSIGN_OR_RETURN(auto key_file, ReadStoreKeyFile(s.options.path));
+  if (!key_file) return Status::Corruption("the store-key file is missing");
+  if (key_file->current != current) return Status::Unavailable("the store key was rotated meanwhile; retry");
+  std::vector<StoreKeyRecord> keep;
+  for (auto& r : key_file->keys) {
+    if (r.version == key_file->current) keep.push_back(std::move(r));
+  }
+  if (keep.empty()) return Status::Corruption("the store-key file has no current key");
+  if (keep.size() == key_file->keys.size()) return Status::Ok();
+  key_file->keys = std::move(keep);
+  BULWARK_RETURN_IF_ERROR(WriteStoreKeyFile(s.options.path, *key_file));
+  s.store_env.provider->RetireStoreKeys({});
+  return Status::Ok();
+}
+
+size_t DocumentStore::store_key_versions_held() const {
+  return impl_->options.encrypt_files ? impl_->store_env.provider->key_count() : 0;
+}
+
 Status DocumentStore::ShredFiles() {
   Impl& s = *impl_;
   std::lock_guard shred(s.shred_mu);
@@ -205,49 +270,10 @@ Status DocumentStore::ShredFiles() {
     BULWARK_RETURN_IF_ERROR(FromRocks(it->status(), "cannot read the staging area"));
   }
   if (s.options.encrypt_files) BULWARK_RETURN_IF_ERROR(RotateStoreKey().status());
-  // A write into the live WAL, so the flush below moves to a new WAL file
-  // (under the new store key) even if every memtable was empty.
-  BULWARK_RETURN_IF_ERROR(
-      FromRocks(s.db->Put(rocksdb::WriteOptions(), s.meta, AsSlice(kShredMarkKey), std::to_string(NowUnixSeconds())),
-                "cannot write"));
   // Every SST rewritten without the deleted records; the MANIFEST rolls with
   // each version change (max_manifest_file_size).
   BULWARK_RETURN_IF_ERROR(Compact());
-  if (s.options.encrypt_files) {
-    // RocksDB keeps the two newest OPTIONS files and writes one only when an
-    // option changes: change a harmless one there and back.
-    const unsigned period = s.db->GetDBOptions().stats_dump_period_sec;
-    for (unsigned v : {period + 1, period}) {
-      BULWARK_RETURN_IF_ERROR(
-          FromRocks(s.db->SetDBOptions({{"stats_dump_period_sec", std::to_string(v)}}), "cannot set options"));
-    }
-    BULWARK_RETURN_IF_ERROR(RewriteThroughEnv(s.store_env.env.get(), s.options.path + "/IDENTITY"));
-    const uint32_t current = s.store_env.provider->current_version();
-    const auto deadline = std::chrono::steady_clock::now() + kObsoleteFilesWait;
-    while (true) {
-      BULWARK_ASSIGN_OR_RETURN(std::vector<std::string> old, FilesUnderOlderKeys(s.options.path, current));
-      if (old.empty()) break;
-      if (std::chrono::steady_clock::now() >= deadline) {
-        std::string names;
-        for (const auto& n : old) names += (names.empty() ? "" : ", ") + n;
-        return Status::Unavailable("files still use older store keys: " + names + "; the shred will retry");
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    // No file needs an older store key: destroy them. Deleted files' blocks
-    // that the device still holds can no longer be decrypted.
-    std::unique_lock lock(s.ddl_mu);  // the key file's one writer
-    BULWARK_ASSIGN_OR_RETURN(auto key_file, ReadStoreKeyFile(s.options.path));
-    if (!key_file) return Status::Corruption("the store-key file is missing");
-    std::vector<StoreKeyRecord> keep;
-    for (auto& r : key_file->keys) {
-      if (r.version == key_file->current) keep.push_back(std::move(r));
-    }
-    if (keep.empty()) return Status::Corruption("the store-key file has no current key");
-    key_file->keys = std::move(keep);
-    BULWARK_RETURN_IF_ERROR(WriteStoreKeyFile(s.options.path, *key_file));
-    s.store_env.provider->RetireStoreKeys({});
-  }
+  if (s.options.encrypt_files) BULWARK_RETURN_IF_ERROR(RetireOldStoreKeys());
   rocksdb::WriteBatch done;
   for (const auto& p : pending) {
     BULWARK_RETURN_IF_ERROR(FromRocks(done.Delete(s.meta, PendingShredKey(p.rid)), "batch delete"));

@@ -16,23 +16,25 @@
 #include <sstream>
 #include <thread>
 
-#include <catch2/catch.hpp>
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 #include <httplib.h>
+#include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
 #include "bulwark/v1/document.grpc.pb.h"
 #include "chaos/local_cluster.h"
 #include "client/client.h"
 #include "client/profile.h"
+#include "crypto/master_key.h"
 #include "security/request_signing.h"
+#include "storage/document_store.h"
 #include "tests/server/run_command.h"
 #include "tests/test_util.h"
 
 using namespace bulwark;
-using bulwark::testing::FreePort;
 using bulwark::testing::CommandResult;
+using bulwark::testing::FreePort;
 using bulwark::testing::RunCommand;
 using bulwark::testing::TempDir;
 namespace v1 = bulwark::v1;
@@ -146,7 +148,6 @@ grpc::Status GenericCall(const TestNode& node, const std::string& method, const 
   }
   return result;
 }
-
 
 }  // namespace
 
@@ -267,9 +268,9 @@ TEST_CASE("Bad input gets the right status, changes nothing, and never crashes t
     }
   }
   SECTION("a malformed request message") {
-    CHECK_FALSE(GenericCall(node, "/bulwark.v1.DocumentService/UpsertItem", "\xff\xff\xff\xff\x0f not a protobuf",
-                            nullptr)
-                    .ok());
+    CHECK_FALSE(
+        GenericCall(node, "/bulwark.v1.DocumentService/UpsertItem", "\xff\xff\xff\xff\x0f not a protobuf", nullptr)
+            .ok());
   }
   SECTION("garbage bytes sent to the port, not even TLS") {
     const auto colon = node.cluster->endpoint().rfind(':');
@@ -419,8 +420,8 @@ TEST_CASE("bulwarkd refuses to start without TLS, or with a bad config key", "[s
   auto bad_key = RunCommand(bin + " --config " + dir.sub("bad.yaml"));
   CHECK(bad_key.exit_code == 2);
   CHECK(bad_key.output.find("max_message_size") != std::string::npos);
-  auto no_key = RunCommand(bin + " --insecure --data-dir " + dir.sub("d") + " --master-key-uri file:" +
-                           dir.sub("missing.key") + " --metrics-listen ''");
+  auto no_key = RunCommand(bin + " --insecure --data-dir " + dir.sub("d") +
+                           " --master-key-uri file:" + dir.sub("missing.key") + " --metrics-listen ''");
   CHECK(no_key.exit_code == 1);
   CHECK(no_key.output.find("missing.key") != std::string::npos);
 }
@@ -478,8 +479,9 @@ TEST_CASE("CLI round trip against a real node", "[server][integration][cli]") {
   auto as_json = RunCommand(cli + "item list shop orders --json");
   REQUIRE(as_json.exit_code == 0);
   CHECK(json::parse(as_json.output)["items"].size() == 2);
-  CHECK(RunCommand(cli + "item replace shop orders --json '{\"id\":\"o1\",\"tenant\":\"acme\",\"total\":1}'")
-            .exit_code == 0);
+  CHECK(
+      RunCommand(cli + "item replace shop orders --json '{\"id\":\"o1\",\"tenant\":\"acme\",\"total\":1}'").exit_code ==
+      0);
   CHECK(RunCommand(cli + "item delete shop orders o2 --pk acme").exit_code == 0);
   CHECK(RunCommand(cli + "db list").output.find("shop") != std::string::npos);
   CHECK(RunCommand(cli + "container list shop --json").exit_code == 0);
@@ -496,8 +498,8 @@ TEST_CASE("CLI round trip against a real node", "[server][integration][cli]") {
   auto wrong_key = RunCommand(cli + "--key " + crypto::Base64Encode(crypto::RandomBytes(64)) + " db list");
   CHECK(wrong_key.exit_code == 1);
   CHECK(wrong_key.output.find("hint") != std::string::npos);
-  auto nowhere = RunCommand(std::string(BULWARK_BIN_DIR) + "/bulwark --profile-dir " + node.dir.sub("none") +
-                            " db list");
+  auto nowhere =
+      RunCommand(std::string(BULWARK_BIN_DIR) + "/bulwark --profile-dir " + node.dir.sub("none") + " db list");
   CHECK(nowhere.exit_code == 2);
   CHECK(nowhere.output.find("cluster up") != std::string::npos);
 }
@@ -553,6 +555,9 @@ TEST_CASE("Key rotation over the API: all three key kinds under load, then resta
   bool v2_current = false;
   for (const auto& u : status.store_keys) v2_current |= (u.version == 2 && u.current && u.files > 0);
   CHECK(v2_current);
+  // Once the rewrite is done, v1 is destroyed: every file is under v2.
+  INFO(status.last_rewrite_error);
+  CHECK(status.store_keys.size() == 1);
 
   // The container's items written under DEK v1 are re-sealed in the
   // background: KeyStatus counts none left under v1 (bounded wait).
@@ -612,4 +617,43 @@ TEST_CASE("Key rotation over the API: all three key kinds under load, then resta
     CHECK(json::parse(r->json)["v"] == i);
   }
   CHECK(node.CountItems() == static_cast<size_t>(100 + acked));
+}
+
+TEST_CASE("An unfinished store-key rotation resumes when the node starts", "[server][integration][keys]") {
+  TestNode node;
+  node.Seed();
+  for (int i = 0; i < 50; ++i) {
+    const json doc = {{"id", "r" + std::to_string(i)}, {"tenant", "t"}};
+    REQUIRE(node.client->UpsertItem("db", "c", doc.dump()).ok());
+  }
+  REQUIRE(node.cluster->Stop().ok());
+  // As if the node had stopped right after the rotation, before the rewrite:
+  // a second store-key version, every file still under the first.
+  {
+    auto master = crypto::LoadMasterKey("file:" + node.cluster->options().dir + "/master.key");
+    REQUIRE(master.ok());
+    storage::StoreOptions options;
+    options.path = node.cluster->options().dir + "/node-1/data/store";
+    auto store = storage::DocumentStore::Open(options, std::move(master).value());
+    INFO(store.status().ToString());
+    REQUIRE(store.ok());
+    REQUIRE((*store)->RotateStoreKey().ok());
+    CHECK((*store)->store_key_versions_held() == 2);
+  }
+  node.Start();
+  bool done = false;
+  std::string error;
+  size_t versions = 0;
+  for (int i = 0; i < 400 && !done; ++i) {  // bounded wait for the resumed rewrite
+    auto s = node.client->GetKeyStatus();
+    REQUIRE(s.ok());
+    error = s->last_rewrite_error;
+    versions = s->store_keys.size();
+    done = !s->rewrite_running && s->store_keys.size() == 1 && s->store_keys.front().version == 2;
+    if (!done) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  INFO("versions " << versions << " last error: " << error);
+  CHECK(done);
+  CHECK(ReadFile(node.cluster->log_path()).find("event=store_key_rewrite_resumed") != std::string::npos);
+  for (int i : {0, 49}) CHECK(node.client->ReadItem("db", "c", "\"t\"", "r" + std::to_string(i)).ok());
 }

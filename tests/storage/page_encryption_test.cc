@@ -237,14 +237,30 @@ TEST_CASE("Store-key rotation: new files use the new key at once, compaction mov
     const std::string bytes = ReadAll(entry.path());
     CHECK(*crypto::PageEncryptionProvider::PrefixKeyVersion(bytes.substr(0, 16)) == 2);
   }
+  // Retire v1: OPTIONS and IDENTITY move too, then v1 is destroyed.
+  CHECK(store->store_key_versions_held() == 2);
+  const Status retired = store->RetireOldStoreKeys();
+  INFO(retired.ToString());
+  REQUIRE(retired.ok());
+  CHECK(store->store_key_versions_held() == 1);
+  auto one = store->StoreKeyUsageReport();
+  REQUIRE(one.ok());
+  REQUIRE(one->size() == 1);
+  CHECK(one->front().version == 2);
+  auto key_file = ReadStoreKeyFile(dir.sub("s"));
+  REQUIRE(key_file.ok());
+  REQUIRE(key_file->has_value());
+  REQUIRE((*key_file)->keys.size() == 1);
+  CHECK((*key_file)->keys.front().version == 2);
+  WriteCanaries(*store, 300, 310);  // writes go on after it
   store.reset();
 
-  // Reopen: both versions load; every item, old and new, reads back.
+  // Reopen with only v2 left: every item, old and new, reads back.
   StoreOptions options;
   options.path = dir.sub("s");
   auto reopened = DocumentStore::Open(options, key.Clone());
   REQUIRE(reopened.ok());
-  for (int i : {0, 199, 259, 299}) {
+  for (int i : {0, 199, 259, 299, 309}) {
     CHECK((*reopened)
               ->ReadItem(kCanaries[0], kCanaries[1], "\"" + kCanaries[3] + "\"", kCanaries[2] + std::to_string(i))
               .ok());
@@ -369,4 +385,30 @@ TEST_CASE("Purge: no file holds the purged container's keys or records, even dec
   CHECK((*reopened)->ReadItem("db", "keep", "\"t\"", "after").ok());
   CHECK((*reopened)->ReadContainer("db", kPurgeCanaries[0]).status().code() == Code::kNotFound);
   CHECK((*reopened)->PendingShreds()->empty());
+}
+
+TEST_CASE("Store-key retirement after a restart between the rotation and the rewrite", "[storage][page][rotation]") {
+  TempDir dir;
+  const crypto::MasterKey key = crypto::MasterKey::Generate();
+  StoreOptions options;
+  options.path = dir.sub("s");
+  { auto store = MakeCanaryStore(options.path, key, /*encrypt=*/true); }
+  {
+    auto store = DocumentStore::Open(options, key.Clone());
+    REQUIRE(store.ok());
+    REQUIRE((*store)->RotateStoreKey().ok());
+  }
+  auto store = DocumentStore::Open(options, key.Clone());
+  REQUIRE(store.ok());
+  CHECK((*store)->store_key_versions_held() == 2);
+  REQUIRE((*store)->Compact().ok());
+  const Status retired = (*store)->RetireOldStoreKeys();
+  INFO(retired.ToString());
+  REQUIRE(retired.ok());
+  CHECK((*store)->store_key_versions_held() == 1);
+  for (int i : {0, 259}) {
+    CHECK((*store)
+              ->ReadItem(kCanaries[0], kCanaries[1], "\"" + kCanaries[3] + "\"", kCanaries[2] + std::to_string(i))
+              .ok());
+  }
 }
