@@ -31,8 +31,8 @@
 extern char** environ;
 
 using namespace bulwark;
-using bulwark::testing::FreePort;
 using bulwark::testing::CommandResult;
+using bulwark::testing::FreePort;
 using bulwark::testing::RunCommand;
 using bulwark::testing::TempDir;
 using nlohmann::json;
@@ -53,7 +53,6 @@ std::string ReadFile(const fs::path& path) {
   s << in.rdbuf();
   return s.str();
 }
-
 
 // Polls `fn` until it returns true or `timeout` passes.
 template <typename Fn>
@@ -229,6 +228,23 @@ TEST_CASE("CLI: cluster up runs four nodes; status, put/get, leader transfer, cl
   }
   INFO(keys_json);
   CHECK(listed);
+
+  // container purge: every node reports its files shredded; the container
+  // is gone, and a second purge has nothing to do.
+  REQUIRE(RunCommand(cli + "container create shop scratch --partition-key /tenant").exit_code == 0);
+  REQUIRE(RunCommand(cli + "item put shop scratch --json '{\"id\":\"s1\",\"tenant\":\"acme\"}'").exit_code == 0);
+  auto purge = RunCommand(cli + "container purge shop scratch");
+  INFO(purge.output);
+  CHECK(purge.exit_code == 0);
+  size_t shredded = 0;
+  for (size_t at = purge.output.find(": shredded"); at != std::string::npos;
+       at = purge.output.find(": shredded", at + 1)) {
+    ++shredded;
+  }
+  CHECK(shredded == 4);
+  CHECK(purge.output.find("purge complete") != std::string::npos);
+  CHECK(RunCommand(cli + "item get shop scratch s1 --pk acme").exit_code != 0);
+  CHECK(RunCommand(cli + "container purge shop scratch").exit_code != 0);
 
   // Leadership moves to a follower, and every node comes to agree.
   const uint64_t target = leader == 4 ? 3 : 4;
