@@ -251,11 +251,23 @@ Result<uint64_t> DocumentStore::InstallStateImage() {
     BULWARK_ASSIGN_OR_RETURN(auto before, KeyedContainers(s.db.get(), s.meta, ""));
     BULWARK_ASSIGN_OR_RETURN(auto after,
                              KeyedContainers(s.db.get(), s.staging, std::string(1, static_cast<char>(Tag::kMeta))));
+    // The shred waits for the raft log to drop everything up to the image's
+    // index (the runner does that right after this install): the entries
+    // it held from before may carry those keys.
+    uint64_t image_index = 0;
+    auto staged_applied =
+        s.Get(s.staging, std::string(1, static_cast<char>(Tag::kMeta)) + std::string(kAppliedIndexKey));
+    if (staged_applied.ok()) {
+      std::string_view v = *staged_applied;
+      if (!GetFixed64(v, image_index)) return Status::Corruption("staged image has a malformed applied index");
+    } else if (staged_applied.status().code() != Code::kNotFound) {
+      return staged_applied.status();
+    }
     for (const std::string& rid : before) {
       if (after.count(rid) > 0) continue;
-      std::string zero;
-      PutFixed64(zero, 0);  // the snapshot replaced the raft log: nothing there to wait for
-      b.Put(s.meta, std::string(kPendingShredMetaPrefix) + rid, zero);
+      std::string index;
+      PutFixed64(index, image_index);
+      b.Put(s.meta, std::string(kPendingShredMetaPrefix) + rid, index);
     }
     BULWARK_RETURN_IF_ERROR(FromRocks(s.db->Write(Synced(), &b), "cannot start the install"));
   }

@@ -656,3 +656,56 @@ TEST_CASE("Replica set: a purge leaves no node's files with the container's keys
   CHECK(after->ReadItem("db", "c", "\"t\"", "after").ok());
   CHECK(after->ReadContainer("db", canaries[0]).status().code() == Code::kNotFound);
 }
+
+TEST_CASE("Replica set: a node down during a purge shreds its files when it returns", "[replica][purge][page]") {
+  TestSet set;
+  set.Seed();
+  const std::vector<std::string> canaries = {"collPURGEd1", "idPURGEd2", "pkPURGEd3"};
+  auto c = set.Client(1);
+  REQUIRE(c->CreateContainer("db", canaries[0], "/tenant").ok());
+  for (int i = 0; i < 40; ++i) {
+    const std::string doc = R"({"id":")" + canaries[1] + std::to_string(i) + R"(","tenant":")" + canaries[2] + R"("})";
+    REQUIRE(c->UpsertItem("db", canaries[0], doc).ok());
+  }
+  const int leader = set.Leader();
+  const int away = leader == 4 ? 3 : 4;
+  const int via = leader == 1 ? 2 : 1;
+  // Everything is on `away`'s disk (its log and store) before it stops.
+  REQUIRE(Eventually([&] {
+    auto s = set.Client(away)->GetStatus();
+    auto l = set.Client(leader)->GetStatus();
+    return s.ok() && l.ok() && s->applied_index >= l->commit_index;
+  }));
+  REQUIRE(set.cluster->StopNode(away).ok());
+
+  auto purged = set.Client(via)->PurgeContainer("db", canaries[0]);
+  INFO(purged.status().ToString());
+  REQUIRE(purged.ok());
+  // The leader cut its log through the purge: `away` can only catch up by
+  // snapshot, and must find out from it that its files hold purged keys.
+  REQUIRE(set.cluster->StartNode(away).ok());
+  CHECK(Eventually(
+      [&] {
+        auto ks = set.Client(away)->GetKeyStatus();
+        return ks.ok() && ks->pending_shreds.empty() && ks->store_keys.size() == 1 &&
+               ks->store_keys.front().version > 1;
+      },
+      std::chrono::seconds(60)));
+  REQUIRE(set.cluster->StopNode(away).ok());
+  const std::string log = set.Log(away);
+  CHECK(log.find("event=snapshot_installed") != std::string::npos);
+  CHECK(log.find("event=shred_done") != std::string::npos);
+  auto master = crypto::LoadMasterKey("file:" + set.cluster->options().dir + "/master.key");
+  REQUIRE(master.ok());
+  const std::filesystem::path store =
+      std::filesystem::path(set.cluster->options().dir) / ("node-" + std::to_string(away)) / "data" / "store";
+  int files = 0;
+  for (const auto& [name, f] : bulwark::testing::DecryptStoreFiles(store, *master)) {
+    INFO(name << " " << f.error);
+    CHECK(f.error.empty());
+    ++files;
+    for (const auto& canary : canaries) CHECK(f.plain.find(canary) == std::string::npos);
+    CHECK(f.plain.find("k/" + purged->rids[0]) == std::string::npos);
+  }
+  CHECK(files >= 4);
+}
