@@ -1,0 +1,80 @@
+#pragma once
+// Shared by the `bulwark` CLI's source files: the global flags, connecting,
+// printing, and the command groups each file adds.
+//
+// Thread safety: the CLI is single-threaded; none of this is meant for more.
+
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+#include "client/client.h"
+#include "client/profile.h"
+
+namespace bulwark::cli {
+
+using client::Client;
+using client::ClientOptions;
+
+struct Globals {
+  std::string profile_dir = client::kDefaultProfileDir;
+  std::string endpoint, ca, key;
+  bool insecure = false;
+  bool json_output = false;
+};
+
+// Prints the error (and a hint for common causes); returns exit code 1.
+int Fail(const Status& s);
+// The profile, then the environment (in LoadProfile), then the flags.
+Result<ClientOptions> Options(const Globals& g);
+// Every node the options name, in profile order (node 1 first).
+std::vector<std::string> NodeAddresses(const ClientOptions& options);
+// Options for talking to exactly one node, with no failover to the others.
+ClientOptions OneNode(ClientOptions options, const std::string& address);
+Result<std::unique_ptr<Client>> Open(const Globals& g);
+// Pads each column to its widest cell.
+void PrintTable(const std::vector<std::string>& header, const std::vector<std::vector<std::string>>& rows);
+// `s`, cut to `n` characters with "..." at the end when longer.
+std::string Clip(const std::string& s, size_t n);
+// `--json -` reads standard input; anything else is the JSON itself.
+Result<std::string> ReadJsonArg(const std::string& arg);
+std::optional<ConsistencyLevel> LevelArg(const std::string& s);
+// The directory this executable lives in (bulwarkd is expected beside it).
+std::filesystem::path SelfDir();
+
+// Runs `fn(client)`; maps failures to exit codes.
+template <typename Fn>
+int WithClient(const Globals& g, Fn&& fn) {
+  auto client = Open(g);
+  if (!client.ok()) {
+    std::cerr << "error: " << client.status().message() << "\n";
+    return 2;
+  }
+  Status s = fn(**client);
+  return s.ok() ? 0 : Fail(s);
+}
+
+struct ClusterUpArgs {
+  std::string ip = "127.0.1.1";
+  int port = 7100;
+  int regions = 1;
+  int nodes = 4;
+};
+
+// cli_cluster.cc
+int ClusterUp(const Globals& g, const ClusterUpArgs& args);
+int ClusterDown(const Globals& g, int timeout_s);
+int ShowStatus(const Globals& g);
+int TransferLeader(const Globals& g, uint64_t to);
+void AddNodeCommands(CLI::App& app, Globals& g, int& rc);
+
+// cli_data.cc
+void AddDatabaseCommands(CLI::App& app, Globals& g, int& rc);
+void AddContainerCommands(CLI::App& app, Globals& g, int& rc);
+void AddItemCommands(CLI::App& app, Globals& g, int& rc);
+void AddKeyCommands(CLI::App& app, Globals& g, int& rc);
+
+}  // namespace bulwark::cli

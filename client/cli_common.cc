@@ -1,0 +1,109 @@
+// The `bulwark` CLI's shared pieces (client/cli.h).
+#include <algorithm>
+#include <iostream>
+#include <iterator>
+
+#include "client/cli.h"
+
+namespace fs = std::filesystem;
+
+namespace bulwark::cli {
+using namespace bulwark::client;
+
+int Fail(const Status& s) {
+  std::cerr << "error: " << s.ToString() << "\n";
+  switch (s.code()) {
+    case Code::kUnavailable:
+    case Code::kDeadlineExceeded:
+      std::cerr << "hint: is the cluster running and reachable? Start one with: bulwark cluster up\n";
+      break;
+    case Code::kUnauthenticated:
+      std::cerr << "hint: check the account key (--key, BULWARK_KEY or .bulwark/client.json) and this machine's "
+                   "clock\n";
+      break;
+    case Code::kNotFound:
+      std::cerr << "hint: list what exists with: bulwark db list / bulwark container list DB\n";
+      break;
+    default:
+      break;
+  }
+  return 1;
+}
+
+// The profile, then the environment (in LoadProfile), then the flags.
+Result<ClientOptions> Options(const Globals& g) {
+  BULWARK_ASSIGN_OR_RETURN(ClientOptions options, LoadProfile(g.profile_dir));
+  if (!g.endpoint.empty()) {
+    // One node by name: the profile's others could belong to another cluster.
+    options.endpoint = g.endpoint;
+    options.endpoints.clear();
+  }
+  if (!g.ca.empty()) options.ca_file = g.ca;
+  if (!g.key.empty()) options.key = g.key;
+  if (g.insecure) options.insecure = true;
+  if ((options.endpoint.empty() && options.endpoints.empty()) || options.key.empty()) {
+    return Status::InvalidArgument(
+        "no connection details: run `bulwark cluster up` here, or give --endpoint, --ca and --key");
+  }
+  return options;
+}
+
+// Every node the options name, in profile order (node 1 first).
+std::vector<std::string> NodeAddresses(const ClientOptions& options) {
+  std::vector<std::string> out = options.endpoints;
+  if (!options.endpoint.empty() && std::find(out.begin(), out.end(), options.endpoint) == out.end()) {
+    out.insert(out.begin(), options.endpoint);
+  }
+  return out;
+}
+
+// Options for talking to exactly one node, with no failover to the others.
+ClientOptions OneNode(ClientOptions options, const std::string& address) {
+  options.endpoint = address;
+  options.endpoints.clear();
+  return options;
+}
+
+Result<std::unique_ptr<Client>> Open(const Globals& g) {
+  BULWARK_ASSIGN_OR_RETURN(ClientOptions options, Options(g));
+  return Client::Connect(options);
+}
+
+// Pads each column to its widest cell.
+void PrintTable(const std::vector<std::string>& header, const std::vector<std::vector<std::string>>& rows) {
+  std::vector<size_t> width(header.size());
+  for (size_t i = 0; i < header.size(); ++i) width[i] = header[i].size();
+  for (const auto& r : rows) {
+    for (size_t i = 0; i < r.size(); ++i) width[i] = std::max(width[i], r[i].size());
+  }
+  auto line = [&](const std::vector<std::string>& cells) {
+    for (size_t i = 0; i < cells.size(); ++i) {
+      std::cout << cells[i] << (i + 1 < cells.size() ? std::string(width[i] - cells[i].size() + 2, ' ') : "");
+    }
+    std::cout << "\n";
+  };
+  line(header);
+  for (const auto& r : rows) line(r);
+}
+
+std::string Clip(const std::string& s, size_t n) { return s.size() <= n ? s : s.substr(0, n - 3) + "..."; }
+
+Result<std::string> ReadJsonArg(const std::string& arg) {
+  if (arg != "-") return arg;
+  std::string text((std::istreambuf_iterator<char>(std::cin)), std::istreambuf_iterator<char>());
+  if (text.empty()) return Status::InvalidArgument("--json - read nothing from standard input");
+  return text;
+}
+
+std::optional<ConsistencyLevel> LevelArg(const std::string& s) {
+  if (s.empty()) return std::nullopt;
+  return ParseConsistency(s);
+}
+
+fs::path SelfDir() {
+  std::error_code ec;
+  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  return ec ? fs::current_path() : exe.parent_path();
+}
+
+}  // namespace bulwark::cli

@@ -1,0 +1,361 @@
+// `bulwark db|container|item|keys ...`: the data and key commands.
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <iostream>
+#include <map>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "chaos/local_cluster.h"
+#include "client/cli.h"
+
+using nlohmann::json;
+
+namespace bulwark::cli {
+using namespace bulwark::client;
+
+void AddDatabaseCommands(CLI::App& app, Globals& g, int& rc) {
+  auto* db = app.add_subcommand("db", "databases")->require_subcommand(1);
+  static std::string name;
+  db->add_subcommand("create", "create a database")
+      ->callback([&] {
+        rc = WithClient(g, [&](Client& c) -> Status {
+          BULWARK_ASSIGN_OR_RETURN(auto d, c.CreateDatabase(name));
+          std::cout << "created database " << d.id << "\n";
+          return Status::Ok();
+        });
+      })
+      ->add_option("NAME", name)
+      ->required();
+  auto* db_list = db->add_subcommand("list", "list databases");
+  db_list->add_flag("--json", g.json_output, "print JSON instead of a table");
+  db_list->callback([&] {
+    rc = WithClient(g, [&](Client& c) -> Status {
+      BULWARK_ASSIGN_OR_RETURN(auto list, c.ListDatabases());
+      if (g.json_output) {
+        json out = json::array();
+        for (const auto& d : list) out.push_back({{"id", d.id}, {"_etag", d.etag}, {"_ts", d.ts}});
+        std::cout << out.dump(2) << "\n";
+      } else {
+        std::vector<std::vector<std::string>> rows;
+        for (const auto& d : list) rows.push_back({d.id, d.etag, std::to_string(d.ts)});
+        PrintTable({"ID", "ETAG", "TS"}, rows);
+      }
+      return Status::Ok();
+    });
+  });
+  db->add_subcommand("delete", "delete a database and everything in it")
+      ->callback([&] {
+        rc = WithClient(g, [&](Client& c) -> Status {
+          BULWARK_RETURN_IF_ERROR(c.DeleteDatabase(name));
+          std::cout << "deleted database " << name << "\n";
+          return Status::Ok();
+        });
+      })
+      ->add_option("NAME", name)
+      ->required();
+}
+
+void AddContainerCommands(CLI::App& app, Globals& g, int& rc) {
+  auto* cmd = app.add_subcommand("container", "containers")->require_subcommand(1);
+  static std::string db, name, pk_path;
+  auto* create = cmd->add_subcommand("create", "create a container")->callback([&] {
+    rc = WithClient(g, [&](Client& c) -> Status {
+      BULWARK_ASSIGN_OR_RETURN(auto info, c.CreateContainer(db, name, pk_path));
+      std::cout << "created container " << info.database << "/" << info.id << " partitioned by "
+                << info.partition_key_path << "\n";
+      return Status::Ok();
+    });
+  });
+  create->add_option("DB", db)->required();
+  create->add_option("NAME", name)->required();
+  create->add_option("--partition-key", pk_path, "partition-key path, e.g. /tenant")->required();
+  auto* list = cmd->add_subcommand("list", "list a database's containers")->callback([&] {
+    rc = WithClient(g, [&](Client& c) -> Status {
+      BULWARK_ASSIGN_OR_RETURN(auto all, c.ListContainers(db));
+      if (g.json_output) {
+        json out = json::array();
+        for (const auto& x : all) {
+          out.push_back({{"id", x.id}, {"partitionKey", x.partition_key_path}, {"_rid", x.rid}, {"_ts", x.ts}});
+        }
+        std::cout << out.dump(2) << "\n";
+      } else {
+        std::vector<std::vector<std::string>> rows;
+        for (const auto& x : all) rows.push_back({x.id, x.partition_key_path, x.rid});
+        PrintTable({"ID", "PARTITION KEY", "RID"}, rows);
+      }
+      return Status::Ok();
+    });
+  });
+  list->add_option("DB", db)->required();
+  list->add_flag("--json", g.json_output, "print JSON instead of a table");
+  auto* del = cmd->add_subcommand("delete", "delete a container and its items")->callback([&] {
+    rc = WithClient(g, [&](Client& c) -> Status {
+      BULWARK_RETURN_IF_ERROR(c.DeleteContainer(db, name));
+      std::cout << "deleted container " << db << "/" << name << "\n";
+      return Status::Ok();
+    });
+  });
+  del->add_option("DB", db)->required();
+  del->add_option("NAME", name)->required();
+  static int purge_wait_s = 120;
+  auto* purge =
+      cmd->add_subcommand("purge", "destroy a container's data keys on every node: irreversible")->callback([&] {
+        rc = WithClient(g, [&](Client& c) -> Status {
+          BULWARK_ASSIGN_OR_RETURN(PurgeResult r, c.PurgeContainer(db, name));
+          std::cout << "purged " << db << "/" << name << ": the data keys of " << r.rids.size()
+                    << " container(s) are destroyed; waiting for every node to shred its files\n";
+          // Each node rewrites its own files; the purge is complete when none
+          // has it pending.
+          BULWARK_ASSIGN_OR_RETURN(ClientOptions options, Options(g));
+          const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(purge_wait_s);
+          for (const std::string& address : NodeAddresses(options)) {
+            auto one = Client::Connect(OneNode(options, address));
+            while (true) {
+              Result<KeyStatus> ks = one.ok() ? (*one)->GetKeyStatus() : Result<KeyStatus>(one.status());
+              bool pending = !ks.ok();
+              for (size_t i = 0; ks.ok() && i < ks->pending_shreds.size(); ++i) {
+                for (const auto& rid : r.rids) pending = pending || ks->pending_shreds[i].rid == rid;
+              }
+              if (!pending) {
+                std::cout << "  " << address << ": shredded\n";
+                break;
+              }
+              if (std::chrono::steady_clock::now() >= deadline) {
+                const std::string why = !ks.ok() ? ks.status().message() : ks->last_shred_error;
+                return Status::Unavailable(address + " has not finished shredding" + (why.empty() ? "" : ": " + why) +
+                                           " (it goes on; see: bulwark keys status)");
+              }
+              std::this_thread::sleep_for(std::chrono::milliseconds(200));
+            }
+          }
+          std::cout << "purge complete: no node's files hold the container's keys or records\n";
+          return Status::Ok();
+        });
+      });
+  purge->add_option("DB", db)->required();
+  purge->add_option("NAME", name)->required();
+  purge->add_option("--wait", purge_wait_s, "seconds to wait for every node to shred its files")
+      ->check(CLI::Range(0, 3600));
+}
+
+void AddItemCommands(CLI::App& app, Globals& g, int& rc) {
+  auto* cmd = app.add_subcommand("item", "items")->require_subcommand(1);
+  static std::string db, container, id, json_arg, pk, if_match, level;
+  static uint32_t max_items = 0;
+  static std::string continuation;
+  for (const char* verb : {"put", "create", "replace"}) {
+    const std::string v = verb;
+    auto* sub = cmd->add_subcommand(v, v == "put"      ? "create or replace (upsert) an item"
+                                       : v == "create" ? "create an item (fails if it exists)"
+                                                       : "replace an existing item")
+                    ->callback([&, v] {
+                      rc = WithClient(g, [&](Client& c) -> Status {
+                        BULWARK_ASSIGN_OR_RETURN(std::string text, ReadJsonArg(json_arg));
+                        Result<Item> r = Status::Internal("unreachable");
+                        if (v == "put") {
+                          r = c.UpsertItem(db, container, text);
+                        } else if (v == "create") {
+                          r = c.CreateItem(db, container, text);
+                        } else {
+                          const json doc = json::parse(text, nullptr, false);
+                          if (doc.is_discarded() || !doc.is_object() || !doc.contains("id") || !doc["id"].is_string()) {
+                            return Status::InvalidArgument("replace needs a JSON object with a string 'id'");
+                          }
+                          r = c.ReplaceItem(db, container, doc["id"].get<std::string>(), text, if_match);
+                        }
+                        BULWARK_RETURN_IF_ERROR(r.status());
+                        std::cout << r->json << "\n";
+                        return Status::Ok();
+                      });
+                    });
+    sub->add_option("DB", db)->required();
+    sub->add_option("CONTAINER", container)->required();
+    sub->add_option("--json", json_arg, "the item as JSON, or - to read standard input")->required();
+    if (v == "replace") sub->add_option("--if-match", if_match, "only if the item still has this etag");
+  }
+  auto* get = cmd->add_subcommand("get", "read an item")->callback([&] {
+    rc = WithClient(g, [&](Client& c) -> Status {
+      ReadOptions options;
+      options.consistency = LevelArg(level);
+      BULWARK_ASSIGN_OR_RETURN(auto item, c.ReadItem(db, container, PartitionKeyArgToJson(pk), id, options));
+      std::cout << item.json << "\n";
+      return Status::Ok();
+    });
+  });
+  auto* del = cmd->add_subcommand("delete", "delete an item")->callback([&] {
+    rc = WithClient(g, [&](Client& c) -> Status {
+      BULWARK_RETURN_IF_ERROR(c.DeleteItem(db, container, PartitionKeyArgToJson(pk), id, if_match));
+      std::cout << "deleted item " << id << "\n";
+      return Status::Ok();
+    });
+  });
+  for (auto* sub : {get, del}) {
+    sub->add_option("DB", db)->required();
+    sub->add_option("CONTAINER", container)->required();
+    sub->add_option("ID", id)->required();
+    sub->add_option("--pk", pk, "partition-key value (acme, 42, true; '\"42\"' for the string 42)")->required();
+  }
+  del->add_option("--if-match", if_match, "only if the item still has this etag");
+  auto* list = cmd->add_subcommand("list", "list items")->callback([&] {
+    rc = WithClient(g, [&](Client& c) -> Status {
+      ListOptions options;
+      if (!pk.empty()) options.partition_key_json = PartitionKeyArgToJson(pk);
+      options.max_items = max_items;
+      options.continuation = continuation;
+      options.consistency = LevelArg(level);
+      BULWARK_ASSIGN_OR_RETURN(auto page, c.ListItems(db, container, options));
+      if (g.json_output) {
+        json out = {{"items", json::array()}, {"continuation", page.continuation}};
+        for (const auto& item : page.items) out["items"].push_back(json::parse(item, nullptr, false));
+        std::cout << out.dump(2) << "\n";
+        return Status::Ok();
+      }
+      std::vector<std::vector<std::string>> rows;
+      for (const auto& item : page.items) {
+        const json doc = json::parse(item, nullptr, false);
+        rows.push_back({doc.value("id", "?"), doc.value("_etag", ""), Clip(item, 60)});
+      }
+      PrintTable({"ID", "ETAG", "ITEM"}, rows);
+      if (!page.continuation.empty()) std::cout << "more: --continuation " << page.continuation << "\n";
+      return Status::Ok();
+    });
+  });
+  list->add_option("DB", db)->required();
+  list->add_option("CONTAINER", container)->required();
+  list->add_option("--pk", pk, "only this partition-key value");
+  list->add_option("--max", max_items, "items per page");
+  list->add_option("--continuation", continuation, "resume after an earlier page");
+  list->add_flag("--json", g.json_output, "print JSON instead of a table");
+  for (auto* sub : {get, list}) {
+    sub->add_option("--consistency", level, "Strong, BoundedStaleness, Session, ConsistentPrefix or Eventual")
+        ->check([](const std::string& s) {
+          return ParseConsistency(s) ? std::string() : std::string("unknown consistency level '" + s + "'");
+        });
+  }
+}
+
+json PendingShredsJson(const KeyStatus& s) {
+  json out = json::array();
+  for (const auto& p : s.pending_shreds) out.push_back({{"rid", p.rid}, {"purgeIndex", p.purge_index}});
+  return out;
+}
+
+json KeyStatusJson(const KeyStatus& s) {
+  json store_keys = json::array();
+  for (const auto& u : s.store_keys) {
+    store_keys.push_back({{"version", u.version}, {"current", u.current}, {"files", u.files}, {"bytes", u.bytes}});
+  }
+  json containers = json::array();
+  for (const auto& c : s.containers) {
+    json versions = json::array();
+    for (const auto& v : c.versions) {
+      versions.push_back({{"version", v.version},
+                          {"current", v.current},
+                          {"items", v.items},
+                          {"changeLogRecords", v.change_log_records},
+                          {"bytes", v.bytes}});
+    }
+    containers.push_back({{"database", c.database},
+                          {"container", c.container},
+                          {"rid", c.rid},
+                          {"currentVersion", c.current_version},
+                          {"resealPending", c.reseal_pending},
+                          {"versions", versions}});
+  }
+  return {{"masterKeyId", s.master_key_id},
+          {"storeKeys", store_keys},
+          {"rewriteRunning", s.rewrite_running},
+          {"lastRewriteError", s.last_rewrite_error},
+          {"dataKeys", containers},
+          {"unflushedValues", s.unflushed_values},
+          {"resealFailures", s.reseal_failures},
+          {"pendingShreds", PendingShredsJson(s)},
+          {"lastShredError", s.last_shred_error}};
+}
+
+void PrintKeyStatus(const KeyStatus& s) {
+  std::cout << "master key " << s.master_key_id << "\n";
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& u : s.store_keys) {
+    rows.push_back({"v" + std::to_string(u.version), u.current ? "current" : "", std::to_string(u.files),
+                    std::to_string(u.bytes)});
+  }
+  PrintTable({"STORE KEY", "", "FILES", "BYTES"}, rows);
+  std::cout << (s.rewrite_running ? "rewrite of older files: running\n" : "rewrite of older files: idle\n");
+  if (!s.last_rewrite_error.empty()) std::cout << "last rewrite failed: " << s.last_rewrite_error << "\n";
+  // One row per container and data-key version: the re-seal's progress.
+  rows.clear();
+  for (const auto& c : s.containers) {
+    const std::string name = c.database.empty() ? "(deleted " + c.rid + ")" : c.database + "/" + c.container;
+    for (const auto& v : c.versions) {
+      rows.push_back({name, "v" + std::to_string(v.version), v.current ? "current" : "", std::to_string(v.items),
+                      std::to_string(v.change_log_records), c.reseal_pending ? "re-sealing" : "idle"});
+    }
+  }
+  std::cout << "\n";
+  PrintTable({"CONTAINER", "DATA KEY", "", "ITEMS", "CHANGE LOG", "RE-SEAL"}, rows);
+  if (s.unflushed_values > 0) std::cout << s.unflushed_values << " recent values not yet counted (in memory)\n";
+  if (s.reseal_failures > 0) {
+    std::cout << s.reseal_failures << " values could not be opened to re-seal; they were kept as they are\n";
+  }
+  for (const auto& p : s.pending_shreds) std::cout << "shred pending: container rid " << p.rid << "\n";
+  if (!s.last_shred_error.empty()) std::cout << "last shred attempt: " << s.last_shred_error << "\n";
+}
+
+void AddKeyCommands(CLI::App& app, Globals& g, int& rc) {
+  auto* keys = app.add_subcommand("keys", "encryption keys")->require_subcommand(1);
+  auto* status = keys->add_subcommand(
+      "status", "master key, files per store-key version, and items per container data-key version");
+  status->add_flag("--json", g.json_output, "print JSON instead of tables");
+  status->callback([&] {
+    rc = WithClient(g, [&](Client& c) -> Status {
+      BULWARK_ASSIGN_OR_RETURN(auto s, c.GetKeyStatus());
+      if (g.json_output) {
+        std::cout << KeyStatusJson(s).dump(2) << "\n";
+      } else {
+        PrintKeyStatus(s);
+      }
+      return Status::Ok();
+    });
+  });
+  keys->add_subcommand("rotate-store", "new store key for new files; older files are rewritten in the background")
+      ->callback([&] {
+        rc = WithClient(g, [&](Client& c) -> Status {
+          BULWARK_ASSIGN_OR_RETURN(uint32_t v, c.RotateStoreKey());
+          std::cout << "store key v" << v
+                    << " is current; older files are being rewritten (see: bulwark keys status)\n";
+          return Status::Ok();
+        });
+      });
+  static std::string db, container;
+  auto* dek =
+      keys->add_subcommand("rotate-container", "new data-key version for a container's new writes")->callback([&] {
+        rc = WithClient(g, [&](Client& c) -> Status {
+          BULWARK_ASSIGN_OR_RETURN(uint32_t v, c.RotateDataKey(db, container));
+          std::cout << "container " << db << "/" << container << " seals new writes with data key v" << v
+                    << "; older items stay readable\n";
+          return Status::Ok();
+        });
+      });
+  dek->add_option("DB", db)->required();
+  dek->add_option("CONTAINER", container)->required();
+  static std::string uri;
+  auto* master =
+      keys->add_subcommand("rotate-master", "re-wrap every key under a new master key, online")->callback([&] {
+        rc = WithClient(g, [&](Client& c) -> Status {
+          BULWARK_ASSIGN_OR_RETURN(std::string id, c.RotateMasterKey(uri));
+          std::cout << "every key is now wrapped by master key " << id << "\n"
+                    << "restart the node with --master-key-uri " << uri << " (the old key no longer opens it)\n";
+          return Status::Ok();
+        });
+      });
+  master->add_option("--new-key-uri", uri, "file:PATH, env:VAR or command:PATH ARGS, resolved on the node")->required();
+}
+
+}  // namespace bulwark::cli
