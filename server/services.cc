@@ -84,8 +84,7 @@ grpc::Status RequestRunner::Run(grpc::ServerContext* ctx, const char* operation,
   if (s.code() == Code::kUnauthenticated) {
     spdlog::warn("event=auth_failed operation={} peer={} reason=\"{}\"", operation, ctx->peer(), s.message());
   } else if (s.code() == Code::kInternal || s.code() == Code::kIOError || s.code() == Code::kCorruption) {
-    spdlog::error("event=request_failed operation={} code={} error=\"{}\"", operation, CodeName(s.code()),
-                  s.message());
+    spdlog::error("event=request_failed operation={} code={} error=\"{}\"", operation, CodeName(s.code()), s.message());
   }
   return ToGrpcStatus(s);
 }
@@ -120,8 +119,7 @@ grpc::Status DocumentService::ListDatabases(Ctx* ctx, const v1::ListDatabasesReq
   });
 }
 
-grpc::Status DocumentService::DeleteDatabase(Ctx* ctx, const v1::DeleteDatabaseRequest* req,
-                                             v1::DeleteResponse* resp) {
+grpc::Status DocumentService::DeleteDatabase(Ctx* ctx, const v1::DeleteDatabaseRequest* req, v1::DeleteResponse* resp) {
   return runner_.Run(ctx, "DeleteDatabase", security::DatabaseRef("delete", req->database()), [&]() -> BStatus {
     return node_->writes->Write("DeleteDatabase", *req, resp, RequestDeadline(ctx, *node_->config));
   });
@@ -155,9 +153,10 @@ grpc::Status DocumentService::ListContainers(Ctx* ctx, const v1::ListContainersR
 
 grpc::Status DocumentService::DeleteContainer(Ctx* ctx, const v1::DeleteContainerRequest* req,
                                               v1::DeleteResponse* resp) {
-  return runner_.Run(ctx, "DeleteContainer", security::ContainerRef("delete", req->database(), req->container()), [&]() -> BStatus {
-    return node_->writes->Write("DeleteContainer", *req, resp, RequestDeadline(ctx, *node_->config));
-  });
+  return runner_.Run(ctx, "DeleteContainer", security::ContainerRef("delete", req->database(), req->container()),
+                     [&]() -> BStatus {
+                       return node_->writes->Write("DeleteContainer", *req, resp, RequestDeadline(ctx, *node_->config));
+                     });
 }
 
 namespace {
@@ -170,59 +169,61 @@ void FillItem(const storage::ItemResult& r, uint64_t session_index, v1::ItemResp
 }  // namespace
 
 grpc::Status DocumentService::CreateItem(Ctx* ctx, const v1::WriteItemRequest* req, v1::ItemResponse* resp) {
-  return runner_.Run(ctx, "CreateItem", security::ItemFeedRef("post", req->database(), req->container()), [&]() -> BStatus {
-    return node_->writes->Write("CreateItem", *req, resp, RequestDeadline(ctx, *node_->config));
-  });
+  return runner_.Run(ctx, "CreateItem", security::ItemFeedRef("post", req->database(), req->container()),
+                     [&]() -> BStatus {
+                       return node_->writes->Write("CreateItem", *req, resp, RequestDeadline(ctx, *node_->config));
+                     });
 }
 
 grpc::Status DocumentService::UpsertItem(Ctx* ctx, const v1::WriteItemRequest* req, v1::ItemResponse* resp) {
   // Cosmos DB signs an upsert as a POST to the item feed.
-  return runner_.Run(ctx, "UpsertItem", security::ItemFeedRef("post", req->database(), req->container()), [&]() -> BStatus {
-    return node_->writes->Write("UpsertItem", *req, resp, RequestDeadline(ctx, *node_->config));
-  });
+  return runner_.Run(ctx, "UpsertItem", security::ItemFeedRef("post", req->database(), req->container()),
+                     [&]() -> BStatus {
+                       return node_->writes->Write("UpsertItem", *req, resp, RequestDeadline(ctx, *node_->config));
+                     });
 }
 
 grpc::Status DocumentService::ReplaceItem(Ctx* ctx, const v1::WriteItemRequest* req, v1::ItemResponse* resp) {
-  return runner_.Run(ctx, "ReplaceItem", security::ItemRef("put", req->database(), req->container(), req->id()), [&]() -> BStatus {
-    return node_->writes->Write("ReplaceItem", *req, resp, RequestDeadline(ctx, *node_->config));
-  });
+  return runner_.Run(ctx, "ReplaceItem", security::ItemRef("put", req->database(), req->container(), req->id()),
+                     [&]() -> BStatus {
+                       return node_->writes->Write("ReplaceItem", *req, resp, RequestDeadline(ctx, *node_->config));
+                     });
 }
 
 grpc::Status DocumentService::ReadItem(Ctx* ctx, const v1::ReadItemRequest* req, v1::ItemResponse* resp) {
-  return runner_.Run(ctx, "ReadItem", security::ItemRef("get", req->database(), req->container(), req->id()),
-                     [&]() -> BStatus {
-                       BULWARK_RETURN_IF_ERROR(PrepareRead(ctx, req->options()));
-                       const uint64_t applied = node_->replica->applied_index();
-                       BULWARK_ASSIGN_OR_RETURN(auto r,
-                                                node_->store->ReadItem(req->database(), req->container(),
-                                                                       req->partition_key_json(), req->id()));
-                       FillItem(r, applied, resp);
-                       return BStatus::Ok();
-                     });
+  return runner_.Run(
+      ctx, "ReadItem", security::ItemRef("get", req->database(), req->container(), req->id()), [&]() -> BStatus {
+        BULWARK_RETURN_IF_ERROR(PrepareRead(ctx, req->options()));
+        const uint64_t applied = node_->replica->applied_index();
+        BULWARK_ASSIGN_OR_RETURN(
+            auto r, node_->store->ReadItem(req->database(), req->container(), req->partition_key_json(), req->id()));
+        FillItem(r, applied, resp);
+        return BStatus::Ok();
+      });
 }
 
 grpc::Status DocumentService::DeleteItem(Ctx* ctx, const v1::DeleteItemRequest* req, v1::DeleteResponse* resp) {
-  return runner_.Run(ctx, "DeleteItem", security::ItemRef("delete", req->database(), req->container(), req->id()), [&]() -> BStatus {
-    return node_->writes->Write("DeleteItem", *req, resp, RequestDeadline(ctx, *node_->config));
-  });
+  return runner_.Run(ctx, "DeleteItem", security::ItemRef("delete", req->database(), req->container(), req->id()),
+                     [&]() -> BStatus {
+                       return node_->writes->Write("DeleteItem", *req, resp, RequestDeadline(ctx, *node_->config));
+                     });
 }
 
 grpc::Status DocumentService::ListItems(Ctx* ctx, const v1::ListItemsRequest* req, v1::ListItemsResponse* resp) {
-  return runner_.Run(ctx, "ListItems", security::ItemFeedRef("get", req->database(), req->container()),
-                     [&]() -> BStatus {
-                       BULWARK_RETURN_IF_ERROR(PrepareRead(ctx, req->options()));
-                       storage::ListOptions options;
-                       if (!req->partition_key_json().empty()) options.partition_key = req->partition_key_json();
-                       if (req->max_items() != 0) options.max_items = req->max_items();
-                       options.continuation = req->continuation();
-                       const uint64_t applied = node_->replica->applied_index();
-                       BULWARK_ASSIGN_OR_RETURN(auto page,
-                                                node_->store->ListItems(req->database(), req->container(), options));
-                       for (auto& item : page.items) resp->add_items_json(std::move(item));
-                       resp->set_continuation(page.continuation);
-                       resp->set_session_token(SessionToken(applied));
-                       return BStatus::Ok();
-                     });
+  return runner_.Run(
+      ctx, "ListItems", security::ItemFeedRef("get", req->database(), req->container()), [&]() -> BStatus {
+        BULWARK_RETURN_IF_ERROR(PrepareRead(ctx, req->options()));
+        storage::ListOptions options;
+        if (!req->partition_key_json().empty()) options.partition_key = req->partition_key_json();
+        if (req->max_items() != 0) options.max_items = req->max_items();
+        options.continuation = req->continuation();
+        const uint64_t applied = node_->replica->applied_index();
+        BULWARK_ASSIGN_OR_RETURN(auto page, node_->store->ListItems(req->database(), req->container(), options));
+        for (auto& item : page.items) resp->add_items_json(std::move(item));
+        resp->set_continuation(page.continuation);
+        resp->set_session_token(SessionToken(applied));
+        return BStatus::Ok();
+      });
 }
 
 // ---- AdminService ----------------------------------------------------------
@@ -233,9 +234,8 @@ grpc::Status AdminService::Status(Ctx* ctx, const v1::StatusRequest*, v1::Status
     resp->set_node_id(c.node_id);
     resp->set_region(c.region);
     resp->set_version(BULWARK_VERSION);
-    resp->set_uptime_s(std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() -
-                                                                        node_->started)
-                           .count());
+    resp->set_uptime_s(
+        std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - node_->started).count());
     resp->set_last_lsn(node_->store->last_lsn());
     resp->set_default_consistency(static_cast<v1::ConsistencyLevel>(c.default_consistency));
     resp->set_tls(!c.insecure);
@@ -369,7 +369,8 @@ grpc::Status AdminService::RotateStoreKey(Ctx* ctx, const v1::RotateStoreKeyRequ
                                           v1::RotateStoreKeyResponse* resp) {
   return runner_.Run(ctx, "RotateStoreKey", security::AccountRef("post"), [&]() -> BStatus {
     std::lock_guard lock(node_->rewrite_mu);
-    if (node_->rewrite_running) return BStatus::Unavailable("a rewrite is still running; retry when KeyStatus says done");
+    if (node_->rewrite_running)
+      return BStatus::Unavailable("a rewrite is still running; retry when KeyStatus says done");
     BULWARK_ASSIGN_OR_RETURN(uint32_t version, node_->store->RotateStoreKey());
     resp->set_version(version);
     StartStoreKeyRewriteLocked(node_);
@@ -383,8 +384,8 @@ grpc::Status AdminService::RotateDataKey(Ctx* ctx, const v1::RotateDataKeyReques
   // Signed as a write to the container: the key belongs to it.
   return runner_.Run(ctx, "RotateDataKey", security::ContainerRef("put", req->database(), req->container()),
                      [&]() -> BStatus {
-                       BULWARK_RETURN_IF_ERROR(node_->writes->Write("RotateDataKey", *req, resp,
-                                                                     RequestDeadline(ctx, *node_->config)));
+                       BULWARK_RETURN_IF_ERROR(
+                           node_->writes->Write("RotateDataKey", *req, resp, RequestDeadline(ctx, *node_->config)));
                        spdlog::info("event=data_key_rotated container=dbs/{}/colls/{} version={}", req->database(),
                                     req->container(), resp->version());
                        return BStatus::Ok();
@@ -394,33 +395,33 @@ grpc::Status AdminService::RotateDataKey(Ctx* ctx, const v1::RotateDataKeyReques
 grpc::Status AdminService::PurgeContainer(Ctx* ctx, const v1::PurgeContainerRequest* req,
                                           v1::PurgeContainerResponse* resp) {
   // Signed as a delete of the container.
-  return runner_.Run(
-      ctx, "PurgeContainer", security::ContainerRef("delete", req->database(), req->container()), [&]() -> BStatus {
-        const Deadline deadline = RequestDeadline(ctx, *node_->config);
-        BULWARK_RETURN_IF_ERROR(node_->writes->Write("PurgeContainer", *req, resp, deadline));
-        spdlog::info("event=container_purged container=dbs/{}/colls/{} rids={} index={}", req->database(),
-                     req->container(), resp->rids_size(), resp->index());
-        // Wait, within the deadline, for this node to apply it and shred its
-        // files. Not finishing in time is not an error: the shred goes on,
-        // and KeyStatus shows it.
-        const Deadline wait = deadline - kShredAnswerMargin;
-        if (!node_->replica->WaitApplied(resp->index(), wait).ok()) return BStatus::Ok();
-        if (node_->shred != nullptr) node_->shred->Poke();
-        while (std::chrono::system_clock::now() < wait) {
-          auto pending = node_->store->PendingShreds();
-          if (!pending.ok()) return BStatus::Ok();
-          bool mine = false;
-          for (const auto& p : *pending) {
-            for (const auto& rid : resp->rids()) mine = mine || p.rid == rid;
-          }
-          if (!mine) {
-            resp->set_shredded_here(true);
-            break;
-          }
-          std::this_thread::sleep_for(std::chrono::milliseconds(50));
-        }
-        return BStatus::Ok();
-      });
+  return runner_.Run(ctx, "PurgeContainer", security::ContainerRef("delete", req->database(), req->container()),
+                     [&]() -> BStatus {
+                       const Deadline deadline = RequestDeadline(ctx, *node_->config);
+                       BULWARK_RETURN_IF_ERROR(node_->writes->Write("PurgeContainer", *req, resp, deadline));
+                       spdlog::info("event=container_purged container=dbs/{}/colls/{} rids={} index={}",
+                                    req->database(), req->container(), resp->rids_size(), resp->index());
+                       // Wait, within the deadline, for this node to apply it and shred its
+                       // files. Not finishing in time is not an error: the shred goes on,
+                       // and KeyStatus shows it.
+                       const Deadline wait = deadline - kShredAnswerMargin;
+                       if (!node_->replica->WaitApplied(resp->index(), wait).ok()) return BStatus::Ok();
+                       if (node_->shred != nullptr) node_->shred->Poke();
+                       while (std::chrono::system_clock::now() < wait) {
+                         auto pending = node_->store->PendingShreds();
+                         if (!pending.ok()) return BStatus::Ok();
+                         bool mine = false;
+                         for (const auto& p : *pending) {
+                           for (const auto& rid : resp->rids()) mine = mine || p.rid == rid;
+                         }
+                         if (!mine) {
+                           resp->set_shredded_here(true);
+                           break;
+                         }
+                         std::this_thread::sleep_for(std::chrono::milliseconds(50));
+                       }
+                       return BStatus::Ok();
+                     });
 }
 
 grpc::Status AdminService::RotateMasterKey(Ctx* ctx, const v1::RotateMasterKeyRequest* req,

@@ -6,13 +6,13 @@
 // outlive the gRPC server. Thread safety: gRPC calls the handlers from many
 // threads at once; everything they touch is thread-safe.
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <mutex>
 #include <set>
-#include <thread>
-#include <algorithm>
 #include <string>
+#include <thread>
 
 #include <grpcpp/grpcpp.h>
 
@@ -56,7 +56,7 @@ struct NodeContext {
 
   // Background rewrites after a store-key rotation: one at a time.
   std::mutex rewrite_mu;
-  std::thread rewrite_thread;      // GUARDED_BY(rewrite_mu)
+  std::thread rewrite_thread;  // GUARDED_BY(rewrite_mu)
   std::atomic<bool> rewrite_running{false};
   std::string last_rewrite_error;  // GUARDED_BY(rewrite_mu)
 
@@ -92,20 +92,30 @@ class RequestRunner {
 class DocumentService final : public v1::DocumentService::Service {
  public:
   explicit DocumentService(NodeContext* node) : node_(node), runner_(node) {}
-  grpc::Status CreateDatabase(grpc::ServerContext* ctx, const v1::CreateDatabaseRequest* req, v1::DatabaseResponse* resp) override;
-  grpc::Status ReadDatabase(grpc::ServerContext* ctx, const v1::ReadDatabaseRequest* req, v1::DatabaseResponse* resp) override;
-  grpc::Status ListDatabases(grpc::ServerContext* ctx, const v1::ListDatabasesRequest* req, v1::ListDatabasesResponse* resp) override;
-  grpc::Status DeleteDatabase(grpc::ServerContext* ctx, const v1::DeleteDatabaseRequest* req, v1::DeleteResponse* resp) override;
-  grpc::Status CreateContainer(grpc::ServerContext* ctx, const v1::CreateContainerRequest* req, v1::ContainerResponse* resp) override;
-  grpc::Status ReadContainer(grpc::ServerContext* ctx, const v1::ReadContainerRequest* req, v1::ContainerResponse* resp) override;
-  grpc::Status ListContainers(grpc::ServerContext* ctx, const v1::ListContainersRequest* req, v1::ListContainersResponse* resp) override;
-  grpc::Status DeleteContainer(grpc::ServerContext* ctx, const v1::DeleteContainerRequest* req, v1::DeleteResponse* resp) override;
+  grpc::Status CreateDatabase(grpc::ServerContext* ctx, const v1::CreateDatabaseRequest* req,
+                              v1::DatabaseResponse* resp) override;
+  grpc::Status ReadDatabase(grpc::ServerContext* ctx, const v1::ReadDatabaseRequest* req,
+                            v1::DatabaseResponse* resp) override;
+  grpc::Status ListDatabases(grpc::ServerContext* ctx, const v1::ListDatabasesRequest* req,
+                             v1::ListDatabasesResponse* resp) override;
+  grpc::Status DeleteDatabase(grpc::ServerContext* ctx, const v1::DeleteDatabaseRequest* req,
+                              v1::DeleteResponse* resp) override;
+  grpc::Status CreateContainer(grpc::ServerContext* ctx, const v1::CreateContainerRequest* req,
+                               v1::ContainerResponse* resp) override;
+  grpc::Status ReadContainer(grpc::ServerContext* ctx, const v1::ReadContainerRequest* req,
+                             v1::ContainerResponse* resp) override;
+  grpc::Status ListContainers(grpc::ServerContext* ctx, const v1::ListContainersRequest* req,
+                              v1::ListContainersResponse* resp) override;
+  grpc::Status DeleteContainer(grpc::ServerContext* ctx, const v1::DeleteContainerRequest* req,
+                               v1::DeleteResponse* resp) override;
   grpc::Status CreateItem(grpc::ServerContext* ctx, const v1::WriteItemRequest* req, v1::ItemResponse* resp) override;
   grpc::Status UpsertItem(grpc::ServerContext* ctx, const v1::WriteItemRequest* req, v1::ItemResponse* resp) override;
   grpc::Status ReplaceItem(grpc::ServerContext* ctx, const v1::WriteItemRequest* req, v1::ItemResponse* resp) override;
   grpc::Status ReadItem(grpc::ServerContext* ctx, const v1::ReadItemRequest* req, v1::ItemResponse* resp) override;
-  grpc::Status DeleteItem(grpc::ServerContext* ctx, const v1::DeleteItemRequest* req, v1::DeleteResponse* resp) override;
-  grpc::Status ListItems(grpc::ServerContext* ctx, const v1::ListItemsRequest* req, v1::ListItemsResponse* resp) override;
+  grpc::Status DeleteItem(grpc::ServerContext* ctx, const v1::DeleteItemRequest* req,
+                          v1::DeleteResponse* resp) override;
+  grpc::Status ListItems(grpc::ServerContext* ctx, const v1::ListItemsRequest* req,
+                         v1::ListItemsResponse* resp) override;
 
  private:
   // InvalidArgument if the request asks for more than the account default;
