@@ -76,5 +76,6 @@ void AddDatabaseCommands(CLI::App& app, Globals& g, int& rc);
 void AddContainerCommands(CLI::App& app, Globals& g, int& rc);
 void AddItemCommands(CLI::App& app, Globals& g, int& rc);
 void AddKeyCommands(CLI::App& app, Globals& g, int& rc);
+void AddFirewallCommands(CLI::App& app, Globals& g, int& rc);
 
 }  // namespace bulwark::cli

@@ -228,6 +228,7 @@ json StatusJson(const std::vector<NodeReport>& reports) {
                    {"lag", it == lag.end() ? json(nullptr) : json(it->second)},
                    {"data_key_versions", s.data_key_versions},
                    {"store_key_version", s.store_key_version},
+                   {"firewall_ranges", s.firewall_ranges},
                    {"replica_error", s.replica_error},
                    {"version", s.version},
                    {"region", s.region}});
@@ -266,6 +267,12 @@ void PrintStatusTable(const std::vector<NodeReport>& reports) {
     std::cout << "version " << first->version << ", region " << first->region << ", default consistency "
               << ConsistencyName(first->default_consistency) << ", TLS " << (first->tls ? "on" : "OFF (--insecure)")
               << ", master key " << first->master_key_id << "\n";
+    if (first->firewall_ranges == 0) {
+      std::cout << "WARNING: the IP firewall is OPEN: any address may connect (add one with: bulwark firewall allow "
+                   "CIDR)\n";
+    } else {
+      std::cout << "IP firewall: " << first->firewall_ranges << " allowed range(s) (bulwark firewall list)\n";
+    }
   }
   if (lag.empty()) std::cout << "no reachable node is the leader, so lag is unknown (?)\n";
 }

@@ -308,6 +308,40 @@ void PrintKeyStatus(const KeyStatus& s) {
   if (!s.last_shred_error.empty()) std::cout << "last shred attempt: " << s.last_shred_error << "\n";
 }
 
+void AddFirewallCommands(CLI::App& app, Globals& g, int& rc) {
+  auto* fw = app.add_subcommand("firewall", "the account's IP firewall (client allowlist)")->require_subcommand(1);
+  auto print = [](const std::vector<std::string>& ranges) {
+    if (ranges.empty()) {
+      std::cout << "the firewall is OPEN: every address may connect\n";
+      return;
+    }
+    std::cout << "allowed:\n";
+    for (const auto& r : ranges) std::cout << "  " << r << "\n";
+  };
+  fw->add_subcommand("list", "the allowed addresses and ranges")->callback([&, print] {
+    rc = WithClient(g, [&](Client& c) -> Status {
+      BULWARK_ASSIGN_OR_RETURN(auto ranges, c.FirewallList());
+      print(ranges);
+      return Status::Ok();
+    });
+  });
+  static std::string range;
+  for (const bool allow : {true, false}) {
+    auto* sub = fw->add_subcommand(allow ? "allow" : "deny",
+                                   allow ? "let an address or CIDR range connect (the first one closes the firewall "
+                                           "to every other address)"
+                                         : "remove an address or range from the allowlist")
+                    ->callback([&, print, allow] {
+                      rc = WithClient(g, [&](Client& c) -> Status {
+                        BULWARK_ASSIGN_OR_RETURN(auto ranges, allow ? c.FirewallAllow(range) : c.FirewallDeny(range));
+                        print(ranges);
+                        return Status::Ok();
+                      });
+                    });
+    sub->add_option("RANGE", range, "an IPv4 or IPv6 address, or a CIDR range such as 10.0.0.0/8")->required();
+  }
+}
+
 void AddKeyCommands(CLI::App& app, Globals& g, int& rc) {
   auto* keys = app.add_subcommand("keys", "encryption keys")->require_subcommand(1);
   auto* status = keys->add_subcommand(

@@ -30,6 +30,7 @@ int main(int argc, char** argv) {
   AddContainerCommands(app, g, rc);
   AddItemCommands(app, g, rc);
   AddKeyCommands(app, g, rc);
+  AddFirewallCommands(app, g, rc);
   AddNodeCommands(app, g, rc);
   auto* status =
       app.add_subcommand("status", "show every node of the replica set: role, term, indexes, lag, keys")->callback([&] {

@@ -1,6 +1,7 @@
 #include "client/client.h"
 
 #include "proto/grpc_status.h"
+#include "replication/source_address.h"
 
 #include <algorithm>
 #include <atomic>
@@ -68,6 +69,7 @@ struct Client::Impl {
     if (!slot) {
       grpc::ChannelArguments args;
       args.SetMaxReceiveMessageSize(64 * 1024 * 1024);
+      if (!options.source_ip.empty()) replication::BindOutgoingConnections(args, options.source_ip);
       auto channel = grpc::CreateCustomChannel(targets[i], credentials, args);
       slot = std::make_unique<Stubs>();
       slot->documents = v1::DocumentService::NewStub(channel);
@@ -383,6 +385,7 @@ Result<NodeStatus> Client::GetStatus() {
   s.replica_error = resp.replica_error();
   s.data_key_versions = resp.data_key_versions();
   s.store_key_version = resp.store_key_version();
+  s.firewall_ranges = resp.firewall_ranges();
   for (const auto& m : resp.members()) s.members.push_back({m.id(), m.peer_address(), m.match_index(), m.lag()});
   return s;
 }
@@ -461,6 +464,35 @@ Result<uint32_t> Client::RotateDataKey(const std::string& db, const std::string&
       security::ContainerRef("put", db, container), false,
       [&](grpc::ClientContext& ctx, Impl::Stubs& stubs) { return stubs.admin->RotateDataKey(&ctx, req, &resp); }));
   return resp.version();
+}
+
+Result<std::vector<std::string>> Client::FirewallList() {
+  v1::FirewallListRequest req;
+  v1::FirewallResponse resp;
+  BULWARK_RETURN_IF_ERROR(impl_->Invoke(
+      security::AccountRef("get"), true,
+      [&](grpc::ClientContext& ctx, Impl::Stubs& stubs) { return stubs.admin->FirewallList(&ctx, req, &resp); }));
+  return std::vector<std::string>(resp.ranges().begin(), resp.ranges().end());
+}
+
+Result<std::vector<std::string>> Client::FirewallAllow(const std::string& range) {
+  v1::FirewallChangeRequest req;
+  req.set_range(range);
+  v1::FirewallResponse resp;
+  BULWARK_RETURN_IF_ERROR(impl_->Invoke(
+      security::AccountRef("post"), false,
+      [&](grpc::ClientContext& ctx, Impl::Stubs& stubs) { return stubs.admin->FirewallAllow(&ctx, req, &resp); }));
+  return std::vector<std::string>(resp.ranges().begin(), resp.ranges().end());
+}
+
+Result<std::vector<std::string>> Client::FirewallDeny(const std::string& range) {
+  v1::FirewallChangeRequest req;
+  req.set_range(range);
+  v1::FirewallResponse resp;
+  BULWARK_RETURN_IF_ERROR(impl_->Invoke(
+      security::AccountRef("post"), false,
+      [&](grpc::ClientContext& ctx, Impl::Stubs& stubs) { return stubs.admin->FirewallDeny(&ctx, req, &resp); }));
+  return std::vector<std::string>(resp.ranges().begin(), resp.ranges().end());
 }
 
 Result<PurgeResult> Client::PurgeContainer(const std::string& db, const std::string& container) {

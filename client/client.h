@@ -47,6 +47,9 @@ struct ClientOptions {
   // Retries per call after the first attempt (see the top of this file).
   int max_retries = 3;
   std::chrono::milliseconds retry_backoff{50};
+  // If set, connections leave from this local address (e.g. 127.0.0.9), so
+  // a firewall rule for it applies; empty: the kernel chooses.
+  std::string source_ip;
 };
 
 struct Database {
@@ -111,6 +114,7 @@ struct NodeStatus {
   std::string replica_error;
   uint32_t data_key_versions = 0;
   uint32_t store_key_version = 0;
+  uint32_t firewall_ranges = 0;  // 0: open to every address
   struct Member {
     uint64_t id = 0;
     std::string peer_address;
@@ -157,8 +161,8 @@ struct KeyStatus {
   bool rewrite_running = false;
   std::string last_rewrite_error;
   std::vector<ContainerKeyUsage> containers;
-  uint64_t unflushed_values = 0;  // in memtables: not yet counted in `containers`
-  uint64_t reseal_failures = 0;   // values that could not be opened, kept as they were
+  uint64_t unflushed_values = 0;             // in memtables: not yet counted in `containers`
+  uint64_t reseal_failures = 0;              // values that could not be opened, kept as they were
   std::vector<PendingShred> pending_shreds;  // this node's files may still hold these
   std::string last_shred_error;
 };
@@ -225,6 +229,11 @@ class Client {
   // Crypto-shredding (docs/storage.md, "Purge"): irreversible. NotFound if
   // there is nothing of that name to purge.
   Result<PurgeResult> PurgeContainer(const std::string& db, const std::string& container);
+  // The account's IP firewall (client allowlist). Each returns the list after
+  // the call; an empty list means every address may connect.
+  Result<std::vector<std::string>> FirewallList();
+  Result<std::vector<std::string>> FirewallAllow(const std::string& range);
+  Result<std::vector<std::string>> FirewallDeny(const std::string& range);
 
   // The newest session token this client holds for a container ("" if none).
   std::string SessionToken(const std::string& db, const std::string& container) const;

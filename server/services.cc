@@ -56,6 +56,32 @@ void RequestRunner::WarnIfPlaintext(grpc::ServerContext* ctx) {
   }
 }
 
+bool RequestRunner::FirewallAllows(grpc::ServerContext* ctx) {
+  const uint64_t generation = node_->store->settings_generation();
+  std::shared_ptr<const security::IpAllowlist> list;
+  {
+    std::lock_guard lock(node_->firewall_mu);
+    if (node_->firewall_generation != generation || !node_->firewall) {
+      auto ranges = node_->store->ClientAllowlist();
+      auto parsed =
+          ranges.ok() ? security::IpAllowlist::Parse(*ranges) : Result<security::IpAllowlist>(ranges.status());
+      if (parsed.ok()) {
+        node_->firewall = std::make_shared<const security::IpAllowlist>(std::move(parsed).value());
+      } else {
+        spdlog::error("event=firewall_unreadable error=\"{}\" note=\"refusing every client until it is fixed\"",
+                      parsed.status().ToString());
+        node_->firewall = nullptr;
+      }
+      node_->firewall_generation = generation;
+    }
+    list = node_->firewall;
+  }
+  if (list == nullptr) return false;
+  if (list->Allows(ctx->peer())) return true;
+  spdlog::debug("event=firewall_refused peer={}", ctx->peer());
+  return false;
+}
+
 BStatus RequestRunner::Authenticate(grpc::ServerContext* ctx, const ResourceRef& ref) {
   return security::VerifyMasterSignature(node_->primary_key, ref, MetadataValue(ctx, security::kDateHeader),
                                          MetadataValue(ctx, security::kAuthorizationHeader),
@@ -75,7 +101,7 @@ grpc::Status RequestRunner::Run(grpc::ServerContext* ctx, const char* operation,
   } else if (ctx->deadline() < std::chrono::system_clock::now()) {
     s = BStatus::DeadlineExceeded("the request's deadline passed before it started");
   } else {
-    s = Authenticate(ctx, ref);
+    s = FirewallAllows(ctx) ? Authenticate(ctx, ref) : BStatus::PermissionDenied("request refused");
     if (s.ok()) s = fn();
   }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -237,6 +263,9 @@ grpc::Status AdminService::Status(Ctx* ctx, const v1::StatusRequest*, v1::Status
     resp->set_uptime_s(
         std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - node_->started).count());
     resp->set_last_lsn(node_->store->last_lsn());
+    if (auto ranges = node_->store->ClientAllowlist(); ranges.ok()) {
+      resp->set_firewall_ranges(static_cast<uint32_t>(ranges->size()));
+    }
     resp->set_default_consistency(static_cast<v1::ConsistencyLevel>(c.default_consistency));
     resp->set_tls(!c.insecure);
     resp->set_live_data_bytes(node_->store->ApproximateDiskBytes());
@@ -422,6 +451,30 @@ grpc::Status AdminService::PurgeContainer(Ctx* ctx, const v1::PurgeContainerRequ
                        }
                        return BStatus::Ok();
                      });
+}
+
+grpc::Status AdminService::FirewallList(Ctx* ctx, const v1::FirewallListRequest*, v1::FirewallResponse* resp) {
+  return runner_.Run(ctx, "FirewallList", security::AccountRef("get"), [&]() -> BStatus {
+    BULWARK_ASSIGN_OR_RETURN(auto ranges, node_->store->ClientAllowlist());
+    for (const auto& r : ranges) resp->add_ranges(r);
+    return BStatus::Ok();
+  });
+}
+
+grpc::Status AdminService::FirewallAllow(Ctx* ctx, const v1::FirewallChangeRequest* req, v1::FirewallResponse* resp) {
+  return runner_.Run(ctx, "FirewallAllow", security::AccountRef("post"), [&]() -> BStatus {
+    BULWARK_RETURN_IF_ERROR(node_->writes->Write("FirewallAllow", *req, resp, RequestDeadline(ctx, *node_->config)));
+    spdlog::info("event=firewall_allow range={} ranges={}", req->range(), resp->ranges_size());
+    return BStatus::Ok();
+  });
+}
+
+grpc::Status AdminService::FirewallDeny(Ctx* ctx, const v1::FirewallChangeRequest* req, v1::FirewallResponse* resp) {
+  return runner_.Run(ctx, "FirewallDeny", security::AccountRef("post"), [&]() -> BStatus {
+    BULWARK_RETURN_IF_ERROR(node_->writes->Write("FirewallDeny", *req, resp, RequestDeadline(ctx, *node_->config)));
+    spdlog::info("event=firewall_deny range={} ranges={}", req->range(), resp->ranges_size());
+    return BStatus::Ok();
+  });
 }
 
 grpc::Status AdminService::RotateMasterKey(Ctx* ctx, const v1::RotateMasterKeyRequest* req,

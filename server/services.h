@@ -20,6 +20,7 @@
 #include "bulwark/v1/document.grpc.pb.h"
 #include "crypto/secret.h"
 #include "proto/grpc_status.h"
+#include "security/ip_allowlist.h"
 #include "security/request_signing.h"
 #include "server/config.h"
 #include "server/metrics.h"
@@ -62,6 +63,12 @@ struct NodeContext {
 
   std::mutex peers_mu;
   std::set<std::string> plaintext_peers;  // GUARDED_BY(peers_mu): warned about once each
+
+  // The IP firewall, parsed from the store's allowlist when its settings
+  // generation moves. GUARDED_BY(firewall_mu)
+  std::mutex firewall_mu;
+  uint64_t firewall_generation = 0;
+  std::shared_ptr<const security::IpAllowlist> firewall;
 };
 
 // Rewrites every file under the current store key in the background, then
@@ -86,6 +93,10 @@ class RequestRunner {
  private:
   Status Authenticate(grpc::ServerContext* ctx, const security::ResourceRef& ref);
   void WarnIfPlaintext(grpc::ServerContext* ctx);
+  // False if the account's allowlist is non-empty and leaves the caller's
+  // address out. A stored list that does not parse refuses everyone (and
+  // says so in the log): failing open would defeat the firewall.
+  bool FirewallAllows(grpc::ServerContext* ctx);
   NodeContext* node_;
 };
 
@@ -138,6 +149,12 @@ class AdminService final : public v1::AdminService::Service {
                              v1::RotateDataKeyResponse* resp) override;
   grpc::Status PurgeContainer(grpc::ServerContext* ctx, const v1::PurgeContainerRequest* req,
                               v1::PurgeContainerResponse* resp) override;
+  grpc::Status FirewallList(grpc::ServerContext* ctx, const v1::FirewallListRequest* req,
+                            v1::FirewallResponse* resp) override;
+  grpc::Status FirewallAllow(grpc::ServerContext* ctx, const v1::FirewallChangeRequest* req,
+                             v1::FirewallResponse* resp) override;
+  grpc::Status FirewallDeny(grpc::ServerContext* ctx, const v1::FirewallChangeRequest* req,
+                            v1::FirewallResponse* resp) override;
   grpc::Status RotateMasterKey(grpc::ServerContext* ctx, const v1::RotateMasterKeyRequest* req,
                                v1::RotateMasterKeyResponse* resp) override;
   grpc::Status TransferLeader(grpc::ServerContext* ctx, const v1::TransferLeaderRequest* req,

@@ -8,6 +8,7 @@
 #include "bulwark/v1/admin.pb.h"
 #include "bulwark/v1/document.pb.h"
 #include "replication/replica.h"
+#include "security/ip_allowlist.h"
 #include "server/services.h"
 
 namespace bulwark::server {
@@ -39,6 +40,9 @@ std::optional<MethodTypes> TypesOf(std::string_view method) {
   if (method == "DeleteItem") return make(v1::DeleteItemRequest{}, v1::DeleteResponse{});
   if (method == "RotateDataKey") return make(v1::RotateDataKeyRequest{}, v1::RotateDataKeyResponse{});
   if (method == "PurgeContainer") return make(v1::PurgeContainerRequest{}, v1::PurgeContainerResponse{});
+  if (method == "FirewallAllow" || method == "FirewallDeny") {
+    return make(v1::FirewallChangeRequest{}, v1::FirewallResponse{});
+  }
   if (method == "AddNode") return make(v1::AddNodeRequest{}, v1::MembershipResponse{});
   if (method == "RemoveNode") return make(v1::RemoveNodeRequest{}, v1::MembershipResponse{});
   return std::nullopt;
@@ -250,6 +254,17 @@ Status WritePath::LocalWrite(std::string_view method, const pb::Message& request
     auto* out = static_cast<v1::PurgeContainerResponse*>(response);
     for (const auto& rid : c.outcome.purged_rids) out->add_rids(rid);
     out->set_index(c.index);
+    return Status::Ok();
+  }
+  if (method == "FirewallAllow" || method == "FirewallDeny") {
+    const auto& r = static_cast<const v1::FirewallChangeRequest&>(request);
+    BULWARK_ASSIGN_OR_RETURN(security::CidrRange range, security::ParseCidr(r.range()));
+    BULWARK_ASSIGN_OR_RETURN(
+        Committed c, Commit(replica, st.PrepareFirewallChange(method == "FirewallAllow", security::FormatCidr(range)),
+                            {}, deadline));
+    (void)c;
+    BULWARK_ASSIGN_OR_RETURN(auto ranges, st.ClientAllowlist());
+    for (const auto& x : ranges) static_cast<v1::FirewallResponse*>(response)->add_ranges(x);
     return Status::Ok();
   }
   if (method == "AddNode" || method == "RemoveNode") return ChangeMembership(method, request, response, deadline);

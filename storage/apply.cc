@@ -23,6 +23,8 @@ bool IsDdl(WriteCommand::Kind k) {
     case WriteCommand::Kind::kRotateDataKey:
     case WriteCommand::Kind::kSetMember:
     case WriteCommand::Kind::kPurgeContainer:
+    case WriteCommand::Kind::kFirewallAllow:
+    case WriteCommand::Kind::kFirewallDeny:
       return true;
     default:
       return false;
@@ -145,6 +147,7 @@ Result<ApplyOutcome> DocumentStore::Apply(uint64_t index, WriteCommand cmd) {
   if (e.outcome.status.ok()) {
     for (const auto& key : e.dropped_containers) s.containers.erase(key);
     for (const auto& rid : e.purged_rids) s.keyring.Forget(rid);
+    if (e.settings_changed) s.settings_generation.fetch_add(1);
     if (!e.purged_rids.empty()) {
       int64_t cur = s.max_pending_shred_index.load();
       const auto idx = static_cast<int64_t>(index);

@@ -7,19 +7,24 @@
 namespace bulwark::storage {
 namespace {
 
+// Format 1 ends with member_address; format 2 adds `setting` after it. Only
+// the commands that need the field are written as 2, so a node that knows
+// only format 1 still reads every other command.
 constexpr uint8_t kCommandFormat = 1;
+constexpr uint8_t kCommandFormatWithSetting = 2;
 // No field of a valid command comes near this; it bounds what a corrupt
 // length prefix can make Decode allocate.
 constexpr size_t kMaxFieldBytes = 4 << 20;
 
-bool ValidKind(uint8_t k) { return k >= 1 && k <= static_cast<uint8_t>(WriteCommand::Kind::kPurgeContainer); }
+bool ValidKind(uint8_t k) { return k >= 1 && k <= static_cast<uint8_t>(WriteCommand::Kind::kFirewallDeny); }
 
 }  // namespace
 
 std::string WriteCommand::Encode() const {
   std::string out;
   out.reserve(64 + sealed.size() + database.size() + container.size() + partition_key.size() + item_id.size());
-  out.push_back(static_cast<char>(kCommandFormat));
+  const bool with_setting = kind == Kind::kFirewallAllow || kind == Kind::kFirewallDeny || !setting.empty();
+  out.push_back(static_cast<char>(with_setting ? kCommandFormatWithSetting : kCommandFormat));
   out.push_back(static_cast<char>(kind));
   PutFixed64(out, static_cast<uint64_t>(proposed_unix_ms));
   PutFixed64(out, static_cast<uint64_t>(ts));
@@ -31,12 +36,14 @@ std::string WriteCommand::Encode() const {
   }
   PutFixed64(out, member_id);
   PutLengthPrefixed(out, member_address);
+  if (with_setting) PutLengthPrefixed(out, setting);
   return out;
 }
 
 Result<WriteCommand> WriteCommand::Decode(std::string_view in) {
   if (in.size() < 2) return Status::Corruption("write command is truncated");
-  if (static_cast<uint8_t>(in[0]) != kCommandFormat) {
+  const auto format = static_cast<uint8_t>(in[0]);
+  if (format != kCommandFormat && format != kCommandFormatWithSetting) {
     return Status::Corruption("unknown write command format " + std::to_string(static_cast<uint8_t>(in[0])));
   }
   if (!ValidKind(static_cast<uint8_t>(in[1]))) return Status::Corruption("unknown write command kind");
@@ -58,6 +65,11 @@ Result<WriteCommand> WriteCommand::Decode(std::string_view in) {
     return Status::Corruption("write command is truncated");
   }
   c.member_address = address;
+  if (format == kCommandFormatWithSetting) {
+    std::string_view setting;
+    if (!GetLengthPrefixed(in, setting, kMaxFieldBytes)) return Status::Corruption("write command is truncated");
+    c.setting = setting;
+  }
   if (!in.empty()) return Status::Corruption("write command has trailing bytes");
   return c;
 }
@@ -91,6 +103,10 @@ std::string_view CommandKindName(WriteCommand::Kind k) {
       return "SetMember";
     case WriteCommand::Kind::kPurgeContainer:
       return "PurgeContainer";
+    case WriteCommand::Kind::kFirewallAllow:
+      return "FirewallAllow";
+    case WriteCommand::Kind::kFirewallDeny:
+      return "FirewallDeny";
   }
   return "Unknown";
 }

@@ -47,6 +47,11 @@ struct WriteCommand {
     // data keys of it and of every deleted container of that name, with
     // their change-log records. database and container name it.
     kPurgeContainer = 11,
+    // The account's IP firewall: add (kFirewallAllow) or remove
+    // (kFirewallDeny) `setting`, an address or CIDR range, from the client
+    // allowlist. Applied to the list as it is at that point of the log.
+    kFirewallAllow = 12,
+    kFirewallDeny = 13,
   };
   Kind kind = Kind::kCreateDatabase;
   std::string request_id;  // the client's idempotency key; may be empty
@@ -64,6 +69,7 @@ struct WriteCommand {
   std::string if_match;        // replace, delete
   uint64_t member_id = 0;      // kSetMember
   std::string member_address;  // kSetMember: "ip:port" of its peer port; empty to forget
+  std::string setting;         // kFirewallAllow/Deny: the range (command format 2 only)
 
   std::string Encode() const;
   static Result<WriteCommand> Decode(std::string_view bytes);

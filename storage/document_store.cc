@@ -553,6 +553,9 @@ Result<CommandEffect> DdlCommandEffect(DocumentStore::Impl& s, const WriteComman
       return RotateDataKeyEffect(s, cmd);
     case WriteCommand::Kind::kPurgeContainer:
       return PurgeContainerEffect(s, cmd, index);
+    case WriteCommand::Kind::kFirewallAllow:
+    case WriteCommand::Kind::kFirewallDeny:
+      return FirewallEffect(s, cmd);
     default:
       return Status::Internal("not a database or container command");
   }

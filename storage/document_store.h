@@ -303,6 +303,16 @@ class DocumentStore {
   // reads every file's prefix.
   uint32_t current_store_key_version() const;
 
+  // ---- Account settings (replicated) ----
+  // A change to the IP firewall's client allowlist; `range` must already be
+  // canonical (security::ParseCidr, FormatCidr). Apply answers AlreadyExists
+  // (allow) or NotFound (deny) when there is nothing to change.
+  Result<WriteCommand> PrepareFirewallChange(bool allow, std::string_view range) const;
+  // The allowlist's ranges, in the order they were added; empty: open.
+  Result<std::vector<std::string>> ClientAllowlist() const;
+  // Changes whenever the settings may have changed (cheap; for caches).
+  uint64_t settings_generation() const;
+
   // ---- Crypto-shredding (docs/storage.md, "Purge") ----
   // Resolves `bulwark container purge`: the live container of that name, if
   // any, and every deleted one whose keys are still kept. NotFound if none.

@@ -48,6 +48,10 @@ constexpr std::string_view kDeletedContainerMetaPrefix = "t/";
 // outside replication). Files on this node may still hold that container's
 // keys; the shred job clears the record once none does.
 constexpr std::string_view kPendingShredMetaPrefix = "p/";
+// The account's settings, replicated: "f/client-allowlist" -> the IP
+// firewall's ranges, one per line (absent: open).
+constexpr std::string_view kSettingsMetaPrefix = "f/";
+constexpr std::string_view kClientAllowlistKey = "f/client-allowlist";
 constexpr std::string_view kFormatKey = "s/format";
 constexpr std::string_view kKeyCheckKey = "s/keycheck";
 

@@ -33,7 +33,7 @@ constexpr size_t kInstallBatchBytes = 4 << 20;
 // ("p/", pending shreds, is local: it describes this node's files.)
 constexpr std::string_view kReplicatedMetaPrefixes[] = {
     kDatabaseMetaPrefix, kContainerMetaPrefixAll, kDataKeyMetaPrefix,         "a/",
-    kDedupMetaPrefix,    kDedupExpiryMetaPrefix,  kDeletedContainerMetaPrefix};
+    kDedupMetaPrefix,    kDedupExpiryMetaPrefix,  kDeletedContainerMetaPrefix, kSettingsMetaPrefix};
 
 // The containers (rid hex) whose data-key records an iterator over `prefix`
 // + "k/" finds.
@@ -280,6 +280,7 @@ Result<uint64_t> DocumentStore::InstallStateImage() {
   BULWARK_RETURN_IF_ERROR(RefreshPendingShreds(s));
   // The image may hold values under versions its sender had not re-sealed yet.
   BULWARK_RETURN_IF_ERROR(ScheduleResealWhereNeeded(s));
+  s.settings_generation.fetch_add(1);
   return applied;
 }
 

@@ -68,6 +68,9 @@ struct DocumentStore::Impl {
   // pending, or purges applied outside replication only). -1 as "none".
   std::atomic<int64_t> max_pending_shred_index{-1};
   std::mutex shred_mu;  // one ShredFiles at a time
+  // Bumped whenever the replicated settings ("f/") may have changed, so
+  // readers that cache them (the server's firewall) know to reload.
+  std::atomic<uint64_t> settings_generation{1};
 
   mutable std::shared_mutex ddl_mu;
   // "<db>/<container>" -> container. GUARDED_BY(ddl_mu)
@@ -96,10 +99,13 @@ struct CommandEffect {
   std::optional<ChangeRecord> change;
   std::vector<std::string> dropped_containers;  // cache keys to forget once committed
   std::vector<std::string> purged_rids;         // hex: DEKs to forget once committed
+  bool settings_changed = false;                // an "f/" record: bump settings_generation
   std::shared_ptr<const CachedContainer> added_container;
 };
 // REQUIRES: ddl_mu held exclusively. `index` is the command's raft index.
 Result<CommandEffect> DdlCommandEffect(DocumentStore::Impl& s, const WriteCommand& cmd, uint64_t index);
+// REQUIRES: ddl_mu held exclusively.
+Result<CommandEffect> FirewallEffect(DocumentStore::Impl& s, const WriteCommand& cmd);
 // REQUIRES: ddl_mu held exclusively.
 Result<CommandEffect> PurgeContainerEffect(DocumentStore::Impl& s, const WriteCommand& cmd, uint64_t index);
 // Mutations that remove one container and everything in it. With keep_keys

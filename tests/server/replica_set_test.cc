@@ -709,3 +709,29 @@ TEST_CASE("Replica set: a node down during a purge shreds its files when it retu
   }
   CHECK(files >= 4);
 }
+
+TEST_CASE("Replica set: a firewall change reaches every node within seconds", "[replica][firewall]") {
+  TestSet set;
+  set.Seed();
+  auto from = [&](int node, const std::string& ip) {
+    client::ClientOptions o = set.cluster->node_client_options(node);
+    o.source_ip = ip;
+    o.max_retries = 0;
+    auto c = client::Client::Connect(o);
+    REQUIRE(c.ok());
+    return std::move(c).value();
+  };
+  REQUIRE(from(2, "127.0.0.8")->FirewallAllow("127.0.0.8/32").ok());  // sent to a follower: forwarded
+  for (int n = 1; n <= 4; ++n) {
+    INFO("node " << n);
+    CHECK(
+        Eventually([&] { return from(n, "127.0.0.9")->ReadDatabase("db").status().code() == Code::kPermissionDenied; },
+                   std::chrono::seconds(5)));
+    CHECK(from(n, "127.0.0.8")->ReadDatabase("db").ok());
+  }
+  REQUIRE(from(3, "127.0.0.8")->FirewallDeny("127.0.0.8").ok());
+  for (int n = 1; n <= 4; ++n) {
+    INFO("node " << n);
+    CHECK(Eventually([&] { return from(n, "127.0.0.9")->ReadDatabase("db").ok(); }, std::chrono::seconds(5)));
+  }
+}

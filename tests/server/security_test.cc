@@ -7,6 +7,7 @@
 
 #include "crypto/secret.h"
 #include "security/certificates.h"
+#include "security/ip_allowlist.h"
 #include "security/request_signing.h"
 
 using namespace bulwark;
@@ -102,4 +103,42 @@ TEST_CASE("Generated CA and node certificates are PEM and differ per call", "[se
   CHECK(leaf->certificate != ca->certificate);
   CHECK(IssueCertificate({"garbage", ca->private_key}, "n", {}, {}).status().code() == Code::kInvalidArgument);
   CHECK(IssueCertificate({ca->certificate, "garbage"}, "n", {}, {}).status().code() == Code::kInvalidArgument);
+}
+
+TEST_CASE("Firewall ranges: parsing, canonical form and matching", "[security][firewall]") {
+  auto parse = [](const std::string& s) { return ParseCidr(s); };
+  REQUIRE(parse("127.0.0.9").ok());
+  CHECK(FormatCidr(*parse("127.0.0.9")) == "127.0.0.9/32");
+  CHECK(FormatCidr(*parse("10.0.0.0/8")) == "10.0.0.0/8");
+  CHECK(FormatCidr(*parse("::1")) == "::1/128");
+  CHECK(FormatCidr(*parse("2001:DB8::/32")) == "2001:db8::/32");
+  CHECK(FormatCidr(*parse("0.0.0.0/0")) == "0.0.0.0/0");
+  for (const std::string& bad :
+       std::vector<std::string>{"", "10.0.0.1/33", "::1/129", "10.0.0.1/", "10.0.0.1/8", "10.0.0.0/-1", "10.0.0.0/8x",
+                                "host.example", "1.2.3", "10.0.0.0/0008", "::1%lo", std::string(200, '1')}) {
+    INFO(bad);
+    auto r = parse(bad);
+    CHECK(r.status().code() == Code::kInvalidArgument);
+    CHECK(r.status().message().size() < 200);  // a clear, bounded message
+  }
+
+  auto list = IpAllowlist::Parse({"127.0.0.8/32", "10.0.0.0/8", "2001:db8::/32"});
+  REQUIRE(list.ok());
+  CHECK(list->Allows("ipv4:127.0.0.8:5000"));
+  CHECK_FALSE(list->Allows("ipv4:127.0.0.9:5000"));
+  CHECK(list->Allows("ipv4:10.200.1.2:1"));
+  CHECK_FALSE(list->Allows("ipv4:11.0.0.1:1"));
+  CHECK(list->Allows("ipv6:[2001:db8:ffff::1]:443"));
+  CHECK_FALSE(list->Allows("ipv6:[2001:db9::1]:443"));
+  CHECK(list->Allows("ipv6:[::ffff:127.0.0.8]:5000"));  // IPv4 seen through an IPv6 socket
+  CHECK_FALSE(list->Allows("ipv6:[::1]:5000"));
+  CHECK_FALSE(list->Allows("unix:/tmp/socket"));
+  CHECK_FALSE(list->Allows("ipv6:[fe80::1%25eth0]:1"));
+  CHECK_FALSE(list->Allows("garbage"));
+  auto open = IpAllowlist::Parse({});
+  REQUIRE(open.ok());
+  CHECK(open->empty());
+  CHECK(open->Allows("ipv4:203.0.113.7:1"));
+  std::vector<std::string> too_many(kMaxAllowlistEntries + 1, "10.0.0.1");
+  CHECK(IpAllowlist::Parse(too_many).status().code() == Code::kInvalidArgument);
 }

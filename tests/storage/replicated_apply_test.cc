@@ -221,6 +221,17 @@ TEST_CASE("Write commands: every truncation of a valid command is refused", "[st
   c.sealed = "sealed-bytes";
   c.partition_key = "\"t\"";
   c.item_id = "x";
+  WriteCommand firewall;  // format 2: one more field at the end
+  firewall.kind = WriteCommand::Kind::kFirewallAllow;
+  firewall.setting = "10.0.0.0/8";
+  auto rt = WriteCommand::Decode(firewall.Encode());
+  REQUIRE(rt.ok());
+  CHECK(rt->setting == "10.0.0.0/8");
+  CHECK(rt->kind == WriteCommand::Kind::kFirewallAllow);
+  const std::string fw_bytes = firewall.Encode();
+  for (size_t n = 0; n < fw_bytes.size(); ++n) {
+    CHECK(WriteCommand::Decode(fw_bytes.substr(0, n)).status().code() == Code::kCorruption);
+  }
   const std::string bytes = c.Encode();
   auto back = WriteCommand::Decode(bytes);
   REQUIRE(back.ok());

@@ -1,0 +1,87 @@
+// The account's replicated settings. For now the IP firewall's client
+// allowlist: ranges arrive canonical (the server parses them before it
+// proposes), and a change applies to the list as it stands at its place in
+// the log, so concurrent allow and deny commands never lose each other.
+
+#include <algorithm>
+#include <set>
+#include <sstream>
+
+#include "storage/store_impl.h"
+
+namespace bulwark::storage {
+namespace {
+
+// Entries the list may hold (security::kMaxAllowlistEntries, repeated here so
+// storage does not depend on the security library).
+constexpr size_t kMaxAllowlistEntries = 1000;
+constexpr size_t kMaxRangeBytes = 64;
+
+std::vector<std::string> SplitLines(std::string_view text) {
+  std::vector<std::string> out;
+  std::istringstream in{std::string(text)};
+  for (std::string line; std::getline(in, line);) {
+    if (!line.empty()) out.push_back(line);
+  }
+  return out;
+}
+
+}  // namespace
+
+Result<CommandEffect> FirewallEffect(DocumentStore::Impl& s, const WriteCommand& cmd) {
+  CommandEffect e;
+  auto current = s.Get(s.meta, kClientAllowlistKey);
+  if (!current.ok() && current.status().code() != Code::kNotFound) return current.status();
+  std::vector<std::string> list = current.ok() ? SplitLines(*current) : std::vector<std::string>{};
+  const auto it = std::find(list.begin(), list.end(), cmd.setting);
+  if (cmd.kind == WriteCommand::Kind::kFirewallAllow) {
+    if (it != list.end()) {
+      e.outcome.status = Status::AlreadyExists(cmd.setting + " is already on the allowlist");
+      return e;
+    }
+    if (list.size() >= kMaxAllowlistEntries) {
+      e.outcome.status =
+          Status::ResourceExhausted("the allowlist holds at most " + std::to_string(kMaxAllowlistEntries) + " entries");
+      return e;
+    }
+    list.push_back(cmd.setting);
+  } else {
+    if (it == list.end()) {
+      e.outcome.status = Status::NotFound(cmd.setting + " is not on the allowlist");
+      return e;
+    }
+    list.erase(it);
+  }
+  std::string joined;
+  for (const auto& r : list) joined += r + "\n";
+  if (list.empty()) {
+    e.mutations.push_back({Mutation::Kind::kDelete, s.meta, std::string(kClientAllowlistKey), {}});
+  } else {
+    e.mutations.push_back({Mutation::Kind::kPut, s.meta, std::string(kClientAllowlistKey), std::move(joined)});
+  }
+  e.settings_changed = true;
+  return e;
+}
+
+Result<WriteCommand> DocumentStore::PrepareFirewallChange(bool allow, std::string_view range) const {
+  if (range.empty() || range.size() > kMaxRangeBytes || range.find('\n') != std::string_view::npos) {
+    return Status::InvalidArgument("a firewall range is an address or CIDR range of at most " +
+                                   std::to_string(kMaxRangeBytes) + " bytes");
+  }
+  WriteCommand c;
+  c.kind = allow ? WriteCommand::Kind::kFirewallAllow : WriteCommand::Kind::kFirewallDeny;
+  c.setting = range;
+  c.ts = NowUnixSeconds();
+  return c;
+}
+
+Result<std::vector<std::string>> DocumentStore::ClientAllowlist() const {
+  auto current = impl_->Get(impl_->meta, kClientAllowlistKey);
+  if (current.status().code() == Code::kNotFound) return std::vector<std::string>{};
+  BULWARK_RETURN_IF_ERROR(current.status());
+  return SplitLines(*current);
+}
+
+uint64_t DocumentStore::settings_generation() const { return impl_->settings_generation.load(); }
+
+}  // namespace bulwark::storage
