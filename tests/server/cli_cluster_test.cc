@@ -246,6 +246,17 @@ TEST_CASE("CLI: cluster up runs four nodes; status, put/get, leader transfer, cl
   CHECK(RunCommand(cli + "item get shop scratch s1 --pk acme").exit_code != 0);
   CHECK(RunCommand(cli + "container purge shop scratch").exit_code != 0);
 
+  // The firewall: open (and status says so), then one range, then open again.
+  CHECK(RunCommand(cli + "firewall list").output.find("OPEN") != std::string::npos);
+  CHECK(RunCommand(cli + "status").output.find("firewall is OPEN") != std::string::npos);
+  auto allow = RunCommand(cli + "firewall allow 127.0.0.1");
+  INFO(allow.output);
+  CHECK(allow.exit_code == 0);
+  CHECK(allow.output.find("127.0.0.1/32") != std::string::npos);
+  CHECK(RunCommand(cli + "status").output.find("1 allowed range") != std::string::npos);
+  CHECK(RunCommand(cli + "firewall allow 10.0.0.1/8").exit_code != 0);  // ambiguous: refused
+  CHECK(RunCommand(cli + "firewall deny 127.0.0.1").output.find("OPEN") != std::string::npos);
+
   // Leadership moves to a follower, and every node comes to agree.
   const uint64_t target = leader == 4 ? 3 : 4;
   auto transfer = RunCommand(cli + "leader transfer --to " + std::to_string(target));
