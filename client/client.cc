@@ -476,22 +476,21 @@ Result<std::vector<std::string>> Client::FirewallList() {
 }
 
 Result<std::vector<std::string>> Client::FirewallAllow(const std::string& range) {
-  v1::FirewallChangeRequest req;
-  req.set_range(range);
-  v1::FirewallResponse resp;
-  BULWARK_RETURN_IF_ERROR(impl_->Invoke(
-      security::AccountRef("post"), false,
-      [&](grpc::ClientContext& ctx, Impl::Stubs& stubs) { return stubs.admin->FirewallAllow(&ctx, req, &resp); }));
-  return std::vector<std::string>(resp.ranges().begin(), resp.ranges().end());
+  return FirewallChange(/*allow=*/true, range);
 }
 
 Result<std::vector<std::string>> Client::FirewallDeny(const std::string& range) {
+  return FirewallChange(/*allow=*/false, range);
+}
+
+Result<std::vector<std::string>> Client::FirewallChange(bool allow, const std::string& range) {
   v1::FirewallChangeRequest req;
   req.set_range(range);
   v1::FirewallResponse resp;
-  BULWARK_RETURN_IF_ERROR(impl_->Invoke(
-      security::AccountRef("post"), false,
-      [&](grpc::ClientContext& ctx, Impl::Stubs& stubs) { return stubs.admin->FirewallDeny(&ctx, req, &resp); }));
+  BULWARK_RETURN_IF_ERROR(
+      impl_->Invoke(security::AccountRef("post"), false, [&](grpc::ClientContext& ctx, Impl::Stubs& stubs) {
+        return allow ? stubs.admin->FirewallAllow(&ctx, req, &resp) : stubs.admin->FirewallDeny(&ctx, req, &resp);
+      }));
   return std::vector<std::string>(resp.ranges().begin(), resp.ranges().end());
 }
 

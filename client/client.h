@@ -244,6 +244,7 @@ class Client {
 
  private:
   explicit Client(std::unique_ptr<Impl> impl);
+  Result<std::vector<std::string>> FirewallChange(bool allow, const std::string& range);
   std::unique_ptr<Impl> impl_;
 };
 

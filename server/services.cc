@@ -462,17 +462,18 @@ grpc::Status AdminService::FirewallList(Ctx* ctx, const v1::FirewallListRequest*
 }
 
 grpc::Status AdminService::FirewallAllow(Ctx* ctx, const v1::FirewallChangeRequest* req, v1::FirewallResponse* resp) {
-  return runner_.Run(ctx, "FirewallAllow", security::AccountRef("post"), [&]() -> BStatus {
-    BULWARK_RETURN_IF_ERROR(node_->writes->Write("FirewallAllow", *req, resp, RequestDeadline(ctx, *node_->config)));
-    spdlog::info("event=firewall_allow range={} ranges={}", req->range(), resp->ranges_size());
-    return BStatus::Ok();
-  });
+  return FirewallChange(ctx, "FirewallAllow", *req, resp);
 }
 
 grpc::Status AdminService::FirewallDeny(Ctx* ctx, const v1::FirewallChangeRequest* req, v1::FirewallResponse* resp) {
-  return runner_.Run(ctx, "FirewallDeny", security::AccountRef("post"), [&]() -> BStatus {
-    BULWARK_RETURN_IF_ERROR(node_->writes->Write("FirewallDeny", *req, resp, RequestDeadline(ctx, *node_->config)));
-    spdlog::info("event=firewall_deny range={} ranges={}", req->range(), resp->ranges_size());
+  return FirewallChange(ctx, "FirewallDeny", *req, resp);
+}
+
+grpc::Status AdminService::FirewallChange(Ctx* ctx, const char* method, const v1::FirewallChangeRequest& req,
+                                          v1::FirewallResponse* resp) {
+  return runner_.Run(ctx, method, security::AccountRef("post"), [&]() -> BStatus {
+    BULWARK_RETURN_IF_ERROR(node_->writes->Write(method, req, resp, RequestDeadline(ctx, *node_->config)));
+    spdlog::info("event=firewall_changed op={} range={} ranges={}", method, req.range(), resp->ranges_size());
     return BStatus::Ok();
   });
 }

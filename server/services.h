@@ -164,6 +164,8 @@ class AdminService final : public v1::AdminService::Service {
                           v1::MembershipResponse* resp) override;
 
  private:
+  grpc::Status FirewallChange(grpc::ServerContext* ctx, const char* method, const v1::FirewallChangeRequest& req,
+                              v1::FirewallResponse* resp);
   NodeContext* node_;
   RequestRunner runner_;
 };
