@@ -226,6 +226,8 @@ int Run(NodeConfig config) {
     StartStoreKeyRewriteLocked(&node);
     spdlog::info("event=store_key_rewrite_resumed versions_held={}", node.store->store_key_versions_held());
   }
+  metrics.AddGauge("bulwark_firewall_refused_total", "Requests refused by the IP firewall since start.",
+                   [&] { return static_cast<double>(node.firewall_refused.load()); });
   metrics.AddGauge("bulwark_storage_live_bytes", "Bytes of live SST files.",
                    [&] { return static_cast<double>(node.store->ApproximateDiskBytes()); });
   metrics.AddGauge("bulwark_raft_applied_index", "Raft index this node has applied.",

@@ -78,6 +78,8 @@ bool RequestRunner::FirewallAllows(grpc::ServerContext* ctx) {
   }
   if (list == nullptr) return false;
   if (list->Allows(ctx->peer())) return true;
+  // Counted, not logged per request: a refused flood must not flood the log.
+  ++node_->firewall_refused;
   spdlog::debug("event=firewall_refused peer={}", ctx->peer());
   return false;
 }

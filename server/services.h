@@ -69,6 +69,7 @@ struct NodeContext {
   std::mutex firewall_mu;
   uint64_t firewall_generation = 0;
   std::shared_ptr<const security::IpAllowlist> firewall;
+  std::atomic<uint64_t> firewall_refused{0};  // requests the firewall refused, since start
 };
 
 // Rewrites every file under the current store key in the background, then

@@ -693,6 +693,14 @@ TEST_CASE("IP firewall: outside the allowlist is refused before authentication; 
   CHECK(from("127.0.0.9", /*good_key=*/false)->ReadDatabase("db").status().code() == Code::kPermissionDenied);
   CHECK(from("127.0.0.8", /*good_key=*/false)->ReadDatabase("db").status().code() == Code::kUnauthenticated);
   CHECK(b->UpsertItem("db", "c", R"({"id":"x","tenant":"t"})").status().code() == Code::kPermissionDenied);
+  {  // Refusals are counted in /metrics (three so far).
+    const auto colon = node.cluster->metrics_endpoint().rfind(':');
+    httplib::Client http(node.cluster->metrics_endpoint().substr(0, colon),
+                         std::stoi(node.cluster->metrics_endpoint().substr(colon + 1)));
+    auto metrics = http.Get("/metrics");
+    REQUIRE(metrics);
+    CHECK(metrics->body.find("bulwark_firewall_refused_total 3") != std::string::npos);
+  }
 
   // Bad ranges are refused with a clear error and change nothing.
   CHECK(a->FirewallAllow("10.0.0.1/8").status().code() == Code::kInvalidArgument);
