@@ -24,6 +24,7 @@
 
 #include "bulwark/v1/peer.grpc.pb.h"
 #include "replication/message_codec.h"
+#include "security/ip_allowlist.h"
 
 namespace bulwark::replication {
 namespace {
@@ -193,14 +194,16 @@ class PeerSender {
 struct Transport::Impl {
   Impl(TransportOptions opts, TransportHandler* h) : options(std::move(opts)), handler(h) {}
 
-  // Whether `from` may talk to us on this connection: a current member whose
-  // certificate names its member address. Returns the member's address.
+  // Whether `from` may talk to us on this connection: from an address on the
+  // peer allowlist (when there is one), a current member whose certificate
+  // names its member address. Returns the member's address.
   Result<std::string> Authorize(grpc::ServerContext* ctx, uint64_t from);
   bool IsMemberAt(uint64_t from, const std::string& address);
   std::shared_ptr<PeerSender> NewSender(uint64_t peer, const std::string& address);
 
   const TransportOptions options;
   TransportHandler* const handler;
+  security::IpAllowlist peer_allowlist;  // parsed from options at Start
   std::shared_ptr<grpc::ChannelCredentials> channel_credentials;
   std::unique_ptr<PeerServiceImpl> service;
   std::unique_ptr<grpc::Server> server;
@@ -620,6 +623,9 @@ Result<std::string> Transport::Impl::Authorize(grpc::ServerContext* ctx, uint64_
     return Status::PermissionDenied("node " + std::to_string(options.self_id) + " refused sender " +
                                     std::to_string(from) + ": " + reason);
   };
+  // The connection's source address first: the peer allowlist holds even
+  // for a member with a valid certificate.
+  if (!peer_allowlist.Allows(ctx->peer())) return refuse("its address is not on the peer allowlist");
   if (address.empty()) return refuse("not a current member");
   if (options.tls.insecure) return address;
   std::shared_ptr<const grpc::AuthContext> auth = ctx->auth_context();
@@ -655,6 +661,7 @@ Result<std::unique_ptr<Transport>> Transport::Start(TransportOptions options, Tr
   if (handler == nullptr) return Status::InvalidArgument("transport: handler must not be null");
   std::shared_ptr<grpc::ServerCredentials> server_credentials;
   auto impl = std::make_unique<Impl>(std::move(options), handler);
+  BULWARK_ASSIGN_OR_RETURN(impl->peer_allowlist, security::IpAllowlist::Parse(impl->options.peer_allowlist));
   const TransportOptions& opts = impl->options;
   if (opts.tls.insecure) {
     spdlog::warn("event=insecure note=\"peer transport in PLAINTEXT without identity checks; tests only\"");

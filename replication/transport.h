@@ -37,19 +37,19 @@
 namespace bulwark::replication {
 
 struct TransportLimits {
-  size_t max_queued_messages_per_peer = 8192;  // beyond: drop, report unreachable
-  size_t max_batch_bytes = 4 << 20;            // raft messages per stream write
-  size_t max_snapshot_chunk_bytes = 1 << 20;   // WriteSnapshot must emit chunks no larger
-  size_t max_receive_message_bytes = 64 << 20; // gRPC's receive limit on the peer port
-  std::chrono::milliseconds dial_backoff{100}; // first retry delay; doubles up to 1 s
+  size_t max_queued_messages_per_peer = 8192;       // beyond: drop, report unreachable
+  size_t max_batch_bytes = 4 << 20;                 // raft messages per stream write
+  size_t max_snapshot_chunk_bytes = 1 << 20;        // WriteSnapshot must emit chunks no larger
+  size_t max_receive_message_bytes = 64 << 20;      // gRPC's receive limit on the peer port
+  std::chrono::milliseconds dial_backoff{100};      // first retry delay; doubles up to 1 s
   std::chrono::milliseconds forward_timeout{5000};  // when the request names no deadline
 };
 
 struct PeerTls {
-  std::string ca_pem;    // the cluster CA: verifies every peer
-  std::string cert_pem;  // this node's certificate (serverAuth and clientAuth)
-  std::string key_pem;   // this node's private key
-  bool insecure = false; // tests of this module only: plaintext, no identity checks
+  std::string ca_pem;     // the cluster CA: verifies every peer
+  std::string cert_pem;   // this node's certificate (serverAuth and clientAuth)
+  std::string key_pem;    // this node's private key
+  bool insecure = false;  // tests of this module only: plaintext, no identity checks
 };
 
 struct TransportOptions {
@@ -58,6 +58,9 @@ struct TransportOptions {
   // Outgoing peer connections are bound to this address (the node's own, so
   // that firewall rules between node addresses apply); empty: the kernel's.
   std::string source_ip;
+  // Addresses and CIDR ranges peers may connect from (security::ParseCidr
+  // syntax); empty: any address (membership and mutual TLS still apply).
+  std::vector<std::string> peer_allowlist;
   PeerTls tls;
   TransportLimits limits;
 };

@@ -7,6 +7,8 @@
 #include <map>
 #include <sstream>
 
+#include "security/ip_allowlist.h"
+
 namespace bulwark::server {
 namespace {
 
@@ -77,14 +79,13 @@ const std::map<std::string, Setter>& Setters() {
        [](const YAML::Node& n, NodeConfig& c) -> Status {
          auto level = n.IsScalar() ? ParseConsistency(n.Scalar()) : std::nullopt;
          if (!level) {
-           return Bad("consistency.default",
-                      "must be Strong, BoundedStaleness, Session, ConsistentPrefix or Eventual");
+           return Bad("consistency.default", "must be Strong, BoundedStaleness, Session, ConsistentPrefix or Eventual");
          }
          c.default_consistency = *level;
          return Status::Ok();
        }},
-      {"limits.max_message_bytes", Limit("limits.max_message_bytes", &Limits::max_message_bytes, 64 * 1024,
-                                         64 * 1024 * 1024)},
+      {"limits.max_message_bytes",
+       Limit("limits.max_message_bytes", &Limits::max_message_bytes, 64 * 1024, 64 * 1024 * 1024)},
       {"limits.max_concurrent_streams",
        Limit("limits.max_concurrent_streams", &Limits::max_concurrent_streams, 1, 100'000)},
       {"limits.request_deadline_ms", Limit("limits.request_deadline_ms", &Limits::request_deadline_ms, 10, 600'000)},
@@ -101,6 +102,21 @@ const std::map<std::string, Setter>& Setters() {
          c.replica.members = n.Scalar();
          return Status::Ok();
        }},
+      {"replica.peer_allowlist",
+       [](const YAML::Node& n, NodeConfig& c) -> Status {
+         if (!n.IsScalar()) return Bad("replica.peer_allowlist", "must be a string like 127.0.1.0/24,10.0.0.5");
+         c.replica.peer_allowlist.clear();
+         std::stringstream in(n.Scalar());
+         for (std::string item; std::getline(in, item, ',');) {
+           item.erase(0, item.find_first_not_of(' '));
+           item.erase(item.find_last_not_of(' ') + 1);
+           if (item.empty()) continue;
+           auto range = security::ParseCidr(item);
+           if (!range.ok()) return Bad("replica.peer_allowlist", range.status().message());
+           c.replica.peer_allowlist.push_back(security::FormatCidr(*range));
+         }
+         return Status::Ok();
+       }},
       {"replica.join",
        [](const YAML::Node& n, NodeConfig& c) -> Status {
          bool v = false;
@@ -110,7 +126,8 @@ const std::map<std::string, Setter>& Setters() {
        }},
       {"replica.tick_ms", Replica("replica.tick_ms", &ReplicaConfig::tick_ms, 5, 10'000)},
       {"replica.election_ticks", Replica("replica.election_ticks", &ReplicaConfig::election_ticks, 3, 1000)},
-      {"replica.snapshot_entries", Replica("replica.snapshot_entries", &ReplicaConfig::snapshot_entries, 100, 100'000'000)},
+      {"replica.snapshot_entries",
+       Replica("replica.snapshot_entries", &ReplicaConfig::snapshot_entries, 100, 100'000'000)},
       {"limits.shutdown_grace_ms", Limit("limits.shutdown_grace_ms", &Limits::shutdown_grace_ms, 0, 600'000)},
   };
   return setters;
@@ -182,10 +199,11 @@ Result<std::map<uint64_t, std::string>> ParseMembers(const ReplicaConfig& r) {
     if (!out.emplace(id, addr).second) return Bad("replica.members", "names node " + std::to_string(id) + " twice");
   }
   auto self = out.find(r.id);
-  if (self == out.end()) return Bad("replica.members", "does not name this node (replica.id " + std::to_string(r.id) + ")");
+  if (self == out.end())
+    return Bad("replica.members", "does not name this node (replica.id " + std::to_string(r.id) + ")");
   if (self->second != r.peer_address) {
-    return Bad("replica.members", "gives this node the address " + self->second + ", but replica.peer_listen is " +
-                                      r.peer_address);
+    return Bad("replica.members",
+               "gives this node the address " + self->second + ", but replica.peer_listen is " + r.peer_address);
   }
   return out;
 }

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <vector>
 
 #include "common/consistency.h"
 #include "common/status.h"
@@ -21,15 +22,19 @@ struct Limits {
 };
 
 struct ReplicaConfig {
-  uint64_t id = 1;                          // this node's id in its replica set (>= 1)
+  uint64_t id = 1;                              // this node's id in its replica set (>= 1)
   std::string peer_address = "127.0.0.1:7101";  // node-to-node port (mutual TLS)
   // Every member of the replica set, "1=ip:port,2=ip:port,...", self
   // included; empty: a replica set of this node alone.
   std::string members;
-  uint32_t tick_ms = 50;       // raft tick; heartbeats go out every tick
-  uint32_t election_ticks = 10;  // a follower campaigns after 10..20 silent ticks
+  uint32_t tick_ms = 50;              // raft tick; heartbeats go out every tick
+  uint32_t election_ticks = 10;       // a follower campaigns after 10..20 silent ticks
   uint32_t snapshot_entries = 20000;  // compact the raft log beyond this many entries
-  bool join = false;  // joining an existing set (after `bulwark node add`): no membership of its own
+  bool join = false;                  // joining an existing set (after `bulwark node add`): no membership of its own
+  // Node-to-node allowlist: addresses or CIDR ranges peers may connect from,
+  // "127.0.1.0/24,10.0.0.5"; empty: any address (membership and mutual TLS
+  // still apply).
+  std::vector<std::string> peer_allowlist;
 };
 
 struct NodeConfig {

@@ -199,6 +199,7 @@ int Run(NodeConfig config) {
   transport_options.listen_address = config.replica.peer_address;
   transport_options.source_ip = config.replica.peer_address.substr(0, config.replica.peer_address.rfind(':'));
   transport_options.tls = std::move(peer_tls).value();
+  transport_options.peer_allowlist = config.replica.peer_allowlist;
   auto replica = replication::Replica::Start(replica_options, store->get(), std::move(transport_options));
   if (!replica.ok()) {
     spdlog::critical("event=start_failed error=\"{}\"", replica.status().ToString());

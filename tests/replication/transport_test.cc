@@ -123,7 +123,8 @@ struct Node {
 };
 
 std::unique_ptr<Node> StartNode(uint64_t id, const std::string& ip, PeerTls tls, TransportLimits limits = {},
-                                int port = 0, std::function<Status(uint64_t, const Emit&)> write_snapshot = {}) {
+                                int port = 0, std::function<Status(uint64_t, const Emit&)> write_snapshot = {},
+                                const std::function<void(TransportOptions&)>& tweak = {}) {
   auto node = std::make_unique<Node>();
   node->id = id;
   node->ip = ip;
@@ -133,6 +134,7 @@ std::unique_ptr<Node> StartNode(uint64_t id, const std::string& ip, PeerTls tls,
   options.listen_address = ip + ":" + std::to_string(port);
   options.tls = std::move(tls);
   options.limits = limits;
+  if (tweak) tweak(options);
   node->transport = Must(Transport::Start(std::move(options), &node->handler));
   return node;
 }
@@ -278,6 +280,41 @@ TEST_CASE("a sender that is not a member is refused until it becomes one", "[tra
     delivered = n2->handler.WaitUntil([&] { return !n2->handler.messages.empty(); }, 100ms);
   }
   REQUIRE(delivered);
+}
+
+TEST_CASE("the peer allowlist refuses a member connecting from another address", "[transport][firewall]") {
+  auto from_own_ip = [](const std::string& ip) { return [ip](TransportOptions& o) { o.source_ip = ip; }; };
+  auto n1 = StartNode(1, "127.0.2.1", TlsFor(ClusterCa(), "127.0.2.1"), {}, 0, {}, from_own_ip("127.0.2.1"));
+  auto n3 = StartNode(3, "127.0.2.3", TlsFor(ClusterCa(), "127.0.2.3"), {}, 0, {}, from_own_ip("127.0.2.3"));
+  // n2 lets peers in only from 127.0.2.1; n3 is a member with a valid
+  // certificate, but its address is not on the list.
+  auto n2 = StartNode(2, "127.0.2.2", TlsFor(ClusterCa(), "127.0.2.2"), {}, 0, {}, [](TransportOptions& o) {
+    o.source_ip = "127.0.2.2";
+    o.peer_allowlist = {"127.0.2.1/32"};
+  });
+  n1->transport->SetPeers({{2, n2->address()}});
+  n3->transport->SetPeers({{2, n2->address()}});
+  n2->transport->SetPeers({{1, n1->address()}, {3, n3->address()}});
+
+  n3->transport->Send({Heartbeat(3, 2)});
+  REQUIRE(n3->handler.WaitUntil([&] { return n3->handler.unreachable[2] >= 1; }));
+  CHECK(n3->transport->Forward(2, v1::ForwardRequest()).status().code() == Code::kPermissionDenied);
+  bool delivered = false;
+  for (int attempt = 0; attempt < 100 && !delivered; ++attempt) {
+    n1->transport->Send({Heartbeat(1, 2)});
+    delivered = n2->handler.WaitUntil([&] { return !n2->handler.messages.empty(); }, 100ms);
+  }
+  REQUIRE(delivered);
+  std::lock_guard lock(n2->handler.mu);
+  for (const auto& m : n2->handler.messages) CHECK(m.from == 1);  // nothing from node 3
+  // A malformed list refuses to start.
+  TransportOptions bad;
+  bad.self_id = 4;
+  bad.listen_address = "127.0.2.4:0";
+  bad.tls = TlsFor(ClusterCa(), "127.0.2.4");
+  bad.peer_allowlist = {"10.0.0.1/8"};
+  Node probe;
+  CHECK(Transport::Start(std::move(bad), &probe.handler).status().code() == Code::kInvalidArgument);
 }
 
 TEST_CASE("a client certificate from another CA is refused", "[transport]") {

@@ -90,6 +90,7 @@ replica:
   tick_ms: 20
   election_ticks: 15
   snapshot_entries: 500
+  peer_allowlist: 127.0.1.0/24, 10.0.0.5
 )";
   REQUIRE(ParseConfigYaml(yaml, c).ok());
   CHECK(c.replica.id == 2);
@@ -97,6 +98,7 @@ replica:
   CHECK(c.replica.tick_ms == 20);
   CHECK(c.replica.election_ticks == 15);
   CHECK(c.replica.snapshot_entries == 500);
+  CHECK(c.replica.peer_allowlist == std::vector<std::string>{"127.0.1.0/24", "10.0.0.5/32"});
   auto members = ParseMembers(c.replica);
   REQUIRE(members.ok());
   CHECK(members->size() == 3);
@@ -110,7 +112,9 @@ replica:
        {Case{"replica:\n  id: 0", "replica.id"}, Case{"replica:\n  id: many", "replica.id"},
         Case{"replica:\n  join: perhaps", "replica.join"}, Case{"replica:\n  tick_ms: 1", "replica.tick_ms"},
         Case{"replica:\n  snapshot_entries: 5", "replica.snapshot_entries"},
-        Case{"replica:\n  members: [1, 2]", "replica.members"}}) {
+        Case{"replica:\n  members: [1, 2]", "replica.members"},
+        Case{"replica:\n  peer_allowlist: 10.0.0.1/8", "replica.peer_allowlist"},
+        Case{"replica:\n  peer_allowlist: [a, b]", "replica.peer_allowlist"}}) {
     NodeConfig bad;
     const Status s = ParseConfigYaml(k.yaml, bad);
     INFO(k.yaml);
