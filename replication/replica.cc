@@ -164,6 +164,8 @@ struct Replica::Impl {
   Status HandleReady(raft::Ready& rd);
   Status ApplyEntries(const std::vector<raft::Entry>& entries);
   Status MaybeCompact();
+  // Cuts the raft log through `to` (an applied index), after syncing the store.
+  Status CompactLogThrough(uint64_t to, const char* reason);
   void FailAll(const Status& s);
   void PublishState();
   void SetFatal(const Status& s);
@@ -586,15 +588,7 @@ Status Replica::Impl::MaybeCompact() {
   const int64_t shred = store->max_pending_shred_index();
   if (shred > 0 && static_cast<uint64_t>(shred) >= log->FirstIndex()) {
     const uint64_t to = std::min(store->applied_index(), log->LastIndex());
-    if (to >= static_cast<uint64_t>(shred)) {
-      BULWARK_RETURN_IF_ERROR(store->SyncWal());
-      raft::ConfState cs;
-      raft::HardState hs;
-      BULWARK_RETURN_IF_ERROR(log->InitialState(&hs, &cs));
-      BULWARK_RETURN_IF_ERROR(log->Compact(to, cs));
-      spdlog::info("event=log_compacted_for_purge node={} first_index={}", options.node_id, log->FirstIndex());
-      return Status::Ok();
-    }
+    if (to >= static_cast<uint64_t>(shred)) return CompactLogThrough(to, "purge");
   }
   bool over = log->EntryCount() > options.snapshot_entries;
   if (!over && ++turns_since_size_check >= kSizeCheckTurns) {
@@ -606,6 +600,10 @@ Status Replica::Impl::MaybeCompact() {
   if (applied_now <= options.keep_entries) return Status::Ok();
   const uint64_t to = std::min(applied_now - options.keep_entries, log->LastIndex());
   if (to <= log->FirstIndex()) return Status::Ok();
+  return CompactLogThrough(to, "size");
+}
+
+Status Replica::Impl::CompactLogThrough(uint64_t to, const char* reason) {
   // The entries cut must be in the store durably first: a power loss would
   // otherwise leave a store behind a log that no longer has them.
   BULWARK_RETURN_IF_ERROR(store->SyncWal());
@@ -613,8 +611,8 @@ Status Replica::Impl::MaybeCompact() {
   raft::HardState hs;
   BULWARK_RETURN_IF_ERROR(log->InitialState(&hs, &cs));
   BULWARK_RETURN_IF_ERROR(log->Compact(to, cs));
-  spdlog::info("event=log_compacted node={} first_index={} last_index={}", options.node_id, log->FirstIndex(),
-               log->LastIndex());
+  spdlog::info("event=log_compacted node={} reason={} first_index={} last_index={}", options.node_id, reason,
+               log->FirstIndex(), log->LastIndex());
   return Status::Ok();
 }
 

@@ -2,7 +2,6 @@
 
 #include <chrono>
 #include <filesystem>
-#include <fstream>
 #include <map>
 
 #include <rocksdb/cache.h>
@@ -783,22 +782,13 @@ Result<std::vector<StoreKeyUsage>> DocumentStore::StoreKeyUsageReport() const {
   std::map<uint32_t, StoreKeyUsage> usage;
   const uint32_t current = impl_->store_env.provider->current_version();
   usage[current].version = current;
-  std::error_code ec;
-  for (const auto& entry : std::filesystem::directory_iterator(impl_->options.path, ec)) {
-    const std::string name = entry.path().filename().string();
-    if (!entry.is_regular_file() || name.rfind(kStoreKeyFileName, 0) == 0) continue;
-    std::ifstream in(entry.path(), std::ios::binary);
-    std::string prefix(16, '\0');
-    in.read(prefix.data(), static_cast<std::streamsize>(prefix.size()));
-    if (in.gcount() < 16) continue;  // a file being created: no prefix yet
-    auto version = crypto::PageEncryptionProvider::PrefixKeyVersion(prefix);
-    if (!version.ok()) return Status(version.status()).WithContext(name);
-    StoreKeyUsage& u = usage[*version];
-    u.version = *version;
+  BULWARK_ASSIGN_OR_RETURN(std::vector<StoreFileKey> files, ReadStoreFileKeys(impl_->options.path));
+  for (const StoreFileKey& f : files) {
+    StoreKeyUsage& u = usage[f.version];
+    u.version = f.version;
     ++u.files;
-    u.bytes += entry.file_size(ec);
+    u.bytes += f.bytes;
   }
-  if (ec) return Status::IOError("cannot list " + impl_->options.path + ": " + ec.message());
   std::vector<StoreKeyUsage> out;
   for (auto& [v, u] : usage) {
     u.current = v == current;

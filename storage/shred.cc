@@ -5,8 +5,6 @@
 // deleted on the way. docs/storage.md ("Purge") states the guarantee.
 
 #include <chrono>
-#include <filesystem>
-#include <fstream>
 #include <set>
 #include <thread>
 
@@ -14,7 +12,6 @@
 #include <rocksdb/write_batch.h>
 
 #include "common/coding.h"
-#include "crypto/page_encryption.h"
 #include "crypto/secret.h"
 #include "storage/item_rules.h"
 #include "storage/store_impl.h"
@@ -47,23 +44,19 @@ Status RewriteThroughEnv(rocksdb::Env* env, const std::string& path) {
   return FromRocks(env->RenameFile(tmp, path), "cannot replace " + path);
 }
 
-// Files in the store directory under a store-key version other than
-// `current` ("NAME (vN)"), read from their prefixes.
-Result<std::vector<std::string>> FilesUnderOlderKeys(const std::string& dir, uint32_t current) {
-  std::vector<std::string> out;
-  std::error_code ec;
-  for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
-    const std::string name = entry.path().filename().string();
-    if (!entry.is_regular_file() || name.rfind(kStoreKeyFileName, 0) == 0) continue;
-    std::ifstream in(entry.path(), std::ios::binary);
-    std::string prefix(16, '\0');
-    in.read(prefix.data(), static_cast<std::streamsize>(prefix.size()));
-    if (in.gcount() < 16) continue;  // empty (LOCK) or being created: under the current key
-    auto version = crypto::PageEncryptionProvider::PrefixKeyVersion(prefix);
-    if (!version.ok()) return Status(version.status()).WithContext(name);
-    if (*version != current) out.push_back(name + " (v" + std::to_string(*version) + ")");
+// The "p/" records.
+Result<std::vector<PendingShred>> ReadPendingShreds(const DocumentStore::Impl& s) {
+  std::vector<PendingShred> out;
+  std::unique_ptr<rocksdb::Iterator> it(s.db->NewIterator(rocksdb::ReadOptions(), s.meta));
+  const std::string prefix(kPendingShredMetaPrefix);
+  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
+    std::string_view v = it->value().ToStringView();
+    PendingShred p;
+    p.rid = it->key().ToString().substr(prefix.size());
+    if (!GetFixed64(v, p.purge_index)) return Status::Corruption("malformed pending-shred record");
+    out.push_back(std::move(p));
   }
-  if (ec) return Status::IOError("cannot list " + dir + ": " + ec.message());
+  BULWARK_RETURN_IF_ERROR(FromRocks(it->status(), "cannot read metadata"));
   return out;
 }
 
@@ -129,16 +122,9 @@ Result<CommandEffect> PurgeContainerEffect(DocumentStore::Impl& s, const WriteCo
 }
 
 Status RefreshPendingShreds(DocumentStore::Impl& s) {
+  BULWARK_ASSIGN_OR_RETURN(std::vector<PendingShred> pending, ReadPendingShreds(s));
   int64_t max = -1;
-  std::unique_ptr<rocksdb::Iterator> it(s.db->NewIterator(rocksdb::ReadOptions(), s.meta));
-  const std::string prefix(kPendingShredMetaPrefix);
-  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
-    std::string_view v = it->value().ToStringView();
-    uint64_t index = 0;
-    if (!GetFixed64(v, index)) return Status::Corruption("malformed pending-shred record");
-    max = std::max(max, static_cast<int64_t>(index));
-  }
-  BULWARK_RETURN_IF_ERROR(FromRocks(it->status(), "cannot read metadata"));
+  for (const auto& p : pending) max = std::max(max, static_cast<int64_t>(p.purge_index));
   s.max_pending_shred_index.store(max);
   return Status::Ok();
 }
@@ -174,20 +160,7 @@ Result<std::vector<std::string>> DocumentStore::PurgeContainer(std::string_view 
   return out.purged_rids;
 }
 
-Result<std::vector<PendingShred>> DocumentStore::PendingShreds() const {
-  std::vector<PendingShred> out;
-  std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator(rocksdb::ReadOptions(), impl_->meta));
-  const std::string prefix(kPendingShredMetaPrefix);
-  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
-    std::string_view v = it->value().ToStringView();
-    PendingShred p;
-    p.rid = it->key().ToString().substr(prefix.size());
-    if (!GetFixed64(v, p.purge_index)) return Status::Corruption("malformed pending-shred record");
-    out.push_back(std::move(p));
-  }
-  BULWARK_RETURN_IF_ERROR(FromRocks(it->status(), "cannot read metadata"));
-  return out;
-}
+Result<std::vector<PendingShred>> DocumentStore::PendingShreds() const { return ReadPendingShreds(*impl_); }
 
 int64_t DocumentStore::max_pending_shred_index() const { return impl_->max_pending_shred_index.load(); }
 
@@ -225,7 +198,11 @@ Status DocumentStore::RetireOldStoreKeys() {
   const uint32_t current = s.store_env.provider->current_version();
   const auto deadline = std::chrono::steady_clock::now() + kObsoleteFilesWait;
   while (true) {
-    BULWARK_ASSIGN_OR_RETURN(std::vector<std::string> old, FilesUnderOlderKeys(s.options.path, current));
+    BULWARK_ASSIGN_OR_RETURN(std::vector<StoreFileKey> files, ReadStoreFileKeys(s.options.path));
+    std::vector<std::string> old;
+    for (const StoreFileKey& f : files) {
+      if (f.version != current) old.push_back(f.name + " (v" + std::to_string(f.version) + ")");
+    }
     if (old.empty()) break;
     if (std::chrono::steady_clock::now() >= deadline) {
       std::string names;

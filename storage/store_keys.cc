@@ -121,6 +121,26 @@ Result<StoreEnv> OpenStoreEnv(const std::string& store_path, const crypto::Keyri
   return out;
 }
 
+Result<std::vector<StoreFileKey>> ReadStoreFileKeys(const std::string& store_path) {
+  std::vector<StoreFileKey> out;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(store_path, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (!entry.is_regular_file() || name.rfind(kStoreKeyFileName, 0) == 0) continue;
+    std::ifstream in(entry.path(), std::ios::binary);
+    std::string prefix(16, '\0');
+    in.read(prefix.data(), static_cast<std::streamsize>(prefix.size()));
+    if (in.gcount() < 16) continue;
+    auto version = crypto::PageEncryptionProvider::PrefixKeyVersion(prefix);
+    if (!version.ok()) return Status(version.status()).WithContext(name);
+    std::error_code size_ec;
+    const uint64_t bytes = entry.file_size(size_ec);
+    out.push_back({name, *version, size_ec ? 0 : bytes});
+  }
+  if (ec) return Status::IOError("cannot list " + store_path + ": " + ec.message());
+  return out;
+}
+
 Result<StoreEnv> OpenStoreEnvForTools(const std::string& store_path, const crypto::MasterKey& master) {
   crypto::Keyring keyring(master.Clone());
   return OpenStoreEnv(store_path, keyring, /*create=*/false);

@@ -56,6 +56,19 @@ struct StoreEnv {
 // encryption.
 Result<StoreEnv> OpenStoreEnv(const std::string& store_path, const crypto::Keyring& keyring, bool create);
 
+// A file of the store directory and the store-key version its page prefix
+// names.
+struct StoreFileKey {
+  std::string name;
+  uint32_t version = 0;
+  uint64_t bytes = 0;
+};
+// Every file in the store directory that has a page prefix: the key file and
+// files shorter than a prefix (LOCK, or one being created, which will be
+// under the current key) are skipped. Corruption naming the file for a
+// malformed prefix; IOError if the directory cannot be listed.
+Result<std::vector<StoreFileKey>> ReadStoreFileKeys(const std::string& store_path);
+
 // For tools and tests that open the store's RocksDB directly.
 Result<StoreEnv> OpenStoreEnvForTools(const std::string& store_path, const crypto::MasterKey& master);
 
