@@ -345,6 +345,14 @@ TEST_CASE("Purge: no file holds the purged container's keys or records, even dec
     CHECK(std::set<std::string>(purged->begin(), purged->end()) == std::set<std::string>(rids.begin(), rids.end()));
     CHECK(store.ReadContainer("db", kPurgeCanaries[0]).status().code() == Code::kNotFound);
     CHECK(store.PurgeContainer("db", kPurgeCanaries[0]).status().code() == Code::kNotFound);
+    // Bad names are refused as such and change nothing.
+    for (const auto& [db, c] : std::vector<std::pair<std::string, std::string>>{
+             {"", "x"}, {"db", ""}, {"db", "a/b"}, {"db", std::string(300, 'c')}, {"d?b", "keep"}}) {
+      INFO(db << " / " << c);
+      CHECK(store.PurgeContainer(db, c).status().code() == Code::kInvalidArgument);
+    }
+    CHECK(store.PurgeContainer("nodb", "keep").status().code() == Code::kNotFound);
+    CHECK(store.ReadContainer("db", "keep").ok());
     auto pending = store.PendingShreds();
     REQUIRE(pending.ok());
     CHECK(pending->size() == 2);
