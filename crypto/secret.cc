@@ -63,29 +63,47 @@ bool SecretBytes::Equals(const SecretBytes& other) const {
   return sodium_memcmp(data_, other.data_, size_) == 0;
 }
 
-std::string Base64Encode(std::string_view bytes) {
+namespace {
+std::string EncodeVariant(std::string_view bytes, int variant) {
   (void)InitSodium();
-  const size_t encoded_len = sodium_base64_encoded_len(bytes.size(), sodium_base64_VARIANT_ORIGINAL);
+  const size_t encoded_len = sodium_base64_encoded_len(bytes.size(), variant);
   std::string out(encoded_len, '\0');
   sodium_bin2base64(out.data(), out.size(), reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(),
-                    sodium_base64_VARIANT_ORIGINAL);
+                    variant);
   out.resize(encoded_len - 1);  // drop the terminating NUL
   return out;
 }
 
-namespace {
 // Decodes into `out` (capacity out_cap); returns the decoded length or -1.
-long DecodeInto(std::string_view text, unsigned char* out, size_t out_cap) {
+// Anything after the last decodable character (libsodium stops there) is a
+// failure, so a trailing '=' in a no-padding variant is refused.
+long DecodeInto(std::string_view text, unsigned char* out, size_t out_cap,
+                int variant = sodium_base64_VARIANT_ORIGINAL) {
   size_t bin_len = 0;
   const char* end = nullptr;
-  if (sodium_base642bin(out, out_cap, text.data(), text.size(), nullptr, &bin_len, &end,
-                        sodium_base64_VARIANT_ORIGINAL) != 0 ||
+  if (sodium_base642bin(out, out_cap, text.data(), text.size(), nullptr, &bin_len, &end, variant) != 0 ||
       end != text.data() + text.size()) {
     return -1;
   }
   return static_cast<long>(bin_len);
 }
 }  // namespace
+
+std::string Base64Encode(std::string_view bytes) { return EncodeVariant(bytes, sodium_base64_VARIANT_ORIGINAL); }
+
+std::string Base64UrlEncode(std::string_view bytes) {
+  return EncodeVariant(bytes, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+}
+
+Result<std::string> Base64UrlDecode(std::string_view text) {
+  (void)InitSodium();
+  std::string out(text.size() / 4 * 3 + 3, '\0');
+  const long n = DecodeInto(text, reinterpret_cast<unsigned char*>(out.data()), out.size(),
+                            sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+  if (n < 0) return Status::InvalidArgument("malformed base64url");
+  out.resize(static_cast<size_t>(n));
+  return out;
+}
 
 Result<std::string> Base64Decode(std::string_view text) {
   (void)InitSodium();

@@ -61,6 +61,12 @@ std::string Base64Encode(std::string_view bytes);
 Result<std::string> Base64Decode(std::string_view text);
 // Decodes straight into secret memory so the key never sits in a std::string.
 Result<SecretBytes> Base64DecodeSecret(std::string_view text);
+// Base64url (RFC 4648 section 5) without padding, as JWTs and resource tokens
+// carry it. Decoding is strict: '=', whitespace, the standard alphabet's '+'
+// and '/', and non-zero trailing bits are all refused, so every byte string
+// has exactly one accepted encoding.
+std::string Base64UrlEncode(std::string_view bytes);
+Result<std::string> Base64UrlDecode(std::string_view text);
 std::string HexEncode(std::string_view bytes);
 // InvalidArgument for anything but an even number of hex digits.
 Result<std::string> HexDecode(std::string_view hex);
