@@ -47,7 +47,18 @@ struct ResourceTokenClaims {
   int64_t expires_unix_s = 0;
 };
 
+// OK if `claims` can be issued, i.e. ParseResourceToken would accept them:
+// key name "primary" or "secondary"; database, user, permission non-empty;
+// permission_rid lower-case hex; resource_link "dbs/<database>" or
+// "dbs/<database>/colls/C"; partition_key_json empty or JSON; strings UTF-8;
+// 0 < issued < expires <= issued + kMaxResourceTokenTtl. InvalidArgument
+// naming the first bad claim.
+Status ValidateResourceTokenClaims(const ResourceTokenClaims& claims);
+
 // Signs `claims` with `account_key`.
+// REQUIRES: ValidateResourceTokenClaims(claims).ok() (asserted in debug builds).
+// REQUIRES: account_key is 16..64 bytes (kAccountKeyBytes is 64); aborts
+// otherwise, since a shorter key would sign tokens anyone could forge.
 std::string IssueResourceToken(const crypto::SecretBytes& account_key, const ResourceTokenClaims& claims);
 
 // Reads the claims without checking the signature (so the server can find
@@ -56,7 +67,9 @@ Result<ResourceTokenClaims> ParseResourceToken(std::string_view token);
 
 // Checks the signature under `account_key` (in constant time) and the expiry
 // against `now`. Returns the claims. Unauthenticated: malformed, bad
-// signature ("does not verify"), expired ("expired"), or not yet valid.
+// signature ("does not verify"), expired ("expired": expires_unix_s <= now),
+// or not yet valid (issued more than 5 minutes after `now`). Internal if
+// `account_key` is not 16..64 bytes: a server bug, not the client's fault.
 Result<ResourceTokenClaims> VerifyResourceToken(const crypto::SecretBytes& account_key, std::string_view token,
                                                 std::chrono::system_clock::time_point now);
 
