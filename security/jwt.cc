@@ -222,8 +222,9 @@ Result<std::string> SignJwt(std::string_view secret_key, const JwtClaims& claims
   unsigned char signature[crypto_sign_BYTES];
   crypto_sign_detached(signature, nullptr, reinterpret_cast<const unsigned char*>(signing_input.data()),
                        signing_input.size(), reinterpret_cast<const unsigned char*>(secret_key.data()));
-  std::string jwt = signing_input + "." +
-                    crypto::Base64UrlEncode(std::string_view(reinterpret_cast<const char*>(signature), sizeof(signature)));
+  std::string jwt =
+      signing_input + "." +
+      crypto::Base64UrlEncode(std::string_view(reinterpret_cast<const char*>(signature), sizeof(signature)));
   if (jwt.size() > kMaxJwtBytes) return Status::InvalidArgument("JWT would be over kMaxJwtBytes");
   return jwt;
 }

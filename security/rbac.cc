@@ -19,8 +19,8 @@ constexpr std::string_view kItemsAll = "items/*";
 constexpr size_t kMaxNameBytes = 255;
 
 constexpr std::array<std::string_view, 8> kConcreteActions = {
-    action::kReadMetadata,  action::kItemsCreate, action::kItemsRead,     action::kItemsReplace,
-    action::kItemsUpsert,   action::kItemsDelete, action::kExecuteQuery, action::kReadChangeFeed,
+    action::kReadMetadata, action::kItemsCreate, action::kItemsRead,    action::kItemsReplace,
+    action::kItemsUpsert,  action::kItemsDelete, action::kExecuteQuery, action::kReadChangeFeed,
 };
 constexpr std::array<std::string_view, 3> kWildcards = {kAll, kContainersAll, kItemsAll};
 

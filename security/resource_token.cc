@@ -192,9 +192,7 @@ Result<TokenParts> SplitToken(std::string_view token) {
 
 }  // namespace
 
-std::string_view PermissionModeName(PermissionMode mode) {
-  return mode == PermissionMode::kAll ? "All" : "Read";
-}
+std::string_view PermissionModeName(PermissionMode mode) { return mode == PermissionMode::kAll ? "All" : "Read"; }
 
 Result<PermissionMode> ParsePermissionMode(std::string_view name) {
   auto equals_ignoring_case = [](std::string_view a, std::string_view b) {

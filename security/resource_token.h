@@ -30,7 +30,7 @@ constexpr std::chrono::seconds kDefaultResourceTokenTtl{3600};
 constexpr std::chrono::seconds kMaxResourceTokenTtl{5 * 3600};
 
 enum class PermissionMode { kRead, kAll };
-std::string_view PermissionModeName(PermissionMode mode);         // "Read", "All"
+std::string_view PermissionModeName(PermissionMode mode);           // "Read", "All"
 Result<PermissionMode> ParsePermissionMode(std::string_view name);  // case-insensitive; InvalidArgument
 
 struct ResourceTokenClaims {
