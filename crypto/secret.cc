@@ -79,6 +79,12 @@ std::string EncodeVariant(std::string_view bytes, int variant) {
 // failure, so a trailing '=' in a no-padding variant is refused.
 long DecodeInto(std::string_view text, unsigned char* out, size_t out_cap,
                 int variant = sodium_base64_VARIANT_ORIGINAL) {
+  // libsodium 1.0.18 reads the text as signed chars, and its constant-time
+  // alphabet check then takes every byte >= 0x80 for some base64 digit: a
+  // token would have many spellings. No base64 alphabet has such a byte.
+  for (char c : text) {
+    if (static_cast<unsigned char>(c) >= 0x80) return -1;
+  }
   size_t bin_len = 0;
   const char* end = nullptr;
   if (sodium_base642bin(out, out_cap, text.data(), text.size(), nullptr, &bin_len, &end, variant) != 0 ||

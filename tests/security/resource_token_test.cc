@@ -252,3 +252,28 @@ TEST_CASE("A key of the wrong length is a server bug, not the client's", "[secur
   const std::string token = IssueResourceToken(key, Claims());
   CHECK(VerifyResourceToken(crypto::SecretBytes::Random(8), token, kNowTime).status().code() == Code::kInternal);
 }
+
+// Here rather than in tests/crypto because resource tokens and JWTs are what
+// rely on one spelling per byte string.
+TEST_CASE("Base64url decoding is strict: no padding, no '+' or '/', no byte >= 0x80", "[security][resource_token]") {
+  CHECK(*crypto::Base64UrlDecode(crypto::Base64UrlEncode("\xfb\xff")) == "\xfb\xff");
+  CHECK(crypto::Base64UrlEncode("\xfb\xff") == "-_8");
+  CHECK_FALSE(crypto::Base64UrlDecode("-_8=").ok());
+  CHECK_FALSE(crypto::Base64UrlDecode("+/8").ok());
+  CHECK_FALSE(crypto::Base64UrlDecode("-_9").ok());  // non-zero trailing bits
+  CHECK_FALSE(crypto::Base64UrlDecode("A").ok());
+  CHECK_FALSE(crypto::Base64UrlDecode("AA A").ok());
+  // libsodium 1.0.18 alone accepts these; the wrapper must not.
+  for (int c = 0x80; c <= 0xff; ++c) {
+    const std::string text = std::string("AAA") + static_cast<char>(c);
+    CHECK_FALSE(crypto::Base64UrlDecode(text).ok());
+    CHECK_FALSE(crypto::Base64Decode(text).ok());
+  }
+}
+
+TEST_CASE("A token with a non-ASCII byte in its payload is malformed", "[security][resource_token]") {
+  const auto key = crypto::SecretBytes::Random(kAccountKeyBytes);
+  std::string token = IssueResourceToken(key, Claims());
+  token[20] = static_cast<char>(0xb7);
+  CheckRefused(ParseResourceToken(token), token, "the payload is not base64url");
+}
