@@ -25,6 +25,9 @@ bool IsDdl(WriteCommand::Kind k) {
     case WriteCommand::Kind::kPurgeContainer:
     case WriteCommand::Kind::kFirewallAllow:
     case WriteCommand::Kind::kFirewallDeny:
+    case WriteCommand::Kind::kSetAccountKey:
+    case WriteCommand::Kind::kAccessPut:
+    case WriteCommand::Kind::kAccessDelete:
       return true;
     default:
       return false;

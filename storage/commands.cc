@@ -16,14 +16,16 @@ constexpr uint8_t kCommandFormatWithSetting = 2;
 // length prefix can make Decode allocate.
 constexpr size_t kMaxFieldBytes = 4 << 20;
 
-bool ValidKind(uint8_t k) { return k >= 1 && k <= static_cast<uint8_t>(WriteCommand::Kind::kFirewallDeny); }
+bool ValidKind(uint8_t k) { return k >= 1 && k <= static_cast<uint8_t>(WriteCommand::Kind::kAccessDelete); }
 
 }  // namespace
 
 std::string WriteCommand::Encode() const {
   std::string out;
   out.reserve(64 + sealed.size() + database.size() + container.size() + partition_key.size() + item_id.size());
-  const bool with_setting = kind == Kind::kFirewallAllow || kind == Kind::kFirewallDeny || !setting.empty();
+  const bool with_setting = kind == Kind::kFirewallAllow || kind == Kind::kFirewallDeny ||
+                            kind == Kind::kSetAccountKey || kind == Kind::kAccessPut || kind == Kind::kAccessDelete ||
+                            !setting.empty();
   out.push_back(static_cast<char>(with_setting ? kCommandFormatWithSetting : kCommandFormat));
   out.push_back(static_cast<char>(kind));
   PutFixed64(out, static_cast<uint64_t>(proposed_unix_ms));
@@ -107,6 +109,12 @@ std::string_view CommandKindName(WriteCommand::Kind k) {
       return "FirewallAllow";
     case WriteCommand::Kind::kFirewallDeny:
       return "FirewallDeny";
+    case WriteCommand::Kind::kSetAccountKey:
+      return "SetAccountKey";
+    case WriteCommand::Kind::kAccessPut:
+      return "AccessPut";
+    case WriteCommand::Kind::kAccessDelete:
+      return "AccessDelete";
   }
   return "Unknown";
 }

@@ -52,6 +52,17 @@ struct WriteCommand {
     // allowlist. Applied to the list as it is at that point of the log.
     kFirewallAllow = 12,
     kFirewallDeny = 13,
+    // Identity and access (format 2). kSetAccountKey: `setting` names the
+    // account key, `data_key` carries it raw (each replica wraps it under its
+    // own master key); if_match "absent" sets it only if the account has no
+    // key of that name (the bootstrap, proposed by whichever node leads).
+    kSetAccountKey = 14,
+    // kAccessPut: stores `sealed` (a record the server built and validated)
+    // under access key `setting`; if_match "create" refuses an existing key.
+    // kAccessDelete: removes access key `setting` and every key under
+    // `setting` + "/" (a user's permissions go with it); NotFound if absent.
+    kAccessPut = 15,
+    kAccessDelete = 16,
   };
   Kind kind = Kind::kCreateDatabase;
   std::string request_id;  // the client's idempotency key; may be empty
@@ -69,7 +80,7 @@ struct WriteCommand {
   std::string if_match;        // replace, delete
   uint64_t member_id = 0;      // kSetMember
   std::string member_address;  // kSetMember: "ip:port" of its peer port; empty to forget
-  std::string setting;         // kFirewallAllow/Deny: the range (command format 2 only)
+  std::string setting;         // firewall: the range; access kinds: the key (command format 2 only)
 
   std::string Encode() const;
   static Result<WriteCommand> Decode(std::string_view bytes);

@@ -402,6 +402,12 @@ Result<CommandEffect> DeleteDatabaseEffect(DocumentStore::Impl& s, const WriteCo
     }
   }
   e.mutations.push_back({Mutation::Kind::kDelete, s.meta, DatabaseMetaKey(cmd.database), {}});
+  // Its users and their permissions go with it (and so do their tokens).
+  std::string users = AccessUserPrefix(cmd.database);
+  std::string users_end = users;
+  users_end.back() = static_cast<char>('/' + 1);
+  e.mutations.push_back({Mutation::Kind::kDeleteRange, s.meta, std::move(users), std::move(users_end)});
+  e.settings_changed = true;
   e.change.emplace();
   e.change->op = ChangeOp::kDeleteDatabase;
   e.change->database = cmd.database;
@@ -555,6 +561,11 @@ Result<CommandEffect> DdlCommandEffect(DocumentStore::Impl& s, const WriteComman
     case WriteCommand::Kind::kFirewallAllow:
     case WriteCommand::Kind::kFirewallDeny:
       return FirewallEffect(s, cmd);
+    case WriteCommand::Kind::kSetAccountKey:
+      return SetAccountKeyEffect(s, cmd, index);
+    case WriteCommand::Kind::kAccessPut:
+    case WriteCommand::Kind::kAccessDelete:
+      return AccessEffect(s, cmd);
     default:
       return Status::Internal("not a database or container command");
   }
@@ -690,7 +701,22 @@ Status RewrapSecrets(const DocumentStore::Impl& s, const crypto::MasterKey& next
     m.push_back({Mutation::Kind::kPut, s.meta, it->key().ToString(),
                  EncodeSecret(static_cast<int64_t>(created), next.Wrap(secret.view(), SecretContext(name)))});
   }
-  return FromRocks(it->status(), "cannot read secrets");
+  BULWARK_RETURN_IF_ERROR(FromRocks(it->status(), "cannot read secrets"));
+  // The account keys (replicated, but each node wraps its own copy).
+  const std::string key_prefix(kAccountKeyMetaPrefix);
+  for (it->Seek(key_prefix); it->Valid() && it->key().starts_with(key_prefix); it->Next()) {
+    const std::string name = it->key().ToString().substr(key_prefix.size());
+    uint64_t version = 0;
+    int64_t created = 0;
+    std::string_view wrapped;
+    if (!DecodeAccountKeyValue(it->value().ToStringView(), version, created, wrapped)) {
+      return Status::Corruption("account key record " + name + " is malformed");
+    }
+    BULWARK_ASSIGN_OR_RETURN(auto secret, s.keyring.UnwrapSecret(wrapped, AccountKeyContext(name)));
+    m.push_back({Mutation::Kind::kPut, s.meta, it->key().ToString(),
+                 EncodeAccountKeyValue(version, created, next.Wrap(secret.view(), AccountKeyContext(name)))});
+  }
+  return FromRocks(it->status(), "cannot read account keys");
 }
 
 }  // namespace

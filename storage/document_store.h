@@ -88,6 +88,13 @@ struct ListOptions {
 };
 
 // A named secret the store keeps for the node (e.g. an account key).
+struct AccountKeyRecord {
+  std::string name;
+  uint64_t version = 0;  // raft index of the command that set it
+  int64_t created_unix_s = 0;
+  crypto::SecretBytes key;
+};
+
 struct StoredSecret {
   crypto::SecretBytes value;
   int64_t created_unix_s = 0;
@@ -312,6 +319,23 @@ class DocumentStore {
   Result<std::vector<std::string>> ClientAllowlist() const;
   // Changes whenever the settings may have changed (cheap; for caches).
   uint64_t settings_generation() const;
+
+  // ---- Identity and access (replicated; storage/access.cc) ----
+  // Sets account key `name` to `key` (kAccountKeyBytes; the caller draws it
+  // at random). With only_if_absent, Apply leaves an existing key alone
+  // (AlreadyExists). The version Apply gives it is its raft index (or the
+  // next LSN outside replication): unique and increasing.
+  Result<WriteCommand> PrepareSetAccountKey(std::string_view name, std::string_view key, bool only_if_absent) const;
+  // Stores `value` under access key `key` (which starts with "ac/"); with
+  // create_only, Apply answers AlreadyExists if the key is present.
+  Result<WriteCommand> PrepareAccessPut(std::string_view key, std::string_view value, bool create_only) const;
+  // Removes `key` and everything under `key` + "/"; Apply answers NotFound
+  // if `key` is absent.
+  Result<WriteCommand> PrepareAccessDelete(std::string_view key) const;
+  // Every account key, unwrapped. Corruption if a record fails to unwrap.
+  Result<std::vector<AccountKeyRecord>> AccountKeys() const;
+  // Access records whose key starts with `prefix`, in key order.
+  Result<std::vector<std::pair<std::string, std::string>>> AccessRecords(std::string_view prefix) const;
 
   // ---- Crypto-shredding (docs/storage.md, "Purge") ----
   // Resolves `bulwark container purge`: the live container of that name, if

@@ -5,6 +5,10 @@
 #include "storage/item_rules.h"
 
 namespace bulwark::storage {
+
+std::string AccessUserPrefix(std::string_view db) {
+  return std::string(kAccessMetaPrefix) + "u/" + std::string(db) + "/";
+}
 namespace {
 
 constexpr uint8_t kItemRecordFormatV1 = 1;

@@ -52,6 +52,15 @@ constexpr std::string_view kPendingShredMetaPrefix = "p/";
 // firewall's ranges, one per line (absent: open).
 constexpr std::string_view kSettingsMetaPrefix = "f/";
 constexpr std::string_view kClientAllowlistKey = "f/client-allowlist";
+// Identity and access, replicated (docs/security.md):
+//   "ak/<name>" -> u64 version | i64 created | the account key wrapped by
+//                  this node's master key (each replica wraps its own copy)
+//   "ac/..."    -> users, permissions, roles, assignments, issuer keys and
+//                  access settings, as records the server builds
+constexpr std::string_view kAccountKeyMetaPrefix = "ak/";
+constexpr std::string_view kAccessMetaPrefix = "ac/";
+// A database's users (and, under each, its permissions): "ac/u/<db>/".
+std::string AccessUserPrefix(std::string_view db);
 constexpr std::string_view kFormatKey = "s/format";
 constexpr std::string_view kKeyCheckKey = "s/keycheck";
 

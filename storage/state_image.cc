@@ -3,8 +3,8 @@
 //
 // An image is a sequence of records, each: u8 tag | length-prefixed key |
 // length-prefixed value. Tags: meta, items and change-log records as stored,
-// and data keys unwrapped (the receiver wraps them under its own master key,
-// so replicas need not share one). Node-local records (format, key check,
+// and data keys and account keys unwrapped (the receiver wraps them under its
+// own master key, so replicas need not share one). Node-local records (format, key check,
 // secrets) are never part of an image.
 //
 // Install, crash-safe: mark "installing" (durable), delete the replicated
@@ -22,7 +22,7 @@
 namespace bulwark::storage {
 namespace {
 
-enum class Tag : uint8_t { kMeta = 1, kItem = 2, kChange = 3, kDataKey = 4 };
+enum class Tag : uint8_t { kMeta = 1, kItem = 2, kChange = 3, kDataKey = 4, kAccountKey = 5 };
 
 constexpr std::string_view kStagedKey = "s/staged";          // a complete image is staged
 constexpr std::string_view kInstallingKey = "s/installing";  // an install is under way
@@ -32,8 +32,9 @@ constexpr size_t kInstallBatchBytes = 4 << 20;
 // The meta prefixes that belong to the replicated state.
 // ("p/", pending shreds, is local: it describes this node's files.)
 constexpr std::string_view kReplicatedMetaPrefixes[] = {
-    kDatabaseMetaPrefix, kContainerMetaPrefixAll, kDataKeyMetaPrefix,         "a/",
-    kDedupMetaPrefix,    kDedupExpiryMetaPrefix,  kDeletedContainerMetaPrefix, kSettingsMetaPrefix};
+    kDatabaseMetaPrefix,   kContainerMetaPrefixAll, kDataKeyMetaPrefix,          "a/",
+    kDedupMetaPrefix,      kDedupExpiryMetaPrefix,  kDeletedContainerMetaPrefix, kSettingsMetaPrefix,
+    kAccountKeyMetaPrefix, kAccessMetaPrefix};
 
 // The containers (rid hex) whose data-key records an iterator over `prefix`
 // + "k/" finds.
@@ -171,6 +172,20 @@ Result<uint64_t> DocumentStore::WriteStateImage(size_t max_chunk,
       sodium_memzero(value.data(), value.size());
       continue;
     }
+    if (k.substr(0, kAccountKeyMetaPrefix.size()) == kAccountKeyMetaPrefix) {
+      uint64_t version = 0;
+      int64_t created = 0;
+      std::string_view wrapped;
+      const std::string name(k.substr(kAccountKeyMetaPrefix.size()));
+      if (!DecodeAccountKeyValue(it->value().ToStringView(), version, created, wrapped)) {
+        return Status::Corruption("account key record " + name + " is malformed");
+      }
+      BULWARK_ASSIGN_OR_RETURN(auto key, s.keyring.UnwrapSecret(wrapped, AccountKeyContext(name)));
+      std::string value = EncodeAccountKeyValue(version, created, key.view());
+      BULWARK_RETURN_IF_ERROR(add(Tag::kAccountKey, k, value));
+      sodium_memzero(value.data(), value.size());
+      continue;
+    }
     BULWARK_RETURN_IF_ERROR(add(Tag::kMeta, k, it->value().ToStringView()));
   }
   BULWARK_RETURN_IF_ERROR(FromRocks(it->status(), "cannot read metadata"));
@@ -215,6 +230,21 @@ Status DocumentStore::AddStateImageChunk(std::string_view in) {
         std::string key(1, static_cast<char>(Tag::kMeta));
         key.append(k);
         b.Put(s.staging, key, wrapped.EncodeValue());
+        continue;
+      }
+      case Tag::kAccountKey: {
+        uint64_t version = 0;
+        int64_t created = 0;
+        std::string_view raw;
+        if (k.substr(0, kAccountKeyMetaPrefix.size()) != kAccountKeyMetaPrefix ||
+            !DecodeAccountKeyValue(v, version, created, raw)) {
+          return Status::Corruption("state image account key is malformed");
+        }
+        const std::string name(k.substr(kAccountKeyMetaPrefix.size()));
+        std::string key(1, static_cast<char>(Tag::kMeta));
+        key.append(k);
+        b.Put(s.staging, key,
+              EncodeAccountKeyValue(version, created, s.keyring.WrapSecret(raw, AccountKeyContext(name))));
         continue;
       }
       default:

@@ -106,6 +106,14 @@ struct CommandEffect {
 Result<CommandEffect> DdlCommandEffect(DocumentStore::Impl& s, const WriteCommand& cmd, uint64_t index);
 // REQUIRES: ddl_mu held exclusively.
 Result<CommandEffect> FirewallEffect(DocumentStore::Impl& s, const WriteCommand& cmd);
+// REQUIRES: ddl_mu held exclusively (storage/access.cc).
+Result<CommandEffect> SetAccountKeyEffect(DocumentStore::Impl& s, const WriteCommand& cmd, uint64_t index);
+Result<CommandEffect> AccessEffect(DocumentStore::Impl& s, const WriteCommand& cmd);
+// An account key record's value: u64 version | i64 created | payload (the
+// wrapped key on disk; the raw key inside a state image).
+std::string AccountKeyContext(std::string_view name);
+std::string EncodeAccountKeyValue(uint64_t version, int64_t created, std::string_view payload);
+bool DecodeAccountKeyValue(std::string_view value, uint64_t& version, int64_t& created, std::string_view& payload);
 // REQUIRES: ddl_mu held exclusively.
 Result<CommandEffect> PurgeContainerEffect(DocumentStore::Impl& s, const WriteCommand& cmd, uint64_t index);
 // Mutations that remove one container and everything in it. With keep_keys

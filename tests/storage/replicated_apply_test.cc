@@ -7,6 +7,7 @@
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
+#include "crypto/secret.h"
 #include "storage/document_store.h"
 #include "tests/test_util.h"
 
@@ -243,4 +244,79 @@ TEST_CASE("Write commands: every truncation of a valid command is refused", "[st
   std::string bad_kind = bytes;
   bad_kind[1] = 99;
   CHECK(WriteCommand::Decode(bad_kind).status().code() == Code::kCorruption);
+}
+
+TEST_CASE("Access records: account keys and users replicate, survive images and master-key rotation",
+          "[storage][apply][access]") {
+  Pair p;
+  const std::string k1 = crypto::RandomBytes(64), k2 = crypto::RandomBytes(64);
+  p.Both(p.a->PrepareSetAccountKey("primary", k1, /*only_if_absent=*/true));
+  // A second bootstrap proposal (another leader's) changes nothing.
+  CHECK(p.Both(p.a->PrepareSetAccountKey("primary", k2, true)).status.code() == Code::kAlreadyExists);
+  CHECK(p.a->PrepareSetAccountKey("tertiary", k2, false).status().code() == Code::kInvalidArgument);
+  CHECK(p.a->PrepareSetAccountKey("secondary", "short", false).status().code() == Code::kInvalidArgument);
+  auto keys_a = p.a->AccountKeys();
+  auto keys_b = p.b->AccountKeys();
+  REQUIRE(keys_a.ok());
+  REQUIRE(keys_b.ok());
+  REQUIRE(keys_b->size() == 1);
+  CHECK(keys_b->front().key.view() == k1);
+  CHECK(keys_b->front().version == keys_a->front().version);
+  const uint64_t v1 = keys_b->front().version;
+  // Regenerating replaces the key and raises the version.
+  p.Both(p.a->PrepareSetAccountKey("primary", k2, false));
+  keys_b = p.b->AccountKeys();
+  REQUIRE(keys_b.ok());
+  CHECK(keys_b->front().key.view() == k2);
+  CHECK(keys_b->front().version > v1);
+
+  // Access records: create-only, delete with children, cascade with the database.
+  p.Both(p.a->PrepareCreateDatabase("db"));
+  p.Both(p.a->PrepareAccessPut("ac/u/db/alice", R"({"id":"alice"})", true));
+  CHECK(p.Both(p.a->PrepareAccessPut("ac/u/db/alice", "{}", true)).status.code() == Code::kAlreadyExists);
+  p.Both(p.a->PrepareAccessPut("ac/u/db/alice/p1", R"({"id":"p1"})", true));
+  p.Both(p.a->PrepareAccessPut("ac/u/db/bob", R"({"id":"bob"})", true));
+  CHECK(p.a->PrepareAccessPut("x/secret", "{}", false).status().code() == Code::kInvalidArgument);
+  CHECK(p.a->AccessRecords("x/").status().code() == Code::kInvalidArgument);
+  CHECK(p.b->AccessRecords("ac/u/db/")->size() == 3);
+  p.Both(p.a->PrepareAccessDelete("ac/u/db/alice"));  // and its permission
+  CHECK(p.b->AccessRecords("ac/u/db/")->size() == 1);
+  CHECK(p.Both(p.a->PrepareAccessDelete("ac/u/db/alice")).status.code() == Code::kNotFound);
+  p.Both(p.a->PrepareDeleteDatabase("db"));  // and its users
+  CHECK(p.b->AccessRecords("ac/u/db/")->empty());
+  p.Both(p.a->PrepareAccessPut("ac/r/reader", R"({"name":"reader"})", true));
+
+  // A state image carries the keys (re-wrapped by the receiver) and records.
+  TempDir other;
+  crypto::MasterKey key_c = crypto::MasterKey::Generate();
+  auto c = Open(other.sub("c"), key_c);
+  std::vector<std::string> chunks;
+  REQUIRE(p.a->WriteStateImage(16 * 1024,
+                               [&](std::string_view chunk) {
+                                 chunks.emplace_back(chunk);
+                                 return Status::Ok();
+                               })
+              .ok());
+  REQUIRE(c->BeginStateImage().ok());
+  for (const auto& chunk : chunks) REQUIRE(c->AddStateImageChunk(chunk).ok());
+  REQUIRE(c->FinishStateImage().ok());
+  REQUIRE(c->InstallStateImage().ok());
+  c.reset();
+  c = Open(other.sub("c"), key_c);
+  auto keys_c = c->AccountKeys();
+  REQUIRE(keys_c.ok());
+  REQUIRE(keys_c->size() == 1);
+  CHECK(keys_c->front().key.view() == k2);
+  CHECK(keys_c->front().version == keys_b->front().version);
+  CHECK(c->AccessRecords("ac/r/")->size() == 1);
+
+  // A master-key rotation re-wraps the account keys: they open under the new
+  // key only.
+  crypto::MasterKey next = crypto::MasterKey::Generate();
+  REQUIRE(c->RotateMasterKey(next.Clone()).ok());
+  c.reset();
+  c = Open(other.sub("c"), next);
+  keys_c = c->AccountKeys();
+  REQUIRE(keys_c.ok());
+  CHECK(keys_c->front().key.view() == k2);
 }
