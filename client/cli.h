@@ -22,6 +22,9 @@ using client::ClientOptions;
 struct Globals {
   std::string profile_dir = client::kDefaultProfileDir;
   std::string endpoint, ca, key;
+  // Other ways to authenticate (see ClientOptions); any of them replaces the
+  // profile's account key.
+  std::string resource_token, identity_token, cert, cert_key;
   bool insecure = false;
   bool json_output = false;
 };
@@ -75,7 +78,12 @@ void AddNodeCommands(CLI::App& app, Globals& g, int& rc);
 void AddDatabaseCommands(CLI::App& app, Globals& g, int& rc);
 void AddContainerCommands(CLI::App& app, Globals& g, int& rc);
 void AddItemCommands(CLI::App& app, Globals& g, int& rc);
-void AddKeyCommands(CLI::App& app, Globals& g, int& rc);
+// Returns the `keys` command (cli_access.cc adds to it).
+CLI::App* AddKeyCommands(CLI::App& app, Globals& g, int& rc);
 void AddFirewallCommands(CLI::App& app, Globals& g, int& rc);
+
+// cli_access.cc: users, permissions, roles, account settings, identity; and
+// `keys list|regenerate|show` under `keys`.
+void AddAccessCommands(CLI::App& app, CLI::App* keys, Globals& g, int& rc);
 
 }  // namespace bulwark::cli

@@ -40,8 +40,17 @@ Result<ClientOptions> Options(const Globals& g) {
   }
   if (!g.ca.empty()) options.ca_file = g.ca;
   if (!g.key.empty()) options.key = g.key;
+  if (!g.resource_token.empty() || !g.identity_token.empty() || !g.cert.empty()) {
+    options.key.clear();  // the profile's key would take precedence
+    options.resource_token = g.resource_token;
+    options.identity_token = g.identity_token;
+    options.cert_file = g.cert;
+    options.key_file = g.cert_key;
+  }
   if (g.insecure) options.insecure = true;
-  if ((options.endpoint.empty() && options.endpoints.empty()) || options.key.empty()) {
+  if ((options.endpoint.empty() && options.endpoints.empty()) ||
+      (options.key.empty() && options.resource_token.empty() && options.identity_token.empty() &&
+       options.cert_file.empty())) {
     return Status::InvalidArgument(
         "no connection details: run `bulwark cluster up` here, or give --endpoint, --ca and --key");
   }

@@ -342,8 +342,8 @@ void AddFirewallCommands(CLI::App& app, Globals& g, int& rc) {
   }
 }
 
-void AddKeyCommands(CLI::App& app, Globals& g, int& rc) {
-  auto* keys = app.add_subcommand("keys", "encryption keys")->require_subcommand(1);
+CLI::App* AddKeyCommands(CLI::App& app, Globals& g, int& rc) {
+  auto* keys = app.add_subcommand("keys", "account keys and encryption keys")->require_subcommand(1);
   auto* status = keys->add_subcommand(
       "status", "master key, files per store-key version, and items per container data-key version");
   status->add_flag("--json", g.json_output, "print JSON instead of tables");
@@ -390,6 +390,7 @@ void AddKeyCommands(CLI::App& app, Globals& g, int& rc) {
         });
       });
   master->add_option("--new-key-uri", uri, "file:PATH, env:VAR or command:PATH ARGS, resolved on the node")->required();
+  return keys;
 }
 
 }  // namespace bulwark::cli

@@ -24,12 +24,17 @@ int main(int argc, char** argv) {
   app.add_option("--endpoint", g.endpoint, "host:port of a node");
   app.add_option("--ca", g.ca, "CA certificate (PEM) that signed the node's certificate");
   app.add_option("--key", g.key, "account key (base64)");
+  app.add_option("--resource-token", g.resource_token, "authenticate with a resource token (from a permission)");
+  app.add_option("--identity-token", g.identity_token, "authenticate with an identity token (JWT)");
+  app.add_option("--cert", g.cert, "client certificate (PEM) for mutual TLS; alone, it authenticates");
+  app.add_option("--cert-key", g.cert_key, "the client certificate's private key (PEM)");
   app.add_flag("--insecure", g.insecure, "plaintext (only against a node started with --insecure)");
 
   AddDatabaseCommands(app, g, rc);
   AddContainerCommands(app, g, rc);
   AddItemCommands(app, g, rc);
-  AddKeyCommands(app, g, rc);
+  CLI::App* keys = AddKeyCommands(app, g, rc);
+  AddAccessCommands(app, keys, g, rc);
   AddFirewallCommands(app, g, rc);
   AddNodeCommands(app, g, rc);
   auto* status =

@@ -14,9 +14,11 @@
 #include <grpcpp/grpcpp.h>
 #include <nlohmann/json.hpp>
 
+#include "bulwark/v1/access.grpc.pb.h"
 #include "bulwark/v1/admin.grpc.pb.h"
 #include "bulwark/v1/document.grpc.pb.h"
 #include "crypto/secret.h"
+#include "security/auth_header.h"
 #include "security/request_signing.h"
 
 namespace bulwark::client {
@@ -28,6 +30,9 @@ using security::ResourceRef;
 v1::ConsistencyLevel ToProto(const std::optional<ConsistencyLevel>& level) {
   return level ? static_cast<v1::ConsistencyLevel>(*level) : v1::CONSISTENCY_LEVEL_UNSPECIFIED;
 }
+
+// The server's refusal of a replayed signed write (server/write_path.cc).
+constexpr std::string_view kReplayRefused = "this signed request was already applied; a replay is not applied again";
 
 uint64_t TokenPosition(const std::string& token) {
   const size_t hash = token.rfind('#');
@@ -47,6 +52,7 @@ struct Client::Impl {
   struct Stubs {
     std::unique_ptr<v1::DocumentService::Stub> documents;
     std::unique_ptr<v1::AdminService::Stub> admin;
+    std::unique_ptr<v1::AccessService::Stub> access;
   };
 
   ClientOptions options;
@@ -74,6 +80,7 @@ struct Client::Impl {
       slot = std::make_unique<Stubs>();
       slot->documents = v1::DocumentService::NewStub(channel);
       slot->admin = v1::AdminService::NewStub(channel);
+      slot->access = v1::AccessService::NewStub(channel);
     }
     return *slot;
   }
@@ -82,7 +89,15 @@ struct Client::Impl {
     ctx.set_deadline(std::chrono::system_clock::now() + options.deadline);
     const std::string date = security::FormatHttpDate(std::chrono::system_clock::now());
     ctx.AddMetadata(std::string(security::kDateHeader), date);
-    ctx.AddMetadata(std::string(security::kAuthorizationHeader), security::SignWithMasterKey(key, ref, date));
+    if (!key.empty()) {
+      ctx.AddMetadata(std::string(security::kAuthorizationHeader), security::SignWithMasterKey(key, ref, date));
+    } else if (!options.resource_token.empty()) {
+      ctx.AddMetadata(std::string(security::kAuthorizationHeader),
+                      security::FormatAuthorization(security::AuthType::kResource, options.resource_token));
+    } else if (!options.identity_token.empty()) {
+      ctx.AddMetadata(std::string(security::kAuthorizationHeader),
+                      security::FormatAuthorization(security::AuthType::kAad, options.identity_token));
+    }  // else: the client certificate speaks for the caller
   }
 
   // One RPC, signed, sent to the current endpoint. On UNAVAILABLE (CANCELLED
@@ -97,6 +112,18 @@ struct Client::Impl {
       grpc::ClientContext ctx;
       Prepare(ctx, ref);
       const grpc::Status s = call(ctx, StubsFor(at));
+      if (s.error_code() == grpc::StatusCode::ALREADY_EXISTS && s.error_message() == kReplayRefused &&
+          attempt < options.max_retries) {
+        // The server saw this exact signed request already: the same write
+        // was signed twice within one second (the date has whole seconds).
+        // A new second gives a new signature; nothing was applied this time.
+        std::this_thread::sleep_for(
+            std::chrono::milliseconds(1000) -
+            std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()) %
+                1000 +
+            std::chrono::milliseconds(5));
+        continue;
+      }
       const bool unavailable = FromGrpcStatus(s).code() == Code::kUnavailable;
       if (unavailable && targets.size() > 1) {
         // Only the first of several concurrent failures on `at` moves the
@@ -129,13 +156,20 @@ Result<std::unique_ptr<Client>> Client::Connect(const ClientOptions& options) {
   if (options.endpoint.empty() && options.endpoints.empty()) {
     return Status::InvalidArgument("no endpoint: give host:port");
   }
-  if (options.key.empty()) return Status::InvalidArgument("no account key");
+  if (options.key.empty() && options.resource_token.empty() && options.identity_token.empty() &&
+      options.cert_file.empty()) {
+    return Status::InvalidArgument(
+        "no credential: give an account key, a resource token, an identity token or a "
+        "client certificate");
+  }
   if (options.max_retries < 0) return Status::InvalidArgument("max_retries must not be negative");
   auto impl = std::make_unique<Impl>();
   impl->options = options;
-  auto key = crypto::Base64DecodeSecret(options.key);
-  if (!key.ok() || key->empty()) return Status::InvalidArgument("the account key is not valid base64");
-  impl->key = std::move(key).value();
+  if (!options.key.empty()) {
+    auto key = crypto::Base64DecodeSecret(options.key);
+    if (!key.ok() || key->empty()) return Status::InvalidArgument("the account key is not valid base64");
+    impl->key = std::move(key).value();
+  }
   if (options.insecure) {
     impl->credentials = grpc::InsecureChannelCredentials();
   } else {
@@ -146,6 +180,16 @@ Result<std::unique_ptr<Client>> Client::Connect(const ClientOptions& options) {
       std::stringstream pem;
       pem << in.rdbuf();
       ssl.pem_root_certs = pem.str();
+    }
+    if (!options.cert_file.empty()) {
+      for (auto [path, out] :
+           {std::pair{&options.cert_file, &ssl.pem_cert_chain}, std::pair{&options.key_file, &ssl.pem_private_key}}) {
+        std::ifstream in(*path);
+        if (!in) return Status::NotFound("cannot read the client certificate or key file '" + *path + "'");
+        std::stringstream pem;
+        pem << in.rdbuf();
+        *out = pem.str();
+      }
     }
     impl->credentials = grpc::SslCredentials(ssl);
   }
@@ -421,6 +465,17 @@ Result<std::vector<uint64_t>> Client::RemoveNode(uint64_t id) {
   return std::vector<uint64_t>(resp.voters().begin(), resp.voters().end());
 }
 
+Result<std::vector<AccountKeyInfo>> Client::ListKeys() {
+  v1::ListKeysRequest req;
+  v1::ListKeysResponse resp;
+  BULWARK_RETURN_IF_ERROR(impl_->Invoke(
+      security::AccountRef("get"), true,
+      [&](grpc::ClientContext& ctx, Impl::Stubs& stubs) { return stubs.admin->ListKeys(&ctx, req, &resp); }));
+  std::vector<AccountKeyInfo> out;
+  for (const auto& k : resp.keys()) out.push_back({k.name(), k.created_ts(), k.read_only()});
+  return out;
+}
+
 Result<KeyStatus> Client::GetKeyStatus() {
   v1::KeyStatusRequest req;
   v1::KeyStatusResponse resp;
@@ -528,6 +583,38 @@ std::string PartitionKeyArgToJson(const std::string& arg) {
   const nlohmann::json v = nlohmann::json::parse(arg, nullptr, false);
   if (!v.is_discarded() && (v.is_number() || v.is_boolean() || v.is_null() || v.is_string())) return v.dump();
   return nlohmann::json(arg).dump();
+}
+
+Status Client::CallAccess(const std::string& method, const ResourceRef& ref, const google::protobuf::Message& request,
+                          google::protobuf::Message* response) {
+  // Reads retry on UNAVAILABLE; changes do not (they carry no request id).
+  const bool read = ref.verb == "get";
+  return impl_->Invoke(ref, read, [&](grpc::ClientContext& ctx, Impl::Stubs& stubs) -> grpc::Status {
+    auto& a = *stubs.access;
+#define BULWARK_ACCESS_CALL(name, Req, Resp) \
+  if (method == #name) return a.name(&ctx, static_cast<const v1::Req&>(request), static_cast<v1::Resp*>(response));
+    BULWARK_ACCESS_CALL(RegenerateKey, RegenerateKeyRequest, RegenerateKeyResponse)
+    BULWARK_ACCESS_CALL(ShowKey, ShowKeyRequest, ShowKeyResponse)
+    BULWARK_ACCESS_CALL(CreateUser, UserRequest, UserResponse)
+    BULWARK_ACCESS_CALL(ListUsers, ListUsersRequest, ListUsersResponse)
+    BULWARK_ACCESS_CALL(DeleteUser, UserRequest, UserResponse)
+    BULWARK_ACCESS_CALL(CreatePermission, CreatePermissionRequest, PermissionResponse)
+    BULWARK_ACCESS_CALL(ListPermissions, ListPermissionsRequest, ListPermissionsResponse)
+    BULWARK_ACCESS_CALL(ReadPermission, PermissionRequest, PermissionResponse)
+    BULWARK_ACCESS_CALL(DeletePermission, PermissionRequest, PermissionResponse)
+    BULWARK_ACCESS_CALL(CreateRole, CreateRoleRequest, RoleResponse)
+    BULWARK_ACCESS_CALL(ListRoles, ListRolesRequest, ListRolesResponse)
+    BULWARK_ACCESS_CALL(DeleteRole, RoleRequest, RoleResponse)
+    BULWARK_ACCESS_CALL(AssignRole, AssignRoleRequest, RoleAssignmentResponse)
+    BULWARK_ACCESS_CALL(ListAssignments, ListAssignmentsRequest, ListAssignmentsResponse)
+    BULWARK_ACCESS_CALL(UnassignRole, UnassignRoleRequest, RoleAssignmentResponse)
+    BULWARK_ACCESS_CALL(GetAccessSettings, AccessSettingsRequest, AccessSettingsResponse)
+    BULWARK_ACCESS_CALL(SetAccessSettings, SetAccessSettingsRequest, AccessSettingsResponse)
+    BULWARK_ACCESS_CALL(AddIssuer, AddIssuerRequest, AccessSettingsResponse)
+    BULWARK_ACCESS_CALL(RemoveIssuer, RemoveIssuerRequest, AccessSettingsResponse)
+#undef BULWARK_ACCESS_CALL
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "unknown access method '" + method + "'");
+  });
 }
 
 }  // namespace bulwark::client

@@ -31,6 +31,13 @@
 #include "common/consistency.h"
 #include "common/status.h"
 
+namespace google::protobuf {
+class Message;
+}
+namespace bulwark::security {
+struct ResourceRef;
+}
+
 namespace bulwark::client {
 
 struct ClientOptions {
@@ -40,8 +47,16 @@ struct ClientOptions {
   // starts at `endpoint` (added to the rotation if missing), else at the
   // first. One gRPC channel per endpoint, opened on first use.
   std::vector<std::string> endpoints;
-  std::string ca_file;    // PEM of the CA that signed the server's certificate
-  std::string key;        // the account key, base64
+  std::string ca_file;  // PEM of the CA that signed the server's certificate
+  // How the client proves who it is: the first that is set of `key` (an
+  // account key, base64: requests are signed), `resource_token` (from a
+  // permission), `identity_token` (a JWT from an issuer the account trusts),
+  // or else the client certificate alone (`cert_file`/`key_file`).
+  std::string key;
+  std::string resource_token;
+  std::string identity_token;
+  std::string cert_file;  // PEM: a client certificate issued by the cluster CA (mutual TLS)
+  std::string key_file;   // PEM: its private key
   bool insecure = false;  // plaintext: only against a server started with --insecure
   std::chrono::milliseconds deadline{30'000};
   // Retries per call after the first attempt (see the top of this file).
@@ -167,6 +182,12 @@ struct KeyStatus {
   std::string last_shred_error;
 };
 
+struct AccountKeyInfo {
+  std::string name;  // primary, secondary, primary-readonly, secondary-readonly
+  int64_t created_ts = 0;
+  bool read_only = false;
+};
+
 struct PurgeResult {
   std::vector<std::string> rids;  // internal ids whose keys were destroyed
   bool shredded_here = false;     // the answering node's files hold none of them
@@ -174,8 +195,8 @@ struct PurgeResult {
 
 class Client {
  public:
-  // InvalidArgument for no endpoint at all or a missing key, NotFound for an
-  // unreadable CA file. Connecting is lazy: an unreachable server shows on the
+  // InvalidArgument for no endpoint at all or no credential, NotFound for an
+  // unreadable CA or certificate file. Connecting is lazy: an unreachable server shows on the
   // first call.
   static Result<std::unique_ptr<Client>> Connect(const ClientOptions& options);
   ~Client();
@@ -221,6 +242,8 @@ class Client {
   // RotateMasterKey has the node load the new key from `new_key_uri` (on the
   // node) and returns its id; the node must be restarted with that URI.
   Result<KeyStatus> GetKeyStatus();
+  // The account keys' names and ages (never the keys).
+  Result<std::vector<AccountKeyInfo>> ListKeys();
   Result<uint32_t> RotateStoreKey();
   Result<std::string> RotateMasterKey(const std::string& new_key_uri);
   // A new data-key version for one container; returns it. The node re-seals
@@ -234,6 +257,12 @@ class Client {
   Result<std::vector<std::string>> FirewallList();
   Result<std::vector<std::string>> FirewallAllow(const std::string& range);
   Result<std::vector<std::string>> FirewallDeny(const std::string& range);
+
+  // The access API (proto/bulwark/v1/access.proto; client/access.h wraps it):
+  // `method` is the AccessService RPC, `request` and `response` its
+  // messages. InvalidArgument for an unknown method.
+  Status CallAccess(const std::string& method, const security::ResourceRef& ref,
+                    const google::protobuf::Message& request, google::protobuf::Message* response);
 
   // The newest session token this client holds for a container ("" if none).
   std::string SessionToken(const std::string& db, const std::string& container) const;

@@ -24,13 +24,14 @@
 
 namespace bulwark::security {
 
-constexpr size_t kMaxJwtBytes = 4096;
+// Below kMaxAuthorizationHeaderBytes, so the header around it still fits.
+constexpr size_t kMaxJwtBytes = 3968;
 // Clock difference tolerated on exp and nbf.
 constexpr std::chrono::seconds kJwtLeeway{60};
 
 struct JwtIssuerKey {
-  std::string issuer;                   // the `iss` value it signs for
-  std::string key_id;                   // matched against `kid` when the token has one
+  std::string issuer;                    // the `iss` value it signs for
+  std::string key_id;                    // matched against `kid` when the token has one
   std::array<uint8_t, 32> public_key{};  // Ed25519
 };
 

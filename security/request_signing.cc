@@ -1,5 +1,7 @@
 #include "security/request_signing.h"
 
+#include "security/auth_header.h"
+
 #include <sodium.h>
 
 #include <cctype>
@@ -24,8 +26,7 @@ std::string HmacSha256(const crypto::SecretBytes& key, std::string_view message)
   return std::string(reinterpret_cast<const char*>(mac), sizeof(mac));
 }
 
-constexpr const char* kMonths[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                   "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+constexpr const char* kMonths[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
 constexpr const char* kDays[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
 
 }  // namespace
@@ -49,52 +50,61 @@ ResourceRef ItemRef(std::string_view verb, std::string_view db, std::string_view
           "dbs/" + std::string(db) + "/colls/" + std::string(container) + "/docs/" + std::string(id)};
 }
 
+ResourceRef UserFeedRef(std::string_view verb, std::string_view db) {
+  return {std::string(verb), "users", "dbs/" + std::string(db)};
+}
+ResourceRef UserRef(std::string_view verb, std::string_view db, std::string_view user) {
+  return {std::string(verb), "users", "dbs/" + std::string(db) + "/users/" + std::string(user)};
+}
+ResourceRef PermissionFeedRef(std::string_view verb, std::string_view db, std::string_view user) {
+  return {std::string(verb), "permissions", "dbs/" + std::string(db) + "/users/" + std::string(user)};
+}
+ResourceRef PermissionRef(std::string_view verb, std::string_view db, std::string_view user,
+                          std::string_view permission) {
+  return {std::string(verb), "permissions",
+          "dbs/" + std::string(db) + "/users/" + std::string(user) + "/permissions/" + std::string(permission)};
+}
+
 std::string StringToSign(const ResourceRef& ref, std::string_view date) {
   return Lower(ref.verb) + "\n" + Lower(ref.type) + "\n" + ref.link + "\n" + Lower(date) + "\n" + "" + "\n";
 }
 
 std::string SignWithMasterKey(const crypto::SecretBytes& key, const ResourceRef& ref, std::string_view date) {
-  const std::string sig = crypto::Base64Encode(HmacSha256(key, StringToSign(ref, date)));
-  return UrlEncode("type=master&ver=1.0&sig=" + sig);
+  return FormatAuthorization(AuthType::kMaster, crypto::Base64Encode(HmacSha256(key, StringToSign(ref, date))));
 }
 
 Status VerifyMasterSignature(const crypto::SecretBytes& key, const ResourceRef& ref, std::string_view date,
                              std::string_view authorization, std::chrono::system_clock::time_point now) {
   if (authorization.empty()) return Status::Unauthenticated("the request is not signed (no authorization header)");
+  BULWARK_RETURN_IF_ERROR(CheckRequestDate(date, now));
+  BULWARK_ASSIGN_OR_RETURN(Authorization auth, ParseAuthorization(authorization));
+  if (auth.type != AuthType::kMaster) {
+    return Status::Unauthenticated("authorization header must be type=master&ver=1.0&sig=...");
+  }
+  if (!MasterSignatureMatches(key, ref, date, auth.credential)) {
+    return Status::Unauthenticated("the request's signature does not match (wrong key, or a different resource)");
+  }
+  return Status::Ok();
+}
+
+Status CheckRequestDate(std::string_view date, std::chrono::system_clock::time_point now) {
   if (date.empty()) return Status::Unauthenticated("the request has no x-ms-date header");
-  if (authorization.size() > kMaxAuthorizationBytes) return Status::Unauthenticated("authorization header too long");
   auto when = ParseHttpDate(date);
   if (!when.ok()) return Status::Unauthenticated("x-ms-date is not an RFC 1123 date");
   const auto skew = now > *when ? now - *when : *when - now;
   if (skew > kMaxClockSkew) {
-    return Status::Unauthenticated("x-ms-date is more than 15 minutes from the server's clock; check the client's clock");
-  }
-  auto decoded = UrlDecode(authorization);
-  if (!decoded.ok()) return Status::Unauthenticated("authorization header is malformed");
-  std::string_view rest = *decoded;
-  std::string type, version, sig;
-  while (!rest.empty()) {
-    const size_t amp = rest.find('&');
-    const std::string_view part = rest.substr(0, amp);
-    const size_t eq = part.find('=');
-    if (eq != std::string_view::npos) {
-      const std::string_view name = part.substr(0, eq), value = part.substr(eq + 1);
-      if (name == "type") type = value;
-      if (name == "ver") version = value;
-      if (name == "sig") sig = value;
-    }
-    rest = amp == std::string_view::npos ? std::string_view() : rest.substr(amp + 1);
-  }
-  if (type != "master" || version != "1.0" || sig.empty()) {
-    return Status::Unauthenticated("authorization header must be type=master&ver=1.0&sig=...");
-  }
-  auto given = crypto::Base64Decode(sig);
-  const std::string expected = HmacSha256(key, StringToSign(ref, date));
-  if (!given.ok() || given->size() != expected.size() ||
-      sodium_memcmp(given->data(), expected.data(), expected.size()) != 0) {
-    return Status::Unauthenticated("the request's signature does not match (wrong key, or a different resource)");
+    return Status::Unauthenticated(
+        "x-ms-date is more than 15 minutes from the server's clock; check the client's clock");
   }
   return Status::Ok();
+}
+
+bool MasterSignatureMatches(const crypto::SecretBytes& key, const ResourceRef& ref, std::string_view date,
+                            std::string_view signature_base64) {
+  auto given = crypto::Base64Decode(signature_base64);
+  const std::string expected = HmacSha256(key, StringToSign(ref, date));
+  return given.ok() && given->size() == expected.size() &&
+         sodium_memcmp(given->data(), expected.data(), expected.size()) == 0;
 }
 
 std::string FormatHttpDate(std::chrono::system_clock::time_point t) {

@@ -22,8 +22,10 @@
 namespace bulwark::security {
 
 constexpr std::chrono::seconds kMaxClockSkew{15 * 60};
+// Writes get a tighter window: the replica set remembers a signed write's id
+// for 10 minutes (storage::kDedupWindowMs), and a replay must fall inside it.
+constexpr std::chrono::seconds kMaxWriteClockSkew{4 * 60};
 constexpr size_t kAccountKeyBytes = 64;
-constexpr size_t kMaxAuthorizationBytes = 1024;
 constexpr std::string_view kAuthorizationHeader = "authorization";
 constexpr std::string_view kDateHeader = "x-ms-date";
 
@@ -42,6 +44,13 @@ ResourceRef ContainerRef(std::string_view verb, std::string_view db, std::string
 ResourceRef ItemFeedRef(std::string_view verb, std::string_view db, std::string_view container);
 ResourceRef ItemRef(std::string_view verb, std::string_view db, std::string_view container, std::string_view id);
 
+// Users and permissions, as Cosmos DB names them.
+ResourceRef UserFeedRef(std::string_view verb, std::string_view db);
+ResourceRef UserRef(std::string_view verb, std::string_view db, std::string_view user);
+ResourceRef PermissionFeedRef(std::string_view verb, std::string_view db, std::string_view user);
+ResourceRef PermissionRef(std::string_view verb, std::string_view db, std::string_view user,
+                          std::string_view permission);
+
 std::string StringToSign(const ResourceRef& ref, std::string_view date);
 
 // The full authorization header value for a master-key signature.
@@ -52,6 +61,13 @@ std::string SignWithMasterKey(const crypto::SecretBytes& key, const ResourceRef&
 // which part failed (missing, malformed, stale date, bad signature).
 Status VerifyMasterSignature(const crypto::SecretBytes& key, const ResourceRef& ref, std::string_view date,
                              std::string_view authorization, std::chrono::system_clock::time_point now);
+
+// The two halves of VerifyMasterSignature, for a server that tries several
+// keys: the date check (Unauthenticated if missing, malformed or outside
+// kMaxClockSkew), and a constant-time comparison of a base64 signature.
+Status CheckRequestDate(std::string_view date, std::chrono::system_clock::time_point now);
+bool MasterSignatureMatches(const crypto::SecretBytes& key, const ResourceRef& ref, std::string_view date,
+                            std::string_view signature_base64);
 
 std::string FormatHttpDate(std::chrono::system_clock::time_point t);
 // InvalidArgument unless `date` is an RFC 1123 GMT date.

@@ -20,6 +20,7 @@
 #include "crypto/master_key.h"
 #include "replication/replica.h"
 #include "security/request_signing.h"
+#include "server/access_service.h"
 #include "server/config.h"
 #include "server/services.h"
 
@@ -93,8 +94,11 @@ Result<std::shared_ptr<grpc::ServerCredentials>> MakeCredentials(const NodeConfi
   if (!c.tls_ca_file.empty()) {
     BULWARK_ASSIGN_OR_RETURN(options.pem_root_certs, ReadFile(c.tls_ca_file, "TLS CA"));
   }
-  // Clients authenticate with signed requests; client certificates come with RBAC.
-  options.client_certificate_request = GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE;
+  // Clients authenticate with signed requests or tokens; a client may also
+  // present a certificate from the cluster CA, whose subject alternative
+  // names are then its identity for RBAC. Optional, but verified if sent.
+  options.client_certificate_request = options.pem_root_certs.empty() ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
+                                                                      : GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY;
   return grpc::SslServerCredentials(options);
 }
 
@@ -219,8 +223,8 @@ int Run(NodeConfig config) {
   node.config = &config;
   node.store = store->get();
   node.metrics = &metrics;
-  node.primary_key = std::move(primary->value);
-  node.primary_key_created_s = primary->created_unix_s;
+  AccessControl access(store->get(), std::move(primary->value));
+  node.access = &access;
   if (node.store->store_key_versions_held() > 1) {
     // A store-key rotation that did not finish before the last stop resumes.
     std::lock_guard lock(node.rewrite_mu);
@@ -253,6 +257,7 @@ int Run(NodeConfig config) {
   }
   DocumentService documents(&node);
   AdminService admin(&node);
+  AccessService access_service(&node);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
   int bound_port = 0;
@@ -262,6 +267,7 @@ int Run(NodeConfig config) {
   builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, static_cast<int>(config.limits.max_concurrent_streams));
   builder.RegisterService(&documents);
   builder.RegisterService(&admin);
+  builder.RegisterService(&access_service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server || bound_port == 0) {
     spdlog::critical("event=start_failed error=\"cannot listen on {}\"", config.listen_address);
@@ -293,8 +299,12 @@ int Run(NodeConfig config) {
       members->size(), !config.insecure, config.metrics_address, node.store->master_key_id(),
       node.replica->applied_index());
 
+  AccountKeyBootstrap key_bootstrap(&node);
+  key_bootstrap.Start();
+
   int signal_number = 0;
   sigwait(&signals, &signal_number);
+  key_bootstrap.Stop();
   spdlog::info("event=shutting_down signal={} grace_ms={}", signal_number, config.limits.shutdown_grace_ms);
   HandOffLeadership(*node.replica);
   // Drain first: refuse new requests with UNAVAILABLE (clients retry

@@ -2,9 +2,12 @@
 
 #include <spdlog/spdlog.h>
 
+#include <nlohmann/json.hpp>
+
 #include "common/consistency.h"
 #include "crypto/master_key.h"
 #include "replication/replica.h"
+#include "storage/item_rules.h"
 
 namespace bulwark::server {
 namespace {
@@ -26,13 +29,6 @@ void FillContainer(const storage::ContainerInfo& c, v1::Container* out) {
   out->set_rid(c.rid);
   out->set_etag(c.etag);
   out->set_ts(c.ts);
-}
-
-std::string_view MetadataValue(const grpc::ServerContext* ctx, std::string_view key) {
-  const auto& md = ctx->client_metadata();
-  auto it = md.find(grpc::string_ref(key.data(), key.size()));
-  if (it == md.end()) return {};
-  return std::string_view(it->second.data(), it->second.size());
 }
 
 }  // namespace
@@ -84,33 +80,77 @@ bool RequestRunner::FirewallAllows(grpc::ServerContext* ctx) {
   return false;
 }
 
-BStatus RequestRunner::Authenticate(grpc::ServerContext* ctx, const ResourceRef& ref) {
-  return security::VerifyMasterSignature(node_->primary_key, ref, MetadataValue(ctx, security::kDateHeader),
-                                         MetadataValue(ctx, security::kAuthorizationHeader),
-                                         std::chrono::system_clock::now());
+Result<Principal> RequestRunner::CheckAccess(grpc::ServerContext* ctx, const ResourceRef& ref, const Operation& op) {
+  BULWARK_ASSIGN_OR_RETURN(auto snap, node_->access->Snapshot());
+  BULWARK_ASSIGN_OR_RETURN(Principal who, node_->access->Authenticate(*ctx, ref, *snap));
+  BULWARK_RETURN_IF_ERROR(node_->access->Authorize(who, op, *snap));
+  return who;
 }
 
-template <typename Fn>
-grpc::Status RequestRunner::Run(grpc::ServerContext* ctx, const char* operation, const ResourceRef& ref, Fn&& fn) {
+Operation ControlOp(const char* name, const ResourceRef& ref) {
+  Operation op;
+  op.name = name;
+  op.plane = Plane::kControl;
+  op.write = ref.verb != "get";
+  return op;
+}
+
+Operation DataOp(const char* name, std::string_view action, std::string_view db, std::string_view container) {
+  Operation op;
+  op.name = name;
+  op.plane = Plane::kData;
+  op.action = action;
+  op.write = action != security::action::kReadMetadata && action != security::action::kItemsRead &&
+             action != security::action::kExecuteQuery && action != security::action::kReadChangeFeed;
+  op.database = db;
+  op.container = container;
+  return op;
+}
+
+grpc::Status RequestRunner::Run(grpc::ServerContext* ctx, const char* operation, const ResourceRef& ref, Handler fn) {
+  return Run(ctx, ControlOp(operation, ref), ref, std::move(fn));
+}
+
+grpc::Status RequestRunner::RunAs(grpc::ServerContext* ctx, const char* operation, const ResourceRef& ref,
+                                  PrincipalHandler fn) {
+  return RunAs(ctx, ControlOp(operation, ref), ref, std::move(fn));
+}
+
+grpc::Status RequestRunner::Run(grpc::ServerContext* ctx, const Operation& op, const ResourceRef& ref, Handler fn) {
+  return RunAs(ctx, op, ref, [&fn](const Principal&) { return fn(); });
+}
+
+grpc::Status RequestRunner::RunAs(grpc::ServerContext* ctx, const Operation& op, const ResourceRef& ref,
+                                  PrincipalHandler fn) {
+  const char* operation = op.name;
   const auto start = std::chrono::steady_clock::now();
   WarnIfPlaintext(ctx);
   // Counted before the draining check, so the drain never misses a request
   // that got past it.
   ++node_->in_flight;
   BStatus s;
+  bool refused_by_firewall = false;
   if (node_->draining) {
     s = BStatus::Unavailable("the node is shutting down; retry against another node");
   } else if (ctx->deadline() < std::chrono::system_clock::now()) {
     s = BStatus::DeadlineExceeded("the request's deadline passed before it started");
   } else {
-    s = FirewallAllows(ctx) ? Authenticate(ctx, ref) : BStatus::PermissionDenied("request refused");
-    if (s.ok()) s = fn();
+    if (!FirewallAllows(ctx)) {
+      // Counted by the firewall, not logged per request: a refused flood
+      // must not flood the log.
+      refused_by_firewall = true;
+      s = BStatus::PermissionDenied("request refused");
+    } else {
+      auto who = CheckAccess(ctx, ref, op);
+      s = who.ok() ? fn(*who) : who.status();
+    }
   }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   --node_->in_flight;
   node_->metrics->Record(operation, std::string(CodeName(s.code())), seconds);
-  if (s.code() == Code::kUnauthenticated) {
-    spdlog::warn("event=auth_failed operation={} peer={} reason=\"{}\"", operation, ctx->peer(), s.message());
+  if ((s.code() == Code::kUnauthenticated || s.code() == Code::kPermissionDenied) && !refused_by_firewall) {
+    spdlog::warn("event=auth_failed operation={} peer={} code={} reason=\"{}\"", operation, ctx->peer(),
+                 CodeName(s.code()), s.message());
   } else if (s.code() == Code::kInternal || s.code() == Code::kIOError || s.code() == Code::kCorruption) {
     spdlog::error("event=request_failed operation={} code={} error=\"{}\"", operation, CodeName(s.code()), s.message());
   }
@@ -119,51 +159,89 @@ grpc::Status RequestRunner::Run(grpc::ServerContext* ctx, const char* operation,
 
 // ---- DocumentService -------------------------------------------------------
 
+namespace {
+
+// Item writes: the partition key is in the item, under the container's path.
+Operation ItemWriteOp(const char* name, std::string_view action, const v1::WriteItemRequest& req,
+                      storage::DocumentStore* store) {
+  Operation op = DataOp(name, action, req.database(), req.container());
+  op.partition_key = [&req, store]() -> Result<std::string> {
+    BULWARK_ASSIGN_OR_RETURN(auto c, store->ReadContainer(req.database(), req.container()));
+    nlohmann::json item;
+    BULWARK_RETURN_IF_ERROR(storage::ParseItemJson(req.item_json(), item));
+    BULWARK_ASSIGN_OR_RETURN(auto identity, storage::ExtractIdentity(item, c.partition_key_path));
+    return identity.partition_key;
+  };
+  return op;
+}
+
+template <typename Req>
+Operation PointOp(const char* name, std::string_view action, const Req& req) {
+  Operation op = DataOp(name, action, req.database(), req.container());
+  op.partition_key = [&req]() { return storage::CanonicalPartitionKey(req.partition_key_json()); };
+  return op;
+}
+
+Operation ListOp(const v1::ListItemsRequest& req) {
+  Operation op = DataOp("ListItems", security::action::kExecuteQuery, req.database(), req.container());
+  if (!req.partition_key_json().empty()) {
+    op.partition_key = [&req]() { return storage::CanonicalPartitionKey(req.partition_key_json()); };
+  }
+  return op;
+}
+
+}  // namespace
+
 BStatus DocumentService::PrepareRead(Ctx* ctx, const v1::ReadOptions& options) {
   return node_->writes->PrepareRead(options, RequestDeadline(ctx, *node_->config));
 }
 
 grpc::Status DocumentService::CreateDatabase(Ctx* ctx, const v1::CreateDatabaseRequest* req,
                                              v1::DatabaseResponse* resp) {
-  return runner_.Run(ctx, "CreateDatabase", security::DatabaseFeedRef("post"), [&]() -> BStatus {
-    return node_->writes->Write("CreateDatabase", *req, resp, RequestDeadline(ctx, *node_->config));
+  return runner_.RunAs(ctx, "CreateDatabase", security::DatabaseFeedRef("post"), [&](const Principal& who) -> BStatus {
+    return node_->writes->Write("CreateDatabase", *req, resp, RequestDeadline(ctx, *node_->config), who.replay_id);
   });
 }
 
 grpc::Status DocumentService::ReadDatabase(Ctx* ctx, const v1::ReadDatabaseRequest* req, v1::DatabaseResponse* resp) {
-  return runner_.Run(ctx, "ReadDatabase", security::DatabaseRef("get", req->database()), [&]() -> BStatus {
-    BULWARK_ASSIGN_OR_RETURN(auto d, node_->store->ReadDatabase(req->database()));
-    FillDatabase(d, resp->mutable_database());
-    return BStatus::Ok();
-  });
+  return runner_.Run(ctx, DataOp("ReadDatabase", security::action::kReadMetadata, req->database(), ""),
+                     security::DatabaseRef("get", req->database()), [&]() -> BStatus {
+                       BULWARK_ASSIGN_OR_RETURN(auto d, node_->store->ReadDatabase(req->database()));
+                       FillDatabase(d, resp->mutable_database());
+                       return BStatus::Ok();
+                     });
 }
 
 grpc::Status DocumentService::ListDatabases(Ctx* ctx, const v1::ListDatabasesRequest*,
                                             v1::ListDatabasesResponse* resp) {
-  return runner_.Run(ctx, "ListDatabases", security::DatabaseFeedRef("get"), [&]() -> BStatus {
-    BULWARK_ASSIGN_OR_RETURN(auto list, node_->store->ListDatabases());
-    for (const auto& d : list) FillDatabase(d, resp->add_databases());
-    return BStatus::Ok();
-  });
+  return runner_.Run(ctx, DataOp("ListDatabases", security::action::kReadMetadata, "", ""),
+                     security::DatabaseFeedRef("get"), [&]() -> BStatus {
+                       BULWARK_ASSIGN_OR_RETURN(auto list, node_->store->ListDatabases());
+                       for (const auto& d : list) FillDatabase(d, resp->add_databases());
+                       return BStatus::Ok();
+                     });
 }
 
 grpc::Status DocumentService::DeleteDatabase(Ctx* ctx, const v1::DeleteDatabaseRequest* req, v1::DeleteResponse* resp) {
-  return runner_.Run(ctx, "DeleteDatabase", security::DatabaseRef("delete", req->database()), [&]() -> BStatus {
-    return node_->writes->Write("DeleteDatabase", *req, resp, RequestDeadline(ctx, *node_->config));
-  });
+  return runner_.RunAs(
+      ctx, "DeleteDatabase", security::DatabaseRef("delete", req->database()), [&](const Principal& who) -> BStatus {
+        return node_->writes->Write("DeleteDatabase", *req, resp, RequestDeadline(ctx, *node_->config), who.replay_id);
+      });
 }
 
 grpc::Status DocumentService::CreateContainer(Ctx* ctx, const v1::CreateContainerRequest* req,
                                               v1::ContainerResponse* resp) {
-  return runner_.Run(ctx, "CreateContainer", security::ContainerFeedRef("post", req->database()), [&]() -> BStatus {
-    return node_->writes->Write("CreateContainer", *req, resp, RequestDeadline(ctx, *node_->config));
-  });
+  return runner_.RunAs(ctx, "CreateContainer", security::ContainerFeedRef("post", req->database()),
+                       [&](const Principal& who) -> BStatus {
+                         return node_->writes->Write("CreateContainer", *req, resp,
+                                                     RequestDeadline(ctx, *node_->config), who.replay_id);
+                       });
 }
 
 grpc::Status DocumentService::ReadContainer(Ctx* ctx, const v1::ReadContainerRequest* req,
                                             v1::ContainerResponse* resp) {
-  return runner_.Run(ctx, "ReadContainer", security::ContainerRef("get", req->database(), req->container()),
-                     [&]() -> BStatus {
+  return runner_.Run(ctx, DataOp("ReadContainer", security::action::kReadMetadata, req->database(), req->container()),
+                     security::ContainerRef("get", req->database(), req->container()), [&]() -> BStatus {
                        BULWARK_ASSIGN_OR_RETURN(auto c, node_->store->ReadContainer(req->database(), req->container()));
                        FillContainer(c, resp->mutable_container());
                        return BStatus::Ok();
@@ -172,19 +250,21 @@ grpc::Status DocumentService::ReadContainer(Ctx* ctx, const v1::ReadContainerReq
 
 grpc::Status DocumentService::ListContainers(Ctx* ctx, const v1::ListContainersRequest* req,
                                              v1::ListContainersResponse* resp) {
-  return runner_.Run(ctx, "ListContainers", security::ContainerFeedRef("get", req->database()), [&]() -> BStatus {
-    BULWARK_ASSIGN_OR_RETURN(auto list, node_->store->ListContainers(req->database()));
-    for (const auto& c : list) FillContainer(c, resp->add_containers());
-    return BStatus::Ok();
-  });
+  return runner_.Run(ctx, DataOp("ListContainers", security::action::kReadMetadata, req->database(), ""),
+                     security::ContainerFeedRef("get", req->database()), [&]() -> BStatus {
+                       BULWARK_ASSIGN_OR_RETURN(auto list, node_->store->ListContainers(req->database()));
+                       for (const auto& c : list) FillContainer(c, resp->add_containers());
+                       return BStatus::Ok();
+                     });
 }
 
 grpc::Status DocumentService::DeleteContainer(Ctx* ctx, const v1::DeleteContainerRequest* req,
                                               v1::DeleteResponse* resp) {
-  return runner_.Run(ctx, "DeleteContainer", security::ContainerRef("delete", req->database(), req->container()),
-                     [&]() -> BStatus {
-                       return node_->writes->Write("DeleteContainer", *req, resp, RequestDeadline(ctx, *node_->config));
-                     });
+  return runner_.RunAs(ctx, "DeleteContainer", security::ContainerRef("delete", req->database(), req->container()),
+                       [&](const Principal& who) -> BStatus {
+                         return node_->writes->Write("DeleteContainer", *req, resp,
+                                                     RequestDeadline(ctx, *node_->config), who.replay_id);
+                       });
 }
 
 namespace {
@@ -197,49 +277,53 @@ void FillItem(const storage::ItemResult& r, uint64_t session_index, v1::ItemResp
 }  // namespace
 
 grpc::Status DocumentService::CreateItem(Ctx* ctx, const v1::WriteItemRequest* req, v1::ItemResponse* resp) {
-  return runner_.Run(ctx, "CreateItem", security::ItemFeedRef("post", req->database(), req->container()),
-                     [&]() -> BStatus {
-                       return node_->writes->Write("CreateItem", *req, resp, RequestDeadline(ctx, *node_->config));
-                     });
+  return runner_.RunAs(
+      ctx, ItemWriteOp("CreateItem", security::action::kItemsCreate, *req, node_->store),
+      security::ItemFeedRef("post", req->database(), req->container()), [&](const Principal& who) -> BStatus {
+        return node_->writes->Write("CreateItem", *req, resp, RequestDeadline(ctx, *node_->config), who.replay_id);
+      });
 }
 
 grpc::Status DocumentService::UpsertItem(Ctx* ctx, const v1::WriteItemRequest* req, v1::ItemResponse* resp) {
   // Cosmos DB signs an upsert as a POST to the item feed.
-  return runner_.Run(ctx, "UpsertItem", security::ItemFeedRef("post", req->database(), req->container()),
-                     [&]() -> BStatus {
-                       return node_->writes->Write("UpsertItem", *req, resp, RequestDeadline(ctx, *node_->config));
-                     });
-}
-
-grpc::Status DocumentService::ReplaceItem(Ctx* ctx, const v1::WriteItemRequest* req, v1::ItemResponse* resp) {
-  return runner_.Run(ctx, "ReplaceItem", security::ItemRef("put", req->database(), req->container(), req->id()),
-                     [&]() -> BStatus {
-                       return node_->writes->Write("ReplaceItem", *req, resp, RequestDeadline(ctx, *node_->config));
-                     });
-}
-
-grpc::Status DocumentService::ReadItem(Ctx* ctx, const v1::ReadItemRequest* req, v1::ItemResponse* resp) {
-  return runner_.Run(
-      ctx, "ReadItem", security::ItemRef("get", req->database(), req->container(), req->id()), [&]() -> BStatus {
-        BULWARK_RETURN_IF_ERROR(PrepareRead(ctx, req->options()));
-        const uint64_t applied = node_->replica->applied_index();
-        BULWARK_ASSIGN_OR_RETURN(
-            auto r, node_->store->ReadItem(req->database(), req->container(), req->partition_key_json(), req->id()));
-        FillItem(r, applied, resp);
-        return BStatus::Ok();
+  return runner_.RunAs(
+      ctx, ItemWriteOp("UpsertItem", security::action::kItemsUpsert, *req, node_->store),
+      security::ItemFeedRef("post", req->database(), req->container()), [&](const Principal& who) -> BStatus {
+        return node_->writes->Write("UpsertItem", *req, resp, RequestDeadline(ctx, *node_->config), who.replay_id);
       });
 }
 
-grpc::Status DocumentService::DeleteItem(Ctx* ctx, const v1::DeleteItemRequest* req, v1::DeleteResponse* resp) {
-  return runner_.Run(ctx, "DeleteItem", security::ItemRef("delete", req->database(), req->container(), req->id()),
-                     [&]() -> BStatus {
-                       return node_->writes->Write("DeleteItem", *req, resp, RequestDeadline(ctx, *node_->config));
+grpc::Status DocumentService::ReplaceItem(Ctx* ctx, const v1::WriteItemRequest* req, v1::ItemResponse* resp) {
+  return runner_.RunAs(
+      ctx, ItemWriteOp("ReplaceItem", security::action::kItemsReplace, *req, node_->store),
+      security::ItemRef("put", req->database(), req->container(), req->id()), [&](const Principal& who) -> BStatus {
+        return node_->writes->Write("ReplaceItem", *req, resp, RequestDeadline(ctx, *node_->config), who.replay_id);
+      });
+}
+
+grpc::Status DocumentService::ReadItem(Ctx* ctx, const v1::ReadItemRequest* req, v1::ItemResponse* resp) {
+  return runner_.Run(ctx, PointOp("ReadItem", security::action::kItemsRead, *req),
+                     security::ItemRef("get", req->database(), req->container(), req->id()), [&]() -> BStatus {
+                       BULWARK_RETURN_IF_ERROR(PrepareRead(ctx, req->options()));
+                       const uint64_t applied = node_->replica->applied_index();
+                       BULWARK_ASSIGN_OR_RETURN(auto r, node_->store->ReadItem(req->database(), req->container(),
+                                                                               req->partition_key_json(), req->id()));
+                       FillItem(r, applied, resp);
+                       return BStatus::Ok();
                      });
+}
+
+grpc::Status DocumentService::DeleteItem(Ctx* ctx, const v1::DeleteItemRequest* req, v1::DeleteResponse* resp) {
+  return runner_.RunAs(
+      ctx, PointOp("DeleteItem", security::action::kItemsDelete, *req),
+      security::ItemRef("delete", req->database(), req->container(), req->id()), [&](const Principal& who) -> BStatus {
+        return node_->writes->Write("DeleteItem", *req, resp, RequestDeadline(ctx, *node_->config), who.replay_id);
+      });
 }
 
 grpc::Status DocumentService::ListItems(Ctx* ctx, const v1::ListItemsRequest* req, v1::ListItemsResponse* resp) {
   return runner_.Run(
-      ctx, "ListItems", security::ItemFeedRef("get", req->database(), req->container()), [&]() -> BStatus {
+      ctx, ListOp(*req), security::ItemFeedRef("get", req->database(), req->container()), [&]() -> BStatus {
         BULWARK_RETURN_IF_ERROR(PrepareRead(ctx, req->options()));
         storage::ListOptions options;
         if (!req->partition_key_json().empty()) options.partition_key = req->partition_key_json();
@@ -327,9 +411,13 @@ grpc::Status AdminService::TransferLeader(Ctx* ctx, const v1::TransferLeaderRequ
 
 grpc::Status AdminService::ListKeys(Ctx* ctx, const v1::ListKeysRequest*, v1::ListKeysResponse* resp) {
   return runner_.Run(ctx, "ListKeys", security::AccountRef("get"), [&]() -> BStatus {
-    auto* key = resp->add_keys();
-    key->set_name("primary");
-    key->set_created_ts(node_->primary_key_created_s);
+    BULWARK_ASSIGN_OR_RETURN(auto snap, node_->access->Snapshot());
+    for (const auto& k : snap->keys) {
+      auto* key = resp->add_keys();
+      key->set_name(k.name);
+      key->set_created_ts(k.created_unix_s);
+      key->set_read_only(k.read_only);
+    }
     return BStatus::Ok();
   });
 }
@@ -413,46 +501,47 @@ grpc::Status AdminService::RotateStoreKey(Ctx* ctx, const v1::RotateStoreKeyRequ
 grpc::Status AdminService::RotateDataKey(Ctx* ctx, const v1::RotateDataKeyRequest* req,
                                          v1::RotateDataKeyResponse* resp) {
   // Signed as a write to the container: the key belongs to it.
-  return runner_.Run(ctx, "RotateDataKey", security::ContainerRef("put", req->database(), req->container()),
-                     [&]() -> BStatus {
-                       BULWARK_RETURN_IF_ERROR(
-                           node_->writes->Write("RotateDataKey", *req, resp, RequestDeadline(ctx, *node_->config)));
-                       spdlog::info("event=data_key_rotated container=dbs/{}/colls/{} version={}", req->database(),
-                                    req->container(), resp->version());
-                       return BStatus::Ok();
-                     });
+  return runner_.RunAs(ctx, "RotateDataKey", security::ContainerRef("put", req->database(), req->container()),
+                       [&](const Principal& who) -> BStatus {
+                         BULWARK_RETURN_IF_ERROR(node_->writes->Write(
+                             "RotateDataKey", *req, resp, RequestDeadline(ctx, *node_->config), who.replay_id));
+                         spdlog::info("event=data_key_rotated container=dbs/{}/colls/{} version={}", req->database(),
+                                      req->container(), resp->version());
+                         return BStatus::Ok();
+                       });
 }
 
 grpc::Status AdminService::PurgeContainer(Ctx* ctx, const v1::PurgeContainerRequest* req,
                                           v1::PurgeContainerResponse* resp) {
   // Signed as a delete of the container.
-  return runner_.Run(ctx, "PurgeContainer", security::ContainerRef("delete", req->database(), req->container()),
-                     [&]() -> BStatus {
-                       const Deadline deadline = RequestDeadline(ctx, *node_->config);
-                       BULWARK_RETURN_IF_ERROR(node_->writes->Write("PurgeContainer", *req, resp, deadline));
-                       spdlog::info("event=container_purged container=dbs/{}/colls/{} rids={} index={}",
-                                    req->database(), req->container(), resp->rids_size(), resp->index());
-                       // Wait, within the deadline, for this node to apply it and shred its
-                       // files. Not finishing in time is not an error: the shred goes on,
-                       // and KeyStatus shows it.
-                       const Deadline wait = deadline - kShredAnswerMargin;
-                       if (!node_->replica->WaitApplied(resp->index(), wait).ok()) return BStatus::Ok();
-                       if (node_->shred != nullptr) node_->shred->Poke();
-                       while (std::chrono::system_clock::now() < wait) {
-                         auto pending = node_->store->PendingShreds();
-                         if (!pending.ok()) return BStatus::Ok();
-                         bool mine = false;
-                         for (const auto& p : *pending) {
-                           for (const auto& rid : resp->rids()) mine = mine || p.rid == rid;
-                         }
-                         if (!mine) {
-                           resp->set_shredded_here(true);
-                           break;
-                         }
-                         std::this_thread::sleep_for(std::chrono::milliseconds(50));
-                       }
-                       return BStatus::Ok();
-                     });
+  return runner_.RunAs(
+      ctx, "PurgeContainer", security::ContainerRef("delete", req->database(), req->container()),
+      [&](const Principal& who) -> BStatus {
+        const Deadline deadline = RequestDeadline(ctx, *node_->config);
+        BULWARK_RETURN_IF_ERROR(node_->writes->Write("PurgeContainer", *req, resp, deadline, who.replay_id));
+        spdlog::info("event=container_purged container=dbs/{}/colls/{} rids={} index={}", req->database(),
+                     req->container(), resp->rids_size(), resp->index());
+        // Wait, within the deadline, for this node to apply it and shred its
+        // files. Not finishing in time is not an error: the shred goes on,
+        // and KeyStatus shows it.
+        const Deadline wait = deadline - kShredAnswerMargin;
+        if (!node_->replica->WaitApplied(resp->index(), wait).ok()) return BStatus::Ok();
+        if (node_->shred != nullptr) node_->shred->Poke();
+        while (std::chrono::system_clock::now() < wait) {
+          auto pending = node_->store->PendingShreds();
+          if (!pending.ok()) return BStatus::Ok();
+          bool mine = false;
+          for (const auto& p : *pending) {
+            for (const auto& rid : resp->rids()) mine = mine || p.rid == rid;
+          }
+          if (!mine) {
+            resp->set_shredded_here(true);
+            break;
+          }
+          std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        }
+        return BStatus::Ok();
+      });
 }
 
 grpc::Status AdminService::FirewallList(Ctx* ctx, const v1::FirewallListRequest*, v1::FirewallResponse* resp) {
@@ -473,8 +562,9 @@ grpc::Status AdminService::FirewallDeny(Ctx* ctx, const v1::FirewallChangeReques
 
 grpc::Status AdminService::FirewallChange(Ctx* ctx, const char* method, const v1::FirewallChangeRequest& req,
                                           v1::FirewallResponse* resp) {
-  return runner_.Run(ctx, method, security::AccountRef("post"), [&]() -> BStatus {
-    BULWARK_RETURN_IF_ERROR(node_->writes->Write(method, req, resp, RequestDeadline(ctx, *node_->config)));
+  return runner_.RunAs(ctx, method, security::AccountRef("post"), [&](const Principal& who) -> BStatus {
+    BULWARK_RETURN_IF_ERROR(
+        node_->writes->Write(method, req, resp, RequestDeadline(ctx, *node_->config), who.replay_id));
     spdlog::info("event=firewall_changed op={} range={} ranges={}", method, req.range(), resp->ranges_size());
     return BStatus::Ok();
   });
@@ -493,14 +583,14 @@ grpc::Status AdminService::RotateMasterKey(Ctx* ctx, const v1::RotateMasterKeyRe
 }
 
 grpc::Status AdminService::AddNode(Ctx* ctx, const v1::AddNodeRequest* req, v1::MembershipResponse* resp) {
-  return runner_.Run(ctx, "AddNode", security::AccountRef("post"), [&]() -> BStatus {
-    return node_->writes->Write("AddNode", *req, resp, RequestDeadline(ctx, *node_->config));
+  return runner_.RunAs(ctx, "AddNode", security::AccountRef("post"), [&](const Principal& who) -> BStatus {
+    return node_->writes->Write("AddNode", *req, resp, RequestDeadline(ctx, *node_->config), who.replay_id);
   });
 }
 
 grpc::Status AdminService::RemoveNode(Ctx* ctx, const v1::RemoveNodeRequest* req, v1::MembershipResponse* resp) {
-  return runner_.Run(ctx, "RemoveNode", security::AccountRef("post"), [&]() -> BStatus {
-    return node_->writes->Write("RemoveNode", *req, resp, RequestDeadline(ctx, *node_->config));
+  return runner_.RunAs(ctx, "RemoveNode", security::AccountRef("post"), [&](const Principal& who) -> BStatus {
+    return node_->writes->Write("RemoveNode", *req, resp, RequestDeadline(ctx, *node_->config), who.replay_id);
   });
 }
 

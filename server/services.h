@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <mutex>
 #include <set>
 #include <string>
@@ -22,6 +23,7 @@
 #include "proto/grpc_status.h"
 #include "security/ip_allowlist.h"
 #include "security/request_signing.h"
+#include "server/access.h"
 #include "server/config.h"
 #include "server/metrics.h"
 #include "server/shred_worker.h"
@@ -46,8 +48,7 @@ struct NodeContext {
   WritePath* writes = nullptr;
   ShredWorker* shred = nullptr;
   Metrics* metrics = nullptr;
-  crypto::SecretBytes primary_key;
-  int64_t primary_key_created_s = 0;
+  AccessControl* access = nullptr;
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
 
   // Shutdown: once draining, new requests are refused with UNAVAILABLE while
@@ -77,6 +78,9 @@ struct NodeContext {
 // running.
 void StartStoreKeyRewriteLocked(NodeContext* node);
 
+Operation ControlOp(const char* name, const security::ResourceRef& ref);
+Operation DataOp(const char* name, std::string_view action, std::string_view db, std::string_view container);
+
 // The deadline a request runs under: the client's, capped by
 // limits.request_deadline_ms.
 Deadline RequestDeadline(const grpc::ServerContext* ctx, const NodeConfig& config);
@@ -88,11 +92,21 @@ namespace v1 = ::bulwark::v1;
 class RequestRunner {
  public:
   explicit RequestRunner(NodeContext* node) : node_(node) {}
-  template <typename Fn>
-  grpc::Status Run(grpc::ServerContext* ctx, const char* operation, const security::ResourceRef& ref, Fn&& fn);
+  using Handler = std::function<Status()>;
+  using PrincipalHandler = std::function<Status(const Principal&)>;
+  // A control-plane operation (needs an account key; a write unless the
+  // verb is "get").
+  grpc::Status Run(grpc::ServerContext* ctx, const char* operation, const security::ResourceRef& ref, Handler fn);
+  grpc::Status Run(grpc::ServerContext* ctx, const Operation& op, const security::ResourceRef& ref, Handler fn);
+  // As Run, for a handler that needs to know who asked.
+  grpc::Status RunAs(grpc::ServerContext* ctx, const char* operation, const security::ResourceRef& ref,
+                     PrincipalHandler fn);
+  grpc::Status RunAs(grpc::ServerContext* ctx, const Operation& op, const security::ResourceRef& ref,
+                     PrincipalHandler fn);
 
  private:
-  Status Authenticate(grpc::ServerContext* ctx, const security::ResourceRef& ref);
+  // Authenticates the caller and checks `op` against what it may do.
+  Result<Principal> CheckAccess(grpc::ServerContext* ctx, const security::ResourceRef& ref, const Operation& op);
   void WarnIfPlaintext(grpc::ServerContext* ctx);
   // False if the account's allowlist is non-empty and leaves the caller's
   // address out. A stored list that does not parse refuses everyone (and

@@ -3,12 +3,15 @@
 #include <memory>
 #include <thread>
 
+#include <sodium.h>
 #include <spdlog/spdlog.h>
 
 #include "bulwark/v1/admin.pb.h"
 #include "bulwark/v1/document.pb.h"
+#include "crypto/secret.h"
 #include "replication/replica.h"
 #include "security/ip_allowlist.h"
+#include "server/access_service.h"
 #include "server/services.h"
 
 namespace bulwark::server {
@@ -43,6 +46,7 @@ std::optional<MethodTypes> TypesOf(std::string_view method) {
   if (method == "FirewallAllow" || method == "FirewallDeny") {
     return make(v1::FirewallChangeRequest{}, v1::FirewallResponse{});
   }
+  if (auto access = AccessWriteTypes(method)) return MethodTypes{std::move(access->first), std::move(access->second)};
   if (method == "AddNode") return make(v1::AddNodeRequest{}, v1::MembershipResponse{});
   if (method == "RemoveNode") return make(v1::RemoveNodeRequest{}, v1::MembershipResponse{});
   return std::nullopt;
@@ -71,7 +75,20 @@ Result<uint64_t> ParseSessionToken(std::string_view token) {
   return v;
 }
 
-Status WritePath::Write(std::string_view method, const pb::Message& request, pb::Message* response, Deadline deadline) {
+Status WritePath::Write(std::string_view method, const pb::Message& request, pb::Message* response, Deadline deadline,
+                        std::string_view signature_id) {
+  // The Cosmos DB signature does not cover the body (two creates signed in
+  // the same second carry the same signature), so the id that makes a write
+  // apply once binds the signature to the request's bytes: an exact replay
+  // is refused; a different request is a different write.
+  std::string replay_id;
+  if (!signature_id.empty()) {
+    const std::string bytes =
+        std::string(signature_id) + "\n" + std::string(method) + "\n" + request.SerializeAsString();
+    unsigned char h[16];
+    crypto_generichash(h, sizeof(h), reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(), nullptr, 0);
+    replay_id = "sig:" + crypto::HexEncode(std::string_view(reinterpret_cast<const char*>(h), sizeof(h)));
+  }
   replication::Replica& replica = *node_->replica;
   const Deadline wait_until = std::min(deadline, std::chrono::system_clock::now() + kLeaderWait);
   // Set once a forwarded attempt failed in flight: the leader may have
@@ -80,13 +97,14 @@ Status WritePath::Write(std::string_view method, const pb::Message& request, pb:
   Status last_error;
   while (true) {
     if (replica.is_leader()) {
-      Status s = LocalWrite(method, request, response, deadline);
+      Status s = LocalWrite(method, request, response, deadline, replay_id);
       // Leadership moved between the check and the proposal: go to the new one.
       if (s.code() != Code::kFailedPrecondition || s.message() != kNotLeader) return s;
     } else if (replica.leader() != 0) {
       v1::ForwardRequest fr;
       fr.set_method(std::string(method));
       fr.set_request(request.SerializeAsString());
+      fr.set_replay_id(std::string(replay_id));
       // Bounded by the leader wait, so that a leader we cannot reach (we are
       // partitioned from it) does not hold the client until its deadline.
       fr.set_deadline_unix_ms(ToUnixMs(std::max(wait_until, std::chrono::system_clock::now() + kLeaderPoll)));
@@ -137,7 +155,7 @@ v1::ForwardResponse WritePath::HandleForward(const v1::ForwardRequest& fr) {
     if (!node_->replica->is_leader()) {
       s = Status::FailedPrecondition(std::string(kNotLeader));
     } else {
-      s = LocalWrite(fr.method(), *types->request, types->response.get(), deadline);
+      s = LocalWrite(fr.method(), *types->request, types->response.get(), deadline, fr.replay_id());
     }
   }
   out.set_code(static_cast<int>(ToGrpcStatus(s).error_code()));
@@ -149,10 +167,8 @@ v1::ForwardResponse WritePath::HandleForward(const v1::ForwardRequest& fr) {
   return out;
 }
 
-namespace {
-
-Result<Committed> Commit(replication::Replica& replica, Result<storage::WriteCommand> cmd, std::string_view request_id,
-                         Deadline deadline) {
+Result<Committed> CommitCommand(replication::Replica& replica, Result<storage::WriteCommand> cmd,
+                                std::string_view request_id, Deadline deadline) {
   BULWARK_RETURN_IF_ERROR(cmd.status());
   cmd->request_id = request_id;
   cmd->proposed_unix_ms = ToUnixMs(std::chrono::system_clock::now());
@@ -165,15 +181,24 @@ Result<Committed> Commit(replication::Replica& replica, Result<storage::WriteCom
   return committed;
 }
 
-}  // namespace
+Result<Committed> CommitOnce(replication::Replica& replica, Result<storage::WriteCommand> cmd,
+                             std::string_view replay_id, Deadline deadline) {
+  BULWARK_ASSIGN_OR_RETURN(Committed c, CommitCommand(replica, std::move(cmd), replay_id, deadline));
+  if (c.outcome.duplicate && !replay_id.empty()) {
+    // The client library matches this text to re-sign and retry (kReplayRefused).
+    return Status::AlreadyExists("this signed request was already applied; a replay is not applied again");
+  }
+  return c;
+}
 
 Status WritePath::LocalWrite(std::string_view method, const pb::Message& request, pb::Message* response,
-                             Deadline deadline) {
+                             Deadline deadline, std::string_view replay_id) {
   storage::DocumentStore& st = *node_->store;
   replication::Replica& replica = *node_->replica;
   if (method == "CreateDatabase") {
     const auto& r = static_cast<const v1::CreateDatabaseRequest&>(request);
-    BULWARK_ASSIGN_OR_RETURN(Committed c, Commit(replica, st.PrepareCreateDatabase(r.database()), {}, deadline));
+    BULWARK_ASSIGN_OR_RETURN(Committed c,
+                             CommitOnce(replica, st.PrepareCreateDatabase(r.database()), replay_id, deadline));
     auto* d = static_cast<v1::DatabaseResponse*>(response)->mutable_database();
     d->set_id(r.database());
     d->set_etag(c.outcome.etag);
@@ -182,15 +207,16 @@ Status WritePath::LocalWrite(std::string_view method, const pb::Message& request
   }
   if (method == "DeleteDatabase") {
     const auto& r = static_cast<const v1::DeleteDatabaseRequest&>(request);
-    BULWARK_ASSIGN_OR_RETURN(Committed c, Commit(replica, st.PrepareDeleteDatabase(r.database()), {}, deadline));
+    BULWARK_ASSIGN_OR_RETURN(Committed c,
+                             CommitOnce(replica, st.PrepareDeleteDatabase(r.database()), replay_id, deadline));
     static_cast<v1::DeleteResponse*>(response)->set_session_token(SessionToken(c.index));
     return Status::Ok();
   }
   if (method == "CreateContainer") {
     const auto& r = static_cast<const v1::CreateContainerRequest&>(request);
     BULWARK_ASSIGN_OR_RETURN(
-        Committed c,
-        Commit(replica, st.PrepareCreateContainer(r.database(), r.container(), r.partition_key_path()), {}, deadline));
+        Committed c, CommitOnce(replica, st.PrepareCreateContainer(r.database(), r.container(), r.partition_key_path()),
+                                replay_id, deadline));
     auto* out = static_cast<v1::ContainerResponse*>(response)->mutable_container();
     const storage::ContainerInfo& info = c.outcome.container;
     out->set_database(info.database);
@@ -203,8 +229,8 @@ Status WritePath::LocalWrite(std::string_view method, const pb::Message& request
   }
   if (method == "DeleteContainer") {
     const auto& r = static_cast<const v1::DeleteContainerRequest&>(request);
-    BULWARK_ASSIGN_OR_RETURN(Committed c,
-                             Commit(replica, st.PrepareDeleteContainer(r.database(), r.container()), {}, deadline));
+    BULWARK_ASSIGN_OR_RETURN(
+        Committed c, CommitOnce(replica, st.PrepareDeleteContainer(r.database(), r.container()), replay_id, deadline));
     static_cast<v1::DeleteResponse*>(response)->set_session_token(SessionToken(c.index));
     return Status::Ok();
   }
@@ -217,7 +243,9 @@ Status WritePath::LocalWrite(std::string_view method, const pb::Message& request
     auto cmd = st.PrepareItemWrite(kind, r.database(), r.container(), r.item_json(), r.id(), r.if_match(), &json);
     std::string pk = cmd.ok() ? cmd->partition_key : std::string();
     std::string id = cmd.ok() ? cmd->item_id : std::string();
-    BULWARK_ASSIGN_OR_RETURN(Committed c, Commit(replica, std::move(cmd), r.request_id(), deadline));
+    BULWARK_ASSIGN_OR_RETURN(Committed c, r.request_id().empty()
+                                              ? CommitOnce(replica, std::move(cmd), replay_id, deadline)
+                                              : CommitCommand(replica, std::move(cmd), r.request_id(), deadline));
     auto* out = static_cast<v1::ItemResponse*>(response);
     if (c.outcome.duplicate) {
       // A retry of a write that already happened: answer with the item as
@@ -233,24 +261,24 @@ Status WritePath::LocalWrite(std::string_view method, const pb::Message& request
   }
   if (method == "DeleteItem") {
     const auto& r = static_cast<const v1::DeleteItemRequest&>(request);
-    BULWARK_ASSIGN_OR_RETURN(
-        Committed c,
-        Commit(replica, st.PrepareDeleteItem(r.database(), r.container(), r.partition_key_json(), r.id(), r.if_match()),
-               r.request_id(), deadline));
+    auto cmd = st.PrepareDeleteItem(r.database(), r.container(), r.partition_key_json(), r.id(), r.if_match());
+    BULWARK_ASSIGN_OR_RETURN(Committed c, r.request_id().empty()
+                                              ? CommitOnce(replica, std::move(cmd), replay_id, deadline)
+                                              : CommitCommand(replica, std::move(cmd), r.request_id(), deadline));
     static_cast<v1::DeleteResponse*>(response)->set_session_token(SessionToken(c.index));
     return Status::Ok();
   }
   if (method == "RotateDataKey") {
     const auto& r = static_cast<const v1::RotateDataKeyRequest&>(request);
-    BULWARK_ASSIGN_OR_RETURN(Committed c,
-                             Commit(replica, st.PrepareRotateDataKey(r.database(), r.container()), {}, deadline));
+    BULWARK_ASSIGN_OR_RETURN(
+        Committed c, CommitOnce(replica, st.PrepareRotateDataKey(r.database(), r.container()), replay_id, deadline));
     static_cast<v1::RotateDataKeyResponse*>(response)->set_version(c.outcome.key_version);
     return Status::Ok();
   }
   if (method == "PurgeContainer") {
     const auto& r = static_cast<const v1::PurgeContainerRequest&>(request);
-    BULWARK_ASSIGN_OR_RETURN(Committed c,
-                             Commit(replica, st.PreparePurgeContainer(r.database(), r.container()), {}, deadline));
+    BULWARK_ASSIGN_OR_RETURN(
+        Committed c, CommitOnce(replica, st.PreparePurgeContainer(r.database(), r.container()), replay_id, deadline));
     auto* out = static_cast<v1::PurgeContainerResponse*>(response);
     for (const auto& rid : c.outcome.purged_rids) out->add_rids(rid);
     out->set_index(c.index);
@@ -260,14 +288,16 @@ Status WritePath::LocalWrite(std::string_view method, const pb::Message& request
     const auto& r = static_cast<const v1::FirewallChangeRequest&>(request);
     BULWARK_ASSIGN_OR_RETURN(security::CidrRange range, security::ParseCidr(r.range()));
     BULWARK_ASSIGN_OR_RETURN(
-        Committed c, Commit(replica, st.PrepareFirewallChange(method == "FirewallAllow", security::FormatCidr(range)),
-                            {}, deadline));
+        Committed c,
+        CommitOnce(replica, st.PrepareFirewallChange(method == "FirewallAllow", security::FormatCidr(range)), replay_id,
+                   deadline));
     (void)c;
     BULWARK_ASSIGN_OR_RETURN(auto ranges, st.ClientAllowlist());
     for (const auto& x : ranges) static_cast<v1::FirewallResponse*>(response)->add_ranges(x);
     return Status::Ok();
   }
   if (method == "AddNode" || method == "RemoveNode") return ChangeMembership(method, request, response, deadline);
+  if (IsAccessWrite(method)) return AccessWrite(*node_, method, request, response, deadline, replay_id);
   return Status::Internal("no write path for method '" + std::string(method) + "'");
 }
 
@@ -289,7 +319,7 @@ Status WritePath::ChangeMembership(std::string_view method, const pb::Message& r
     // The address first, so every member can reach the node by the time it votes.
     book.member_id = r.id();
     book.member_address = r.peer_address();
-    BULWARK_RETURN_IF_ERROR(Commit(replica, std::move(book), {}, deadline).status());
+    BULWARK_RETURN_IF_ERROR(CommitCommand(replica, std::move(book), {}, deadline).status());
     cc = {raft::ConfChangeType::kAddNode, r.id()};
     BULWARK_RETURN_IF_ERROR(replica.ChangeMembership(cc, deadline));
   } else {
@@ -299,7 +329,7 @@ Status WritePath::ChangeMembership(std::string_view method, const pb::Message& r
     cc = {raft::ConfChangeType::kRemoveNode, r.id()};
     BULWARK_RETURN_IF_ERROR(replica.ChangeMembership(cc, deadline));
     book.member_id = r.id();
-    BULWARK_RETURN_IF_ERROR(Commit(replica, std::move(book), {}, deadline).status());
+    BULWARK_RETURN_IF_ERROR(CommitCommand(replica, std::move(book), {}, deadline).status());
   }
   for (uint64_t v : replica.status().voters) static_cast<v1::MembershipResponse*>(response)->add_voters(v);
   spdlog::info("event=membership_change_done op={} voters={}", method, replica.status().voters.size());

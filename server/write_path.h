@@ -27,6 +27,13 @@
 namespace bulwark::v1 {
 class ReadOptions;
 }
+namespace bulwark::replication {
+class Replica;
+struct Committed;
+}  // namespace bulwark::replication
+namespace bulwark::storage {
+struct WriteCommand;
+}
 
 namespace bulwark::server {
 
@@ -45,9 +52,13 @@ class WritePath {
   explicit WritePath(NodeContext* node) : node_(node) {}
 
   // Runs a write (`method` is the DocumentService or AdminService method
-  // name, `request` its request message) and fills `response`.
+  // name, `request` its request message) and fills `response`. A non-empty
+  // `signature_id` (Principal::replay_id of a signed request) makes the
+  // replica set apply this exact request at most once: a replay of it is
+  // refused with AlreadyExists (item writes with their own request id keep
+  // that id's semantics: the first outcome is returned).
   Status Write(std::string_view method, const google::protobuf::Message& request, google::protobuf::Message* response,
-               Deadline deadline);
+               Deadline deadline, std::string_view signature_id = {});
   // The leader's side of a forwarded write.
   v1::ForwardResponse HandleForward(const v1::ForwardRequest& request);
   // Makes this node ready to serve a read at `options`' level.
@@ -55,7 +66,7 @@ class WritePath {
 
  private:
   Status LocalWrite(std::string_view method, const google::protobuf::Message& request,
-                    google::protobuf::Message* response, Deadline deadline);
+                    google::protobuf::Message* response, Deadline deadline, std::string_view replay_id);
   // AddNode: the address book entry, then the voter. RemoveNode: the voter,
   // then the entry. Each step is one raft entry; one change at a time.
   Status ChangeMembership(std::string_view method, const google::protobuf::Message& request,
@@ -63,6 +74,18 @@ class WritePath {
   Result<ConsistencyLevel> Level(const v1::ReadOptions& options) const;
   NodeContext* node_;
 };
+
+// Proposes `cmd` (if it is not an error) with `request_id`, waits until it is
+// applied here, and returns where it landed. The command's own outcome
+// (e.g. AlreadyExists) comes back as the error. FailedPrecondition
+// "this node is not the leader" if leadership moved.
+Result<replication::Committed> CommitCommand(replication::Replica& replica, Result<storage::WriteCommand> cmd,
+                                             std::string_view request_id, Deadline deadline);
+
+// CommitCommand under `replay_id` (if any): AlreadyExists if that id was
+// applied before, so a replayed request is refused rather than repeated.
+Result<replication::Committed> CommitOnce(replication::Replica& replica, Result<storage::WriteCommand> cmd,
+                                          std::string_view replay_id, Deadline deadline);
 
 // "0:1#<raft index>": partition 0, epoch 1, the write's position in the
 // region's log. Regions and epochs come with geo-replication.
