@@ -52,7 +52,9 @@ void PrintSettings(const v1::AccessSettings& s) {
 }
 
 Status WriteSecretFile(const std::string& path, std::string_view content) {
+  const mode_t old_mask = ::umask(077);  // created 0600, never readable by others for a moment
   std::ofstream out(path, std::ios::trunc);
+  ::umask(old_mask);
   if (!out) return Status::IOError("cannot write '" + path + "'");
   chmod(path.c_str(), 0600);
   out << content;
@@ -90,6 +92,14 @@ void AddAccountKeyCommands(CLI::App* keys, Globals& g, int& rc) {
             profile->key = resp.key_base64();
             BULWARK_RETURN_IF_ERROR(client::WriteProfile(g.profile_dir, *profile));
             std::cout << "the profile in " << g.profile_dir << " now holds the new key\n";
+            // A local cluster's launcher signs with account.key: it follows too.
+            const std::string launcher_key = g.profile_dir + "/account.key";
+            std::ifstream in(launcher_key);
+            std::string held;
+            std::getline(in, held);
+            if (in && held == before.key_base64()) {
+              BULWARK_RETURN_IF_ERROR(WriteSecretFile(launcher_key, resp.key_base64() + "\n"));
+            }
           }
           if (show) std::cout << resp.key_base64() << "\n";
           return Status::Ok();

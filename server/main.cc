@@ -169,7 +169,12 @@ int Run(NodeConfig config) {
   }
   auto primary = (*store)->LoadOrCreateSecret(kPrimaryKeySecret, security::kAccountKeyBytes,
                                               given_key ? given_key->view() : std::string_view());
-  if (primary.ok() && given_key && !primary->value.Equals(*given_key)) {
+  // Once the account's replicated keys exist, the file was only the first
+  // primary (a regenerated primary may have replaced it there): no longer
+  // this node's concern.
+  auto replicated_keys = (*store)->AccountKeys();
+  const bool bootstrapped = replicated_keys.ok() && !replicated_keys->empty();
+  if (primary.ok() && given_key && !primary->value.Equals(*given_key) && !bootstrapped) {
     spdlog::critical("event=start_failed error=\"the account key file '{}' differs from the key this node holds\"",
                      config.account_key_file);
     return 1;

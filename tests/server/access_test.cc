@@ -84,7 +84,8 @@ struct AccessFixture {
     chaos::ClusterOptions o;
     o.dir = dir.sub("cluster");
     o.bin_dir = BULWARK_BIN_DIR;
-    o.ip = "127.0." + std::to_string(10 + (getpid() * 11) % 240) + ".1";
+    // Its own block, 127.0.R.201-204, apart from the other tests' blocks.
+    o.ip = "127.0." + std::to_string(10 + (getpid() * 13) % 240) + ".201";
     o.nodes = 4;
     o.metrics_port = 0;
     do {

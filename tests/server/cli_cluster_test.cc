@@ -257,6 +257,46 @@ TEST_CASE("CLI: cluster up runs four nodes; status, put/get, leader transfer, cl
   CHECK(RunCommand(cli + "firewall allow 10.0.0.1/8").exit_code != 0);  // ambiguous: refused
   CHECK(RunCommand(cli + "firewall deny 127.0.0.1").output.find("OPEN") != std::string::npos);
 
+  // Identity and access from the command line: the four keys, a user, a
+  // partition-scoped Read permission and its token, a refused write with it,
+  // and regenerating the profile's own key (the profile follows).
+  CHECK(Eventually(
+      [&] {
+        auto keys = RunCommand(cli + "keys list");
+        return keys.exit_code == 0 && keys.output.find("secondary-readonly") != std::string::npos &&
+               keys.output.find("read-only") != std::string::npos;
+      },
+      std::chrono::seconds(15)));
+  REQUIRE(RunCommand(cli + "user create shop alice").exit_code == 0);
+  auto perm = RunCommand(cli + "permission create shop alice acme --mode Read --resource dbs/shop/colls/orders "
+                               "--partition-key '\"acme\"'");
+  INFO(perm.output);
+  REQUIRE(perm.exit_code == 0);
+  auto token = RunCommand(cli + "permission get shop alice acme --ttl 600");
+  INFO(token.output);
+  REQUIRE(token.exit_code == 0);
+  const std::string tok = token.output.substr(0, token.output.find('\n'));
+  REQUIRE(tok.rfind("bwrt1.", 0) == 0);
+  const std::string as_token = cli + "--resource-token " + tok + " ";
+  auto token_get = RunCommand(as_token + "item get shop orders o1 --pk acme");
+  INFO(token_get.output);
+  CHECK(token_get.exit_code == 0);
+  auto token_put = RunCommand(as_token + "item put shop orders --json '{\"id\":\"o9\",\"tenant\":\"acme\"}'");
+  CHECK(token_put.exit_code == 1);
+  CHECK(token_put.output.find("PermissionDenied") != std::string::npos);
+  CHECK(token_put.output.find(tok) == std::string::npos);
+  CHECK(RunCommand(as_token + "db create other").exit_code == 1);
+  const std::string old_key = json::parse(ReadFile(profile / "client.json"))["key"];
+  auto regen = RunCommand(cli + "keys regenerate primary");
+  INFO(regen.output);
+  CHECK(regen.exit_code == 0);
+  CHECK(regen.output.find("now holds the new key") != std::string::npos);
+  CHECK(regen.output.find(old_key) == std::string::npos);
+  CHECK(json::parse(ReadFile(profile / "client.json"))["key"] != old_key);
+  CHECK(RunCommand(cli + "item get shop orders o1 --pk acme").exit_code == 0);  // the CLI goes on
+  CHECK(RunCommand(as_token + "item get shop orders o1 --pk acme").exit_code == 1);  // the token died with its key
+  CHECK(RunCommand(cli + "--key " + old_key + " item get shop orders o1 --pk acme").exit_code == 1);
+
   // Leadership moves to a follower, and every node comes to agree.
   const uint64_t target = leader == 4 ? 3 : 4;
   auto transfer = RunCommand(cli + "leader transfer --to " + std::to_string(target));
