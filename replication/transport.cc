@@ -669,10 +669,17 @@ Result<std::unique_ptr<Transport>> Transport::Start(TransportOptions options, Tr
     impl->channel_credentials = grpc::InsecureChannelCredentials();
   } else {
     BULWARK_RETURN_IF_ERROR(ValidateTls(opts.tls));
-    grpc::SslServerCredentialsOptions server_tls(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
-    server_tls.pem_root_certs = opts.tls.ca_pem;
-    server_tls.pem_key_cert_pairs.push_back({opts.tls.key_pem, opts.tls.cert_pem});
-    server_credentials = grpc::SslServerCredentials(server_tls);
+    security::TlsServerConfig server_tls;
+    server_tls.cert_file = opts.tls.cert_file;
+    server_tls.key_file = opts.tls.key_file;
+    server_tls.ca_file = opts.tls.ca_file;
+    server_tls.cert_pem = opts.tls.cert_pem;
+    server_tls.key_pem = opts.tls.key_pem;
+    server_tls.ca_pem = opts.tls.ca_pem;
+    server_tls.min_version = opts.tls.min_version;
+    server_tls.client_certificates = security::ClientCertificates::kRequired;
+    server_tls.name = "peer port";
+    BULWARK_ASSIGN_OR_RETURN(server_credentials, security::MakeTlsServerCredentials(server_tls));
     grpc::SslCredentialsOptions client_tls;
     client_tls.pem_root_certs = opts.tls.ca_pem;
     client_tls.pem_private_key = opts.tls.key_pem;

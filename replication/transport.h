@@ -33,6 +33,7 @@
 #include "bulwark/v1/peer.pb.h"
 #include "common/status.h"
 #include "replication/raft/types.h"
+#include "security/tls_server.h"
 
 namespace bulwark::replication {
 
@@ -50,6 +51,11 @@ struct PeerTls {
   std::string cert_pem;   // this node's certificate (serverAuth and clientAuth)
   std::string key_pem;    // this node's private key
   bool insecure = false;  // tests of this module only: plaintext, no identity checks
+  // The files the PEM came from, if any: the peer port then picks up a
+  // rotated certificate or CA on new connections without a restart
+  // (outgoing connections keep the PEM above until the node restarts).
+  std::string cert_file, key_file, ca_file;
+  security::TlsVersion min_version = security::TlsVersion::kTls12;
 };
 
 struct TransportOptions {

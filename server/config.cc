@@ -72,6 +72,14 @@ const std::map<std::string, Setter>& Setters() {
       {"tls.cert_file", String("tls.cert_file", &NodeConfig::tls_cert_file)},
       {"tls.key_file", String("tls.key_file", &NodeConfig::tls_key_file)},
       {"tls.ca_file", String("tls.ca_file", &NodeConfig::tls_ca_file)},
+      {"tls.min_version",
+       [](const YAML::Node& n, NodeConfig& c) -> Status {
+         auto v = n.IsScalar() ? security::ParseTlsVersion(n.Scalar())
+                               : Result<security::TlsVersion>(Status::InvalidArgument(""));
+         if (!v.ok()) return Bad("tls.min_version", "must be \"1.2\" or \"1.3\"");
+         c.tls_min_version = *v;
+         return Status::Ok();
+       }},
       {"account_key_file", String("account_key_file", &NodeConfig::account_key_file)},
       {"sync_writes", Bool("sync_writes", &NodeConfig::sync_writes)},
       {"log_level", String("log_level", &NodeConfig::log_level)},

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "common/consistency.h"
+#include "security/tls_server.h"
 #include "common/status.h"
 
 namespace bulwark::server {
@@ -47,7 +48,9 @@ struct NodeConfig {
   bool insecure = false;       // plaintext gRPC: only on explicit request, loudly
   std::string tls_cert_file;
   std::string tls_key_file;
-  std::string tls_ca_file;       // the cluster CA (peers, later mutual TLS)
+  std::string tls_ca_file;       // the cluster CA: verifies peers, and client certificates
+  // The lowest TLS version either port accepts ("tls.min_version": 1.2 or 1.3).
+  security::TlsVersion tls_min_version = security::TlsVersion::kTls12;
   std::string account_key_file;  // where the generated primary key is written once (0600)
   ConsistencyLevel default_consistency = ConsistencyLevel::kSession;
   bool sync_writes = true;

@@ -77,6 +77,10 @@ Result<replication::PeerTls> PeerCredentials(const NodeConfig& c) {
   BULWARK_ASSIGN_OR_RETURN(tls.ca_pem, ReadFile(c.tls_ca_file, "TLS CA"));
   BULWARK_ASSIGN_OR_RETURN(tls.cert_pem, ReadFile(c.tls_cert_file, "TLS certificate"));
   BULWARK_ASSIGN_OR_RETURN(tls.key_pem, ReadFile(c.tls_key_file, "TLS key"));
+  tls.ca_file = c.tls_ca_file;
+  tls.cert_file = c.tls_cert_file;
+  tls.key_file = c.tls_key_file;
+  tls.min_version = c.tls_min_version;
   return tls;
 }
 
@@ -87,19 +91,18 @@ Result<std::shared_ptr<grpc::ServerCredentials>> MakeCredentials(const NodeConfi
         "read and alter requests. Never use this outside a test.\"");
     return grpc::InsecureServerCredentials();
   }
-  BULWARK_ASSIGN_OR_RETURN(std::string cert, ReadFile(c.tls_cert_file, "TLS certificate"));
-  BULWARK_ASSIGN_OR_RETURN(std::string key, ReadFile(c.tls_key_file, "TLS key"));
-  grpc::SslServerCredentialsOptions options;
-  options.pem_key_cert_pairs.push_back({key, cert});
-  if (!c.tls_ca_file.empty()) {
-    BULWARK_ASSIGN_OR_RETURN(options.pem_root_certs, ReadFile(c.tls_ca_file, "TLS CA"));
-  }
   // Clients authenticate with signed requests or tokens; a client may also
   // present a certificate from the cluster CA, whose subject alternative
   // names are then its identity for RBAC. Optional, but verified if sent.
-  options.client_certificate_request = options.pem_root_certs.empty() ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
-                                                                      : GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY;
-  return grpc::SslServerCredentials(options);
+  security::TlsServerConfig tls;
+  tls.cert_file = c.tls_cert_file;
+  tls.key_file = c.tls_key_file;
+  tls.ca_file = c.tls_ca_file;
+  tls.min_version = c.tls_min_version;
+  tls.client_certificates =
+      c.tls_ca_file.empty() ? security::ClientCertificates::kNone : security::ClientCertificates::kOptional;
+  tls.name = "client port";
+  return security::MakeTlsServerCredentials(tls);
 }
 
 // A leader that is asked to stop hands its leadership to the most caught-up
@@ -376,6 +379,8 @@ int main(int argc, char** argv) {
   auto* tls_cert = app.add_option("--tls-cert", flags.tls_cert_file, "TLS certificate (PEM)");
   auto* tls_key = app.add_option("--tls-key", flags.tls_key_file, "TLS private key (PEM)");
   auto* tls_ca = app.add_option("--tls-ca", flags.tls_ca_file, "cluster CA (PEM)");
+  std::string tls_min_version;
+  auto* tls_min = app.add_option("--tls-min-version", tls_min_version, "lowest TLS version accepted: 1.2 or 1.3");
   auto* account_key = app.add_option("--account-key-file", flags.account_key_file,
                                      "write the generated primary account key here once (0600)");
   auto* level = app.add_option("--default-consistency", consistency, "account default consistency level");
@@ -410,6 +415,16 @@ int main(int argc, char** argv) {
   if (*tls_cert) config.tls_cert_file = flags.tls_cert_file;
   if (*tls_key) config.tls_key_file = flags.tls_key_file;
   if (*tls_ca) config.tls_ca_file = flags.tls_ca_file;
+  if (*tls_min) {
+    auto v = security::ParseTlsVersion(tls_min_version);
+    if (!v.ok()) {
+      std::cerr << "bulwarkd: --tls-min-version: " << v.status().message() << "\n";
+      return 2;
+    }
+    config.tls_min_version = *v;
+  }
+  // Before anything builds TLS credentials (see security/tls_server.h).
+  if (config.tls_min_version == security::TlsVersion::kTls13) security::RequireTls13ProcessWide();
   if (*account_key) config.account_key_file = flags.account_key_file;
   if (*insecure) config.insecure = flags.insecure;
   if (*log_level) config.log_level = flags.log_level;

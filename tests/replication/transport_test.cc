@@ -110,7 +110,11 @@ const security::PemPair& ClusterCa() {
 
 PeerTls TlsFor(const security::PemPair& ca, const std::string& ip, const security::PemPair& trusted = ClusterCa()) {
   security::PemPair leaf = Must(security::IssueCertificate(ca, "node-" + ip, {ip}, {}));
-  return PeerTls{trusted.certificate, leaf.certificate, leaf.private_key, false};
+  PeerTls tls;
+  tls.ca_pem = trusted.certificate;
+  tls.cert_pem = leaf.certificate;
+  tls.key_pem = leaf.private_key;
+  return tls;
 }
 
 struct Node {

@@ -259,6 +259,14 @@ struct AccessFixture {
   }
 };
 
+// Requests signed in the right format with 64 random bytes: a forged
+// master-key signature.
+client::ClientOptions WithForgedKey(const AccessFixture& f) {
+  auto o = f.cluster->client_options();
+  o.key = crypto::Base64Encode(crypto::RandomBytes(64));
+  return o;
+}
+
 using Op = std::function<Status(client::Client&)>;
 
 Op ReadItem(const char* db, const char* coll, const char* tenant) {
@@ -349,6 +357,8 @@ TEST_CASE("Access: principal x action x scope, through real nodes over TLS", "[a
       {"token Read d1", f.WithToken(pdb), "read d1/b", ReadItem("d1", "b", "y"), ok, ""},
       {"token Read d1", f.WithToken(pdb), "write d1/b", WriteItem("d1", "b", "y"), denied, ""},
       {"token Read d1", f.WithToken(pdb), "list databases", ListDatabases(), denied, ""},
+      {"a key the account never had", WithForgedKey(f), "read item", ReadItem("d1", "a", "x"), unauth,
+       "signature does not match"},
       {"forged token", f.WithToken(forged), "read item", ReadItem("d1", "a", "x"), unauth, ""},
       {"widened token", f.WithToken(widened), "create item", WriteItem("d1", "a", "x"), unauth, ""},
       {"garbage token", f.WithToken("bwrt1.e30.AAAA"), "read item", ReadItem("d1", "a", "x"), unauth, ""},
