@@ -15,19 +15,26 @@
 // breaks the chain at that record.
 // Seals: the writer appends a signed seal record (Ed25519 over segment
 // number, last index and hash) when it closes a segment (size, age, or a
-// clean Close), and a signed checkpoint every seal_interval, so everything up
-// to the last seal or checkpoint is covered by a signature. A segment other
-// than the newest that does not end in a seal was truncated (or its node
-// crashed): Verify reports it.
+// clean Close), and a signed checkpoint every checkpoint_interval while
+// records arrive, so everything up to the last seal or checkpoint is covered
+// by a signature. A segment other than the newest that does not end in a
+// seal was truncated (or its node crashed): Verify reports it.
 // Retention drops whole segments only, oldest first, and appends a signed
 // "pruned" record naming the last index and hash they held, so Verify can
 // tell retention from deletion.
+// The byte layout is in audit_format.h. The writer holds an exclusive flock
+// on "LOCK" in the directory, so a second writer is refused and Verify knows
+// whether the newest segment may still be growing.
 //
 // Ownership: AuditLog owns its writer thread and files. Thread safety: Append
 // may be called from any thread (it only queues); the rest from one owner.
-// Errors: Open and Flush return IOError for file trouble; Verify and Query
-// return Corruption naming the first bad place ("segment 00000003 record
-// 17: ...") and never a key.
+// Errors: Open and Flush return IOError for file trouble (Open also
+// FailedPrecondition when another writer holds the directory, and Corruption
+// when the newest segment's header does not open, e.g. a wrong key). After a
+// write fails the writer writes nothing more (a torn segment must not be
+// continued): later records count as dropped and Flush returns the error.
+// Verify and Query return Corruption naming the first bad place ("segment
+// 00000003 record 17: ...") and never a key.
 
 #include <array>
 #include <atomic>
@@ -43,8 +50,8 @@
 
 namespace bulwark::security {
 
-constexpr size_t kAuditKeyBytes = 32;           // the encryption key
-constexpr size_t kAuditSigningSeedBytes = 32;   // the Ed25519 seed
+constexpr size_t kAuditKeyBytes = 32;              // the encryption key
+constexpr size_t kAuditSigningSeedBytes = 32;      // the Ed25519 seed
 constexpr size_t kMaxAuditRecordBytes = 16 << 10;  // a record's plaintext; longer fields are cut
 
 struct AuditRecord {
@@ -92,17 +99,19 @@ class AuditLog {
   AuditLog& operator=(const AuditLog&) = delete;
 
   // Queues a record (index and node are filled in). Never blocks on disk.
+  // Records appended after Close are dropped (and counted).
   void Append(AuditRecord record);
   // Waits until every record appended before the call is written (and
   // synced, with options.sync).
   Status Flush();
-  // Seals the current segment and stops the writer. Idempotent.
+  // Seals the current segment, stops the writer and lets go of the
+  // directory (another AuditLog may open it). Idempotent.
   void Close();
   // Drops whole segments older than the retention, now. (The writer also
   // does this when it rolls a segment.)
   Status ApplyRetention(std::chrono::system_clock::time_point now);
 
-  uint64_t appended() const;  // records written
+  uint64_t appended() const;  // Append's records written (not the log's own)
   uint64_t dropped() const;   // records refused by a full queue
   std::string public_key_base64() const;
 
@@ -116,10 +125,13 @@ class AuditLog {
 struct AuditVerifyReport {
   bool ok = false;
   uint64_t segments = 0;
-  uint64_t records = 0;
+  uint64_t records = 0;      // every record held, seals and checkpoints included
   uint64_t first_index = 0;  // after retention, the oldest record still held
   uint64_t last_index = 0;
   std::string problem;  // when !ok: the first bad place, e.g. "segment 00000003 record 17: hash chain broken"
+  // The newest segment ends inside a frame while a writer holds the
+  // directory: a record being written, not damage. (Without a writer it is.)
+  bool in_progress = false;
 };
 
 // Reads every segment in `dir` and checks decryption, indexes, the hash
@@ -128,15 +140,19 @@ struct AuditVerifyReport {
 Result<AuditVerifyReport> VerifyAuditLog(const std::string& dir, const AuditKeys& keys);
 
 struct AuditQuery {
-  std::optional<int64_t> since_unix_ms, until_unix_ms;
-  std::string principal;  // exact, or empty
-  std::string operation;  // exact, or empty
-  std::string resource;   // prefix, or empty
+  std::optional<int64_t> since_unix_ms, until_unix_ms;  // inclusive bounds on time_unix_ms
+  std::string principal;                                // exact, or empty
+  std::string operation;                                // exact, or empty
+  std::string resource;                                 // prefix, or empty
   size_t limit = 1000;
 };
 
 // The records that match, oldest first. Stops at a record it cannot read
-// (Corruption names it).
+// (Corruption names it). Seal and checkpoint records are the log's own
+// bookkeeping: returned only when `operation` names them ("AuditSeal",
+// "AuditCheckpoint"); "AuditDropped" and "AuditPruned" are always events.
+// Query checks each record and the chain within a segment; links between
+// segments and signatures are Verify's work.
 Result<std::vector<AuditRecord>> QueryAuditLog(const std::string& dir, const AuditKeys& keys, const AuditQuery& query);
 
 }  // namespace bulwark::security
