@@ -85,5 +85,7 @@ void AddFirewallCommands(CLI::App& app, Globals& g, int& rc);
 // cli_access.cc: users, permissions, roles, account settings, identity; and
 // `keys list|regenerate|show` under `keys`.
 void AddAccessCommands(CLI::App& app, CLI::App* keys, Globals& g, int& rc);
+// cli_defense.cc: lockdown, alerts, audit verify|query.
+void AddDefenseCommands(CLI::App& app, Globals& g, int& rc);
 
 }  // namespace bulwark::cli

@@ -35,6 +35,7 @@ int main(int argc, char** argv) {
   AddItemCommands(app, g, rc);
   CLI::App* keys = AddKeyCommands(app, g, rc);
   AddAccessCommands(app, keys, g, rc);
+  AddDefenseCommands(app, g, rc);
   AddFirewallCommands(app, g, rc);
   AddNodeCommands(app, g, rc);
   auto* status =

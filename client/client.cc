@@ -612,8 +612,29 @@ Status Client::CallAccess(const std::string& method, const ResourceRef& ref, con
     BULWARK_ACCESS_CALL(SetAccessSettings, SetAccessSettingsRequest, AccessSettingsResponse)
     BULWARK_ACCESS_CALL(AddIssuer, AddIssuerRequest, AccessSettingsResponse)
     BULWARK_ACCESS_CALL(RemoveIssuer, RemoveIssuerRequest, AccessSettingsResponse)
+    BULWARK_ACCESS_CALL(SetLockdown, LockdownRequest, AccessSettingsResponse)
 #undef BULWARK_ACCESS_CALL
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "unknown access method '" + method + "'");
+  });
+}
+
+Status Client::CallAdmin(const std::string& method, const google::protobuf::Message& request,
+                         google::protobuf::Message* response) {
+  return impl_->Invoke(security::AccountRef("get"), true, [&](grpc::ClientContext& ctx, Impl::Stubs& stubs) {
+    auto& a = *stubs.admin;
+    if (method == "ListAlerts") {
+      return a.ListAlerts(&ctx, static_cast<const v1::AlertsRequest&>(request),
+                          static_cast<v1::AlertsResponse*>(response));
+    }
+    if (method == "AuditVerify") {
+      return a.AuditVerify(&ctx, static_cast<const v1::AuditVerifyRequest&>(request),
+                           static_cast<v1::AuditVerifyResponse*>(response));
+    }
+    if (method == "AuditQuery") {
+      return a.AuditQuery(&ctx, static_cast<const v1::AuditQueryRequest&>(request),
+                          static_cast<v1::AuditQueryResponse*>(response));
+    }
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "unknown admin method '" + method + "'");
   });
 }
 

@@ -263,6 +263,10 @@ class Client {
   // messages. InvalidArgument for an unknown method.
   Status CallAccess(const std::string& method, const security::ResourceRef& ref,
                     const google::protobuf::Message& request, google::protobuf::Message* response);
+  // The same for AdminService's ListAlerts, AuditVerify and AuditQuery
+  // (client/cli_defense.cc uses them).
+  Status CallAdmin(const std::string& method, const google::protobuf::Message& request,
+                   google::protobuf::Message* response);
 
   // The newest session token this client holds for a container ("" if none).
   std::string SessionToken(const std::string& db, const std::string& container) const;

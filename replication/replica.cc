@@ -153,6 +153,8 @@ struct Replica::Impl {
   std::map<uint64_t, uint64_t> match;
   std::vector<uint64_t> voters;
   uint64_t log_syncs = 0, entries_persisted = 0, entries_applied = 0, messages_sent = 0;
+  uint64_t fsyncs = 0, leader_changes = 0;  // GUARDED_BY(state_mu)
+  double fsync_seconds = 0;                 // GUARDED_BY(state_mu)
   uint32_t turns_since_size_check = 0;  // loop-only
 
   std::mutex forward_mu;
@@ -429,6 +431,7 @@ Status Replica::Impl::HandleReady(raft::Ready& rd) {
     const bool was_leader = soft.role == raft::StateRole::kLeader;
     {
       std::lock_guard lock(state_mu);
+      if (rd.soft_state->lead != soft.lead && rd.soft_state->lead != raft::kNone) ++leader_changes;
       soft = *rd.soft_state;
     }
     if (soft.role == raft::StateRole::kLeader && !was_leader) {
@@ -479,7 +482,14 @@ Status Replica::Impl::HandleReady(raft::Ready& rd) {
     const bool must_sync =
         !rd.entries.empty() ||
         (rd.hard_state && (rd.hard_state->term != before.term || rd.hard_state->vote != before.vote));
+    const auto persist_start = std::chrono::steady_clock::now();
     BULWARK_RETURN_IF_ERROR(log->Persist(rd.hard_state, rd.entries, options.sync_log && must_sync));
+    if (options.sync_log && must_sync) {
+      const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - persist_start).count();
+      std::lock_guard lock(state_mu);
+      ++fsyncs;
+      fsync_seconds += seconds;
+    }
   }
   {
     std::lock_guard lock(state_mu);
@@ -812,6 +822,9 @@ ReplicaStatus Replica::status() const {
   out.entries_persisted = impl_->entries_persisted;
   out.entries_applied = impl_->entries_applied;
   out.messages_sent = impl_->messages_sent;
+  out.fsyncs = impl_->fsyncs;
+  out.fsync_seconds = impl_->fsync_seconds;
+  out.leader_changes = impl_->leader_changes;
   return out;
 }
 

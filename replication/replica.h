@@ -86,6 +86,9 @@ struct ReplicaStatus {
   uint64_t entries_persisted = 0;  // entries those calls wrote
   uint64_t entries_applied = 0;
   uint64_t messages_sent = 0;
+  uint64_t fsyncs = 0;         // raft log writes that were fsync'd
+  double fsync_seconds = 0;    // time spent in them
+  uint64_t leader_changes = 0; // times this node saw the leader change (0 -> known counts)
 };
 
 // The result of a committed proposal.

@@ -83,8 +83,7 @@ Result<IpAllowlist> IpAllowlist::Parse(const std::vector<std::string>& entries) 
   return list;
 }
 
-bool IpAllowlist::Allows(std::string_view peer) const {
-  if (ranges_.empty()) return true;
+std::string_view PeerHost(std::string_view peer) {
   std::string_view host = peer;
   if (host.substr(0, 5) == "ipv4:") {
     host.remove_prefix(5);
@@ -93,13 +92,26 @@ bool IpAllowlist::Allows(std::string_view peer) const {
     host.remove_prefix(5);
     if (!host.empty() && host.front() == '[') {
       const size_t close = host.find(']');
-      if (close == std::string_view::npos) return false;
+      if (close == std::string_view::npos) return {};
       host = host.substr(1, close - 1);
+    } else if (host.substr(0, 3) == "%5B" || host.substr(0, 3) == "%5b") {
+      // gRPC's server side writes the brackets URI-escaped: "ipv6:%5B::1%5D:5000".
+      size_t close = host.find("%5D");
+      if (close == std::string_view::npos) close = host.find("%5d");
+      if (close == std::string_view::npos) return {};
+      host = host.substr(3, close - 3);
     }
     // gRPC writes a scope as %25 (URI-escaped); a scoped address never
     // matches a rule.
-    if (host.find('%') != std::string_view::npos) return false;
+    if (host.find('%') != std::string_view::npos) return {};
   }
+  return host;
+}
+
+bool IpAllowlist::Allows(std::string_view peer) const {
+  if (ranges_.empty()) return true;
+  const std::string_view host = PeerHost(peer);
+  if (host.empty()) return false;
   CidrRange addr;
   if (!ParseAddress(host, addr)) return false;
   // An IPv4 client seen through an IPv6 socket (::ffff:a.b.c.d) is IPv4.

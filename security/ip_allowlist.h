@@ -31,6 +31,11 @@ Result<CidrRange> ParseCidr(std::string_view text);
 // The canonical text of a range: "10.0.0.0/8", "::1/128".
 std::string FormatCidr(const CidrRange& range);
 
+// The address in gRPC's peer string: "127.0.0.1" from "ipv4:127.0.0.1:5000",
+// "::1" from "ipv6:[::1]:5000"; a bare address as it is; empty for what is
+// not an IP peer (a Unix socket, a scoped IPv6 address).
+std::string_view PeerHost(std::string_view peer);
+
 class IpAllowlist {
  public:
   // Each entry as ParseCidr takes it.

@@ -209,6 +209,8 @@ Result<std::shared_ptr<const AccessSnapshot>> AccessControl::Load(uint64_t gener
       } else {
         s = i.status();
       }
+    } else if (key == kLockdownKey) {
+      snap->lockdown = true;
     } else if (key == kAccessSettingsKey) {
       auto j = ParseObject(value);
       if (j.ok()) {
@@ -301,6 +303,10 @@ Result<Principal> AccessControl::Authenticate(const grpc::ServerContext& ctx, co
 
 Status AccessControl::Authorize(const Principal& who, const Operation& op, const AccessSnapshot& snap) const {
   const std::string what = op.plane == Plane::kData ? std::string(op.action) : std::string(op.name);
+  if (snap.lockdown && op.write && !op.allowed_in_lockdown) {
+    return Status::PermissionDenied("the account is in lockdown (read-only): " + std::string(op.name) +
+                                    " is refused until `bulwark lockdown off`");
+  }
   switch (who.kind) {
     case Principal::Kind::kAccountKey:
       if (op.plane == Plane::kData && snap.disable_local_auth) {

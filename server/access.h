@@ -55,6 +55,7 @@ std::string RoleKey(std::string_view id);
 std::string AssignmentKey(std::string_view id);
 std::string IssuerKey(std::string_view key_id);
 constexpr std::string_view kAccessSettingsKey = "ac/s/access";
+constexpr std::string_view kLockdownKey = "ac/s/lockdown";
 
 struct AccountKey {
   std::string name;
@@ -92,6 +93,7 @@ struct AccessSnapshot {
   std::vector<IssuerRecord> issuers;
   std::vector<security::JwtIssuerKey> issuer_keys;
   bool disable_local_auth = false;
+  bool lockdown = false;  // the account is read-only (kLockdownKey present)
   std::string audience{kDefaultAudience};
 
   const AccountKey* FindKey(std::string_view name) const;
@@ -106,8 +108,12 @@ struct Operation {
   Plane plane = Plane::kControl;
   bool write = false;                 // changes state
   bool needs_read_write_key = false;  // reads a secret (a key, a token)
-  std::string_view action;            // data plane: the RBAC action
-  std::string database, container;    // empty: account or database level
+  // A change that stays allowed in lockdown (incident response: key
+  // regeneration, firewall, revocations, access settings, lockdown off).
+  bool allowed_in_lockdown = false;
+  std::string consistency;          // reads: the level asked for (a metrics label)
+  std::string_view action;          // data plane: the RBAC action
+  std::string database, container;  // empty: account or database level
   // Item operations: the canonical partition key the request touches,
   // computed only when a partition-scoped token asks. Null: the request
   // spans the whole container.

@@ -72,6 +72,7 @@ void FillSettings(const AccessSnapshot& snap, v1::AccessSettingsResponse* resp) 
   auto* s = resp->mutable_settings();
   s->set_disable_local_auth(snap.disable_local_auth);
   s->set_audience(snap.audience);
+  s->set_lockdown(snap.lockdown);
   for (const auto& i : snap.issuers) {
     auto* out = s->add_issuers();
     out->set_key_id(i.key_id);
@@ -271,6 +272,13 @@ BStatus SettingsWrite(NodeContext& node, std::string_view method, const pb::Mess
     BULWARK_RETURN_IF_ERROR(
         Named(Commit(node, node.store->PrepareAccessPut(IssuerKey(i.key_id()), record.dump(), true), deadline).status(),
               "issuer key '" + i.key_id() + "'"));
+  } else if (method == "SetLockdown") {
+    const bool on = static_cast<const v1::LockdownRequest&>(request).on();
+    auto done = on ? Commit(node, node.store->PrepareAccessPut(kLockdownKey, "1", false), deadline)
+                   : Commit(node, node.store->PrepareAccessDelete(kLockdownKey), deadline);
+    // Turning off what is off is not an error.
+    if (!done.ok() && !(done.status().code() == Code::kNotFound && !on)) return done.status();
+    spdlog::warn("event=lockdown on={}", on);
   } else {
     const auto& r = static_cast<const v1::RemoveIssuerRequest&>(request);
     BULWARK_RETURN_IF_ERROR(storage::ValidateId(r.key_id(), "issuer key id"));
@@ -304,6 +312,7 @@ std::optional<std::pair<std::unique_ptr<pb::Message>, std::unique_ptr<pb::Messag
   if (method == "SetAccessSettings") return make(v1::SetAccessSettingsRequest{}, v1::AccessSettingsResponse{});
   if (method == "AddIssuer") return make(v1::AddIssuerRequest{}, v1::AccessSettingsResponse{});
   if (method == "RemoveIssuer") return make(v1::RemoveIssuerRequest{}, v1::AccessSettingsResponse{});
+  if (method == "SetLockdown") return make(v1::LockdownRequest{}, v1::AccessSettingsResponse{});
   return std::nullopt;
 }
 
@@ -341,7 +350,7 @@ Status AccessWrite(NodeContext& node, std::string_view method, const pb::Message
   if (method == "CreateRole" || method == "DeleteRole" || method == "AssignRole" || method == "UnassignRole") {
     return RoleWrite(node, method, request, response, deadline);
   }
-  if (method == "SetAccessSettings" || method == "AddIssuer" || method == "RemoveIssuer") {
+  if (method == "SetAccessSettings" || method == "AddIssuer" || method == "RemoveIssuer" || method == "SetLockdown") {
     return SettingsWrite(node, method, request, response, deadline);
   }
   return BStatus::Internal("no access write for method '" + std::string(method) + "'");
@@ -529,6 +538,10 @@ grpc::Status AccessService::SetAccessSettings(Ctx* ctx, const v1::SetAccessSetti
 
 grpc::Status AccessService::AddIssuer(Ctx* ctx, const v1::AddIssuerRequest* req, v1::AccessSettingsResponse* resp) {
   return Write(ctx, "AddIssuer", security::AccountRef("post"), *req, resp);
+}
+
+grpc::Status AccessService::SetLockdown(Ctx* ctx, const v1::LockdownRequest* req, v1::AccessSettingsResponse* resp) {
+  return Write(ctx, "SetLockdown", security::AccountRef("put"), *req, resp);
 }
 
 grpc::Status AccessService::RemoveIssuer(Ctx* ctx, const v1::RemoveIssuerRequest* req,

@@ -77,6 +77,8 @@ class AccessService final : public v1::AccessService::Service {
                          v1::AccessSettingsResponse* resp) override;
   grpc::Status RemoveIssuer(grpc::ServerContext* ctx, const v1::RemoveIssuerRequest* req,
                             v1::AccessSettingsResponse* resp) override;
+  grpc::Status SetLockdown(grpc::ServerContext* ctx, const v1::LockdownRequest* req,
+                           v1::AccessSettingsResponse* resp) override;
 
  private:
   grpc::Status Write(grpc::ServerContext* ctx, const char* method, const security::ResourceRef& ref,

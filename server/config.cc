@@ -2,6 +2,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <chrono>
 #include <fstream>
 #include <functional>
 #include <map>
@@ -43,6 +44,28 @@ Setter Limit(const std::string& key, uint32_t Limits::*field, uint32_t min, uint
       return Bad(key, "must be between " + std::to_string(min) + " and " + std::to_string(max));
     }
     c.limits.*field = static_cast<uint32_t>(v);
+    return Status::Ok();
+  };
+}
+
+// A number in [min, max] for a field anywhere in NodeConfig (via `field`).
+template <typename T>
+Setter Number(const std::string& key, std::function<T&(NodeConfig&)> field, long long min, long long max) {
+  return [=](const YAML::Node& n, NodeConfig& c) -> Status {
+    long long v = 0;
+    if (!n.IsScalar() || !YAML::convert<long long>::decode(n, v)) return Bad(key, "must be an integer");
+    if (v < min || v > max) return Bad(key, "must be between " + std::to_string(min) + " and " + std::to_string(max));
+    field(c) = static_cast<T>(v);
+    return Status::Ok();
+  };
+}
+
+Setter Millis(const std::string& key, std::chrono::milliseconds DefenseOptions::*field, long long min, long long max) {
+  return [=](const YAML::Node& n, NodeConfig& c) -> Status {
+    long long v = 0;
+    if (!n.IsScalar() || !YAML::convert<long long>::decode(n, v)) return Bad(key, "must be an integer (ms)");
+    if (v < min || v > max) return Bad(key, "must be between " + std::to_string(min) + " and " + std::to_string(max));
+    c.defense.*field = std::chrono::milliseconds(v);
     return Status::Ok();
   };
 }
@@ -98,6 +121,31 @@ const std::map<std::string, Setter>& Setters() {
        Limit("limits.max_concurrent_streams", &Limits::max_concurrent_streams, 1, 100'000)},
       {"limits.request_deadline_ms", Limit("limits.request_deadline_ms", &Limits::request_deadline_ms, 10, 600'000)},
       {"replica.id", Replica("replica.id", &ReplicaConfig::id, 1, 1'000'000)},
+      {"defense.failures_to_block",
+       Number<uint32_t>(
+           "defense.failures_to_block", [](NodeConfig& c) -> uint32_t& { return c.defense.failures_to_block; }, 0,
+           1'000'000)},
+      {"defense.failure_window_ms",
+       Millis("defense.failure_window_ms", &DefenseOptions::failure_window, 100, 86'400'000)},
+      {"defense.block_base_ms", Millis("defense.block_base_ms", &DefenseOptions::block_base, 100, 86'400'000)},
+      {"defense.block_max_ms", Millis("defense.block_max_ms", &DefenseOptions::block_max, 100, 7 * 86'400'000LL)},
+      {"defense.alert_failures_per_minute",
+       Number<uint32_t>(
+           "defense.alert_failures_per_minute",
+           [](NodeConfig& c) -> uint32_t& { return c.defense.alert_failures_per_minute; }, 0, 100'000'000)},
+      {"defense.principal_requests_per_second",
+       Number<double>(
+           "defense.principal_requests_per_second",
+           [](NodeConfig& c) -> double& { return c.defense.principal_requests_per_second; }, 0, 10'000'000)},
+      {"defense.principal_burst",
+       Number<double>(
+           "defense.principal_burst", [](NodeConfig& c) -> double& { return c.defense.principal_burst; }, 0,
+           100'000'000)},
+      {"audit.enabled", Bool("audit.enabled", &NodeConfig::audit_enabled)},
+      {"audit.include_reads", Bool("audit.include_reads", &NodeConfig::audit_reads)},
+      {"audit.retention_days",
+       Number<uint32_t>(
+           "audit.retention_days", [](NodeConfig& c) -> uint32_t& { return c.audit_retention_days; }, 0, 3650)},
       {"replica.peer_listen",
        [](const YAML::Node& n, NodeConfig& c) -> Status {
          if (!n.IsScalar()) return Bad("replica.peer_listen", "must be a string");
@@ -173,6 +221,19 @@ Status ParseConfigYaml(std::string_view yaml_text, NodeConfig& config) {
   } catch (const YAML::Exception& e) {
     return Status::InvalidArgument("config is malformed: " + std::string(e.what()));
   }
+}
+
+Status ApplyConfigOverride(std::string_view key_equals_value, NodeConfig& config) {
+  const size_t eq = key_equals_value.find('=');
+  if (eq == std::string_view::npos || eq == 0) {
+    return Status::InvalidArgument("--set takes key=value, e.g. defense.block_base_ms=500");
+  }
+  const std::string key(key_equals_value.substr(0, eq));
+  auto it = Setters().find(key);
+  if (it == Setters().end()) return Status::InvalidArgument("unknown config key '" + key + "'");
+  // The value is taken as a plain scalar, not parsed as YAML: "[::1]:7100"
+  // is an address, not a flow sequence.
+  return it->second(YAML::Node(std::string(key_equals_value.substr(eq + 1))), config);
 }
 
 Status LoadConfigFile(const std::string& path, NodeConfig& config) {

@@ -10,8 +10,9 @@
 #include <vector>
 
 #include "common/consistency.h"
-#include "security/tls_server.h"
 #include "common/status.h"
+#include "security/tls_server.h"
+#include "server/defense.h"
 
 namespace bulwark::server {
 
@@ -48,7 +49,7 @@ struct NodeConfig {
   bool insecure = false;       // plaintext gRPC: only on explicit request, loudly
   std::string tls_cert_file;
   std::string tls_key_file;
-  std::string tls_ca_file;       // the cluster CA: verifies peers, and client certificates
+  std::string tls_ca_file;  // the cluster CA: verifies peers, and client certificates
   // The lowest TLS version either port accepts ("tls.min_version": 1.2 or 1.3).
   security::TlsVersion tls_min_version = security::TlsVersion::kTls12;
   std::string account_key_file;  // where the generated primary key is written once (0600)
@@ -57,6 +58,13 @@ struct NodeConfig {
   std::string log_level = "info";
   Limits limits;
   ReplicaConfig replica;
+  // Response to attacks: blocking sources after failed authentication, the
+  // failure-rate alert, per-principal rate limits ("defense.*").
+  DefenseOptions defense;
+  // The audit log ("audit.*"): in <data_dir>/audit.
+  bool audit_enabled = true;
+  bool audit_reads = false;  // also record data-plane reads (every read: a lot of records)
+  uint32_t audit_retention_days = 30;
 };
 
 // Parses ReplicaConfig::members into id -> peer address; an empty text means
@@ -66,6 +74,8 @@ Result<std::map<uint64_t, std::string>> ParseMembers(const ReplicaConfig& replic
 // Parses YAML text into `config`, on top of what it already holds.
 Status ParseConfigYaml(std::string_view yaml_text, NodeConfig& config);
 Status LoadConfigFile(const std::string& path, NodeConfig& config);
+// One "key=value" (as --set gives it), with the same keys and checks.
+Status ApplyConfigOverride(std::string_view key_equals_value, NodeConfig& config);
 // Checks the whole configuration once flags are applied.
 Status ValidateConfig(const NodeConfig& config);
 

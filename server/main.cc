@@ -22,6 +22,7 @@
 #include "security/request_signing.h"
 #include "server/access_service.h"
 #include "server/config.h"
+#include "server/node_setup.h"
 #include "server/services.h"
 
 namespace fs = std::filesystem;
@@ -239,24 +240,30 @@ int Run(NodeConfig config) {
     StartStoreKeyRewriteLocked(&node);
     spdlog::info("event=store_key_rewrite_resumed versions_held={}", node.store->store_key_versions_held());
   }
-  metrics.AddGauge("bulwark_firewall_refused_total", "Requests refused by the IP firewall since start.",
-                   [&] { return static_cast<double>(node.firewall_refused.load()); });
-  metrics.AddGauge("bulwark_storage_live_bytes", "Bytes of live SST files.",
-                   [&] { return static_cast<double>(node.store->ApproximateDiskBytes()); });
-  metrics.AddGauge("bulwark_raft_applied_index", "Raft index this node has applied.",
-                   [&] { return static_cast<double>(node.replica->applied_index()); });
-  metrics.AddGauge("bulwark_raft_is_leader", "1 if this node leads its replica set.",
-                   [&] { return node.replica->is_leader() ? 1.0 : 0.0; });
-  metrics.AddGauge("bulwark_raft_log_syncs_total", "Raft log writes with entries (each one fsync).",
-                   [&] { return static_cast<double>(node.replica->status().log_syncs); });
-  metrics.AddGauge("bulwark_raft_entries_persisted_total", "Raft entries written to the log.",
-                   [&] { return static_cast<double>(node.replica->status().entries_persisted); });
-  metrics.AddGauge("bulwark_raft_entries_applied_total", "Committed raft entries handed to the state machine.",
-                   [&] { return static_cast<double>(node.replica->status().entries_applied); });
-  metrics.AddGauge("bulwark_raft_messages_sent_total", "Raft messages handed to the transport.",
-                   [&] { return static_cast<double>(node.replica->status().messages_sent); });
-  metrics.AddGauge("bulwark_change_log_lsn", "Last LSN written to the change log.",
-                   [&] { return static_cast<double>(node.store->last_lsn()); });
+  // Response to attacks, and the audit log.
+  AuthGuard guard(config.defense);
+  RateLimiter limiter(config.defense);
+  Alerts alerts;
+  node.guard = &guard;
+  node.limiter = &limiter;
+  node.alerts = &alerts;
+  security::AuditKeys audit_keys;
+  std::unique_ptr<security::AuditLog> audit;
+  if (config.audit_enabled) {
+    auto keys = LoadAuditKeys(*node.store);
+    auto log = keys.ok() ? OpenAuditLog(config, {keys->encryption_key.Clone(), keys->signing_seed.Clone()})
+                         : Result<std::unique_ptr<security::AuditLog>>(keys.status());
+    if (!log.ok()) {
+      spdlog::critical("event=start_failed error=\"audit log: {}\"", log.status().ToString());
+      return 1;
+    }
+    audit_keys = std::move(keys).value();
+    audit = std::move(log).value();
+    node.audit = audit.get();
+    node.audit_keys = &audit_keys;
+    node.audit_dir = (fs::path(config.data_dir) / "audit").string();
+  }
+  RegisterNodeMetrics(metrics, node);
 
   auto creds = MakeCredentials(config);
   if (!creds.ok()) {
@@ -348,6 +355,8 @@ int Run(NodeConfig config) {
     rewrite = std::move(node.rewrite_thread);
   }
   if (rewrite.joinable()) rewrite.join();
+  // Every request has ended: seal the audit log's segment.
+  if (audit) audit->Close();
   shred.Stop();
   // The replica applies to the store: it stops first.
   (*replica)->Stop();
@@ -379,6 +388,8 @@ int main(int argc, char** argv) {
   auto* tls_cert = app.add_option("--tls-cert", flags.tls_cert_file, "TLS certificate (PEM)");
   auto* tls_key = app.add_option("--tls-key", flags.tls_key_file, "TLS private key (PEM)");
   auto* tls_ca = app.add_option("--tls-ca", flags.tls_ca_file, "cluster CA (PEM)");
+  std::vector<std::string> overrides;
+  app.add_option("--set", overrides, "KEY=VALUE: any config key (docs/configuration.md); repeatable, applied last");
   std::string tls_min_version;
   auto* tls_min = app.add_option("--tls-min-version", tls_min_version, "lowest TLS version accepted: 1.2 or 1.3");
   auto* account_key = app.add_option("--account-key-file", flags.account_key_file,
@@ -422,6 +433,12 @@ int main(int argc, char** argv) {
       return 2;
     }
     config.tls_min_version = *v;
+  }
+  for (const std::string& o : overrides) {
+    if (Status s = ApplyConfigOverride(o, config); !s.ok()) {
+      std::cerr << "bulwarkd: --set " << o << ": " << s.message() << "\n";
+      return 2;
+    }
   }
   // Before anything builds TLS credentials (see security/tls_server.h).
   if (config.tls_min_version == security::TlsVersion::kTls13) security::RequireTls13ProcessWide();

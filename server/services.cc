@@ -7,6 +7,7 @@
 #include "common/consistency.h"
 #include "crypto/master_key.h"
 #include "replication/replica.h"
+#include "security/audit_log.h"
 #include "storage/item_rules.h"
 
 namespace bulwark::server {
@@ -35,128 +36,6 @@ void FillContainer(const storage::ContainerInfo& c, v1::Container* out) {
 
 using Ctx = grpc::ServerContext;
 
-Deadline RequestDeadline(const grpc::ServerContext* ctx, const NodeConfig& config) {
-  return std::min(ctx->deadline(),
-                  std::chrono::system_clock::now() + std::chrono::milliseconds(config.limits.request_deadline_ms));
-}
-
-// ---- RequestRunner ---------------------------------------------------------
-
-void RequestRunner::WarnIfPlaintext(grpc::ServerContext* ctx) {
-  if (!node_->config->insecure) return;
-  const std::string peer = ctx->peer();
-  std::lock_guard lock(node_->peers_mu);
-  if (node_->plaintext_peers.size() >= kMaxTrackedPlaintextPeers) node_->plaintext_peers.clear();
-  if (node_->plaintext_peers.insert(peer).second) {
-    spdlog::warn("event=plaintext_connection peer={} note=\"--insecure: this connection is not encrypted\"", peer);
-  }
-}
-
-bool RequestRunner::FirewallAllows(grpc::ServerContext* ctx) {
-  const uint64_t generation = node_->store->settings_generation();
-  std::shared_ptr<const security::IpAllowlist> list;
-  {
-    std::lock_guard lock(node_->firewall_mu);
-    if (node_->firewall_generation != generation || !node_->firewall) {
-      auto ranges = node_->store->ClientAllowlist();
-      auto parsed =
-          ranges.ok() ? security::IpAllowlist::Parse(*ranges) : Result<security::IpAllowlist>(ranges.status());
-      if (parsed.ok()) {
-        node_->firewall = std::make_shared<const security::IpAllowlist>(std::move(parsed).value());
-      } else {
-        spdlog::error("event=firewall_unreadable error=\"{}\" note=\"refusing every client until it is fixed\"",
-                      parsed.status().ToString());
-        node_->firewall = nullptr;
-      }
-      node_->firewall_generation = generation;
-    }
-    list = node_->firewall;
-  }
-  if (list == nullptr) return false;
-  if (list->Allows(ctx->peer())) return true;
-  // Counted, not logged per request: a refused flood must not flood the log.
-  ++node_->firewall_refused;
-  spdlog::debug("event=firewall_refused peer={}", ctx->peer());
-  return false;
-}
-
-Result<Principal> RequestRunner::CheckAccess(grpc::ServerContext* ctx, const ResourceRef& ref, const Operation& op) {
-  BULWARK_ASSIGN_OR_RETURN(auto snap, node_->access->Snapshot());
-  BULWARK_ASSIGN_OR_RETURN(Principal who, node_->access->Authenticate(*ctx, ref, *snap));
-  BULWARK_RETURN_IF_ERROR(node_->access->Authorize(who, op, *snap));
-  return who;
-}
-
-Operation ControlOp(const char* name, const ResourceRef& ref) {
-  Operation op;
-  op.name = name;
-  op.plane = Plane::kControl;
-  op.write = ref.verb != "get";
-  return op;
-}
-
-Operation DataOp(const char* name, std::string_view action, std::string_view db, std::string_view container) {
-  Operation op;
-  op.name = name;
-  op.plane = Plane::kData;
-  op.action = action;
-  op.write = action != security::action::kReadMetadata && action != security::action::kItemsRead &&
-             action != security::action::kExecuteQuery && action != security::action::kReadChangeFeed;
-  op.database = db;
-  op.container = container;
-  return op;
-}
-
-grpc::Status RequestRunner::Run(grpc::ServerContext* ctx, const char* operation, const ResourceRef& ref, Handler fn) {
-  return Run(ctx, ControlOp(operation, ref), ref, std::move(fn));
-}
-
-grpc::Status RequestRunner::RunAs(grpc::ServerContext* ctx, const char* operation, const ResourceRef& ref,
-                                  PrincipalHandler fn) {
-  return RunAs(ctx, ControlOp(operation, ref), ref, std::move(fn));
-}
-
-grpc::Status RequestRunner::Run(grpc::ServerContext* ctx, const Operation& op, const ResourceRef& ref, Handler fn) {
-  return RunAs(ctx, op, ref, [&fn](const Principal&) { return fn(); });
-}
-
-grpc::Status RequestRunner::RunAs(grpc::ServerContext* ctx, const Operation& op, const ResourceRef& ref,
-                                  PrincipalHandler fn) {
-  const char* operation = op.name;
-  const auto start = std::chrono::steady_clock::now();
-  WarnIfPlaintext(ctx);
-  // Counted before the draining check, so the drain never misses a request
-  // that got past it.
-  ++node_->in_flight;
-  BStatus s;
-  bool refused_by_firewall = false;
-  if (node_->draining) {
-    s = BStatus::Unavailable("the node is shutting down; retry against another node");
-  } else if (ctx->deadline() < std::chrono::system_clock::now()) {
-    s = BStatus::DeadlineExceeded("the request's deadline passed before it started");
-  } else {
-    if (!FirewallAllows(ctx)) {
-      // Counted by the firewall, not logged per request: a refused flood
-      // must not flood the log.
-      refused_by_firewall = true;
-      s = BStatus::PermissionDenied("request refused");
-    } else {
-      auto who = CheckAccess(ctx, ref, op);
-      s = who.ok() ? fn(*who) : who.status();
-    }
-  }
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  --node_->in_flight;
-  node_->metrics->Record(operation, std::string(CodeName(s.code())), seconds);
-  if ((s.code() == Code::kUnauthenticated || s.code() == Code::kPermissionDenied) && !refused_by_firewall) {
-    spdlog::warn("event=auth_failed operation={} peer={} code={} reason=\"{}\"", operation, ctx->peer(),
-                 CodeName(s.code()), s.message());
-  } else if (s.code() == Code::kInternal || s.code() == Code::kIOError || s.code() == Code::kCorruption) {
-    spdlog::error("event=request_failed operation={} code={} error=\"{}\"", operation, CodeName(s.code()), s.message());
-  }
-  return ToGrpcStatus(s);
-}
-
 // ---- DocumentService -------------------------------------------------------
 
 namespace {
@@ -182,8 +61,18 @@ Operation PointOp(const char* name, std::string_view action, const Req& req) {
   return op;
 }
 
+std::string LevelLabel(const v1::ReadOptions& options);
+
+// The level a read asked for, as a metrics label ("default": the account's).
+std::string LevelLabel(const v1::ReadOptions& options) {
+  const auto level = options.consistency();
+  if (level < v1::STRONG || level > v1::EVENTUAL) return "default";
+  return std::string(ConsistencyName(static_cast<ConsistencyLevel>(level)));
+}
+
 Operation ListOp(const v1::ListItemsRequest& req) {
   Operation op = DataOp("ListItems", security::action::kExecuteQuery, req.database(), req.container());
+  op.consistency = LevelLabel(req.options());
   if (!req.partition_key_json().empty()) {
     op.partition_key = [&req]() { return storage::CanonicalPartitionKey(req.partition_key_json()); };
   }
@@ -302,15 +191,16 @@ grpc::Status DocumentService::ReplaceItem(Ctx* ctx, const v1::WriteItemRequest* 
 }
 
 grpc::Status DocumentService::ReadItem(Ctx* ctx, const v1::ReadItemRequest* req, v1::ItemResponse* resp) {
-  return runner_.Run(ctx, PointOp("ReadItem", security::action::kItemsRead, *req),
-                     security::ItemRef("get", req->database(), req->container(), req->id()), [&]() -> BStatus {
-                       BULWARK_RETURN_IF_ERROR(PrepareRead(ctx, req->options()));
-                       const uint64_t applied = node_->replica->applied_index();
-                       BULWARK_ASSIGN_OR_RETURN(auto r, node_->store->ReadItem(req->database(), req->container(),
-                                                                               req->partition_key_json(), req->id()));
-                       FillItem(r, applied, resp);
-                       return BStatus::Ok();
-                     });
+  Operation op = PointOp("ReadItem", security::action::kItemsRead, *req);
+  op.consistency = LevelLabel(req->options());
+  return runner_.Run(ctx, op, security::ItemRef("get", req->database(), req->container(), req->id()), [&]() -> BStatus {
+    BULWARK_RETURN_IF_ERROR(PrepareRead(ctx, req->options()));
+    const uint64_t applied = node_->replica->applied_index();
+    BULWARK_ASSIGN_OR_RETURN(
+        auto r, node_->store->ReadItem(req->database(), req->container(), req->partition_key_json(), req->id()));
+    FillItem(r, applied, resp);
+    return BStatus::Ok();
+  });
 }
 
 grpc::Status DocumentService::DeleteItem(Ctx* ctx, const v1::DeleteItemRequest* req, v1::DeleteResponse* resp) {
@@ -591,6 +481,74 @@ grpc::Status AdminService::AddNode(Ctx* ctx, const v1::AddNodeRequest* req, v1::
 grpc::Status AdminService::RemoveNode(Ctx* ctx, const v1::RemoveNodeRequest* req, v1::MembershipResponse* resp) {
   return runner_.RunAs(ctx, "RemoveNode", security::AccountRef("post"), [&](const Principal& who) -> BStatus {
     return node_->writes->Write("RemoveNode", *req, resp, RequestDeadline(ctx, *node_->config), who.replay_id);
+  });
+}
+
+grpc::Status AdminService::ListAlerts(Ctx* ctx, const v1::AlertsRequest*, v1::AlertsResponse* resp) {
+  return runner_.Run(ctx, "ListAlerts", security::AccountRef("get"), [&]() -> BStatus {
+    for (const auto& a : node_->alerts->Recent()) {
+      auto* out = resp->add_alerts();
+      out->set_time_unix_ms(a.time_unix_ms);
+      out->set_kind(a.kind);
+      out->set_message(a.message);
+    }
+    const auto now = std::chrono::steady_clock::now();
+    resp->set_auth_failures_last_minute(node_->guard->FailuresLastMinute(now));
+    resp->set_blocked_addresses(static_cast<uint32_t>(node_->guard->blocked_now(now)));
+    return BStatus::Ok();
+  });
+}
+
+grpc::Status AdminService::AuditVerify(Ctx* ctx, const v1::AuditVerifyRequest*, v1::AuditVerifyResponse* resp) {
+  return runner_.Run(ctx, "AuditVerify", security::AccountRef("get"), [&]() -> BStatus {
+    if (node_->audit == nullptr)
+      return BStatus::FailedPrecondition("the audit log is off on this node (audit.enabled)");
+    // Whatever was appended before this call is on disk, so the report covers it.
+    BULWARK_RETURN_IF_ERROR(node_->audit->Flush());
+    BULWARK_ASSIGN_OR_RETURN(auto report, security::VerifyAuditLog(node_->audit_dir, *node_->audit_keys));
+    resp->set_ok(report.ok);
+    resp->set_segments(report.segments);
+    resp->set_records(report.records);
+    resp->set_first_index(report.first_index);
+    resp->set_last_index(report.last_index);
+    resp->set_problem(report.problem);
+    resp->set_public_key(node_->audit->public_key_base64());
+    if (!report.ok) spdlog::error("event=audit_verify_failed problem=\"{}\"", report.problem);
+    return BStatus::Ok();
+  });
+}
+
+grpc::Status AdminService::AuditQuery(Ctx* ctx, const v1::AuditQueryRequest* req, v1::AuditQueryResponse* resp) {
+  return runner_.Run(ctx, "AuditQuery", security::AccountRef("get"), [&]() -> BStatus {
+    if (node_->audit == nullptr)
+      return BStatus::FailedPrecondition("the audit log is off on this node (audit.enabled)");
+    if (req->limit() > kMaxAuditQueryRecords) {
+      return BStatus::InvalidArgument("an audit query returns at most " + std::to_string(kMaxAuditQueryRecords) +
+                                      " records");
+    }
+    BULWARK_RETURN_IF_ERROR(node_->audit->Flush());
+    security::AuditQuery q;
+    if (req->since_unix_ms() != 0) q.since_unix_ms = req->since_unix_ms();
+    if (req->until_unix_ms() != 0) q.until_unix_ms = req->until_unix_ms();
+    q.principal = req->principal();
+    q.operation = req->operation();
+    q.resource = req->resource();
+    q.limit = req->limit() == 0 ? 1000 : req->limit();
+    BULWARK_ASSIGN_OR_RETURN(auto records, security::QueryAuditLog(node_->audit_dir, *node_->audit_keys, q));
+    for (const auto& r : records) {
+      auto* out = resp->add_records();
+      out->set_index(r.index);
+      out->set_time_unix_ms(r.time_unix_ms);
+      out->set_node(r.node);
+      out->set_principal(r.principal);
+      out->set_source(r.source);
+      out->set_operation(r.operation);
+      out->set_resource(r.resource);
+      out->set_code(r.code);
+      out->set_latency_us(r.latency_us);
+      out->set_detail(r.detail);
+    }
+    return BStatus::Ok();
   });
 }
 

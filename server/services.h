@@ -25,6 +25,7 @@
 #include "security/request_signing.h"
 #include "server/access.h"
 #include "server/config.h"
+#include "server/defense.h"
 #include "server/metrics.h"
 #include "server/shred_worker.h"
 #include "server/write_path.h"
@@ -33,10 +34,15 @@
 namespace bulwark::replication {
 class Replica;
 }
+namespace bulwark::security {
+class AuditLog;
+struct AuditKeys;
+}  // namespace bulwark::security
 
 namespace bulwark::server {
 
 constexpr size_t kMaxTrackedPlaintextPeers = 1024;
+constexpr uint32_t kMaxAuditQueryRecords = 10'000;
 // A purge answers this long before its deadline if this node's shred is
 // still running (the shred goes on; KeyStatus shows it).
 constexpr auto kShredAnswerMargin = std::chrono::milliseconds(300);
@@ -49,6 +55,14 @@ struct NodeContext {
   ShredWorker* shred = nullptr;
   Metrics* metrics = nullptr;
   AccessControl* access = nullptr;
+  // Response to attacks and the audit log (server/defense.h,
+  // security/audit_log.h); audit is null when audit.enabled is false.
+  AuthGuard* guard = nullptr;
+  RateLimiter* limiter = nullptr;
+  Alerts* alerts = nullptr;
+  security::AuditLog* audit = nullptr;
+  const security::AuditKeys* audit_keys = nullptr;  // for verify and query
+  std::string audit_dir;
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
 
   // Shutdown: once draining, new requests are refused with UNAVAILABLE while
@@ -107,6 +121,9 @@ class RequestRunner {
  private:
   // Authenticates the caller and checks `op` against what it may do.
   Result<Principal> CheckAccess(grpc::ServerContext* ctx, const security::ResourceRef& ref, const Operation& op);
+  // A failed authentication from `source`: may block it, and may raise the
+  // failure-rate alert.
+  void OnAuthFailure(const std::string& source, const std::string& peer, SteadyTime now);
   void WarnIfPlaintext(grpc::ServerContext* ctx);
   // False if the account's allowlist is non-empty and leaves the caller's
   // address out. A stored list that does not parse refuses everyone (and
@@ -177,6 +194,11 @@ class AdminService final : public v1::AdminService::Service {
   grpc::Status AddNode(grpc::ServerContext* ctx, const v1::AddNodeRequest* req, v1::MembershipResponse* resp) override;
   grpc::Status RemoveNode(grpc::ServerContext* ctx, const v1::RemoveNodeRequest* req,
                           v1::MembershipResponse* resp) override;
+  grpc::Status ListAlerts(grpc::ServerContext* ctx, const v1::AlertsRequest* req, v1::AlertsResponse* resp) override;
+  grpc::Status AuditVerify(grpc::ServerContext* ctx, const v1::AuditVerifyRequest* req,
+                           v1::AuditVerifyResponse* resp) override;
+  grpc::Status AuditQuery(grpc::ServerContext* ctx, const v1::AuditQueryRequest* req,
+                          v1::AuditQueryResponse* resp) override;
 
  private:
   grpc::Status FirewallChange(grpc::ServerContext* ctx, const char* method, const v1::FirewallChangeRequest& req,

@@ -35,18 +35,29 @@ class TempDir {
   std::filesystem::path path_;
 };
 
-// A TCP port free on `ip` right now (the kernel's choice); 0 on failure.
+// A TCP port free on `ip` (IPv4 or IPv6) right now (the kernel's choice); 0
+// on failure.
 inline int FreePort(const std::string& ip) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = 0;
-  ::inet_pton(AF_INET, ip.c_str(), &addr.sin_addr);
+  const bool v6 = ip.find(':') != std::string::npos;
+  const int fd = ::socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM, 0);
+  sockaddr_storage storage{};
+  socklen_t len = 0;
+  if (v6) {
+    auto* addr = reinterpret_cast<sockaddr_in6*>(&storage);
+    addr->sin6_family = AF_INET6;
+    ::inet_pton(AF_INET6, ip.c_str(), &addr->sin6_addr);
+    len = sizeof(sockaddr_in6);
+  } else {
+    auto* addr = reinterpret_cast<sockaddr_in*>(&storage);
+    addr->sin_family = AF_INET;
+    ::inet_pton(AF_INET, ip.c_str(), &addr->sin_addr);
+    len = sizeof(sockaddr_in);
+  }
   int port = 0;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) {
-    socklen_t len = sizeof(addr);
-    ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-    port = ntohs(addr.sin_port);
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&storage), len) == 0 &&
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&storage), &len) == 0) {
+    port = ntohs(v6 ? reinterpret_cast<sockaddr_in6*>(&storage)->sin6_port
+                    : reinterpret_cast<sockaddr_in*>(&storage)->sin_port);
   }
   ::close(fd);
   return port;

@@ -19,6 +19,8 @@
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 #include <httplib.h>
+
+#include <regex>
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
@@ -30,6 +32,7 @@
 #include "security/request_signing.h"
 #include "storage/document_store.h"
 #include "tests/server/run_command.h"
+#include "tests/server/test_node.h"
 #include "tests/test_util.h"
 
 using namespace bulwark;
@@ -37,70 +40,12 @@ using bulwark::testing::CommandResult;
 using bulwark::testing::FreePort;
 using bulwark::testing::RunCommand;
 using bulwark::testing::TempDir;
+using bulwark::testing::NextIp;
+using bulwark::testing::TestNode;
 namespace v1 = bulwark::v1;
 using nlohmann::json;
 
 namespace {
-
-std::string NextIp() {
-  static int n = 0;
-  return "127.0.1." + std::to_string(2 + (getpid() * 7 + n++) % 250);
-}
-
-// One node in a fresh directory, started, with a connected client.
-struct TestNode {
-  TempDir dir;
-  std::unique_ptr<chaos::LocalCluster> cluster;
-  std::unique_ptr<client::Client> client;
-
-  explicit TestNode(bool insecure = false) {
-    chaos::ClusterOptions o;
-    o.dir = dir.sub("cluster");
-    o.bin_dir = BULWARK_BIN_DIR;
-    o.ip = NextIp();
-    o.port = FreePort(o.ip);
-    do {
-      o.metrics_port = FreePort(o.ip);
-    } while (o.metrics_port == o.port || o.metrics_port == o.port + 1);
-    o.insecure = insecure;
-    auto c = chaos::LocalCluster::Prepare(o);
-    REQUIRE(c.ok());
-    cluster = std::move(c).value();
-    Start();
-  }
-  void Start() {
-    const Status s = cluster->Start();
-    INFO(s.ToString());
-    REQUIRE(s.ok());
-    auto c = client::Client::Connect(cluster->client_options());
-    REQUIRE(c.ok());
-    client = std::move(c).value();
-  }
-  // A database "db" with container "c" partitioned by /tenant.
-  void Seed() {
-    REQUIRE(client->CreateDatabase("db").ok());
-    REQUIRE(client->CreateContainer("db", "c", "/tenant").ok());
-  }
-  size_t CountItems() {
-    client::ListOptions options;
-    options.max_items = 1000;
-    size_t count = 0;
-    for (int pages = 0; pages < 1000; ++pages) {  // bounded: a million items at most
-      auto page = client->ListItems("db", "c", options);
-      REQUIRE(page.ok());
-      count += page->items.size();
-      if (page->continuation.empty()) break;
-      options.continuation = page->continuation;
-    }
-    return count;
-  }
-  std::string Log() const {
-    std::ifstream in(cluster->log_path());
-    std::stringstream s;
-    s << in.rdbuf();
-    return s.str();
-  }
-};
 
 std::string Doc(const std::string& id, const std::string& tenant, int v = 0) {
   return json{{"id", id}, {"tenant", tenant}, {"v", v}}.dump();
@@ -449,9 +394,29 @@ TEST_CASE("Metrics and health over HTTP", "[server][integration][metrics]") {
   auto metrics = http.Get("/metrics");
   REQUIRE(metrics);
   CHECK(metrics->body.find("bulwark_requests_total{operation=\"UpsertItem\",code=\"OK\"} 1") != std::string::npos);
-  CHECK(metrics->body.find("bulwark_requests_total{operation=\"ReadItem\",code=\"NotFound\"} 1") != std::string::npos);
+  CHECK(metrics->body.find("bulwark_requests_total{operation=\"ReadItem\",code=\"NotFound\",consistency=\"default\"} 1") != std::string::npos);
   CHECK(metrics->body.find("bulwark_request_duration_seconds_count{operation=\"UpsertItem\"} 1") != std::string::npos);
   CHECK(metrics->body.find("bulwark_change_log_lsn") != std::string::npos);
+
+  // Every metric the shipped alert rules use is exported (after one refusal,
+  // so the refusal counter exists).
+  auto bad_key = node.cluster->client_options();
+  bad_key.key = crypto::Base64Encode(std::string(64, 'x'));
+  bad_key.max_retries = 0;
+  CHECK(client::Client::Connect(bad_key).value()->ReadDatabase("db").status().code() == Code::kUnauthenticated);
+  const std::string body = http.Get("/metrics")->body;
+  const std::string rules = ReadFile(std::string(BULWARK_SOURCE_DIR) + "/deploy/prometheus/bulwark-rules.yml");
+  REQUIRE(!rules.empty());
+  const std::regex metric_name("bulwark_[a-z_]+");
+  int checked = 0;
+  for (auto it = std::sregex_iterator(rules.begin(), rules.end(), metric_name); it != std::sregex_iterator(); ++it) {
+    const std::string name = it->str();
+    if (name.rfind("bulwark-", 0) == 0) continue;
+    INFO(name);
+    CHECK(body.find("# TYPE " + name + " ") != std::string::npos);
+    ++checked;
+  }
+  CHECK(checked >= 15);
 }
 
 TEST_CASE("CLI round trip against a real node", "[server][integration][cli]") {
