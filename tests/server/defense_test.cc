@@ -139,7 +139,7 @@ TEST_CASE("Brute force: an address is blocked, others are not; the block expires
   CHECK(metrics.find("bulwark_alerts_total{kind=\"auth_failure_rate\"} 1") != std::string::npos);
 }
 
-TEST_CASE("Rate limit per principal, lockdown, and an IPv6 firewall rule", "[server][integration][defense]") {
+TEST_CASE("Rate limit per principal, lockdown, and an audited firewall refusal", "[server][integration][defense]") {
   TestNode node(false, {"--set", "defense.principal_requests_per_second=5", "--set", "defense.principal_burst=5"});
   node.Seed();
   // Ten reads at once from one principal: the bucket holds five.
@@ -178,6 +178,14 @@ TEST_CASE("Rate limit per principal, lockdown, and an IPv6 firewall rule", "[ser
   REQUIRE(testing::RunCommand(cli + "lockdown off").exit_code == 0);
   std::this_thread::sleep_for(std::chrono::milliseconds(1100));
   CHECK(node.client->UpsertItem("db", "c", R"({"id":"x","tenant":"t"})").ok());
+
+  // A firewall refusal is audited (and counted) too.
+  auto inside = From(node, "127.0.0.8");
+  REQUIRE(inside->FirewallAllow("127.0.0.8").ok());
+  CHECK(From(node, "127.0.0.9")->ReadDatabase("db").status().code() == Code::kPermissionDenied);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+  CHECK(Audited(*inside, "ReadDatabase", "refused: firewall", "127.0.0.9"));
+  CHECK(Metrics(node).find("bulwark_refusals_total{reason=\"firewall\"} 1") != std::string::npos);
 }
 
 TEST_CASE("IP firewall: an IPv6 rule matches a client on ::1", "[server][integration][firewall]") {
