@@ -80,7 +80,8 @@ struct Config {
   int failover_writers_per_node = 2;
   int failover_deadline_ms = 2000;
   std::string json_out;
-  std::string baseline;  // a single-node JSON from this tool, for ratios
+  std::vector<std::string> node_args;  // extra bulwarkd arguments, e.g. --set audit.enabled=false
+  std::string baseline;                // a single-node JSON from this tool, for ratios
 };
 
 struct Figures {
@@ -448,6 +449,7 @@ Result<std::unique_ptr<chaos::LocalCluster>> StartCluster(const Config& cfg) {
   // Strong as the account default: a request may only relax the default, and
   // the benchmark asks for both Strong and Session reads.
   options.extra_args = {"--default-consistency", "Strong"};
+  options.extra_args.insert(options.extra_args.end(), cfg.node_args.begin(), cfg.node_args.end());
   auto cluster = chaos::LocalCluster::Prepare(options);
   if (!cluster.ok()) return cluster.status();
   if (auto s = (*cluster)->Start(); !s.ok()) return s;
@@ -491,6 +493,9 @@ void AddOptions(CLI::App& app, Config& cfg) {
   app.add_option("--failover-deadline-ms", cfg.failover_deadline_ms, "per-request deadline of failover writers");
   app.add_option("--baseline", cfg.baseline, "single-node JSON from this tool: print replicated/single ratios");
   app.add_option("--json", cfg.json_out, "write figures to this file");
+  app.add_option("--node-arg", cfg.node_args,
+                 "an extra bulwarkd argument (repeat), e.g. --node-arg=--set "
+                 "--node-arg=audit.enabled=false");
 }
 
 // The throughput target: durable writes on the replica set at 64

@@ -60,9 +60,12 @@ bool RequestRunner::FirewallAllows(grpc::ServerContext* ctx) {
   return false;
 }
 
-Result<Principal> RequestRunner::CheckAccess(grpc::ServerContext* ctx, const ResourceRef& ref, const Operation& op) {
+Result<Principal> RequestRunner::CheckAccess(grpc::ServerContext* ctx, const ResourceRef& ref, const Operation& op,
+                                             std::string& principal) {
   BULWARK_ASSIGN_OR_RETURN(auto snap, node_->access->Snapshot());
   BULWARK_ASSIGN_OR_RETURN(Principal who, node_->access->Authenticate(*ctx, ref, *snap));
+  // Known from here on, refused or not: the audit log says who was refused.
+  principal = who.display;
   BULWARK_RETURN_IF_ERROR(node_->access->Authorize(who, op, *snap));
   return who;
 }
@@ -152,13 +155,12 @@ grpc::Status RequestRunner::RunAs(grpc::ServerContext* ctx, const Operation& op,
     s = BStatus::PermissionDenied("this address is blocked after repeated failed authentication; retry in " +
                                   std::to_string(left->count() / 1000 + 1) + " s");
   } else {
-    auto who = CheckAccess(ctx, ref, op);
+    auto who = CheckAccess(ctx, ref, op, principal);
     if (!who.ok()) {
       s = who.status();
       refusal = RefusalReason(s);
       if (s.code() == Code::kUnauthenticated) OnAuthFailure(source, peer, start);
     } else {
-      principal = who->display;
       if ((retry_after = node_->limiter->Take(principal, start))) {
         refusal = "rate_limited";
         s = BStatus::ResourceExhausted("the request rate of " + principal + " is over its limit; retry after " +

@@ -119,8 +119,10 @@ class RequestRunner {
                      PrincipalHandler fn);
 
  private:
-  // Authenticates the caller and checks `op` against what it may do.
-  Result<Principal> CheckAccess(grpc::ServerContext* ctx, const security::ResourceRef& ref, const Operation& op);
+  // Authenticates the caller and checks `op` against what it may do; sets
+  // `principal` once the caller is known (even if then refused).
+  Result<Principal> CheckAccess(grpc::ServerContext* ctx, const security::ResourceRef& ref, const Operation& op,
+                                std::string& principal);
   // A failed authentication from `source`: may block it, and may raise the
   // failure-rate alert.
   void OnAuthFailure(const std::string& source, const std::string& peer, SteadyTime now);

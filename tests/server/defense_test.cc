@@ -11,9 +11,9 @@
 #include <fstream>
 #include <thread>
 
-#include <catch2/catch.hpp>
 #include <grpcpp/grpcpp.h>
 #include <httplib.h>
+#include <catch2/catch.hpp>
 
 #include "bulwark/v1/access.pb.h"
 #include "bulwark/v1/admin.pb.h"
@@ -175,6 +175,9 @@ TEST_CASE("Rate limit per principal, lockdown, and an audited firewall refusal",
   CHECK(node.client->ListItems("db", "c").ok());
   std::this_thread::sleep_for(std::chrono::milliseconds(1100));
   CHECK(Audited(*node.client, "UpsertItem", "refused: forbidden"));
+  bool named = false;  // the refused caller is named in the record
+  for (const auto& r : Audit(*node.client, "UpsertItem")) named = named || r.principal() == "key:primary";
+  CHECK(named);
   REQUIRE(testing::RunCommand(cli + "lockdown off").exit_code == 0);
   std::this_thread::sleep_for(std::chrono::milliseconds(1100));
   CHECK(node.client->UpsertItem("db", "c", R"({"id":"x","tenant":"t"})").ok());
