@@ -146,6 +146,7 @@ struct AuditLog::Impl {
   ChainPoint last;
   bool unsigned_records = false;  // records written since the last seal or checkpoint
   steady_clock::time_point last_signed;
+  steady_clock::time_point last_sync;            // writer thread only
   std::map<uint64_t, SegmentSummary> summaries;  // closed segments, filled as retention needs them
   Status failure;
 };
@@ -281,7 +282,14 @@ Status AuditLog::Impl::WriteOut(std::string& out) {
   if (out.empty()) return Status::Ok();
   const std::string path = audit::SegmentPath(options.dir, segment_number);
   BULWARK_RETURN_IF_ERROR(WriteAll(segment_fd, out, path));
-  if (options.sync && ::fdatasync(segment_fd) != 0) return ErrnoStatus("cannot sync audit segment '" + path + "'");
+  // A batch that ends in a seal or checkpoint (unsigned_records just went
+  // false) is always synced, so every signature on disk covers synced bytes.
+  const auto now = steady_clock::now();
+  const bool due = options.sync_interval.count() == 0 || !unsigned_records || now - last_sync >= options.sync_interval;
+  if (options.sync && due) {
+    if (::fdatasync(segment_fd) != 0) return ErrnoStatus("cannot sync audit segment '" + path + "'");
+    last_sync = now;
+  }
   segment_bytes += out.size();
   out.clear();
   return Status::Ok();

@@ -85,7 +85,13 @@ struct AuditOptions {
   // the writer records how many it dropped ("AuditDropped"), so a loss is
   // never silent.
   size_t queue_limit = 65536;
-  bool sync = true;  // fsync each written batch
+  bool sync = true;  // fsync what is written
+  // With sync: 0 fsyncs every written batch; otherwise at most once per
+  // interval (and with every seal and checkpoint), so a busy node's audit
+  // writer does not add an fsync per request batch to the disk the raft log
+  // syncs on. Records are appended after their request is answered either
+  // way; this bounds what a power loss can take to the interval.
+  std::chrono::milliseconds sync_interval{0};
 };
 
 class AuditLog {

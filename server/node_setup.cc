@@ -128,6 +128,9 @@ Result<std::unique_ptr<security::AuditLog>> OpenAuditLog(const NodeConfig& confi
   options.node = config.node_id;
   options.retention = std::chrono::seconds(static_cast<int64_t>(config.audit_retention_days) * 86400);
   options.sync = config.sync_writes;
+  // Synced with each signed checkpoint (every second) rather than per batch:
+  // see AuditOptions::sync_interval.
+  options.sync_interval = options.checkpoint_interval;
   return security::AuditLog::Open(std::move(options), std::move(keys));
 }
 
