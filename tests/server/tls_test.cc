@@ -13,6 +13,7 @@
 #include <catch2/catch.hpp>
 
 #include "bulwark/v1/admin.grpc.pb.h"
+#include "bulwark/v1/peer.grpc.pb.h"
 #include "chaos/local_cluster.h"
 #include "security/certificates.h"
 #include "tests/server/run_command.h"
@@ -105,6 +106,43 @@ TEST_CASE("TLS: 1.1 refused, 1.2 accepted by default; 1.2 refused when the minim
   const grpc::Status plain = stub->Status(&ctx, req, &resp);
   CHECK(!plain.ok());
   CHECK(plain.error_code() == grpc::StatusCode::UNAVAILABLE);
+  // The peer port: a node certificate from another CA is refused at the
+  // handshake; one from the cluster CA gets through it.
+  {
+    auto other_ca = security::GenerateCa("some other CA");
+    REQUIRE(other_ca.ok());
+    const std::string ip = strict->node_ip(1);
+    auto stranger = security::IssueCertificate(*other_ca, "stranger", {ip}, {});
+    const fs::path cluster = b.sub("cluster");
+    security::PemPair cluster_ca{ReadText(cluster / "ca.pem"), ReadText(cluster / "ca.key")};
+    auto member = security::IssueCertificate(cluster_ca, "member", {ip}, {});
+    REQUIRE(stranger.ok());
+    REQUIRE(member.ok());
+    // A gRPC call to the peer service with each certificate: the stranger's
+    // handshake fails (UNAVAILABLE: no call reaches the service); the
+    // member's reaches it (then refused by the membership check, which is
+    // another matter: the handshake was fine).
+    auto call_with = [&](const security::PemPair& pair) {
+      grpc::SslCredentialsOptions ssl;
+      ssl.pem_root_certs = ReadText(cluster / "ca.pem");
+      ssl.pem_cert_chain = pair.certificate;
+      ssl.pem_private_key = pair.private_key;
+      auto stub =
+          v1::PeerService::NewStub(grpc::CreateChannel(strict->node_peer_endpoint(1), grpc::SslCredentials(ssl)));
+      grpc::ClientContext ctx;
+      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+      v1::ForwardRequest req;
+      req.set_method("Nothing");
+      v1::ForwardResponse resp;
+      return stub->Forward(&ctx, req, &resp);
+    };
+    const grpc::Status stranger_call = call_with(*stranger);
+    INFO(stranger_call.error_message());
+    CHECK(stranger_call.error_code() == grpc::StatusCode::UNAVAILABLE);
+    const grpc::Status member_call = call_with(*member);
+    INFO(member_call.error_message());
+    CHECK(member_call.error_code() != grpc::StatusCode::UNAVAILABLE);
+  }
   REQUIRE(strict->Stop().ok());
   // A bad setting is refused at start, by name.
   auto bad = RunCommand(std::string(BULWARK_BIN_DIR) + "/bulwarkd --tls-min-version 1.1 --master-key-uri env:NONE");
