@@ -30,13 +30,7 @@ namespace v1 = ::bulwark::v1;
 namespace {
 
 std::unique_ptr<client::Client> From(const TestNode& node, const std::string& ip, bool good_key = true) {
-  client::ClientOptions o = node.cluster->client_options();
-  o.source_ip = ip;
-  o.max_retries = 0;
-  if (!good_key) o.key = crypto::Base64Encode(std::string(64, 'k'));
-  auto c = client::Client::Connect(o);
-  REQUIRE(c.ok());
-  return std::move(c).value();
+  return node.ClientFrom(ip, good_key);
 }
 
 // The CLI pointed at this node (a LocalCluster writes no profile).

@@ -627,15 +627,7 @@ TEST_CASE("IP firewall: outside the allowlist is refused before authentication; 
           "[server][integration][firewall]") {
   TestNode node;
   node.Seed();
-  auto from = [&](const std::string& ip, bool good_key = true) {
-    client::ClientOptions o = node.cluster->client_options();
-    o.source_ip = ip;
-    o.max_retries = 0;
-    if (!good_key) o.key = crypto::Base64Encode(std::string(64, 'k'));
-    auto c = client::Client::Connect(o);
-    REQUIRE(c.ok());
-    return std::move(c).value();
-  };
+  auto from = [&](const std::string& ip, bool good_key = true) { return node.ClientFrom(ip, good_key); };
   auto a = from("127.0.0.8");
   auto b = from("127.0.0.9");
   // Open by default, and status says so loudly.

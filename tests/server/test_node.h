@@ -13,6 +13,7 @@
 
 #include "chaos/local_cluster.h"
 #include "client/client.h"
+#include "crypto/secret.h"
 #include "tests/test_util.h"
 
 namespace bulwark::testing {
@@ -69,6 +70,18 @@ struct TestNode {
       options.continuation = page->continuation;
     }
     return count;
+  }
+  // A client whose connections leave from `ip` (so firewall rules and
+  // blocks apply to it), without retries; with good_key false it signs with
+  // a key the account never had.
+  std::unique_ptr<client::Client> ClientFrom(const std::string& ip, bool good_key = true) const {
+    client::ClientOptions o = cluster->client_options();
+    o.source_ip = ip;
+    o.max_retries = 0;
+    if (!good_key) o.key = crypto::Base64Encode(std::string(64, 'k'));
+    auto c = client::Client::Connect(o);
+    REQUIRE(c.ok());
+    return std::move(c).value();
   }
   std::string Log() const {
     std::ifstream in(cluster->log_path());
