@@ -57,6 +57,8 @@ std::string_view KindTag(RecordKind kind) {
       return "checkpoint";
     case RecordKind::kPruned:
       return "pruned";
+    case RecordKind::kRecovered:
+      return "recovered";
     case RecordKind::kEvent:
       break;
   }
@@ -135,6 +137,8 @@ Result<StoredRecord> DecodeRecord(std::string_view plaintext) {
     out.kind = RecordKind::kSeal;
   } else if (kind == KindTag(RecordKind::kCheckpoint)) {
     out.kind = RecordKind::kCheckpoint;
+  } else if (kind == KindTag(RecordKind::kRecovered)) {
+    out.kind = RecordKind::kRecovered;
   } else if (kind == KindTag(RecordKind::kPruned)) {
     out.kind = RecordKind::kPruned;
     if (!GetInteger(j, "pi", out.signed_at.index) || !GetHash(j, "ph", out.signed_at.hash)) {
@@ -180,6 +184,8 @@ std::string_view OperationName(RecordKind kind) {
       return "AuditCheckpoint";
     case RecordKind::kPruned:
       return "AuditPruned";
+    case RecordKind::kRecovered:
+      return "AuditRecovered";
     case RecordKind::kEvent:
       break;
   }

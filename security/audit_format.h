@@ -86,7 +86,7 @@ struct SegmentHeader {
 
 // What a record is for. Events come from Append (and "AuditDropped" from the
 // writer); the others are the log's own signed bookkeeping.
-enum class RecordKind { kEvent, kSeal, kCheckpoint, kPruned };
+enum class RecordKind { kEvent, kSeal, kCheckpoint, kPruned, kRecovered };
 
 std::string_view OperationName(RecordKind kind);  // "AuditSeal", ...; "" for events
 

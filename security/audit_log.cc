@@ -124,6 +124,7 @@ struct AuditLog::Impl {
   int lock_fd = -1;
   std::thread writer;
   std::atomic<uint64_t> appended{0};
+  std::atomic<uint64_t> sealed_index{0};  // the last seal written
   std::atomic<uint64_t> dropped{0};
 
   std::mutex mu;
@@ -171,18 +172,41 @@ Status AuditLog::Impl::Start() {
     if (it->path().extension() == audit::kTempSuffix) std::filesystem::remove(it->path(), ec);
   }
   BULWARK_ASSIGN_OR_RETURN(std::vector<uint64_t> numbers, audit::ListSegments(dir));
+  bool previous_sealed = true;
   if (!numbers.empty()) {
     // Continue from the last record that reads; a torn tail (a crash) ends
-    // the scan, and Verify will report the old segment as unsealed.
+    // the scan.
     BULWARK_ASSIGN_OR_RETURN(auto reader, audit::SegmentReader::Open(dir, numbers.back(), keys));
+    previous_sealed = false;
     for (;;) {
       Result<audit::SegmentReader::Step> step = reader->Next();
       if (!step.ok() || *step != audit::SegmentReader::Step::kRecord) break;
+      previous_sealed = reader->record().kind == RecordKind::kSeal;
     }
     last = reader->last();
   }
   last_signed = steady_clock::now();
-  BULWARK_RETURN_IF_ERROR(CreateSegment(numbers.empty() ? 1 : numbers.back() + 1));
+  const uint64_t number = numbers.empty() ? 1 : numbers.back() + 1;
+  BULWARK_RETURN_IF_ERROR(CreateSegment(number));
+  if (!previous_sealed) {
+    if (options.sealed_through && last.index < *options.sealed_through) {
+      // The segment was sealed through a later record once: what is
+      // missing was removed, not lost in a crash. Sign nothing over it.
+      spdlog::error(
+          "audit log: {} ends at record {} but the log was sealed through record {}: records were removed; "
+          "verify will fail",
+          audit::SegmentLabel(numbers.back()), last.index, *options.sealed_through);
+    } else {
+      // An unclean stop: say so, signed, where the log goes on.
+      std::string out;
+      AddRecord(
+          BookkeepingRecord(audit::OperationName(RecordKind::kRecovered), "OK",
+                            "segment " + audit::SegmentLabel(numbers.back()) + " ended without a seal after record " +
+                                std::to_string(last.index) + " (unclean stop)"),
+          RecordKind::kRecovered, {}, out);
+      BULWARK_RETURN_IF_ERROR(WriteOut(out));
+    }
+  }
   writer = std::thread([this] { Run(); });
   return Status::Ok();
 }
@@ -272,7 +296,7 @@ void AuditLog::Impl::AddRecord(AuditRecord record, RecordKind kind, const ChainP
   ++segment_records;
   segment_newest_unix_ms = std::max(segment_newest_unix_ms, record.time_unix_ms);
   if (kind == RecordKind::kEvent) unsigned_records = true;
-  if (kind == RecordKind::kSeal || kind == RecordKind::kCheckpoint) {
+  if (kind == RecordKind::kSeal || kind == RecordKind::kCheckpoint || kind == RecordKind::kRecovered) {
     unsigned_records = false;
     last_signed = steady_clock::now();
   }
@@ -317,6 +341,7 @@ Status AuditLog::Impl::SealSegment(std::string& out) {
                               "segment " + audit::SegmentLabel(segment_number) + " sealed"),
             RecordKind::kSeal, {}, out);
   BULWARK_RETURN_IF_ERROR(WriteOut(out));
+  sealed_index = last.index;
   ::close(segment_fd);
   segment_fd = -1;
   summaries[segment_number] = {last, segment_newest_unix_ms};
@@ -428,6 +453,8 @@ void AuditLog::Append(AuditRecord record) {
   }
   impl_->work_cv.notify_one();
 }
+
+uint64_t AuditLog::sealed_through() const { return impl_->sealed_index; }
 
 Status AuditLog::Flush() {
   std::unique_lock lock(impl_->mu);

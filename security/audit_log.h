@@ -92,6 +92,14 @@ struct AuditOptions {
   // syncs on. Records are appended after their request is answered either
   // way; this bounds what a power loss can take to the interval.
   std::chrono::milliseconds sync_interval{0};
+  // The index this log was sealed through at its last clean Close, as the
+  // owner recorded it somewhere the log's files cannot change (bulwarkd: its
+  // encrypted store). When Open finds the newest old segment unsealed, that
+  // is a crash if the segment still reaches this index, and the new segment
+  // starts with a signed "recovered" record, which Verify accepts; if the
+  // segment ends before it, records were removed: no recovery is signed and
+  // Verify keeps failing. Nullopt: unknown (a first start).
+  std::optional<uint64_t> sealed_through;
 };
 
 class AuditLog {
@@ -117,6 +125,8 @@ class AuditLog {
   // does this when it rolls a segment.)
   Status ApplyRetention(std::chrono::system_clock::time_point now);
 
+  // After Close: the index of the seal it wrote (for AuditOptions::sealed_through).
+  uint64_t sealed_through() const;
   uint64_t appended() const;  // Append's records written (not the log's own)
   uint64_t dropped() const;   // records refused by a full queue
   std::string public_key_base64() const;
@@ -138,6 +148,9 @@ struct AuditVerifyReport {
   // The newest segment ends inside a frame while a writer holds the
   // directory: a record being written, not damage. (Without a writer it is.)
   bool in_progress = false;
+  // Segments that ended without a seal (a crash), each followed by a signed
+  // "recovered" record: reported, not damage.
+  uint64_t unclean_stops = 0;
 };
 
 // Reads every segment in `dir` and checks decryption, indexes, the hash

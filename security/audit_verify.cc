@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <optional>
+#include <utility>
 #include <vector>
 
 #include "security/audit_format.h"
@@ -39,6 +40,10 @@ struct Walk {
   uint64_t end_segment = 0;
   ChainPoint first_link;           // what the oldest segment held links to
   std::vector<ChainPoint> pruned;  // what pruned records name
+  // The previous segment ended without a seal: the next one must begin with
+  // a signed "recovered" record (its writer's restart after a crash), or the
+  // previous one was truncated. Holds the problem to report in that case.
+  std::optional<std::string> unsealed;
 };
 
 // Checks one segment's link to the one before, its records' signatures and
@@ -47,15 +52,19 @@ Status VerifySegment(const std::string& dir, uint64_t number, bool newest, bool 
                      const audit::AuditCrypto& keys, Walk& walk, AuditVerifyReport& report) {
   BULWARK_ASSIGN_OR_RETURN(auto reader, SegmentReader::Open(dir, number, keys));
   const ChainPoint& link = reader->header().previous;
+  const std::optional<std::string> unsealed_before = std::exchange(walk.unsealed, std::nullopt);
   if (!walk.end) {
     walk.first_link = link;
     report.first_index = link.index + 1;
+  } else if (link != *walk.end && unsealed_before) {
+    return Status::Corruption(*unsealed_before);  // the unsealed segment lost its end: report it
   } else if (link != *walk.end) {
     return Status::Corruption(SegmentWhere(number) + ": links to record " + std::to_string(link.index) + " but " +
                               SegmentWhere(walk.end_segment) + " ends at record " + std::to_string(walk.end->index) +
                               " (a segment is missing)");
   }
   bool sealed = false;
+  bool first = true;
   for (;;) {
     BULWARK_ASSIGN_OR_RETURN(SegmentReader::Step step, reader->Next());
     if (step == SegmentReader::Step::kEnd) break;
@@ -64,10 +73,20 @@ Status VerifySegment(const std::string& dir, uint64_t number, bool newest, bool 
         report.in_progress = true;
         break;
       }
-      return Status::Corruption(reader->Where(reader->last().index + 1) + ": truncated frame");
+      const std::string torn = reader->Where(reader->last().index + 1) + ": truncated frame";
+      if (newest) return Status::Corruption(torn);
+      // A torn frame in an older segment: a crash mid-write, if the next
+      // segment says it recovered from exactly here.
+      walk.unsealed = torn;
+      break;
     }
     const audit::StoredRecord& record = reader->record();
     const std::string where = reader->Where(record.record.index);
+    if (first && unsealed_before) {
+      if (record.kind != RecordKind::kRecovered) return Status::Corruption(*unsealed_before);
+      ++report.unclean_stops;
+    }
+    first = false;
     if (sealed) return Status::Corruption(where + ": follows the segment's seal");
     if (record.kind != RecordKind::kEvent &&
         !audit::VerifySignature(keys, record.kind, number, record.signed_at, record.signature)) {
@@ -78,9 +97,10 @@ Status VerifySegment(const std::string& dir, uint64_t number, bool newest, bool 
     if (record.kind == RecordKind::kPruned) walk.pruned.push_back(record.signed_at);
     ++report.records;
   }
-  if (!newest && !sealed) {
-    return Status::Corruption(SegmentWhere(number) + ": not sealed after record " +
-                              std::to_string(reader->last().index) + " (truncated, or its node crashed)");
+  if (first && unsealed_before) return Status::Corruption(*unsealed_before);  // no records: no recovery
+  if (!newest && !sealed && !walk.unsealed) {
+    walk.unsealed = SegmentWhere(number) + ": not sealed after record " + std::to_string(reader->last().index) +
+                    " (truncated, or its node crashed and no recovery record follows)";
   }
   walk.end = reader->last();
   walk.end_segment = number;

@@ -251,7 +251,7 @@ int Run(NodeConfig config) {
   std::unique_ptr<security::AuditLog> audit;
   if (config.audit_enabled) {
     auto keys = LoadAuditKeys(*node.store);
-    auto log = keys.ok() ? OpenAuditLog(config, {keys->encryption_key.Clone(), keys->signing_seed.Clone()})
+    auto log = keys.ok() ? OpenAuditLog(config, {keys->encryption_key.Clone(), keys->signing_seed.Clone()}, *node.store)
                          : Result<std::unique_ptr<security::AuditLog>>(keys.status());
     if (!log.ok()) {
       spdlog::critical("event=start_failed error=\"audit log: {}\"", log.status().ToString());
@@ -356,7 +356,11 @@ int Run(NodeConfig config) {
   }
   if (rewrite.joinable()) rewrite.join();
   // Every request has ended: seal the audit log's segment.
-  if (audit) audit->Close();
+  if (audit) {
+    if (Status s = CloseAuditLog(*audit, *node.store); !s.ok()) {
+      spdlog::error("event=audit_close_failed error=\"{}\"", s.ToString());
+    }
+  }
   shred.Stop();
   // The replica applies to the store: it stops first.
   (*replica)->Stop();

@@ -122,7 +122,8 @@ Result<security::AuditKeys> LoadAuditKeys(storage::DocumentStore& store) {
   return security::AuditKeys{std::move(encryption.value), std::move(seed.value)};
 }
 
-Result<std::unique_ptr<security::AuditLog>> OpenAuditLog(const NodeConfig& config, security::AuditKeys keys) {
+Result<std::unique_ptr<security::AuditLog>> OpenAuditLog(const NodeConfig& config, security::AuditKeys keys,
+                                                         storage::DocumentStore& store) {
   security::AuditOptions options;
   options.dir = (fs::path(config.data_dir) / "audit").string();
   options.node = config.node_id;
@@ -131,7 +132,25 @@ Result<std::unique_ptr<security::AuditLog>> OpenAuditLog(const NodeConfig& confi
   // Synced with each signed checkpoint (every second) rather than per batch:
   // see AuditOptions::sync_interval.
   options.sync_interval = options.checkpoint_interval;
+  // Where the last clean stop sealed the log: kept in the store, which the
+  // log's files cannot change, so a truncation is not taken for a crash.
+  auto sealed = store.GetLocalValue(kAuditSealedThrough);
+  if (sealed.ok()) {
+    try {
+      options.sealed_through = std::stoull(*sealed);
+    } catch (const std::exception&) {
+      return Status::Corruption("the audit log's recorded seal point is malformed");
+    }
+  } else if (sealed.status().code() != Code::kNotFound) {
+    return sealed.status();
+  }
   return security::AuditLog::Open(std::move(options), std::move(keys));
+}
+
+Status CloseAuditLog(security::AuditLog& log, storage::DocumentStore& store) {
+  log.Close();
+  if (log.sealed_through() == 0) return Status::Ok();
+  return store.PutLocalValue(kAuditSealedThrough, std::to_string(log.sealed_through()));
 }
 
 }  // namespace bulwark::server

@@ -22,6 +22,10 @@ void RegisterNodeMetrics(Metrics& metrics, NodeContext& node);
 // The node's audit keys (node secrets, wrapped by the master key, created on
 // first use) and its audit log in <data_dir>/audit.
 Result<security::AuditKeys> LoadAuditKeys(storage::DocumentStore& store);
-Result<std::unique_ptr<security::AuditLog>> OpenAuditLog(const NodeConfig& config, security::AuditKeys keys);
+constexpr std::string_view kAuditSealedThrough = "audit-sealed-through";
+Result<std::unique_ptr<security::AuditLog>> OpenAuditLog(const NodeConfig& config, security::AuditKeys keys,
+                                                         storage::DocumentStore& store);
+// Seals the log and records where, for the next OpenAuditLog.
+Status CloseAuditLog(security::AuditLog& log, storage::DocumentStore& store);
 
 }  // namespace bulwark::server

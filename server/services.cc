@@ -513,6 +513,7 @@ grpc::Status AdminService::AuditVerify(Ctx* ctx, const v1::AuditVerifyRequest*, 
     resp->set_last_index(report.last_index);
     resp->set_problem(report.problem);
     resp->set_public_key(node_->audit->public_key_base64());
+    resp->set_unclean_stops(report.unclean_stops);
     if (!report.ok) spdlog::error("event=audit_verify_failed problem=\"{}\"", report.problem);
     return BStatus::Ok();
   });

@@ -755,6 +755,15 @@ Status DocumentStore::RotateMasterKey(crypto::MasterKey new_master) {
 
 std::string DocumentStore::master_key_id() const { return impl_->keyring.master_key_id(); }
 
+Status DocumentStore::PutLocalValue(std::string_view name, std::string_view value) {
+  std::vector<Mutation> m{{Mutation::Kind::kPut, impl_->meta, "l/" + std::string(name), std::string(value)}};
+  return impl_->queue->Commit(std::move(m), nullptr, /*force_sync=*/true).status();
+}
+
+Result<std::string> DocumentStore::GetLocalValue(std::string_view name) const {
+  return impl_->Get(impl_->meta, "l/" + std::string(name));
+}
+
 Result<StoredSecret> DocumentStore::LoadOrCreateSecret(std::string_view name, size_t size, std::string_view initial) {
   if (name.empty() || name.size() > 128) return Status::InvalidArgument("a secret needs a name of 1..128 bytes");
   if (!initial.empty() && initial.size() != size)

@@ -292,6 +292,11 @@ class DocumentStore {
   // `initial` if given (it must be `size` bytes), else `size` fresh random
   // bytes. Stored only wrapped by the master key (and
   // re-wrapped by RotateMasterKey). InvalidArgument for a bad name.
+  // Small facts this node keeps about itself ("l/<name>" in the meta column
+  // family): never replicated, never in a state image, page-encrypted like
+  // everything else. Put is synced. Get: NotFound if absent.
+  Status PutLocalValue(std::string_view name, std::string_view value);
+  Result<std::string> GetLocalValue(std::string_view name) const;
   Result<StoredSecret> LoadOrCreateSecret(std::string_view name, size_t size, std::string_view initial = {});
 
   // Approximate bytes of live data on disk (SST files of every column family).

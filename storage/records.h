@@ -61,6 +61,7 @@ constexpr std::string_view kAccountKeyMetaPrefix = "ak/";
 constexpr std::string_view kAccessMetaPrefix = "ac/";
 // A database's users (and, under each, its permissions): "ac/u/<db>/".
 std::string AccessUserPrefix(std::string_view db);
+constexpr std::string_view kLocalValueMetaPrefix = "l/";  // node-local facts (DocumentStore::PutLocalValue)
 constexpr std::string_view kFormatKey = "s/format";
 constexpr std::string_view kKeyCheckKey = "s/keycheck";
 

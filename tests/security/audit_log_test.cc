@@ -595,3 +595,62 @@ TEST_CASE("Seals and checkpoints are signed by the key derived from the seed", "
   REQUIRE(report.ok());
   CheckFails(*report, "segment 00000001 record", "signature does not verify");
 }
+
+TEST_CASE("After a crash the next writer signs a recovery, which Verify accepts; a truncation it does not", "[audit]") {
+  testing::TempDir dir;
+  const std::string live = dir.sub("live"), crashed = dir.sub("crashed");
+  AuditOptions options = Options(live);
+  options.segment_max_bytes = 1 << 20;
+  uint64_t sealed_through = 0;
+  {
+    auto log = OpenLog(options);
+    for (int n = 1; n <= 5; ++n) log->Append(Event(n));
+    log->Close();
+    sealed_through = log->sealed_through();
+  }
+  CHECK(sealed_through == 6);  // five events and the seal
+  {
+    // A crash: the files as they are while the writer still runs, with
+    // records past the last seal and no seal of their own.
+    auto log = OpenLog(options);
+    for (int n = 6; n <= 9; ++n) log->Append(Event(n));
+    REQUIRE(log->Flush().ok());
+    std::filesystem::copy(live, crashed);
+    log->Close();
+  }
+  std::filesystem::remove(crashed + "/LOCK");
+  {
+    AuditOptions reopened = Options(crashed);
+    reopened.sealed_through = sealed_through;  // the crash left the segment past it: a crash, not a truncation
+    auto log = OpenLog(reopened);
+    log->Append(Event(10));
+    log->Close();
+  }
+  const AuditVerifyReport report = Verify(crashed);
+  CHECK(report.ok);
+  CHECK(report.unclean_stops == 1);
+  AuditQuery only_recoveries;
+  only_recoveries.operation = "AuditRecovered";
+  const auto recovered = Query(crashed, only_recoveries);
+  REQUIRE(recovered.size() == 1);
+  CHECK(recovered[0].detail.find("unclean stop") != std::string::npos);
+
+  // Truncated below the point the owner knows was sealed: no recovery is
+  // signed, and Verify names the segment.
+  const std::string cut = dir.sub("cut");
+  std::filesystem::copy(live, cut);
+  std::filesystem::remove(cut + "/LOCK");
+  const std::string first = SegmentPath(cut, 1);
+  std::filesystem::resize_file(first, std::filesystem::file_size(first) - 30);
+  {
+    AuditOptions reopened = Options(cut);
+    reopened.sealed_through = sealed_through;
+    auto log = OpenLog(reopened);
+    log->Append(Event(11));
+    log->Close();
+  }
+  const AuditVerifyReport bad = Verify(cut);
+  CHECK(!bad.ok);
+  CHECK(bad.problem.find("segment 00000001") != std::string::npos);
+  CHECK(bad.unclean_stops == 0);
+}

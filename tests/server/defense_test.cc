@@ -301,3 +301,26 @@ TEST_CASE("Audit log: a truncated segment is found and named", "[server][integra
   CHECK(truncated.problem().find(victim.stem().string()) != std::string::npos);
   REQUIRE(node.cluster->Stop().ok());
 }
+
+TEST_CASE("Audit log: a node killed with -9 recovers its log, and verify accepts it", "[server][integration][audit]") {
+  TestNode node;
+  node.Seed();
+  for (int i = 0; i < 10; ++i) {
+    REQUIRE(node.client->UpsertItem("db", "c", R"({"id":"k)" + std::to_string(i) + R"(","tenant":"t"})").ok());
+  }
+  REQUIRE(Verify(*node.client).ok());  // Flush: the records are on disk
+  node.cluster->Kill();
+  node.Start();
+  const auto report = Verify(*node.client);
+  INFO(report.problem());
+  CHECK(report.ok());
+  CHECK(report.unclean_stops() == 1);
+  // A clean stop and start adds no unclean stop.
+  REQUIRE(node.cluster->Stop().ok());
+  node.Start();
+  const auto again = Verify(*node.client);
+  INFO(again.problem());
+  CHECK(again.ok());
+  CHECK(again.unclean_stops() == 1);
+  REQUIRE(node.cluster->Stop().ok());
+}
