@@ -165,9 +165,16 @@ Result<std::shared_ptr<const AccessSnapshot>> AccessControl::Load(uint64_t gener
     // node was started with is the primary.
     snap->keys.push_back({"primary", 0, 0, false, crypto::SecretBytes::CopyFrom(bootstrap_primary_.view())});
   }
+  auto ranges = store_->ClientAllowlist();
+  auto firewall = ranges.ok() ? security::IpAllowlist::Parse(*ranges) : Result<security::IpAllowlist>(ranges.status());
+  if (firewall.ok()) {
+    snap->firewall = std::make_shared<const security::IpAllowlist>(std::move(firewall).value());
+  } else {
+    spdlog::error("event=firewall_unreadable error=\"{}\" note=\"refusing every client until it is fixed\"",
+                  firewall.status().ToString());
+  }
   snap->roles = security::BuiltInRoles();
   BULWARK_ASSIGN_OR_RETURN(auto records, store_->AccessRecords(kAccessPrefix));
-  std::set<std::string> users;
   for (const auto& [key, value] : records) {
     Status s;
     std::string_view k = key;
@@ -175,7 +182,7 @@ Result<std::shared_ptr<const AccessSnapshot>> AccessControl::Load(uint64_t gener
       // Users ("ac/u/D/U") grant nothing themselves; permissions
       // ("ac/u/D/U/P") do.
       if (std::count(k.begin(), k.end(), '/') == 3) {
-        users.insert(key);
+        snap->users.insert(key);
         continue;
       }
       if (std::count(k.begin(), k.end(), '/') != 4) continue;
@@ -183,7 +190,7 @@ Result<std::shared_ptr<const AccessSnapshot>> AccessControl::Load(uint64_t gener
       // Records come in key order, so a permission's user came just before
       // it; one without a user (a create that raced the user's delete)
       // grants nothing.
-      if (p.ok() && users.count(UserKey(p->database, p->user)) != 0)
+      if (p.ok() && snap->users.count(UserKey(p->database, p->user)) != 0)
         snap->permissions.emplace(key, std::move(p).value());
       s = p.status();
     } else if (k.starts_with("ac/r/")) {
@@ -264,6 +271,7 @@ Result<Principal> AccessControl::Authenticate(const grpc::ServerContext& ctx, co
       }
       who.kind = Principal::Kind::kAccountKey;
       who.display = "key:" + matched->name;
+      who.key_name = matched->name;
       who.read_only = matched->read_only;
       who.signed_at = security::ParseHttpDate(date).value();
       who.replay_id = ReplayId(auth.credential);
@@ -315,7 +323,7 @@ Status AccessControl::Authorize(const Principal& who, const Operation& op, const
             " needs an identity token or a client certificate with a role assignment");
       }
       if (who.read_only && (op.write || op.needs_read_write_key)) {
-        return Status::PermissionDenied("the " + who.display.substr(4) + " key is read-only: it cannot " + op.name);
+        return Status::PermissionDenied("the " + who.key_name + " key is read-only: it cannot " + op.name);
       }
       if (op.write) {
         // A signed write is applied once per signature (its replay id), and

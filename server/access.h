@@ -10,6 +10,7 @@
 //     or its permission, user or signing key goes away;
 //   - an identity (a JWT from a trusted issuer, or a client certificate)
 //     gets what its role assignments grant: data actions at a scope;
+//   - the IP firewall's allowlist is part of the same snapshot;
 //   - disable_local_auth refuses account keys and resource tokens for data
 //     operations, so RBAC is the only way in; control-plane operations
 //     (databases, containers, admin, access) always need an account key.
@@ -27,11 +28,13 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "common/status.h"
 #include "crypto/secret.h"
+#include "security/ip_allowlist.h"
 #include "security/jwt.h"
 #include "security/rbac.h"
 #include "security/request_signing.h"
@@ -87,11 +90,17 @@ struct IssuerRecord {
 struct AccessSnapshot {
   uint64_t generation = 0;
   std::vector<AccountKey> keys;
-  std::map<std::string, PermissionRecord> permissions;  // by PermissionKey
+  std::set<std::string> users;                          // by UserKey
+  std::map<std::string, PermissionRecord> permissions;  // by PermissionKey (only of existing users)
   std::vector<security::RoleDefinition> roles;          // built-ins first
   std::vector<AssignmentRecord> assignments;
   std::vector<IssuerRecord> issuers;
   std::vector<security::JwtIssuerKey> issuer_keys;
+  // The IP firewall's client allowlist (replicated with the account's other
+  // settings, so it reloads with them). Null: the stored list does not
+  // parse, and every client is refused until it is fixed (failing open
+  // would defeat the firewall).
+  std::shared_ptr<const security::IpAllowlist> firewall;
   bool disable_local_auth = false;
   bool lockdown = false;  // the account is read-only (kLockdownKey present)
   std::string audience{kDefaultAudience};
@@ -123,7 +132,8 @@ struct Operation {
 struct Principal {
   enum class Kind { kAccountKey, kResourceToken, kIdentity, kCertificate };
   Kind kind = Kind::kAccountKey;
-  std::string display;  // for logs and audit: "key:primary", "token:dbs/D/users/U/permissions/P", ...
+  std::string display;   // for logs and audit: "key:primary", "token:dbs/D/users/U/permissions/P", ...
+  std::string key_name;  // kAccountKey: which key signed ("primary", "secondary-readonly", ...)
   bool read_only = false;
   security::ResourceTokenClaims token;  // kResourceToken
   std::vector<std::string> names;       // kIdentity: the subject; kCertificate: its SANs

@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "common/clock.h"
+
 #include <nlohmann/json.hpp>
 
 #include "crypto/secret.h"
@@ -17,13 +19,9 @@ using Ctx = grpc::ServerContext;
 using Json = nlohmann::json;
 using security::ResourceRef;
 
-constexpr std::string_view kKeyNames[] = {"primary", "secondary", "primary-readonly", "secondary-readonly"};
 constexpr auto kBootstrapPoll = std::chrono::milliseconds(200);
 
 std::string RandomHex(size_t bytes) { return crypto::HexEncode(crypto::RandomBytes(bytes)); }
-int64_t NowSeconds() {
-  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
 
 // Printable ASCII without control characters, 1..max bytes.
 BStatus ValidateText(std::string_view value, size_t max, std::string_view what) {
@@ -45,8 +43,8 @@ BStatus Named(BStatus s, const std::string& thing) {
 Result<std::shared_ptr<const AccessSnapshot>> Snap(NodeContext& node) { return node.access->Snapshot(); }
 
 bool UserExists(NodeContext& node, std::string_view db, std::string_view user) {
-  auto records = node.store->AccessRecords(UserKey(db, user));
-  return records.ok() && !records->empty() && records->front().first == UserKey(db, user);
+  auto snap = Snap(node);
+  return snap.ok() && (*snap)->users.count(UserKey(db, user)) != 0;
 }
 
 void FillPermission(const PermissionRecord& p, v1::Permission* out) {
@@ -102,84 +100,77 @@ BStatus ValidatePermissionResource(NodeContext& node, const v1::Permission& p) {
 
 // ---- the leader's side of each access write ----
 
-// The replay id of the request being served (see WritePath::Write), for the
-// access writes below. Set by AccessWrite for the duration of one call on
-// the leader's handler thread.
-thread_local std::string_view current_replay_id;
+// One access write on the leader: where it runs, until when, and the replay
+// id of the signed request it serves (see WritePath::Write).
+struct Writer {
+  NodeContext& node;
+  Deadline deadline;
+  std::string_view replay_id;
+  Result<replication::Committed> Commit(Result<storage::WriteCommand> cmd) const {
+    return CommitOnce(*node.replica, std::move(cmd), replay_id, deadline);
+  }
+};
 
-Result<replication::Committed> Commit(NodeContext& node, Result<storage::WriteCommand> cmd, Deadline deadline) {
-  return CommitOnce(*node.replica, std::move(cmd), current_replay_id, deadline);
-}
-
-BStatus RegenerateKeyWrite(NodeContext& node, const v1::RegenerateKeyRequest& r, v1::RegenerateKeyResponse* out,
-                           Deadline deadline) {
+BStatus RegenerateKeyWrite(const Writer& w, const v1::RegenerateKeyRequest& r, v1::RegenerateKeyResponse* out) {
   crypto::SecretBytes key = crypto::SecretBytes::Random(security::kAccountKeyBytes);
   BULWARK_RETURN_IF_ERROR(
-      Commit(node, node.store->PrepareSetAccountKey(r.name(), key.view(), /*only_if_absent=*/false), deadline)
-          .status());
+      w.Commit(w.node.store->PrepareSetAccountKey(r.name(), key.view(), /*only_if_absent=*/false)).status());
   out->mutable_key()->set_name(r.name());
-  out->mutable_key()->set_created_ts(NowSeconds());
+  out->mutable_key()->set_created_ts(UnixNowSeconds());
   out->mutable_key()->set_read_only(r.name().ends_with("-readonly"));
   out->set_key_base64(crypto::Base64Encode(key.view()));
   spdlog::warn("event=account_key_regenerated name={}", r.name());
   return BStatus::Ok();
 }
 
-BStatus UserWrite(NodeContext& node, std::string_view method, const v1::UserRequest& r, v1::UserResponse* out,
-                  Deadline deadline) {
+BStatus UserWrite(const Writer& w, std::string_view method, const v1::UserRequest& r, v1::UserResponse* out) {
   BULWARK_RETURN_IF_ERROR(storage::ValidateId(r.user(), "user id"));
   const std::string thing = "user '" + r.user() + "' of database '" + r.database() + "'";
   auto* u = out->mutable_user();
   u->set_database(r.database());
   u->set_id(r.user());
   if (method == "DeleteUser") {
-    return Named(Commit(node, node.store->PrepareAccessDelete(UserKey(r.database(), r.user())), deadline).status(),
-                 thing);
+    return Named(w.Commit(w.node.store->PrepareAccessDelete(UserKey(r.database(), r.user()))).status(), thing);
   }
-  BULWARK_RETURN_IF_ERROR(node.store->ReadDatabase(r.database()).status());
+  BULWARK_RETURN_IF_ERROR(w.node.store->ReadDatabase(r.database()).status());
   u->set_rid(RandomHex(8));
   u->set_etag("\"" + RandomHex(8) + "\"");
-  u->set_ts(NowSeconds());
+  u->set_ts(UnixNowSeconds());
   const Json record = {{"id", u->id()}, {"rid", u->rid()}, {"etag", u->etag()}, {"ts", u->ts()}};
-  return Named(
-      Commit(node, node.store->PrepareAccessPut(UserKey(r.database(), r.user()), record.dump(), true), deadline)
-          .status(),
-      thing);
+  return Named(w.Commit(w.node.store->PrepareAccessPut(UserKey(r.database(), r.user()), record.dump(), true)).status(),
+               thing);
 }
 
-BStatus CreatePermissionWrite(NodeContext& node, const v1::CreatePermissionRequest& r, v1::PermissionResponse* out,
-                              Deadline deadline) {
+BStatus CreatePermissionWrite(const Writer& w, const v1::CreatePermissionRequest& r, v1::PermissionResponse* out) {
   v1::Permission p = r.permission();
   BULWARK_RETURN_IF_ERROR(storage::ValidateId(p.id(), "permission id"));
   BULWARK_RETURN_IF_ERROR(storage::ValidateId(p.user(), "user id"));
   BULWARK_ASSIGN_OR_RETURN(auto mode, security::ParsePermissionMode(p.mode()));
-  if (!UserExists(node, p.database(), p.user())) {
+  if (!UserExists(w.node, p.database(), p.user())) {
     return BStatus::NotFound("user '" + p.user() + "' of database '" + p.database() + "' does not exist");
   }
   if (!p.partition_key_json().empty()) {
     BULWARK_ASSIGN_OR_RETURN(auto canonical, storage::CanonicalPartitionKey(p.partition_key_json()));
     p.set_partition_key_json(canonical);
   }
-  BULWARK_RETURN_IF_ERROR(ValidatePermissionResource(node, p));
+  BULWARK_RETURN_IF_ERROR(ValidatePermissionResource(w.node, p));
   p.set_mode(std::string(security::PermissionModeName(mode)));
   p.set_rid(RandomHex(8));
   p.set_etag("\"" + RandomHex(8) + "\"");
-  p.set_ts(NowSeconds());
+  p.set_ts(UnixNowSeconds());
   const Json record = {{"database", p.database()}, {"user", p.user()},         {"id", p.id()},
                        {"mode", p.mode()},         {"resource", p.resource()}, {"pk", p.partition_key_json()},
                        {"rid", p.rid()},           {"etag", p.etag()},         {"ts", p.ts()}};
-  BULWARK_RETURN_IF_ERROR(Named(
-      Commit(node, node.store->PrepareAccessPut(PermissionKey(p.database(), p.user(), p.id()), record.dump(), true),
-             deadline)
-          .status(),
-      "permission '" + p.id() + "' of user '" + p.user() + "'"));
+  BULWARK_RETURN_IF_ERROR(
+      Named(w.Commit(w.node.store->PrepareAccessPut(PermissionKey(p.database(), p.user(), p.id()), record.dump(), true))
+                .status(),
+            "permission '" + p.id() + "' of user '" + p.user() + "'"));
   *out->mutable_permission() = p;
   return BStatus::Ok();
 }
 
-BStatus RoleWrite(NodeContext& node, std::string_view method, const pb::Message& request, pb::Message* response,
-                  Deadline deadline) {
-  BULWARK_ASSIGN_OR_RETURN(auto snap, Snap(node));
+BStatus RoleWrite(const Writer& w, std::string_view method, const pb::Message& request, pb::Message* response) {
+  BULWARK_ASSIGN_OR_RETURN(auto snap, Snap(w.node));
   if (method == "CreateRole") {
     const auto& r = static_cast<const v1::CreateRoleRequest&>(request);
     std::vector<std::string> actions(r.role().actions().begin(), r.role().actions().end());
@@ -191,7 +182,7 @@ BStatus RoleWrite(NodeContext& node, std::string_view method, const pb::Message&
     role.id = role.name;
     const Json record = {{"name", role.name}, {"actions", role.actions}};
     BULWARK_RETURN_IF_ERROR(
-        Named(Commit(node, node.store->PrepareAccessPut(RoleKey(role.id), record.dump(), true), deadline).status(),
+        Named(w.Commit(w.node.store->PrepareAccessPut(RoleKey(role.id), record.dump(), true)).status(),
               "role '" + role.id + "'"));
     FillRole(role, static_cast<v1::RoleResponse*>(response)->mutable_role());
     return BStatus::Ok();
@@ -207,8 +198,8 @@ BStatus RoleWrite(NodeContext& node, std::string_view method, const pb::Message&
       }
     }
     BULWARK_RETURN_IF_ERROR(storage::ValidateId(r.id(), "role id"));
-    BULWARK_RETURN_IF_ERROR(Named(Commit(node, node.store->PrepareAccessDelete(RoleKey(r.id())), deadline).status(),
-                                  "role '" + r.id() + "'"));
+    BULWARK_RETURN_IF_ERROR(
+        Named(w.Commit(w.node.store->PrepareAccessDelete(RoleKey(r.id()))).status(), "role '" + r.id() + "'"));
     static_cast<v1::RoleResponse*>(response)->mutable_role()->set_id(r.id());
     return BStatus::Ok();
   }
@@ -228,7 +219,7 @@ BStatus RoleWrite(NodeContext& node, std::string_view method, const pb::Message&
     a.set_scope(scope.ToString());
     const Json record = {{"id", a.id()}, {"principal", a.principal()}, {"role", a.role()}, {"scope", a.scope()}};
     BULWARK_RETURN_IF_ERROR(
-        Named(Commit(node, node.store->PrepareAccessPut(AssignmentKey(a.id()), record.dump(), true), deadline).status(),
+        Named(w.Commit(w.node.store->PrepareAccessPut(AssignmentKey(a.id()), record.dump(), true)).status(),
               "assignment '" + a.id() + "'"));
     *static_cast<v1::RoleAssignmentResponse*>(response)->mutable_assignment() = a;
     return BStatus::Ok();
@@ -236,17 +227,16 @@ BStatus RoleWrite(NodeContext& node, std::string_view method, const pb::Message&
   // UnassignRole
   const auto& r = static_cast<const v1::UnassignRoleRequest&>(request);
   BULWARK_RETURN_IF_ERROR(storage::ValidateId(r.id(), "assignment id"));
-  BULWARK_RETURN_IF_ERROR(Named(Commit(node, node.store->PrepareAccessDelete(AssignmentKey(r.id())), deadline).status(),
+  BULWARK_RETURN_IF_ERROR(Named(w.Commit(w.node.store->PrepareAccessDelete(AssignmentKey(r.id()))).status(),
                                 "assignment '" + r.id() + "'"));
   static_cast<v1::RoleAssignmentResponse*>(response)->mutable_assignment()->set_id(r.id());
   return BStatus::Ok();
 }
 
-BStatus SettingsWrite(NodeContext& node, std::string_view method, const pb::Message& request, pb::Message* response,
-                      Deadline deadline) {
+BStatus SettingsWrite(const Writer& w, std::string_view method, const pb::Message& request, pb::Message* response) {
   if (method == "SetAccessSettings") {
     const auto& r = static_cast<const v1::SetAccessSettingsRequest&>(request);
-    BULWARK_ASSIGN_OR_RETURN(auto snap, Snap(node));
+    BULWARK_ASSIGN_OR_RETURN(auto snap, Snap(w.node));
     bool disable = snap->disable_local_auth;
     std::string audience = snap->audience;
     for (const auto& field : r.set()) {
@@ -261,7 +251,7 @@ BStatus SettingsWrite(NodeContext& node, std::string_view method, const pb::Mess
     }
     const Json record = {{"disable_local_auth", disable}, {"audience", audience}};
     BULWARK_RETURN_IF_ERROR(
-        Commit(node, node.store->PrepareAccessPut(kAccessSettingsKey, record.dump(), false), deadline).status());
+        w.Commit(w.node.store->PrepareAccessPut(kAccessSettingsKey, record.dump(), false)).status());
     spdlog::warn("event=access_settings_changed disable_local_auth={} audience=\"{}\"", disable, audience);
   } else if (method == "AddIssuer") {
     const auto& i = static_cast<const v1::AddIssuerRequest&>(request).issuer();
@@ -270,23 +260,22 @@ BStatus SettingsWrite(NodeContext& node, std::string_view method, const pb::Mess
     BULWARK_RETURN_IF_ERROR(security::ParseEd25519PublicKey(i.public_key()).status());
     const Json record = {{"kid", i.key_id()}, {"issuer", i.issuer()}, {"public_key", i.public_key()}};
     BULWARK_RETURN_IF_ERROR(
-        Named(Commit(node, node.store->PrepareAccessPut(IssuerKey(i.key_id()), record.dump(), true), deadline).status(),
+        Named(w.Commit(w.node.store->PrepareAccessPut(IssuerKey(i.key_id()), record.dump(), true)).status(),
               "issuer key '" + i.key_id() + "'"));
   } else if (method == "SetLockdown") {
     const bool on = static_cast<const v1::LockdownRequest&>(request).on();
-    auto done = on ? Commit(node, node.store->PrepareAccessPut(kLockdownKey, "1", false), deadline)
-                   : Commit(node, node.store->PrepareAccessDelete(kLockdownKey), deadline);
+    auto done = on ? w.Commit(w.node.store->PrepareAccessPut(kLockdownKey, "1", false))
+                   : w.Commit(w.node.store->PrepareAccessDelete(kLockdownKey));
     // Turning off what is off is not an error.
     if (!done.ok() && !(done.status().code() == Code::kNotFound && !on)) return done.status();
     spdlog::warn("event=lockdown on={}", on);
   } else {
     const auto& r = static_cast<const v1::RemoveIssuerRequest&>(request);
     BULWARK_RETURN_IF_ERROR(storage::ValidateId(r.key_id(), "issuer key id"));
-    BULWARK_RETURN_IF_ERROR(
-        Named(Commit(node, node.store->PrepareAccessDelete(IssuerKey(r.key_id())), deadline).status(),
-              "issuer key '" + r.key_id() + "'"));
+    BULWARK_RETURN_IF_ERROR(Named(w.Commit(w.node.store->PrepareAccessDelete(IssuerKey(r.key_id()))).status(),
+                                  "issuer key '" + r.key_id() + "'"));
   }
-  BULWARK_ASSIGN_OR_RETURN(auto after, Snap(node));
+  BULWARK_ASSIGN_OR_RETURN(auto after, Snap(w.node));
   FillSettings(*after, static_cast<v1::AccessSettingsResponse*>(response));
   return BStatus::Ok();
 }
@@ -318,21 +307,17 @@ std::optional<std::pair<std::unique_ptr<pb::Message>, std::unique_ptr<pb::Messag
 
 Status AccessWrite(NodeContext& node, std::string_view method, const pb::Message& request, pb::Message* response,
                    Deadline deadline, std::string_view replay_id) {
-  current_replay_id = replay_id;
-  struct Reset {
-    ~Reset() { current_replay_id = {}; }
-  } reset;
+  const Writer w{node, deadline, replay_id};
   if (method == "RegenerateKey") {
-    return RegenerateKeyWrite(node, static_cast<const v1::RegenerateKeyRequest&>(request),
-                              static_cast<v1::RegenerateKeyResponse*>(response), deadline);
+    return RegenerateKeyWrite(w, static_cast<const v1::RegenerateKeyRequest&>(request),
+                              static_cast<v1::RegenerateKeyResponse*>(response));
   }
   if (method == "CreateUser" || method == "DeleteUser") {
-    return UserWrite(node, method, static_cast<const v1::UserRequest&>(request),
-                     static_cast<v1::UserResponse*>(response), deadline);
+    return UserWrite(w, method, static_cast<const v1::UserRequest&>(request), static_cast<v1::UserResponse*>(response));
   }
   if (method == "CreatePermission") {
-    return CreatePermissionWrite(node, static_cast<const v1::CreatePermissionRequest&>(request),
-                                 static_cast<v1::PermissionResponse*>(response), deadline);
+    return CreatePermissionWrite(w, static_cast<const v1::CreatePermissionRequest&>(request),
+                                 static_cast<v1::PermissionResponse*>(response));
   }
   if (method == "DeletePermission") {
     const auto& r = static_cast<const v1::PermissionRequest&>(request);
@@ -343,15 +328,14 @@ Status AccessWrite(NodeContext& node, std::string_view method, const pb::Message
     p->set_user(r.user());
     p->set_id(r.permission());
     return Named(
-        Commit(node, node.store->PrepareAccessDelete(PermissionKey(r.database(), r.user(), r.permission())), deadline)
-            .status(),
+        w.Commit(node.store->PrepareAccessDelete(PermissionKey(r.database(), r.user(), r.permission()))).status(),
         "permission '" + r.permission() + "' of user '" + r.user() + "'");
   }
   if (method == "CreateRole" || method == "DeleteRole" || method == "AssignRole" || method == "UnassignRole") {
-    return RoleWrite(node, method, request, response, deadline);
+    return RoleWrite(w, method, request, response);
   }
   if (method == "SetAccessSettings" || method == "AddIssuer" || method == "RemoveIssuer" || method == "SetLockdown") {
-    return SettingsWrite(node, method, request, response, deadline);
+    return SettingsWrite(w, method, request, response);
   }
   return BStatus::Internal("no access write for method '" + std::string(method) + "'");
 }
@@ -456,8 +440,7 @@ grpc::Status AccessService::ReadPermission(Ctx* ctx, const v1::PermissionRequest
     }
     // The token is signed by the key the caller used, so regenerating that
     // key revokes it.
-    const std::string key_name = who.display.substr(who.display.find(':') + 1);
-    const AccountKey* key = snap->FindKey(key_name);
+    const AccountKey* key = snap->FindKey(who.key_name);
     if (key == nullptr || key->version == 0) {
       return BStatus::Unavailable("the account keys are not set up yet; retry in a moment");
     }
@@ -472,7 +455,7 @@ grpc::Status AccessService::ReadPermission(Ctx* ctx, const v1::PermissionRequest
     claims.mode = p.mode;
     claims.resource_link = p.resource;
     claims.partition_key_json = p.partition_key_json;
-    claims.issued_unix_s = NowSeconds();
+    claims.issued_unix_s = UnixNowSeconds();
     claims.expires_unix_s = claims.issued_unix_s + ttl;
     BULWARK_RETURN_IF_ERROR(security::ValidateResourceTokenClaims(claims));
     FillPermission(p, resp->mutable_permission());
@@ -557,15 +540,15 @@ void AccountKeyBootstrap::Start() {
       auto snap = node_->access->Snapshot();
       size_t present = 0;
       if (snap.ok()) {
-        for (std::string_view name : kKeyNames) {
+        for (std::string_view name : storage::kAccountKeyNames) {
           const AccountKey* k = (*snap)->FindKey(name);
           if (k != nullptr && k->version != 0) ++present;
         }
       }
-      if (present == std::size(kKeyNames)) return;
+      if (present == std::size(storage::kAccountKeyNames)) return;
       if (snap.ok() && node_->replica->is_leader() &&
           node_->replica->applied_index() >= node_->replica->status().commit_index) {
-        for (std::string_view name : kKeyNames) {
+        for (std::string_view name : storage::kAccountKeyNames) {
           const AccountKey* k = (*snap)->FindKey(name);
           if (k != nullptr && k->version != 0) continue;
           crypto::SecretBytes key = name == "primary"

@@ -4,6 +4,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "common/clock.h"
+
 namespace bulwark::server {
 namespace {
 
@@ -127,9 +129,7 @@ uint64_t RateLimiter::limited() const {
 
 void Alerts::Raise(std::string kind, std::string message) {
   spdlog::error("event=alert kind={} message=\"{}\"", kind, message);
-  const int64_t now_ms =
-      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-          .count();
+  const int64_t now_ms = UnixNowMillis();
   std::lock_guard lock(mu_);
   ++counts_[kind];
   alerts_.push_back({now_ms, std::move(kind), std::move(message)});

@@ -2,6 +2,7 @@
 
 #include <filesystem>
 
+#include "common/clock.h"
 #include "replication/replica.h"
 
 namespace bulwark::server {
@@ -106,8 +107,7 @@ void RegisterNodeMetrics(Metrics& metrics, NodeContext& node) {
     Metrics::Samples out;
     auto snap = node.access->Snapshot();
     if (!snap.ok()) return out;
-    const int64_t now =
-        std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+    const int64_t now = UnixNowSeconds();
     for (const auto& k : (*snap)->keys) {
       if (k.created_unix_s > 0)
         out.emplace_back("name=\"" + k.name + "\"", static_cast<double>(now - k.created_unix_s));

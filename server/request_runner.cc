@@ -6,6 +6,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "common/clock.h"
+
 #include "security/audit_log.h"
 #include "security/ip_allowlist.h"
 #include "server/services.h"
@@ -32,28 +34,8 @@ void RequestRunner::WarnIfPlaintext(grpc::ServerContext* ctx) {
   }
 }
 
-bool RequestRunner::FirewallAllows(grpc::ServerContext* ctx) {
-  const uint64_t generation = node_->store->settings_generation();
-  std::shared_ptr<const security::IpAllowlist> list;
-  {
-    std::lock_guard lock(node_->firewall_mu);
-    if (node_->firewall_generation != generation || !node_->firewall) {
-      auto ranges = node_->store->ClientAllowlist();
-      auto parsed =
-          ranges.ok() ? security::IpAllowlist::Parse(*ranges) : Result<security::IpAllowlist>(ranges.status());
-      if (parsed.ok()) {
-        node_->firewall = std::make_shared<const security::IpAllowlist>(std::move(parsed).value());
-      } else {
-        spdlog::error("event=firewall_unreadable error=\"{}\" note=\"refusing every client until it is fixed\"",
-                      parsed.status().ToString());
-        node_->firewall = nullptr;
-      }
-      node_->firewall_generation = generation;
-    }
-    list = node_->firewall;
-  }
-  if (list == nullptr) return false;
-  if (list->Allows(ctx->peer())) return true;
+bool RequestRunner::FirewallAllows(grpc::ServerContext* ctx, const AccessSnapshot& snap) {
+  if (snap.firewall != nullptr && snap.firewall->Allows(ctx->peer())) return true;
   // Counted, not logged per request: a refused flood must not flood the log.
   ++node_->firewall_refused;
   spdlog::debug("event=firewall_refused peer={}", ctx->peer());
@@ -61,12 +43,11 @@ bool RequestRunner::FirewallAllows(grpc::ServerContext* ctx) {
 }
 
 Result<Principal> RequestRunner::CheckAccess(grpc::ServerContext* ctx, const ResourceRef& ref, const Operation& op,
-                                             std::string& principal) {
-  BULWARK_ASSIGN_OR_RETURN(auto snap, node_->access->Snapshot());
-  BULWARK_ASSIGN_OR_RETURN(Principal who, node_->access->Authenticate(*ctx, ref, *snap));
+                                             const AccessSnapshot& snap, std::string& principal) {
+  BULWARK_ASSIGN_OR_RETURN(Principal who, node_->access->Authenticate(*ctx, ref, snap));
   // Known from here on, refused or not: the audit log says who was refused.
   principal = who.display;
-  BULWARK_RETURN_IF_ERROR(node_->access->Authorize(who, op, *snap));
+  BULWARK_RETURN_IF_ERROR(node_->access->Authorize(who, op, snap));
   return who;
 }
 
@@ -141,11 +122,21 @@ grpc::Status RequestRunner::RunAs(grpc::ServerContext* ctx, const Operation& op,
   std::string refusal;  // set when the request was refused before it ran
   std::optional<std::chrono::milliseconds> retry_after;
   BStatus s;
+  // One snapshot of the access state (firewall included) for the whole check.
+  std::shared_ptr<const AccessSnapshot> snap;
+  const auto load = [&]() -> BStatus {
+    auto loaded = node_->access->Snapshot();
+    if (!loaded.ok()) return loaded.status();
+    snap = std::move(loaded).value();
+    return BStatus::Ok();
+  };
   if (node_->draining) {
     s = BStatus::Unavailable("the node is shutting down; retry against another node");
   } else if (ctx->deadline() < std::chrono::system_clock::now()) {
     s = BStatus::DeadlineExceeded("the request's deadline passed before it started");
-  } else if (!FirewallAllows(ctx)) {
+  } else if (s = load(); !s.ok()) {
+    // The access state cannot be read: nobody gets in (s says why).
+  } else if (!FirewallAllows(ctx, *snap)) {
     // Counted by the firewall, not logged per request: a refused flood
     // must not flood the log.
     refusal = "firewall";
@@ -155,7 +146,7 @@ grpc::Status RequestRunner::RunAs(grpc::ServerContext* ctx, const Operation& op,
     s = BStatus::PermissionDenied("this address is blocked after repeated failed authentication; retry in " +
                                   std::to_string(left->count() / 1000 + 1) + " s");
   } else {
-    auto who = CheckAccess(ctx, ref, op, principal);
+    auto who = CheckAccess(ctx, ref, op, *snap, principal);
     if (!who.ok()) {
       s = who.status();
       refusal = RefusalReason(s);
@@ -190,9 +181,7 @@ grpc::Status RequestRunner::RunAs(grpc::ServerContext* ctx, const Operation& op,
   if (node_->audit != nullptr &&
       (op.write || op.plane == Plane::kControl || !refusal.empty() || node_->config->audit_reads)) {
     security::AuditRecord r;
-    r.time_unix_ms =
-        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-            .count();
+    r.time_unix_ms = UnixNowMillis();
     r.principal = principal;
     r.source = peer;
     r.operation = operation;
@@ -219,9 +208,7 @@ void RequestRunner::OnAuthFailure(const std::string& source, const std::string& 
     node_->alerts->Raise("address_blocked", message);
     if (node_->audit != nullptr) {
       security::AuditRecord r;
-      r.time_unix_ms =
-          std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-              .count();
+      r.time_unix_ms = UnixNowMillis();
       r.principal = "-";
       r.source = peer;
       r.operation = "AddressBlocked";

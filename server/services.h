@@ -21,7 +21,6 @@
 #include "bulwark/v1/document.grpc.pb.h"
 #include "crypto/secret.h"
 #include "proto/grpc_status.h"
-#include "security/ip_allowlist.h"
 #include "security/request_signing.h"
 #include "server/access.h"
 #include "server/config.h"
@@ -79,11 +78,6 @@ struct NodeContext {
   std::mutex peers_mu;
   std::set<std::string> plaintext_peers;  // GUARDED_BY(peers_mu): warned about once each
 
-  // The IP firewall, parsed from the store's allowlist when its settings
-  // generation moves. GUARDED_BY(firewall_mu)
-  std::mutex firewall_mu;
-  uint64_t firewall_generation = 0;
-  std::shared_ptr<const security::IpAllowlist> firewall;
   std::atomic<uint64_t> firewall_refused{0};  // requests the firewall refused, since start
 };
 
@@ -122,7 +116,7 @@ class RequestRunner {
   // Authenticates the caller and checks `op` against what it may do; sets
   // `principal` once the caller is known (even if then refused).
   Result<Principal> CheckAccess(grpc::ServerContext* ctx, const security::ResourceRef& ref, const Operation& op,
-                                std::string& principal);
+                                const AccessSnapshot& snap, std::string& principal);
   // A failed authentication from `source`: may block it, and may raise the
   // failure-rate alert.
   void OnAuthFailure(const std::string& source, const std::string& peer, SteadyTime now);
@@ -130,7 +124,7 @@ class RequestRunner {
   // False if the account's allowlist is non-empty and leaves the caller's
   // address out. A stored list that does not parse refuses everyone (and
   // says so in the log): failing open would defeat the firewall.
-  bool FirewallAllows(grpc::ServerContext* ctx);
+  bool FirewallAllows(grpc::ServerContext* ctx, const AccessSnapshot& snap);
   NodeContext* node_;
 };
 

@@ -5,6 +5,8 @@
 // record before it proposes it, and Apply checks only what depends on the
 // state at that point of the log (exists / does not exist). Every change bumps
 // settings_generation so the server's access cache reloads.
+#include <algorithm>
+
 #include "common/coding.h"
 #include "storage/store_impl.h"
 
@@ -20,7 +22,7 @@ constexpr std::string_view kCreateOnly = "create";
 std::string AccountKeyMetaKey(std::string_view name) { return std::string(kAccountKeyMetaPrefix) + std::string(name); }
 
 bool ValidKeyName(std::string_view name) {
-  return name == "primary" || name == "secondary" || name == "primary-readonly" || name == "secondary-readonly";
+  return std::find(kAccountKeyNames.begin(), kAccountKeyNames.end(), name) != kAccountKeyNames.end();
 }
 
 std::string RangeEnd(std::string_view prefix) {

@@ -17,6 +17,7 @@
 // stored bytes that fail authentication, IOError/Unavailable for the disk.
 // No error leaves a stored item changed or lost.
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -88,6 +89,10 @@ struct ListOptions {
 };
 
 // A named secret the store keeps for the node (e.g. an account key).
+// The account's keys, by name (Cosmos DB's four).
+constexpr std::array<std::string_view, 4> kAccountKeyNames = {"primary", "secondary", "primary-readonly",
+                                                              "secondary-readonly"};
+
 struct AccountKeyRecord {
   std::string name;
   uint64_t version = 0;  // raft index of the command that set it
