@@ -403,6 +403,95 @@ TEST_CASE("Access: principal x action x scope, through real nodes over TLS", "[a
     CHECK(s.error_code() == grpc::StatusCode::UNAUTHENTICATED);
   }
 
+  {  // Bad requests to the access API get a clear error and change nothing.
+    auto expect = [&](const std::string& method, const security::ResourceRef& ref, const google::protobuf::Message& req,
+                      google::protobuf::Message* resp, Code code) {
+      const Status st = f.admin->CallAccess(method, ref, req, resp);
+      INFO(method << ": " << st.ToString());
+      CHECK(st.code() == code);
+      CHECK(!st.message().empty());
+    };
+    v1::UserResponse user_resp;
+    expect("CreateUser", security::UserFeedRef("post", "d1"), AccessFixture::User("d1", "a/b"), &user_resp,
+           Code::kInvalidArgument);
+    expect("CreateUser", security::UserFeedRef("post", "nodb"), AccessFixture::User("nodb", "bob"), &user_resp,
+           Code::kNotFound);
+    auto permission = [](const std::string& mode, const std::string& resource, const std::string& pk = {}) {
+      v1::CreatePermissionRequest r;
+      auto* p = r.mutable_permission();
+      p->set_database("d1");
+      p->set_user("alice");
+      p->set_id("bad");
+      p->set_mode(mode);
+      p->set_resource(resource);
+      p->set_partition_key_json(pk);
+      return r;
+    };
+    v1::PermissionResponse perm_resp;
+    const auto perm_ref = security::PermissionFeedRef("post", "d1", "alice");
+    expect("CreatePermission", perm_ref, permission("Write", "dbs/d1/colls/a"), &perm_resp, Code::kInvalidArgument);
+    expect("CreatePermission", perm_ref, permission("Read", "garbage"), &perm_resp, Code::kInvalidArgument);
+    expect("CreatePermission", perm_ref, permission("Read", "dbs/d2/colls/c"), &perm_resp, Code::kInvalidArgument);
+    expect("CreatePermission", perm_ref, permission("Read", "dbs/d1", R"("x")"), &perm_resp, Code::kInvalidArgument);
+    expect("CreatePermission", perm_ref, permission("Read", "dbs/d1/colls/a", "{not json"), &perm_resp,
+           Code::kInvalidArgument);
+    expect("CreatePermission", perm_ref, permission("Read", "dbs/d1/colls/nope"), &perm_resp, Code::kNotFound);
+    v1::PermissionRequest too_long;
+    too_long.set_database("d1");
+    too_long.set_user("alice");
+    too_long.set_permission("pa_all");
+    too_long.set_ttl_s(5 * 3600 + 1);
+    expect("ReadPermission", security::PermissionRef("get", "d1", "alice", "pa_all"), too_long, &perm_resp,
+           Code::kInvalidArgument);
+    v1::AssignRoleRequest assign;
+    assign.mutable_assignment()->set_principal("someone");
+    assign.mutable_assignment()->set_role("Data Reader");
+    assign.mutable_assignment()->set_scope("/dbs/");
+    v1::RoleAssignmentResponse assign_resp;
+    expect("AssignRole", AccountRef("post"), assign, &assign_resp, Code::kInvalidArgument);
+    assign.mutable_assignment()->set_scope("/");
+    assign.mutable_assignment()->set_role("No Such Role");
+    expect("AssignRole", AccountRef("post"), assign, &assign_resp, Code::kNotFound);
+    assign.mutable_assignment()->set_role("Data Reader");
+    assign.mutable_assignment()->set_principal("");
+    expect("AssignRole", AccountRef("post"), assign, &assign_resp, Code::kInvalidArgument);
+    v1::CreateRoleRequest role;
+    role.mutable_role()->set_name("bad-role");
+    role.mutable_role()->add_actions("items/explode");
+    v1::RoleResponse role_resp;
+    expect("CreateRole", AccountRef("post"), role, &role_resp, Code::kInvalidArgument);
+    v1::AddIssuerRequest issuer;
+    issuer.mutable_issuer()->set_key_id("k2");
+    issuer.mutable_issuer()->set_issuer(kIssuer);
+    issuer.mutable_issuer()->set_public_key("not a key");
+    v1::AccessSettingsResponse settings_resp;
+    expect("AddIssuer", AccountRef("post"), issuer, &settings_resp, Code::kInvalidArgument);
+    v1::SetAccessSettingsRequest settings;
+    settings.add_set("make_everyone_admin");
+    expect("SetAccessSettings", AccountRef("put"), settings, &settings_resp, Code::kInvalidArgument);
+    v1::RegenerateKeyRequest regen;
+    regen.set_name("tertiary");
+    v1::RegenerateKeyResponse regen_resp;
+    expect("RegenerateKey", AccountRef("post"), regen, &regen_resp, Code::kInvalidArgument);
+    // Nothing changed: alice alone, her four permissions, the four assignments, the four keys.
+    v1::ListUsersRequest lu;
+    lu.set_database("d1");
+    v1::ListUsersResponse users;
+    REQUIRE(f.admin->CallAccess("ListUsers", security::UserFeedRef("get", "d1"), lu, &users).ok());
+    CHECK(users.users_size() == 1);
+    v1::ListPermissionsRequest lp;
+    lp.set_database("d1");
+    lp.set_user("alice");
+    v1::ListPermissionsResponse perms;
+    REQUIRE(f.admin->CallAccess("ListPermissions", security::PermissionFeedRef("get", "d1", "alice"), lp, &perms).ok());
+    CHECK(perms.permissions_size() == 4);
+    v1::ListAssignmentsRequest la;
+    v1::ListAssignmentsResponse assignments;
+    REQUIRE(f.admin->CallAccess("ListAssignments", AccountRef("get"), la, &assignments).ok());
+    CHECK(assignments.assignments_size() == 4);
+    CHECK(f.admin->ListKeys()->size() == 4);
+  }
+
   {  // A replayed signed write is not applied again, on any node: delete,
      // re-create, then the captured delete sent again to another node.
     REQUIRE(f.admin->CreateDatabase("rp").ok());

@@ -150,3 +150,23 @@ replica:
   same.replica.members = "";
   CHECK(ValidateConfig(same).message().find("replica.peer_listen") != std::string::npos);
 }
+
+TEST_CASE("Config: --set KEY=VALUE takes the file's keys and checks, and refuses what they refuse",
+          "[server][config][bad-input]") {
+  NodeConfig c;
+  REQUIRE(ApplyConfigOverride("defense.block_base_ms=500", c).ok());
+  CHECK(c.defense.block_base.count() == 500);
+  REQUIRE(ApplyConfigOverride("listen=[::1]:7100", c).ok());  // a plain string, not a YAML sequence
+  CHECK(c.listen_address == "[::1]:7100");
+  REQUIRE(ApplyConfigOverride("tls.min_version=1.3", c).ok());
+  CHECK(c.tls_min_version == security::TlsVersion::kTls13);
+  for (const char* bad : {"defense.block_base_ms=abc", "defense.block_base_ms=5", "no.such.key=1", "no-equals", "=1",
+                          "tls.min_version=1.1", "audit.enabled=maybe", "defense.principal_burst=-1"}) {
+    INFO(bad);
+    NodeConfig untouched;
+    const Status s = ApplyConfigOverride(bad, untouched);
+    CHECK(s.code() == Code::kInvalidArgument);
+    CHECK(untouched.defense.block_base.count() == NodeConfig{}.defense.block_base.count());
+    CHECK(untouched.tls_min_version == security::TlsVersion::kTls12);
+  }
+}
