@@ -1,6 +1,7 @@
 // DocumentStore::Apply: runs one WriteCommand under the right locks, with
 // request-id deduplication and the applied raft index in the same batch.
 #include <mutex>
+#include <optional>
 #include <shared_mutex>
 
 #include "common/coding.h"
@@ -93,13 +94,52 @@ Status ExpireDedup(const DocumentStore::Impl& s, int64_t now_ms, std::vector<Mut
   return FromRocks(it->status(), "cannot read dedup records");
 }
 
-std::string AppliedValue(uint64_t index) {
-  std::string v;
-  PutFixed64(v, index);
-  return v;
+// What an account command does to the GLSN position; `refusal` is set when
+// a shipped command must not apply (a gap), `skip` when it already did.
+struct GeoStep {
+  GeoPosition next;
+  bool skip = false;
+  std::optional<Status> refusal;
+};
+
+GeoStep StepGeo(const GeoPosition& pos, uint64_t index, const WriteCommand& cmd) {
+  GeoStep step;
+  step.next = pos;
+  if (index == 0 || !IsAccountCommand(cmd.kind)) return step;
+  if (cmd.geo_glsn == 0) {
+    step.next = {pos.glsn + 1, pos.epoch, index};
+  } else if (cmd.geo_glsn <= pos.glsn) {
+    step.skip = true;
+  } else if (cmd.geo_glsn != pos.glsn + 1) {
+    step.refusal = Status::FailedPrecondition("region stream gap: this region is at GLSN " + std::to_string(pos.glsn) +
+                                              ", the command is GLSN " + std::to_string(cmd.geo_glsn));
+  } else {
+    step.next = {cmd.geo_glsn, cmd.geo_epoch, cmd.geo_source_index};
+  }
+  return step;
 }
 
 }  // namespace
+
+std::string EncodeAppliedRecord(const AppliedRecord& r) {
+  std::string v;
+  PutFixed64(v, r.index);
+  PutFixed64(v, r.geo.glsn);
+  PutFixed64(v, r.geo.epoch);
+  PutFixed64(v, r.geo.source_index);
+  return v;
+}
+
+Result<AppliedRecord> DecodeAppliedRecord(std::string_view in) {
+  AppliedRecord r;
+  if (!GetFixed64(in, r.index)) return Status::Corruption("the applied-index record is malformed");
+  if (in.empty()) return r;
+  if (!GetFixed64(in, r.geo.glsn) || !GetFixed64(in, r.geo.epoch) || !GetFixed64(in, r.geo.source_index) ||
+      !in.empty()) {
+    return Status::Corruption("the applied-index record is malformed");
+  }
+  return r;
+}
 
 Result<ApplyOutcome> DocumentStore::Apply(uint64_t index, WriteCommand cmd) {
   Impl& s = *impl_;
@@ -113,17 +153,49 @@ Result<ApplyOutcome> DocumentStore::Apply(uint64_t index, WriteCommand cmd) {
     item_lock = std::unique_lock(s.ItemLock(ItemKey(cmd.rid, cmd.partition_key, cmd.item_id)));
   }
 
+  GeoPosition pos;
+  {
+    std::lock_guard g(s.geo_mu);
+    pos = s.geo;
+  }
+  const GeoStep step = StepGeo(pos, index, cmd);
+  // An outcome decided before the command's effect: only the applied index
+  // (and the GLSN it takes) is recorded.
+  auto record_only = [&](ApplyOutcome o, const GeoPosition& at) -> Result<ApplyOutcome> {
+    cmd.WipeKey();
+    if (index > 0) {
+      std::vector<Mutation> m{
+          {Mutation::Kind::kPut, s.meta, std::string(kAppliedIndexKey), EncodeAppliedRecord({index, at})}};
+      BULWARK_RETURN_IF_ERROR(s.queue->Commit(std::move(m), nullptr).status());
+      {
+        std::lock_guard g(s.geo_mu);
+        s.geo = at;
+      }
+      s.applied_index.store(index, std::memory_order_release);
+    }
+    return o;
+  };
+  if (step.refusal) {
+    ApplyOutcome o;
+    o.status = *step.refusal;
+    return record_only(std::move(o), pos);
+  }
+  if (step.skip) {
+    ApplyOutcome o;
+    o.duplicate = true;
+    return record_only(std::move(o), pos);
+  }
   if (cmd.request_id.size() > kMaxRequestIdBytes) {
     ApplyOutcome o;
     o.status =
         Status::InvalidArgument("a request id may have at most " + std::to_string(kMaxRequestIdBytes) + " bytes");
-    return o;
+    return record_only(std::move(o), step.next);
   }
   if (!cmd.request_id.empty()) {
     auto prior = s.Get(s.meta, DedupKey(cmd.request_id));
     if (prior.ok()) {
-      cmd.WipeKey();
-      return DecodeOutcome(*prior);
+      BULWARK_ASSIGN_OR_RETURN(ApplyOutcome o, DecodeOutcome(*prior));
+      return record_only(std::move(o), step.next);
     }
     if (prior.status().code() != Code::kNotFound) return prior.status();
   }
@@ -140,13 +212,20 @@ Result<ApplyOutcome> DocumentStore::Apply(uint64_t index, WriteCommand cmd) {
     BULWARK_RETURN_IF_ERROR(ExpireDedup(s, cmd.proposed_unix_ms, e.mutations));
   }
   if (index > 0) {
-    e.mutations.push_back({Mutation::Kind::kPut, s.meta, std::string(kAppliedIndexKey), AppliedValue(index)});
+    e.mutations.push_back(
+        {Mutation::Kind::kPut, s.meta, std::string(kAppliedIndexKey), EncodeAppliedRecord({index, step.next})});
   }
   if (!e.mutations.empty() || change != nullptr) {
     BULWARK_ASSIGN_OR_RETURN(uint64_t lsn, s.queue->Commit(std::move(e.mutations), change));
     if (change != nullptr) e.outcome.lsn = lsn;
   }
-  if (index > 0) s.applied_index.store(index, std::memory_order_release);
+  if (index > 0) {
+    {
+      std::lock_guard g(s.geo_mu);
+      s.geo = step.next;
+    }
+    s.applied_index.store(index, std::memory_order_release);
+  }
   if (e.outcome.status.ok()) {
     for (const auto& key : e.dropped_containers) s.containers.erase(key);
     for (const auto& rid : e.purged_rids) s.keyring.Forget(rid);
@@ -182,8 +261,14 @@ Result<std::map<uint64_t, std::string>> DocumentStore::MemberAddresses() const {
 
 uint64_t DocumentStore::applied_index() const { return impl_->applied_index.load(std::memory_order_acquire); }
 
+GeoPosition DocumentStore::geo_position() const {
+  std::lock_guard g(impl_->geo_mu);
+  return impl_->geo;
+}
+
 Status DocumentStore::RecordApplied(uint64_t index, std::string_view conf_state) {
-  std::vector<Mutation> m{{Mutation::Kind::kPut, impl_->meta, std::string(kAppliedIndexKey), AppliedValue(index)}};
+  std::vector<Mutation> m{
+      {Mutation::Kind::kPut, impl_->meta, std::string(kAppliedIndexKey), EncodeAppliedRecord({index, geo_position()})}};
   if (!conf_state.empty()) {
     m.push_back({Mutation::Kind::kPut, impl_->meta, std::string(kAppliedConfKey), std::string(conf_state)});
   }
@@ -210,14 +295,11 @@ uint64_t DocumentStore::RaftLogBytes() const {
 }
 rocksdb::ColumnFamilyHandle* DocumentStore::raft_log_cf() const { return impl_->raftlog; }
 
-Result<uint64_t> LoadAppliedIndex(const DocumentStore::Impl& s) {
+Result<AppliedRecord> LoadAppliedIndex(const DocumentStore::Impl& s) {
   auto v = s.Get(s.meta, kAppliedIndexKey);
-  if (v.status().code() == Code::kNotFound) return uint64_t{0};
+  if (v.status().code() == Code::kNotFound) return AppliedRecord{};
   BULWARK_RETURN_IF_ERROR(v.status());
-  std::string_view in = *v;
-  uint64_t index = 0;
-  if (!GetFixed64(in, index) || !in.empty()) return Status::Corruption("the applied-index record is malformed");
-  return index;
+  return DecodeAppliedRecord(*v);
 }
 
 }  // namespace bulwark::storage

@@ -12,6 +12,9 @@ namespace {
 // only format 1 still reads every other command.
 constexpr uint8_t kCommandFormat = 1;
 constexpr uint8_t kCommandFormatWithSetting = 2;
+// Format 3 adds the geo stamp (glsn, epoch, source index) after `setting`:
+// only commands shipped between regions carry it.
+constexpr uint8_t kCommandFormatWithGeo = 3;
 // No field of a valid command comes near this; it bounds what a corrupt
 // length prefix can make Decode allocate.
 constexpr size_t kMaxFieldBytes = 4 << 20;
@@ -26,7 +29,10 @@ std::string WriteCommand::Encode() const {
   const bool with_setting = kind == Kind::kFirewallAllow || kind == Kind::kFirewallDeny ||
                             kind == Kind::kSetAccountKey || kind == Kind::kAccessPut || kind == Kind::kAccessDelete ||
                             !setting.empty();
-  out.push_back(static_cast<char>(with_setting ? kCommandFormatWithSetting : kCommandFormat));
+  const bool with_geo = geo_glsn != 0;
+  out.push_back(static_cast<char>(with_geo       ? kCommandFormatWithGeo
+                                  : with_setting ? kCommandFormatWithSetting
+                                                 : kCommandFormat));
   out.push_back(static_cast<char>(kind));
   PutFixed64(out, static_cast<uint64_t>(proposed_unix_ms));
   PutFixed64(out, static_cast<uint64_t>(ts));
@@ -38,14 +44,19 @@ std::string WriteCommand::Encode() const {
   }
   PutFixed64(out, member_id);
   PutLengthPrefixed(out, member_address);
-  if (with_setting) PutLengthPrefixed(out, setting);
+  if (with_setting || with_geo) PutLengthPrefixed(out, setting);
+  if (with_geo) {
+    PutFixed64(out, geo_glsn);
+    PutFixed64(out, geo_epoch);
+    PutFixed64(out, geo_source_index);
+  }
   return out;
 }
 
 Result<WriteCommand> WriteCommand::Decode(std::string_view in) {
   if (in.size() < 2) return Status::Corruption("write command is truncated");
   const auto format = static_cast<uint8_t>(in[0]);
-  if (format != kCommandFormat && format != kCommandFormatWithSetting) {
+  if (format != kCommandFormat && format != kCommandFormatWithSetting && format != kCommandFormatWithGeo) {
     return Status::Corruption("unknown write command format " + std::to_string(static_cast<uint8_t>(in[0])));
   }
   if (!ValidKind(static_cast<uint8_t>(in[1]))) return Status::Corruption("unknown write command kind");
@@ -67,10 +78,16 @@ Result<WriteCommand> WriteCommand::Decode(std::string_view in) {
     return Status::Corruption("write command is truncated");
   }
   c.member_address = address;
-  if (format == kCommandFormatWithSetting) {
+  if (format == kCommandFormatWithSetting || format == kCommandFormatWithGeo) {
     std::string_view setting;
     if (!GetLengthPrefixed(in, setting, kMaxFieldBytes)) return Status::Corruption("write command is truncated");
     c.setting = setting;
+  }
+  if (format == kCommandFormatWithGeo) {
+    if (!GetFixed64(in, c.geo_glsn) || !GetFixed64(in, c.geo_epoch) || !GetFixed64(in, c.geo_source_index)) {
+      return Status::Corruption("write command is truncated");
+    }
+    if (c.geo_glsn == 0) return Status::Corruption("a shipped write command has GLSN 0");
   }
   if (!in.empty()) return Status::Corruption("write command has trailing bytes");
   return c;

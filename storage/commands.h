@@ -81,6 +81,13 @@ struct WriteCommand {
   uint64_t member_id = 0;      // kSetMember
   std::string member_address;  // kSetMember: "ip:port" of its peer port; empty to forget
   std::string setting;         // firewall: the range; access kinds: the key (command format 2 only)
+  // Geo-replication (command format 3): set on a command that a remote
+  // region received from the write region's stream; 0 on a command proposed
+  // in its own region. Apply applies a shipped command only at the next
+  // GLSN (see DocumentStore::geo_position).
+  uint64_t geo_glsn = 0;
+  uint64_t geo_epoch = 0;
+  uint64_t geo_source_index = 0;  // its raft index in the write region
 
   std::string Encode() const;
   static Result<WriteCommand> Decode(std::string_view bytes);
@@ -89,5 +96,10 @@ struct WriteCommand {
 };
 
 std::string_view CommandKindName(WriteCommand::Kind k);
+
+// True for the commands that belong to the account and travel to every
+// region in GLSN order: everything but the replica set's own address book
+// (kSetMember), which is local to a region.
+inline bool IsAccountCommand(WriteCommand::Kind k) { return k != WriteCommand::Kind::kSetMember; }
 
 }  // namespace bulwark::storage

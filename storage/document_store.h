@@ -165,6 +165,17 @@ struct PendingShred {
   uint64_t purge_index = 0;  // raft index of the purge (0 outside replication)
 };
 
+// Where a store stands in the account's replication stream (GLSN order).
+// Every account command (IsAccountCommand) applied through replication takes
+// the next GLSN: in the write region Apply assigns it (the same on every
+// replica, since they apply the same log), in a remote region it comes with
+// the shipped command and must be exactly the next one.
+struct GeoPosition {
+  uint64_t glsn = 0;          // of the last account command applied
+  uint64_t epoch = 1;         // the write-region epoch it was written in
+  uint64_t source_index = 0;  // its raft index in the region that wrote it
+};
+
 struct ItemPage {
   std::vector<std::string> items;  // JSON texts
   std::string continuation;        // empty when there are no more
@@ -228,7 +239,11 @@ class DocumentStore {
                                          std::string_view partition_key, std::string_view id,
                                          std::string_view if_match = {}) const;
   // Applies a command. `index` is its raft log index, recorded with the write
-  // (applied_index()); 0 outside replication. A command whose request id was
+  // (applied_index()); 0 outside replication. With index > 0 an account
+  // command also advances geo_position(): one proposed here takes the next
+  // GLSN; a shipped one (geo_glsn set) applies only if it is the next GLSN,
+  // is skipped as a duplicate (outcome.duplicate) if already applied, and is
+  // refused with FailedPrecondition (nothing written) if it leaves a gap. A command whose request id was
   // applied within kDedupWindowMs returns the first outcome, duplicate set.
   // The Result is an error only for a local failure (I/O): the caller must
   // stop applying, since the replicas would otherwise diverge.
@@ -238,6 +253,8 @@ class DocumentStore {
   // The raft index of the last command applied (durable once the WAL is
   // synced: SyncWal). 0 for a store that never applied one.
   uint64_t applied_index() const;
+  // The GLSN position as of the applied index (durable with it).
+  GeoPosition geo_position() const;
   // Records that raft entry `index` (a membership change or an empty entry)
   // was applied, with the membership after it (opaque bytes) if not empty.
   Status RecordApplied(uint64_t index, std::string_view conf_state);

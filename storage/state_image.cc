@@ -305,13 +305,17 @@ Result<uint64_t> DocumentStore::InstallStateImage() {
   BULWARK_RETURN_IF_ERROR(LoadKeysAndContainers(s));
   BULWARK_ASSIGN_OR_RETURN(uint64_t lsn, LastLsn(s));
   s.queue->ResetLastLsn(lsn);
-  BULWARK_ASSIGN_OR_RETURN(uint64_t applied, LoadAppliedIndex(s));
-  s.applied_index.store(applied, std::memory_order_release);
+  BULWARK_ASSIGN_OR_RETURN(AppliedRecord applied, LoadAppliedIndex(s));
+  {
+    std::lock_guard g(s.geo_mu);
+    s.geo = applied.geo;
+  }
+  s.applied_index.store(applied.index, std::memory_order_release);
   BULWARK_RETURN_IF_ERROR(RefreshPendingShreds(s));
   // The image may hold values under versions its sender had not re-sealed yet.
   BULWARK_RETURN_IF_ERROR(ScheduleResealWhereNeeded(s));
   s.settings_generation.fetch_add(1);
-  return applied;
+  return applied.index;
 }
 
 Status ResumeStateImageInstall(DocumentStore::Impl& s) {

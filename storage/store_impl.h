@@ -64,6 +64,8 @@ struct DocumentStore::Impl {
   std::unique_ptr<ResealWorker> reseal;
 
   std::atomic<uint64_t> applied_index{0};  // raft index of the last applied command
+  mutable std::mutex geo_mu;
+  GeoPosition geo;  // GUARDED_BY(geo_mu); written only by Apply/RecordApplied/installs
   // The highest purge index among this node's pending shreds (0: none
   // pending, or purges applied outside replication only). -1 as "none".
   std::atomic<int64_t> max_pending_shred_index{-1};
@@ -129,7 +131,15 @@ Result<CommandEffect> ItemCommandEffect(DocumentStore::Impl& s, const WriteComma
 // was re-created under another rid since. REQUIRES: ddl_mu held.
 Result<std::shared_ptr<const CachedContainer>> CommandContainer(const DocumentStore::Impl& s, const WriteCommand& cmd);
 std::string ContainerCacheKey(std::string_view db, std::string_view container);
-Result<uint64_t> LoadAppliedIndex(const DocumentStore::Impl& s);
+struct AppliedRecord {
+  uint64_t index = 0;
+  GeoPosition geo;
+};
+// The "a/applied" value: u64 index, then u64 glsn | u64 epoch | u64 source
+// index (a record of 8 bytes predates geo-replication: GLSN 0, epoch 1).
+std::string EncodeAppliedRecord(const AppliedRecord& r);
+Result<AppliedRecord> DecodeAppliedRecord(std::string_view v);
+Result<AppliedRecord> LoadAppliedIndex(const DocumentStore::Impl& s);
 Result<uint64_t> LastLsn(const DocumentStore::Impl& s);
 // (Re)loads the keyring and the container cache from the meta column family.
 // REQUIRES: ddl_mu held exclusively, or no other user yet (Open).
