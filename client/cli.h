@@ -27,6 +27,7 @@ struct Globals {
   std::string resource_token, identity_token, cert, cert_key;
   bool insecure = false;
   bool json_output = false;
+  std::string region;  // --region: read in this region (an account of several regions)
 };
 
 // Prints the error (and a hint for common causes); returns exit code 1.
@@ -65,6 +66,8 @@ struct ClusterUpArgs {
   int port = 7100;
   int regions = 1;
   int nodes = 4;
+  int delay_ms = 0;         // one-way delay on the region streams (the WAN stand-in)
+  std::string consistency;  // the account's default consistency; empty: bulwarkd's (Session)
 };
 
 // cli_cluster.cc

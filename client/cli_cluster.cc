@@ -12,6 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "chaos/local_account.h"
 #include "chaos/local_cluster.h"
 #include "client/cli.h"
 
@@ -55,18 +56,88 @@ bool WaitForStop(const sigset_t& signals, chaos::LocalCluster& cluster, int& wor
   }
 }
 
-int ClusterUp(const Globals& g, const ClusterUpArgs& args) {
-  if (args.regions != 1) {
-    std::cerr << "error: --regions " << args.regions
-              << ": geo-replication (more than one region) is not built yet; only --regions 1 is supported\n";
+// Several regions: one LocalCluster per region, in .bulwark/rR.
+int AccountUp(const Globals& g, const ClusterUpArgs& args, const sigset_t& signals) {
+  if (args.ip != "127.0.1.1") {
+    std::cerr << "error: with --regions, region R's nodes are always on 127.0.R.1..; --ip does not apply\n";
     return 2;
   }
+  chaos::AccountOptions options;
+  options.dir = g.profile_dir;
+  options.bin_dir = SelfDir().string();
+  options.regions = args.regions;
+  options.nodes = args.nodes;
+  options.port = args.port;
+  options.metrics_port = args.port + 80;
+  options.link_delay = std::chrono::milliseconds(args.delay_ms);
+  options.consistency = args.consistency;
+  auto account = chaos::LocalAccount::Prepare(options);
+  if (!account.ok()) return Fail(account.status());
+  chaos::LocalAccount& a = **account;
+  std::cout << "starting " << a.regions() << " regions of " << args.nodes << " bulwarkd nodes (TLS; keys, certificates "
+            << "and data in " << g.profile_dir << "/rR; region streams delayed " << args.delay_ms << " ms one way):\n";
+  for (int r = 1; r <= a.regions(); ++r) {
+    std::cout << "region " << chaos::LocalAccount::RegionName(r) << (r == 1 ? " (write region)" : "") << ":\n";
+    Globals region_g = g;
+    region_g.profile_dir = g.profile_dir + "/" + chaos::LocalAccount::RegionName(r);
+    PrintNodes(region_g, a.region(r));
+  }
+  std::cout << std::flush;
+  if (Status s = a.Start(); !s.ok()) {
+    if (a.running()) (void)a.Stop();
+    return Fail(s);
+  }
+  // The profile lists every node; the client learns the topology, writes to
+  // the write region and reads in its preferred region (the write region).
+  ClientOptions profile = a.client_options(1);
+  for (int r = 2; r <= a.regions(); ++r) {
+    for (int i = 1; i <= a.region(r).size(); ++i) profile.endpoints.push_back(a.region(r).node_endpoint(i));
+  }
+  profile.ca_file = fs::absolute(fs::path(g.profile_dir) / "r1" / "ca.pem").string();
+  if (Status s = WriteProfile(g.profile_dir, profile); !s.ok()) return Fail(s);
+  std::cout << "Bulwark is up: " << a.regions() << " regions; writes go to r1, which streams them to the others.\n"
+            << "The client profile is " << g.profile_dir << "/client.json; from this directory try:\n"
+            << "  build/bin/bulwark status\n"
+            << "  build/bin/bulwark db create shop\n"
+            << "  build/bin/bulwark container create shop orders --partition-key /tenant\n"
+            << "  build/bin/bulwark item put shop orders --json '{\"id\":\"o1\",\"tenant\":\"acme\",\"total\":42}'\n"
+            << "  build/bin/bulwark item get shop orders o1 --pk acme --region r2 --consistency eventual\n"
+            << "Press Ctrl-C (or run `bulwark cluster down` in another shell) to stop the cluster.\n"
+            << std::flush;
+  int worst_exit = 0;
+  bool signalled = false;
+  while (true) {
+    timespec tick{0, 200'000'000};
+    if (sigtimedwait(&signals, nullptr, &tick) > 0) {
+      signalled = true;
+      break;
+    }
+    for (int r = 1; r <= a.regions(); ++r) {
+      for (const auto& exit : a.region(r).ReapExited()) {
+        worst_exit = std::max(worst_exit, exit.code);
+        std::cout << "r" << r << " node-" << exit.node << " stopped (exit code " << exit.code << ")\n" << std::flush;
+      }
+    }
+    if (!a.running()) break;
+  }
+  if (signalled) {
+    std::cout << "\nstopping...\n" << std::flush;
+    auto code = a.Stop();
+    if (!code.ok()) return Fail(code.status());
+    worst_exit = std::max(worst_exit, *code);
+  }
+  std::cout << "stopped (worst bulwarkd exit code " << worst_exit << "); data kept for the next `cluster up`\n";
+  return worst_exit == 0 ? 0 : 1;
+}
+
+int ClusterUp(const Globals& g, const ClusterUpArgs& args) {
   // Ctrl-C and SIGTERM are handled by waiting for them, not by a handler.
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  if (args.regions > 1) return AccountUp(g, args, signals);
 
   chaos::ClusterOptions options;
   options.dir = g.profile_dir;
@@ -75,6 +146,7 @@ int ClusterUp(const Globals& g, const ClusterUpArgs& args) {
   options.port = args.port;
   options.metrics_port = args.port + 80;
   options.nodes = args.nodes;
+  if (!args.consistency.empty()) options.extra_args = {"--set", "consistency.default=" + args.consistency};
   auto cluster = chaos::LocalCluster::Prepare(options);
   if (!cluster.ok()) return Fail(cluster.status());
   chaos::LocalCluster& c = **cluster;
@@ -123,14 +195,26 @@ int ClusterUp(const Globals& g, const ClusterUpArgs& args) {
 // Stops, from another shell, the nodes a `cluster up` started here.
 int ClusterDown(const Globals& g, int timeout_s) {
   using Outcome = chaos::LocalCluster::NodeStopReport::Outcome;
-  const auto reports = chaos::LocalCluster::StopFromPidFiles(g.profile_dir, std::chrono::seconds(timeout_s));
+  std::vector<std::pair<std::string, chaos::LocalCluster::NodeStopReport>> reports;
+  for (const auto& r : chaos::LocalCluster::StopFromPidFiles(g.profile_dir, std::chrono::seconds(timeout_s))) {
+    reports.push_back({"", r});
+  }
+  // The regions of `cluster up --regions N`, read regions first.
+  for (int region = 9; region >= 1; --region) {
+    const std::string name = chaos::LocalAccount::RegionName(region);
+    const fs::path dir = fs::path(g.profile_dir) / name;
+    if (!fs::exists(dir)) continue;
+    for (const auto& r : chaos::LocalCluster::StopFromPidFiles(dir.string(), std::chrono::seconds(timeout_s))) {
+      reports.push_back({name + " ", r});
+    }
+  }
   if (reports.empty()) {
     std::cout << "no running nodes found in " << g.profile_dir << " (no pid files); nothing to stop\n";
     return 0;
   }
   bool killed = false;
-  for (const auto& r : reports) {
-    std::cout << "node-" << r.node << " (pid " << r.pid << "): ";
+  for (const auto& [prefix, r] : reports) {
+    std::cout << prefix << "node-" << r.node << " (pid " << r.pid << "): ";
     switch (r.outcome) {
       case Outcome::kStopped:
         std::cout << "stopped\n";
@@ -191,17 +275,27 @@ std::vector<NodeReport> QueryNodes(const ClientOptions& options) {
 // The lag of each replica id as the leader sees it (its member table); empty
 // if no reachable node is the leader. The highest term wins if two nodes
 // claim to lead (an old leader not yet told of the new term).
-std::map<uint64_t, uint64_t> LagByReplica(const std::vector<NodeReport>& reports) {
-  const NodeStatus* leader = nullptr;
+// Keyed by region and replica id: each region is its own replica set.
+std::map<std::pair<std::string, uint64_t>, uint64_t> LagByReplica(const std::vector<NodeReport>& reports) {
+  std::map<std::string, const NodeStatus*> leaders;
   for (const auto& r : reports) {
-    if (r.error.ok() && r.status.role == "leader" && (leader == nullptr || r.status.term > leader->term)) {
-      leader = &r.status;
-    }
+    if (!r.error.ok() || r.status.role != "leader") continue;
+    const NodeStatus*& leader = leaders[r.status.region];
+    if (leader == nullptr || r.status.term > leader->term) leader = &r.status;
   }
-  std::map<uint64_t, uint64_t> lag;
-  if (leader == nullptr) return lag;
-  for (const auto& m : leader->members) lag[m.id] = m.lag;
+  std::map<std::pair<std::string, uint64_t>, uint64_t> lag;
+  for (const auto& [region, leader] : leaders) {
+    for (const auto& m : leader->members) lag[{region, m.id}] = m.lag;
+  }
   return lag;
+}
+
+// The write region leader's view of every other region.
+const NodeStatus* WriteRegionLeader(const std::vector<NodeReport>& reports) {
+  for (const auto& r : reports) {
+    if (r.error.ok() && r.status.role == "leader" && !r.status.regions.empty()) return &r.status;
+  }
+  return nullptr;
 }
 
 json StatusJson(const std::vector<NodeReport>& reports) {
@@ -217,7 +311,7 @@ json StatusJson(const std::vector<NodeReport>& reports) {
       node["error"] = r.error.ToString();
     } else {
       const NodeStatus& s = r.status;
-      auto it = lag.find(s.replica_id);
+      auto it = lag.find({s.region, s.replica_id});
       node.update({{"node_id", s.node_id},
                    {"role", s.role},
                    {"replica_id", s.replica_id},
@@ -231,7 +325,24 @@ json StatusJson(const std::vector<NodeReport>& reports) {
                    {"firewall_ranges", s.firewall_ranges},
                    {"replica_error", s.replica_error},
                    {"version", s.version},
-                   {"region", s.region}});
+                   {"region", s.region},
+                   {"glsn", s.glsn}});
+      if (!s.regions.empty()) {
+        json regions = json::array();
+        for (const auto& g : s.regions) {
+          regions.push_back({{"name", g.name},
+                             {"priority", g.priority},
+                             {"connected", g.connected},
+                             {"in_quorum", g.in_quorum},
+                             {"acked_glsn", g.acked_glsn},
+                             {"lag_writes", g.lag_writes},
+                             {"lag_seconds", g.lag_seconds},
+                             {"needs_image", g.needs_image},
+                             {"error", g.error}});
+        }
+        node["regions"] = std::move(regions);
+        node["strong_quorum"] = s.strong_quorum;
+      }
     }
     out.push_back(std::move(node));
   }
@@ -243,17 +354,34 @@ void PrintStatusTable(const std::vector<NodeReport>& reports) {
   std::vector<std::vector<std::string>> rows;
   for (const auto& r : reports) {
     if (!r.error.ok()) {
-      rows.push_back({"-", r.address, "unreachable", "-", "-", "-", "-", "-", "-", "-"});
+      rows.push_back({"-", "-", r.address, "unreachable", "-", "-", "-", "-", "-", "-", "-"});
       continue;
     }
     const NodeStatus& s = r.status;
-    auto it = lag.find(s.replica_id);
-    rows.push_back({std::to_string(s.replica_id), r.address, s.role, std::to_string(s.term),
+    auto it = lag.find({s.region, s.replica_id});
+    rows.push_back({s.region, std::to_string(s.replica_id), r.address, s.role, std::to_string(s.term),
                     s.leader_id == 0 ? "none" : std::to_string(s.leader_id), std::to_string(s.commit_index),
                     std::to_string(s.applied_index), it == lag.end() ? "?" : std::to_string(it->second),
                     std::to_string(s.data_key_versions), "v" + std::to_string(s.store_key_version)});
   }
-  PrintTable({"NODE", "ADDRESS", "ROLE", "TERM", "LEADER", "COMMIT", "APPLIED", "LAG", "DATA KEYS", "STORE KEY"}, rows);
+  PrintTable(
+      {"REGION", "NODE", "ADDRESS", "ROLE", "TERM", "LEADER", "COMMIT", "APPLIED", "LAG", "DATA KEYS", "STORE KEY"},
+      rows);
+  if (const NodeStatus* w = WriteRegionLeader(reports)) {
+    std::vector<std::vector<std::string>> regions;
+    regions.push_back({w->region + " (write)", "0", "yes", "-", std::to_string(w->glsn), "0", "0.0", ""});
+    for (const auto& g : w->regions) {
+      char secs[32];
+      std::snprintf(secs, sizeof(secs), "%.1f", g.lag_seconds);
+      regions.push_back({g.name, std::to_string(g.priority), g.connected ? "yes" : "no", g.in_quorum ? "yes" : "no",
+                         std::to_string(g.acked_glsn), std::to_string(g.lag_writes), secs,
+                         g.needs_image ? "needs a state image" : g.error});
+    }
+    std::cout << "\nregions (epoch " << w->epoch << ", strong quorum set:";
+    for (const auto& q : w->strong_quorum) std::cout << " " << q;
+    std::cout << "):\n";
+    PrintTable({"REGION", "PRIORITY", "CONNECTED", "IN QUORUM", "GLSN", "LAG (WRITES)", "LAG (S)", "NOTE"}, regions);
+  }
   const NodeStatus* first = nullptr;
   for (const auto& r : reports) {
     if (!r.error.ok()) {

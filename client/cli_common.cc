@@ -48,6 +48,7 @@ Result<ClientOptions> Options(const Globals& g) {
     options.key_file = g.cert_key;
   }
   if (g.insecure) options.insecure = true;
+  if (!g.region.empty()) options.preferred_regions = {g.region};
   if ((options.endpoint.empty() && options.endpoints.empty()) ||
       (options.key.empty() && options.resource_token.empty() && options.identity_token.empty() &&
        options.cert_file.empty())) {
@@ -70,6 +71,8 @@ std::vector<std::string> NodeAddresses(const ClientOptions& options) {
 ClientOptions OneNode(ClientOptions options, const std::string& address) {
   options.endpoint = address;
   options.endpoints.clear();
+  options.discover_topology = false;  // this node, not the region the topology would pick
+  options.preferred_regions.clear();
   return options;
 }
 

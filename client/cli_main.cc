@@ -29,6 +29,7 @@ int main(int argc, char** argv) {
   app.add_option("--cert", g.cert, "client certificate (PEM) for mutual TLS; alone, it authenticates");
   app.add_option("--cert-key", g.cert_key, "the client certificate's private key (PEM)");
   app.add_flag("--insecure", g.insecure, "plaintext (only against a node started with --insecure)");
+  app.add_option("--region", g.region, "read in this region (writes always go to the write region)");
 
   AddDatabaseCommands(app, g, rc);
   AddContainerCommands(app, g, rc);
@@ -58,7 +59,13 @@ int main(int argc, char** argv) {
       cluster->add_subcommand("up", "start a local replica set in the foreground (Ctrl-C stops it)")->callback([&] {
         rc = ClusterUp(g, up_args);
       });
-  up->add_option("--regions", up_args.regions, "regions (only 1 for now)");
+  up->add_option("--regions", up_args.regions,
+                 "regions: region R's nodes on 127.0.R.1.. (data in .bulwark/rR); r1 takes writes")
+      ->check(CLI::Range(1, 9));
+  up->add_option("--delay-ms", up_args.delay_ms, "one-way delay between regions, in ms (the WAN stand-in)")
+      ->check(CLI::Range(0, 60000));
+  up->add_option("--consistency", up_args.consistency,
+                 "the account's default consistency: Strong, BoundedStaleness, Session, ConsistentPrefix, Eventual");
   up->add_option("--nodes", up_args.nodes, "nodes in the replica set, on consecutive loopback addresses")
       ->check(CLI::Range(1, 9));
   up->add_option("--ip", up_args.ip, "loopback address of node 1; node N gets the N-th address from it");

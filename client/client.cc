@@ -59,7 +59,7 @@ struct Client::Impl {
   crypto::SecretBytes key;
   std::shared_ptr<grpc::ChannelCredentials> credentials;
   std::vector<std::string> targets;  // the rotation: options.endpoint first, then the other endpoints
-  std::atomic<size_t> current{0};    // index into `targets` where the next call starts
+  std::atomic<size_t> current{0};    // index into the write route where the next call starts
 
   mutable std::mutex stubs_mu;
   std::vector<std::unique_ptr<Stubs>> stubs;  // GUARDED_BY(stubs_mu); per target, null until first use
@@ -100,18 +100,57 @@ struct Client::Impl {
     }  // else: the client certificate speaks for the caller
   }
 
-  // One RPC, signed, sent to the current endpoint. On UNAVAILABLE (CANCELLED
-  // from a stopping server counts too: see proto/grpc_status.h) the rotation moves
-  // to the next endpoint, and a `retry` call tries again there after an
-  // exponential backoff, at most options.max_retries times.
+  // Routing (geo-replication): indexes into `targets` for writes and for
+  // reads. Both hold every target until a topology is known.
+  // GUARDED_BY(routes_mu)
+  mutable std::mutex routes_mu;
+  std::vector<size_t> write_route, read_route;
+  std::string read_region_name;
+  bool topology_known = false;
+  std::chrono::steady_clock::time_point last_topology_try{};
+  std::atomic<size_t> read_current{0};
+
+  bool WantsTopology() const { return options.discover_topology || !options.preferred_regions.empty(); }
+
+  std::vector<size_t> Route(bool read) const {
+    std::lock_guard lock(routes_mu);
+    return read ? read_route : write_route;
+  }
+
+  // The index of `endpoint` in `targets`, appending it if new.
+  size_t TargetIndex(const std::string& endpoint) {
+    std::lock_guard lock(stubs_mu);
+    auto it = std::find(targets.begin(), targets.end(), endpoint);
+    if (it != targets.end()) return static_cast<size_t>(it - targets.begin());
+    targets.push_back(endpoint);
+    stubs.emplace_back();
+    return targets.size() - 1;
+  }
+
+  Result<Topology> FetchTopology();
+  // Fetches the topology and routes by it; at most once per second unless forced.
+  void RefreshTopology(bool force);
+
+  // One RPC, signed, sent to the current endpoint of its route (reads: the
+  // read region's). On UNAVAILABLE (CANCELLED from a stopping server counts
+  // too: see proto/grpc_status.h) the rotation moves to the next endpoint,
+  // and a `retry` call tries again there after an exponential backoff, at
+  // most options.max_retries times. A read that a read region refuses as
+  // too stale goes to the write region; a write that reached a read region
+  // refreshes the topology and goes to the write region.
   template <typename Call>
-  Status Invoke(const ResourceRef& ref, bool retry, Call&& call) {
+  Status Invoke(const ResourceRef& ref, bool retry, Call&& call, bool read = false) {
+    if (WantsTopology()) RefreshTopology(false);
     auto backoff = options.retry_backoff;
+    bool use_read = read;
     for (int attempt = 0;; ++attempt) {
-      size_t at = current.load();
+      const std::vector<size_t> route = Route(use_read);
+      // One rotation for everything until regions split reads from writes.
+      std::atomic<size_t>& pos = use_read && WantsTopology() ? read_current : current;
+      size_t at = pos.load() % route.size();
       grpc::ClientContext ctx;
       Prepare(ctx, ref);
-      const grpc::Status s = call(ctx, StubsFor(at));
+      const grpc::Status s = call(ctx, StubsFor(route[at]));
       if (s.error_code() == grpc::StatusCode::ALREADY_EXISTS && s.error_message() == kReplayRefused &&
           attempt < options.max_retries) {
         // The server saw this exact signed request already: the same write
@@ -124,13 +163,24 @@ struct Client::Impl {
             std::chrono::milliseconds(5));
         continue;
       }
-      const bool unavailable = FromGrpcStatus(s).code() == Code::kUnavailable;
-      if (unavailable && targets.size() > 1) {
+      const Status st = FromGrpcStatus(s);
+      if (WantsTopology() && attempt < options.max_retries && st.code() == Code::kFailedPrecondition &&
+          st.message().find("does not take writes") != std::string::npos) {
+        RefreshTopology(true);  // nothing was written: the write region is elsewhere
+        continue;
+      }
+      if (use_read && st.code() == Code::kUnavailable &&
+          st.message().find("from the write region") != std::string::npos) {
+        use_read = false;  // this region cannot serve it at that level; the write region can
+        continue;
+      }
+      const bool unavailable = st.code() == Code::kUnavailable;
+      if (unavailable && route.size() > 1) {
         // Only the first of several concurrent failures on `at` moves the
         // rotation, so they do not skip a healthy endpoint between them.
-        current.compare_exchange_strong(at, (at + 1) % targets.size());
+        pos.compare_exchange_strong(at, (at + 1) % route.size());
       }
-      if (!unavailable || !retry || attempt >= options.max_retries) return FromGrpcStatus(s);
+      if (!unavailable || !retry || attempt >= options.max_retries) return st;
       std::this_thread::sleep_for(backoff);
       backoff *= 2;
     }
@@ -199,7 +249,94 @@ Result<std::unique_ptr<Client>> Client::Connect(const ClientOptions& options) {
     if (std::find(impl->targets.begin(), impl->targets.end(), e) == impl->targets.end()) impl->targets.push_back(e);
   }
   impl->stubs.resize(impl->targets.size());
+  for (size_t i = 0; i < impl->targets.size(); ++i) {
+    impl->write_route.push_back(i);
+    impl->read_route.push_back(i);
+  }
   return std::unique_ptr<Client>(new Client(std::move(impl)));
+}
+
+Result<Topology> Client::Impl::FetchTopology() {
+  const std::vector<size_t> route = Route(false);
+  Status last = Status::Unavailable("no endpoint answered");
+  for (size_t k = 0; k < route.size(); ++k) {
+    const size_t at = (current.load() + k) % route.size();
+    grpc::ClientContext ctx;
+    Prepare(ctx, security::AccountRef("get"));
+    ctx.set_deadline(std::chrono::system_clock::now() + std::min(options.deadline, std::chrono::milliseconds(3000)));
+    v1::TopologyRequest req;
+    v1::TopologyResponse resp;
+    const grpc::Status s = StubsFor(route[at]).admin->GetTopology(&ctx, req, &resp);
+    if (!s.ok()) {
+      last = FromGrpcStatus(s);
+      if (last.code() != Code::kUnavailable && last.code() != Code::kDeadlineExceeded) return last;
+      continue;
+    }
+    Topology t;
+    t.write_region = resp.write_region();
+    t.epoch = resp.epoch();
+    t.self_region = resp.self_region();
+    for (const auto& r : resp.regions()) {
+      t.regions.push_back({r.name(), r.priority(), {r.endpoints().begin(), r.endpoints().end()}});
+    }
+    return t;
+  }
+  return last;
+}
+
+void Client::Impl::RefreshTopology(bool force) {
+  {
+    std::lock_guard lock(routes_mu);
+    const auto now = std::chrono::steady_clock::now();
+    if (!force && (topology_known || now - last_topology_try < std::chrono::seconds(1))) return;
+    last_topology_try = now;
+  }
+  auto t = FetchTopology();
+  if (!t.ok() || t->regions.size() <= 1) {
+    if (t.ok()) {
+      std::lock_guard lock(routes_mu);
+      topology_known = true;  // one region: every endpoint is as good
+    }
+    return;
+  }
+  auto endpoints_of = [&](const std::string& name) {
+    std::vector<size_t> out;
+    for (const auto& r : t->regions) {
+      if (r.name != name) continue;
+      for (const auto& e : r.endpoints) out.push_back(TargetIndex(e));
+    }
+    return out;
+  };
+  std::vector<size_t> writes = endpoints_of(t->write_region), reads;
+  std::string read_name;
+  for (const auto& preferred : options.preferred_regions) {
+    reads = endpoints_of(preferred);
+    if (!reads.empty()) {
+      read_name = preferred;
+      break;
+    }
+  }
+  if (reads.empty()) {
+    reads = writes;
+    read_name = t->write_region;
+  }
+  if (writes.empty()) return;
+  std::lock_guard lock(routes_mu);
+  write_route = std::move(writes);
+  read_route = std::move(reads);
+  read_region_name = std::move(read_name);
+  topology_known = true;
+}
+
+Result<Topology> Client::GetTopology() {
+  auto t = impl_->FetchTopology();
+  if (t.ok() && impl_->WantsTopology()) impl_->RefreshTopology(true);
+  return t;
+}
+
+std::string Client::read_region() const {
+  std::lock_guard lock(impl_->routes_mu);
+  return impl_->read_region_name;
 }
 
 namespace {
@@ -361,7 +498,8 @@ Result<Item> Client::ReadItem(const std::string& db, const std::string& containe
   v1::ItemResponse resp;
   BULWARK_RETURN_IF_ERROR(impl_->Invoke(
       security::ItemRef("get", db, container, id), true,
-      [&](grpc::ClientContext& ctx, Impl::Stubs& stubs) { return stubs.documents->ReadItem(&ctx, req, &resp); }));
+      [&](grpc::ClientContext& ctx, Impl::Stubs& stubs) { return stubs.documents->ReadItem(&ctx, req, &resp); },
+      /*read=*/true));
   impl_->Remember(db, container, resp.session_token());
   return Item{resp.item_json(), resp.etag(), resp.ts(), resp.session_token()};
 }
@@ -395,7 +533,8 @@ Result<ItemPage> Client::ListItems(const std::string& db, const std::string& con
   v1::ListItemsResponse resp;
   BULWARK_RETURN_IF_ERROR(impl_->Invoke(
       security::ItemFeedRef("get", db, container), true,
-      [&](grpc::ClientContext& ctx, Impl::Stubs& stubs) { return stubs.documents->ListItems(&ctx, req, &resp); }));
+      [&](grpc::ClientContext& ctx, Impl::Stubs& stubs) { return stubs.documents->ListItems(&ctx, req, &resp); },
+      /*read=*/true));
   impl_->Remember(db, container, resp.session_token());
   ItemPage page;
   page.items.assign(resp.items_json().begin(), resp.items_json().end());
@@ -430,6 +569,14 @@ Result<NodeStatus> Client::GetStatus() {
   s.data_key_versions = resp.data_key_versions();
   s.store_key_version = resp.store_key_version();
   s.firewall_ranges = resp.firewall_ranges();
+  s.write_region = resp.write_region();
+  s.glsn = resp.glsn();
+  s.epoch = resp.epoch();
+  for (const auto& r : resp.regions()) {
+    s.regions.push_back({r.name(), r.priority(), r.connected(), r.in_quorum(), r.acked_glsn(), r.lag_writes(),
+                         r.lag_seconds(), r.needs_image(), r.error()});
+  }
+  s.strong_quorum.assign(resp.strong_quorum().begin(), resp.strong_quorum().end());
   for (const auto& m : resp.members()) s.members.push_back({m.id(), m.peer_address(), m.match_index(), m.lag()});
   return s;
 }
@@ -577,7 +724,11 @@ std::string Client::SessionToken(const std::string& db, const std::string& conta
   return impl_->Session(db, container);
 }
 
-std::string Client::CurrentEndpoint() const { return impl_->targets[impl_->current.load()]; }
+std::string Client::CurrentEndpoint() const {
+  const std::vector<size_t> route = impl_->Route(false);
+  std::lock_guard lock(impl_->stubs_mu);
+  return impl_->targets[route[impl_->current.load() % route.size()]];
+}
 
 std::string PartitionKeyArgToJson(const std::string& arg) {
   const nlohmann::json v = nlohmann::json::parse(arg, nullptr, false);

@@ -65,6 +65,28 @@ struct ClientOptions {
   // If set, connections leave from this local address (e.g. 127.0.0.9), so
   // a firewall rule for it applies; empty: the kernel chooses.
   std::string source_ip;
+  // Regions (geo-replication). With discover_topology, or any preferred
+  // region, the client asks a node for the account's topology before its
+  // first request (and again when a node says the write region moved):
+  // writes and admin calls then go to the write region's nodes, reads to the
+  // first region of `preferred_regions` that exists (else the write region).
+  // A read refused there as too stale (Session, BoundedStaleness, Strong
+  // outside the quorum set: UNAVAILABLE) is retried once in the write region.
+  bool discover_topology = false;
+  std::vector<std::string> preferred_regions;
+};
+
+// The account's regions as a node reported them.
+struct Topology {
+  struct Region {
+    std::string name;
+    uint32_t priority = 0;
+    std::vector<std::string> endpoints;
+  };
+  std::vector<Region> regions;
+  std::string write_region;
+  uint64_t epoch = 0;
+  std::string self_region;
 };
 
 struct Database {
@@ -130,6 +152,23 @@ struct NodeStatus {
   uint32_t data_key_versions = 0;
   uint32_t store_key_version = 0;
   uint32_t firewall_ranges = 0;  // 0: open to every address
+  // Geo-replication (empty/0 for one region).
+  std::string write_region;
+  uint64_t glsn = 0;
+  uint64_t epoch = 0;
+  struct RegionLag {
+    std::string name;
+    uint32_t priority = 0;
+    bool connected = false;
+    bool in_quorum = false;
+    uint64_t acked_glsn = 0;
+    uint64_t lag_writes = 0;
+    double lag_seconds = 0;
+    bool needs_image = false;
+    std::string error;
+  };
+  std::vector<RegionLag> regions;  // the write region's leader only
+  std::vector<std::string> strong_quorum;
   struct Member {
     uint64_t id = 0;
     std::string peer_address;
@@ -199,6 +238,10 @@ class Client {
   // unreadable CA or certificate file. Connecting is lazy: an unreachable server shows on the
   // first call.
   static Result<std::unique_ptr<Client>> Connect(const ClientOptions& options);
+  // Asks a node for the topology (and, with discovery on, routes by it).
+  Result<Topology> GetTopology();
+  // The region reads go to now (empty before any topology is known).
+  std::string read_region() const;
   ~Client();
 
   Result<Database> CreateDatabase(const std::string& db);

@@ -37,6 +37,14 @@ Result<ClientOptions> LoadProfile(const std::string& dir) {
       }
     }
     if (j.contains("insecure") && j["insecure"].is_boolean()) options.insecure = j["insecure"].get<bool>();
+    if (j.contains("preferred_regions")) {
+      const auto& list = j["preferred_regions"];
+      if (!list.is_array()) return Status::InvalidArgument(path.string() + ": 'preferred_regions' must be an array");
+      for (const auto& e : list) {
+        if (!e.is_string()) return Status::InvalidArgument(path.string() + ": 'preferred_regions' must hold strings");
+        options.preferred_regions.push_back(e.get<std::string>());
+      }
+    }
   }
   // An endpoint from the environment names the one node to talk to: the
   // profile's other nodes are dropped, so the client cannot fail over to a
@@ -57,8 +65,9 @@ Status WriteProfile(const std::string& dir, const ClientOptions& options) {
   std::vector<std::string> endpoints = options.endpoints;
   if (endpoints.empty() && !options.endpoint.empty()) endpoints.push_back(options.endpoint);
   const std::string first = options.endpoint.empty() && !endpoints.empty() ? endpoints.front() : options.endpoint;
-  const nlohmann::json j = {
+  nlohmann::json j = {
       {"endpoint", first}, {"endpoints", endpoints}, {"ca_file", options.ca_file}, {"key", options.key}};
+  if (!options.preferred_regions.empty()) j["preferred_regions"] = options.preferred_regions;
   const mode_t old_mask = ::umask(077);
   std::ofstream out(path);
   out << j.dump(2) << "\n";

@@ -4,7 +4,8 @@
 // BULWARK_CA, BULWARK_KEY), overridden by flags. Thread-safe (pure).
 //
 // client.json: {"endpoint": first node, "endpoints": [every node],
-// "ca_file", "key", "insecure"}. A profile without "endpoints" (written
+// "ca_file", "key", "insecure", "preferred_regions" (an account of several
+// regions: reads go to the first that exists, writes to the write region)}. A profile without "endpoints" (written
 // before replica sets) still loads, as a set of one.
 
 #include <string>

@@ -130,8 +130,7 @@ Result<raft::SnapshotMetadata> DecodeSnapshotMetadata(std::string_view in) {
 }
 
 // Reads one optional record; nullopt when the key is absent.
-Result<std::optional<std::string>> ReadRecord(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf,
-                                              std::string_view key) {
+Result<std::optional<std::string>> ReadRecord(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf, std::string_view key) {
   std::string value;
   rocksdb::Status s = db->Get(rocksdb::ReadOptions(), cf, AsSlice(key), &value);
   if (s.IsNotFound()) return std::optional<std::string>();
@@ -142,8 +141,7 @@ Result<std::optional<std::string>> ReadRecord(rocksdb::DB* db, rocksdb::ColumnFa
 // Adds `e` to `out` under raft::LimitSize's rule (the first entry always,
 // then entries while the running total stays within max_size_bytes).
 // Returns false, leaving `out` alone, once the limit is reached.
-bool TakeWithinLimit(std::vector<raft::Entry>* out, uint64_t* size_bytes, uint64_t max_size_bytes,
-                     raft::Entry e) {
+bool TakeWithinLimit(std::vector<raft::Entry>* out, uint64_t* size_bytes, uint64_t max_size_bytes, raft::Entry e) {
   const uint64_t entry_bytes = raft::EntrySizeBytes(e);
   if (!out->empty() && *size_bytes + entry_bytes > max_size_bytes) return false;
   *size_bytes += entry_bytes;
@@ -258,6 +256,30 @@ Result<bool> RaftLogStore::ReadFromDisk(uint64_t lo, uint64_t hi, uint64_t max_s
   return false;
 }
 
+Result<std::vector<raft::Entry>> ReadStoredEntries(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf, uint64_t lo,
+                                                   uint64_t hi, uint64_t max_bytes) {
+  std::vector<raft::Entry> out;
+  if (hi <= lo) return out;
+  const std::string upper_key = EntryKey(hi);
+  const rocksdb::Slice upper = AsSlice(upper_key);
+  rocksdb::ReadOptions options;
+  options.iterate_upper_bound = &upper;
+  std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(options, cf));
+  uint64_t next = lo, bytes = 0;
+  for (it->Seek(EntryKey(lo)); it->Valid(); it->Next()) {
+    BULWARK_ASSIGN_OR_RETURN(uint64_t index, DecodeEntryKey(it->key().ToStringView()));
+    if (index != next) break;  // compacted under us, or a gap: stop at what is contiguous
+    BULWARK_ASSIGN_OR_RETURN(raft::Entry e, DecodeEntryValue(index, it->value().ToStringView()));
+    bytes += e.data.size();
+    out.push_back(std::move(e));
+    ++next;
+    if (bytes >= max_bytes) break;
+  }
+  BULWARK_RETURN_IF_ERROR(FromRocks(it->status(), "entry scan"));
+  if (out.empty()) return Status::NotFound("raft log: entry " + std::to_string(lo) + " is not held");
+  return out;
+}
+
 Result<uint64_t> RaftLogStore::Term(uint64_t i) const {
   if (i < snapshot_.index) return raft::CompactedError();
   if (i == snapshot_.index) return snapshot_.term;
@@ -287,7 +309,8 @@ Status RaftLogStore::Persist(const std::optional<raft::HardState>& hs, const std
                                      std::to_string(last_index_));
     }
     for (size_t k = 1; k < entries.size(); ++k) {
-      if (entries[k].index != first + k) return Status::InvalidArgument("raft log: appended entries are not contiguous");
+      if (entries[k].index != first + k)
+        return Status::InvalidArgument("raft log: appended entries are not contiguous");
     }
     const uint64_t new_last = entries.back().index;
     // Keys up to new_last are overwritten by the puts; only a longer old
@@ -346,8 +369,7 @@ Status RaftLogStore::Compact(uint64_t index, const raft::ConfState& cs) {
   meta.conf_state = cs;
 
   rocksdb::WriteBatch batch;
-  BULWARK_RETURN_IF_ERROR(
-      FromRocks(batch.Put(cf_, AsSlice(kSnapshotKey), EncodeSnapshotMetadata(meta)), "batch put"));
+  BULWARK_RETURN_IF_ERROR(FromRocks(batch.Put(cf_, AsSlice(kSnapshotKey), EncodeSnapshotMetadata(meta)), "batch put"));
   // Nothing to delete when re-recording the current point (a new conf state).
   if (index >= FirstIndex()) {
     BULWARK_RETURN_IF_ERROR(
@@ -376,8 +398,7 @@ Status RaftLogStore::ApplySnapshot(const raft::SnapshotMetadata& meta, bool sync
   rocksdb::WriteBatch batch;
   BULWARK_RETURN_IF_ERROR(
       FromRocks(batch.DeleteRange(cf_, AsSlice(kEntryPrefix), AsSlice(kEntryPrefixEnd)), "batch delete"));
-  BULWARK_RETURN_IF_ERROR(
-      FromRocks(batch.Put(cf_, AsSlice(kSnapshotKey), EncodeSnapshotMetadata(meta)), "batch put"));
+  BULWARK_RETURN_IF_ERROR(FromRocks(batch.Put(cf_, AsSlice(kSnapshotKey), EncodeSnapshotMetadata(meta)), "batch put"));
   // The snapshot holds only committed state, so the commit index is at least
   // its index; storing that with it keeps the hard state from pointing below
   // the first index after a restart (etcd does the same).

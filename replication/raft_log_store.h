@@ -103,4 +103,11 @@ class RaftLogStore final : public raft::Storage {
   uint64_t cache_bytes_ = 0;
 };
 
+// Reads the stored entries [lo, hi), at most max_bytes of data (at least
+// one entry), straight from RocksDB: for readers outside the runner's thread
+// (the region stream), which must only ask for committed indexes. Thread-safe.
+// NotFound if `lo` is no longer held (compacted) or not yet written.
+Result<std::vector<raft::Entry>> ReadStoredEntries(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf, uint64_t lo,
+                                                   uint64_t hi, uint64_t max_bytes);
+
 }  // namespace bulwark::replication

@@ -155,10 +155,12 @@ struct Replica::Impl {
   uint64_t log_syncs = 0, entries_persisted = 0, entries_applied = 0, messages_sent = 0;
   uint64_t fsyncs = 0, leader_changes = 0;  // GUARDED_BY(state_mu)
   double fsync_seconds = 0;                 // GUARDED_BY(state_mu)
-  uint32_t turns_since_size_check = 0;  // loop-only
+  uint32_t turns_since_size_check = 0;      // loop-only
 
   std::mutex forward_mu;
-  ForwardFn forward;  // GUARDED_BY(forward_mu)
+  ForwardFn forward;                    // GUARDED_BY(forward_mu)
+  RegionAppendFn region_append;         // GUARDED_BY(forward_mu)
+  std::function<uint64_t()> retention;  // GUARDED_BY(forward_mu)
 
   std::thread loop;
 
@@ -608,7 +610,18 @@ Status Replica::Impl::MaybeCompact() {
   if (!over) return Status::Ok();
   const uint64_t applied_now = store->applied_index();
   if (applied_now <= options.keep_entries) return Status::Ok();
-  const uint64_t to = std::min(applied_now - options.keep_entries, log->LastIndex());
+  uint64_t to = std::min(applied_now - options.keep_entries, log->LastIndex());
+  std::function<uint64_t()> keep_from;
+  {
+    std::lock_guard lock(forward_mu);
+    keep_from = retention;
+  }
+  // A remote region still needs entries from keep_from on: keep them, up to
+  // max_retained_entries (beyond that it needs a state image).
+  if (const uint64_t wish = keep_from ? keep_from() : 0; wish > 0 && wish <= to) {
+    const uint64_t floor = applied_now > options.max_retained_entries ? applied_now - options.max_retained_entries : 0;
+    to = std::max(wish - 1, floor);
+  }
   if (to <= log->FirstIndex()) return Status::Ok();
   return CompactLogThrough(to, "size");
 }
@@ -706,6 +719,64 @@ Result<Committed> Replica::Propose(storage::WriteCommand cmd, Clock::time_point 
   return std::move(w->result);
 }
 
+Result<std::vector<Committed>> Replica::ProposeBatch(std::vector<storage::WriteCommand> cmds,
+                                                     Clock::time_point deadline) {
+  std::vector<std::shared_ptr<Waiter>> waiters;
+  {
+    std::lock_guard state(impl_->state_mu);
+    if (!impl_->fatal.empty()) return Stopped(impl_->fatal);
+    if (impl_->soft.role != raft::StateRole::kLeader) return Status::FailedPrecondition("this node is not the leader");
+  }
+  {
+    std::lock_guard lock(impl_->mu);
+    if (impl_->stopping) return Stopped("shutting down");
+    if (impl_->proposals.size() + cmds.size() > kMaxQueuedProposals) {
+      return Status::ResourceExhausted("too many writes are waiting to be replicated; retry later");
+    }
+    if (impl_->proposals.empty() && !cmds.empty()) impl_->oldest_proposal = std::chrono::steady_clock::now();
+    for (storage::WriteCommand& cmd : cmds) {
+      const uint64_t seq = impl_->next_seq++;
+      impl_->proposals.push_back({EncodeEntry(impl_->options.node_id, seq, cmd.Encode()), seq});
+      auto w = std::make_shared<Waiter>();
+      impl_->pending[seq] = w;
+      waiters.push_back(std::move(w));
+      cmd.WipeKey();
+    }
+  }
+  impl_->wake.notify_one();
+  std::vector<Committed> out;
+  for (auto& w : waiters) {
+    Status s = w->Wait(deadline);
+    if (s.code() == Code::kDeadlineExceeded) {
+      return Status::DeadlineExceeded("the batch did not commit before its deadline; its outcome is unknown");
+    }
+    BULWARK_RETURN_IF_ERROR(s);
+    std::lock_guard wl(w->mu);
+    out.push_back(std::move(w->result));
+  }
+  return out;
+}
+
+void Replica::set_region_append_handler(RegionAppendFn fn) {
+  std::lock_guard lock(impl_->forward_mu);
+  impl_->region_append = std::move(fn);
+}
+
+void Replica::set_log_retention(std::function<uint64_t()> fn) {
+  std::lock_guard lock(impl_->forward_mu);
+  impl_->retention = std::move(fn);
+}
+
+v1::RegionAppendResponse Replica::OnRegionAppend(const v1::RegionAppendRequest& request) {
+  RegionAppendFn fn;
+  {
+    std::lock_guard lock(impl_->forward_mu);
+    fn = impl_->region_append;
+  }
+  if (!fn) return TransportHandler::OnRegionAppend(request);
+  return fn(request);
+}
+
 Status Replica::ReadBarrier(Clock::time_point deadline) {
   auto w = std::make_shared<Waiter>();
   {
@@ -749,6 +820,28 @@ Status Replica::WaitApplied(uint64_t index, Clock::time_point deadline) {
   }
   return Status::Ok();
 }
+
+bool EntryCommand(std::string_view data, std::string_view* command) {
+  uint64_t proposer = 0, seq = 0;
+  if (!DecodeEntryHeader(data, proposer, seq)) return false;
+  *command = data;
+  return true;
+}
+
+Status Replica::WaitGlsn(uint64_t glsn, Clock::time_point deadline) {
+  std::unique_lock lock(impl_->state_mu);
+  const bool ok = impl_->applied_cv.wait_until(
+      lock, deadline, [&] { return impl_->store->geo_position().glsn >= glsn || !impl_->fatal.empty(); });
+  if (!impl_->fatal.empty()) return Stopped(impl_->fatal);
+  if (!ok) {
+    return Status::DeadlineExceeded("this node has applied up to GLSN " +
+                                    std::to_string(impl_->store->geo_position().glsn) + ", not yet " +
+                                    std::to_string(glsn));
+  }
+  return Status::Ok();
+}
+
+Transport* Replica::transport() { return impl_->transport.get(); }
 
 Result<v1::ForwardResponse> Replica::ForwardToLeader(const v1::ForwardRequest& request) {
   const uint64_t lead = leader();

@@ -58,6 +58,9 @@ struct ReplicaOptions {
   // (RocksDB's estimate, memtables included; checked every few hundred
   // loop turns).
   uint64_t snapshot_bytes = 256ull << 20;
+  // The most entries the log keeps for a lagging remote region (see
+  // set_log_retention); a region further behind needs a state image.
+  uint64_t max_retained_entries = 200000;
   uint64_t rng_seed = 0;  // 0: from the node id and the clock
   // A node joining an existing replica set (after `bulwark node add`): it
   // starts with no membership of its own and learns it from the leader, so
@@ -86,9 +89,9 @@ struct ReplicaStatus {
   uint64_t entries_persisted = 0;  // entries those calls wrote
   uint64_t entries_applied = 0;
   uint64_t messages_sent = 0;
-  uint64_t fsyncs = 0;         // raft log writes that were fsync'd
-  double fsync_seconds = 0;    // time spent in them
-  uint64_t leader_changes = 0; // times this node saw the leader change (0 -> known counts)
+  uint64_t fsyncs = 0;          // raft log writes that were fsync'd
+  double fsync_seconds = 0;     // time spent in them
+  uint64_t leader_changes = 0;  // times this node saw the leader change (0 -> known counts)
 };
 
 // The result of a committed proposal.
@@ -96,6 +99,10 @@ struct Committed {
   uint64_t index = 0;  // raft index: the session token's position
   storage::ApplyOutcome outcome;
 };
+
+// The encoded WriteCommand inside a normal raft entry's data (after the
+// proposer header); false if the data is malformed.
+bool EntryCommand(std::string_view data, std::string_view* command);
 
 class Replica final : public TransportHandler {
  public:
@@ -108,9 +115,21 @@ class Replica final : public TransportHandler {
   ~Replica() override;
 
   void set_forward_handler(ForwardFn fn);
+  // Handles the region stream's batches (geo-replication, server side).
+  using RegionAppendFn = std::function<v1::RegionAppendResponse(const v1::RegionAppendRequest&)>;
+  void set_region_append_handler(RegionAppendFn fn);
+  // Log retention for the region stream: size-driven compaction keeps every
+  // entry from the index `fn` returns (0: no wish), unless the log then
+  // holds more than ReplicaOptions::max_retained_entries. Called on the loop.
+  void set_log_retention(std::function<uint64_t()> fn);
 
   // Leader only: appends the command and waits until it is applied here.
   Result<Committed> Propose(storage::WriteCommand cmd, Clock::time_point deadline);
+  // Leader only: appends the commands in order (as consecutive proposals, so
+  // they share fsyncs) and waits until each is applied here. Returns the
+  // outcome of each, in order; an error if any did not commit (the ones
+  // before it may have: their effects are not undone).
+  Result<std::vector<Committed>> ProposeBatch(std::vector<storage::WriteCommand> cmds, Clock::time_point deadline);
   // A linearizable read barrier: returns once this node has applied every
   // write committed before the call (ReadIndex through the leader).
   Status ReadBarrier(Clock::time_point deadline);
@@ -125,6 +144,11 @@ class Replica final : public TransportHandler {
   // Asks the leader to hand over to `transferee`.
   Status TransferLeadership(uint64_t transferee);
 
+  // The node's peer transport (region streams use it too). Owned by the
+  // replica; valid until Stop().
+  Transport* transport();
+  // Waits until this node has applied GLSN `glsn` (DocumentStore::geo_position).
+  Status WaitGlsn(uint64_t glsn, Clock::time_point deadline);
   bool is_leader() const;
   uint64_t leader() const;
   uint64_t applied_index() const;
@@ -141,6 +165,7 @@ class Replica final : public TransportHandler {
   Status SnapshotChunk(uint64_t from, std::string_view chunk) override;
   Status EndSnapshot(uint64_t from, bool complete) override;
   v1::ForwardResponse OnForward(uint64_t from, const v1::ForwardRequest& request) override;
+  v1::RegionAppendResponse OnRegionAppend(const v1::RegionAppendRequest& request) override;
 
   struct Impl;
 

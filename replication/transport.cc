@@ -19,6 +19,7 @@
 #include <deque>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <thread>
 #include <utility>
 
@@ -198,6 +199,8 @@ struct Transport::Impl {
   // peer allowlist (when there is one), a current member whose certificate
   // names its member address. Returns the member's address.
   Result<std::string> Authorize(grpc::ServerContext* ctx, uint64_t from);
+  // RegionAppend's check: a configured region peer, by address and certificate.
+  Status AuthorizeRegionPeer(grpc::ServerContext* ctx);
   bool IsMemberAt(uint64_t from, const std::string& address);
   std::shared_ptr<PeerSender> NewSender(uint64_t peer, const std::string& address);
 
@@ -210,10 +213,12 @@ struct Transport::Impl {
   int bound_port = 0;
 
   std::mutex mu;
-  std::map<uint64_t, std::string> members;                  // GUARDED_BY(mu)
-  std::map<uint64_t, std::shared_ptr<PeerSender>> senders;  // GUARDED_BY(mu)
-  std::vector<std::shared_ptr<PeerSender>> retired;         // GUARDED_BY(mu)
-  bool stopped = false;                                     // GUARDED_BY(mu)
+  std::map<uint64_t, std::string> members;                                     // GUARDED_BY(mu)
+  std::map<uint64_t, std::shared_ptr<PeerSender>> senders;                     // GUARDED_BY(mu)
+  std::vector<std::shared_ptr<PeerSender>> retired;                            // GUARDED_BY(mu)
+  bool stopped = false;                                                        // GUARDED_BY(mu)
+  std::set<std::string> region_peer_hosts;                                     // GUARDED_BY(mu)
+  std::map<std::string, std::shared_ptr<v1::PeerService::Stub>> region_stubs;  // GUARDED_BY(mu)
 };
 
 // ---------------------------------------------------------------------------
@@ -465,6 +470,13 @@ class PeerServiceImpl final : public v1::PeerService::Service {
     return grpc::Status::OK;
   }
 
+  grpc::Status RegionAppend(grpc::ServerContext* ctx, const v1::RegionAppendRequest* request,
+                            v1::RegionAppendResponse* response) override {
+    if (Status st = transport_->AuthorizeRegionPeer(ctx); !st.ok()) return ToGrpcStatus(st);
+    *response = transport_->handler->OnRegionAppend(*request);
+    return grpc::Status::OK;
+  }
+
   grpc::Status Raft(grpc::ServerContext* ctx, ServerStream* stream) override;
 
  private:
@@ -639,6 +651,30 @@ Result<std::string> Transport::Impl::Authorize(grpc::ServerContext* ctx, uint64_
   return address;
 }
 
+Status Transport::Impl::AuthorizeRegionPeer(grpc::ServerContext* ctx) {
+  const std::string host(security::PeerHost(ctx->peer()));
+  bool known = false;
+  {
+    std::lock_guard lock(mu);
+    known = region_peer_hosts.count(host) > 0;
+  }
+  auto refuse = [&](const std::string& reason) {
+    spdlog::warn("event=region_peer_refused peer={} reason=\"{}\"", ctx->peer(), reason);
+    return Status::PermissionDenied("node " + std::to_string(options.self_id) + " refused a region stream: " + reason);
+  };
+  if (!peer_allowlist.Allows(ctx->peer())) return refuse("its address is not on the peer allowlist");
+  if (!known) return refuse("not a configured region peer");
+  if (options.tls.insecure) return Status::Ok();
+  std::shared_ptr<const grpc::AuthContext> auth = ctx->auth_context();
+  std::vector<grpc::string_ref> pems =
+      auth ? auth->FindPropertyValues(GRPC_X509_PEM_CERT_PROPERTY_NAME) : std::vector<grpc::string_ref>{};
+  if (pems.empty()) return refuse("no client certificate");
+  X509Ptr cert = ParseCertificate(std::string(pems.front().data(), pems.front().size()));
+  if (!cert) return refuse("unreadable client certificate");
+  if (!CertificateNames(cert.get(), host)) return refuse("certificate does not name " + host);
+  return Status::Ok();
+}
+
 bool Transport::Impl::IsMemberAt(uint64_t from, const std::string& address) {
   std::lock_guard lock(mu);
   auto it = members.find(from);
@@ -776,6 +812,35 @@ Result<v1::ForwardResponse> Transport::Forward(uint64_t peer, const v1::ForwardR
   v1::ForwardResponse response;
   grpc::Status st = stub->Forward(&ctx, outgoing, &response);
   if (!st.ok()) return FromGrpcStatus(st.error_code(), "peer " + std::to_string(peer) + ": " + st.error_message());
+  return response;
+}
+
+void Transport::SetRegionPeers(std::vector<std::string> addresses) {
+  std::lock_guard lock(impl_->mu);
+  impl_->region_peer_hosts.clear();
+  for (const std::string& a : addresses) impl_->region_peer_hosts.insert(HostOf(a));
+}
+
+Result<v1::RegionAppendResponse> Transport::RegionAppend(const std::string& address,
+                                                         const v1::RegionAppendRequest& request) {
+  std::shared_ptr<v1::PeerService::Stub> stub;
+  {
+    std::lock_guard lock(impl_->mu);
+    if (impl_->stopped) return Status::Unavailable("transport stopped");
+    auto& cached = impl_->region_stubs[address];
+    if (!cached) {
+      cached = v1::PeerService::NewStub(
+          grpc::CreateCustomChannel(address, impl_->channel_credentials, ChannelArgumentsFor(impl_->options)));
+    }
+    stub = cached;
+  }
+  grpc::ClientContext ctx;
+  ctx.set_deadline(request.deadline_unix_ms() > 0
+                       ? std::chrono::system_clock::time_point(std::chrono::milliseconds(request.deadline_unix_ms()))
+                       : std::chrono::system_clock::now() + impl_->options.limits.forward_timeout);
+  v1::RegionAppendResponse response;
+  grpc::Status st = stub->RegionAppend(&ctx, request, &response);
+  if (!st.ok()) return FromGrpcStatus(st.error_code(), "region peer " + address + ": " + st.error_message());
   return response;
 }
 

@@ -93,6 +93,14 @@ class TransportHandler {
   virtual Status EndSnapshot(uint64_t from, bool complete) = 0;
   // A forwarded client request from member `from` (this node should lead).
   virtual v1::ForwardResponse OnForward(uint64_t from, const v1::ForwardRequest& request) = 0;
+  // A batch of the write region's stream, from a region peer (already
+  // authorized). The default refuses: geo-replication is not configured.
+  virtual v1::RegionAppendResponse OnRegionAppend(const v1::RegionAppendRequest& request) {
+    (void)request;
+    v1::RegionAppendResponse r;
+    r.set_error("this node takes no region stream");
+    return r;
+  }
 };
 
 class Transport {
@@ -114,6 +122,14 @@ class Transport {
   // request's deadline (or forward_timeout). Unavailable if the peer cannot
   // be reached; the peer's own answer otherwise.
   Result<v1::ForwardResponse> Forward(uint64_t peer, const v1::ForwardRequest& request);
+  // The peer addresses ("ip:port") of the account's nodes in other regions:
+  // the only senders RegionAppend accepts (with a certificate naming the
+  // address's host, as for members). Empty: RegionAppend is refused.
+  void SetRegionPeers(std::vector<std::string> addresses);
+  // Sends a stream batch to `address` (a node of another region), waiting
+  // up to the request's deadline. Channels are cached per address.
+  // Unavailable if it cannot be reached; the receiver's answer otherwise.
+  Result<v1::RegionAppendResponse> RegionAppend(const std::string& address, const v1::RegionAppendRequest& request);
   // The port actually bound (listen_address may name port 0).
   int bound_port() const;
   void Stop();

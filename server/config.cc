@@ -2,10 +2,13 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <fstream>
 #include <functional>
 #include <map>
+#include <set>
 #include <sstream>
 
 #include "security/ip_allowlist.h"
@@ -81,6 +84,17 @@ Setter Replica(const std::string& key, T ReplicaConfig::*field, uint64_t min, ui
     c.replica.*field = static_cast<T>(v);
     return Status::Ok();
   };
+}
+
+std::vector<std::string> SplitList(const std::string& text) {
+  std::vector<std::string> out;
+  std::stringstream in(text);
+  for (std::string item; std::getline(in, item, ',');) {
+    item.erase(0, item.find_first_not_of(' '));
+    item.erase(item.find_last_not_of(' ') + 1);
+    if (!item.empty()) out.push_back(item);
+  }
+  return out;
 }
 
 const std::map<std::string, Setter>& Setters() {
@@ -184,9 +198,84 @@ const std::map<std::string, Setter>& Setters() {
       {"replica.election_ticks", Replica("replica.election_ticks", &ReplicaConfig::election_ticks, 3, 1000)},
       {"replica.snapshot_entries",
        Replica("replica.snapshot_entries", &ReplicaConfig::snapshot_entries, 100, 100'000'000)},
+      {"geo.write_region",
+       [](const YAML::Node& n, NodeConfig& c) -> Status {
+         if (!n.IsScalar()) return Bad("geo.write_region", "must be a region name");
+         c.geo.write_region = n.Scalar();
+         return Status::Ok();
+       }},
+      {"geo.strong_regions",
+       [](const YAML::Node& n, NodeConfig& c) -> Status {
+         if (!n.IsScalar()) return Bad("geo.strong_regions", "must be a list like r1,r2");
+         c.geo.strong_regions = SplitList(n.Scalar());
+         return Status::Ok();
+       }},
+      {"geo.bounded_max_writes",
+       Number<uint64_t>(
+           "geo.bounded_max_writes", [](NodeConfig& c) -> uint64_t& { return c.geo.bounded_max_writes; },
+           kMinBoundedWrites, 1'000'000'000)},
+      {"geo.bounded_max_lag_s",
+       Number<uint32_t>(
+           "geo.bounded_max_lag_s", [](NodeConfig& c) -> uint32_t& { return c.geo.bounded_max_lag_s; }, kMinBoundedLagS,
+           86'400)},
+      {"geo.heartbeat_ms",
+       Number<uint32_t>(
+           "geo.heartbeat_ms", [](NodeConfig& c) -> uint32_t& { return c.geo.heartbeat_ms; }, 10, 10'000)},
+      {"geo.lease_ms", Number<uint32_t>(
+                           "geo.lease_ms", [](NodeConfig& c) -> uint32_t& { return c.geo.lease_ms; }, 500, 60'000)},
+      {"geo.removal_ms",
+       Number<uint32_t>(
+           "geo.removal_ms", [](NodeConfig& c) -> uint32_t& { return c.geo.removal_ms; }, 1000, 600'000)},
       {"limits.shutdown_grace_ms", Limit("limits.shutdown_grace_ms", &Limits::shutdown_grace_ms, 0, 600'000)},
   };
   return setters;
+}
+
+bool ValidRegionName(std::string_view name) {
+  if (name.empty() || name.size() > 64) return false;
+  for (char c : name) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_') return false;
+  }
+  return true;
+}
+
+// "geo.regions.<name>.<field>": regions are named by the operator, so these
+// keys are not in the fixed table.
+Status SetRegionKey(const std::string& key, const YAML::Node& n, NodeConfig& c) {
+  const std::string rest = key.substr(std::string("geo.regions.").size());
+  const size_t dot = rest.rfind('.');
+  if (dot == std::string::npos) return Bad(key, "expected geo.regions.<name>.<field>");
+  const std::string name = rest.substr(0, dot), field = rest.substr(dot + 1);
+  if (!ValidRegionName(name)) return Bad(key, "a region name has 1-64 letters, digits, '-' or '_'");
+  if (!n.IsScalar()) return Bad(key, "must be a scalar");
+  auto it = std::find_if(c.geo.regions.begin(), c.geo.regions.end(), [&](const auto& r) { return r.name == name; });
+  if (it == c.geo.regions.end()) {
+    RegionConfig added;
+    added.name = name;
+    c.geo.regions.push_back(std::move(added));
+    it = std::prev(c.geo.regions.end());
+  }
+  if (field == "peers" || field == "endpoints") {
+    auto list = SplitList(n.Scalar());
+    for (const auto& a : list) {
+      if (a.find(':') == std::string::npos) return Bad(key, "'" + a + "' is not host:port");
+    }
+    (field == "peers" ? it->peers : it->endpoints) = std::move(list);
+    return Status::Ok();
+  }
+  long long v = 0;
+  if (!YAML::convert<long long>::decode(n, v)) return Bad(key, "must be an integer");
+  if (field == "priority") {
+    if (v < 0 || v > 1000) return Bad(key, "must be between 0 and 1000");
+    it->priority = static_cast<int>(v);
+    return Status::Ok();
+  }
+  if (field == "delay_ms") {
+    if (v < 0 || v > 60'000) return Bad(key, "must be between 0 and 60000");
+    it->link_delay_ms = static_cast<uint32_t>(v);
+    return Status::Ok();
+  }
+  return Bad(key, "unknown region field (peers, endpoints, priority, delay_ms)");
 }
 
 // Walks nested maps, naming each leaf by its dotted path.
@@ -196,6 +285,10 @@ Status Apply(const YAML::Node& node, const std::string& prefix, NodeConfig& conf
     const std::string key = prefix.empty() ? entry.first.Scalar() : prefix + "." + entry.first.Scalar();
     if (entry.second.IsMap()) {
       BULWARK_RETURN_IF_ERROR(Apply(entry.second, key, config));
+      continue;
+    }
+    if (key.rfind("geo.regions.", 0) == 0) {
+      BULWARK_RETURN_IF_ERROR(SetRegionKey(key, entry.second, config));
       continue;
     }
     auto it = Setters().find(key);
@@ -229,6 +322,9 @@ Status ApplyConfigOverride(std::string_view key_equals_value, NodeConfig& config
     return Status::InvalidArgument("--set takes key=value, e.g. defense.block_base_ms=500");
   }
   const std::string key(key_equals_value.substr(0, eq));
+  if (key.rfind("geo.regions.", 0) == 0) {
+    return SetRegionKey(key, YAML::Node(std::string(key_equals_value.substr(eq + 1))), config);
+  }
   auto it = Setters().find(key);
   if (it == Setters().end()) return Status::InvalidArgument("unknown config key '" + key + "'");
   // The value is taken as a plain scalar, not parsed as YAML: "[::1]:7100"
@@ -277,6 +373,50 @@ Result<std::map<uint64_t, std::string>> ParseMembers(const ReplicaConfig& r) {
   return out;
 }
 
+Status ValidateGeo(const NodeConfig& c) {
+  const GeoConfig& g = c.geo;
+  if (!g.enabled()) return Status::Ok();
+  bool self = false;
+  std::set<int> priorities;
+  for (const RegionConfig& r : g.regions) {
+    if (r.peers.empty()) return Bad("geo.regions." + r.name + ".peers", "must list the region's peer addresses");
+    if (r.endpoints.empty()) {
+      return Bad("geo.regions." + r.name + ".endpoints", "must list the region's client addresses");
+    }
+    if (r.priority >= 0 && !priorities.insert(r.priority).second) {
+      return Bad("geo.regions." + r.name + ".priority", "two regions have priority " + std::to_string(r.priority));
+    }
+    self = self || r.name == c.region;
+  }
+  if (!self) return Bad("region", "'" + c.region + "' is not one of the regions under geo.regions");
+  auto named = [&](const std::string& n) {
+    return std::any_of(g.regions.begin(), g.regions.end(), [&](const auto& r) { return r.name == n; });
+  };
+  if (!g.write_region.empty() && !named(g.write_region)) {
+    return Bad("geo.write_region", "'" + g.write_region + "' is not one of the regions");
+  }
+  for (const auto& s : g.strong_regions) {
+    if (!named(s)) return Bad("geo.strong_regions", "'" + s + "' is not one of the regions");
+  }
+  if (g.removal_ms <= g.lease_ms + 2000) {
+    return Bad("geo.removal_ms", "must exceed geo.lease_ms by more than the 2000 ms request timeout");
+  }
+  return Status::Ok();
+}
+
+// Regions in failover-priority order; the write region defaults to the first.
+void NormalizeGeo(GeoConfig& g) {
+  std::stable_sort(g.regions.begin(), g.regions.end(), [](const RegionConfig& a, const RegionConfig& b) {
+    const int pa = a.priority < 0 ? 1'000'000 : a.priority, pb = b.priority < 0 ? 1'000'000 : b.priority;
+    return pa < pb;
+  });
+  for (size_t i = 0; i < g.regions.size(); ++i) g.regions[i].priority = static_cast<int>(i);
+  if (g.write_region.empty() && !g.regions.empty()) g.write_region = g.regions.front().name;
+  if (g.strong_regions.empty()) {
+    for (const auto& r : g.regions) g.strong_regions.push_back(r.name);
+  }
+}
+
 Status ValidateConfig(const NodeConfig& c) {
   BULWARK_RETURN_IF_ERROR(ParseMembers(c.replica).status());
   if (c.replica.peer_address.find(':') == std::string::npos) return Bad("replica.peer_listen", "must be host:port");
@@ -293,6 +433,7 @@ Status ValidateConfig(const NodeConfig& c) {
   if (!c.insecure && (c.tls_cert_file.empty() || c.tls_key_file.empty())) {
     return Bad("tls.cert_file", "TLS is on by default: set tls.cert_file and tls.key_file, or pass --insecure");
   }
+  BULWARK_RETURN_IF_ERROR(ValidateGeo(c));
   if (c.log_level != "debug" && c.log_level != "info" && c.log_level != "warn" && c.log_level != "error") {
     return Bad("log_level", "must be debug, info, warn or error");
   }

@@ -39,6 +39,34 @@ struct ReplicaConfig {
   std::vector<std::string> peer_allowlist;
 };
 
+// One region of the account, as every node of the account is told
+// ("geo.regions.<name>.*").
+struct RegionConfig {
+  std::string name;
+  int priority = -1;                   // failover priority (0 = first); -1: by order of appearance
+  std::vector<std::string> peers;      // its nodes' peer addresses
+  std::vector<std::string> endpoints;  // its nodes' client addresses (for the topology clients fetch)
+  uint32_t link_delay_ms = 0;          // test hook: one-way delay this node adds on its stream to that region
+};
+
+// Geo-replication ("geo.*"). Without regions the node's replica set is the
+// whole account.
+struct GeoConfig {
+  std::vector<RegionConfig> regions;  // sorted by priority by ValidateConfig
+  std::string write_region;           // empty: the region with priority 0
+  // The strong quorum set; empty: every region.
+  std::vector<std::string> strong_regions;
+  // BoundedStaleness(K, T): at least kMinBoundedWrites and kMinBoundedLagS.
+  uint64_t bounded_max_writes = 100'000;
+  uint32_t bounded_max_lag_s = 300;
+  uint32_t heartbeat_ms = 100;
+  uint32_t lease_ms = 2000;
+  uint32_t removal_ms = 5000;  // a silent region leaves the strong quorum set (3+ regions)
+  bool enabled() const { return !regions.empty(); }
+};
+constexpr uint64_t kMinBoundedWrites = 10;
+constexpr uint32_t kMinBoundedLagS = 5;
+
 struct NodeConfig {
   std::string node_id = "node-1";
   std::string region = "local";
@@ -58,6 +86,7 @@ struct NodeConfig {
   std::string log_level = "info";
   Limits limits;
   ReplicaConfig replica;
+  GeoConfig geo;
   // Response to attacks: blocking sources after failed authentication, the
   // failure-rate alert, per-principal rate limits ("defense.*").
   DefenseOptions defense;
@@ -78,5 +107,8 @@ Status LoadConfigFile(const std::string& path, NodeConfig& config);
 Status ApplyConfigOverride(std::string_view key_equals_value, NodeConfig& config);
 // Checks the whole configuration once flags are applied.
 Status ValidateConfig(const NodeConfig& config);
+// After validation: regions sorted by priority (renumbered 0..n-1), the write
+// region and the strong quorum set defaulted.
+void NormalizeGeo(GeoConfig& geo);
 
 }  // namespace bulwark::server

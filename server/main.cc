@@ -22,6 +22,7 @@
 #include "security/request_signing.h"
 #include "server/access_service.h"
 #include "server/config.h"
+#include "server/geo.h"
 #include "server/node_setup.h"
 #include "server/services.h"
 
@@ -232,6 +233,16 @@ int Run(NodeConfig config) {
   node.config = &config;
   node.store = store->get();
   node.metrics = &metrics;
+  auto geo = Geo::Start(&node);
+  if (!geo.ok()) {
+    spdlog::critical("event=start_failed error=\"{}\"", geo.status().ToString());
+    return 1;
+  }
+  node.geo = geo->get();
+  (*replica)->set_region_append_handler(
+      [g = geo->get()](const v1::RegionAppendRequest& r) { return g->OnRegionAppend(r); });
+  (*replica)->set_log_retention([g = geo->get()] { return g->RetainFrom(); });
+
   AccessControl access(store->get(), std::move(primary->value));
   node.access = &access;
   if (node.store->store_key_versions_held() > 1) {
@@ -314,8 +325,9 @@ int Run(NodeConfig config) {
       members->size(), !config.insecure, config.metrics_address, node.store->master_key_id(),
       node.replica->applied_index());
 
+  // A read region's account keys come with the stream from the write region.
   AccountKeyBootstrap key_bootstrap(&node);
-  key_bootstrap.Start();
+  if (node.geo->is_write_region()) key_bootstrap.Start();
 
   int signal_number = 0;
   sigwait(&signals, &signal_number);
@@ -363,6 +375,7 @@ int Run(NodeConfig config) {
   }
   shred.Stop();
   // The replica applies to the store: it stops first.
+  node.geo->Stop();  // the stream uses the replica
   (*replica)->Stop();
   replica->reset();
   store->reset();
@@ -468,6 +481,7 @@ int main(int argc, char** argv) {
     std::cerr << "bulwarkd: " << s.message() << "\n";
     return 2;
   }
+  NormalizeGeo(config.geo);
   spdlog::set_level(spdlog::level::from_str(config.log_level));
   return Run(std::move(config));
 }

@@ -1,5 +1,7 @@
 #include "server/services.h"
 
+#include "server/geo.h"
+
 #include <spdlog/spdlog.h>
 
 #include <nlohmann/json.hpp>
@@ -8,6 +10,7 @@
 #include "crypto/master_key.h"
 #include "replication/replica.h"
 #include "security/audit_log.h"
+#include "server/geo.h"
 #include "storage/item_rules.h"
 
 namespace bulwark::server {
@@ -157,11 +160,11 @@ grpc::Status DocumentService::DeleteContainer(Ctx* ctx, const v1::DeleteContaine
 }
 
 namespace {
-void FillItem(const storage::ItemResult& r, uint64_t session_index, v1::ItemResponse* resp) {
+void FillItem(const storage::ItemResult& r, std::string session_token, v1::ItemResponse* resp) {
   resp->set_item_json(r.json);
   resp->set_etag(r.etag);
   resp->set_ts(r.ts);
-  resp->set_session_token(SessionToken(session_index));
+  resp->set_session_token(std::move(session_token));
 }
 }  // namespace
 
@@ -195,10 +198,14 @@ grpc::Status DocumentService::ReadItem(Ctx* ctx, const v1::ReadItemRequest* req,
   op.consistency = LevelLabel(req->options());
   return runner_.Run(ctx, op, security::ItemRef("get", req->database(), req->container(), req->id()), [&]() -> BStatus {
     BULWARK_RETURN_IF_ERROR(PrepareRead(ctx, req->options()));
-    const uint64_t applied = node_->replica->applied_index();
-    BULWARK_ASSIGN_OR_RETURN(
-        auto r, node_->store->ReadItem(req->database(), req->container(), req->partition_key_json(), req->id()));
-    FillItem(r, applied, resp);
+    auto r = node_->store->ReadItem(req->database(), req->container(), req->partition_key_json(), req->id());
+    // Taken after the read: it covers whatever the read saw (monotonic reads).
+    std::string token = node_->writes->ReadSessionToken();
+    // Strong: what was read (or found missing) must be committed in every
+    // region of the quorum set before it is shown.
+    BULWARK_RETURN_IF_ERROR(node_->writes->FinishRead(req->options(), RequestDeadline(ctx, *node_->config)));
+    BULWARK_RETURN_IF_ERROR(r.status());
+    FillItem(*r, std::move(token), resp);
     return BStatus::Ok();
   });
 }
@@ -219,11 +226,13 @@ grpc::Status DocumentService::ListItems(Ctx* ctx, const v1::ListItemsRequest* re
         if (!req->partition_key_json().empty()) options.partition_key = req->partition_key_json();
         if (req->max_items() != 0) options.max_items = req->max_items();
         options.continuation = req->continuation();
-        const uint64_t applied = node_->replica->applied_index();
-        BULWARK_ASSIGN_OR_RETURN(auto page, node_->store->ListItems(req->database(), req->container(), options));
-        for (auto& item : page.items) resp->add_items_json(std::move(item));
-        resp->set_continuation(page.continuation);
-        resp->set_session_token(SessionToken(applied));
+        auto page = node_->store->ListItems(req->database(), req->container(), options);
+        std::string token = node_->writes->ReadSessionToken();
+        BULWARK_RETURN_IF_ERROR(node_->writes->FinishRead(req->options(), RequestDeadline(ctx, *node_->config)));
+        BULWARK_RETURN_IF_ERROR(page.status());
+        for (auto& item : page->items) resp->add_items_json(std::move(item));
+        resp->set_continuation(page->continuation);
+        resp->set_session_token(std::move(token));
         return BStatus::Ok();
       });
 }
@@ -270,8 +279,17 @@ grpc::Status AdminService::Status(Ctx* ctx, const v1::StatusRequest*, v1::Status
     }
     resp->set_data_key_versions(node_->store->DataKeyVersionCount());
     resp->set_store_key_version(node_->store->current_store_key_version());
+    node_->geo->FillStatus(resp);
     return BStatus::Ok();
   });
+}
+
+grpc::Status AdminService::GetTopology(Ctx* ctx, const v1::TopologyRequest*, v1::TopologyResponse* resp) {
+  return runner_.Run(ctx, DataOp("GetTopology", security::action::kReadMetadata, "", ""), security::AccountRef("get"),
+                     [&]() -> BStatus {
+                       node_->geo->FillTopology(resp);
+                       return BStatus::Ok();
+                     });
 }
 
 grpc::Status AdminService::TransferLeader(Ctx* ctx, const v1::TransferLeaderRequest* req,

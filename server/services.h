@@ -46,11 +46,14 @@ constexpr uint32_t kMaxAuditQueryRecords = 10'000;
 // still running (the shred goes on; KeyStatus shows it).
 constexpr auto kShredAnswerMargin = std::chrono::milliseconds(300);
 
+class Geo;
+
 struct NodeContext {
   const NodeConfig* config = nullptr;
   storage::DocumentStore* store = nullptr;
   replication::Replica* replica = nullptr;
   WritePath* writes = nullptr;
+  Geo* geo = nullptr;  // always set (a no-op without geo.regions)
   ShredWorker* shred = nullptr;
   Metrics* metrics = nullptr;
   AccessControl* access = nullptr;
@@ -168,6 +171,8 @@ class AdminService final : public v1::AdminService::Service {
  public:
   explicit AdminService(NodeContext* node) : node_(node), runner_(node) {}
   grpc::Status Status(grpc::ServerContext* ctx, const v1::StatusRequest* req, v1::StatusResponse* resp) override;
+  grpc::Status GetTopology(grpc::ServerContext* ctx, const v1::TopologyRequest* req,
+                           v1::TopologyResponse* resp) override;
   grpc::Status ListKeys(grpc::ServerContext* ctx, const v1::ListKeysRequest* req, v1::ListKeysResponse* resp) override;
   grpc::Status KeyStatus(grpc::ServerContext* ctx, const v1::KeyStatusRequest* req,
                          v1::KeyStatusResponse* resp) override;

@@ -12,6 +12,7 @@
 #include "replication/replica.h"
 #include "security/ip_allowlist.h"
 #include "server/access_service.h"
+#include "server/geo.h"
 #include "server/services.h"
 
 namespace bulwark::server {
@@ -58,17 +59,19 @@ int64_t ToUnixMs(Deadline d) {
 
 }  // namespace
 
-std::string SessionToken(uint64_t index) { return "0:1#" + std::to_string(index); }
+std::string SessionToken(uint64_t epoch, uint64_t glsn) {
+  return "0:" + std::to_string(epoch) + "#" + std::to_string(glsn);
+}
 
 Result<uint64_t> ParseSessionToken(std::string_view token) {
   const size_t hash = token.rfind('#');
   if (hash == std::string_view::npos || hash + 1 == token.size() || token.size() > 64) {
-    return Status::InvalidArgument("session token is malformed (expected partition:epoch#index)");
+    return Status::InvalidArgument("session token is malformed (expected partition:epoch#glsn)");
   }
   uint64_t v = 0;
   for (char c : token.substr(hash + 1)) {
     if (c < '0' || c > '9' || v > (UINT64_MAX - 9) / 10) {
-      return Status::InvalidArgument("session token is malformed (expected partition:epoch#index)");
+      return Status::InvalidArgument("session token is malformed (expected partition:epoch#glsn)");
     }
     v = v * 10 + static_cast<uint64_t>(c - '0');
   }
@@ -90,6 +93,14 @@ Status WritePath::Write(std::string_view method, const pb::Message& request, pb:
     replay_id = "sig:" + crypto::HexEncode(std::string_view(reinterpret_cast<const char*>(h), sizeof(h)));
   }
   replication::Replica& replica = *node_->replica;
+  const bool account_write = IsAccountWrite(method);
+  // A read region takes no account writes: say so before any hop.
+  if (account_write && node_->geo->enabled() && !node_->geo->is_write_region()) {
+    return node_->geo->BeforeWrite(deadline);
+  }
+  // A Strong account's write waits for the other regions on the leader:
+  // the forwarded call then needs the client's whole deadline.
+  const bool waits_for_regions = node_->geo->enabled() && account_write;
   const Deadline wait_until = std::min(deadline, std::chrono::system_clock::now() + kLeaderWait);
   // Set once a forwarded attempt failed in flight: the leader may have
   // applied it, so the final error may not say "nothing was written".
@@ -97,7 +108,7 @@ Status WritePath::Write(std::string_view method, const pb::Message& request, pb:
   Status last_error;
   while (true) {
     if (replica.is_leader()) {
-      Status s = LocalWrite(method, request, response, deadline, replay_id);
+      Status s = LeaderWrite(method, request, response, deadline, replay_id);
       // Leadership moved between the check and the proposal: go to the new one.
       if (s.code() != Code::kFailedPrecondition || s.message() != kNotLeader) return s;
     } else if (replica.leader() != 0) {
@@ -107,7 +118,8 @@ Status WritePath::Write(std::string_view method, const pb::Message& request, pb:
       fr.set_replay_id(std::string(replay_id));
       // Bounded by the leader wait, so that a leader we cannot reach (we are
       // partitioned from it) does not hold the client until its deadline.
-      fr.set_deadline_unix_ms(ToUnixMs(std::max(wait_until, std::chrono::system_clock::now() + kLeaderPoll)));
+      fr.set_deadline_unix_ms(ToUnixMs(
+          waits_for_regions ? deadline : std::max(wait_until, std::chrono::system_clock::now() + kLeaderPoll)));
       auto r = replica.ForwardToLeader(fr);
       if (r.ok()) {
         if (r->code() == 0) {
@@ -140,6 +152,15 @@ Status WritePath::Write(std::string_view method, const pb::Message& request, pb:
 
 v1::ForwardResponse WritePath::HandleForward(const v1::ForwardRequest& fr) {
   v1::ForwardResponse out;
+  if (fr.method() == kRegionStateMethod) {
+    if (!node_->replica->is_leader()) {
+      out.set_code(static_cast<int>(grpc::StatusCode::FAILED_PRECONDITION));
+      out.set_message(std::string(kNotLeader));
+    } else {
+      out.set_response(node_->geo->LocalState().SerializeAsString());
+    }
+    return out;
+  }
   auto types = TypesOf(fr.method());
   Status s;
   if (!types) {
@@ -155,7 +176,7 @@ v1::ForwardResponse WritePath::HandleForward(const v1::ForwardRequest& fr) {
     if (!node_->replica->is_leader()) {
       s = Status::FailedPrecondition(std::string(kNotLeader));
     } else {
-      s = LocalWrite(fr.method(), *types->request, types->response.get(), deadline, fr.replay_id());
+      s = LeaderWrite(fr.method(), *types->request, types->response.get(), deadline, fr.replay_id());
     }
   }
   out.set_code(static_cast<int>(ToGrpcStatus(s).error_code()));
@@ -191,10 +212,20 @@ Result<Committed> CommitOnce(replication::Replica& replica, Result<storage::Writ
   return c;
 }
 
+Status WritePath::LeaderWrite(std::string_view method, const pb::Message& request, pb::Message* response,
+                              Deadline deadline, std::string_view replay_id) {
+  const bool account = IsAccountWrite(method);
+  if (account) BULWARK_RETURN_IF_ERROR(node_->geo->BeforeWrite(deadline));
+  BULWARK_RETURN_IF_ERROR(LocalWrite(method, request, response, deadline, replay_id));
+  if (!account) return Status::Ok();
+  return node_->geo->AfterWrite(node_->store->geo_position().glsn, deadline);
+}
+
 Status WritePath::LocalWrite(std::string_view method, const pb::Message& request, pb::Message* response,
                              Deadline deadline, std::string_view replay_id) {
   storage::DocumentStore& st = *node_->store;
   replication::Replica& replica = *node_->replica;
+  auto token = [&st](const Committed& c) { return SessionToken(st.geo_position().epoch, c.outcome.glsn); };
   if (method == "CreateDatabase") {
     const auto& r = static_cast<const v1::CreateDatabaseRequest&>(request);
     BULWARK_ASSIGN_OR_RETURN(Committed c,
@@ -209,7 +240,7 @@ Status WritePath::LocalWrite(std::string_view method, const pb::Message& request
     const auto& r = static_cast<const v1::DeleteDatabaseRequest&>(request);
     BULWARK_ASSIGN_OR_RETURN(Committed c,
                              CommitOnce(replica, st.PrepareDeleteDatabase(r.database()), replay_id, deadline));
-    static_cast<v1::DeleteResponse*>(response)->set_session_token(SessionToken(c.index));
+    static_cast<v1::DeleteResponse*>(response)->set_session_token(token(c));
     return Status::Ok();
   }
   if (method == "CreateContainer") {
@@ -231,7 +262,7 @@ Status WritePath::LocalWrite(std::string_view method, const pb::Message& request
     const auto& r = static_cast<const v1::DeleteContainerRequest&>(request);
     BULWARK_ASSIGN_OR_RETURN(
         Committed c, CommitOnce(replica, st.PrepareDeleteContainer(r.database(), r.container()), replay_id, deadline));
-    static_cast<v1::DeleteResponse*>(response)->set_session_token(SessionToken(c.index));
+    static_cast<v1::DeleteResponse*>(response)->set_session_token(token(c));
     return Status::Ok();
   }
   if (method == "CreateItem" || method == "UpsertItem" || method == "ReplaceItem") {
@@ -256,7 +287,7 @@ Status WritePath::LocalWrite(std::string_view method, const pb::Message& request
     out->set_item_json(std::move(json));
     out->set_etag(c.outcome.etag);
     out->set_ts(c.outcome.ts);
-    out->set_session_token(SessionToken(c.index));
+    out->set_session_token(token(c));
     return Status::Ok();
   }
   if (method == "DeleteItem") {
@@ -265,7 +296,7 @@ Status WritePath::LocalWrite(std::string_view method, const pb::Message& request
     BULWARK_ASSIGN_OR_RETURN(Committed c, r.request_id().empty()
                                               ? CommitOnce(replica, std::move(cmd), replay_id, deadline)
                                               : CommitCommand(replica, std::move(cmd), r.request_id(), deadline));
-    static_cast<v1::DeleteResponse*>(response)->set_session_token(SessionToken(c.index));
+    static_cast<v1::DeleteResponse*>(response)->set_session_token(token(c));
     return Status::Ok();
   }
   if (method == "RotateDataKey") {
@@ -355,19 +386,23 @@ Result<ConsistencyLevel> WritePath::Level(const v1::ReadOptions& options) const 
 
 Status WritePath::PrepareRead(const v1::ReadOptions& options, Deadline deadline) {
   BULWARK_ASSIGN_OR_RETURN(ConsistencyLevel level, Level(options));
-  replication::Replica& replica = *node_->replica;
-  // A barrier needs the leader and a quorum; a node cut off from them says
-  // so after kLeaderWait rather than at the client's deadline.
-  const Deadline barrier_deadline = std::min(deadline, std::chrono::system_clock::now() + kLeaderWait);
-  if (level == ConsistencyLevel::kStrong) return replica.ReadBarrier(barrier_deadline);
+  uint64_t session_glsn = 0;
   if (level == ConsistencyLevel::kSession && !options.session_token().empty()) {
-    BULWARK_ASSIGN_OR_RETURN(uint64_t index, ParseSessionToken(options.session_token()));
-    Status s = replica.WaitApplied(index, std::min(deadline, std::chrono::system_clock::now() + kSessionWait));
-    if (s.code() != Code::kDeadlineExceeded) return s;
-    // This node lags: the leader's commit index covers the session's write.
-    return replica.ReadBarrier(std::min(deadline, std::chrono::system_clock::now() + kLeaderWait));
+    BULWARK_ASSIGN_OR_RETURN(session_glsn, ParseSessionToken(options.session_token()));
   }
-  return Status::Ok();
+  return node_->geo->PrepareRead(level, session_glsn, deadline);
 }
+
+Status WritePath::FinishRead(const v1::ReadOptions& options, Deadline deadline) {
+  BULWARK_ASSIGN_OR_RETURN(ConsistencyLevel level, Level(options));
+  return node_->geo->FinishRead(level, deadline);
+}
+
+std::string WritePath::ReadSessionToken() const {
+  const storage::GeoPosition pos = node_->store->geo_position();
+  return SessionToken(pos.epoch, pos.glsn);
+}
+
+bool IsAccountWrite(std::string_view method) { return method != "AddNode" && method != "RemoveNode"; }
 
 }  // namespace bulwark::server

@@ -8,9 +8,8 @@
 // the peer link, which runs it the same way. While the region has no leader
 // (an election), a write waits for one, up to kLeaderWait and its deadline.
 //
-// Reads: Strong reads pass a ReadIndex barrier (linearizable); Session reads
-// wait until this node has applied the session token's index, and fall back
-// to the barrier after kSessionWait; the other levels read locally.
+// Reads: see server/geo.h for each consistency level, within a region and
+// across regions.
 //
 // Ownership: borrows the NodeContext. Thread safety: all methods may be
 // called concurrently (gRPC threads).
@@ -61,10 +60,19 @@ class WritePath {
                Deadline deadline, std::string_view signature_id = {});
   // The leader's side of a forwarded write.
   v1::ForwardResponse HandleForward(const v1::ForwardRequest& request);
-  // Makes this node ready to serve a read at `options`' level.
+  // Makes this node ready to serve a read at `options`' level (server/geo.h
+  // has the rules per level), and, once read, lets a Strong read wait until
+  // what it saw is committed in the whole strong quorum set.
   Status PrepareRead(const v1::ReadOptions& options, Deadline deadline);
+  Status FinishRead(const v1::ReadOptions& options, Deadline deadline);
+  // The session token of a read served now (this node's applied GLSN).
+  std::string ReadSessionToken() const;
 
  private:
+  // On the leader: the geo checks around LocalWrite (a read region refuses,
+  // Bounded throttles, Strong waits for the other regions).
+  Status LeaderWrite(std::string_view method, const google::protobuf::Message& request,
+                     google::protobuf::Message* response, Deadline deadline, std::string_view replay_id);
   Status LocalWrite(std::string_view method, const google::protobuf::Message& request,
                     google::protobuf::Message* response, Deadline deadline, std::string_view replay_id);
   // AddNode: the address book entry, then the voter. RemoveNode: the voter,
@@ -87,10 +95,13 @@ Result<replication::Committed> CommitCommand(replication::Replica& replica, Resu
 Result<replication::Committed> CommitOnce(replication::Replica& replica, Result<storage::WriteCommand> cmd,
                                           std::string_view replay_id, Deadline deadline);
 
-// "0:1#<raft index>": partition 0, epoch 1, the write's position in the
-// region's log. Regions and epochs come with geo-replication.
-std::string SessionToken(uint64_t index);
-// The index in a session token; InvalidArgument if malformed.
+// "0:<epoch>#<glsn>": partition 0, the write region's epoch, and the
+// write's GLSN (its position in the account's replication stream).
+std::string SessionToken(uint64_t epoch, uint64_t glsn);
+// The GLSN in a session token; InvalidArgument if malformed.
 Result<uint64_t> ParseSessionToken(std::string_view token);
+// Every write but the replica set's own membership changes belongs to the
+// account (and so to the write region).
+bool IsAccountWrite(std::string_view method);
 
 }  // namespace bulwark::server

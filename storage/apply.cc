@@ -172,6 +172,7 @@ Result<ApplyOutcome> DocumentStore::Apply(uint64_t index, WriteCommand cmd) {
         s.geo = at;
       }
       s.applied_index.store(index, std::memory_order_release);
+      o.glsn = at.glsn;
     }
     return o;
   };
@@ -225,6 +226,7 @@ Result<ApplyOutcome> DocumentStore::Apply(uint64_t index, WriteCommand cmd) {
       s.geo = step.next;
     }
     s.applied_index.store(index, std::memory_order_release);
+    e.outcome.glsn = step.next.glsn;
   }
   if (e.outcome.status.ok()) {
     for (const auto& key : e.dropped_containers) s.containers.erase(key);

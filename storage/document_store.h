@@ -156,6 +156,7 @@ struct ApplyOutcome {
   uint32_t key_version = 0;              // kRotateDataKey: the new version
   ContainerInfo container;               // kCreateContainer
   uint64_t lsn = 0;                      // change-log position, if a change was recorded
+  uint64_t glsn = 0;                     // the GLSN position after it (0 outside replication)
   std::vector<std::string> purged_rids;  // kPurgeContainer: internal ids (hex) whose keys were destroyed
 };
 

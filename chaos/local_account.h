@@ -1,0 +1,70 @@
+#pragma once
+// LocalAccount: an account of several regions on loopback, each a
+// LocalCluster of `nodes` real bulwarkd processes. Region R (1-based, named
+// "rR", failover priority R-1, region 1 the write region) has its nodes on
+// 127.0.R.1, 127.0.R.2, ... and its files in `dir`/rR. Every node is told
+// the whole topology (geo.regions.*), so the write region's leader streams
+// to the others.
+//
+// The regions share one account key and one CA (made once in `dir` and
+// copied into each region's directory), so region peers authenticate each
+// other; each region has its own master key.
+//
+// Ownership: owns its LocalClusters (and so their processes). Not
+// thread-safe: one owner drives it.
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "chaos/local_cluster.h"
+#include "client/client.h"
+#include "common/status.h"
+
+namespace bulwark::chaos {
+
+struct AccountOptions {
+  std::string dir = ".bulwark";
+  std::string bin_dir;
+  int regions = 2;  // 1..9
+  int nodes = 4;    // per region
+  int port = 7100;
+  int metrics_port = 7180;  // 0 disables
+  std::string consistency;  // the account default ("Strong", ...); empty: bulwarkd's default
+  // One-way delay the write region adds on its stream to each other region
+  // (the WAN stand-in; see replication/region_stream.h).
+  std::chrono::milliseconds link_delay{0};
+  std::vector<std::string> extra_args;  // every node
+};
+
+class LocalAccount {
+ public:
+  static Result<std::unique_ptr<LocalAccount>> Prepare(const AccountOptions& options);
+  static std::string RegionName(int r) { return "r" + std::to_string(r); }
+
+  // Starts every region (the write region first) and waits for each to
+  // have a leader.
+  Status Start();
+  // Stops every region; the worst exit code, as LocalCluster::Stop.
+  Result<int> Stop(std::chrono::milliseconds grace = std::chrono::seconds(20));
+  void Kill();
+  bool running() const;
+
+  int regions() const { return static_cast<int>(regions_.size()); }
+  LocalCluster& region(int r) { return *regions_.at(r - 1); }
+  const LocalCluster& region(int r) const { return *regions_.at(r - 1); }
+  // A client that learns the topology, writes to the write region and reads
+  // in region `r`, failing over among its nodes.
+  client::ClientOptions client_options(int r) const;
+  const AccountOptions& options() const { return options_; }
+
+ private:
+  explicit LocalAccount(AccountOptions options) : options_(std::move(options)) {}
+  std::vector<std::string> GeoArgs(int r) const;
+
+  AccountOptions options_;
+  std::vector<std::unique_ptr<LocalCluster>> regions_;
+};
+
+}  // namespace bulwark::chaos

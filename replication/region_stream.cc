@@ -1,0 +1,390 @@
+#include "replication/region_stream.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+
+#include "bulwark/v1/peer.pb.h"
+#include "replication/raft_log_store.h"
+#include "replication/replica.h"
+#include "storage/commands.h"
+#include "storage/document_store.h"
+
+namespace bulwark::replication {
+namespace {
+
+using SteadyClock = std::chrono::steady_clock;
+
+int64_t UnixMs(std::chrono::system_clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+}
+
+}  // namespace
+
+struct RegionShipper::Impl {
+  RegionStreamOptions options;
+  Replica* replica = nullptr;
+  storage::DocumentStore* store = nullptr;
+
+  struct Remote {
+    RemoteRegion config;
+    // GUARDED_BY(mu)
+    bool known = false;  // acked_* hold the region's answer since this node led
+    uint64_t acked_glsn = 0;
+    uint64_t acked_source = 0;
+    size_t target = 0;  // index into config.peers, or leader_address if set
+    std::string leader_address;
+    SteadyClock::time_point last_ack{};
+    SteadyClock::time_point last_send{};
+    SteadyClock::time_point caught_up{};  // last time acked >= our head at send
+    std::chrono::system_clock::time_point lease_granted_until{};
+    bool in_quorum = false;
+    bool needs_image = false;
+    std::string error;
+  };
+  std::vector<Remote> remotes;
+  bool self_in_quorum = false;
+
+  mutable std::mutex mu;
+  std::condition_variable changed;  // an ack arrived, or the quorum set changed
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> threads;
+
+  void Run(size_t r);
+  // One message to region r: a batch (possibly empty). False on failure.
+  bool SendOnce(size_t r, SteadyClock::time_point now);
+  void UpdateQuorum(SteadyClock::time_point now);  // REQUIRES: mu held
+  uint64_t CommittedLocked() const;                // REQUIRES: mu held
+  std::vector<std::string> QuorumLocked() const;   // REQUIRES: mu held
+};
+
+RegionShipper::RegionShipper(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+RegionShipper::~RegionShipper() { Stop(); }
+
+Result<std::unique_ptr<RegionShipper>> RegionShipper::Start(RegionStreamOptions options, Replica* replica,
+                                                            storage::DocumentStore* store) {
+  if (options.removal_after <= options.request_timeout + options.lease) {
+    return Status::InvalidArgument("geo: the quorum removal delay must exceed the request timeout plus the lease");
+  }
+  for (const RemoteRegion& r : options.remotes) {
+    if (r.peers.empty()) return Status::InvalidArgument("geo: region " + r.name + " lists no peer addresses");
+  }
+  auto impl = std::make_unique<Impl>();
+  impl->options = std::move(options);
+  impl->replica = replica;
+  impl->store = store;
+  const auto& strong = impl->options.strong_regions;
+  auto in_set = [&](const std::string& name) { return std::find(strong.begin(), strong.end(), name) != strong.end(); };
+  impl->self_in_quorum = in_set(impl->options.self_region);
+  const auto now = SteadyClock::now();
+  for (const RemoteRegion& r : impl->options.remotes) {
+    Impl::Remote remote;
+    remote.config = r;
+    remote.in_quorum = in_set(r.name);
+    remote.last_ack = now;  // a grace period from start before removal
+    remote.caught_up = now;
+    impl->remotes.push_back(std::move(remote));
+  }
+  Impl* raw = impl.get();
+  for (size_t i = 0; i < raw->remotes.size(); ++i) raw->threads.emplace_back([raw, i] { raw->Run(i); });
+  return std::unique_ptr<RegionShipper>(new RegionShipper(std::move(impl)));
+}
+
+void RegionShipper::Stop() {
+  if (impl_->stop.exchange(true)) return;
+  impl_->changed.notify_all();
+  for (auto& t : impl_->threads) t.join();
+}
+
+void RegionShipper::Impl::Run(size_t r) {
+  SteadyClock::time_point last_message{};
+  bool was_leader = false;
+  while (!stop.load()) {
+    if (!replica->is_leader()) {
+      if (was_leader) {
+        std::lock_guard lock(mu);
+        remotes[r].known = false;  // another node ships now; learn the position afresh next time
+      }
+      was_leader = false;
+      std::this_thread::sleep_for(options.heartbeat);
+      continue;
+    }
+    was_leader = true;
+    const auto now = SteadyClock::now();
+    bool behind = false;
+    {
+      std::lock_guard lock(mu);
+      const Remote& remote = remotes[r];
+      behind = remote.known && remote.acked_glsn < store->geo_position().glsn && !remote.needs_image;
+    }
+    if (behind || now - last_message >= options.heartbeat) {
+      const bool ok = SendOnce(r, now);
+      last_message = now;
+      if (!ok) std::this_thread::sleep_for(options.heartbeat);
+      continue;
+    }
+    // Nothing to send: wake on the next applied entry, or at the next heartbeat.
+    (void)replica->WaitApplied(store->applied_index() + 1, std::chrono::system_clock::now() + options.heartbeat);
+  }
+}
+
+bool RegionShipper::Impl::SendOnce(size_t r, SteadyClock::time_point now) {
+  v1::RegionAppendRequest req;
+  std::string address;
+  uint64_t from_glsn = 0, from_source = 0;
+  bool known = false;
+  std::chrono::milliseconds delay{0};
+  {
+    std::lock_guard lock(mu);
+    Remote& remote = remotes[r];
+    address = !remote.leader_address.empty() ? remote.leader_address
+                                             : remote.config.peers[remote.target % remote.config.peers.size()];
+    known = remote.known;
+    from_glsn = remote.acked_glsn;
+    from_source = remote.acked_source;
+    delay = remote.config.link_delay;
+    req.set_committed_glsn(CommittedLocked());
+    for (const std::string& q : QuorumLocked()) req.add_strong_regions(q);
+    remote.last_send = now;
+    // A region silent for long is no longer granted a lease, so that every
+    // lease it holds has ended by the time it is dropped from the set.
+    if (remote.in_quorum && now - remote.last_ack < options.removal_after - options.lease) {
+      remote.lease_granted_until = std::chrono::system_clock::now() + options.lease;
+      req.set_lease_until_unix_ms(UnixMs(remote.lease_granted_until));
+    }
+  }
+  req.set_from_region(options.self_region);
+  req.set_to_region(remotes[r].config.name);
+  req.set_epoch(options.epoch);
+  // Read the applied index before the head: every entry up to it is applied,
+  // so its GLSN is at most the head read after.
+  const uint64_t applied = store->applied_index();
+  const storage::GeoPosition head = store->geo_position();
+  req.set_head_glsn(head.glsn);
+  std::string read_error;
+  if (known && from_glsn < head.glsn) {
+    auto entries =
+        ReadStoredEntries(store->raw_db(), store->raft_log_cf(), from_source + 1, applied + 1, kMaxRegionBatchBytes);
+    if (!entries.ok()) {
+      std::lock_guard lock(mu);
+      remotes[r].needs_image = entries.status().code() == Code::kNotFound;
+      remotes[r].error = entries.status().code() == Code::kNotFound
+                             ? "region is at GLSN " + std::to_string(from_glsn) +
+                                   ", which this node's log no longer holds: it needs a state image"
+                             : entries.status().ToString();
+      spdlog::warn("event=region_stream_stalled region={} glsn={} error=\"{}\"", remotes[r].config.name, from_glsn,
+                   remotes[r].error);
+      return false;
+    }
+    uint64_t glsn = from_glsn;
+    for (const auto& e : *entries) {
+      if (e.type != raft::EntryType::kNormal || e.data.empty()) continue;
+      std::string_view bytes;
+      if (!EntryCommand(e.data, &bytes)) {
+        read_error = "raft entry " + std::to_string(e.index) + " is malformed";
+        break;
+      }
+      auto cmd = storage::WriteCommand::Decode(bytes);
+      if (!cmd.ok()) {
+        read_error = cmd.status().ToString();
+        break;
+      }
+      if (!storage::IsAccountCommand(cmd->kind)) continue;
+      ++glsn;
+      cmd->geo_glsn = glsn;
+      cmd->geo_epoch = head.epoch;
+      cmd->geo_source_index = e.index;
+      v1::RegionEntry* out = req.add_entries();
+      out->set_glsn(glsn);
+      out->set_source_index(e.index);
+      out->set_command(cmd->Encode());
+      cmd->WipeKey();
+      if (static_cast<size_t>(req.entries_size()) >= kMaxRegionBatchEntries) break;
+    }
+    if (!read_error.empty()) {
+      std::lock_guard lock(mu);
+      remotes[r].error = read_error;
+      spdlog::error("event=region_stream_stalled region={} error=\"{}\"", remotes[r].config.name, read_error);
+      return false;
+    }
+  }
+  const auto deadline = std::chrono::system_clock::now() + options.request_timeout + 2 * delay;
+  req.set_deadline_unix_ms(UnixMs(deadline));
+  if (delay.count() > 0) std::this_thread::sleep_for(delay);
+  auto resp = replica->transport()->RegionAppend(address, req);
+  if (delay.count() > 0) std::this_thread::sleep_for(delay);
+  const auto answered = SteadyClock::now();
+  std::lock_guard lock(mu);
+  Remote& remote = remotes[r];
+  if (!resp.ok()) {
+    remote.error = resp.status().ToString();
+    remote.leader_address.clear();
+    ++remote.target;
+    remote.known = false;
+    UpdateQuorum(answered);
+    return false;
+  }
+  if (!resp->leader()) {
+    remote.leader_address = resp->leader_address();
+    if (remote.leader_address.empty()) ++remote.target;
+    remote.known = false;
+    remote.error = "region " + remote.config.name + " has no leader at " + address;
+    return false;
+  }
+  if (resp->epoch() != options.epoch) {
+    remote.error = "region " + remote.config.name + " is at epoch " + std::to_string(resp->epoch());
+  } else if (!resp->error().empty()) {
+    remote.error = resp->error();
+  } else {
+    remote.error.clear();
+  }
+  remote.leader_address = address;
+  if (!remote.known || resp->applied_glsn() != remote.acked_glsn) remote.needs_image = false;
+  remote.known = true;
+  remote.acked_glsn = resp->applied_glsn();
+  remote.acked_source = resp->source_index();
+  remote.last_ack = answered;
+  if (remote.acked_glsn >= req.head_glsn()) remote.caught_up = answered;
+  UpdateQuorum(answered);
+  changed.notify_all();
+  return remote.error.empty();
+}
+
+void RegionShipper::Impl::UpdateQuorum(SteadyClock::time_point now) {
+  const auto& strong = options.strong_regions;
+  size_t configured = 0, members = self_in_quorum ? 1 : 0;
+  for (const Remote& r : remotes) {
+    if (std::find(strong.begin(), strong.end(), r.config.name) == strong.end()) continue;
+    ++configured;
+    if (r.in_quorum) ++members;
+  }
+  configured += self_in_quorum ? 1 : 0;
+  const uint64_t head = store->geo_position().glsn;
+  for (Remote& r : remotes) {
+    if (std::find(strong.begin(), strong.end(), r.config.name) == strong.end()) continue;
+    if (r.in_quorum && now - r.last_ack > options.removal_after &&
+        std::chrono::system_clock::now() > r.lease_granted_until) {
+      // Dynamic quorum: only with three or more regions, and never below a
+      // majority of the configured set.
+      if (configured >= 3 && (members - 1) * 2 > configured) {
+        r.in_quorum = false;
+        --members;
+        spdlog::warn("event=region_quorum_removed region={} silent_ms={}", r.config.name,
+                     std::chrono::duration_cast<std::chrono::milliseconds>(now - r.last_ack).count());
+        changed.notify_all();
+      }
+    } else if (!r.in_quorum && r.known && now - r.last_ack < options.heartbeat * 5 && r.acked_glsn >= head) {
+      r.in_quorum = true;
+      ++members;
+      spdlog::info("event=region_quorum_added region={} glsn={}", r.config.name, r.acked_glsn);
+      changed.notify_all();
+    }
+  }
+}
+
+uint64_t RegionShipper::Impl::CommittedLocked() const {
+  uint64_t committed = store->geo_position().glsn;
+  for (const Remote& r : remotes) {
+    if (!r.in_quorum) continue;
+    committed = std::min(committed, r.known ? r.acked_glsn : 0);
+  }
+  return committed;
+}
+
+std::vector<std::string> RegionShipper::Impl::QuorumLocked() const {
+  std::vector<std::string> out;
+  if (self_in_quorum) out.push_back(options.self_region);
+  for (const Remote& r : remotes) {
+    if (r.in_quorum) out.push_back(r.config.name);
+  }
+  return out;
+}
+
+Status RegionShipper::WaitQuorum(uint64_t glsn, std::chrono::system_clock::time_point deadline) {
+  std::unique_lock lock(impl_->mu);
+  // The removal of a silent region is decided on acks and on this clock:
+  // wake regularly so a dead region's removal is noticed here too.
+  while (impl_->CommittedLocked() < glsn) {
+    if (impl_->stop.load()) return Status::Unavailable("shutting down");
+    if (std::chrono::system_clock::now() >= deadline) {
+      return Status::DeadlineExceeded(
+          "the write committed in this region, but not yet in every region of the strong "
+          "quorum set; its outcome is unknown: retry with the same request id");
+    }
+    impl_->changed.wait_for(lock, impl_->options.heartbeat);
+    impl_->UpdateQuorum(SteadyClock::now());
+  }
+  return Status::Ok();
+}
+
+Status RegionShipper::ThrottleForBound(uint64_t max_writes, std::chrono::milliseconds max_lag,
+                                       std::chrono::system_clock::time_point deadline) {
+  std::unique_lock lock(impl_->mu);
+  for (;;) {
+    const auto now = SteadyClock::now();
+    const uint64_t head = impl_->store->geo_position().glsn;
+    std::string over;
+    for (const auto& r : impl_->remotes) {
+      if (now - r.last_ack > impl_->options.removal_after) continue;  // disconnected: not held to the bound
+      const uint64_t lag = head > r.acked_glsn ? head - r.acked_glsn : 0;
+      if (lag >= max_writes || (lag > 0 && now - r.caught_up >= max_lag)) {
+        over = r.config.name + " is " + std::to_string(lag) + " writes behind";
+        break;
+      }
+    }
+    if (over.empty()) return Status::Ok();
+    if (impl_->stop.load()) return Status::Unavailable("shutting down");
+    if (std::chrono::system_clock::now() >= deadline) {
+      return Status::ResourceExhausted("write throttled: region " + over +
+                                       ", at the BoundedStaleness bound; retry later");
+    }
+    impl_->changed.wait_for(lock, std::chrono::milliseconds(10));
+  }
+}
+
+uint64_t RegionShipper::committed_glsn() const {
+  std::lock_guard lock(impl_->mu);
+  return impl_->CommittedLocked();
+}
+
+std::vector<std::string> RegionShipper::quorum() const {
+  std::lock_guard lock(impl_->mu);
+  return impl_->QuorumLocked();
+}
+
+std::vector<RegionLag> RegionShipper::Lags() const {
+  std::lock_guard lock(impl_->mu);
+  const auto now = SteadyClock::now();
+  const uint64_t head = impl_->store->geo_position().glsn;
+  std::vector<RegionLag> out;
+  for (const auto& r : impl_->remotes) {
+    RegionLag l;
+    l.name = r.config.name;
+    l.connected = r.known && now - r.last_ack <= impl_->options.removal_after;
+    l.in_quorum = r.in_quorum;
+    l.acked_glsn = r.acked_glsn;
+    l.lag_writes = head > r.acked_glsn ? head - r.acked_glsn : 0;
+    l.lag_seconds = l.lag_writes == 0 ? 0 : std::chrono::duration<double>(now - r.caught_up).count();
+    l.needs_image = r.needs_image;
+    l.leader = r.leader_address;
+    l.error = r.error;
+    out.push_back(std::move(l));
+  }
+  return out;
+}
+
+uint64_t RegionShipper::RetainFrom() const {
+  std::lock_guard lock(impl_->mu);
+  uint64_t from = 0;
+  for (const auto& r : impl_->remotes) {
+    if (r.acked_source == 0 && !r.known) continue;
+    from = from == 0 ? r.acked_source + 1 : std::min(from, r.acked_source + 1);
+  }
+  return from;
+}
+
+}  // namespace bulwark::replication

@@ -1,0 +1,125 @@
+#pragma once
+// RegionShipper: the write region's side of geo-replication. On the node
+// that leads the write region's replica set, one thread per remote region
+// reads committed account commands from this node's own raft log, numbers
+// them with their GLSNs, and ships them in order (RegionAppend over the peer
+// link, mutual TLS) to that region's leader, which commits them through its
+// own replica set (server/geo.h). Sealed items travel as they are.
+//
+// Positions: the receiver answers every batch with its (GLSN, source index)
+// position, and the shipper resumes from there, so a leader change on either
+// side loses and repeats nothing (a repeated GLSN is skipped on apply, a gap
+// refused). Stream order is kept because a batch is contiguous and only one
+// is in flight per region. The log keeps what a remote region still needs
+// (Replica::set_log_retention), up to ReplicaOptions::max_retained_entries;
+// a region further behind reports needs_image (catch-up by state image
+// across regions is not built yet).
+//
+// Strong quorum: committed_glsn() is the lowest GLSN acknowledged by every
+// region of the strong quorum set (this region counts with its head). With
+// three or more regions, a region that has not answered for
+// RegionStreamOptions::removal_after is dropped from the set (never more than
+// a minority) and added back once it has caught up. Each message grants the
+// receiver a lease (a wall-clock time until which it may count itself in the
+// set); a silent region gets no new lease for the last `lease` before its
+// removal, and removal waits until the last lease granted has ended, so a
+// dropped region has stopped serving Strong reads before writes go on
+// without it. (Leases assume the regions' clocks agree to well within
+// `lease`; the receiver subtracts kLeaseClockMargin.)
+//
+// Ownership: Start returns the owner; the replica and store are borrowed and
+// must outlive it. Thread safety: every public method is thread-safe.
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+
+namespace bulwark::storage {
+class DocumentStore;
+}
+
+namespace bulwark::replication {
+
+class Replica;
+
+// What a lease holder subtracts from its lease for clock differences.
+constexpr std::chrono::milliseconds kLeaseClockMargin{250};
+// A batch holds at most this many commands / bytes of them.
+constexpr size_t kMaxRegionBatchEntries = 512;
+constexpr size_t kMaxRegionBatchBytes = 4 << 20;
+
+struct RemoteRegion {
+  std::string name;
+  std::vector<std::string> peers;  // its nodes' peer addresses ("ip:port")
+  // A test hook standing in for WAN latency (this kernel has no netem): the
+  // shipper waits this long before each message and again before it uses
+  // the answer, i.e. one way each.
+  std::chrono::milliseconds link_delay{0};
+};
+
+struct RegionStreamOptions {
+  std::string self_region;
+  std::vector<RemoteRegion> remotes;
+  // The strong quorum set (region names, this region included); empty: none
+  // (no write waits for a remote region).
+  std::vector<std::string> strong_regions;
+  uint64_t epoch = 1;
+  std::chrono::milliseconds heartbeat{100};         // a message at least this often per region
+  std::chrono::milliseconds request_timeout{2000};  // per message
+  std::chrono::milliseconds lease{2000};            // see the class comment
+  // Dropped from the quorum set after this long without an answer; must
+  // exceed request_timeout + lease (checked by Start).
+  std::chrono::milliseconds removal_after{5000};
+};
+
+struct RegionLag {
+  std::string name;
+  bool connected = false;  // answered within removal_after
+  bool in_quorum = false;  // in the strong quorum set as run now
+  uint64_t acked_glsn = 0;
+  uint64_t lag_writes = 0;
+  double lag_seconds = 0;  // since it last had everything this region had
+  bool needs_image = false;
+  std::string leader;  // the peer address answering as its leader
+  std::string error;   // the last failure, if the last message failed
+};
+
+class RegionShipper {
+ public:
+  // InvalidArgument for inconsistent options.
+  static Result<std::unique_ptr<RegionShipper>> Start(RegionStreamOptions options, Replica* replica,
+                                                      storage::DocumentStore* store);
+  ~RegionShipper();
+  RegionShipper(const RegionShipper&) = delete;
+  RegionShipper& operator=(const RegionShipper&) = delete;
+
+  // Strong: waits until every region of the quorum set has committed
+  // `glsn`. DeadlineExceeded if not by then (the write is committed here;
+  // its global outcome is unknown).
+  Status WaitQuorum(uint64_t glsn, std::chrono::system_clock::time_point deadline);
+  // BoundedStaleness: waits while a connected region is `max_writes` or more
+  // writes, or `max_lag` or more, behind (the write is throttled rather than
+  // the promise broken). ResourceExhausted naming the region if the
+  // deadline comes first.
+  Status ThrottleForBound(uint64_t max_writes, std::chrono::milliseconds max_lag,
+                          std::chrono::system_clock::time_point deadline);
+  // The lowest GLSN every region of the quorum set acknowledged.
+  uint64_t committed_glsn() const;
+  std::vector<std::string> quorum() const;
+  std::vector<RegionLag> Lags() const;
+  // The raft index from which the log must be kept for the regions (0: none).
+  uint64_t RetainFrom() const;
+  void Stop();
+
+  struct Impl;
+
+ private:
+  explicit RegionShipper(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace bulwark::replication

@@ -1,0 +1,350 @@
+#include "server/geo.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <mutex>
+#include <thread>
+
+#include "replication/region_stream.h"
+#include "replication/replica.h"
+#include "server/config.h"
+#include "server/services.h"
+#include "server/write_path.h"
+#include "storage/document_store.h"
+
+namespace bulwark::server {
+namespace {
+
+using SteadyClock = std::chrono::steady_clock;
+constexpr std::chrono::milliseconds kReadPoll{5};
+
+int64_t UnixMs(std::chrono::system_clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+}
+
+}  // namespace
+
+struct Geo::Impl {
+  NodeContext* node = nullptr;
+  const GeoConfig* config = nullptr;
+  std::string self;
+  bool write_region = true;
+  std::unique_ptr<replication::RegionShipper> shipper;  // write region only
+
+  // A read region's view of the stream, kept by whichever node receives it
+  // (its leader). GUARDED_BY(mu)
+  mutable std::mutex mu;
+  bool heard = false;
+  uint64_t head_glsn = 0;
+  uint64_t committed_glsn = 0;
+  bool listed_in_quorum = false;
+  std::chrono::system_clock::time_point lease_until{};
+  SteadyClock::time_point fresh_since{};  // when this region last had the whole head it was told of
+
+  // Asks the region leader (or this node, if it leads) for the read state.
+  Result<v1::RegionReadState> LeaderState() const;
+  v1::RegionReadState LocalState() const;
+};
+
+Geo::Geo(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Geo::~Geo() { Stop(); }
+
+Result<std::unique_ptr<Geo>> Geo::Start(NodeContext* node) {
+  auto impl = std::make_unique<Impl>();
+  impl->node = node;
+  impl->config = &node->config->geo;
+  impl->self = node->config->region;
+  const GeoConfig& g = *impl->config;
+  if (g.enabled()) {
+    impl->write_region = g.write_region == impl->self;
+    std::vector<std::string> remote_peers;
+    replication::RegionStreamOptions options;
+    options.self_region = impl->self;
+    options.strong_regions = g.strong_regions;
+    options.heartbeat = std::chrono::milliseconds(g.heartbeat_ms);
+    options.lease = std::chrono::milliseconds(g.lease_ms);
+    options.removal_after = std::chrono::milliseconds(g.removal_ms);
+    for (const RegionConfig& r : g.regions) {
+      if (r.name == impl->self) continue;
+      remote_peers.insert(remote_peers.end(), r.peers.begin(), r.peers.end());
+      options.remotes.push_back({r.name, r.peers, std::chrono::milliseconds(r.link_delay_ms)});
+    }
+    node->replica->transport()->SetRegionPeers(remote_peers);
+    if (impl->write_region) {
+      BULWARK_ASSIGN_OR_RETURN(impl->shipper,
+                               replication::RegionShipper::Start(std::move(options), node->replica, node->store));
+    }
+    spdlog::info("event=geo_started region={} write_region={} regions={} strong={}", impl->self, g.write_region,
+                 g.regions.size(), g.strong_regions.size());
+  }
+  return std::unique_ptr<Geo>(new Geo(std::move(impl)));
+}
+
+void Geo::Stop() {
+  if (impl_->shipper) impl_->shipper->Stop();
+}
+
+bool Geo::enabled() const { return impl_->config->enabled(); }
+bool Geo::is_write_region() const { return impl_->write_region; }
+uint64_t Geo::epoch() const { return impl_->node->store->geo_position().epoch; }
+
+uint64_t Geo::RetainFrom() const { return impl_->shipper ? impl_->shipper->RetainFrom() : 0; }
+
+Status Geo::BeforeWrite(GeoDeadline deadline) {
+  if (!enabled()) return Status::Ok();
+  if (!impl_->write_region) {
+    return Status::FailedPrecondition("region " + impl_->self + " does not take writes: the write region is " +
+                                      impl_->config->write_region + " (refresh the topology)");
+  }
+  if (impl_->node->config->default_consistency == ConsistencyLevel::kBoundedStaleness && impl_->shipper) {
+    return impl_->shipper->ThrottleForBound(impl_->config->bounded_max_writes,
+                                            std::chrono::seconds(impl_->config->bounded_max_lag_s), deadline);
+  }
+  return Status::Ok();
+}
+
+Status Geo::AfterWrite(uint64_t glsn, GeoDeadline deadline) {
+  if (!enabled() || !impl_->shipper) return Status::Ok();
+  if (impl_->node->config->default_consistency != ConsistencyLevel::kStrong) return Status::Ok();
+  return impl_->shipper->WaitQuorum(glsn, deadline);
+}
+
+v1::RegionReadState Geo::Impl::LocalState() const {
+  v1::RegionReadState s;
+  s.set_write_region(write_region);
+  const uint64_t applied = node->store->geo_position().glsn;
+  if (write_region) {
+    s.set_heard(true);
+    s.set_head_glsn(applied);
+    s.set_committed_glsn(shipper ? shipper->committed_glsn() : applied);
+    s.set_in_quorum(true);
+    return s;
+  }
+  std::lock_guard lock(mu);
+  s.set_heard(heard);
+  s.set_head_glsn(head_glsn);
+  s.set_committed_glsn(committed_glsn);
+  const auto margin = replication::kLeaseClockMargin;
+  s.set_in_quorum(listed_in_quorum && std::chrono::system_clock::now() + margin < lease_until);
+  s.set_lag_writes(head_glsn > applied ? head_glsn - applied : 0);
+  s.set_lag_ms(heard ? std::chrono::duration_cast<std::chrono::milliseconds>(SteadyClock::now() - fresh_since).count()
+                     : UINT64_MAX);
+  return s;
+}
+
+v1::RegionReadState Geo::LocalState() const { return impl_->LocalState(); }
+
+Result<v1::RegionReadState> Geo::Impl::LeaderState() const {
+  replication::Replica& replica = *node->replica;
+  if (replica.is_leader()) return LocalState();
+  v1::ForwardRequest fr;
+  fr.set_method(kRegionStateMethod);
+  fr.set_deadline_unix_ms(UnixMs(std::chrono::system_clock::now() + kLeaderWait));
+  BULWARK_ASSIGN_OR_RETURN(v1::ForwardResponse resp, replica.ForwardToLeader(fr));
+  if (resp.code() != 0) return Status::Unavailable("the region leader: " + resp.message());
+  v1::RegionReadState s;
+  if (!s.ParseFromString(resp.response())) return Status::Internal("the region leader's read state does not parse");
+  return s;
+}
+
+Status Geo::PrepareRead(ConsistencyLevel level, uint64_t session_glsn, GeoDeadline deadline) {
+  replication::Replica& replica = *impl_->node->replica;
+  const GeoDeadline barrier_deadline = std::min(deadline, std::chrono::system_clock::now() + kLeaderWait);
+  const bool remote = enabled() && !impl_->write_region;
+  switch (level) {
+    case ConsistencyLevel::kStrong: {
+      if (remote) {
+        BULWARK_ASSIGN_OR_RETURN(v1::RegionReadState s, impl_->LeaderState());
+        if (!s.in_quorum()) {
+          return Status::Unavailable("region " + impl_->self +
+                                     " is not in the strong quorum set now: read Strong from the write region " +
+                                     impl_->config->write_region);
+        }
+      }
+      return replica.ReadBarrier(barrier_deadline);
+    }
+    case ConsistencyLevel::kBoundedStaleness: {
+      BULWARK_RETURN_IF_ERROR(replica.ReadBarrier(barrier_deadline));
+      if (!remote) return Status::Ok();
+      const auto wait_until = std::min(deadline, std::chrono::system_clock::now() + kSessionWait);
+      for (;;) {
+        BULWARK_ASSIGN_OR_RETURN(v1::RegionReadState s, impl_->LeaderState());
+        const bool within = s.heard() && s.lag_writes() <= impl_->config->bounded_max_writes &&
+                            s.lag_ms() <= uint64_t{impl_->config->bounded_max_lag_s} * 1000;
+        if (within) return replica.ReadBarrier(barrier_deadline);  // this node has what the leader had
+        if (std::chrono::system_clock::now() >= wait_until) {
+          return Status::Unavailable("region " + impl_->self + " is " + std::to_string(s.lag_writes()) +
+                                     " writes behind the write region, beyond the BoundedStaleness bound: read "
+                                     "from the write region " +
+                                     impl_->config->write_region);
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      }
+    }
+    case ConsistencyLevel::kSession: {
+      if (session_glsn == 0) return Status::Ok();
+      Status s = replica.WaitGlsn(session_glsn, std::min(deadline, std::chrono::system_clock::now() + kSessionWait));
+      if (s.code() != Code::kDeadlineExceeded) return s;
+      if (remote) {
+        // The write region has it: the client reads there.
+        return Status::Unavailable("region " + impl_->self + " has not yet applied the session's writes (GLSN " +
+                                   std::to_string(session_glsn) + "): read from the write region " +
+                                   impl_->config->write_region);
+      }
+      // This node lags: the leader's commit index covers the session's write.
+      return replica.ReadBarrier(barrier_deadline);
+    }
+    default:
+      return Status::Ok();
+  }
+}
+
+Status Geo::FinishRead(ConsistencyLevel level, GeoDeadline deadline) {
+  if (level != ConsistencyLevel::kStrong || !enabled()) return Status::Ok();
+  // What was read was applied here at or before this GLSN: wait until the
+  // whole quorum set has it, so the read never shows a write a failover
+  // could lose (nor one a read in another region cannot yet see).
+  const uint64_t glsn = impl_->node->store->geo_position().glsn;
+  for (;;) {
+    BULWARK_ASSIGN_OR_RETURN(v1::RegionReadState s, impl_->LeaderState());
+    if (s.committed_glsn() >= glsn) return Status::Ok();
+    if (!impl_->write_region && !s.in_quorum()) {
+      return Status::Unavailable("region " + impl_->self + " left the strong quorum set during the read");
+    }
+    if (std::chrono::system_clock::now() >= deadline) {
+      return Status::DeadlineExceeded("the read waited for the strong quorum set to commit GLSN " +
+                                      std::to_string(glsn) + " past its deadline");
+    }
+    std::this_thread::sleep_for(kReadPoll);
+  }
+}
+
+v1::RegionAppendResponse Geo::OnRegionAppend(const v1::RegionAppendRequest& req) {
+  v1::RegionAppendResponse out;
+  Impl& g = *impl_;
+  replication::Replica& replica = *g.node->replica;
+  if (!enabled() || g.write_region) {
+    out.set_error("region " + g.self + " takes writes itself; it receives no stream");
+    return out;
+  }
+  if (req.from_region() != g.config->write_region || req.to_region() != g.self) {
+    out.set_error("stream from " + req.from_region() + " to " + req.to_region() + " refused: this is " + g.self +
+                  " and the write region is " + g.config->write_region);
+    return out;
+  }
+  if (!replica.is_leader()) {
+    out.set_leader(false);
+    const uint64_t lead = replica.leader();
+    auto book = g.node->store->MemberAddresses();
+    if (lead != 0 && book.ok() && book->count(lead)) {
+      out.set_leader_address(book->at(lead));
+    } else if (lead != 0) {
+      auto members = ParseMembers(g.node->config->replica);
+      if (members.ok() && members->count(lead)) out.set_leader_address(members->at(lead));
+    }
+    return out;
+  }
+  out.set_leader(true);
+  const auto received = SteadyClock::now();
+  const auto deadline = req.deadline_unix_ms() > 0
+                            ? std::chrono::system_clock::time_point(std::chrono::milliseconds(req.deadline_unix_ms()))
+                            : std::chrono::system_clock::now() + kLeaderWait;
+  std::string error;
+  if (req.entries_size() > 0) {
+    std::vector<storage::WriteCommand> cmds;
+    cmds.reserve(req.entries_size());
+    for (const v1::RegionEntry& e : req.entries()) {
+      auto cmd = storage::WriteCommand::Decode(e.command());
+      if (!cmd.ok() || cmd->geo_glsn != e.glsn() || cmd->geo_source_index != e.source_index()) {
+        error = "entry at GLSN " + std::to_string(e.glsn()) + " is malformed";
+        break;
+      }
+      cmds.push_back(std::move(cmd).value());
+    }
+    if (!cmds.empty()) {
+      auto done = replica.ProposeBatch(std::move(cmds), deadline);
+      if (!done.ok()) {
+        error = done.status().ToString();
+      } else {
+        for (const auto& c : *done) {
+          if (c.outcome.status.code() == Code::kFailedPrecondition &&
+              c.outcome.status.message().find("region stream gap") != std::string::npos) {
+            error = c.outcome.status.message();
+            break;
+          }
+        }
+      }
+    }
+  }
+  const storage::GeoPosition pos = g.node->store->geo_position();
+  {
+    std::lock_guard lock(g.mu);
+    const bool first = !g.heard;
+    g.heard = true;
+    g.head_glsn = std::max(g.head_glsn, req.head_glsn());
+    g.committed_glsn = std::max(g.committed_glsn, req.committed_glsn());
+    g.listed_in_quorum =
+        std::find(req.strong_regions().begin(), req.strong_regions().end(), g.self) != req.strong_regions().end();
+    // A lease only from a message that arrived within its deadline.
+    if (std::chrono::system_clock::now() < deadline && req.lease_until_unix_ms() > 0) {
+      g.lease_until = std::chrono::system_clock::time_point(std::chrono::milliseconds(req.lease_until_unix_ms()));
+    } else if (req.lease_until_unix_ms() == 0) {
+      g.lease_until = {};
+    }
+    if (pos.glsn >= req.head_glsn()) g.fresh_since = received;
+    if (first && pos.glsn < req.head_glsn()) g.fresh_since = received - std::chrono::hours(24);
+  }
+  out.set_applied_glsn(pos.glsn);
+  out.set_source_index(pos.source_index);
+  out.set_epoch(pos.epoch);
+  out.set_error(error);
+  return out;
+}
+
+void Geo::FillStatus(v1::StatusResponse* out) const {
+  if (!enabled()) return;
+  const storage::GeoPosition pos = impl_->node->store->geo_position();
+  out->set_write_region(impl_->config->write_region);
+  out->set_glsn(pos.glsn);
+  out->set_epoch(pos.epoch);
+  if (!impl_->shipper || !impl_->node->replica->is_leader()) return;
+  for (const std::string& q : impl_->shipper->quorum()) out->add_strong_quorum(q);
+  for (const auto& lag : impl_->shipper->Lags()) {
+    v1::RegionStatus* r = out->add_regions();
+    r->set_name(lag.name);
+    for (const auto& rc : impl_->config->regions) {
+      if (rc.name == lag.name) r->set_priority(static_cast<uint32_t>(rc.priority));
+    }
+    r->set_connected(lag.connected);
+    r->set_in_quorum(lag.in_quorum);
+    r->set_acked_glsn(lag.acked_glsn);
+    r->set_lag_writes(lag.lag_writes);
+    r->set_lag_seconds(lag.lag_seconds);
+    r->set_needs_image(lag.needs_image);
+    r->set_error(lag.error);
+  }
+}
+
+void Geo::FillTopology(v1::TopologyResponse* out) const {
+  const NodeConfig& c = *impl_->node->config;
+  out->set_self_region(c.region);
+  out->set_default_consistency(static_cast<v1::ConsistencyLevel>(c.default_consistency));
+  out->set_epoch(impl_->node->store->geo_position().epoch);
+  if (!enabled()) {
+    out->set_write_region(c.region);
+    v1::RegionEndpoints* r = out->add_regions();
+    r->set_name(c.region);
+    r->add_endpoints(c.listen_address);
+    return;
+  }
+  out->set_write_region(impl_->config->write_region);
+  for (const RegionConfig& rc : impl_->config->regions) {
+    v1::RegionEndpoints* r = out->add_regions();
+    r->set_name(rc.name);
+    r->set_priority(static_cast<uint32_t>(rc.priority));
+    for (const auto& e : rc.endpoints) r->add_endpoints(e);
+  }
+}
+
+}  // namespace bulwark::server

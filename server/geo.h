@@ -1,0 +1,87 @@
+#pragma once
+// Geo: a node's part in geo-replication (docs/geo-replication.md).
+//
+// In the write region, the node that leads runs the RegionShipper
+// (replication/region_stream.h) that streams account commands to every other
+// region. In a read region, the node that leads receives that stream
+// (OnRegionAppend) and commits it through its own replica set; it also keeps
+// what the stream tells it (the write region's head and the strongly
+// committed GLSN, its lease in the strong quorum set) for reads.
+//
+// The consistency levels across regions:
+// - Strong: a write is acknowledged once every region of the strong quorum
+//   set has committed it (AfterWrite). A read passes the region's ReadIndex
+//   barrier, then, after reading, waits until everything this node had
+//   applied is committed in the whole quorum set (FinishRead), so it never
+//   returns what a failover could lose. Read regions serve Strong reads only
+//   while they hold a lease in the set.
+// - BoundedStaleness(K, T): a read region serves reads while it is within K
+//   writes and T seconds of the write region, else the read waits, then is
+//   refused (Unavailable) so the client reads elsewhere; the write region
+//   throttles writes while a connected region is at the bound.
+// - Session: the token is a GLSN; a node serves the read once it has applied
+//   it, else (after kSessionWait) the write region passes a barrier and a
+//   read region refuses (Unavailable) so the client reads in the write region.
+// - ConsistentPrefix, Eventual: local reads (applying in GLSN order keeps
+//   every local state a prefix).
+//
+// Without geo.regions every call allows everything and does nothing.
+// Ownership: owned by main; borrows the NodeContext. Thread safety: every
+// method may be called from any thread.
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "bulwark/v1/admin.pb.h"
+#include "bulwark/v1/peer.pb.h"
+#include "common/consistency.h"
+#include "common/status.h"
+
+namespace bulwark::server {
+
+struct NodeContext;
+using GeoDeadline = std::chrono::system_clock::time_point;
+
+class Geo {
+ public:
+  // Starts the stream when geo is configured. Errors: InvalidArgument.
+  static Result<std::unique_ptr<Geo>> Start(NodeContext* node);
+  ~Geo();
+
+  bool enabled() const;
+  bool is_write_region() const;
+  uint64_t epoch() const;
+
+  // Before an account write (on the leader): FailedPrecondition in a read
+  // region; a BoundedStaleness account throttles here.
+  Status BeforeWrite(GeoDeadline deadline);
+  // After it committed here at `glsn`: a Strong account waits for the quorum set.
+  Status AfterWrite(uint64_t glsn, GeoDeadline deadline);
+  // Reads: before and after reading the store.
+  Status PrepareRead(ConsistencyLevel level, uint64_t session_glsn, GeoDeadline deadline);
+  Status FinishRead(ConsistencyLevel level, GeoDeadline deadline);
+
+  // At a region's leader: the state a Strong/Bounded read elsewhere in the
+  // region needs (asked through Forward "RegionState").
+  v1::RegionReadState LocalState() const;
+  // The receiving side of the stream.
+  v1::RegionAppendResponse OnRegionAppend(const v1::RegionAppendRequest& request);
+
+  void FillStatus(v1::StatusResponse* out) const;
+  void FillTopology(v1::TopologyResponse* out) const;
+  // The raft index the log must be kept from for the regions (0: none).
+  uint64_t RetainFrom() const;
+  void Stop();
+
+  struct Impl;
+
+ private:
+  explicit Geo(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// The forwarded method a node uses to ask its region leader for LocalState.
+constexpr const char* kRegionStateMethod = "RegionState";
+
+}  // namespace bulwark::server
