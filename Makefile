@@ -20,12 +20,13 @@ configure: deps $(BUILD_DIR)/build.ninja
 build: configure
 	cmake --build $(BUILD_DIR) -j $(JOBS)
 
-# The main job on an embedded default: a local four-node replica set on
-# loopback (127.0.1.1-4; `cluster up` defaults to --regions 1 --nodes 4) with
-# keys and certificates generated on first run in ./.bulwark (reused
-# afterwards). Ctrl-C, or `bulwark cluster down` in another shell, stops it cleanly.
+# The main job on an embedded default: two regions of four nodes on loopback
+# (r1, the write region, on 127.0.1.1-4; r2 on 127.0.2.1-4), r1 streaming
+# every write to r2, with keys and certificates generated on first run in
+# ./.bulwark (reused afterwards). Ctrl-C, or `bulwark cluster down` in another
+# shell, stops it cleanly.
 run: build
-	$(BUILD_DIR)/bin/bulwark cluster up
+	$(BUILD_DIR)/bin/bulwark cluster up --regions 2
 
 test: build
 	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS) --timeout 900
