@@ -170,3 +170,60 @@ TEST_CASE("Config: --set KEY=VALUE takes the file's keys and checks, and refuses
     CHECK(untouched.tls_min_version == security::TlsVersion::kTls12);
   }
 }
+
+TEST_CASE("Config: geo regions parse and normalize; a broken topology is refused naming the key",
+          "[server][config][bad-input]") {
+  auto base = [] {
+    NodeConfig c;
+    c.master_key_uri = "file:/tmp/k";
+    c.insecure = true;
+    c.region = "west";
+    return c;
+  };
+  NodeConfig c = base();
+  REQUIRE(ParseConfigYaml(R"(
+geo:
+  regions:
+    east: {peers: "10.0.2.1:7101,10.0.2.2:7101", endpoints: "10.0.2.1:7100", priority: 1}
+    west: {peers: "10.0.1.1:7101", endpoints: "10.0.1.1:7100,10.0.1.2:7100", priority: 0}
+  bounded_max_writes: 50
+)",
+                          c)
+              .ok());
+  REQUIRE(ValidateConfig(c).ok());
+  NormalizeGeo(c.geo);
+  REQUIRE(c.geo.regions.size() == 2);
+  CHECK(c.geo.regions[0].name == "west");  // by priority
+  CHECK(c.geo.write_region == "west");
+  CHECK(c.geo.strong_regions == std::vector<std::string>{"west", "east"});
+  CHECK(c.geo.regions[1].peers.size() == 2);
+  CHECK(c.geo.bounded_max_writes == 50);
+  // --set reaches the per-region keys too.
+  REQUIRE(ApplyConfigOverride("geo.regions.east.delay_ms=20", c).ok());
+  CHECK(c.geo.regions[1].link_delay_ms == 20);
+
+  auto refused = [&](const std::string& yaml, const std::string& key) {
+    NodeConfig bad = base();
+    Status s = ParseConfigYaml(yaml, bad);
+    if (s.ok()) s = ValidateConfig(bad);
+    INFO(yaml << " -> " << s.ToString());
+    CHECK(s.code() == Code::kInvalidArgument);
+    CHECK(s.message().find(key) != std::string::npos);
+  };
+  refused("geo: {regions: {west: {peers: \"a:1\", endpoints: \"a:2\", colour: red}}}", "geo.regions.west.colour");
+  refused("geo: {regions: {\"we st\": {peers: \"a:1\"}}}", "geo.regions.we st");
+  refused("geo: {regions: {west: {peers: \"nohostport\", endpoints: \"a:2\"}}}", "geo.regions.west.peers");
+  refused("geo: {regions: {east: {peers: \"a:1\", endpoints: \"a:2\"}}}", "'west' is not one of the regions");
+  refused("geo: {regions: {west: {peers: \"a:1\"}}}", "geo.regions.west.endpoints");
+  refused(
+      "geo: {regions: {west: {peers: \"a:1\", endpoints: \"a:2\", priority: 0}, east: {peers: \"b:1\", endpoints: "
+      "\"b:2\", priority: 0}}}",
+      "two regions have priority 0");
+  refused("geo: {regions: {west: {peers: \"a:1\", endpoints: \"a:2\"}}, write_region: north}", "geo.write_region");
+  refused("geo: {regions: {west: {peers: \"a:1\", endpoints: \"a:2\"}}, strong_regions: \"west,south\"}",
+          "geo.strong_regions");
+  refused("geo: {bounded_max_writes: 9}", "geo.bounded_max_writes");
+  refused("geo: {bounded_max_lag_s: 4}", "geo.bounded_max_lag_s");
+  refused("geo: {regions: {west: {peers: \"a:1\", endpoints: \"a:2\"}}, lease_ms: 2000, removal_ms: 4000}",
+          "geo.removal_ms");
+}
