@@ -623,6 +623,23 @@ void PeerServiceImpl::HandleSnapshotMessage(std::optional<raft::Message> deliver
 
 }  // namespace
 
+namespace {
+constexpr std::string_view kNotNamed = "not named";
+
+// Why the caller's client certificate does not speak for `host` (empty: it
+// does). The chain itself was verified against the CA in the handshake.
+std::string CertificateProblem(grpc::ServerContext* ctx, const std::string& host) {
+  std::shared_ptr<const grpc::AuthContext> auth = ctx->auth_context();
+  std::vector<grpc::string_ref> pems =
+      auth ? auth->FindPropertyValues(GRPC_X509_PEM_CERT_PROPERTY_NAME) : std::vector<grpc::string_ref>{};
+  if (pems.empty()) return "no client certificate";
+  X509Ptr cert = ParseCertificate(std::string(pems.front().data(), pems.front().size()));
+  if (!cert) return "unreadable client certificate";
+  if (!CertificateNames(cert.get(), host)) return std::string(kNotNamed);
+  return {};
+}
+}  // namespace
+
 Result<std::string> Transport::Impl::Authorize(grpc::ServerContext* ctx, uint64_t from) {
   std::string address;
   {
@@ -640,14 +657,10 @@ Result<std::string> Transport::Impl::Authorize(grpc::ServerContext* ctx, uint64_
   if (!peer_allowlist.Allows(ctx->peer())) return refuse("its address is not on the peer allowlist");
   if (address.empty()) return refuse("not a current member");
   if (options.tls.insecure) return address;
-  std::shared_ptr<const grpc::AuthContext> auth = ctx->auth_context();
-  std::vector<grpc::string_ref> pems =
-      auth ? auth->FindPropertyValues(GRPC_X509_PEM_CERT_PROPERTY_NAME) : std::vector<grpc::string_ref>{};
-  if (pems.empty()) return refuse("no client certificate");
-  X509Ptr cert = ParseCertificate(std::string(pems.front().data(), pems.front().size()));
-  if (!cert) return refuse("unreadable client certificate");
   const std::string host = HostOf(address);
-  if (!CertificateNames(cert.get(), host)) return refuse("certificate does not name the member address " + host);
+  if (std::string why = CertificateProblem(ctx, host); !why.empty()) {
+    return refuse(why == kNotNamed ? "certificate does not name the member address " + host : why);
+  }
   return address;
 }
 
@@ -665,13 +678,9 @@ Status Transport::Impl::AuthorizeRegionPeer(grpc::ServerContext* ctx) {
   if (!peer_allowlist.Allows(ctx->peer())) return refuse("its address is not on the peer allowlist");
   if (!known) return refuse("not a configured region peer");
   if (options.tls.insecure) return Status::Ok();
-  std::shared_ptr<const grpc::AuthContext> auth = ctx->auth_context();
-  std::vector<grpc::string_ref> pems =
-      auth ? auth->FindPropertyValues(GRPC_X509_PEM_CERT_PROPERTY_NAME) : std::vector<grpc::string_ref>{};
-  if (pems.empty()) return refuse("no client certificate");
-  X509Ptr cert = ParseCertificate(std::string(pems.front().data(), pems.front().size()));
-  if (!cert) return refuse("unreadable client certificate");
-  if (!CertificateNames(cert.get(), host)) return refuse("certificate does not name " + host);
+  if (std::string why = CertificateProblem(ctx, host); !why.empty()) {
+    return refuse(why == kNotNamed ? "certificate does not name " + host : why);
+  }
   return Status::Ok();
 }
 

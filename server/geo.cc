@@ -326,6 +326,13 @@ void Geo::FillStatus(v1::StatusResponse* out) const {
   }
 }
 
+std::vector<Geo::Lag> Geo::RegionLags() const {
+  std::vector<Lag> out;
+  if (!impl_->shipper || !impl_->node->replica->is_leader()) return out;
+  for (const auto& lag : impl_->shipper->Lags()) out.push_back({lag.name, lag.lag_writes, lag.lag_seconds});
+  return out;
+}
+
 void Geo::FillTopology(v1::TopologyResponse* out) const {
   const NodeConfig& c = *impl_->node->config;
   out->set_self_region(c.region);

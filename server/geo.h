@@ -32,6 +32,7 @@
 #include <chrono>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "bulwark/v1/admin.pb.h"
 #include "bulwark/v1/peer.pb.h"
@@ -69,6 +70,14 @@ class Geo {
   v1::RegionAppendResponse OnRegionAppend(const v1::RegionAppendRequest& request);
 
   void FillStatus(v1::StatusResponse* out) const;
+  // The write region's leader: (region, lag in writes, lag in seconds) of
+  // every other region; empty elsewhere. For /metrics.
+  struct Lag {
+    std::string region;
+    uint64_t writes = 0;
+    double seconds = 0;
+  };
+  std::vector<Lag> RegionLags() const;
   void FillTopology(v1::TopologyResponse* out) const;
   // The raft index the log must be kept from for the regions (0: none).
   uint64_t RetainFrom() const;

@@ -4,6 +4,7 @@
 
 #include "common/clock.h"
 #include "replication/replica.h"
+#include "server/geo.h"
 
 namespace bulwark::server {
 namespace {
@@ -63,6 +64,22 @@ void RegisterNodeMetrics(Metrics& metrics, NodeContext& node) {
                             }
                             return out;
                           });
+  metrics.AddGauge("bulwark_geo_glsn", "The GLSN (position in the account's replication stream) applied here.",
+                   [&node] { return static_cast<double>(node.store->geo_position().glsn); });
+  for (const bool seconds : {false, true}) {
+    metrics.AddLabeledGauge(seconds ? "bulwark_region_lag_seconds" : "bulwark_region_lag_writes",
+                            seconds ? "On the write region's leader: seconds since each region last had every write."
+                                    : "On the write region's leader: writes each region is behind.",
+                            [&node, seconds] {
+                              Metrics::Samples out;
+                              if (node.geo == nullptr) return out;
+                              for (const auto& lag : node.geo->RegionLags()) {
+                                out.emplace_back("region=\"" + lag.region + "\"",
+                                                 seconds ? lag.seconds : static_cast<double>(lag.writes));
+                              }
+                              return out;
+                            });
+  }
   metrics.AddGauge("bulwark_raft_fsyncs_total", "Raft log writes fsync'd.",
                    [&node] { return static_cast<double>(node.replica->status().fsyncs); });
   metrics.AddGauge("bulwark_raft_fsync_seconds_total", "Time spent in fsync'd raft log writes.",
