@@ -552,4 +552,30 @@ TEST_CASE("Start refuses bad TLS material and an address it cannot bind", "[tran
   REQUIRE(Transport::Start(options, &handler).status().code() == Code::kIOError);
 }
 
+TEST_CASE("RegionAppend is taken only from a configured region peer whose certificate names it", "[transport]") {
+  auto bind_source = [](const std::string& ip) { return [ip](TransportOptions& o) { o.source_ip = ip; }; };
+  auto writer = StartNode(1, "127.0.3.1", TlsFor(ClusterCa(), "127.0.3.1"), {}, 0, {}, bind_source("127.0.3.1"));
+  auto reader = StartNode(1, "127.0.4.1", TlsFor(ClusterCa(), "127.0.4.1"), {}, 0, {}, bind_source("127.0.4.1"));
+  // Right address, but its certificate names another one.
+  auto impostor = StartNode(2, "127.0.3.2", TlsFor(ClusterCa(), "127.0.3.9"), {}, 0, {}, bind_source("127.0.3.2"));
+  v1::RegionAppendRequest req;
+  req.set_from_region("r1");
+  req.set_to_region("r2");
+  // Not a configured peer: refused before the handler sees it.
+  auto refused = writer->transport->RegionAppend(reader->address(), req);
+  CHECK(refused.status().code() == Code::kPermissionDenied);
+  CHECK(refused.status().message().find("not a configured region peer") != std::string::npos);
+
+  reader->transport->SetRegionPeers({writer->address(), "127.0.3.2:1"});
+  auto taken = writer->transport->RegionAppend(reader->address(), req);
+  INFO(taken.status().ToString());
+  REQUIRE(taken.ok());
+  // The handler answered (this one takes no stream, and says so).
+  CHECK(taken->error().find("takes no region stream") != std::string::npos);
+
+  auto named = impostor->transport->RegionAppend(reader->address(), req);
+  CHECK(named.status().code() == Code::kPermissionDenied);
+  CHECK(named.status().message().find("does not name") != std::string::npos);
+}
+
 }  // namespace bulwark::replication
