@@ -168,8 +168,18 @@ Status Geo::PrepareRead(ConsistencyLevel level, uint64_t session_glsn, GeoDeadli
       BULWARK_RETURN_IF_ERROR(replica.ReadBarrier(barrier_deadline));
       if (!remote) return Status::Ok();
       const auto wait_until = std::min(deadline, std::chrono::system_clock::now() + kSessionWait);
+      const auto& strong = impl_->config->strong_regions;
+      const bool held_to_quorum = impl_->node->config->default_consistency == ConsistencyLevel::kStrong &&
+                                  std::find(strong.begin(), strong.end(), impl_->self) != strong.end();
       for (;;) {
         BULWARK_ASSIGN_OR_RETURN(v1::RegionReadState s, impl_->LeaderState());
+        // A region dropped from the strong quorum set serves no Bounded reads
+        // either until it is back: its lag is whatever it was when cut off.
+        if (held_to_quorum && !s.in_quorum()) {
+          return Status::Unavailable("region " + impl_->self +
+                                     " is not in the strong quorum set now: read from the write region " +
+                                     impl_->config->write_region);
+        }
         const bool within = s.heard() && s.lag_writes() <= impl_->config->bounded_max_writes &&
                             s.lag_ms() <= uint64_t{impl_->config->bounded_max_lag_s} * 1000;
         if (within) return replica.ReadBarrier(barrier_deadline);  // this node has what the leader had

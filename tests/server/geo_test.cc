@@ -21,10 +21,12 @@
 
 #include "chaos/local_account.h"
 #include "client/client.h"
+#include "tests/server/partition.h"
 #include "tests/test_util.h"
 
 using namespace bulwark;
 using bulwark::testing::FreePort;
+using bulwark::testing::Partition;
 using bulwark::testing::TempDir;
 using nlohmann::json;
 
@@ -376,4 +378,58 @@ TEST_CASE("BoundedStaleness: a slow region stays within K writes; the writer is 
   INFO("reads " << reads.load() << ", max lag seen " << max_lag.load() << ", throttled refusals " << throttled);
   CHECK(reads.load() > 0);
   CHECK(violations.load() == 0);
+}
+
+TEST_CASE(
+    "three regions, Strong: a region cut off from the write region leaves the quorum set, serves no Strong "
+    "or Bounded reads meanwhile, and comes back once healed",
+    "[geo][partition]") {
+  TestAccount t(3, "Strong", {"--set", "geo.lease_ms=1000", "--set", "geo.removal_ms=3500"});
+  auto writer = t.Client(1);
+  REQUIRE(writer->CreateDatabase("db").ok());
+  REQUIRE(writer->CreateContainer("db", "c", "/tenant").ok());
+  REQUIRE(writer->UpsertItem("db", "c", Doc("a", 1)).ok());
+  // A node of r3, asked directly (no topology, so no fallback elsewhere).
+  auto r3 = t.NodeClient(3, 1);
+  auto strong_at_r3 = [&] { return r3->ReadItem("db", "c", "\"t\"", "a", {ConsistencyLevel::kStrong, ""}); };
+  REQUIRE(strong_at_r3().ok());
+
+  Partition net;
+  net.Isolate("127.0.1.0/24", {"127.0.3.0/24"});
+  // Writes stall until r3 is dropped, then go on.
+  for (int i = 2; i <= 6; ++i) {
+    Result<client::Item> w = Status::Unavailable("not tried");
+    for (int attempt = 0; attempt < 10 && !w.ok(); ++attempt) {
+      w = writer->UpsertItem("db", "c", Doc("a", i), "req-a-" + std::to_string(i));
+    }
+    INFO(w.status().ToString());
+    REQUIRE(w.ok());
+  }
+  auto status = t.NodeClient(1, t.Leader(1))->GetStatus();
+  REQUIRE(status.ok());
+  CHECK(std::find(status->strong_quorum.begin(), status->strong_quorum.end(), "r3") == status->strong_quorum.end());
+  // r3 still runs, but its lease ended before it was dropped: it refuses
+  // Strong and Bounded reads rather than answer with the old value.
+  auto strong = strong_at_r3();
+  CHECK(strong.status().code() == Code::kUnavailable);
+  CHECK(strong.status().message().find("not in the strong quorum set") != std::string::npos);
+  auto bounded = r3->ReadItem("db", "c", "\"t\"", "a", {ConsistencyLevel::kBoundedStaleness, ""});
+  CHECK(bounded.status().code() == Code::kUnavailable);
+  // Eventual is still served there, stale.
+  auto eventual = r3->ReadItem("db", "c", "\"t\"", "a", {ConsistencyLevel::kEventual, ""});
+  REQUIRE(eventual.ok());
+  CHECK(ValueOf(eventual->json) == 1);
+
+  net.Heal();
+  // It catches up and is added back; then Strong reads there see the last write.
+  const auto until = std::chrono::steady_clock::now() + kConverge;
+  Result<client::Item> back = Status::Unavailable("not tried");
+  while (std::chrono::steady_clock::now() < until) {
+    back = strong_at_r3();
+    if (back.ok()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  INFO(back.status().ToString());
+  REQUIRE(back.ok());
+  CHECK(ValueOf(back->json) == 6);
 }
