@@ -1,0 +1,76 @@
+#pragma once
+// Backups of a DocumentStore: the foundation of issue 11 (docs/backups.md).
+//
+// A backup is one consistent state image of the store (WriteStateImage: one
+// RocksDB snapshot, so it is taken while writes go on), written to a backup
+// location (a directory for now; the functions below are the seam where an
+// object store would go) as
+//   <location>/<id>/data      libsodium secretstream (XChaCha20-Poly1305) of
+//                             the image chunks under a fresh per-backup key;
+//                             the last message is tagged FINAL, so a cut file
+//                             is refused, and every byte is authenticated
+//   <location>/<id>/MANIFEST  JSON: id, time, GLSN, raft index, chunk and
+//                             byte counts, the BLAKE2b of `data`, and the
+//                             per-backup key wrapped by the master key
+// Only ciphertext is stored: item values stay sealed under their data keys
+// inside the image, and the image itself (names, ids, the data keys) is
+// encrypted under the backup key. Restoring needs the master key and
+// nothing else. A backup is written under <id>.partial and renamed once its
+// files are synced, so a listed backup is always complete.
+//
+// Not yet (issue 11): periodic scheduling and retention in bulwarkd, the
+// continuous change-log archive for point-in-time restore, a second copy in
+// another region, the CLI, and removing a purged container's keys from the
+// backups (the data keys are inside the encrypted image, not in a separate
+// catalog).
+//
+// Thread safety: free functions; concurrent calls on different backups are
+// fine. Errors: InvalidArgument for a bad id or target, NotFound for a
+// missing backup, Corruption for a backup that fails any check (nothing is
+// restored from it), FailedPrecondition for the wrong master key, IOError.
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "crypto/master_key.h"
+
+namespace bulwark::storage {
+
+class DocumentStore;
+
+// Image chunks are at most this large; a larger message in `data` is refused.
+constexpr size_t kBackupChunkBytes = 1 << 20;
+
+struct BackupInfo {
+  std::string id;  // "b-<unix ms>-<8 hex>": sorts by time
+  int64_t created_unix_ms = 0;
+  uint64_t applied_index = 0;  // the image's raft index
+  uint64_t glsn = 0;           // and its GLSN
+  uint64_t chunks = 0;
+  uint64_t bytes = 0;  // of `data`
+  std::string master_key_id;
+};
+
+// Called with the bytes written or read so far (for progress).
+using BackupProgress = std::function<void(uint64_t bytes)>;
+
+Result<BackupInfo> WriteBackup(const DocumentStore& store, const crypto::MasterKey& master, const std::string& location,
+                               const BackupProgress& progress = {});
+// Complete backups in `location`, oldest first (a partial one is skipped).
+Result<std::vector<BackupInfo>> ListBackups(const std::string& location);
+// Reads and authenticates every byte and checks it against the manifest,
+// without restoring anything.
+Result<BackupInfo> VerifyBackup(const std::string& location, const std::string& id, const crypto::MasterKey& master,
+                                const BackupProgress& progress = {});
+// Restores into a new store at `target` (which must not exist), encrypted
+// under `master`. On any error the target is removed again: a backup is
+// restored whole or not at all.
+Result<BackupInfo> RestoreBackup(const std::string& location, const std::string& id, const crypto::MasterKey& master,
+                                 const std::string& target, const BackupProgress& progress = {});
+// Removes all but the newest `keep` backups; returns how many it removed.
+Result<size_t> PruneBackups(const std::string& location, size_t keep);
+
+}  // namespace bulwark::storage
