@@ -90,5 +90,7 @@ void AddFirewallCommands(CLI::App& app, Globals& g, int& rc);
 void AddAccessCommands(CLI::App& app, CLI::App* keys, Globals& g, int& rc);
 // cli_defense.cc: lockdown, alerts, audit verify|query.
 void AddDefenseCommands(CLI::App& app, Globals& g, int& rc);
+// cli_backup.cc
+void AddBackupCommands(CLI::App& app, Globals& g, int& rc);
 
 }  // namespace bulwark::cli

@@ -37,6 +37,7 @@ int main(int argc, char** argv) {
   CLI::App* keys = AddKeyCommands(app, g, rc);
   AddAccessCommands(app, keys, g, rc);
   AddDefenseCommands(app, g, rc);
+  AddBackupCommands(app, g, rc);
   AddFirewallCommands(app, g, rc);
   AddNodeCommands(app, g, rc);
   auto* status =

@@ -648,6 +648,42 @@ Result<KeyStatus> Client::GetKeyStatus() {
   return out;
 }
 
+namespace {
+BackupRecord ToBackup(const v1::BackupInfo& b) {
+  return {b.id(), b.created_unix_ms(), b.applied_index(), b.glsn(), b.bytes(), b.location()};
+}
+}  // namespace
+
+Result<BackupRecord> Client::BackupNow() {
+  v1::BackupNowRequest req;
+  v1::BackupNowResponse resp;
+  BULWARK_RETURN_IF_ERROR(impl_->Invoke(
+      security::AccountRef("post"), false,
+      [&](grpc::ClientContext& ctx, Impl::Stubs& stubs) { return stubs.admin->BackupNow(&ctx, req, &resp); }));
+  return ToBackup(resp.backup());
+}
+
+Result<std::vector<BackupRecord>> Client::ListBackups() {
+  v1::ListBackupsRequest req;
+  v1::ListBackupsResponse resp;
+  BULWARK_RETURN_IF_ERROR(impl_->Invoke(
+      security::AccountRef("get"), false,
+      [&](grpc::ClientContext& ctx, Impl::Stubs& stubs) { return stubs.admin->ListBackups(&ctx, req, &resp); }));
+  std::vector<BackupRecord> out;
+  for (const auto& b : resp.backups()) out.push_back(ToBackup(b));
+  return out;
+}
+
+Result<BackupRecord> Client::VerifyBackup(const std::string& id) {
+  v1::VerifyBackupRequest req;
+  req.set_id(id);
+  v1::VerifyBackupResponse resp;
+  BULWARK_RETURN_IF_ERROR(impl_->Invoke(
+      security::AccountRef("get"), false,
+      [&](grpc::ClientContext& ctx, Impl::Stubs& stubs) { return stubs.admin->VerifyBackup(&ctx, req, &resp); }));
+  return ToBackup(resp.backup());
+}
+
 Result<uint32_t> Client::RotateStoreKey() {
   v1::RotateStoreKeyRequest req;
   v1::RotateStoreKeyResponse resp;

@@ -178,6 +178,15 @@ struct NodeStatus {
   std::vector<Member> members;
 };
 
+struct BackupRecord {
+  std::string id;
+  int64_t created_unix_ms = 0;
+  uint64_t applied_index = 0;
+  uint64_t glsn = 0;
+  uint64_t bytes = 0;
+  std::string location;  // "primary" or "geo"
+};
+
 struct StoreKeyUsage {
   uint32_t version = 0;
   bool current = false;
@@ -288,6 +297,10 @@ class Client {
   // The account keys' names and ages (never the keys).
   Result<std::vector<AccountKeyInfo>> ListKeys();
   Result<uint32_t> RotateStoreKey();
+  // Backups of the node the call reaches (admin; not retried).
+  Result<BackupRecord> BackupNow();
+  Result<std::vector<BackupRecord>> ListBackups();
+  Result<BackupRecord> VerifyBackup(const std::string& id);
   Result<std::string> RotateMasterKey(const std::string& new_key_uri);
   // A new data-key version for one container; returns it. The node re-seals
   // older items in the background (GetKeyStatus().containers shows progress).

@@ -226,6 +226,31 @@ const std::map<std::string, Setter>& Setters() {
       {"geo.removal_ms",
        Number<uint32_t>(
            "geo.removal_ms", [](NodeConfig& c) -> uint32_t& { return c.geo.removal_ms; }, 1000, 600'000)},
+      {"backup.enabled",
+       [](const YAML::Node& n, NodeConfig& c) -> Status {
+         bool v = false;
+         if (!n.IsScalar() || !YAML::convert<bool>::decode(n, v)) return Bad("backup.enabled", "must be true or false");
+         c.backup.enabled = v;
+         return Status::Ok();
+       }},
+      {"backup.interval_s",
+       Number<uint32_t>(
+           "backup.interval_s", [](NodeConfig& c) -> uint32_t& { return c.backup.interval_s; }, 60, 30 * 86'400)},
+      {"backup.retention",
+       Number<uint32_t>(
+           "backup.retention", [](NodeConfig& c) -> uint32_t& { return c.backup.retention; }, 1, 1000)},
+      {"backup.dir",
+       [](const YAML::Node& n, NodeConfig& c) -> Status {
+         if (!n.IsScalar()) return Bad("backup.dir", "must be a path");
+         c.backup.dir = n.Scalar();
+         return Status::Ok();
+       }},
+      {"backup.geo_dir",
+       [](const YAML::Node& n, NodeConfig& c) -> Status {
+         if (!n.IsScalar()) return Bad("backup.geo_dir", "must be a path");
+         c.backup.geo_dir = n.Scalar();
+         return Status::Ok();
+       }},
       {"limits.shutdown_grace_ms", Limit("limits.shutdown_grace_ms", &Limits::shutdown_grace_ms, 0, 600'000)},
   };
   return setters;

@@ -67,6 +67,15 @@ struct GeoConfig {
 constexpr uint64_t kMinBoundedWrites = 10;
 constexpr uint32_t kMinBoundedLagS = 5;
 
+// Periodic backups ("backup.*"; docs/backups.md).
+struct BackupConfig {
+  bool enabled = true;
+  uint32_t interval_s = 4 * 3600;  // at least 60
+  uint32_t retention = 2;          // backups kept per location (1..1000)
+  std::string dir;                 // empty: <data_dir>/backups
+  std::string geo_dir;             // a second copy (another region's store); empty: none
+};
+
 struct NodeConfig {
   std::string node_id = "node-1";
   std::string region = "local";
@@ -87,6 +96,7 @@ struct NodeConfig {
   Limits limits;
   ReplicaConfig replica;
   GeoConfig geo;
+  BackupConfig backup;
   // Response to attacks: blocking sources after failed authentication, the
   // failure-rate alert, per-principal rate limits ("defense.*").
   DefenseOptions defense;

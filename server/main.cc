@@ -21,6 +21,7 @@
 #include "replication/replica.h"
 #include "security/request_signing.h"
 #include "server/access_service.h"
+#include "server/backup_worker.h"
 #include "server/config.h"
 #include "server/geo.h"
 #include "server/node_setup.h"
@@ -233,6 +234,14 @@ int Run(NodeConfig config) {
   node.config = &config;
   node.store = store->get();
   node.metrics = &metrics;
+  auto backup_key = crypto::LoadMasterKey(config.master_key_uri);
+  if (!backup_key.ok()) {
+    spdlog::critical("event=start_failed error=\"{}\"", backup_key.status().ToString());
+    return 1;
+  }
+  BackupWorker backups(&node, std::move(backup_key).value());
+  node.backups = &backups;
+  shred.set_before_shred([&backups](int64_t purge_index) { return backups.ForgetBefore(purge_index); });
   auto geo = Geo::Start(&node);
   if (!geo.ok()) {
     spdlog::critical("event=start_failed error=\"{}\"", geo.status().ToString());
@@ -328,10 +337,13 @@ int Run(NodeConfig config) {
   // A read region's account keys come with the stream from the write region.
   AccountKeyBootstrap key_bootstrap(&node);
   if (node.geo->is_write_region()) key_bootstrap.Start();
+  backups.Start();
 
   int signal_number = 0;
   sigwait(&signals, &signal_number);
   key_bootstrap.Stop();
+  backups.Stop();
+  shred.set_before_shred({});  // the hook points at `backups`, which goes first
   spdlog::info("event=shutting_down signal={} grace_ms={}", signal_number, config.limits.shutdown_grace_ms);
   HandOffLeadership(*node.replica);
   // Drain first: refuse new requests with UNAVAILABLE (clients retry

@@ -1,5 +1,6 @@
 #include "server/services.h"
 
+#include "server/backup_worker.h"
 #include "server/geo.h"
 
 #include <spdlog/spdlog.h>
@@ -284,6 +285,41 @@ grpc::Status AdminService::Status(Ctx* ctx, const v1::StatusRequest*, v1::Status
   });
 }
 
+namespace {
+void FillBackup(const storage::BackupInfo& b, const std::string& location, v1::BackupInfo* out) {
+  out->set_id(b.id);
+  out->set_created_unix_ms(b.created_unix_ms);
+  out->set_applied_index(b.applied_index);
+  out->set_glsn(b.glsn);
+  out->set_bytes(b.bytes);
+  out->set_location(location);
+}
+}  // namespace
+
+grpc::Status AdminService::BackupNow(Ctx* ctx, const v1::BackupNowRequest*, v1::BackupNowResponse* resp) {
+  return runner_.Run(ctx, "BackupNow", security::AccountRef("post"), [&]() -> BStatus {
+    BULWARK_ASSIGN_OR_RETURN(storage::BackupInfo b, node_->backups->BackupNow());
+    FillBackup(b, "primary", resp->mutable_backup());
+    return BStatus::Ok();
+  });
+}
+
+grpc::Status AdminService::ListBackups(Ctx* ctx, const v1::ListBackupsRequest*, v1::ListBackupsResponse* resp) {
+  return runner_.Run(ctx, "ListBackups", security::AccountRef("get"), [&]() -> BStatus {
+    BULWARK_ASSIGN_OR_RETURN(auto all, node_->backups->List());
+    for (const auto& [location, b] : all) FillBackup(b, location, resp->add_backups());
+    return BStatus::Ok();
+  });
+}
+
+grpc::Status AdminService::VerifyBackup(Ctx* ctx, const v1::VerifyBackupRequest* req, v1::VerifyBackupResponse* resp) {
+  return runner_.Run(ctx, "VerifyBackup", security::AccountRef("get"), [&]() -> BStatus {
+    BULWARK_ASSIGN_OR_RETURN(storage::BackupInfo b, node_->backups->Verify(req->id()));
+    FillBackup(b, "primary", resp->mutable_backup());
+    return BStatus::Ok();
+  });
+}
+
 grpc::Status AdminService::GetTopology(Ctx* ctx, const v1::TopologyRequest*, v1::TopologyResponse* resp) {
   return runner_.Run(ctx, DataOp("GetTopology", security::action::kReadMetadata, "", ""), security::AccountRef("get"),
                      [&]() -> BStatus {
@@ -483,7 +519,9 @@ grpc::Status AdminService::RotateMasterKey(Ctx* ctx, const v1::RotateMasterKeyRe
   return runner_.Run(ctx, "RotateMasterKey", security::AccountRef("post"), [&]() -> BStatus {
     BULWARK_ASSIGN_OR_RETURN(auto next, crypto::LoadMasterKey(req->new_key_uri()));
     const std::string id = next.id();
+    crypto::MasterKey for_backups = next.Clone();
     BULWARK_RETURN_IF_ERROR(node_->store->RotateMasterKey(std::move(next)));
+    BULWARK_RETURN_IF_ERROR(node_->backups->RotateMasterKey(std::move(for_backups)));
     resp->set_master_key_id(id);
     spdlog::warn("event=master_key_rotated master_key={} note=\"restart this node with the new master key URI\"", id);
     return BStatus::Ok();

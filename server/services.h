@@ -47,6 +47,7 @@ constexpr uint32_t kMaxAuditQueryRecords = 10'000;
 constexpr auto kShredAnswerMargin = std::chrono::milliseconds(300);
 
 class Geo;
+class BackupWorker;
 
 struct NodeContext {
   const NodeConfig* config = nullptr;
@@ -54,6 +55,7 @@ struct NodeContext {
   replication::Replica* replica = nullptr;
   WritePath* writes = nullptr;
   Geo* geo = nullptr;  // always set (a no-op without geo.regions)
+  BackupWorker* backups = nullptr;
   ShredWorker* shred = nullptr;
   Metrics* metrics = nullptr;
   AccessControl* access = nullptr;
@@ -173,6 +175,12 @@ class AdminService final : public v1::AdminService::Service {
   grpc::Status Status(grpc::ServerContext* ctx, const v1::StatusRequest* req, v1::StatusResponse* resp) override;
   grpc::Status GetTopology(grpc::ServerContext* ctx, const v1::TopologyRequest* req,
                            v1::TopologyResponse* resp) override;
+  grpc::Status BackupNow(grpc::ServerContext* ctx, const v1::BackupNowRequest* req,
+                         v1::BackupNowResponse* resp) override;
+  grpc::Status ListBackups(grpc::ServerContext* ctx, const v1::ListBackupsRequest* req,
+                           v1::ListBackupsResponse* resp) override;
+  grpc::Status VerifyBackup(grpc::ServerContext* ctx, const v1::VerifyBackupRequest* req,
+                            v1::VerifyBackupResponse* resp) override;
   grpc::Status ListKeys(grpc::ServerContext* ctx, const v1::ListKeysRequest* req, v1::ListKeysResponse* resp) override;
   grpc::Status KeyStatus(grpc::ServerContext* ctx, const v1::KeyStatusRequest* req,
                          v1::KeyStatusResponse* resp) override;

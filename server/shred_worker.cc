@@ -37,6 +37,11 @@ void ShredWorker::Stop() {
   if (thread_.joinable()) thread_.join();
 }
 
+void ShredWorker::set_before_shred(std::function<Status(int64_t)> fn) {
+  std::lock_guard lock(mu_);
+  before_shred_ = std::move(fn);
+}
+
 std::string ShredWorker::last_error() const {
   std::lock_guard lock(mu_);
   return error_;
@@ -58,9 +63,15 @@ void ShredWorker::Loop() {
         replica_->status().first_index <= static_cast<uint64_t>(purge_index)) {
       continue;
     }
+    std::function<Status(int64_t)> before;
+    {
+      std::lock_guard lock(mu_);
+      before = before_shred_;
+    }
     running_ = true;
     const auto started = std::chrono::steady_clock::now();
-    const Status s = store_->ShredFiles();
+    Status s = before ? before(purge_index) : Status::Ok();
+    if (s.ok()) s = store_->ShredFiles();
     running_ = false;
     const auto ms =
         std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started).count();

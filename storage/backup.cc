@@ -315,6 +315,37 @@ Result<BackupInfo> RestoreBackup(const std::string& location, const std::string&
   return m.info;
 }
 
+Result<size_t> RewrapBackups(const std::string& location, const crypto::MasterKey& old_master,
+                             const crypto::MasterKey& new_master) {
+  BULWARK_ASSIGN_OR_RETURN(auto all, ListBackups(location));
+  size_t done = 0;
+  for (const BackupInfo& b : all) {
+    const fs::path dir = fs::path(location) / b.id;
+    BULWARK_ASSIGN_OR_RETURN(Manifest m, ReadManifest(dir));
+    if (m.info.master_key_id == new_master.id()) continue;
+    if (m.info.master_key_id != old_master.id()) {
+      return Status::FailedPrecondition("backup " + b.id + " is under master key " + m.info.master_key_id +
+                                        ", neither the old nor the new one");
+    }
+    auto key = old_master.Unwrap(m.wrapped_key, KeyContext(b.id));
+    if (!key.ok()) return Status::Corruption("backup " + b.id + ": its key does not unwrap under the master key");
+    m.info.master_key_id = new_master.id();
+    const fs::path tmp = dir / (std::string(kManifestFile) + ".tmp");
+    {
+      std::ofstream out(tmp, std::ios::binary);
+      out << ToJson(m.info, new_master.Wrap(key->view(), KeyContext(b.id)), m.hash_hex) << "\n";
+      if (!out) return Status::IOError("cannot write " + tmp.string());
+    }
+    BULWARK_RETURN_IF_ERROR(SyncPath(tmp));
+    std::error_code ec;
+    fs::rename(tmp, dir / kManifestFile, ec);
+    if (ec) return Status::IOError("cannot replace the manifest of " + b.id + ": " + ec.message());
+    BULWARK_RETURN_IF_ERROR(SyncPath(dir));
+    ++done;
+  }
+  return done;
+}
+
 Result<size_t> PruneBackups(const std::string& location, size_t keep) {
   BULWARK_ASSIGN_OR_RETURN(auto all, ListBackups(location));
   size_t removed = 0;

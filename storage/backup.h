@@ -70,6 +70,12 @@ Result<BackupInfo> VerifyBackup(const std::string& location, const std::string& 
 // restored whole or not at all.
 Result<BackupInfo> RestoreBackup(const std::string& location, const std::string& id, const crypto::MasterKey& master,
                                  const std::string& target, const BackupProgress& progress = {});
+// After a master-key rotation: re-wraps every backup key in `location` from
+// `old_master` to `new_master` (each manifest replaced atomically), so the
+// backups restore with the new key alone. Backups already under the new key
+// are left as they are. Returns how many it re-wrapped.
+Result<size_t> RewrapBackups(const std::string& location, const crypto::MasterKey& old_master,
+                             const crypto::MasterKey& new_master);
 // Removes all but the newest `keep` backups; returns how many it removed.
 Result<size_t> PruneBackups(const std::string& location, size_t keep);
 
