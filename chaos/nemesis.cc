@@ -222,7 +222,14 @@ void Nemesis::Run(std::chrono::steady_clock::time_point until, const std::atomic
   while (!abort && std::chrono::steady_clock::now() < until) {
     Sleep(draw(options_.quiet_min, options_.quiet_max), abort);
     if (abort || std::chrono::steady_clock::now() >= until) break;
-    const FaultKind kind = options_.kinds[std::uniform_int_distribution<size_t>(0, options_.kinds.size() - 1)(rng_)];
+    // A shuffled deck of the kinds, refilled when empty: every kind comes up
+    // once per round, so even a short run sees each one.
+    if (deck_.empty()) {
+      deck_ = options_.kinds;
+      std::shuffle(deck_.begin(), deck_.end(), rng_);
+    }
+    const FaultKind kind = deck_.back();
+    deck_.pop_back();
     FaultRecord f = Inject(kind);
     const auto hold = draw(options_.hold_min, options_.hold_max);
     Sleep(std::min<std::chrono::steady_clock::duration>(

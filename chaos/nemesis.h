@@ -90,9 +90,10 @@ class Nemesis {
   std::function<int64_t()> now_ns_;
   std::mt19937_64 rng_;
   std::vector<FaultRecord> faults_;
-  std::vector<int> stopped_;  // nodes SIGSTOPped and not yet continued
-  std::vector<int> killed_;   // nodes killed and not yet restarted
-  std::vector<int> skewed_;   // nodes whose clock is off
+  std::vector<FaultKind> deck_;  // kinds still to come this round
+  std::vector<int> stopped_;     // nodes SIGSTOPped and not yet continued
+  std::vector<int> killed_;      // nodes killed and not yet restarted
+  std::vector<int> skewed_;      // nodes whose clock is off
 };
 
 }  // namespace bulwark::chaos
