@@ -296,12 +296,15 @@ void FaultProxy::Impl::Writer(Conn* c, int d) {
         pipe.tokens -= need;
       }
     }
+    {
+      // Counted before the send, so a reader who has the bytes sees them counted.
+      std::lock_guard lock(mu);
+      stats.bytes[d] += chunk.data.size();
+    }
     if (!SendAll(dst, chunk.data.data(), chunk.data.size())) {
       c->Close();
       break;
     }
-    std::lock_guard lock(mu);
-    stats.bytes[d] += chunk.data.size();
   }
   ++c->threads_done;
 }

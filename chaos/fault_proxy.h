@@ -69,7 +69,7 @@ class FaultProxy {
   struct Stats {
     uint64_t connections = 0;          // accepted and forwarded
     uint64_t refused = 0;              // accepted and closed (cut, over the limit, target down)
-    uint64_t bytes[2] = {0, 0};        // delivered, per Direction
+    uint64_t bytes[2] = {0, 0};        // forwarded (handed to the socket), per Direction
     uint64_t chunks_lost[2] = {0, 0};  // chunks that paid the loss penalty
     uint64_t stalls[2] = {0, 0};
     int open = 0;  // connections open now

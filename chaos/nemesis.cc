@@ -1,5 +1,7 @@
 #include "chaos/nemesis.h"
 
+#include "chaos/partition_plan.h"
+
 #include <signal.h>
 
 #include <algorithm>
@@ -73,71 +75,17 @@ int Nemesis::PickNode(bool prefer_leader, std::string* why) {
 }
 
 std::vector<std::pair<std::string, std::string>> Nemesis::PartitionRules(std::string* what) {
-  const int n = cluster_->size();
-  std::vector<int> nodes(n);
-  for (int i = 0; i < n; ++i) nodes[i] = i + 1;
-  std::shuffle(nodes.begin(), nodes.end(), rng_);
-  std::vector<std::vector<bool>> connected(n + 1, std::vector<bool>(n + 1, true));
-  auto cut = [&](int a, int b) { connected[a][b] = connected[b][a] = false; };
+  std::vector<int> order(cluster_->size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int>(i) + 1;
+  std::shuffle(order.begin(), order.end(), rng_);
+  const auto shape = static_cast<PartitionShape>(std::uniform_int_distribution<int>(0, kPartitionShapes - 1)(rng_));
+  std::string why;
+  const int target =
+      shape == PartitionShape::kIsolate || shape == PartitionShape::kOneWay ? PickNode(true, &why) : order[0];
+  const PartitionPlan plan = PlanPartition(shape, order, target);
+  *what = "partition: " + plan.what + why;
   std::vector<std::pair<std::string, std::string>> rules;
-  auto name = [](const std::vector<int>& group) {
-    std::string s = "{";
-    for (int x : group) s += (s.size() > 1 ? "," : "") + std::to_string(x);
-    return s + "}";
-  };
-  switch (std::uniform_int_distribution<int>(0, 4)(rng_)) {
-    case 0: {  // one node alone
-      std::string why;
-      const int x = PickNode(true, &why);
-      for (int i = 1; i <= n; ++i) {
-        if (i != x) cut(x, i);
-      }
-      *what = "partition: node " + std::to_string(x) + why + " isolated";
-      break;
-    }
-    case 1: {  // two halves (with 4 nodes neither has a majority)
-      std::vector<int> a(nodes.begin(), nodes.begin() + n / 2), b(nodes.begin() + n / 2, nodes.end());
-      for (int x : a) {
-        for (int y : b) cut(x, y);
-      }
-      *what = "partition: halves " + name(a) + " " + name(b);
-      break;
-    }
-    case 2: {  // a ring: each node hears only its neighbours, so each sees a different majority
-      for (int i = 0; i < n; ++i) {
-        for (int j = i + 1; j < n; ++j) {
-          const int d = std::min(j - i, n - (j - i));
-          if (d > 1) cut(nodes[i], nodes[j]);
-        }
-      }
-      *what = "partition: majorities ring " + name(nodes);
-      break;
-    }
-    case 3: {  // a bridge node that hears both sides
-      const int bridge = nodes[0];
-      std::vector<int> a(nodes.begin() + 1, nodes.begin() + 1 + (n - 1) / 2),
-          b(nodes.begin() + 1 + (n - 1) / 2, nodes.end());
-      for (int x : a) {
-        for (int y : b) cut(x, y);
-      }
-      *what = "partition: bridge " + std::to_string(bridge) + " between " + name(a) + " and " + name(b);
-      break;
-    }
-    default: {  // one way: a node hears no one, but is heard
-      std::string why;
-      const int x = PickNode(true, &why);
-      for (int i = 1; i <= n; ++i) {
-        if (i != x) rules.push_back({cluster_->node_ip(i), cluster_->node_ip(x)});
-      }
-      *what = "partition: node " + std::to_string(x) + why + " hears no one (one-way)";
-      return rules;
-    }
-  }
-  for (int a = 1; a <= n; ++a) {
-    for (int b = 1; b <= n; ++b) {
-      if (a != b && !connected[a][b]) rules.push_back({cluster_->node_ip(a), cluster_->node_ip(b)});
-    }
-  }
+  for (const auto& [from, to] : plan.block) rules.push_back({cluster_->node_ip(from), cluster_->node_ip(to)});
   return rules;
 }
 

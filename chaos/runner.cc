@@ -10,6 +10,7 @@
 #include <sstream>
 #include <thread>
 
+#include "chaos/check/availability.h"
 #include "chaos/check/history.h"
 #include "chaos/local_cluster.h"
 #include "chaos/nftables.h"
@@ -195,30 +196,6 @@ std::string OperationCounts(const std::vector<Operation>& ops) {
 
 }  // namespace
 
-Availability MeasureAvailability(const std::vector<Operation>& ops, const std::vector<FaultRecord>& faults,
-                                 int64_t start_ns, int64_t end_ns) {
-  std::vector<int64_t> acks{start_ns};
-  for (const Operation& op : ops) {
-    const bool write = op.f == "write" || op.f == "cas" || op.f == "add" || op.f == "append";
-    if (write && op.outcome == check::EventType::kOk && op.complete_ns <= end_ns) acks.push_back(op.complete_ns);
-  }
-  acks.push_back(end_ns);
-  std::sort(acks.begin(), acks.end());
-  Availability a;
-  for (size_t i = 1; i < acks.size(); ++i) a.rto_ns = std::max(a.rto_ns, acks[i] - acks[i - 1]);
-  for (size_t f = 0; f < faults.size(); ++f) {
-    const int64_t from = faults[f].start_ns;
-    const int64_t to = f + 1 < faults.size() ? faults[f + 1].start_ns : end_ns;
-    int64_t worst = 0;
-    for (size_t i = 1; i < acks.size(); ++i) {
-      if (acks[i] <= from || acks[i - 1] >= to) continue;
-      worst = std::max(worst, acks[i] - std::max(acks[i - 1], from));
-    }
-    a.per_fault_rto_ns.push_back(worst);
-  }
-  return a;
-}
-
 Status WriteTimeline(const std::string& dir, const std::vector<Operation>& ops,
                      const std::vector<FaultRecord>& faults) {
   // Top: operations completed per bucket by outcome, so a dip in green is
@@ -380,7 +357,9 @@ int RunChaos(const RunOptions& o, const std::atomic<bool>& abort, std::ostream& 
   std::vector<Verdict> verdicts = check::CheckHistory(*ops, o.workload, o.consistency, o.check);
   const double check_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - check_start).count();
   verdicts.push_back(convergence);
-  const Availability avail = MeasureAvailability(*ops, nemesis.faults(), start_ns, end_ns);
+  std::vector<std::pair<int64_t, int64_t>> windows;
+  for (const FaultRecord& f : nemesis.faults()) windows.push_back({f.start_ns, f.end_ns});
+  const check::Availability avail = check::MeasureAvailability(*ops, windows, start_ns, end_ns);
 
   std::ostringstream r;
   r << "bulwark-chaos run: " << o.nodes << " nodes, workload " << check::WorkloadName(o.workload) << ", consistency "

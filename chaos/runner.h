@@ -58,16 +58,6 @@ struct RunOptions {
 // `abort` (set by a signal handler) ends the run early, cleanly.
 int RunChaos(const RunOptions& options, const std::atomic<bool>& abort, std::ostream& out);
 
-// Longest write unavailability, overall and per fault: the longest gap
-// between successive acknowledged writes, from the fault's start until the
-// next fault starts. Nanoseconds on the history's clock.
-struct Availability {
-  int64_t rto_ns = 0;
-  std::vector<int64_t> per_fault_rto_ns;  // same order as the faults
-};
-Availability MeasureAvailability(const std::vector<check::Operation>& ops, const std::vector<FaultRecord>& faults,
-                                 int64_t start_ns, int64_t end_ns);
-
 // Writes `dir`/timeline.gp and renders `dir`/timeline.svg with gnuplot:
 // operations by session over time, coloured by outcome, faults shaded.
 Status WriteTimeline(const std::string& dir, const std::vector<check::Operation>& ops,
