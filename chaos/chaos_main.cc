@@ -4,7 +4,7 @@
 //   bulwark-chaos run --nodes 4 --nemesis kill,stop,partition,clock --workload register
 //                     --consistency strong --duration 60s --seed 7 --out DIR
 //   bulwark-chaos synth --ops 10000 --out FILE   (a linearizable history, for timing the checker)
-//   bulwark-chaos cleanup                        (removes the nftables table a killed run left)
+//   bulwark-chaos cleanup [--out DIR]            (removes the nftables table a killed run left, stops its nodes)
 //
 // Exit codes: 0 valid; 1 a violation; 2 undecided (a search limit was hit);
 // 3 the harness failed; 64 bad arguments or an unreadable history.
@@ -20,6 +20,7 @@
 
 #include "chaos/check/check.h"
 #include "chaos/check/synth.h"
+#include "chaos/local_cluster.h"
 #include "chaos/nftables.h"
 #include "chaos/runner.h"
 
@@ -157,7 +158,10 @@ int main(int argc, char** argv) {
   synth_cmd->add_option("--seed", synth.seed, "seed");
   synth_cmd->add_option("--out", synth_out, "file")->required();
 
-  app.add_subcommand("cleanup", "remove the nftables table `bulwark_chaos` a killed run left behind");
+  std::string cleanup_out;
+  auto* cleanup_cmd = app.add_subcommand(
+      "cleanup", "remove the nftables table `bulwark_chaos` a killed run left behind, and stop its nodes");
+  cleanup_cmd->add_option("--out", cleanup_out, "the killed run's --out directory: stop the nodes it left running");
 
   CLI11_PARSE(app, argc, argv);
 
@@ -179,9 +183,18 @@ int main(int argc, char** argv) {
     return 0;
   }
 
-  if (app.got_subcommand("cleanup")) {
+  if (cleanup_cmd->parsed()) {
     Status s = NftPartition::RemoveTable();
     std::cout << (s.ok() ? "removed table inet bulwark_chaos (if it existed)\n" : s.ToString() + "\n");
+    if (!cleanup_out.empty()) {
+      for (const auto& r : LocalCluster::StopFromPidFiles(cleanup_out + "/cluster")) {
+        std::cout << "node-" << r.node << " (pid " << r.pid << "): "
+                  << (r.outcome == LocalCluster::NodeStopReport::Outcome::kStopped  ? "stopped"
+                      : r.outcome == LocalCluster::NodeStopReport::Outcome::kKilled ? "killed"
+                                                                                    : "was not running")
+                  << "\n";
+      }
+    }
     return s.ok() ? 0 : 3;
   }
 

@@ -304,7 +304,11 @@ int RunChaos(const RunOptions& o, const std::atomic<bool>& abort, std::ostream& 
   co.nodes = o.nodes;
   // Strong as the account default, so the workload may ask for any level.
   co.extra_args = {"--default-consistency", "Strong"};
-  fs::remove_all(co.dir, ec);  // every run starts from empty stores
+  // Nodes a crashed run in the same directory left running would hold the
+  // ports; stop them (only processes that are bulwarkd on these data
+  // directories, see StopFromPidFiles), then start from empty stores.
+  if (fs::exists(co.dir)) (void)LocalCluster::StopFromPidFiles(co.dir, std::chrono::seconds(5));
+  fs::remove_all(co.dir, ec);
   auto prepared = LocalCluster::Prepare(co);
   if (!prepared.ok()) return harness_error(prepared.status().ToString());
   std::unique_ptr<LocalCluster> cluster = std::move(prepared).value();
