@@ -132,7 +132,7 @@ int main(int argc, char** argv) {
   run_cmd->add_option("--nodes", run.nodes, "nodes in the region (4: writes commit on 3)");
   run_cmd->add_option("--regions", "only 1 for now: geo-replication is not built yet")->check(CLI::Range(1, 1));
   run_cmd->add_option("--nemesis", nemesis, "comma-separated: kill,stop,partition,clock (or none)");
-  run_cmd->add_option("--workload", workload, "register or set");
+  run_cmd->add_option("--workload", workload, "register, set or append");
   run_cmd->add_option("--consistency", consistency, "the level the workload reads at");
   run_cmd->add_option("--duration", duration, "how long faults are injected, e.g. 60s, 2m");
   run_cmd->add_option("--recovery", recovery, "how long the workload runs after the last heal");
@@ -142,7 +142,7 @@ int main(int argc, char** argv) {
   run_cmd->add_option("--ip", run.ip, "the first node's loopback address");
   run_cmd->add_option("--port", run.port, "client port on every node (peer port: +1)");
   run_cmd->add_option("--clients", run.clients, "workload client threads (sessions)");
-  run_cmd->add_option("--keys", run.keys, "registers or sets");
+  run_cmd->add_option("--keys", run.keys, "registers, sets or lists");
   run_cmd->add_option("--bin-dir", run.bin_dir, "where bulwarkd is (default: beside bulwark-chaos)");
   run_cmd->add_flag("--keep-cluster", run.keep_cluster, "keep the nodes' data and logs after a clean run");
   add_check_flags(run_cmd);
@@ -203,8 +203,9 @@ int main(int argc, char** argv) {
   auto level = ParseConsistency(consistency);
   auto d = ParseDuration(duration);
   auto rec = ParseDuration(recovery);
-  if (!w || *w == check::Workload::kAppend || !level || !d || !rec) {
-    std::cerr << "bulwark-chaos run: --workload must be register or set; --consistency a level; durations like 60s\n";
+  if (!w || !level || !d || !rec) {
+    std::cerr
+        << "bulwark-chaos run: --workload must be register, set or append; --consistency a level; durations like 60s\n";
     return kExitUsage;
   }
   run.workload = *w;

@@ -114,8 +114,8 @@ Verdict CheckConvergence(const LocalCluster& cluster, const WorkloadOptions& w, 
   std::vector<std::map<std::string, std::string>> state(clients.size());
   for (size_t i = 0; i < clients.size(); ++i) {
     for (int k = 0; k < w.keys; ++k) {
-      if (w.workload == check::Workload::kRegister) {
-        const std::string key = "k" + std::to_string(k);
+      if (w.workload != check::Workload::kSet) {
+        const std::string key = (w.workload == check::Workload::kRegister ? "k" : "l") + std::to_string(k);
         client::ReadOptions ro;
         ro.consistency = ConsistencyLevel::kEventual;
         auto r = clients[i]->ReadItem(w.database, w.container, "\"t\"", key, ro);

@@ -32,6 +32,13 @@ std::optional<int64_t> ValueOf(const std::string& json) {
   return j["v"].get<int64_t>();
 }
 
+// An append-workload item's list; nullopt if the item is malformed.
+std::optional<nlohmann::json> ListOf(const std::string& json) {
+  auto j = nlohmann::json::parse(json, nullptr, false);
+  if (j.is_discarded() || !j.is_object() || !j.contains("v") || !j["v"].is_array()) return std::nullopt;
+  return j["v"];
+}
+
 }  // namespace
 
 std::optional<uint64_t> SessionTokenIndex(const std::string& token) {
@@ -193,6 +200,31 @@ void WorkloadRunner::Loop(int worker) {
       continue;
     }
 
+    if (options_.workload == check::Workload::kAppend) {
+      const std::string key = "l" + std::to_string(k);
+      if (pick(10) < 5) {
+        Event e = Begin(process, worker, "append", key, value);
+        Record(e);
+        auto r = Append(*c, key, value);
+        if (r.ok()) {
+          e.glsn = *r;
+          complete(e, EventType::kOk, value, Status::Ok());
+        } else {
+          complete(e, write_outcome(r.status()), value, r.status());
+        }
+        continue;
+      }
+      Event e = Begin(process, worker, "read", key, nullptr);
+      Record(e);
+      auto r = ReadCollection(*c, key, options_.consistency);
+      if (r.ok()) {
+        complete(e, EventType::kOk, *r, Status::Ok());
+      } else {
+        complete(e, EventType::kFail, nullptr, r.status());
+      }
+      continue;
+    }
+
     // Set workload.
     const std::string set = "s" + std::to_string(k);
     if (pick(10) < 8 && set_sizes_[k].fetch_add(1) < kMaxSetElements) {
@@ -209,63 +241,102 @@ void WorkloadRunner::Loop(int worker) {
     }
     Event e = Begin(process, worker, "read", set, nullptr);
     Record(e);
-    client::ListOptions lo;
-    lo.partition_key_json = nlohmann::json(set).dump();
-    lo.max_items = kMaxSetElements;
-    lo.consistency = options_.consistency;
-    auto page = c->ListItems(db, cont, lo);
-    if (!page.ok()) {
-      complete(e, EventType::kFail, nullptr, page.status());
-      continue;
+    auto r = ReadCollection(*c, set, options_.consistency);
+    if (r.ok()) {
+      complete(e, EventType::kOk, *r, Status::Ok());
+    } else {
+      complete(e, EventType::kFail, nullptr, r.status());
     }
-    nlohmann::json elements = nlohmann::json::array();
-    for (const std::string& item : page->items) {
-      auto v = ValueOf(item);
-      elements.push_back(v ? nlohmann::json(*v) : nlohmann::json("malformed item"));
-    }
-    complete(e, EventType::kOk, elements, Status::Ok());
   }
 }
 
+Result<nlohmann::json> WorkloadRunner::ReadCollection(client::Client& c, const std::string& key,
+                                                      ConsistencyLevel level) const {
+  if (options_.workload == check::Workload::kAppend) {
+    client::ReadOptions ro;
+    ro.consistency = level;
+    auto r = c.ReadItem(options_.database, options_.container, "\"t\"", key, ro);
+    if (r.status().code() == Code::kNotFound) return nlohmann::json::array();
+    if (!r.ok()) return r.status();
+    auto list = ListOf(r->json);
+    return list ? *list : nlohmann::json("malformed item");
+  }
+  client::ListOptions lo;
+  lo.partition_key_json = nlohmann::json(key).dump();
+  lo.max_items = kMaxSetElements;
+  lo.consistency = level;
+  auto page = c.ListItems(options_.database, options_.container, lo);
+  if (!page.ok()) return page.status();
+  nlohmann::json elements = nlohmann::json::array();
+  for (const std::string& item : page->items) {
+    auto v = ValueOf(item);
+    elements.push_back(v ? nlohmann::json(*v) : nlohmann::json("malformed item"));
+  }
+  return elements;
+}
+
+Result<uint64_t> WorkloadRunner::Append(client::Client& c, const std::string& key, int64_t value) const {
+  // Read, then replace If-Match the etag read (or create if absent); a
+  // conflict with another appender retries, a bounded number of times. Each
+  // attempt carries a fresh request id, and a conflict means it did not apply.
+  Status last;
+  for (int attempt = 0; attempt < kMaxAppendAttempts; ++attempt) {
+    client::ReadOptions ro;
+    ro.consistency = ConsistencyLevel::kStrong;
+    auto r = c.ReadItem(options_.database, options_.container, "\"t\"", key, ro);
+    Result<client::Item> written = Status::Internal("not written");
+    if (r.status().code() == Code::kNotFound) {
+      nlohmann::json j{{"id", key}, {"tenant", "t"}, {"v", nlohmann::json::array({value})}};
+      written = c.CreateItem(options_.database, options_.container, j.dump());
+    } else if (!r.ok()) {
+      // The read changed nothing: the append definitely did not happen.
+      return Status::FailedPrecondition("append's read failed: " + r.status().ToString());
+    } else {
+      auto list = ListOf(r->json);
+      if (!list) return Status::InvalidArgument("malformed list item " + key);
+      list->push_back(value);
+      nlohmann::json j{{"id", key}, {"tenant", "t"}, {"v", *list}};
+      written = c.ReplaceItem(options_.database, options_.container, key, j.dump(), r->etag);
+    }
+    if (written.ok()) {
+      auto glsn = SessionTokenIndex(written->session_token);
+      return glsn.value_or(0);
+    }
+    last = written.status();
+    if (last.code() != Code::kPreconditionFailed && last.code() != Code::kAlreadyExists) return last;
+  }
+  return Status::PreconditionFailed("append lost " + std::to_string(kMaxAppendAttempts) + " races: " + last.ToString());
+}
+
 Status WorkloadRunner::FinalReads(std::chrono::milliseconds timeout) {
-  if (options_.workload != check::Workload::kSet) return Status::Ok();
-  client::ClientOptions o = client_options_;
-  auto connected = client::Client::Connect(o);
+  if (options_.workload == check::Workload::kRegister) return Status::Ok();
+  auto connected = client::Client::Connect(client_options_);
   if (!connected.ok()) return connected.status();
   auto& c = *connected;
   const auto deadline = std::chrono::steady_clock::now() + timeout;
+  const std::string prefix = options_.workload == check::Workload::kSet ? "s" : "l";
   for (int k = 0; k < options_.keys; ++k) {
-    const std::string set = "s" + std::to_string(k);
+    const std::string key = prefix + std::to_string(k);
     bool done = false;
-    while (!done && std::chrono::steady_clock::now() < deadline) {
-      const int64_t process = next_process_++;
-      Event e = Begin(process, options_.clients, "read", set, nullptr);
+    while (!done && std::chrono::steady_clock::now() < deadline) {  // bounded by the deadline
+      Event e = Begin(next_process_++, options_.clients, "read", key, nullptr);
       e.consistency = "Strong";
       Record(e);
-      client::ListOptions lo;
-      lo.partition_key_json = nlohmann::json(set).dump();
-      lo.max_items = kMaxSetElements;
-      lo.consistency = ConsistencyLevel::kStrong;
-      auto page = c->ListItems(options_.database, options_.container, lo);
+      auto r = ReadCollection(*c, key, ConsistencyLevel::kStrong);
       e.time_ns = now_ns_();
-      if (!page.ok()) {
+      if (!r.ok()) {
         e.type = EventType::kFail;
-        e.error = page.status().ToString().substr(0, 200);
+        e.error = r.status().ToString().substr(0, 200);
         Record(e);
         std::this_thread::sleep_for(std::chrono::milliseconds(200));
         continue;
       }
-      nlohmann::json elements = nlohmann::json::array();
-      for (const std::string& item : page->items) {
-        auto v = ValueOf(item);
-        elements.push_back(v ? nlohmann::json(*v) : nlohmann::json("malformed item"));
-      }
       e.type = EventType::kOk;
-      e.value = elements;
+      e.value = *r;
       Record(e);
       done = true;
     }
-    if (!done) return Status::Unavailable("the final read of " + set + " did not succeed in time");
+    if (!done) return Status::Unavailable("the final read of " + key + " did not succeed in time");
   }
   return Status::Ok();
 }

@@ -6,7 +6,9 @@
 //   register: read / write / cas (If-Match on the etag of the value last
 //             read) of items k0..k<keys-1>, value {"v": unique integer};
 //   set:      add (create a new item e<N> in set s<i>, partition key s<i>)
-//             and read (list set s<i>, one page) of sets s0..s<keys-1>.
+//             and read (list set s<i>, one page) of sets s0..s<keys-1>;
+//   append:   append (read item l<i> at Strong, replace it If-Match with the
+//             value added to its list "v"; create it if absent) and read.
 //
 // Outcomes: ok; fail when the server said the operation did not happen
 // (PreconditionFailed, NotFound, InvalidArgument, Unauthenticated, ...) and
@@ -41,6 +43,8 @@ constexpr int kMaxSetElements = 1000;
 // Pause between a thread's operations, so five threads leave the 2-core
 // machine room for the nodes.
 constexpr std::chrono::milliseconds kThinkTime{5};
+// An append is read + replace If-Match; a lost race retries this many times.
+constexpr int kMaxAppendAttempts = 5;
 // Bound on any one operation (a partitioned node answers after 3 s).
 constexpr std::chrono::milliseconds kOperationDeadline{5000};
 
@@ -67,8 +71,8 @@ class WorkloadRunner {
   Status Setup(std::chrono::milliseconds timeout);
   void Start();
   void Stop();
-  // Set workload: one Strong read of every set through a fresh client, for
-  // the lost-writes check (recorded in the history). Retries per set until
+  // Set and append workloads: one Strong read of every set or list through
+  // a fresh client, for the lost-writes check (recorded in the history). Retries per set until
   // `timeout`; Unavailable if a set could not be read.
   Status FinalReads(std::chrono::milliseconds timeout);
 
@@ -80,6 +84,10 @@ class WorkloadRunner {
   check::Event Begin(int64_t process, int session, const std::string& f, const std::string& key,
                      const nlohmann::json& value) const;
   std::string ItemJson(const std::string& id, const std::string& tenant, int64_t value) const;
+  // Set: one page of the set; append: the list item's array ([] if absent).
+  Result<nlohmann::json> ReadCollection(client::Client& c, const std::string& key, ConsistencyLevel level) const;
+  // Appends by read + replace If-Match; returns the write's GLSN.
+  Result<uint64_t> Append(client::Client& c, const std::string& key, int64_t value) const;
 
   WorkloadOptions options_;
   client::ClientOptions client_options_;
