@@ -4,6 +4,7 @@
 //   bulwark-chaos run --nodes 4 --nemesis kill,stop,partition,clock --workload register
 //                     --consistency strong --duration 60s --seed 7 --out DIR
 //   bulwark-chaos synth --ops 10000 --out FILE   (a linearizable history, for timing the checker)
+//   bulwark-chaos proxy --listen H:P --target H:P [--delay 40ms --jitter 10ms --loss 0.01 ...]
 //   bulwark-chaos cleanup [--out DIR]            (removes the nftables table a killed run left, stops its nodes)
 //
 // Exit codes: 0 valid; 1 a violation; 2 undecided (a search limit was hit);
@@ -17,9 +18,11 @@
 #include <filesystem>
 #include <iostream>
 #include <sstream>
+#include <thread>
 
 #include "chaos/check/check.h"
 #include "chaos/check/synth.h"
+#include "chaos/fault_proxy.h"
 #include "chaos/local_cluster.h"
 #include "chaos/nftables.h"
 #include "chaos/runner.h"
@@ -96,6 +99,65 @@ int Check(const std::string& path, const std::string& workload_name, const std::
   return worst == check::Outcome::kValid ? 0 : worst == check::Outcome::kInvalid ? 1 : 2;
 }
 
+// "127.0.0.1:80" -> {"127.0.0.1", 80}.
+std::optional<std::pair<std::string, int>> HostPort(const std::string& text) {
+  const size_t colon = text.rfind(':');
+  if (colon == std::string::npos) return std::nullopt;
+  try {
+    return std::pair<std::string, int>{text.substr(0, colon), std::stoi(text.substr(colon + 1))};
+  } catch (...) {
+    return std::nullopt;
+  }
+}
+
+int RunProxy(const std::string& listen, const std::string& target, const std::string& delay, const std::string& jitter,
+             double loss, double stall_probability, const std::string& stall, uint64_t bandwidth, uint64_t seed) {
+  auto l = HostPort(listen);
+  auto t = HostPort(target);
+  auto d = ParseDuration(delay);
+  auto j = ParseDuration(jitter);
+  auto st = ParseDuration(stall);
+  if (!l || !t || !d || !j || !st || loss < 0 || loss > 1 || stall_probability < 0 || stall_probability > 1) {
+    std::cerr << "bulwark-chaos proxy: --listen/--target are host:port, durations like 40ms, probabilities 0..1\n";
+    return kExitUsage;
+  }
+  FaultProxy::Options o;
+  o.listen_host = l->first;
+  o.listen_port = l->second;
+  o.target_host = t->first;
+  o.target_port = t->second;
+  o.seed = seed;
+  auto proxy = FaultProxy::Start(o);
+  if (!proxy.ok()) {
+    std::cerr << "bulwark-chaos proxy: " << proxy.status().ToString() << "\n";
+    return 3;
+  }
+  LinkFaults faults;
+  faults.delay = std::chrono::duration_cast<std::chrono::microseconds>(*d);
+  faults.jitter = std::chrono::duration_cast<std::chrono::microseconds>(*j);
+  faults.loss_probability = loss;
+  faults.stall_probability = stall_probability;
+  faults.stall = std::chrono::duration_cast<std::chrono::microseconds>(*st);
+  faults.bandwidth_bytes_per_s = bandwidth;
+  (*proxy)->SetFaults(faults);
+  std::cout << "proxy " << (*proxy)->listen_address() << " -> " << target << " (Ctrl-C stops it)\n" << std::flush;
+  struct sigaction sa {};
+  sa.sa_handler = OnSignal;
+  ::sigaction(SIGINT, &sa, nullptr);
+  ::sigaction(SIGTERM, &sa, nullptr);
+  // Bounded by the signal: one stats line every 10 s.
+  for (int tick = 1; !g_abort; ++tick) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    if (tick % 100 != 0) continue;
+    const auto s = (*proxy)->stats();
+    std::cout << "connections " << s.connections << " (open " << s.open << ", refused " << s.refused << "), bytes "
+              << s.bytes[0] << " -> / <- " << s.bytes[1] << ", chunks lost " << s.chunks_lost[0] + s.chunks_lost[1]
+              << ", stalls " << s.stalls[0] + s.stalls[1] << "\n"
+              << std::flush;
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -158,6 +220,20 @@ int main(int argc, char** argv) {
   synth_cmd->add_option("--seed", synth.seed, "seed");
   synth_cmd->add_option("--out", synth_out, "file")->required();
 
+  std::string proxy_listen, proxy_target, proxy_delay = "0ms", proxy_jitter = "0ms", proxy_stall = "0ms";
+  double proxy_loss = 0, proxy_stall_probability = 0;
+  uint64_t proxy_bandwidth = 0;
+  auto* proxy_cmd = app.add_subcommand("proxy", "run the fault-injecting TCP proxy until Ctrl-C (both directions)");
+  proxy_cmd->add_option("--listen", proxy_listen, "host:port to listen on (IPv4)")->required();
+  proxy_cmd->add_option("--target", proxy_target, "host:port to forward to (IPv4)")->required();
+  proxy_cmd->add_option("--delay", proxy_delay, "added latency per direction, e.g. 40ms");
+  proxy_cmd->add_option("--jitter", proxy_jitter, "uniform extra latency, e.g. 10ms");
+  proxy_cmd->add_option("--loss", proxy_loss, "probability a chunk pays a 200 ms retransmission penalty");
+  proxy_cmd->add_option("--stall-probability", proxy_stall_probability, "probability a chunk stalls its direction");
+  proxy_cmd->add_option("--stall", proxy_stall, "how long a stall lasts, e.g. 2s");
+  proxy_cmd->add_option("--bandwidth", proxy_bandwidth, "bytes per second per direction (0: unlimited)");
+  proxy_cmd->add_option("--seed", synth.seed, "seed for jitter, loss and stalls");
+
   std::string cleanup_out;
   auto* cleanup_cmd = app.add_subcommand(
       "cleanup", "remove the nftables table `bulwark_chaos` a killed run left behind, and stop its nodes");
@@ -182,6 +258,10 @@ int main(int argc, char** argv) {
     std::cout << synth_out << ": " << synth.operations << " operations\n";
     return 0;
   }
+
+  if (proxy_cmd->parsed())
+    return RunProxy(proxy_listen, proxy_target, proxy_delay, proxy_jitter, proxy_loss, proxy_stall_probability,
+                    proxy_stall, proxy_bandwidth, synth.seed);
 
   if (cleanup_cmd->parsed()) {
     Status s = NftPartition::RemoveTable();
