@@ -24,7 +24,9 @@ Availability MeasureAvailability(const std::vector<Operation>& ops,
     int64_t worst = 0;
     for (size_t i = 1; i < acks.size(); ++i) {
       if (acks[i] <= from || acks[i - 1] >= to) continue;
-      worst = std::max(worst, acks[i] - std::max(acks[i - 1], from));
+      // Clipped to the window: a gap that begins just before the next fault
+      // is that fault's doing, not this one's.
+      worst = std::max(worst, std::min(acks[i], to) - std::max(acks[i - 1], from));
     }
     a.per_fault_rto_ns.push_back(worst);
   }

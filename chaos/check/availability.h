@@ -14,8 +14,8 @@ struct Availability {
   // The longest gap between successive acknowledged writes (write, cas,
   // add, append) in [start_ns, end_ns], counting the edges as acknowledgements.
   int64_t rto_ns = 0;
-  // Per fault window: the longest such gap from the fault's start until the
-  // next fault starts (or end_ns), a gap that spans the start counted from it.
+  // Per fault window: the longest such gap within [the fault's start, the
+  // next fault's start (or end_ns)), each gap clipped to the window.
   std::vector<int64_t> per_fault_rto_ns;
 };
 

@@ -86,4 +86,12 @@ TEST_CASE("RTO is the longest gap between acknowledged writes, overall and per f
   REQUIRE(a.per_fault_rto_ns.size() == 2);
   CHECK(a.per_fault_rto_ns[0] == 4'000'000'000);  // from the fault's start (3 s) to the ack at 7 s
   CHECK(a.per_fault_rto_ns[1] == 3'000'000'000);  // 9 s -> 12 s
+
+  // A gap that begins just before the second fault belongs to it: the same
+  // acks with faults at 2.5 s and 6 s.
+  const auto b = check::MeasureAvailability(ops, {{2'500'000'000, 3'000'000'000}, {6'000'000'000, 6'500'000'000}}, 0,
+                                            13'000'000'000);
+  REQUIRE(b.per_fault_rto_ns.size() == 2);
+  CHECK(b.per_fault_rto_ns[0] == 3'500'000'000);  // 2.5 s to 6 s, where the next fault begins
+  CHECK(b.per_fault_rto_ns[1] == 4'000'000'000);  // 8 s -> 12 s beats 6 s -> 7 s
 }
