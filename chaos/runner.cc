@@ -257,46 +257,46 @@ Status WriteTimeline(const std::string& dir, const std::vector<Operation>& ops,
   return Status::Ok();
 }
 
-int RunChaos(const RunOptions& o, const std::atomic<bool>& abort, std::ostream& out) {
-  const auto origin = std::chrono::steady_clock::now();
-  auto now_ns = [origin] {
-    return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - origin).count();
-  };
+namespace {
+
+// What a run leaves to check and report.
+struct RunRecord {
+  std::string out_dir;
+  std::string cluster_dir;
+  std::vector<FaultRecord> faults;
+  Verdict convergence;
+  Status healed;
+  Status final_reads;
+  int64_t start_ns = 0;  // the workload began
+  int64_t end_ns = 0;    // the workload stopped
+};
+
+// The partition table and the libfaketime wrapper, for the faults that need them.
+Status PrepareFaults(const RunOptions& o, const std::string& out_dir, std::unique_ptr<NftPartition>* nft,
+                     std::string* bin_dir) {
   auto uses = [&](FaultKind k) { return std::find(o.nemesis.begin(), o.nemesis.end(), k) != o.nemesis.end(); };
-  auto harness_error = [&](const std::string& what) {
-    out << "bulwark-chaos: " << what << "\n";
-    if (!o.rerun_command.empty()) out << "rerun: " << o.rerun_command << "\n";
-    return 3;
-  };
-  std::error_code ec;
-  fs::create_directories(o.out_dir, ec);
-  if (ec) return harness_error("cannot create " + o.out_dir + ": " + ec.message());
-  const std::string out_dir = fs::absolute(o.out_dir).string();
-
-  std::unique_ptr<NftPartition> nft;
+  *bin_dir = o.bin_dir;
   if (uses(FaultKind::kPartition)) {
-    auto opened = NftPartition::Open();
-    if (!opened.ok()) return harness_error(opened.status().ToString());
-    nft = std::move(opened).value();
+    BULWARK_ASSIGN_OR_RETURN(*nft, NftPartition::Open());
   }
-  std::string bin_dir = o.bin_dir;
+  if (!uses(FaultKind::kClock)) return Status::Ok();
+  if (!fs::exists(kFaketimeLibrary)) {
+    return Status::FailedPrecondition(std::string("the clock nemesis needs ") + kFaketimeLibrary +
+                                      " (apt-get install faketime)");
+  }
   const std::string clock_dir = out_dir + "/clock";
-  if (uses(FaultKind::kClock)) {
-    if (!fs::exists(kFaketimeLibrary)) {
-      return harness_error(std::string("the clock nemesis needs ") + kFaketimeLibrary + " (apt-get install faketime)");
-    }
-    fs::create_directories(clock_dir, ec);
-    for (int i = 1; i <= o.nodes; ++i) {
-      if (Status s = Nemesis::WriteClockOffset(clock_dir, i, 0); !s.ok()) return harness_error(s.ToString());
-    }
-    if (Status s = WriteClockWrapper(out_dir + "/bin", o.bin_dir, clock_dir); !s.ok()) {
-      return harness_error(s.ToString());
-    }
-    bin_dir = out_dir + "/bin";
-  }
+  std::error_code ec;
+  fs::create_directories(clock_dir, ec);
+  for (int i = 1; i <= o.nodes; ++i) BULWARK_RETURN_IF_ERROR(Nemesis::WriteClockOffset(clock_dir, i, 0));
+  BULWARK_RETURN_IF_ERROR(WriteClockWrapper(out_dir + "/bin", o.bin_dir, clock_dir));
+  *bin_dir = out_dir + "/bin";
+  return Status::Ok();
+}
 
+Result<std::unique_ptr<LocalCluster>> StartCluster(const RunOptions& o, const std::string& cluster_dir,
+                                                   const std::string& bin_dir) {
   ClusterOptions co;
-  co.dir = out_dir + "/cluster";
+  co.dir = cluster_dir;
   co.bin_dir = bin_dir;
   co.ip = o.ip;
   co.port = o.port;
@@ -308,14 +308,94 @@ int RunChaos(const RunOptions& o, const std::atomic<bool>& abort, std::ostream& 
   // ports; stop them (only processes that are bulwarkd on these data
   // directories, see StopFromPidFiles), then start from empty stores.
   if (fs::exists(co.dir)) (void)LocalCluster::StopFromPidFiles(co.dir, std::chrono::seconds(5));
+  std::error_code ec;
   fs::remove_all(co.dir, ec);
-  auto prepared = LocalCluster::Prepare(co);
-  if (!prepared.ok()) return harness_error(prepared.status().ToString());
-  std::unique_ptr<LocalCluster> cluster = std::move(prepared).value();
-  out << "starting " << o.nodes << " nodes on " << o.ip << ".. port " << o.port << "\n" << std::flush;
-  if (Status s = cluster->Start(); !s.ok()) return harness_error("cluster did not start: " + s.ToString());
+  BULWARK_ASSIGN_OR_RETURN(auto cluster, LocalCluster::Prepare(co));
+  Status s = cluster->Start();
+  if (!s.ok()) return s.WithContext("the cluster did not start");
+  return cluster;
+}
 
-  const std::string history_path = out_dir + "/history.jsonl";
+// The report: operations, faults with their RTO, verdicts, RTO, RPO, files,
+// result. Sets *code to the exit code.
+std::string Report(const RunOptions& o, const RunRecord& run, const std::vector<Operation>& ops,
+                   const std::vector<Verdict>& verdicts, double check_s, bool aborted, int* code) {
+  std::vector<std::pair<int64_t, int64_t>> windows;
+  for (const FaultRecord& f : run.faults) windows.push_back({f.start_ns, f.end_ns});
+  const check::Availability avail = check::MeasureAvailability(ops, windows, run.start_ns, run.end_ns);
+  std::ostringstream r;
+  r << "bulwark-chaos run: " << o.nodes << " nodes, workload " << check::WorkloadName(o.workload) << ", consistency "
+    << ConsistencyName(o.consistency) << ", seed " << o.seed << "\n";
+  r << "operations: " << OperationCounts(ops) << "\n";
+  r << "faults: " << run.faults.size() << "\n";
+  bool harness_failed = !run.healed.ok() || !run.final_reads.ok() || aborted;
+  for (size_t i = 0; i < run.faults.size(); ++i) {
+    const FaultRecord& f = run.faults[i];
+    r << "  " << Seconds(f.start_ns) << " - " << Seconds(f.end_ns) << "  " << f.what << "  (write RTO "
+      << Seconds(avail.per_fault_rto_ns[i]) << ")" << (f.error.empty() ? "" : "  ERROR: " + f.error) << "\n";
+    harness_failed = harness_failed || !f.error.empty();
+  }
+  if (!run.healed.ok()) r << "heal: " << run.healed.ToString() << "\n";
+  if (!run.final_reads.ok()) r << "final reads: " << run.final_reads.ToString() << "\n";
+  r << "verdicts (checked in " << check_s << " s):\n";
+  for (const Verdict& v : verdicts) r << "  " << check::FormatVerdict(v, ops);
+  r << "RTO (longest write unavailability): " << Seconds(avail.rto_ns) << "\n";
+  if (o.workload == check::Workload::kRegister) {
+    r << "RPO (acknowledged writes lost): see linearizable (a register's overwrites hide losses)\n";
+  } else {
+    size_t lost = 0;
+    for (const Verdict& v : verdicts) {
+      if (v.checker == "lost-writes") lost = v.findings.size() + v.findings_dropped;
+    }
+    r << "RPO (acknowledged writes lost): " << lost << "\n";
+  }
+  if (Status s = WriteTimeline(run.out_dir, ops, run.faults); !s.ok()) {
+    r << "timeline: " << s.ToString() << "\n";
+  } else {
+    r << "timeline: " << run.out_dir << "/timeline.svg\n";
+  }
+  r << "history: " << run.out_dir << "/history.jsonl\n";
+  const Outcome worst = check::Worst(verdicts);
+  *code = worst == Outcome::kInvalid ? 1 : harness_failed ? 3 : worst == Outcome::kUnknown ? 2 : 0;
+  r << "result: "
+    << (*code == 0   ? "VALID"
+        : *code == 1 ? "INVALID"
+        : *code == 2 ? "UNKNOWN (a check hit its limit)"
+                     : (aborted ? "ABORTED" : "HARNESS ERROR (see above)"))
+    << "\n";
+  if (*code != 0 && !o.rerun_command.empty()) r << "rerun: " << o.rerun_command << "\n";
+  return r.str();
+}
+
+}  // namespace
+
+int RunChaos(const RunOptions& o, const std::atomic<bool>& abort, std::ostream& out) {
+  const auto origin = std::chrono::steady_clock::now();
+  auto now_ns = [origin] {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - origin).count();
+  };
+  auto harness_error = [&](const std::string& what) {
+    out << "bulwark-chaos: " << what << "\n";
+    if (!o.rerun_command.empty()) out << "rerun: " << o.rerun_command << "\n";
+    return 3;
+  };
+  std::error_code ec;
+  fs::create_directories(o.out_dir, ec);
+  if (ec) return harness_error("cannot create " + o.out_dir + ": " + ec.message());
+  RunRecord run;
+  run.out_dir = fs::absolute(o.out_dir).string();
+  run.cluster_dir = run.out_dir + "/cluster";
+
+  // Declared first so it is destroyed last: the table goes on every exit.
+  std::unique_ptr<NftPartition> nft;
+  std::string bin_dir;
+  if (Status s = PrepareFaults(o, run.out_dir, &nft, &bin_dir); !s.ok()) return harness_error(s.ToString());
+  out << "starting " << o.nodes << " nodes from " << o.ip << ", port " << o.port << "\n" << std::flush;
+  auto started = StartCluster(o, run.cluster_dir, bin_dir);
+  if (!started.ok()) return harness_error(started.status().ToString());
+  std::unique_ptr<LocalCluster> cluster = std::move(started).value();
+
+  const std::string history_path = run.out_dir + "/history.jsonl";
   auto writer = check::HistoryWriter::Open(history_path);
   if (!writer.ok()) return harness_error(writer.status().ToString());
   WorkloadOptions wo;
@@ -330,26 +410,27 @@ int RunChaos(const RunOptions& o, const std::atomic<bool>& abort, std::ostream& 
   NemesisOptions no;
   no.kinds = o.nemesis;
   no.seed = o.seed;
-  no.clock_dir = clock_dir;
+  no.clock_dir = run.out_dir + "/clock";
   Nemesis nemesis(cluster.get(), nft.get(), no, now_ns);
-  const int64_t start_ns = now_ns();
+  run.start_ns = now_ns();
   workload.Start();
   out << "running " << check::WorkloadName(o.workload) << " at " << ConsistencyName(o.consistency) << " for "
       << o.duration.count() / 1000 << " s with faults, then " << o.recovery.count() / 1000 << " s healed\n"
       << std::flush;
   nemesis.Run(std::chrono::steady_clock::now() + o.duration, abort);
-  const Status healed = nemesis.HealAll();
+  run.healed = nemesis.HealAll();
   const auto recovery_end = std::chrono::steady_clock::now() + o.recovery;
   while (!abort && std::chrono::steady_clock::now() < recovery_end) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
-  const int64_t end_ns = now_ns();
+  run.end_ns = now_ns();
   workload.Stop();
-  const Status final_reads = workload.FinalReads(kSetupTimeout);
+  run.final_reads = abort ? Status::Unavailable("aborted") : workload.FinalReads(kSetupTimeout);
   out << "checking convergence\n" << std::flush;
-  Verdict convergence = CheckConvergence(*cluster, wo, abort);
+  run.convergence = CheckConvergence(*cluster, wo, abort);
   (void)cluster->Stop();
-  WriteFaults(out_dir + "/faults.jsonl", nemesis.faults());
+  run.faults = nemesis.faults();
+  WriteFaults(run.out_dir + "/faults.jsonl", run.faults);
   nft.reset();  // removes the table now rather than at exit
 
   // Check what was written to disk: the same file `bulwark-chaos check` reads.
@@ -360,55 +441,12 @@ int RunChaos(const RunOptions& o, const std::atomic<bool>& abort, std::ostream& 
   const auto check_start = std::chrono::steady_clock::now();
   std::vector<Verdict> verdicts = check::CheckHistory(*ops, o.workload, o.consistency, o.check);
   const double check_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - check_start).count();
-  verdicts.push_back(convergence);
-  std::vector<std::pair<int64_t, int64_t>> windows;
-  for (const FaultRecord& f : nemesis.faults()) windows.push_back({f.start_ns, f.end_ns});
-  const check::Availability avail = check::MeasureAvailability(*ops, windows, start_ns, end_ns);
-
-  std::ostringstream r;
-  r << "bulwark-chaos run: " << o.nodes << " nodes, workload " << check::WorkloadName(o.workload) << ", consistency "
-    << ConsistencyName(o.consistency) << ", seed " << o.seed << "\n";
-  r << "operations: " << OperationCounts(*ops) << "\n";
-  r << "faults: " << nemesis.faults().size() << "\n";
-  for (size_t i = 0; i < nemesis.faults().size(); ++i) {
-    const FaultRecord& f = nemesis.faults()[i];
-    r << "  " << Seconds(f.start_ns) << " - " << Seconds(f.end_ns) << "  " << f.what << "  (write RTO "
-      << Seconds(avail.per_fault_rto_ns[i]) << ")" << (f.error.empty() ? "" : "  ERROR: " + f.error) << "\n";
-  }
-  if (!healed.ok()) r << "heal: " << healed.ToString() << "\n";
-  if (!final_reads.ok()) r << "final reads: " << final_reads.ToString() << "\n";
-  r << "verdicts (checked in " << check_s << " s):\n";
-  for (const Verdict& v : verdicts) r << "  " << check::FormatVerdict(v, *ops);
-  r << "RTO (longest write unavailability): " << Seconds(avail.rto_ns) << "\n";
-  if (o.workload == check::Workload::kRegister) {
-    r << "RPO (acknowledged writes lost): see linearizable (a register's overwrites hide losses)\n";
-  } else {
-    size_t lost = 0;
-    for (const Verdict& v : verdicts) {
-      if (v.checker == "lost-writes") lost = v.findings.size() + v.findings_dropped;
-    }
-    r << "RPO (acknowledged writes lost): " << lost << "\n";
-  }
-  Outcome worst = check::Worst(verdicts);
-  bool harness_failed = !healed.ok() || !final_reads.ok();
-  for (const FaultRecord& f : nemesis.faults()) harness_failed = harness_failed || !f.error.empty();
-  if (Status s = WriteTimeline(out_dir, *ops, nemesis.faults()); !s.ok()) {
-    r << "timeline: " << s.ToString() << "\n";
-  } else {
-    r << "timeline: " << out_dir << "/timeline.svg\n";
-  }
-  r << "history: " << history_path << "\n";
-  const int code = worst == Outcome::kInvalid ? 1 : harness_failed ? 3 : worst == Outcome::kUnknown ? 2 : 0;
-  r << "result: "
-    << (code == 0   ? "VALID"
-        : code == 1 ? "INVALID"
-        : code == 2 ? "UNKNOWN (a check hit its limit)"
-                    : "HARNESS ERROR (see above)")
-    << (abort ? " (aborted early)" : "") << "\n";
-  if (code != 0 && !o.rerun_command.empty()) r << "rerun: " << o.rerun_command << "\n";
-  out << r.str() << std::flush;
-  std::ofstream(out_dir + "/report.txt", std::ios::trunc) << r.str();
-  if (code == 0 && !o.keep_cluster) fs::remove_all(co.dir, ec);
+  verdicts.push_back(run.convergence);
+  int code = 0;
+  const std::string report = Report(o, run, *ops, verdicts, check_s, abort, &code);
+  out << report << std::flush;
+  std::ofstream(run.out_dir + "/report.txt", std::ios::trunc) << report;
+  if (code == 0 && !o.keep_cluster) fs::remove_all(run.cluster_dir, ec);
   return code;
 }
 

@@ -12,7 +12,8 @@
 //
 // Exit codes (RunChaos's result): 0 every verdict valid, 1 a violation,
 // 2 no violation but some check undecided, 3 the harness failed (the
-// cluster did not start, nft failed, ...).
+// cluster did not start, nft failed, a node did not restart, ...) or the run
+// was aborted by a signal.
 //
 // Ownership: plain options in, an exit code out; everything it starts it
 // stops, and the nftables table is removed on every exit but SIGKILL (see
