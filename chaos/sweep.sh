@@ -19,7 +19,7 @@ out=${CHAOS_OUT:-$build_dir/chaos-sweep}
 port=${CHAOS_PORT:-17100}
 nemeses=(kill stop partition clock kill,stop,partition,clock)
 levels=(Strong BoundedStaleness Session ConsistentPrefix Eventual)
-workloads=(register set)
+workloads=(register set append)
 
 [ -x "$bin" ] || { echo "sweep: $bin not built (make build)" >&2; exit 3; }
 total=$(( ${#nemeses[@]} * ${#levels[@]} * ${#workloads[@]} ))
