@@ -71,6 +71,11 @@ Status WriteClockWrapper(const std::string& dir, const std::string& real_bin_dir
 Verdict CheckConvergence(const LocalCluster& cluster, const WorkloadOptions& w, const std::atomic<bool>& abort) {
   Verdict v;
   v.checker = "convergence";
+  if (abort) {
+    v.outcome = Outcome::kUnknown;
+    v.summary = "not checked: the run was aborted";
+    return v;
+  }
   std::vector<std::unique_ptr<client::Client>> clients;
   for (int i = 1; i <= cluster.size(); ++i) {
     client::ClientOptions o = cluster.node_client_options(i);
@@ -105,6 +110,11 @@ Verdict CheckConvergence(const LocalCluster& cluster, const WorkloadOptions& w, 
              std::all_of(indexes.begin(), indexes.end(), [&](uint64_t x) { return x == commit; });
     applied = commit;
     if (!agreed) std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  if (abort) {
+    v.outcome = Outcome::kUnknown;
+    v.summary = "not finished: the run was aborted";
+    return v;
   }
   if (!agreed) {
     v.Add({"replicas did not converge within " + std::to_string(kConvergeTimeout.count()) + " s:" + last, {}});
