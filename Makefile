@@ -39,3 +39,11 @@ format:
 
 clean:
 	rm -rf $(BUILD_DIR)
+
+# The long chaos sweep: every nemesis (kill, stop, partition, clock, all of
+# them) x workload (register, set, append) x consistency level, CHAOS_DURATION of
+# faults each (default 120s), progress as it goes (chaos/sweep.sh; needs root
+# for nftables). CHAOS_SEED fixes the seeds.
+.PHONY: chaos
+chaos: build
+	chaos/sweep.sh $(BUILD_DIR)

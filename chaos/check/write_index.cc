@@ -1,0 +1,67 @@
+#include "chaos/check/write_index.h"
+
+#include <set>
+
+namespace bulwark::chaos::check {
+namespace {
+
+std::string ValueKey(const std::string& key, const nlohmann::json& value) { return key + '\0' + value.dump(); }
+
+}  // namespace
+
+WriteIndex::WriteIndex(const std::vector<Operation>& ops, Workload workload) : ops_(ops), workload_(workload) {
+  std::set<std::string> ambiguous;
+  for (const Operation& op : ops) {
+    if (!IsWrite(op)) continue;
+    const std::string vk = ValueKey(op.key, Written(op));
+    if (op.outcome == EventType::kFail) {
+      failed_by_value_.emplace(vk, op.id);
+      continue;
+    }
+    by_key_[op.key].push_back(op.id);
+    if (!by_value_.emplace(vk, op.id).second) ambiguous.insert(op.key);
+  }
+  ambiguous_.assign(ambiguous.begin(), ambiguous.end());
+}
+
+bool WriteIndex::IsWrite(const Operation& op) {
+  return op.f == "write" || op.f == "cas" || op.f == "add" || op.f == "append";
+}
+
+const nlohmann::json& WriteIndex::Written(const Operation& op) {
+  static const nlohmann::json kNull;
+  if (op.f == "cas") return op.input.is_array() && op.input.size() == 2 ? op.input[1] : kNull;
+  return op.input;
+}
+
+int64_t WriteIndex::Source(const std::string& key, const nlohmann::json& value) const {
+  if (value.is_null() && workload_ == Workload::kRegister) return kInitialValue;
+  auto it = by_value_.find(ValueKey(key, value));
+  return it == by_value_.end() ? kNoSuchWrite : static_cast<int64_t>(it->second);
+}
+
+int64_t WriteIndex::FailedSource(const std::string& key, const nlohmann::json& value) const {
+  auto it = failed_by_value_.find(ValueKey(key, value));
+  return it == failed_by_value_.end() ? kNoSuchWrite : static_cast<int64_t>(it->second);
+}
+
+bool WriteIndex::KnownBefore(size_t a, size_t b) const {
+  const Operation& x = ops_[a];
+  const Operation& y = ops_[b];
+  if (a == b) return false;
+  // Real time orders writes in any correct history: the write region is
+  // linearizable, so a GLSN order that contradicts it is itself a bug to report.
+  if (x.glsn && y.glsn && *x.glsn < *y.glsn) return true;
+  return x.complete_ns < y.invoke_ns;
+}
+
+std::vector<nlohmann::json> WriteIndex::ReadElements(const Operation& read, Workload workload) {
+  if (workload == Workload::kRegister) return {read.output};
+  std::vector<nlohmann::json> out;
+  if (read.output.is_array()) {
+    for (const auto& v : read.output) out.push_back(v);
+  }
+  return out;
+}
+
+}  // namespace bulwark::chaos::check

@@ -1,0 +1,192 @@
+#include "chaos/nemesis.h"
+
+#include "chaos/partition_plan.h"
+
+#include <signal.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+namespace bulwark::chaos {
+
+const char* FaultKindName(FaultKind kind) {
+  switch (kind) {
+    case FaultKind::kKill:
+      return "kill";
+    case FaultKind::kStop:
+      return "stop";
+    case FaultKind::kPartition:
+      return "partition";
+    case FaultKind::kClock:
+      return "clock";
+  }
+  return "?";
+}
+
+std::optional<FaultKind> ParseFaultKind(const std::string& name) {
+  for (FaultKind k : {FaultKind::kKill, FaultKind::kStop, FaultKind::kPartition, FaultKind::kClock}) {
+    if (name == FaultKindName(k)) return k;
+  }
+  return std::nullopt;
+}
+
+Nemesis::Nemesis(LocalCluster* cluster, NftPartition* partition, NemesisOptions options,
+                 std::function<int64_t()> now_ns)
+    : cluster_(cluster),
+      partition_(partition),
+      options_(std::move(options)),
+      now_ns_(std::move(now_ns)),
+      rng_(options_.seed) {}
+
+Status Nemesis::WriteClockOffset(const std::string& clock_dir, int node, int seconds) {
+  const std::string path = clock_dir + "/node-" + std::to_string(node);
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << (seconds >= 0 ? "+" : "") << seconds << "\n";
+    if (!out) return Status::IOError("cannot write " + tmp);
+  }
+  // Renamed into place, so libfaketime never reads a half-written file.
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) return Status::IOError("cannot rename " + tmp + ": " + ec.message());
+  return Status::Ok();
+}
+
+template <typename Rep, typename Period>
+void Nemesis::Sleep(std::chrono::duration<Rep, Period> d, const std::atomic<bool>& abort) {
+  const auto until = std::chrono::steady_clock::now() + d;
+  while (!abort && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+}
+
+int Nemesis::PickNode(bool prefer_leader, std::string* why) {
+  if (prefer_leader && std::uniform_int_distribution<int>(0, 1)(rng_) == 1) {
+    if (int lead = cluster_->Leader(); lead != 0) {
+      *why = " (leader)";
+      return lead;
+    }
+  }
+  *why = "";
+  return std::uniform_int_distribution<int>(1, cluster_->size())(rng_);
+}
+
+std::vector<std::pair<std::string, std::string>> Nemesis::PartitionRules(std::string* what) {
+  std::vector<int> order(cluster_->size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int>(i) + 1;
+  std::shuffle(order.begin(), order.end(), rng_);
+  const auto shape = static_cast<PartitionShape>(std::uniform_int_distribution<int>(0, kPartitionShapes - 1)(rng_));
+  std::string why;
+  const int target =
+      shape == PartitionShape::kIsolate || shape == PartitionShape::kOneWay ? PickNode(true, &why) : order[0];
+  const PartitionPlan plan = PlanPartition(shape, order, target);
+  *what = "partition: " + plan.what + why;
+  std::vector<std::pair<std::string, std::string>> rules;
+  for (const auto& [from, to] : plan.block) rules.push_back({cluster_->node_ip(from), cluster_->node_ip(to)});
+  return rules;
+}
+
+FaultRecord Nemesis::Inject(FaultKind kind) {
+  FaultRecord f;
+  f.kind = kind;
+  std::string why;
+  switch (kind) {
+    case FaultKind::kKill: {
+      const int x = PickNode(true, &why);
+      f.start_ns = now_ns_();
+      cluster_->KillNode(x);
+      killed_.push_back(x);
+      f.what = "kill -9 node " + std::to_string(x) + why;
+      break;
+    }
+    case FaultKind::kStop: {
+      const int x = PickNode(true, &why);
+      f.start_ns = now_ns_();
+      if (cluster_->node_running(x)) ::kill(cluster_->node_pid(x), SIGSTOP);
+      stopped_.push_back(x);
+      f.what = "SIGSTOP node " + std::to_string(x) + why;
+      break;
+    }
+    case FaultKind::kPartition: {
+      auto rules = PartitionRules(&f.what);
+      f.start_ns = now_ns_();
+      if (partition_ == nullptr) {
+        f.error = "no nftables table";
+      } else if (Status s = partition_->Block(rules); !s.ok()) {
+        f.error = s.ToString();
+      }
+      break;
+    }
+    case FaultKind::kClock: {
+      const int x = PickNode(false, &why);
+      int offset = std::uniform_int_distribution<int>(-kMaxClockOffsetSeconds, kMaxClockOffsetSeconds)(rng_);
+      if (offset == 0) offset = 1;
+      f.start_ns = now_ns_();
+      if (Status s = WriteClockOffset(options_.clock_dir, x, offset); !s.ok()) f.error = s.ToString();
+      skewed_.push_back(x);
+      f.what =
+          "clock of node " + std::to_string(x) + " moved " + (offset > 0 ? "+" : "") + std::to_string(offset) + " s";
+      break;
+    }
+  }
+  return f;
+}
+
+Status Nemesis::HealAll() {
+  Status worst;
+  for (int x : stopped_) {
+    if (cluster_->node_running(x)) ::kill(cluster_->node_pid(x), SIGCONT);
+  }
+  stopped_.clear();
+  if (partition_ != nullptr) {
+    if (Status s = partition_->Heal(); !s.ok()) worst = s;
+  }
+  for (int x : skewed_) {
+    if (Status s = WriteClockOffset(options_.clock_dir, x, 0); !s.ok()) worst = s;
+  }
+  skewed_.clear();
+  for (int x : killed_) {
+    if (cluster_->node_running(x)) continue;
+    if (Status s = cluster_->StartNode(x, /*wait_ready=*/true); !s.ok()) {
+      worst = s.WithContext("restart node " + std::to_string(x));
+    }
+  }
+  killed_.clear();
+  return worst;
+}
+
+void Nemesis::Run(std::chrono::steady_clock::time_point until, const std::atomic<bool>& abort) {
+  if (options_.kinds.empty()) {
+    Sleep(until - std::chrono::steady_clock::now(), abort);
+    return;
+  }
+  auto draw = [&](std::chrono::milliseconds lo, std::chrono::milliseconds hi) {
+    return std::chrono::milliseconds(std::uniform_int_distribution<int64_t>(lo.count(), hi.count())(rng_));
+  };
+  // Bounded by `until`: each pass sleeps at least quiet_min.
+  while (!abort && std::chrono::steady_clock::now() < until) {
+    Sleep(draw(options_.quiet_min, options_.quiet_max), abort);
+    if (abort || std::chrono::steady_clock::now() >= until) break;
+    // A shuffled deck of the kinds, refilled when empty: every kind comes up
+    // once per round, so even a short run sees each one.
+    if (deck_.empty()) {
+      deck_ = options_.kinds;
+      std::shuffle(deck_.begin(), deck_.end(), rng_);
+    }
+    const FaultKind kind = deck_.back();
+    deck_.pop_back();
+    FaultRecord f = Inject(kind);
+    const auto hold = draw(options_.hold_min, options_.hold_max);
+    Sleep(std::min<std::chrono::steady_clock::duration>(
+              hold, until - std::chrono::steady_clock::now() + std::chrono::milliseconds(1)),
+          abort);
+    if (Status s = HealAll(); !s.ok()) f.error += (f.error.empty() ? "" : "; ") + s.ToString();
+    f.end_ns = now_ns_();
+    faults_.push_back(std::move(f));
+  }
+}
+
+}  // namespace bulwark::chaos

@@ -1,0 +1,99 @@
+#pragma once
+// The nemesis of a chaos run: injects one fault at a time into a
+// LocalCluster, holds it, heals it, and records what it did and when.
+//
+//   kill       SIGKILL a node (the leader half the time), restart it at heal
+//   stop       SIGSTOP a node (the leader half the time), SIGCONT at heal
+//   partition  nftables rules between node addresses (NftPartition): one
+//              node isolated, two halves, a majorities ring, a bridge, or
+//              one node that cannot hear the others (one-way)
+//   clock      move one node's wall clock by up to +-90 s through
+//              libfaketime (the nodes run under chaos' bulwarkd wrapper,
+//              which preloads it with a per-node offset file that is re-read
+//              every second); monotonic clocks are left alone
+//
+// Every choice comes from the seeded generator, so a run's schedule of
+// faults replays (the cluster's reaction depends on timing and does not).
+//
+// Ownership: borrows the cluster and the partition table, which must outlive
+// it. Thread safety: Run on one thread; faults() once Run has returned.
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <optional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "chaos/local_cluster.h"
+#include "chaos/nftables.h"
+
+namespace bulwark::chaos {
+
+enum class FaultKind { kKill, kStop, kPartition, kClock };
+
+const char* FaultKindName(FaultKind kind);
+std::optional<FaultKind> ParseFaultKind(const std::string& name);
+
+// The largest clock offset the nemesis applies. Signed writes are refused
+// beyond 4 minutes of skew (security::kMaxWriteClockSkew); this stays inside
+// it so the fault tests the database, not the request signing.
+constexpr int kMaxClockOffsetSeconds = 90;
+
+struct FaultRecord {
+  FaultKind kind = FaultKind::kKill;
+  std::string what;  // "kill node 2 (leader)", "partition ring", ...
+  int64_t start_ns = 0;
+  int64_t end_ns = 0;  // when it was healed
+  std::string error;   // the fault or its heal went wrong (a node did not restart, ...)
+};
+
+struct NemesisOptions {
+  std::vector<FaultKind> kinds;
+  uint64_t seed = 1;
+  // Quiet time between faults and how long each is held, drawn uniformly.
+  std::chrono::milliseconds quiet_min{2000}, quiet_max{4000};
+  std::chrono::milliseconds hold_min{3000}, hold_max{8000};
+  // Where the per-node clock offset files live (clock/node-N); empty
+  // disables the clock fault.
+  std::string clock_dir;
+};
+
+class Nemesis {
+ public:
+  Nemesis(LocalCluster* cluster, NftPartition* partition, NemesisOptions options, std::function<int64_t()> now_ns);
+
+  // Injects faults until `until` or `abort` is set, healing each one before
+  // the next. Returns after healing the last.
+  void Run(std::chrono::steady_clock::time_point until, const std::atomic<bool>& abort);
+  // Heals whatever is still broken: continues stopped nodes, restarts
+  // killed ones, removes partition rules, resets clocks. Idempotent.
+  Status HealAll();
+  const std::vector<FaultRecord>& faults() const { return faults_; }
+
+  // Writes a node's clock offset file ("+30" seconds); the wrapper's
+  // libfaketime re-reads it within a second.
+  static Status WriteClockOffset(const std::string& clock_dir, int node, int seconds);
+
+ private:
+  FaultRecord Inject(FaultKind kind);
+  Status Heal(const FaultRecord& fault);
+  int PickNode(bool prefer_leader, std::string* why);
+  std::vector<std::pair<std::string, std::string>> PartitionRules(std::string* what);
+  template <typename Rep, typename Period>
+  void Sleep(std::chrono::duration<Rep, Period> d, const std::atomic<bool>& abort);
+
+  LocalCluster* cluster_;
+  NftPartition* partition_;
+  NemesisOptions options_;
+  std::function<int64_t()> now_ns_;
+  std::mt19937_64 rng_;
+  std::vector<FaultRecord> faults_;
+  std::vector<FaultKind> deck_;  // kinds still to come this round
+  std::vector<int> stopped_;     // nodes SIGSTOPped and not yet continued
+  std::vector<int> killed_;      // nodes killed and not yet restarted
+  std::vector<int> skewed_;      // nodes whose clock is off
+};
+
+}  // namespace bulwark::chaos
