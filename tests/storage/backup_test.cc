@@ -14,10 +14,12 @@
 
 #include "storage/backup.h"
 #include "storage/document_store.h"
+#include "tests/storage/open_store.h"
 #include "tests/test_util.h"
 
 using namespace bulwark;
 using namespace bulwark::storage;
+using bulwark::testing::OpenTestStore;
 using bulwark::testing::TempDir;
 using nlohmann::json;
 namespace fs = std::filesystem;
@@ -25,15 +27,6 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr const char* kCanary = "CANARY-plaintext-7f3a91";
-
-std::unique_ptr<DocumentStore> OpenStore(const std::string& path, const crypto::MasterKey& key) {
-  StoreOptions options;
-  options.path = path;
-  auto store = DocumentStore::Open(options, key.Clone());
-  INFO(store.status().ToString());
-  REQUIRE(store.ok());
-  return std::move(store).value();
-}
 
 std::string Doc(int i) {
   char id[16];
@@ -67,7 +60,7 @@ std::set<int> Values(DocumentStore& s) {
 TEST_CASE("Backup: taken while writes go on, it restores one consistent point, and nothing after it", "[backup]") {
   TempDir dir;
   auto key = crypto::MasterKey::Generate();
-  auto store = OpenStore(dir.sub("live"), key);
+  auto store = OpenTestStore(dir.sub("live"), key);
   REQUIRE(store->CreateDatabase("db").ok());
   REQUIRE(store->CreateContainer("db", "c", "/tenant").ok());
   for (int i = 0; i < 200; ++i) REQUIRE(store->CreateItem("db", "c", Doc(i)).ok());
@@ -99,7 +92,7 @@ TEST_CASE("Backup: taken while writes go on, it restores one consistent point, a
   auto restored_info = RestoreBackup(dir.sub("backups"), backup->id, key, dir.sub("restored"));
   INFO(restored_info.status().ToString());
   REQUIRE(restored_info.ok());
-  auto restored = OpenStore(dir.sub("restored"), key);
+  auto restored = OpenTestStore(dir.sub("restored"), key);
   const std::set<int> values = Values(*restored);
   // A prefix of the write order: 0..n-1 with nothing missing, n >= 200.
   REQUIRE(values.size() >= 200);
@@ -121,7 +114,7 @@ TEST_CASE("Backup: taken while writes go on, it restores one consistent point, a
 TEST_CASE("Backup: the wrong master key, a changed byte, a cut file or a bad manifest are refused", "[backup]") {
   TempDir dir;
   auto key = crypto::MasterKey::Generate();
-  auto store = OpenStore(dir.sub("live"), key);
+  auto store = OpenTestStore(dir.sub("live"), key);
   REQUIRE(store->CreateDatabase("db").ok());
   REQUIRE(store->CreateContainer("db", "c", "/tenant").ok());
   for (int i = 0; i < 50; ++i) REQUIRE(store->CreateItem("db", "c", Doc(i)).ok());
@@ -184,7 +177,7 @@ TEST_CASE("Backup: the wrong master key, a changed byte, a cut file or a bad man
 TEST_CASE("Backup: retention keeps the newest, and a partial backup is never listed", "[backup]") {
   TempDir dir;
   auto key = crypto::MasterKey::Generate();
-  auto store = OpenStore(dir.sub("live"), key);
+  auto store = OpenTestStore(dir.sub("live"), key);
   REQUIRE(store->CreateDatabase("db").ok());
   std::vector<std::string> ids;
   for (int i = 0; i < 4; ++i) {

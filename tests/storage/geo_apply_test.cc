@@ -7,23 +7,16 @@
 
 #include "crypto/secret.h"
 #include "storage/document_store.h"
+#include "tests/storage/open_store.h"
 #include "tests/test_util.h"
 
 using namespace bulwark;
 using namespace bulwark::storage;
+using bulwark::testing::OpenTestStore;
 using bulwark::testing::TempDir;
 using nlohmann::json;
 
 namespace {
-
-std::unique_ptr<DocumentStore> OpenStore(const std::string& path, const crypto::MasterKey& key) {
-  StoreOptions options;
-  options.path = path;
-  auto store = DocumentStore::Open(options, key.Clone());
-  INFO(store.status().ToString());
-  REQUIRE(store.ok());
-  return std::move(store).value();
-}
 
 // A command as the write region would ship it: the encoded command with the
 // stamp it got there.
@@ -45,7 +38,7 @@ WriteCommand Shipped(const std::string& encoded, uint64_t glsn, uint64_t source_
 TEST_CASE("write region: every account command takes the next GLSN; member records do not") {
   TempDir dir;
   auto key = crypto::MasterKey::Generate();
-  auto w = OpenStore(dir.sub("w"), key);
+  auto w = OpenTestStore(dir.sub("w"), key);
   CHECK(w->geo_position().glsn == 0);
   REQUIRE(w->Apply(3, *w->PrepareCreateDatabase("db")).ok());
   CHECK(w->geo_position().glsn == 1);
@@ -69,7 +62,7 @@ TEST_CASE("write region: every account command takes the next GLSN; member recor
   REQUIRE(w->RecordApplied(7, {}).ok());  // an empty entry keeps the position
   CHECK(w->geo_position().glsn == 3);
   w.reset();
-  auto reopened = OpenStore(dir.sub("w"), key);
+  auto reopened = OpenTestStore(dir.sub("w"), key);
   CHECK(reopened->applied_index() == 7);
   CHECK(reopened->geo_position().glsn == 3);
   CHECK(reopened->geo_position().source_index == 6);
@@ -79,8 +72,8 @@ TEST_CASE("remote region: shipped commands apply in GLSN order only; duplicates 
   TempDir dir;
   auto key_w = crypto::MasterKey::Generate();
   auto key_r = crypto::MasterKey::Generate();
-  auto w = OpenStore(dir.sub("w"), key_w);
-  auto r = OpenStore(dir.sub("r"), key_r);
+  auto w = OpenTestStore(dir.sub("w"), key_w);
+  auto r = OpenTestStore(dir.sub("r"), key_r);
   std::vector<std::string> log;
   auto write = [&](Result<WriteCommand> cmd) {
     REQUIRE(cmd.ok());
@@ -128,7 +121,7 @@ TEST_CASE("remote region: shipped commands apply in GLSN order only; duplicates 
   }
 
   // The position travels in a state image (a new replica of the remote region).
-  auto fresh = OpenStore(dir.sub("fresh"), crypto::MasterKey::Generate());
+  auto fresh = OpenTestStore(dir.sub("fresh"), crypto::MasterKey::Generate());
   REQUIRE(fresh->BeginStateImage().ok());
   auto written = r->WriteStateImage(1 << 20, [&](std::string_view chunk) { return fresh->AddStateImageChunk(chunk); });
   REQUIRE(written.ok());

@@ -9,23 +9,16 @@
 
 #include "crypto/secret.h"
 #include "storage/document_store.h"
+#include "tests/storage/open_store.h"
 #include "tests/test_util.h"
 
 using namespace bulwark;
 using namespace bulwark::storage;
+using bulwark::testing::OpenTestStore;
 using bulwark::testing::TempDir;
 using nlohmann::json;
 
 namespace {
-
-std::unique_ptr<DocumentStore> Open(const std::string& path, const crypto::MasterKey& key) {
-  StoreOptions options;
-  options.path = path;
-  auto store = DocumentStore::Open(options, key.Clone());
-  INFO(store.status().ToString());
-  REQUIRE(store.ok());
-  return std::move(store).value();
-}
 
 std::string Doc(const std::string& id, int v) { return json{{"id", id}, {"tenant", "t"}, {"v", v}}.dump(); }
 
@@ -34,8 +27,8 @@ struct Pair {
   TempDir dir;
   crypto::MasterKey key_a = crypto::MasterKey::Generate();
   crypto::MasterKey key_b = crypto::MasterKey::Generate();
-  std::unique_ptr<DocumentStore> a = Open(dir.sub("a"), key_a);
-  std::unique_ptr<DocumentStore> b = Open(dir.sub("b"), key_b);
+  std::unique_ptr<DocumentStore> a = OpenTestStore(dir.sub("a"), key_a);
+  std::unique_ptr<DocumentStore> b = OpenTestStore(dir.sub("b"), key_b);
   uint64_t index = 0;
 
   // Prepared on `a` (the leader), applied to both in log order.
@@ -100,7 +93,7 @@ TEST_CASE("Replicated apply: replicas with different master keys reach the same 
 
   // The applied index is durable with the writes.
   p.b.reset();
-  p.b = Open(p.dir.sub("b"), p.key_b);
+  p.b = OpenTestStore(p.dir.sub("b"), p.key_b);
   CHECK(p.b->applied_index() == p.index);
 }
 
@@ -203,7 +196,7 @@ TEST_CASE("State image: moves the replicated state to a store with another maste
   CHECK(p.b->last_lsn() == p.a->last_lsn());
   // b's own secret is untouched, and it still opens with its own master key only.
   p.b.reset();
-  p.b = Open(p.dir.sub("b"), p.key_b);
+  p.b = OpenTestStore(p.dir.sub("b"), p.key_b);
   auto after = p.b->LoadOrCreateSecret("account-key/primary", 64);
   REQUIRE(after.ok());
   CHECK(after->value.Equals(b_secret->value));
@@ -289,7 +282,7 @@ TEST_CASE("Access records: account keys and users replicate, survive images and 
   // A state image carries the keys (re-wrapped by the receiver) and records.
   TempDir other;
   crypto::MasterKey key_c = crypto::MasterKey::Generate();
-  auto c = Open(other.sub("c"), key_c);
+  auto c = OpenTestStore(other.sub("c"), key_c);
   std::vector<std::string> chunks;
   REQUIRE(p.a->WriteStateImage(16 * 1024,
                                [&](std::string_view chunk) {
@@ -302,7 +295,7 @@ TEST_CASE("Access records: account keys and users replicate, survive images and 
   REQUIRE(c->FinishStateImage().ok());
   REQUIRE(c->InstallStateImage().ok());
   c.reset();
-  c = Open(other.sub("c"), key_c);
+  c = OpenTestStore(other.sub("c"), key_c);
   auto keys_c = c->AccountKeys();
   REQUIRE(keys_c.ok());
   REQUIRE(keys_c->size() == 1);
@@ -315,7 +308,7 @@ TEST_CASE("Access records: account keys and users replicate, survive images and 
   crypto::MasterKey next = crypto::MasterKey::Generate();
   REQUIRE(c->RotateMasterKey(next.Clone()).ok());
   c.reset();
-  c = Open(other.sub("c"), next);
+  c = OpenTestStore(other.sub("c"), next);
   keys_c = c->AccountKeys();
   REQUIRE(keys_c.ok());
   CHECK(keys_c->front().key.view() == k2);
