@@ -101,7 +101,7 @@ int AccountUp(const Globals& g, const ClusterUpArgs& args, const sigset_t& signa
             << "  build/bin/bulwark db create shop\n"
             << "  build/bin/bulwark container create shop orders --partition-key /tenant\n"
             << "  build/bin/bulwark item put shop orders --json '{\"id\":\"o1\",\"tenant\":\"acme\",\"total\":42}'\n"
-            << "  build/bin/bulwark item get shop orders o1 --pk acme --region r2 --consistency eventual\n"
+            << "  build/bin/bulwark --region r2 item get shop orders o1 --pk acme --consistency eventual\n"
             << "Press Ctrl-C (or run `bulwark cluster down` in another shell) to stop the cluster.\n"
             << std::flush;
   int worst_exit = 0;
