@@ -53,6 +53,7 @@ std::string EncodeOutcome(const ApplyOutcome& o) {
   PutFixed64(out, static_cast<uint64_t>(o.ts));
   PutFixed32(out, o.key_version);
   PutFixed64(out, o.lsn);
+  PutFixed64(out, o.glsn);  // since geo-replication; older records end before it
   return out;
 }
 
@@ -68,11 +69,14 @@ Result<ApplyOutcome> DecodeOutcome(std::string_view in) {
       !GetFixed64(in, ts) || !GetFixed32(in, version) || !GetFixed64(in, lsn)) {
     return Status::Corruption("dedup record is malformed");
   }
+  uint64_t glsn = 0;
+  if (!in.empty() && (!GetFixed64(in, glsn) || !in.empty())) return Status::Corruption("dedup record is malformed");
   o.status = Status::FromCode(code, std::string(message));
   o.etag = etag;
   o.ts = static_cast<int64_t>(ts);
   o.key_version = version;
   o.lsn = lsn;
+  o.glsn = glsn;
   o.duplicate = true;
   return o;
 }
@@ -172,7 +176,9 @@ Result<ApplyOutcome> DocumentStore::Apply(uint64_t index, WriteCommand cmd) {
         s.geo = at;
       }
       s.applied_index.store(index, std::memory_order_release);
-      o.glsn = at.glsn;
+      // A retried request keeps the GLSN of its first application, so its
+      // session token names the write itself; else the position now.
+      if (o.glsn == 0) o.glsn = at.glsn;
     }
     return o;
   };
@@ -206,6 +212,7 @@ Result<ApplyOutcome> DocumentStore::Apply(uint64_t index, WriteCommand cmd) {
   BULWARK_RETURN_IF_ERROR(effect.status());
   CommandEffect& e = *effect;
   ChangeRecord* change = e.outcome.status.ok() && e.change ? &*e.change : nullptr;
+  if (index > 0) e.outcome.glsn = step.next.glsn;  // recorded with the outcome below
   if (!cmd.request_id.empty()) {
     // The LSN is not known before the commit; a retry is told 0 for it.
     e.mutations.push_back({Mutation::Kind::kPut, s.meta, DedupKey(cmd.request_id), EncodeOutcome(e.outcome)});

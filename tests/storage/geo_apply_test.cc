@@ -145,3 +145,25 @@ TEST_CASE("a shipped command with GLSN 0 in format 3 is refused as corrupt") {
           Code::kCorruption);
   }
 }
+
+TEST_CASE("a retried request keeps the GLSN of its first application (its session token names the write)") {
+  TempDir dir;
+  auto key = crypto::MasterKey::Generate();
+  auto w = OpenTestStore(dir.sub("w"), key);
+  REQUIRE(w->Apply(1, *w->PrepareCreateDatabase("db")).ok());
+  REQUIRE(w->Apply(2, *w->PrepareCreateContainer("db", "c", "/tenant")).ok());
+  auto cmd = w->PrepareItemWrite(WriteCommand::Kind::kUpsertItem, "db", "c", R"({"id":"a","tenant":"t"})");
+  REQUIRE(cmd.ok());
+  cmd->request_id = "req-1";
+  cmd->proposed_unix_ms = 1000;
+  const std::string encoded = cmd->Encode();
+  auto first = w->Apply(3, *WriteCommand::Decode(encoded));
+  REQUIRE(first.ok());
+  CHECK(first->glsn == 3);
+  REQUIRE(w->Apply(4, *w->PrepareCreateDatabase("db2")).ok());
+  auto retry = w->Apply(5, *WriteCommand::Decode(encoded));
+  REQUIRE(retry.ok());
+  CHECK(retry->duplicate);
+  CHECK(retry->glsn == 3);
+  CHECK(w->geo_position().glsn == 5);  // the retry's own entry still took a GLSN
+}
