@@ -46,7 +46,7 @@ class MasterKey {
   // wrapped by another master key.
   Result<SecretBytes> Unwrap(std::string_view wrapped, std::string_view context) const;
 
-  // For tests that need two handles on the same key.
+  // A second handle on the same key (bulwarkd's backup worker; tests).
   MasterKey Clone() const;
 
  private:

@@ -42,12 +42,15 @@ struct RegionShipper::Impl {
     SteadyClock::time_point last_send{};
     SteadyClock::time_point caught_up{};  // last time acked >= our head at send
     std::chrono::system_clock::time_point lease_granted_until{};
-    bool in_quorum = false;
+    bool in_set = false;     // configured in the strong quorum set (fixed)
+    bool in_quorum = false;  // in the set as run now (dynamic quorum)
     bool needs_image = false;
+    uint64_t LagWrites(uint64_t head) const { return head > acked_glsn ? head - acked_glsn : 0; }
     std::string error;
   };
   std::vector<Remote> remotes;
   bool self_in_quorum = false;
+  size_t configured_set = 0;  // regions configured in the strong quorum set, this one included
 
   mutable std::mutex mu;
   std::condition_variable changed;  // an ack arrived, or the quorum set changed
@@ -80,11 +83,14 @@ Result<std::unique_ptr<RegionShipper>> RegionShipper::Start(RegionStreamOptions 
   const auto& strong = impl->options.strong_regions;
   auto in_set = [&](const std::string& name) { return std::find(strong.begin(), strong.end(), name) != strong.end(); };
   impl->self_in_quorum = in_set(impl->options.self_region);
+  impl->configured_set = impl->self_in_quorum ? 1 : 0;
   const auto now = SteadyClock::now();
   for (const RemoteRegion& r : impl->options.remotes) {
     Impl::Remote remote;
     remote.config = r;
-    remote.in_quorum = in_set(r.name);
+    remote.in_set = in_set(r.name);
+    remote.in_quorum = remote.in_set;
+    impl->configured_set += remote.in_set ? 1 : 0;
     remote.last_ack = now;  // a grace period from start before removal
     remote.caught_up = now;
     impl->remotes.push_back(std::move(remote));
@@ -255,17 +261,12 @@ bool RegionShipper::Impl::SendOnce(size_t r, SteadyClock::time_point now) {
 }
 
 void RegionShipper::Impl::UpdateQuorum(SteadyClock::time_point now) {
-  const auto& strong = options.strong_regions;
-  size_t configured = 0, members = self_in_quorum ? 1 : 0;
-  for (const Remote& r : remotes) {
-    if (std::find(strong.begin(), strong.end(), r.config.name) == strong.end()) continue;
-    ++configured;
-    if (r.in_quorum) ++members;
-  }
-  configured += self_in_quorum ? 1 : 0;
+  const size_t configured = configured_set;
+  size_t members = self_in_quorum ? 1 : 0;
+  for (const Remote& r : remotes) members += r.in_quorum ? 1 : 0;
   const uint64_t head = store->geo_position().glsn;
   for (Remote& r : remotes) {
-    if (std::find(strong.begin(), strong.end(), r.config.name) == strong.end()) continue;
+    if (!r.in_set) continue;
     if (r.in_quorum && now - r.last_ack > options.removal_after &&
         std::chrono::system_clock::now() > r.lease_granted_until) {
       // Dynamic quorum: only with three or more regions, and never below a
@@ -330,7 +331,7 @@ Status RegionShipper::ThrottleForBound(uint64_t max_writes, std::chrono::millise
     std::string over;
     for (const auto& r : impl_->remotes) {
       if (now - r.last_ack > impl_->options.removal_after) continue;  // disconnected: not held to the bound
-      const uint64_t lag = head > r.acked_glsn ? head - r.acked_glsn : 0;
+      const uint64_t lag = r.LagWrites(head);
       if (lag >= max_writes || (lag > 0 && now - r.caught_up >= max_lag)) {
         over = r.config.name + " is " + std::to_string(lag) + " writes behind";
         break;
@@ -367,7 +368,7 @@ std::vector<RegionLag> RegionShipper::Lags() const {
     l.connected = r.known && now - r.last_ack <= impl_->options.removal_after;
     l.in_quorum = r.in_quorum;
     l.acked_glsn = r.acked_glsn;
-    l.lag_writes = head > r.acked_glsn ? head - r.acked_glsn : 0;
+    l.lag_writes = r.LagWrites(head);
     l.lag_seconds = l.lag_writes == 0 ? 0 : std::chrono::duration<double>(now - r.caught_up).count();
     l.needs_image = r.needs_image;
     l.leader = r.leader_address;

@@ -39,6 +39,25 @@ Setter Bool(const std::string& key, bool NodeConfig::*field) {
   };
 }
 
+// A string or a boolean anywhere in NodeConfig (via `field`); `what` says
+// what a string must be.
+Setter TextAt(const std::string& key, std::function<std::string&(NodeConfig&)> field, const std::string& what) {
+  return [=](const YAML::Node& n, NodeConfig& c) -> Status {
+    if (!n.IsScalar()) return Bad(key, "must be " + what);
+    field(c) = n.Scalar();
+    return Status::Ok();
+  };
+}
+
+Setter FlagAt(const std::string& key, std::function<bool&(NodeConfig&)> field) {
+  return [=](const YAML::Node& n, NodeConfig& c) -> Status {
+    bool v = false;
+    if (!n.IsScalar() || !YAML::convert<bool>::decode(n, v)) return Bad(key, "must be true or false");
+    field(c) = v;
+    return Status::Ok();
+  };
+}
+
 Setter Limit(const std::string& key, uint32_t Limits::*field, uint32_t min, uint32_t max) {
   return [=](const YAML::Node& n, NodeConfig& c) -> Status {
     long long v = 0;
@@ -199,11 +218,8 @@ const std::map<std::string, Setter>& Setters() {
       {"replica.snapshot_entries",
        Replica("replica.snapshot_entries", &ReplicaConfig::snapshot_entries, 100, 100'000'000)},
       {"geo.write_region",
-       [](const YAML::Node& n, NodeConfig& c) -> Status {
-         if (!n.IsScalar()) return Bad("geo.write_region", "must be a region name");
-         c.geo.write_region = n.Scalar();
-         return Status::Ok();
-       }},
+       TextAt(
+           "geo.write_region", [](NodeConfig& c) -> std::string& { return c.geo.write_region; }, "a region name")},
       {"geo.strong_regions",
        [](const YAML::Node& n, NodeConfig& c) -> Status {
          if (!n.IsScalar()) return Bad("geo.strong_regions", "must be a list like r1,r2");
@@ -226,31 +242,18 @@ const std::map<std::string, Setter>& Setters() {
       {"geo.removal_ms",
        Number<uint32_t>(
            "geo.removal_ms", [](NodeConfig& c) -> uint32_t& { return c.geo.removal_ms; }, 1000, 600'000)},
-      {"backup.enabled",
-       [](const YAML::Node& n, NodeConfig& c) -> Status {
-         bool v = false;
-         if (!n.IsScalar() || !YAML::convert<bool>::decode(n, v)) return Bad("backup.enabled", "must be true or false");
-         c.backup.enabled = v;
-         return Status::Ok();
-       }},
+      {"backup.enabled", FlagAt("backup.enabled", [](NodeConfig& c) -> bool& { return c.backup.enabled; })},
       {"backup.interval_s",
        Number<uint32_t>(
            "backup.interval_s", [](NodeConfig& c) -> uint32_t& { return c.backup.interval_s; }, 60, 30 * 86'400)},
       {"backup.retention",
        Number<uint32_t>(
            "backup.retention", [](NodeConfig& c) -> uint32_t& { return c.backup.retention; }, 1, 1000)},
-      {"backup.dir",
-       [](const YAML::Node& n, NodeConfig& c) -> Status {
-         if (!n.IsScalar()) return Bad("backup.dir", "must be a path");
-         c.backup.dir = n.Scalar();
-         return Status::Ok();
-       }},
+      {"backup.dir", TextAt(
+                         "backup.dir", [](NodeConfig& c) -> std::string& { return c.backup.dir; }, "a path")},
       {"backup.geo_dir",
-       [](const YAML::Node& n, NodeConfig& c) -> Status {
-         if (!n.IsScalar()) return Bad("backup.geo_dir", "must be a path");
-         c.backup.geo_dir = n.Scalar();
-         return Status::Ok();
-       }},
+       TextAt(
+           "backup.geo_dir", [](NodeConfig& c) -> std::string& { return c.backup.geo_dir; }, "a path")},
       {"limits.shutdown_grace_ms", Limit("limits.shutdown_grace_ms", &Limits::shutdown_grace_ms, 0, 600'000)},
   };
   return setters;

@@ -155,6 +155,9 @@ int Run(NodeConfig config) {
   // replays them from the log, which is never compacted past what the store
   // has synced).
   store_options.sync_writes = false;
+  // The backup worker needs the key too: a second handle, not a second
+  // load (a command: provider may be a KMS round trip).
+  crypto::MasterKey backup_key = master->Clone();
   auto store = storage::DocumentStore::Open(store_options, std::move(master).value());
   if (!store.ok()) {
     spdlog::critical("event=start_failed error=\"{}\"", store.status().ToString());
@@ -234,12 +237,7 @@ int Run(NodeConfig config) {
   node.config = &config;
   node.store = store->get();
   node.metrics = &metrics;
-  auto backup_key = crypto::LoadMasterKey(config.master_key_uri);
-  if (!backup_key.ok()) {
-    spdlog::critical("event=start_failed error=\"{}\"", backup_key.status().ToString());
-    return 1;
-  }
-  BackupWorker backups(&node, std::move(backup_key).value());
+  BackupWorker backups(&node, std::move(backup_key));
   node.backups = &backups;
   shred.set_before_shred([&backups](int64_t purge_index) { return backups.ForgetBefore(purge_index); });
   auto geo = Geo::Start(&node);

@@ -171,11 +171,7 @@ Result<ApplyOutcome> DocumentStore::Apply(uint64_t index, WriteCommand cmd) {
       std::vector<Mutation> m{
           {Mutation::Kind::kPut, s.meta, std::string(kAppliedIndexKey), EncodeAppliedRecord({index, at})}};
       BULWARK_RETURN_IF_ERROR(s.queue->Commit(std::move(m), nullptr).status());
-      {
-        std::lock_guard g(s.geo_mu);
-        s.geo = at;
-      }
-      s.applied_index.store(index, std::memory_order_release);
+      PublishApplied(s, {index, at});
       // A retried request keeps the GLSN of its first application, so its
       // session token names the write itself; else the position now.
       if (o.glsn == 0) o.glsn = at.glsn;
@@ -227,14 +223,7 @@ Result<ApplyOutcome> DocumentStore::Apply(uint64_t index, WriteCommand cmd) {
     BULWARK_ASSIGN_OR_RETURN(uint64_t lsn, s.queue->Commit(std::move(e.mutations), change));
     if (change != nullptr) e.outcome.lsn = lsn;
   }
-  if (index > 0) {
-    {
-      std::lock_guard g(s.geo_mu);
-      s.geo = step.next;
-    }
-    s.applied_index.store(index, std::memory_order_release);
-    e.outcome.glsn = step.next.glsn;
-  }
+  if (index > 0) PublishApplied(s, {index, step.next});
   if (e.outcome.status.ok()) {
     for (const auto& key : e.dropped_containers) s.containers.erase(key);
     for (const auto& rid : e.purged_rids) s.keyring.Forget(rid);
@@ -282,7 +271,7 @@ Status DocumentStore::RecordApplied(uint64_t index, std::string_view conf_state)
     m.push_back({Mutation::Kind::kPut, impl_->meta, std::string(kAppliedConfKey), std::string(conf_state)});
   }
   BULWARK_RETURN_IF_ERROR(impl_->queue->Commit(std::move(m), nullptr).status());
-  impl_->applied_index.store(index, std::memory_order_release);
+  impl_->applied_index.store(index, std::memory_order_release);  // the GLSN position is unchanged
   return Status::Ok();
 }
 
@@ -303,6 +292,14 @@ uint64_t DocumentStore::RaftLogBytes() const {
   return sst + mem;
 }
 rocksdb::ColumnFamilyHandle* DocumentStore::raft_log_cf() const { return impl_->raftlog; }
+
+void PublishApplied(DocumentStore::Impl& s, const AppliedRecord& r) {
+  {
+    std::lock_guard g(s.geo_mu);
+    s.geo = r.geo;
+  }
+  s.applied_index.store(r.index, std::memory_order_release);
+}
 
 Result<AppliedRecord> LoadAppliedIndex(const DocumentStore::Impl& s) {
   auto v = s.Get(s.meta, kAppliedIndexKey);

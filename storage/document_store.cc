@@ -312,8 +312,7 @@ Result<std::unique_ptr<DocumentStore>> DocumentStore::Open(const StoreOptions& o
   BULWARK_RETURN_IF_ERROR(LoadKeysAndContainers(*impl));
   BULWARK_ASSIGN_OR_RETURN(uint64_t last_lsn, LastLsn(*impl));
   BULWARK_ASSIGN_OR_RETURN(AppliedRecord applied, LoadAppliedIndex(*impl));
-  impl->applied_index.store(applied.index);
-  impl->geo = applied.geo;
+  PublishApplied(*impl, applied);
   impl->queue = std::make_unique<CommitQueue>(impl->db.get(), impl->changelog, options.sync_writes, last_lsn);
   BULWARK_RETURN_IF_ERROR(RefreshPendingShreds(*impl));
   if (options.seal_items && options.reseal_in_background) {

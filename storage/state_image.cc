@@ -306,11 +306,7 @@ Result<uint64_t> DocumentStore::InstallStateImage() {
   BULWARK_ASSIGN_OR_RETURN(uint64_t lsn, LastLsn(s));
   s.queue->ResetLastLsn(lsn);
   BULWARK_ASSIGN_OR_RETURN(AppliedRecord applied, LoadAppliedIndex(s));
-  {
-    std::lock_guard g(s.geo_mu);
-    s.geo = applied.geo;
-  }
-  s.applied_index.store(applied.index, std::memory_order_release);
+  PublishApplied(s, applied);
   BULWARK_RETURN_IF_ERROR(RefreshPendingShreds(s));
   // The image may hold values under versions its sender had not re-sealed yet.
   BULWARK_RETURN_IF_ERROR(ScheduleResealWhereNeeded(s));

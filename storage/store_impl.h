@@ -140,6 +140,9 @@ struct AppliedRecord {
 std::string EncodeAppliedRecord(const AppliedRecord& r);
 Result<AppliedRecord> DecodeAppliedRecord(std::string_view v);
 Result<AppliedRecord> LoadAppliedIndex(const DocumentStore::Impl& s);
+// Publishes what is now durable in "a/applied": the GLSN position, then the
+// applied index (readers wait on the index).
+void PublishApplied(DocumentStore::Impl& s, const AppliedRecord& r);
 Result<uint64_t> LastLsn(const DocumentStore::Impl& s);
 // (Re)loads the keyring and the container cache from the meta column family.
 // REQUIRES: ddl_mu held exclusively, or no other user yet (Open).
