@@ -196,3 +196,29 @@ TEST_CASE("Backup: retention keeps the newest, and a partial backup is never lis
   CHECK(listed->at(0).id == ids[2]);
   CHECK(listed->at(1).id == ids[3]);
 }
+
+TEST_CASE("Backup: after a master-key rotation the backups restore with the new key alone", "[backup]") {
+  TempDir dir;
+  auto old_key = crypto::MasterKey::Generate();
+  auto new_key = crypto::MasterKey::Generate();
+  auto store = OpenTestStore(dir.sub("live"), old_key);
+  REQUIRE(store->CreateDatabase("db").ok());
+  REQUIRE(store->CreateContainer("db", "c", "/tenant").ok());
+  REQUIRE(store->CreateItem("db", "c", Doc(1)).ok());
+  auto backup = WriteBackup(*store, old_key, dir.sub("backups"));
+  REQUIRE(backup.ok());
+  auto rewrapped = RewrapBackups(dir.sub("backups"), old_key, new_key);
+  INFO(rewrapped.status().ToString());
+  REQUIRE(rewrapped.ok());
+  CHECK(*rewrapped == 1);
+  CHECK(VerifyBackup(dir.sub("backups"), backup->id, old_key).status().code() == Code::kFailedPrecondition);
+  REQUIRE(VerifyBackup(dir.sub("backups"), backup->id, new_key).ok());
+  REQUIRE(RestoreBackup(dir.sub("backups"), backup->id, new_key, dir.sub("restored")).ok());
+  auto restored = OpenTestStore(dir.sub("restored"), new_key);
+  CHECK(restored->ReadItem("db", "c", "\"t\"", "i00001").ok());
+  // Again: nothing left to re-wrap; a third key is neither old nor new.
+  CHECK(*RewrapBackups(dir.sub("backups"), old_key, new_key) == 0);
+  CHECK(
+      RewrapBackups(dir.sub("backups"), crypto::MasterKey::Generate(), crypto::MasterKey::Generate()).status().code() ==
+      Code::kFailedPrecondition);
+}
