@@ -18,11 +18,11 @@
 // nothing else. A backup is written under <id>.partial and renamed once its
 // files are synced, so a listed backup is always complete.
 //
-// Not yet (issue 11): periodic scheduling and retention in bulwarkd, the
-// continuous change-log archive for point-in-time restore, a second copy in
-// another region, the CLI, and removing a purged container's keys from the
-// backups (the data keys are inside the encrypted image, not in a separate
-// catalog).
+// The directory format is storage/sealed_dir.h (shared with the continuous
+// archive, storage/archive.h, which restores to a point in time from a
+// backup plus the archived log). Not yet: removing a purged container's keys
+// from a backup alone (the data keys are inside the encrypted image, not in
+// a separate catalog: a purge removes the earlier backups instead).
 //
 // Thread safety: free functions; concurrent calls on different backups are
 // fine. Errors: InvalidArgument for a bad id or target, NotFound for a
@@ -42,13 +42,16 @@ namespace bulwark::storage {
 class DocumentStore;
 
 // Image chunks are at most this large; a larger message in `data` is refused.
-constexpr size_t kBackupChunkBytes = 1 << 20;
+constexpr size_t kBackupChunkBytes = 1 << 20;  // = sealed::kChunkBytes
 
 struct BackupInfo {
   std::string id;  // "b-<unix ms>-<8 hex>": sorts by time
   int64_t created_unix_ms = 0;
   uint64_t applied_index = 0;  // the image's raft index
   uint64_t glsn = 0;           // and its GLSN
+  // The image holds only writes proposed before this time (measured once
+  // it was written): the earliest point in time it can restore to.
+  int64_t image_unix_ms = 0;
   uint64_t chunks = 0;
   uint64_t bytes = 0;  // of `data`
   std::string master_key_id;

@@ -1,0 +1,74 @@
+#pragma once
+// Internal to storage: the sealed directory that backups (storage/backup.h)
+// and continuous-archive segments (storage/archive.h) are both made of.
+//
+//   <location>/<id>/data      libsodium secretstream (XChaCha20-Poly1305) of
+//                             length-prefixed messages under a fresh key;
+//                             the last message is tagged FINAL, so a cut
+//                             file is refused and every byte authenticated
+//   <location>/<id>/MANIFEST  JSON: id, time, message and byte counts, the
+//                             BLAKE2b of `data`, the key wrapped by the master
+//                             key (bound to the id), and the caller's fields
+//
+// A directory is written as <id>.partial, its files and itself fsync'd, then
+// renamed: a listed one is complete.
+//
+// Thread safety: free functions; concurrent calls on different ids are fine.
+// Errors: Corruption for anything that fails a check (the reader hands out
+// no chunk it has not authenticated, but a caller that streams chunks on
+// must undo them itself), FailedPrecondition for the wrong master key,
+// IOError.
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <string>
+#include <string_view>
+
+#include <nlohmann/json.hpp>
+
+#include "common/status.h"
+#include "crypto/master_key.h"
+
+namespace bulwark::storage::sealed {
+
+// Messages in `data` are at most this large (larger ones are refused).
+constexpr size_t kChunkBytes = 1 << 20;
+
+using ChunkSink = std::function<Status(std::string_view chunk)>;
+using Progress = std::function<void(uint64_t bytes)>;
+
+struct Manifest {
+  std::string id;
+  int64_t created_unix_ms = 0;
+  uint64_t chunks = 0;
+  uint64_t bytes = 0;  // of `data`
+  std::string master_key_id;
+  std::string hash_hex;
+  std::string wrapped_key;
+  nlohmann::json fields;  // the caller's own (an object)
+};
+
+// Writes <location>/<id>. `produce` gets a sink for chunks (each at most
+// kChunkBytes) and must call it for the whole content; `fields` is called
+// after it, for manifest fields that depend on what was written. On error
+// nothing is left behind. `what` names the thing in messages ("backup").
+Result<Manifest> Write(const std::string& location, const std::string& id, const crypto::MasterKey& master,
+                       std::string_view what, const std::function<Status(const ChunkSink&)>& produce,
+                       const std::function<nlohmann::json()>& fields, const Progress& progress = {});
+
+Result<Manifest> ReadManifest(const std::filesystem::path& dir, std::string_view what);
+
+// Authenticates every message of `data` and hands each chunk to `sink`, in
+// order; then checks counts and hash against the manifest.
+Status ReadData(const std::filesystem::path& dir, const Manifest& m, const crypto::MasterKey& master,
+                std::string_view what, const ChunkSink& sink, const Progress& progress = {});
+
+// Re-wraps the directory's key from `old_master` to `new_master` (manifest
+// replaced atomically). False if it was already under `new_master`.
+Result<bool> Rewrap(const std::filesystem::path& dir, std::string_view what, const crypto::MasterKey& old_master,
+                    const crypto::MasterKey& new_master);
+
+Status SyncPath(const std::filesystem::path& path);
+
+}  // namespace bulwark::storage::sealed
