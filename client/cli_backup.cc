@@ -1,12 +1,15 @@
 // `bulwark backup now|list|verify` (against a node) and `bulwark restore`
 // (offline: reads a backup location with the master key and writes a new
-// store directory; docs/backups.md).
+// store directory, from one backup or, with --to-time, from a backup plus
+// the continuous archive; docs/backups.md).
 #include <filesystem>
 #include <iostream>
 
 #include "client/cli.h"
 #include "crypto/master_key.h"
+#include "storage/archive.h"
 #include "storage/backup.h"
+#include "storage/document_store.h"
 
 namespace bulwark::cli {
 using namespace bulwark::client;
@@ -16,10 +19,54 @@ namespace {
 void PrintBackups(const std::vector<BackupRecord>& list) {
   std::vector<std::vector<std::string>> rows;
   for (const auto& b : list) {
-    rows.push_back(
-        {b.id, b.location, std::to_string(b.glsn), std::to_string(b.applied_index), std::to_string(b.bytes)});
+    rows.push_back({b.id, b.location, FormatUnixMs(b.image_unix_ms), std::to_string(b.glsn),
+                    std::to_string(b.applied_index), std::to_string(b.bytes)});
   }
-  PrintTable({"ID", "LOCATION", "GLSN", "RAFT INDEX", "BYTES"}, rows);
+  PrintTable({"ID", "LOCATION", "RESTORES TO", "GLSN", "RAFT INDEX", "BYTES"}, rows);
+}
+
+int Restore(const std::string& location, const std::string& id, const std::string& to_time, const std::string& database,
+            const std::string& container, const std::string& item, const std::string& partition_key,
+            const std::string& target, const std::string& master_uri) {
+  if (id.empty() == to_time.empty()) return Fail(Status::InvalidArgument("give --id or --to-time"));
+  if (!item.empty() && partition_key.empty()) {
+    return Fail(Status::InvalidArgument("--item needs --partition-key (its value as JSON)"));
+  }
+  auto master = crypto::LoadMasterKey(master_uri);
+  if (!master.ok()) return Fail(master.status());
+  if (!id.empty()) {
+    uint64_t last_mb = 0;
+    auto done = storage::RestoreBackup(location, id, *master, target, [&](uint64_t bytes) {
+      if (bytes / (64 << 20) != last_mb) {
+        last_mb = bytes / (64 << 20);
+        std::cerr << "  restored " << (bytes >> 20) << " MiB\n";
+      }
+    });
+    if (!done.ok()) return Fail(done.status());
+    std::cout << "restored backup " << done->id << " (GLSN " << done->glsn << ") into " << target << "\n";
+    return 0;
+  }
+  auto when = ParseTimeArg(to_time);
+  if (!when.ok()) return Fail(when.status());
+  auto done = storage::RestoreToTime(location, *master, {*when, database, container}, target,
+                                     [](const std::string& line) { std::cerr << "  " << line << "\n"; });
+  if (!done.ok()) return Fail(done.status());
+  std::cout << "restored the state at " << FormatUnixMs(*when) << " into " << target << ": backup " << done->base.id
+            << " plus " << done->replayed << " archived commands (raft index " << done->applied_index << ", GLSN "
+            << done->glsn << ")";
+  if (!database.empty()) std::cout << ", only " << database << (container.empty() ? "" : "/" + container);
+  std::cout << "\n";
+  if (item.empty()) return 0;
+  storage::StoreOptions options;
+  options.path = target;
+  auto store = storage::DocumentStore::Open(options, master->Clone());
+  if (!store.ok()) return Fail(store.status());
+  auto found = (*store)->ReadItem(database, container, partition_key, item);
+  if (!found.ok()) {
+    return Fail(Status(found.status()).WithContext("item " + item + " at " + FormatUnixMs(*when)));
+  }
+  std::cout << found->json << "\n";
+  return 0;
 }
 }  // namespace
 
@@ -34,12 +81,18 @@ void AddBackupCommands(CLI::App& app, Globals& g, int& rc) {
   });
   backup->add_subcommand("list", "the node's backups, oldest first")->callback([&] {
     rc = WithClient(g, [&](Client& c) -> Status {
-      BULWARK_ASSIGN_OR_RETURN(auto list, c.ListBackups());
+      BackupWindowRecord window;
+      BULWARK_ASSIGN_OR_RETURN(auto list, c.ListBackups(&window));
       if (list.empty()) {
         std::cout << "no backups yet\n";
-      } else {
-        PrintBackups(list);
+        return Status::Ok();
       }
+      PrintBackups(list);
+      std::cout << "\npoint-in-time restore: from " << FormatUnixMs(window.from_unix_ms) << " to "
+                << FormatUnixMs(window.to_unix_ms);
+      std::cout << (window.continuous
+                        ? " (continuous backup on, " + std::to_string(window.archive_segments) + " archive segments)\n"
+                        : " (continuous backup off: each backup restores to its own time)\n");
       return Status::Ok();
     });
   });
@@ -53,31 +106,26 @@ void AddBackupCommands(CLI::App& app, Globals& g, int& rc) {
   });
   verify->add_option("ID", verify_id, "a backup id from `bulwark backup list`")->required();
 
-  static std::string location, id, target, master_uri;
+  static std::string location, id, target, master_uri, to_time, database, container, item, partition_key;
   auto* restore =
-      app.add_subcommand("restore", "restore a backup into a new store directory (offline; needs the master key)")
+      app.add_subcommand("restore",
+                         "restore a backup, or the state at a point in time, into a new store directory (offline; "
+                         "needs the master key)")
           ->callback([&] {
-            auto master = crypto::LoadMasterKey(master_uri);
-            if (!master.ok()) {
-              rc = Fail(master.status());
-              return;
-            }
-            uint64_t last_mb = 0;
-            auto done = storage::RestoreBackup(location, id, *master, target, [&](uint64_t bytes) {
-              if (bytes / (64 << 20) != last_mb) {
-                last_mb = bytes / (64 << 20);
-                std::cerr << "  restored " << (bytes >> 20) << " MiB\n";
-              }
-            });
-            if (!done.ok()) {
-              rc = Fail(done.status());
-              return;
-            }
-            std::cout << "restored backup " << done->id << " (GLSN " << done->glsn << ") into " << target << "\n";
-            rc = 0;
+            rc = Restore(location, id, to_time, database, container, item, partition_key, target, master_uri);
           });
   restore->add_option("--from", location, "the backup location (a node's backup.dir)")->required();
-  restore->add_option("--id", id, "the backup id")->required();
+  auto* by_id = restore->add_option("--id", id, "a backup id: restore that backup as it is");
+  auto* by_time = restore->add_option("--to-time", to_time,
+                                      "restore the state at this time (YYYY-MM-DDTHH:MM:SS[.mmm]Z or Unix ms) from "
+                                      "a backup plus the continuous archive");
+  by_id->excludes(by_time);
+  auto* db_opt = restore->add_option("--database", database, "with --to-time: keep only this database")->needs(by_time);
+  auto* c_opt = restore->add_option("--container", container, "... and only this container of it")->needs(db_opt);
+  auto* item_opt =
+      restore->add_option("--item", item, "... and print this item as it was then (a deleted one too)")->needs(c_opt);
+  restore->add_option("--partition-key", partition_key, "the item's partition key value as JSON, e.g. '\"acme\"'")
+      ->needs(item_opt);
   restore->add_option("--target", target, "a new directory for the restored store (must not exist)")->required();
   restore->add_option("--master-key-uri", master_uri, "the master key: file:PATH, env:VAR or command:PATH ARGS")
       ->required();

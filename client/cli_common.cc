@@ -1,7 +1,10 @@
 // The `bulwark` CLI's shared pieces (client/cli.h).
 #include <algorithm>
+#include <ctime>
+#include <iomanip>
 #include <iostream>
 #include <iterator>
+#include <sstream>
 
 #include "client/cli.h"
 
@@ -116,6 +119,39 @@ fs::path SelfDir() {
   std::error_code ec;
   const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
   return ec ? fs::current_path() : exe.parent_path();
+}
+
+std::string FormatUnixMs(int64_t unix_ms) {
+  const std::time_t t = static_cast<std::time_t>(unix_ms / 1000);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  std::ostringstream out;
+  out << std::put_time(&tm, "%Y-%m-%dT%H:%M:%S") << "." << std::setw(3) << std::setfill('0') << unix_ms % 1000 << "Z";
+  return out.str();
+}
+
+Result<int64_t> ParseTimeArg(const std::string& text) {
+  constexpr const char* kForms = "a time is YYYY-MM-DD, YYYY-MM-DDTHH:MM:SS[.mmm]Z (UTC) or Unix milliseconds";
+  if (!text.empty() && text.size() < 19 && text.find_first_not_of("0123456789") == std::string::npos) {
+    return std::stoll(text);
+  }
+  std::tm tm{};
+  std::istringstream in(text);
+  in >> std::get_time(&tm, text.size() > 10 ? "%Y-%m-%dT%H:%M:%S" : "%Y-%m-%d");
+  if (in.fail()) return Status::InvalidArgument(kForms);
+  int64_t ms = 0;
+  if (in.peek() == '.') {
+    in.get();
+    std::string frac;
+    while (std::isdigit(in.peek()) && frac.size() < 3) frac.push_back(static_cast<char>(in.get()));
+    if (frac.empty()) return Status::InvalidArgument(kForms);
+    while (frac.size() < 3) frac.push_back('0');
+    ms = std::stoi(frac);
+  }
+  if (text.size() > 10) {
+    if (in.get() != 'Z' || in.peek() != std::char_traits<char>::eof()) return Status::InvalidArgument(kForms);
+  }
+  return static_cast<int64_t>(timegm(&tm)) * 1000 + ms;
 }
 
 }  // namespace bulwark::cli

@@ -19,25 +19,6 @@ namespace {
 
 namespace v1 = ::bulwark::v1;
 
-std::string Time(int64_t unix_ms) {
-  const std::time_t t = static_cast<std::time_t>(unix_ms / 1000);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  std::ostringstream out;
-  out << std::put_time(&tm, "%Y-%m-%dT%H:%M:%S") << "." << std::setw(3) << std::setfill('0') << unix_ms % 1000 << "Z";
-  return out.str();
-}
-
-// "2026-11-28T10:00:00Z", "2026-11-28", or Unix milliseconds.
-Result<int64_t> ParseTime(const std::string& text) {
-  if (!text.empty() && text.find_first_not_of("0123456789") == std::string::npos) return std::stoll(text);
-  std::tm tm{};
-  std::istringstream in(text);
-  in >> std::get_time(&tm, text.size() > 10 ? "%Y-%m-%dT%H:%M:%S" : "%Y-%m-%d");
-  if (in.fail()) return Status::InvalidArgument("a time is YYYY-MM-DD, YYYY-MM-DDTHH:MM:SSZ or Unix milliseconds");
-  return static_cast<int64_t>(timegm(&tm)) * 1000;
-}
-
 // Runs `fn` against each node of the profile; returns 0 if every node
 // answered and `fn` found nothing wrong, 1 otherwise.
 template <typename Fn>
@@ -91,7 +72,7 @@ void AddDefenseCommands(CLI::App& app, Globals& g, int& rc) {
           std::cout << address << ": " << resp.auth_failures_last_minute() << " failed authentications in the last "
                     << "minute, " << resp.blocked_addresses() << " addresses blocked now\n";
           std::vector<std::vector<std::string>> rows;
-          for (const auto& a : resp.alerts()) rows.push_back({Time(a.time_unix_ms()), a.kind(), a.message()});
+          for (const auto& a : resp.alerts()) rows.push_back({FormatUnixMs(a.time_unix_ms()), a.kind(), a.message()});
           if (!rows.empty()) PrintTable({"TIME", "KIND", "MESSAGE"}, rows);
           return Status::Ok();
         });
@@ -121,7 +102,7 @@ void AddDefenseCommands(CLI::App& app, Globals& g, int& rc) {
         for (auto [text, set] : {std::pair{&since, &v1::AuditQueryRequest::set_since_unix_ms},
                                  std::pair{&until, &v1::AuditQueryRequest::set_until_unix_ms}}) {
           if (text->empty()) continue;
-          auto t = ParseTime(*text);
+          auto t = ParseTimeArg(*text);
           if (!t.ok()) {
             rc = Fail(t.status());
             return;
@@ -147,7 +128,7 @@ void AddDefenseCommands(CLI::App& app, Globals& g, int& rc) {
           std::cout << address << ":\n";
           std::vector<std::vector<std::string>> rows;
           for (const auto& r : resp.records()) {
-            rows.push_back({std::to_string(r.index()), Time(r.time_unix_ms()), r.principal(),
+            rows.push_back({std::to_string(r.index()), FormatUnixMs(r.time_unix_ms()), r.principal(),
                             std::string(security::PeerHost(r.source())), r.operation(), Clip(r.resource(), 40),
                             r.code(), std::to_string(r.latency_us()), Clip(r.detail(), 40)});
           }

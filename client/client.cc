@@ -650,7 +650,7 @@ Result<KeyStatus> Client::GetKeyStatus() {
 
 namespace {
 BackupRecord ToBackup(const v1::BackupInfo& b) {
-  return {b.id(), b.created_unix_ms(), b.applied_index(), b.glsn(), b.bytes(), b.location()};
+  return {b.id(), b.created_unix_ms(), b.applied_index(), b.glsn(), b.bytes(), b.location(), b.image_unix_ms()};
 }
 }  // namespace
 
@@ -663,7 +663,7 @@ Result<BackupRecord> Client::BackupNow() {
   return ToBackup(resp.backup());
 }
 
-Result<std::vector<BackupRecord>> Client::ListBackups() {
+Result<std::vector<BackupRecord>> Client::ListBackups(BackupWindowRecord* window) {
   v1::ListBackupsRequest req;
   v1::ListBackupsResponse resp;
   BULWARK_RETURN_IF_ERROR(impl_->Invoke(
@@ -671,6 +671,12 @@ Result<std::vector<BackupRecord>> Client::ListBackups() {
       [&](grpc::ClientContext& ctx, Impl::Stubs& stubs) { return stubs.admin->ListBackups(&ctx, req, &resp); }));
   std::vector<BackupRecord> out;
   for (const auto& b : resp.backups()) out.push_back(ToBackup(b));
+  if (window) {
+    window->continuous = resp.continuous();
+    window->from_unix_ms = resp.restorable_from_unix_ms();
+    window->to_unix_ms = resp.restorable_to_unix_ms();
+    window->archive_segments = resp.archive_segments();
+  }
   return out;
 }
 

@@ -184,7 +184,16 @@ struct BackupRecord {
   uint64_t applied_index = 0;
   uint64_t glsn = 0;
   uint64_t bytes = 0;
-  std::string location;  // "primary" or "geo"
+  std::string location;       // "primary" or "geo"
+  int64_t image_unix_ms = 0;  // the earliest time it restores to
+};
+
+// The node's point-in-time window (docs/backups.md).
+struct BackupWindowRecord {
+  bool continuous = false;   // backup.continuous on the node
+  int64_t from_unix_ms = 0;  // 0, 0: no backup yet
+  int64_t to_unix_ms = 0;
+  uint64_t archive_segments = 0;
 };
 
 struct StoreKeyUsage {
@@ -299,7 +308,8 @@ class Client {
   Result<uint32_t> RotateStoreKey();
   // Backups of the node the call reaches (admin; not retried).
   Result<BackupRecord> BackupNow();
-  Result<std::vector<BackupRecord>> ListBackups();
+  // `window`, if given, receives the primary location's restore window.
+  Result<std::vector<BackupRecord>> ListBackups(BackupWindowRecord* window = nullptr);
   Result<BackupRecord> VerifyBackup(const std::string& id);
   Result<std::string> RotateMasterKey(const std::string& new_key_uri);
   // A new data-key version for one container; returns it. The node re-seals

@@ -2,12 +2,16 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
+#include <utility>
 
+#include "replication/raft_log_store.h"
 #include "replication/replica.h"
 #include "server/config.h"
 #include "server/services.h"
+#include "storage/commands.h"
 
 namespace bulwark::server {
 namespace {
@@ -46,6 +50,7 @@ BackupWorker::~BackupWorker() { Stop(); }
 void BackupWorker::Start() {
   if (!node_->config->backup.enabled) return;
   thread_ = std::thread([this] { Loop(); });
+  if (node_->config->backup.continuous) archive_thread_ = std::thread([this] { ArchiveLoop(); });
 }
 
 void BackupWorker::Stop() {
@@ -55,19 +60,23 @@ void BackupWorker::Stop() {
   }
   wake_.notify_all();
   if (thread_.joinable()) thread_.join();
+  if (archive_thread_.joinable()) archive_thread_.join();
 }
 
 void BackupWorker::Loop() {
   const int64_t interval_ms = int64_t{node_->config->backup.interval_s} * 1000;
   std::unique_lock lock(mu_);
-  while (!wake_.wait_for(lock, kCheckEvery, [&] { return stop_; })) {
+  for (;;) {
+    wake_.wait_for(lock, kCheckEvery, [&] { return stop_ || backup_due_; });
+    if (stop_) return;
+    const bool due = std::exchange(backup_due_, false);
     lock.unlock();
     if (node_->replica->is_leader()) {
       auto existing = storage::ListBackups(dir_);
       const int64_t newest = existing.ok() && !existing->empty() ? existing->back().created_unix_ms : 0;
       if (!existing.ok()) {
         spdlog::error("event=backup_list_failed dir={} error=\"{}\"", dir_, existing.status().ToString());
-      } else if (NowMs() - newest >= interval_ms) {
+      } else if (due || NowMs() - newest >= interval_ms) {
         auto b = BackupNow();
         if (!b.ok()) spdlog::error("event=backup_failed dir={} error=\"{}\"", dir_, b.status().ToString());
       }
@@ -81,15 +90,136 @@ Result<storage::BackupInfo> BackupWorker::BackupNow() {
   const auto started = std::chrono::steady_clock::now();
   BULWARK_ASSIGN_OR_RETURN(storage::BackupInfo info, storage::WriteBackup(*node_->store, master_, dir_));
   const BackupConfig& c = node_->config->backup;
-  if (!c.geo_dir.empty()) {
-    BULWARK_RETURN_IF_ERROR(CopyBackup(fs::path(dir_) / info.id, c.geo_dir, info.id));
-    BULWARK_RETURN_IF_ERROR(storage::PruneBackups(c.geo_dir, c.retention).status());
-  }
-  BULWARK_ASSIGN_OR_RETURN(size_t pruned, storage::PruneBackups(dir_, c.retention));
-  spdlog::info("event=backup_taken id={} glsn={} bytes={} seconds={:.2f} pruned={} geo_copy={}", info.id, info.glsn,
-               info.bytes, std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(), pruned,
-               !c.geo_dir.empty());
+  if (!c.geo_dir.empty()) BULWARK_RETURN_IF_ERROR(CopyBackup(fs::path(dir_) / info.id, c.geo_dir, info.id));
+  BULWARK_RETURN_IF_ERROR(PruneLocked());
+  spdlog::info("event=backup_taken id={} glsn={} raft_index={} bytes={} seconds={:.2f} geo_copy={}", info.id, info.glsn,
+               info.applied_index, info.bytes,
+               std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(), !c.geo_dir.empty());
   return info;
+}
+
+// Retention, per location. Without continuous backup: the newest
+// backup.retention. With it: every backup inside the retention window, the
+// newest one before the window (restores to the window's start begin from
+// it), and at least backup.retention; then the segments that end before the
+// oldest backup kept (no restore can use them).
+Status BackupWorker::PruneLocked() {
+  const BackupConfig& c = node_->config->backup;
+  const int64_t window_start = NowMs() - int64_t{c.continuous_retention_days} * 86'400'000;
+  for (const std::string& location : {dir_, c.geo_dir}) {
+    if (location.empty()) continue;
+    size_t keep = c.retention;
+    if (c.continuous) {
+      BULWARK_ASSIGN_OR_RETURN(auto all, storage::ListBackups(location));
+      size_t inside = 0;
+      for (const auto& b : all) inside += b.image_unix_ms >= window_start ? 1 : 0;
+      keep = std::max<size_t>(keep, std::min(all.size(), inside + 1));
+    }
+    BULWARK_ASSIGN_OR_RETURN(size_t pruned, storage::PruneBackups(location, keep));
+    BULWARK_ASSIGN_OR_RETURN(auto kept, storage::ListBackups(location));
+    size_t segments = 0;
+    if (!kept.empty()) {
+      std::lock_guard archive(archive_mu_);
+      BULWARK_ASSIGN_OR_RETURN(segments, storage::PruneArchiveBefore(location, kept.front().applied_index + 1));
+    }
+    if (pruned + segments > 0) {
+      spdlog::info("event=backups_pruned location={} backups={} archive_segments={}", location, pruned, segments);
+    }
+  }
+  return Status::Ok();
+}
+
+void BackupWorker::ArchiveLoop() {
+  const auto every = std::chrono::seconds(node_->config->backup.archive_interval_s);
+  std::unique_lock lock(mu_);
+  while (!wake_.wait_for(lock, every, [&] { return stop_; })) {
+    lock.unlock();
+    if (node_->replica->is_leader()) {
+      auto next = ArchiveNow();
+      if (!next.ok()) spdlog::error("event=archive_failed dir={} error=\"{}\"", dir_, next.status().ToString());
+    } else {
+      // Another node archives; when this one leads again, it reads where
+      // the location stands (it may have moved on meanwhile).
+      std::lock_guard archive(archive_mu_);
+      next_index_ = 0;
+      retain_from_ = 0;
+    }
+    lock.lock();
+  }
+}
+
+Result<uint64_t> BackupWorker::ArchiveNow() {
+  if (!node_->config->backup.continuous) return Status::FailedPrecondition("continuous backup is off");
+  if (!node_->replica->is_leader()) return Status::FailedPrecondition("only the leader archives");
+  std::lock_guard archive(archive_mu_);
+  BULWARK_RETURN_IF_ERROR(ArchiveLocked());
+  return next_index_;
+}
+
+Status BackupWorker::ArchiveLocked() {
+  storage::DocumentStore* store = node_->store;
+  if (next_index_ == 0) {
+    // Where the location stands: after its newest segment, else after its
+    // newest backup, else from what this node has applied.
+    BULWARK_ASSIGN_OR_RETURN(auto segments, storage::ListArchive(dir_));
+    uint64_t next = 0;
+    for (const auto& seg : segments) next = std::max(next, seg.last_index + 1);
+    if (next == 0) {
+      BULWARK_ASSIGN_OR_RETURN(auto backups, storage::ListBackups(dir_));
+      next = backups.empty() ? store->applied_index() + 1 : backups.back().applied_index + 1;
+    }
+    next_index_ = next;
+    retain_from_ = next_index_;
+  }
+  const uint64_t applied = store->applied_index();
+  while (next_index_ <= applied) {
+    auto entries = replication::ReadStoredEntries(store->raw_db(), store->raft_log_cf(), next_index_, applied + 1,
+                                                  storage::kMaxSegmentBytes);
+    if (!entries.ok() && entries.status().code() == Code::kNotFound) {
+      // Compacted before it was archived: a hole. Restores across it are
+      // refused; a backup now makes the times after it restorable.
+      const uint64_t first = node_->replica->status().first_index;
+      if (first <= next_index_) return entries.status();  // not a hole: something else is wrong
+      spdlog::warn("event=archive_hole from_index={} to_index={} reason=\"the log no longer holds them\"", next_index_,
+                   first - 1);
+      next_index_ = first;
+      retain_from_ = next_index_;
+      {
+        std::lock_guard lock(mu_);
+        backup_due_ = true;
+      }
+      wake_.notify_all();
+      continue;
+    }
+    BULWARK_RETURN_IF_ERROR(entries.status());
+    std::vector<storage::ArchivedCommand> commands;
+    for (const auto& e : *entries) {
+      if (e.type != raft::EntryType::kNormal || e.data.empty()) continue;
+      std::string_view bytes;
+      if (!replication::EntryCommand(e.data, &bytes)) {
+        return Status::Corruption("raft entry " + std::to_string(e.index) + " is malformed");
+      }
+      commands.push_back({e.index, std::string(bytes)});
+    }
+    // Only entries without a command so far (a new leader's empty entry):
+    // the next segment covers them, so the archive stays without holes.
+    if (commands.empty()) break;
+    const uint64_t last = entries->back().index;
+    BULWARK_ASSIGN_OR_RETURN(storage::ArchiveSegment seg,
+                             storage::WriteArchiveSegment(dir_, master_, next_index_, last, commands));
+    if (const std::string& geo = node_->config->backup.geo_dir; !geo.empty()) {
+      BULWARK_RETURN_IF_ERROR(storage::CopyArchiveSegment(dir_, geo, seg.id));
+    }
+    spdlog::debug("event=archived segment={} commands={} bytes={}", seg.id, seg.commands, seg.bytes);
+    next_index_ = last + 1;
+    retain_from_ = next_index_;
+  }
+  return Status::Ok();
+}
+
+Result<std::optional<storage::RestoreWindow>> BackupWorker::Window() const {
+  std::lock_guard archive(archive_mu_);
+  return storage::RestorableWindow(dir_);
 }
 
 Result<std::vector<std::pair<std::string, storage::BackupInfo>>> BackupWorker::List() const {
@@ -111,8 +241,18 @@ Result<storage::BackupInfo> BackupWorker::Verify(const std::string& id) const {
 
 Status BackupWorker::ForgetBefore(int64_t purge_index) {
   std::lock_guard run(run_mu_);
+  std::lock_guard archive(archive_mu_);
+  // The archive must not take up the purged container's commands later.
+  if (purge_index > 0 && next_index_ > 0) next_index_ = std::max<uint64_t>(next_index_, purge_index + 1);
+  if (purge_index <= 0) next_index_ = 0;
   for (const std::string& location : {dir_, node_->config->backup.geo_dir}) {
     if (location.empty()) continue;
+    BULWARK_ASSIGN_OR_RETURN(size_t segments, storage::ForgetArchiveThrough(
+                                                  location, static_cast<uint64_t>(std::max<int64_t>(0, purge_index))));
+    if (segments > 0) {
+      spdlog::warn("event=archive_removed_for_purge location={} segments={} purge_index={}", location, segments,
+                   purge_index);
+    }
     BULWARK_ASSIGN_OR_RETURN(auto all, storage::ListBackups(location));
     for (const auto& b : all) {
       // A purge outside replication has index 0: every backup may hold its keys.
@@ -128,10 +268,12 @@ Status BackupWorker::ForgetBefore(int64_t purge_index) {
 
 Status BackupWorker::RotateMasterKey(crypto::MasterKey next) {
   std::lock_guard run(run_mu_);
+  std::lock_guard archive(archive_mu_);
   for (const std::string& location : {dir_, node_->config->backup.geo_dir}) {
     if (location.empty()) continue;
     BULWARK_ASSIGN_OR_RETURN(size_t n, storage::RewrapBackups(location, master_, next));
-    spdlog::info("event=backups_rewrapped location={} count={}", location, n);
+    BULWARK_ASSIGN_OR_RETURN(size_t segments, storage::RewrapArchive(location, master_, next));
+    spdlog::info("event=backups_rewrapped location={} count={} archive_segments={}", location, n, segments);
   }
   master_ = std::move(next);
   return Status::Ok();

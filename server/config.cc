@@ -254,6 +254,15 @@ const std::map<std::string, Setter>& Setters() {
       {"backup.geo_dir",
        TextAt(
            "backup.geo_dir", [](NodeConfig& c) -> std::string& { return c.backup.geo_dir; }, "a path")},
+      {"backup.continuous", FlagAt("backup.continuous", [](NodeConfig& c) -> bool& { return c.backup.continuous; })},
+      {"backup.archive_interval_s",
+       Number<uint32_t>(
+           "backup.archive_interval_s", [](NodeConfig& c) -> uint32_t& { return c.backup.archive_interval_s; }, 1,
+           100)},
+      {"backup.continuous_retention_days",
+       Number<uint32_t>(
+           "backup.continuous_retention_days",
+           [](NodeConfig& c) -> uint32_t& { return c.backup.continuous_retention_days; }, 7, 30)},
       {"limits.shutdown_grace_ms", Limit("limits.shutdown_grace_ms", &Limits::shutdown_grace_ms, 0, 600'000)},
   };
   return setters;
@@ -462,6 +471,9 @@ Status ValidateConfig(const NodeConfig& c) {
     return Bad("tls.cert_file", "TLS is on by default: set tls.cert_file and tls.key_file, or pass --insecure");
   }
   BULWARK_RETURN_IF_ERROR(ValidateGeo(c));
+  if (c.backup.continuous_retention_days != 7 && c.backup.continuous_retention_days != 30) {
+    return Bad("backup.continuous_retention_days", "must be 7 or 30");
+  }
   if (c.log_level != "debug" && c.log_level != "info" && c.log_level != "warn" && c.log_level != "error") {
     return Bad("log_level", "must be debug, info, warn or error");
   }

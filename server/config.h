@@ -74,6 +74,13 @@ struct BackupConfig {
   uint32_t retention = 2;          // backups kept per location (1..1000)
   std::string dir;                 // empty: <data_dir>/backups
   std::string geo_dir;             // a second copy (another region's store); empty: none
+  // Continuous backup (point-in-time restore, storage/archive.h): the leader
+  // archives its committed log to <dir>/log at least every
+  // archive_interval_s (1..100), and backups and segments are kept for
+  // continuous_retention_days (7 or 30).
+  bool continuous = false;
+  uint32_t archive_interval_s = 10;
+  uint32_t continuous_retention_days = 7;
 };
 
 struct NodeConfig {

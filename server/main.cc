@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -248,7 +249,12 @@ int Run(NodeConfig config) {
   node.geo = geo->get();
   (*replica)->set_region_append_handler(
       [g = geo->get()](const v1::RegionAppendRequest& r) { return g->OnRegionAppend(r); });
-  (*replica)->set_log_retention([g = geo->get()] { return g->RetainFrom(); });
+  // The log is kept for whichever needs more of it: a lagging region's
+  // stream, or the continuous-backup archive.
+  (*replica)->set_log_retention([g = geo->get(), &backups] {
+    const uint64_t region = g->RetainFrom(), archive = backups.RetainFrom();
+    return region == 0 ? archive : archive == 0 ? region : std::min(region, archive);
+  });
 
   AccessControl access(store->get(), std::move(primary->value));
   node.access = &access;

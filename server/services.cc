@@ -293,6 +293,7 @@ void FillBackup(const storage::BackupInfo& b, const std::string& location, v1::B
   out->set_glsn(b.glsn);
   out->set_bytes(b.bytes);
   out->set_location(location);
+  out->set_image_unix_ms(b.image_unix_ms);
 }
 }  // namespace
 
@@ -308,6 +309,14 @@ grpc::Status AdminService::ListBackups(Ctx* ctx, const v1::ListBackupsRequest*, 
   return runner_.Run(ctx, "ListBackups", security::AccountRef("get"), [&]() -> BStatus {
     BULWARK_ASSIGN_OR_RETURN(auto all, node_->backups->List());
     for (const auto& [location, b] : all) FillBackup(b, location, resp->add_backups());
+    BULWARK_ASSIGN_OR_RETURN(auto window, node_->backups->Window());
+    if (window) {
+      resp->set_restorable_from_unix_ms(window->from_unix_ms);
+      resp->set_restorable_to_unix_ms(window->to_unix_ms);
+    }
+    resp->set_continuous(node_->config->backup.continuous);
+    BULWARK_ASSIGN_OR_RETURN(auto segments, storage::ListArchive(node_->backups->dir()));
+    resp->set_archive_segments(segments.size());
     return BStatus::Ok();
   });
 }

@@ -303,7 +303,7 @@ Result<PointInTimeResult> RestoreToTime(const std::string& location, const crypt
   if (!later_command_known && t > base->image_unix_ms && t > chain_created - kArchiveSettleMs) {
     std::string why;
     if (chain_end == base->applied_index) {
-      why = "no archive continues backup " + base->id + " (continuous backup off, or not archived yet)";
+      why = "the archive does not continue backup " + base->id + " yet (continuous backup off, or not archived yet)";
       for (const auto& s : segments) {
         if (s.first_index > chain_end + 1) {
           why = "the archive has a hole after raft index " + std::to_string(chain_end) +

@@ -227,3 +227,28 @@ geo:
   refused("geo: {regions: {west: {peers: \"a:1\", endpoints: \"a:2\"}}, lease_ms: 2000, removal_ms: 4000}",
           "geo.removal_ms");
 }
+
+TEST_CASE("Config: continuous backup keys parse and are bounded", "[server][config][bad-input]") {
+  NodeConfig c;
+  c.master_key_uri = "file:/tmp/k";
+  c.insecure = true;
+  REQUIRE(ParseConfigYaml("backup: {continuous: true, archive_interval_s: 5, continuous_retention_days: 30}", c).ok());
+  REQUIRE(ValidateConfig(c).ok());
+  CHECK(c.backup.continuous);
+  CHECK(c.backup.archive_interval_s == 5);
+  CHECK(c.backup.continuous_retention_days == 30);
+  auto refused = [](const std::string& yaml, const std::string& key) {
+    NodeConfig bad;
+    bad.master_key_uri = "file:/tmp/k";
+    bad.insecure = true;
+    Status s = ParseConfigYaml(yaml, bad);
+    if (s.ok()) s = ValidateConfig(bad);
+    INFO(yaml << " -> " << s.ToString());
+    CHECK_FALSE(s.ok());
+    CHECK(s.message().find(key) != std::string::npos);
+  };
+  refused("backup: {archive_interval_s: 0}", "backup.archive_interval_s");
+  refused("backup: {archive_interval_s: 101}", "backup.archive_interval_s");
+  refused("backup: {continuous_retention_days: 14}", "backup.continuous_retention_days");
+  refused("backup: {continuous: maybe}", "backup.continuous");
+}
