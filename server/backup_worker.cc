@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
+#include <set>
 #include <utility>
 
 #include "replication/raft_log_store.h"
@@ -12,6 +13,7 @@
 #include "server/config.h"
 #include "server/services.h"
 #include "storage/commands.h"
+#include "storage/document_store.h"
 
 namespace bulwark::server {
 namespace {
@@ -239,29 +241,31 @@ Result<storage::BackupInfo> BackupWorker::Verify(const std::string& id) const {
   return storage::VerifyBackup(dir_, id, master_);
 }
 
-Status BackupWorker::ForgetBefore(int64_t purge_index) {
+Status BackupWorker::ForgetPurged(const std::vector<storage::PendingShred>& purges) {
+  if (purges.empty()) return Status::Ok();
   std::lock_guard run(run_mu_);
   std::lock_guard archive(archive_mu_);
+  std::set<std::string> rids;
+  int64_t purge_index = 0;
+  bool unreplicated = false;  // a purge outside replication (index 0): any segment may hold its keys
+  for (const auto& p : purges) {
+    rids.insert(p.rid);
+    purge_index = std::max(purge_index, static_cast<int64_t>(p.purge_index));
+    unreplicated = unreplicated || p.purge_index == 0;
+  }
+  const uint64_t through = unreplicated ? 0 : static_cast<uint64_t>(purge_index);
   // The archive must not take up the purged container's commands later.
-  if (purge_index > 0 && next_index_ > 0) next_index_ = std::max<uint64_t>(next_index_, purge_index + 1);
-  if (purge_index <= 0) next_index_ = 0;
+  if (through == 0) {
+    next_index_ = 0;
+  } else if (next_index_ > 0) {
+    next_index_ = std::max<uint64_t>(next_index_, through + 1);
+  }
   for (const std::string& location : {dir_, node_->config->backup.geo_dir}) {
     if (location.empty()) continue;
-    BULWARK_ASSIGN_OR_RETURN(size_t segments, storage::ForgetArchiveThrough(
-                                                  location, static_cast<uint64_t>(std::max<int64_t>(0, purge_index))));
-    if (segments > 0) {
-      spdlog::warn("event=archive_removed_for_purge location={} segments={} purge_index={}", location, segments,
-                   purge_index);
-    }
-    BULWARK_ASSIGN_OR_RETURN(auto all, storage::ListBackups(location));
-    for (const auto& b : all) {
-      // A purge outside replication has index 0: every backup may hold its keys.
-      if (purge_index > 0 && b.applied_index >= static_cast<uint64_t>(purge_index)) continue;
-      std::error_code ec;
-      fs::remove_all(fs::path(location) / b.id, ec);
-      if (ec) return Status::IOError("cannot remove backup " + b.id + ": " + ec.message());
-      spdlog::warn("event=backup_removed_for_purge id={} location={} purge_index={}", b.id, location, purge_index);
-    }
+    BULWARK_ASSIGN_OR_RETURN(size_t keys, storage::DropKeysFromBackups(location, master_, rids));
+    BULWARK_ASSIGN_OR_RETURN(size_t segments, storage::ForgetArchiveThrough(location, through));
+    spdlog::warn("event=backups_forgot_purged location={} containers={} keys_dropped={} archive_segments_removed={}",
+                 location, rids.size(), keys, segments);
   }
   return Status::Ok();
 }

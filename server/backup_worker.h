@@ -35,6 +35,10 @@
 #include "storage/archive.h"
 #include "storage/backup.h"
 
+namespace bulwark::storage {
+struct PendingShred;
+}
+
 namespace bulwark::server {
 
 struct NodeContext;
@@ -52,9 +56,11 @@ class BackupWorker {
   // (location name, backup): "primary" first, then "geo".
   Result<std::vector<std::pair<std::string, storage::BackupInfo>>> List() const;
   Result<storage::BackupInfo> Verify(const std::string& id) const;
-  // Crypto-shredding: removes every backup (both locations) taken before
-  // raft index `purge_index`; they hold the purged container's keys.
-  Status ForgetBefore(int64_t purge_index);
+  // Crypto-shredding: drops the purged containers' data keys from every
+  // backup's key catalog (both locations; the backups stay restorable for
+  // the rest), and removes the archive segments that start at or before a
+  // purge (their commands carry the keys).
+  Status ForgetPurged(const std::vector<storage::PendingShred>& purges);
   // After a master-key rotation: later backups are wrapped under `next`, and
   // the existing ones in both locations are re-wrapped to it.
   Status RotateMasterKey(crypto::MasterKey next);

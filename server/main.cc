@@ -240,7 +240,8 @@ int Run(NodeConfig config) {
   node.metrics = &metrics;
   BackupWorker backups(&node, std::move(backup_key));
   node.backups = &backups;
-  shred.set_before_shred([&backups](int64_t purge_index) { return backups.ForgetBefore(purge_index); });
+  shred.set_before_shred(
+      [&backups](const std::vector<storage::PendingShred>& purges) { return backups.ForgetPurged(purges); });
   auto geo = Geo::Start(&node);
   if (!geo.ok()) {
     spdlog::critical("event=start_failed error=\"{}\"", geo.status().ToString());

@@ -37,7 +37,7 @@ void ShredWorker::Stop() {
   if (thread_.joinable()) thread_.join();
 }
 
-void ShredWorker::set_before_shred(std::function<Status(int64_t)> fn) {
+void ShredWorker::set_before_shred(BeforeShredFn fn) {
   std::lock_guard lock(mu_);
   before_shred_ = std::move(fn);
 }
@@ -63,14 +63,18 @@ void ShredWorker::Loop() {
         replica_->status().first_index <= static_cast<uint64_t>(purge_index)) {
       continue;
     }
-    std::function<Status(int64_t)> before;
+    BeforeShredFn before;
     {
       std::lock_guard lock(mu_);
       before = before_shred_;
     }
     running_ = true;
     const auto started = std::chrono::steady_clock::now();
-    Status s = before ? before(purge_index) : Status::Ok();
+    Status s = Status::Ok();
+    if (before) {
+      auto purges = store_->PendingShreds();
+      s = purges.ok() ? before(*purges) : purges.status();
+    }
     if (s.ok()) s = store_->ShredFiles();
     running_ = false;
     const auto ms =

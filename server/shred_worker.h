@@ -13,12 +13,14 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "common/status.h"
 
 namespace bulwark::storage {
 class DocumentStore;
-}
+struct PendingShred;
+}  // namespace bulwark::storage
 namespace bulwark::replication {
 class Replica;
 }
@@ -36,10 +38,12 @@ class ShredWorker {
   void Start(storage::DocumentStore* store, replication::Replica* replica);
   // Wakes the worker now (a purge was just applied).
   void Poke();
-  // Runs before each shred with the purge index, and must succeed first:
-  // other copies of the purged keys (the node's backups) go before the
-  // files are rewritten and the shred is recorded as done.
-  void set_before_shred(std::function<Status(int64_t purge_index)> fn);
+  // Runs before each shred with the purges it completes (internal ids and
+  // raft indexes), and must succeed first: other copies of the purged keys
+  // (the node's backups and archive) go before the files are rewritten and
+  // the shred is recorded as done.
+  using BeforeShredFn = std::function<Status(const std::vector<storage::PendingShred>& purges)>;
+  void set_before_shred(BeforeShredFn fn);
   // Waits for a running shred to finish, then stops.
   void Stop();
   std::string last_error() const;
@@ -52,11 +56,11 @@ class ShredWorker {
   replication::Replica* replica_ = nullptr;
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  bool stop_ = false;                            // GUARDED_BY(mu_)
-  bool poked_ = false;                           // GUARDED_BY(mu_)
-  std::string error_;                            // GUARDED_BY(mu_)
-  std::function<Status(int64_t)> before_shred_;  // GUARDED_BY(mu_)
-  std::atomic<bool> running_{false};             // a ShredFiles call is under way
+  bool stop_ = false;                 // GUARDED_BY(mu_)
+  bool poked_ = false;                // GUARDED_BY(mu_)
+  std::string error_;                 // GUARDED_BY(mu_)
+  BeforeShredFn before_shred_;        // GUARDED_BY(mu_)
+  std::atomic<bool> running_{false};  // a ShredFiles call is under way
   std::thread thread_;
 };
 

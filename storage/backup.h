@@ -20,9 +20,10 @@
 //
 // The directory format is storage/sealed_dir.h (shared with the continuous
 // archive, storage/archive.h, which restores to a point in time from a
-// backup plus the archived log). Not yet: removing a purged container's keys
-// from a backup alone (the data keys are inside the encrypted image, not in
-// a separate catalog: a purge removes the earlier backups instead).
+// backup plus the archived log). A backup's data keys are not in `data` but
+// in its key catalog, <id>/KEYS (sealed under a subkey of the backup's key),
+// so a purge can remove one container's keys from every backup
+// (DropKeysFromBackups) and leave the rest restorable.
 //
 // Thread safety: free functions; concurrent calls on different backups are
 // fine. Errors: InvalidArgument for a bad id or target, NotFound for a
@@ -31,6 +32,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -79,6 +81,13 @@ Result<BackupInfo> RestoreBackup(const std::string& location, const std::string&
 // are left as they are. Returns how many it re-wrapped.
 Result<size_t> RewrapBackups(const std::string& location, const crypto::MasterKey& old_master,
                              const crypto::MasterKey& new_master);
+// Crypto-shredding: removes the data keys of the containers `rids` (hex
+// internal ids) from every backup's key catalog in `location`, so no backup
+// can open their items again; the backups stay usable for everything else.
+// A backup written before key catalogs existed is removed instead. Returns
+// how many keys were dropped.
+Result<size_t> DropKeysFromBackups(const std::string& location, const crypto::MasterKey& master,
+                                   const std::set<std::string>& rids);
 // Removes all but the newest `keep` backups; returns how many it removed.
 Result<size_t> PruneBackups(const std::string& location, size_t keep);
 

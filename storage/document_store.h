@@ -23,6 +23,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -280,6 +281,22 @@ class DocumentStore {
   Status AddStateImageChunk(std::string_view chunk);  // Corruption for a malformed chunk
   Status FinishStateImage();                          // the staging is complete
   Status AbortStateImage();
+  // Backups' key catalogs: splits an image chunk into its data-key records
+  // (appended to `keys`) and everything else (appended to `rest`); both are
+  // image chunks AddStateImageChunk accepts. With `drop_rids` (hex internal
+  // ids), data-key records of those containers are counted in `dropped` and
+  // left out; `key_rids`, if given, receives the ids whose keys were kept.
+  // Corruption for a malformed chunk.
+  static Status SplitImageDataKeys(std::string_view chunk, std::string* rest, std::string* keys,
+                                   const std::set<std::string>* drop_rids = nullptr, size_t* dropped = nullptr,
+                                   std::set<std::string>* key_rids = nullptr);
+  // Restoring a backup whose catalog lost keys to a purge: copies the image
+  // chunk to `out` without the records of containers whose internal id (hex)
+  // is not in `keyed` (their metadata, items and change-log records: the
+  // container was crypto-shredded after the backup), counting them in
+  // `dropped`. Corruption for a malformed chunk.
+  static Status DropUnkeyedContainers(std::string_view chunk, const std::set<std::string>& keyed, std::string* out,
+                                      uint64_t* dropped);
   // Replaces the replicated state with the staged image and returns its
   // applied index. Blocks reads and writes while it runs. Crash-safe: an
   // interrupted install is finished when the store next opens.

@@ -76,7 +76,7 @@ Status SyncPath(const fs::path& path) {
 
 Result<Manifest> Write(const std::string& location, const std::string& id, const crypto::MasterKey& master,
                        std::string_view what, const std::function<Status(const ChunkSink&)>& produce,
-                       const std::function<json()>& fields, const Progress& progress) {
+                       const std::function<json()>& fields, const Progress& progress, const FinishFn& finish) {
   std::error_code ec;
   fs::create_directories(location, ec);
   if (ec) return Status::IOError("cannot create " + location + ": " + ec.message());
@@ -138,6 +138,9 @@ Result<Manifest> Write(const std::string& location, const std::string& id, const
   crypto_generichash_final(&hash, digest, sizeof(digest));
   m.hash_hex = crypto::HexEncode(std::string_view(reinterpret_cast<const char*>(digest), sizeof(digest)));
   m.wrapped_key = master.Wrap(key.view(), KeyContext(id));
+  if (finish) {
+    if (Status s = finish(dir, key.view()); !s.ok()) return fail(s);
+  }
   m.fields = fields ? fields() : json::object();
   for (const char* name : kOwnFields) {
     if (m.fields.contains(name)) return fail(Status::Internal(std::string("manifest field clash: ") + name));
@@ -178,8 +181,7 @@ Result<Manifest> ReadManifest(const fs::path& dir, std::string_view what) {
   }
 }
 
-Status ReadData(const fs::path& dir, const Manifest& m, const crypto::MasterKey& master, std::string_view what,
-                const ChunkSink& sink, const Progress& progress) {
+Result<crypto::SecretBytes> UnwrapKey(const Manifest& m, const crypto::MasterKey& master, std::string_view what) {
   const std::string name = Name(what, m.id);
   if (m.master_key_id != master.id()) {
     return Status::FailedPrecondition(name + " was written under master key " + m.master_key_id +
@@ -187,6 +189,14 @@ Status ReadData(const fs::path& dir, const Manifest& m, const crypto::MasterKey&
   }
   auto key = master.Unwrap(m.wrapped_key, KeyContext(m.id));
   if (!key.ok()) return Status::Corruption(name + ": its key does not unwrap under the master key");
+  return key;
+}
+
+Status ReadData(const fs::path& dir, const Manifest& m, const crypto::MasterKey& master, std::string_view what,
+                const ChunkSink& sink, const Progress& progress) {
+  const std::string name = Name(what, m.id);
+  BULWARK_ASSIGN_OR_RETURN(crypto::SecretBytes key_bytes, UnwrapKey(m, master, what));
+  const crypto::SecretBytes* key = &key_bytes;
   std::ifstream in(dir / kDataFile, std::ios::binary);
   if (!in) return Status::Corruption(name + " has no data file");
   unsigned char header[kStreamHeader];

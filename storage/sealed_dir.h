@@ -29,6 +29,7 @@
 
 #include "common/status.h"
 #include "crypto/master_key.h"
+#include "crypto/secret.h"
 
 namespace bulwark::storage::sealed {
 
@@ -53,9 +54,17 @@ struct Manifest {
 // kChunkBytes) and must call it for the whole content; `fields` is called
 // after it, for manifest fields that depend on what was written. On error
 // nothing is left behind. `what` names the thing in messages ("backup").
+// `finish`, if set, may add files to the directory before it is published;
+// it gets the directory's own key (for files sealed beside `data`).
+using FinishFn = std::function<Status(const std::filesystem::path& dir, std::string_view key)>;
 Result<Manifest> Write(const std::string& location, const std::string& id, const crypto::MasterKey& master,
                        std::string_view what, const std::function<Status(const ChunkSink&)>& produce,
-                       const std::function<nlohmann::json()>& fields, const Progress& progress = {});
+                       const std::function<nlohmann::json()>& fields, const Progress& progress = {},
+                       const FinishFn& finish = {});
+
+// The directory's own key, unwrapped (FailedPrecondition for another master
+// key, Corruption if it does not unwrap).
+Result<crypto::SecretBytes> UnwrapKey(const Manifest& m, const crypto::MasterKey& master, std::string_view what);
 
 Result<Manifest> ReadManifest(const std::filesystem::path& dir, std::string_view what);
 

@@ -15,8 +15,10 @@
 #include <shared_mutex>
 
 #include <sodium.h>
+#include <nlohmann/json.hpp>
 
 #include "common/coding.h"
+#include "crypto/secret.h"
 #include "storage/store_impl.h"
 
 namespace bulwark::storage {
@@ -198,6 +200,70 @@ Result<uint64_t> DocumentStore::WriteStateImage(size_t max_chunk,
   }
   BULWARK_RETURN_IF_ERROR(flush(true));
   return applied;
+}
+
+Status DocumentStore::SplitImageDataKeys(std::string_view in, std::string* rest, std::string* keys,
+                                         const std::set<std::string>* drop_rids, size_t* dropped,
+                                         std::set<std::string>* key_rids) {
+  while (!in.empty()) {
+    const std::string_view record_start = in;
+    const auto tag = static_cast<Tag>(in[0]);
+    in.remove_prefix(1);
+    std::string_view k, v;
+    if (!GetLengthPrefixed(in, k, kMaxImageField) || !GetLengthPrefixed(in, v, kMaxImageField)) {
+      return Status::Corruption("state image chunk is truncated");
+    }
+    const std::string_view record = record_start.substr(0, record_start.size() - in.size());
+    if (tag != Tag::kDataKey) {
+      rest->append(record);
+      continue;
+    }
+    std::string rid;
+    uint32_t version = 0;
+    if (!ParseDataKeyMetaKey(k, rid, version)) return Status::Corruption("state image data key is malformed");
+    if (drop_rids != nullptr && drop_rids->count(rid) > 0) {
+      if (dropped != nullptr) ++*dropped;
+      continue;
+    }
+    if (key_rids != nullptr) key_rids->insert(rid);
+    keys->append(record);
+  }
+  return Status::Ok();
+}
+
+Status DocumentStore::DropUnkeyedContainers(std::string_view in, const std::set<std::string>& keyed, std::string* out,
+                                            uint64_t* dropped) {
+  while (!in.empty()) {
+    const std::string_view record_start = in;
+    const auto tag = static_cast<Tag>(in[0]);
+    in.remove_prefix(1);
+    std::string_view k, v;
+    if (!GetLengthPrefixed(in, k, kMaxImageField) || !GetLengthPrefixed(in, v, kMaxImageField)) {
+      return Status::Corruption("state image chunk is truncated");
+    }
+    const std::string_view record = record_start.substr(0, record_start.size() - in.size());
+    std::string rid_hex;  // the container the record belongs to, if any
+    if (tag == Tag::kMeta && k.substr(0, kContainerMetaPrefixAll.size()) == kContainerMetaPrefixAll) {
+      const nlohmann::json j = nlohmann::json::parse(v, nullptr, false);
+      if (!j.is_object() || !j.contains("_rid") || !j["_rid"].is_string()) {
+        return Status::Corruption("state image container record is malformed");
+      }
+      rid_hex = j["_rid"].get<std::string>();
+    } else if (tag == Tag::kItem) {
+      if (k.size() < kContainerRidBytes) return Status::Corruption("state image item key is malformed");
+      rid_hex = crypto::HexEncode(k.substr(0, kContainerRidBytes));
+    } else if (tag == Tag::kChange) {
+      BULWARK_ASSIGN_OR_RETURN(uint64_t lsn, ParseLsnKey(k));
+      BULWARK_ASSIGN_OR_RETURN(ChangeRecord change, ChangeRecord::Decode(lsn, v));
+      if (!change.container_rid.empty()) rid_hex = crypto::HexEncode(change.container_rid);
+    }
+    if (!rid_hex.empty() && keyed.count(rid_hex) == 0) {
+      ++*dropped;
+      continue;
+    }
+    out->append(record);
+  }
+  return Status::Ok();
 }
 
 Status DocumentStore::BeginStateImage() { return ClearStaging(*impl_); }

@@ -26,10 +26,10 @@ using nlohmann::json;
 
 TEST_CASE(
     "Backups: periodic by default with a geo copy, on request, verified, restored offline; a corrupted one "
-    "is refused",
+    "is refused; a purge takes its keys out of every backup",
     "[server][integration][backup]") {
   bulwark::testing::TempDir geo;
-  TestNode node(false, {"--set", "backup.geo_dir=" + geo.sub("copies")});
+  TestNode node(false, {"--set", "backup.geo_dir=" + geo.sub("copies"), "--set", "backup.retention=5"});
   node.Seed();
   for (int i = 0; i < 20; ++i) {
     REQUIRE(node.client->UpsertItem("db", "c", json{{"id", "i" + std::to_string(i)}, {"tenant", "t"}, {"v", i}}.dump())
@@ -99,21 +99,57 @@ TEST_CASE(
   CHECK(refused.output.find("authentication") != std::string::npos);
   CHECK(!fs::exists(node.dir.sub("restored2")));
 
-  // Crypto-shredding reaches the backups: every backup taken before the
-  // purge holds the container's keys, so the purge removes them (both
-  // locations) before its shred is done.
+  // Crypto-shredding reaches the backups: the purged container's keys leave
+  // every backup's key catalog (both locations) before the node's shred is
+  // done; the backups stay, and restore everything else.
+  REQUIRE(node.client->CreateContainer("db", "kept", "/tenant").ok());
+  REQUIRE(node.client->UpsertItem("db", "kept", json{{"id", "k1"}, {"tenant", "t"}, {"v", 5}}.dump()).ok());
+  auto before_purge = node.client->BackupNow();
+  REQUIRE(before_purge.ok());
   REQUIRE(node.client->PurgeContainer("db", "c").ok());
-  bool gone = false;
-  for (int tries = 0; tries < 150 && !gone; ++tries) {
-    auto l = node.client->ListBackups();
-    REQUIRE(l.ok());
-    gone = std::none_of(l->begin(), l->end(),
-                        [&](const client::BackupRecord& b) { return b.id == taken->id || b.id == listed[0].id; });
-    if (!gone) std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  bool forgotten = false;
+  for (int tries = 0; tries < 150 && !forgotten; ++tries) {
+    forgotten = node.Log().find("event=backups_forgot_purged") != std::string::npos;
+    if (!forgotten) std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
-  CHECK(gone);
-  CHECK(!fs::exists(fs::path(geo.sub("copies")) / listed[0].id));
-  CHECK(node.Log().find("backup_removed_for_purge") != std::string::npos);
+  REQUIRE(forgotten);
+  auto after = node.client->ListBackups();
+  REQUIRE(after.ok());
+  CHECK(std::any_of(after->begin(), after->end(), [&](const client::BackupRecord& b) { return b.id == listed[0].id; }));
+  for (const std::string& location : {backups, geo.sub("copies")}) {
+    const std::string target = node.dir.sub("after-purge-" + std::to_string(location.size()));
+    auto r = RunCommand(cli + "restore --from " + location + " --id " + before_purge->id + " --target " + target +
+                        " --master-key-uri " + master);
+    INFO(r.output);
+    REQUIRE(r.exit_code == 0);
+    storage::StoreOptions o;
+    o.path = target;
+    auto key = crypto::LoadMasterKey(master);
+    REQUIRE(key.ok());
+    auto store = storage::DocumentStore::Open(o, std::move(key).value());
+    REQUIRE(store.ok());
+    auto kept = (*store)->ReadItem("db", "kept", "\"t\"", "k1");
+    INFO(kept.status().ToString());
+    CHECK(kept.ok());
+  }
+  {
+    // The first backup still names container c and holds its sealed items,
+    // but nothing can open them any more.
+    const std::string target = node.dir.sub("first-after-purge");
+    auto r = RunCommand(cli + "restore --from " + backups + " --id " + listed[0].id + " --target " + target +
+                        " --master-key-uri " + master);
+    INFO(r.output);
+    REQUIRE(r.exit_code == 0);
+    storage::StoreOptions o;
+    o.path = target;
+    auto key = crypto::LoadMasterKey(master);
+    REQUIRE(key.ok());
+    auto store = storage::DocumentStore::Open(o, std::move(key).value());
+    REQUIRE(store.ok());
+    auto shredded = (*store)->ReadItem("db", "c", "\"t\"", "i7");
+    INFO(shredded.status().ToString());
+    CHECK_FALSE(shredded.ok());
+  }
 }
 
 namespace {

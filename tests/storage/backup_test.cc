@@ -12,6 +12,7 @@
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
+#include "crypto/secret.h"
 #include "storage/backup.h"
 #include "storage/document_store.h"
 #include "tests/storage/open_store.h"
@@ -221,4 +222,56 @@ TEST_CASE("Backup: after a master-key rotation the backups restore with the new 
   CHECK(
       RewrapBackups(dir.sub("backups"), crypto::MasterKey::Generate(), crypto::MasterKey::Generate()).status().code() ==
       Code::kFailedPrecondition);
+}
+
+TEST_CASE("Backup: a purge drops one container's keys from the key catalog; the rest still restores", "[backup]") {
+  TempDir dir;
+  auto key = crypto::MasterKey::Generate();
+  auto store = OpenTestStore(dir.sub("live"), key);
+  REQUIRE(store->CreateDatabase("db").ok());
+  REQUIRE(store->CreateContainer("db", "c", "/tenant").ok());
+  auto doomed = store->CreateContainer("db", "doomed", "/tenant");
+  REQUIRE(doomed.ok());
+  for (int i = 0; i < 20; ++i) {
+    REQUIRE(store->CreateItem("db", "c", Doc(i)).ok());
+    REQUIRE(store->CreateItem("db", "doomed", Doc(i)).ok());
+  }
+  REQUIRE(store->RotateDataKey("db", "doomed").ok());  // two key versions to drop
+  const std::string location = dir.sub("backups");
+  auto b = WriteBackup(*store, key, location);
+  REQUIRE(b.ok());
+  CHECK(fs::exists(fs::path(location) / b->id / "KEYS"));
+
+  const std::string rid_hex = doomed->rid;  // ContainerInfo::rid as the API gives it: hex
+  INFO(rid_hex);
+  auto dropped = DropKeysFromBackups(location, key, {rid_hex});
+  INFO(dropped.status().ToString());
+  REQUIRE(dropped.ok());
+  CHECK(*dropped == 2);
+  auto again = DropKeysFromBackups(location, key, {rid_hex});
+  REQUIRE(again.ok());
+  CHECK(*again == 0);
+  REQUIRE(VerifyBackup(location, b->id, key).ok());
+  REQUIRE(RestoreBackup(location, b->id, key, dir.sub("restored")).ok());
+  auto restored = OpenTestStore(dir.sub("restored"), key);
+  CHECK(Values(*restored) == [] {
+    std::set<int> v;
+    for (int i = 0; i < 20; ++i) v.insert(i);
+    return v;
+  }());
+  // Without its keys the container is left out of the restore altogether.
+  CHECK_FALSE(restored->ReadItem("db", "doomed", "\"t\"", "i00003").ok());
+  CHECK(restored->ReadContainer("db", "doomed").status().code() == Code::kNotFound);
+
+  // The catalog is authenticated and required: swapped, cut or missing, the
+  // backup is refused.
+  const fs::path keys = fs::path(location) / b->id / "KEYS";
+  std::string bytes = ReadAll(keys);
+  bytes[bytes.size() - 1] ^= 1;
+  std::ofstream(keys, std::ios::binary | std::ios::trunc) << bytes;
+  CHECK(VerifyBackup(location, b->id, key).status().code() == Code::kCorruption);
+  fs::remove(keys);
+  CHECK(VerifyBackup(location, b->id, key).status().code() == Code::kCorruption);
+  CHECK(RestoreBackup(location, b->id, key, dir.sub("restored2")).status().code() == Code::kCorruption);
+  CHECK_FALSE(fs::exists(dir.sub("restored2")));
 }
