@@ -58,7 +58,7 @@ struct Config {
   uint64_t records = 10'000;          // loaded for the reads and YCSB
   size_t record_bytes = 1024;
   double ycsb_seconds = 5;
-  // Fixed offered load, the same for both systems: below both one's
+  // Fixed offered load, the same for both systems: below either system's
   // saturation on this 2-core machine for every workload, so the latencies
   // show service time and queueing, not overload.
   double ycsb_rate_ops_s = 300;
