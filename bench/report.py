@@ -189,13 +189,14 @@ def plot_failover(load_rs, results):
                 f.write("%.0f %.1f\n" % (t_ms, ops))
             f.write("\n\n")
     svg = os.path.join(results, "failover-timeline.svg")
-    plots = ", ".join("'%s' index %d with lines title 'kill %d'" % (dat, i, i + 1) for i in range(len(samples)))
+    plots = ", ".join("'%s' index %d with steps title 'kill %d'" % (dat, i, i + 1) for i in range(len(samples)))
     ok = gnuplot("""set terminal svg size 900,500 dynamic
 set output '%s'
 set title 'Acknowledged writes around a leader kill -9 (50 ms buckets; kill at t = 0)'
 set xlabel 'ms from the kill'
 set ylabel 'acknowledged writes/s'
 set key outside right
+set yrange [0:*]
 set arrow from 0, graph 0 to 0, graph 1 nohead dashtype 2
 plot %s
 """ % (svg, plots))
@@ -222,7 +223,8 @@ set style data histograms
 set style histogram clustered gap 1
 set style fill solid 0.8 border -1
 set ylabel 'ops/s'
-set xtics rotate by -20
+set yrange [0:*]
+set xtics scale 0
 set key top left
 plot '%s' using 2:xtic(1) title columnheader(2), '' using 3 title columnheader(3)
 """ % (svg, dat))
@@ -248,7 +250,10 @@ def plot_ycsb(compare, results):
             f.write("\n\n")
             series.append("%s %s" % (r["system"], r["workload"]))
     svg = os.path.join(results, "ycsb-latency.svg")
-    plots = ", ".join("'%s' index %d with steps title '%s'" % (dat, i, name) for i, name in enumerate(series))
+    # One colour per workload; Bulwark solid, etcd dashed.
+    plots = ", ".join("'%s' index %d with steps lc %d dt %d lw 1.5 title '%s'" % (
+        dat, i, "ABCDF".index(name.split()[1]) + 1, 2 if name.startswith("etcd") else 1, name)
+        for i, name in enumerate(series))
     ok = gnuplot("""set terminal svg size 900,500 dynamic
 set output '%s'
 set title 'YCSB at the fixed offered load: latency CDF (log-bucketed histograms)'
