@@ -106,10 +106,20 @@ def storage_rows(t, storage):
 def compare_rows(t, compare):
     if not compare:
         return
+    writes = {}
+    for r in compare.get("writes", []):
+        writes[(r["system"], r["key_bytes"], r["value_bytes"], r["clients"])] = r
     for target in compare.get("targets", []):
+        m = re.search(r"(\d+)B/(\d+)B, (\d+) clients", target["name"])
+        cpu = ""
+        if m:
+            cell = tuple(int(x) for x in m.groups())
+            b, e = writes.get(("bulwark",) + cell), writes.get(("etcd",) + cell)
+            if b and e:
+                cpu = "server CPU %.0f vs %.0f us/op" % (b["server_cpu_us_per_op"], e["server_cpu_us_per_op"])
         t.add(target["name"] + " (p99 %.1f vs %.1f ms)" % (target["bulwark_p99_ms"], target["etcd_p99_ms"]),
               fmt_ops(target["figure"]), "etcd " + fmt_ops(target["baseline"]), "%.2f" % target["ratio"],
-              ">= 2x, p99 no worse", target["met"])
+              ">= 2x, p99 no worse", target["met"], cpu)
     reads = {}
     for r in compare.get("reads", []):
         reads[(r["system"], r["level"], r["clients"])] = r
