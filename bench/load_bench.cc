@@ -322,11 +322,15 @@ struct FailoverSample {
 };
 
 // The timeline around the kill, from the probe's buckets.
-std::vector<std::pair<double, double>> Timeline(const FailoverProbe& probe, int64_t kill_ns, double unavailable_ms) {
+// Buckets that end after `stop_ns` (when the writers were told to stop) are
+// left out: they would show the stop, not the system.
+std::vector<std::pair<double, double>> Timeline(const FailoverProbe& probe, int64_t kill_ns, double unavailable_ms,
+                                                int64_t stop_ns) {
   std::vector<std::pair<double, double>> points;
   const int64_t bucket_ns = kTimelineBucketMs * 1'000'000;
   const int64_t from_ns = kill_ns - kTimelineBeforeKillMs * 1'000'000;
-  const int64_t to_ns = kill_ns + static_cast<int64_t>(unavailable_ms * 1e6) + kTimelineAfterRecoveryMs * 1'000'000;
+  const int64_t to_ns = std::min(
+      kill_ns + static_cast<int64_t>(unavailable_ms * 1e6) + kTimelineAfterRecoveryMs * 1'000'000, stop_ns - bucket_ns);
   for (size_t b = 0; b < kTimelineBucketsMax; ++b) {
     const int64_t at = probe.start_ns + static_cast<int64_t>(b) * bucket_ns;
     if (at < from_ns || at > to_ns) continue;
@@ -412,12 +416,16 @@ Result<FailoverSample> FailoverOnce(chaos::LocalCluster& cluster, const Config& 
   while (probe.first_ack_ns == 0 && Clock::now() < ack_deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
+  // The writers go on after the new leader's first ack, so the timeline
+  // shows how throughput recovers, not only when it restarts.
+  if (probe.first_ack_ns != 0) std::this_thread::sleep_for(std::chrono::milliseconds(kTimelineAfterRecoveryMs));
+  const int64_t stop_ns = NowNs();
   join();
   const int64_t first_ack = probe.first_ack_ns;
   sample.timed_out = first_ack == 0;
   sample.unavailable_ms = sample.timed_out ? std::chrono::duration<double, std::milli>(kFailoverAckTimeout).count()
                                            : static_cast<double>(first_ack - kill_ns) / 1e6;
-  sample.timeline = Timeline(probe, kill_ns, sample.unavailable_ms);
+  sample.timeline = Timeline(probe, kill_ns, sample.unavailable_ms, stop_ns);
   if (auto s = RestartAndCatchUp(cluster, *leader); !s.ok()) return s;
   CheckLostWrites(pool, rep, acked, sample);
   return sample;
