@@ -12,8 +12,13 @@
 // On a replica set it then measures leader-failover write unavailability:
 // writers on the surviving nodes write continuously, the leader gets kill -9,
 // and the time from the kill to the first acknowledged write sent after it
-// is one sample. The killed node is restarted and caught up before the next
-// repetition. Figures are printed next to the targets they answer to (not
+// is one sample. Each sample also keeps the acknowledged writes per 50 ms
+// around the kill (a throughput timeline, plotted by bench/report.py), and
+// after the restart every write acknowledged in the last seconds before the
+// kill and after it is read back (Strong) to count acknowledged writes lost
+// (RPO; inside a region a write is acknowledged once a quorum has it, at
+// every consistency level). The killed node is restarted and caught up
+// before the next repetition. Figures are printed next to the targets they answer to (not
 // asserted), and written as JSON. The scratch directory is removed at exit.
 #include <unistd.h>
 
@@ -66,6 +71,18 @@ constexpr auto kCatchUpTimeout = std::chrono::seconds(60);
 // fast failure (connection refused) does not spin a core the nodes need.
 // It bounds how much the pause can add to a failover sample.
 constexpr auto kWriterErrorPause = std::chrono::milliseconds(5);
+// The failover timeline: acknowledged writes counted per bucket from the
+// start of a repetition, for at most kTimelineBucketsMax buckets (60 s); the
+// part from kTimelineBeforeKill before the kill to kTimelineAfterRecovery
+// after the first write acknowledged by the new leader is kept.
+constexpr int64_t kTimelineBucketMs = 50;
+constexpr size_t kTimelineBucketsMax = 1200;
+constexpr int64_t kTimelineBeforeKillMs = 1000;
+constexpr int64_t kTimelineAfterRecoveryMs = 1000;
+// Lost-write check: each writer's newest acknowledged writes, at most this
+// many, are read back after the restart (the ones a failover could lose are
+// the newest).
+constexpr size_t kRpoCheckPerWriterMax = 300;
 
 struct Config {
   int nodes = 4;
@@ -226,14 +243,24 @@ std::vector<Row> RunPhases(const ClientPool& pool, const std::string& placement,
 
 // Shared between the failover writers and the thread that kills the leader.
 struct FailoverProbe {
+  std::atomic<int64_t> start_ns{0};      // the repetition's start: bucket 0 of the timeline
   std::atomic<int64_t> dead_ns{0};       // when the old leader was reaped; 0 before the kill
   std::atomic<int64_t> first_ack_ns{0};  // earliest ack of a write sent after dead_ns; 0 if none yet
   std::atomic<uint64_t> acks_before_kill{0};
   std::atomic<bool> stop{false};
+  std::vector<std::atomic<uint32_t>> acks = std::vector<std::atomic<uint32_t>>(kTimelineBucketsMax);
 };
 
-void FailoverWriter(client::Client& c, int writer, int rep, const std::string& payload, FailoverProbe& probe) {
-  const int t = 10'000 + writer;  // a partition of its own, apart from the load phases' clients
+// The item owner of failover writer `writer` in repetition `rep`: its own
+// partition, apart from the load phases' clients and from other repetitions,
+// so an item read back after a failover can only be this repetition's write.
+int FailoverOwner(int rep, int writer) { return 10'000 + rep * 100 + writer; }
+
+// Writes until told to stop; returns the item numbers it got acknowledged.
+std::vector<uint64_t> FailoverWriter(client::Client& c, int writer, int rep, const std::string& payload,
+                                     FailoverProbe& probe) {
+  const int t = FailoverOwner(rep, writer);
+  std::vector<uint64_t> acked_items;
   for (uint64_t i = 0; !probe.stop; ++i) {
     const std::string request_id =
         "failover" + std::to_string(rep) + "-" + std::to_string(writer) + "-" + std::to_string(i);
@@ -244,6 +271,9 @@ void FailoverWriter(client::Client& c, int writer, int rep, const std::string& p
       std::this_thread::sleep_for(kWriterErrorPause);
       continue;
     }
+    acked_items.push_back(i % kItemsPerClientMax);
+    const int64_t bucket = (acked - probe.start_ns.load()) / (kTimelineBucketMs * 1'000'000);
+    if (bucket >= 0 && static_cast<size_t>(bucket) < kTimelineBucketsMax) ++probe.acks[static_cast<size_t>(bucket)];
     const int64_t dead = probe.dead_ns.load();
     if (dead == 0) {
       ++probe.acks_before_kill;
@@ -256,6 +286,7 @@ void FailoverWriter(client::Client& c, int writer, int rep, const std::string& p
     while ((seen == 0 || acked < seen) && !probe.first_ack_ns.compare_exchange_weak(seen, acked)) {
     }
   }
+  return acked_items;
 }
 
 // Restarts node `i` and waits until it has applied everything the leader had
@@ -284,7 +315,58 @@ struct FailoverSample {
   double unavailable_ms = 0;
   bool timed_out = false;
   int killed = 0;
+  // (ms from the kill, acknowledged writes per second) per timeline bucket.
+  std::vector<std::pair<double, double>> timeline;
+  size_t writes_checked = 0;  // acknowledged writes read back after the restart
+  size_t writes_lost = 0;     // of those, not found: acknowledged, then lost
 };
+
+// The timeline around the kill, from the probe's buckets.
+// Buckets that end after `stop_ns` (when the writers were told to stop) are
+// left out: they would show the stop, not the system.
+std::vector<std::pair<double, double>> Timeline(const FailoverProbe& probe, int64_t kill_ns, double unavailable_ms,
+                                                int64_t stop_ns) {
+  std::vector<std::pair<double, double>> points;
+  const int64_t bucket_ns = kTimelineBucketMs * 1'000'000;
+  const int64_t from_ns = kill_ns - kTimelineBeforeKillMs * 1'000'000;
+  const int64_t to_ns = std::min(
+      kill_ns + static_cast<int64_t>(unavailable_ms * 1e6) + kTimelineAfterRecoveryMs * 1'000'000, stop_ns - bucket_ns);
+  for (size_t b = 0; b < kTimelineBucketsMax; ++b) {
+    const int64_t at = probe.start_ns + static_cast<int64_t>(b) * bucket_ns;
+    if (at < from_ns || at > to_ns) continue;
+    const double ms_from_kill = static_cast<double>(at - kill_ns) / 1e6;
+    points.emplace_back(ms_from_kill, probe.acks[b].load() * 1000.0 / static_cast<double>(kTimelineBucketMs));
+  }
+  return points;
+}
+
+// Reads back each writer's newest acknowledged writes (Strong) through the
+// writers' own clients, in parallel; counts those not found.
+void CheckLostWrites(const ClientPool& pool, int rep, const std::vector<std::vector<uint64_t>>& acked,
+                     FailoverSample& sample) {
+  std::vector<size_t> checked(pool.size(), 0), lost(pool.size(), 0);
+  std::vector<std::thread> readers;
+  for (size_t w = 0; w < pool.size(); ++w) {
+    readers.emplace_back([&, w] {
+      const int t = FailoverOwner(rep, static_cast<int>(w));
+      const auto& items = acked[w];
+      const size_t first = items.size() > kRpoCheckPerWriterMax ? items.size() - kRpoCheckPerWriterMax : 0;
+      client::ReadOptions strong;
+      strong.consistency = ConsistencyLevel::kStrong;
+      for (size_t i = first; i < items.size(); ++i) {
+        auto item = pool[w]->ReadItem("bench", "items", PartitionKeyJson(t), ItemId(t, items[i]), strong);
+        ++checked[w];
+        // Only NotFound proves a loss; another error (a timeout) proves nothing.
+        if (!item.ok() && item.status().code() == Code::kNotFound) ++lost[w];
+      }
+    });
+  }
+  for (auto& th : readers) th.join();
+  for (size_t w = 0; w < pool.size(); ++w) {
+    sample.writes_checked += checked[w];
+    sample.writes_lost += lost[w];
+  }
+}
 
 // One repetition: writers on every node but the leader, kill -9 the leader,
 // time to the first acknowledged write sent after it, restart and catch up.
@@ -306,9 +388,11 @@ Result<FailoverSample> FailoverOnce(chaos::LocalCluster& cluster, const Config& 
     }
   }
   FailoverProbe probe;
+  probe.start_ns = NowNs();
+  std::vector<std::vector<uint64_t>> acked(pool.size());
   std::vector<std::thread> writers;
   for (size_t w = 0; w < pool.size(); ++w) {
-    writers.emplace_back([&, w] { FailoverWriter(*pool[w], static_cast<int>(w), rep, payload, probe); });
+    writers.emplace_back([&, w] { acked[w] = FailoverWriter(*pool[w], static_cast<int>(w), rep, payload, probe); });
   }
   auto join = [&] {
     probe.stop = true;
@@ -323,6 +407,8 @@ Result<FailoverSample> FailoverOnce(chaos::LocalCluster& cluster, const Config& 
     join();
     return Status::Unavailable("no write was acknowledged before the kill");
   }
+  // A stretch of steady writing before the fault, for the timeline.
+  std::this_thread::sleep_for(std::chrono::milliseconds(kTimelineBeforeKillMs));
   const int64_t kill_ns = NowNs();
   cluster.KillNode(*leader);  // SIGKILL, then reaps the process
   probe.dead_ns = NowNs();
@@ -330,12 +416,18 @@ Result<FailoverSample> FailoverOnce(chaos::LocalCluster& cluster, const Config& 
   while (probe.first_ack_ns == 0 && Clock::now() < ack_deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
+  // The writers go on after the new leader's first ack, so the timeline
+  // shows how throughput recovers, not only when it restarts.
+  if (probe.first_ack_ns != 0) std::this_thread::sleep_for(std::chrono::milliseconds(kTimelineAfterRecoveryMs));
+  const int64_t stop_ns = NowNs();
   join();
   const int64_t first_ack = probe.first_ack_ns;
   sample.timed_out = first_ack == 0;
   sample.unavailable_ms = sample.timed_out ? std::chrono::duration<double, std::milli>(kFailoverAckTimeout).count()
                                            : static_cast<double>(first_ack - kill_ns) / 1e6;
+  sample.timeline = Timeline(probe, kill_ns, sample.unavailable_ms, stop_ns);
   if (auto s = RestartAndCatchUp(cluster, *leader); !s.ok()) return s;
+  CheckLostWrites(pool, rep, acked, sample);
   return sample;
 }
 
@@ -349,8 +441,8 @@ Result<std::vector<FailoverSample>> MeasureFailover(chaos::LocalCluster& cluster
       std::fprintf(stderr, " failed\n");
       return s.status();
     }
-    std::fprintf(stderr, " killed node %d, first write after %.0f ms%s\n", s->killed, s->unavailable_ms,
-                 s->timed_out ? " (timed out)" : "");
+    std::fprintf(stderr, " killed node %d, first write after %.0f ms%s, %zu/%zu acknowledged writes lost\n", s->killed,
+                 s->unavailable_ms, s->timed_out ? " (timed out)" : "", s->writes_lost, s->writes_checked);
     samples.push_back(*s);
   }
   return samples;
@@ -374,12 +466,21 @@ void PrintTargets(const Json& targets) {
 
 Json ReportFailover(const std::vector<FailoverSample>& samples, Json& targets) {
   std::vector<double> ms;
-  size_t timed_out = 0;
+  size_t timed_out = 0, checked = 0, lost = 0;
   Json each = Json::array();
   for (const auto& s : samples) {
     ms.push_back(s.unavailable_ms);
     timed_out += s.timed_out ? 1 : 0;
-    each.push_back({{"killed_node", s.killed}, {"unavailable_ms", s.unavailable_ms}, {"timed_out", s.timed_out}});
+    checked += s.writes_checked;
+    lost += s.writes_lost;
+    Json timeline = Json::array();
+    for (const auto& [t_ms, ops_s] : s.timeline) timeline.push_back({t_ms, ops_s});
+    each.push_back({{"killed_node", s.killed},
+                    {"unavailable_ms", s.unavailable_ms},
+                    {"timed_out", s.timed_out},
+                    {"writes_checked", s.writes_checked},
+                    {"writes_lost", s.writes_lost},
+                    {"timeline_ms_ops_s", timeline}});
   }
   std::sort(ms.begin(), ms.end());
   // The median of an even count is the mean of the middle two.
@@ -389,11 +490,13 @@ Json ReportFailover(const std::vector<FailoverSample>& samples, Json& targets) {
   std::printf("\nleader failover (kill -9 to first acknowledged write), %zu repetitions:\n  samples ms:", n);
   for (const auto& s : samples) std::printf(" %.0f%s", s.unavailable_ms, s.timed_out ? "(timeout)" : "");
   std::printf("\n  median %.0f ms, max %.0f ms, timed out %zu\n", median, max, timed_out);
+  std::printf("  acknowledged writes lost (RPO): %zu of %zu read back\n", lost, checked);
   if (n > 0) {
     targets.push_back(TargetJson("failover median (ms)", "<= 1000", median, median <= kFailoverMedianTargetMs));
     targets.push_back(TargetJson("failover max (ms)", "<= 2000", max, max <= kFailoverMaxTargetMs));
   }
-  return {{"samples", each}, {"median_ms", median}, {"max_ms", max}, {"timed_out", timed_out}};
+  return {{"samples", each},        {"median_ms", median},       {"max_ms", max},
+          {"timed_out", timed_out}, {"writes_checked", checked}, {"writes_lost", lost}};
 }
 
 // Replicated/single write ops/s at each client count, from a single-node JSON.
