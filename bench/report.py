@@ -178,6 +178,23 @@ def failover_rows(t, load_rs):
           "Bulwark has no write-region failover yet (issue 8)")
 
 
+def backup_rows(t, backup):
+    if not backup or "backup" not in backup:
+        return
+    b, r = backup["backup"], backup["restore"]
+    t.add("backup throughput (%d x 1 KiB items)" % backup["items"],
+          "%.1f MiB/s, %.0f items/s" % (b["mib_per_s"], b["items_per_s"]), "", "", "(none set)")
+    t.add("restore throughput", "%.1f MiB/s, %.0f items/s" % (r["mib_per_s"], r["items_per_s"]), "", "",
+          "(none set)")
+    if "replay" in backup:
+        t.add("point-in-time replay (archived commands)", "%.0f commands/s" % backup["replay"]["commands_per_s"],
+              "", "", "(none set)")
+    w = backup.get("write_latency")
+    if w:
+        t.add("fsync'd write p99 while a backup runs", "%.2f ms" % w["with_backup"]["p99_ms"],
+              "%.2f ms without" % w["without_backup"]["p99_ms"], "%.2f" % w["p99_ratio"], "(none set)")
+
+
 def gnuplot(script):
     try:
         subprocess.run(["gnuplot"], input=script, text=True, check=True, capture_output=True)
@@ -290,10 +307,12 @@ def main():
     storage = load(os.path.join(args.results, "storage.json"))
     compare = load(os.path.join(args.results, "compare.json"))
     load_rs = load(os.path.join(args.results, "load-replica-set.json"))
+    backup = load(os.path.join(args.results, "backup.json"))
     t = Table()
     compare_rows(t, compare)
     failover_rows(t, load_rs)
     storage_rows(t, storage)
+    backup_rows(t, backup)
     plots = [p for p in (plot_writes(compare, args.results), plot_ycsb(compare, args.results),
                          plot_failover(load_rs, args.results)) if p]
 

@@ -325,6 +325,9 @@ Result<PointInTimeResult> RestoreToTime(const std::string& location, const crypt
   auto replay = [&]() -> Status {
     StoreOptions options;
     options.path = target;
+    // One fsync at the end (SyncWal below) instead of one per command: a
+    // restore that fails part-way is removed anyway.
+    options.sync_writes = false;
     BULWARK_ASSIGN_OR_RETURN(auto store, DocumentStore::Open(options, master.Clone()));
     uint64_t pos = store->applied_index();
     bool done = false;
