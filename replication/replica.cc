@@ -215,6 +215,18 @@ Result<std::unique_ptr<Replica>> Replica::Start(ReplicaOptions options, storage:
     }
   } else {
     BULWARK_ASSIGN_OR_RETURN(cs, DecodeConfState(conf_bytes));
+    if (store->applied_index() > 0 && impl->log->LastIndex() == 0 && impl->log->hard_state().IsEmpty()) {
+      // A store restored from a backup (bulwark restore) into a new replica
+      // set: its state stands at the applied index, its log is empty. The
+      // log restarts after that index as if compacted there (every node of
+      // the new set is restored from the same backup, so all agree; term 1,
+      // as the new set's history starts there). Without this, new entries
+      // would be numbered from 1 and taken for ones already applied.
+      const uint64_t at = store->applied_index();
+      BULWARK_RETURN_IF_ERROR(impl->log->ApplySnapshot({cs, at, 1}, /*sync=*/false));
+      BULWARK_RETURN_IF_ERROR(impl->log->Persist(raft::HardState{1, raft::kNone, at}, {}, /*sync=*/true));
+      spdlog::info("event=log_restarted_after_restore index={}", at);
+    }
   }
   impl->log->SetConfState(cs);
 
