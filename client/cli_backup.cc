@@ -97,14 +97,31 @@ void AddBackupCommands(CLI::App& app, Globals& g, int& rc) {
     });
   });
   static std::string verify_id;
-  auto* verify = backup->add_subcommand("verify", "read and authenticate every byte of a backup")->callback([&] {
-    rc = WithClient(g, [&](Client& c) -> Status {
-      BULWARK_ASSIGN_OR_RETURN(BackupRecord b, c.VerifyBackup(verify_id));
-      std::cout << "backup " << b.id << " is complete and intact (GLSN " << b.glsn << ", " << b.bytes << " bytes)\n";
-      return Status::Ok();
-    });
-  });
-  verify->add_option("ID", verify_id, "a backup id from `bulwark backup list`")->required();
+  static bool verify_archive = false;
+  auto* verify =
+      backup->add_subcommand("verify", "read and authenticate every byte of a backup, or (--archive) of the archive")
+          ->callback([&] {
+            rc = WithClient(g, [&](Client& c) -> Status {
+              if (verify_archive) {
+                BULWARK_ASSIGN_OR_RETURN(ArchiveCheckRecord a, c.VerifyArchive());
+                std::cout << "archive: " << a.segments << " segments, " << a.commands
+                          << " commands, intact; raft indexes " << a.first_index << ".." << a.last_index << "\n";
+                for (const auto& h : a.holes) std::cout << "  hole " << h << "\n";
+                if (!a.holes.empty()) {
+                  return Status::FailedPrecondition(
+                      "the archive has holes: restores across them are refused (see docs/backups.md)");
+                }
+                return Status::Ok();
+              }
+              if (verify_id.empty()) return Status::InvalidArgument("give a backup ID, or --archive");
+              BULWARK_ASSIGN_OR_RETURN(BackupRecord b, c.VerifyBackup(verify_id));
+              std::cout << "backup " << b.id << " is complete and intact (GLSN " << b.glsn << ", " << b.bytes
+                        << " bytes)\n";
+              return Status::Ok();
+            });
+          });
+  verify->add_option("ID", verify_id, "a backup id from `bulwark backup list`");
+  verify->add_flag("--archive", verify_archive, "verify the continuous archive's segments instead");
 
   static std::string location, id, target, master_uri, to_time, database, container, item, partition_key;
   auto* restore =

@@ -690,6 +690,22 @@ Result<BackupRecord> Client::VerifyBackup(const std::string& id) {
   return ToBackup(resp.backup());
 }
 
+Result<ArchiveCheckRecord> Client::VerifyArchive() {
+  v1::VerifyBackupRequest req;
+  req.set_archive(true);
+  v1::VerifyBackupResponse resp;
+  BULWARK_RETURN_IF_ERROR(impl_->Invoke(
+      security::AccountRef("get"), false,
+      [&](grpc::ClientContext& ctx, Impl::Stubs& stubs) { return stubs.admin->VerifyBackup(&ctx, req, &resp); }));
+  ArchiveCheckRecord out;
+  out.segments = resp.archive().segments();
+  out.commands = resp.archive().commands();
+  out.first_index = resp.archive().first_index();
+  out.last_index = resp.archive().last_index();
+  out.holes.assign(resp.archive().holes().begin(), resp.archive().holes().end());
+  return out;
+}
+
 Result<uint32_t> Client::RotateStoreKey() {
   v1::RotateStoreKeyRequest req;
   v1::RotateStoreKeyResponse resp;

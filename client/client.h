@@ -188,6 +188,15 @@ struct BackupRecord {
   int64_t image_unix_ms = 0;  // the earliest time it restores to
 };
 
+// `backup verify --archive`: the node's archive segments, all read.
+struct ArchiveCheckRecord {
+  uint64_t segments = 0;
+  uint64_t commands = 0;
+  uint64_t first_index = 0;
+  uint64_t last_index = 0;
+  std::vector<std::string> holes;
+};
+
 // The node's point-in-time window (docs/backups.md).
 struct BackupWindowRecord {
   bool continuous = false;   // backup.continuous on the node
@@ -311,6 +320,8 @@ class Client {
   // `window`, if given, receives the primary location's restore window.
   Result<std::vector<BackupRecord>> ListBackups(BackupWindowRecord* window = nullptr);
   Result<BackupRecord> VerifyBackup(const std::string& id);
+  // Reads and authenticates every segment of the node's continuous archive.
+  Result<ArchiveCheckRecord> VerifyArchive();
   Result<std::string> RotateMasterKey(const std::string& new_key_uri);
   // A new data-key version for one container; returns it. The node re-seals
   // older items in the background (GetKeyStatus().containers shows progress).

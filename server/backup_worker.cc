@@ -241,6 +241,12 @@ Result<storage::BackupInfo> BackupWorker::Verify(const std::string& id) const {
   return storage::VerifyBackup(dir_, id, master_);
 }
 
+Result<storage::ArchiveCheck> BackupWorker::VerifyArchive() const {
+  std::lock_guard run(run_mu_);
+  std::lock_guard archive(archive_mu_);
+  return storage::VerifyArchive(dir_, master_);
+}
+
 Status BackupWorker::ForgetPurged(const std::vector<storage::PendingShred>& purges) {
   if (purges.empty()) return Status::Ok();
   std::lock_guard run(run_mu_);

@@ -56,6 +56,8 @@ class BackupWorker {
   // (location name, backup): "primary" first, then "geo".
   Result<std::vector<std::pair<std::string, storage::BackupInfo>>> List() const;
   Result<storage::BackupInfo> Verify(const std::string& id) const;
+  // Reads and authenticates every archive segment of the primary location.
+  Result<storage::ArchiveCheck> VerifyArchive() const;
   // Crypto-shredding: drops the purged containers' data keys from every
   // backup's key catalog (both locations; the backups stay restorable for
   // the rest), and removes the archive segments that start at or before a

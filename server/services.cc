@@ -323,6 +323,16 @@ grpc::Status AdminService::ListBackups(Ctx* ctx, const v1::ListBackupsRequest*, 
 
 grpc::Status AdminService::VerifyBackup(Ctx* ctx, const v1::VerifyBackupRequest* req, v1::VerifyBackupResponse* resp) {
   return runner_.Run(ctx, "VerifyBackup", security::AccountRef("get"), [&]() -> BStatus {
+    if (req->archive()) {
+      BULWARK_ASSIGN_OR_RETURN(storage::ArchiveCheck c, node_->backups->VerifyArchive());
+      v1::ArchiveCheckInfo* out = resp->mutable_archive();
+      out->set_segments(c.segments);
+      out->set_commands(c.commands);
+      out->set_first_index(c.first_index);
+      out->set_last_index(c.last_index);
+      for (const auto& h : c.holes) out->add_holes(h);
+      return BStatus::Ok();
+    }
     BULWARK_ASSIGN_OR_RETURN(storage::BackupInfo b, node_->backups->Verify(req->id()));
     FillBackup(b, "primary", resp->mutable_backup());
     return BStatus::Ok();

@@ -255,6 +255,42 @@ Status CopyArchiveSegment(const std::string& from_location, const std::string& t
   return sealed::SyncPath(to_dir);
 }
 
+Result<ArchiveCheck> VerifyArchive(const std::string& location, const crypto::MasterKey& master) {
+  BULWARK_ASSIGN_OR_RETURN(auto segments, ListArchive(location));
+  BULWARK_ASSIGN_OR_RETURN(auto backups, ListBackups(location));
+  ArchiveCheck check;
+  std::vector<ArchivedCommand> commands;
+  for (const auto& seg : segments) {
+    BULWARK_RETURN_IF_ERROR(ReadSegment(location, seg, master, &commands));
+    for (const ArchivedCommand& c : commands) {
+      auto cmd = WriteCommand::Decode(c.command);
+      if (!cmd.ok()) {
+        return Status::Corruption("archive segment " + seg.id + ": raft index " + std::to_string(c.index) +
+                                  " is not a command");
+      }
+      cmd->WipeKey();
+    }
+    ++check.segments;
+    check.commands += commands.size();
+    check.first_index = check.first_index == 0 ? seg.first_index : std::min(check.first_index, seg.first_index);
+    check.last_index = std::max(check.last_index, seg.last_index);
+  }
+  if (segments.empty()) return check;
+  uint64_t pos = backups.empty() ? check.first_index - 1 : backups.front().applied_index;
+  for (;;) {
+    pos = ChainEnd(segments, pos).first;
+    const ArchiveSegment* after = nullptr;
+    for (const auto& seg : segments) {
+      if (seg.first_index > pos + 1 && (!after || seg.first_index < after->first_index)) after = &seg;
+    }
+    if (!after) break;
+    check.holes.push_back("after raft index " + std::to_string(pos) + " (the next segment starts at " +
+                          std::to_string(after->first_index) + ")");
+    pos = after->first_index - 1;
+  }
+  return check;
+}
+
 Result<std::optional<RestoreWindow>> RestorableWindow(const std::string& location) {
   BULWARK_ASSIGN_OR_RETURN(auto backups, ListBackups(location));
   if (backups.empty()) return std::optional<RestoreWindow>();

@@ -89,6 +89,21 @@ Result<size_t> RewrapArchive(const std::string& location, const crypto::MasterKe
 Status CopyArchiveSegment(const std::string& from_location, const std::string& to_location,
                           const std::string& segment_id);
 
+// What VerifyArchive found: every segment read and authenticated.
+struct ArchiveCheck {
+  uint64_t segments = 0;
+  uint64_t commands = 0;
+  uint64_t first_index = 0;  // covered, from the oldest segment...
+  uint64_t last_index = 0;   // ... to the newest
+  // Holes after the oldest backup (or the first segment without a backup),
+  // each as "after raft index X (the next segment starts at Y)".
+  std::vector<std::string> holes;
+};
+// Reads every segment of `location`'s archive and checks it against its
+// manifest, restoring nothing; then follows the chain for holes. Corruption
+// for a damaged segment, FailedPrecondition for the wrong master key.
+Result<ArchiveCheck> VerifyArchive(const std::string& location, const crypto::MasterKey& master);
+
 // The times a location can restore to, from its backups and archive: from
 // the oldest backup's image to where the archive stops vouching (see
 // kArchiveSettleMs), or nothing if the archive does not continue the newest

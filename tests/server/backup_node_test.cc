@@ -279,6 +279,13 @@ TEST_CASE(
   CHECK(window.archive_segments >= 1);
   CHECK(window.from_unix_ms == listed[0].image_unix_ms);
   CHECK(window.to_unix_ms >= second->image_unix_ms);
+  // `backup verify --archive`: every segment read, no hole.
+  auto archive = node.client->VerifyArchive();
+  INFO(archive.status().ToString());
+  REQUIRE(archive.ok());
+  CHECK(archive->segments == window.archive_segments);
+  CHECK(archive->commands >= 53);  // at least every write after the first backup
+  CHECK(archive->holes.empty());
   // Only ciphertext in the backups and the archive.
   size_t files = 0;
   for (const auto& entry : fs::recursive_directory_iterator(backups)) {

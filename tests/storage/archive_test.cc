@@ -210,8 +210,16 @@ TEST_CASE("Archive: point-in-time restore gives the state at that time, deleted 
     CHECK((*window)->to_unix_ms >= b2->image_unix_ms);
   }
   SECTION("a hole is refused past it, and the times before it still restore") {
+    auto whole = VerifyArchive(location, key);
+    REQUIRE(whole.ok());
+    CHECK(whole->segments == 4);
+    CHECK(whole->holes.empty());
     // [21,60] gone: nothing continues the first backup (index 33) until 41.
     REQUIRE(fs::remove_all(fs::path(location) / kArchiveDir / (*listed)[1].id) > 0);
+    auto holed = VerifyArchive(location, key);
+    REQUIRE(holed.ok());
+    REQUIRE(holed->holes.size() == 1);
+    CHECK(holed->holes[0] == "after raft index 33 (the next segment starts at 41)");
     auto r = RestoreToTime(location, key, {after_50, "", ""}, dir.sub("r9"));
     INFO(r.status().ToString());
     CHECK(r.status().code() == Code::kFailedPrecondition);
@@ -236,6 +244,8 @@ TEST_CASE("Archive: point-in-time restore gives the state at that time, deleted 
     auto r = RestoreToTime(location, key, {after_50, "", ""}, dir.sub("r11"));
     INFO(r.status().ToString());
     CHECK(r.status().code() == Code::kCorruption);
+    CHECK(VerifyArchive(location, key).status().code() == Code::kCorruption);
+    CHECK(VerifyArchive(location, crypto::MasterKey::Generate()).status().code() == Code::kFailedPrecondition);
     CHECK_FALSE(fs::exists(dir.sub("r11")));
     auto wrong = RestoreToTime(location, crypto::MasterKey::Generate(), {before_c1_delete, "", ""}, dir.sub("r12"));
     CHECK(wrong.status().code() == Code::kFailedPrecondition);
@@ -252,7 +262,7 @@ TEST_CASE("Archive: point-in-time restore gives the state at that time, deleted 
     CHECK(r.ok());
     auto forgotten = ForgetArchiveThrough(location, 40);
     REQUIRE(forgotten.ok());
-    CHECK(*forgotten == 2);  // [1,20] and [21,60] start at or before 40
+    CHECK(*forgotten == 2);                           // [1,20] and [21,60] start at or before 40
     auto pruned = PruneArchiveBefore(location, 101);  // [41,100] ends before it
     REQUIRE(pruned.ok());
     CHECK(*pruned == 1);
