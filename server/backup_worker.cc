@@ -20,23 +20,11 @@ namespace {
 
 namespace fs = std::filesystem;
 constexpr std::chrono::seconds kCheckEvery{5};
+constexpr std::chrono::milliseconds kRetryAfterFailure{60'000};
 
 int64_t NowMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
       .count();
-}
-
-// Copies a complete backup directory to `location`, published by rename.
-Status CopyBackup(const fs::path& from, const std::string& location, const std::string& id) {
-  std::error_code ec;
-  fs::create_directories(location, ec);
-  const fs::path partial = fs::path(location) / (id + ".partial");
-  fs::remove_all(partial, ec);
-  fs::copy(from, partial, fs::copy_options::recursive, ec);
-  if (ec) return Status::IOError("cannot copy backup " + id + " to " + location + ": " + ec.message());
-  fs::rename(partial, fs::path(location) / id, ec);
-  if (ec) return Status::IOError("cannot publish backup " + id + " in " + location + ": " + ec.message());
-  return Status::Ok();
 }
 
 }  // namespace
@@ -67,6 +55,7 @@ void BackupWorker::Stop() {
 
 void BackupWorker::Loop() {
   const int64_t interval_ms = int64_t{node_->config->backup.interval_s} * 1000;
+  int64_t failed_at = 0;  // a failed backup is retried after kRetryAfterFailure, not at every check
   std::unique_lock lock(mu_);
   for (;;) {
     wake_.wait_for(lock, kCheckEvery, [&] { return stop_ || backup_due_; });
@@ -78,8 +67,9 @@ void BackupWorker::Loop() {
       const int64_t newest = existing.ok() && !existing->empty() ? existing->back().created_unix_ms : 0;
       if (!existing.ok()) {
         spdlog::error("event=backup_list_failed dir={} error=\"{}\"", dir_, existing.status().ToString());
-      } else if (due || NowMs() - newest >= interval_ms) {
+      } else if ((due || NowMs() - newest >= interval_ms) && NowMs() - failed_at >= kRetryAfterFailure.count()) {
         auto b = BackupNow();
+        failed_at = b.ok() ? 0 : NowMs();
         if (!b.ok()) spdlog::error("event=backup_failed dir={} error=\"{}\"", dir_, b.status().ToString());
       }
     }
@@ -92,8 +82,9 @@ Result<storage::BackupInfo> BackupWorker::BackupNow() {
   const auto started = std::chrono::steady_clock::now();
   BULWARK_ASSIGN_OR_RETURN(storage::BackupInfo info, storage::WriteBackup(*node_->store, master_, dir_));
   const BackupConfig& c = node_->config->backup;
-  if (!c.geo_dir.empty()) BULWARK_RETURN_IF_ERROR(CopyBackup(fs::path(dir_) / info.id, c.geo_dir, info.id));
+  Status copied = c.geo_dir.empty() ? Status::Ok() : storage::CopyBackupTo(dir_, c.geo_dir, info.id);
   BULWARK_RETURN_IF_ERROR(PruneLocked());
+  BULWARK_RETURN_IF_ERROR(copied);
   spdlog::info("event=backup_taken id={} glsn={} raft_index={} bytes={} seconds={:.2f} geo_copy={}", info.id, info.glsn,
                info.applied_index, info.bytes,
                std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(), !c.geo_dir.empty());
@@ -273,6 +264,13 @@ Status BackupWorker::ForgetPurged(const std::vector<storage::PendingShred>& purg
     spdlog::warn("event=backups_forgot_purged location={} containers={} keys_dropped={} archive_segments_removed={}",
                  location, rids.size(), keys, segments);
   }
+  // The archive no longer continues the backups before the purge: a new
+  // backup now, so times after the purge restore again.
+  if (node_->config->backup.continuous) {
+    std::lock_guard lock(mu_);
+    backup_due_ = true;
+  }
+  wake_.notify_all();
   return Status::Ok();
 }
 

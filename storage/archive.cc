@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <filesystem>
 
+#include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
 
 #include "common/coding.h"
@@ -193,9 +194,16 @@ Result<std::vector<ArchiveSegment>> ListArchive(const std::string& location) {
   for (const auto& entry : fs::directory_iterator(dir, ec)) {
     const std::string name = entry.path().filename().string();
     if (!entry.is_directory() || !ValidSegmentId(name)) continue;  // .partial, or not ours
-    BULWARK_ASSIGN_OR_RETURN(sealed::Manifest m, sealed::ReadManifest(entry.path(), kWhat));
-    BULWARK_ASSIGN_OR_RETURN(ArchiveSegment s, SegmentFrom(m));
-    out.push_back(std::move(s));
+    auto m = sealed::ReadManifest(entry.path(), kWhat);
+    auto s = m.ok() ? SegmentFrom(*m) : Result<ArchiveSegment>(m.status());
+    if (!s.ok()) {
+      // Left out (a restore that needs it finds a hole and says so); one
+      // damaged segment must not stop archiving, pruning or shredding.
+      spdlog::warn("event=archive_segment_unreadable dir={} error=\"{}\"", entry.path().string(),
+                   s.status().ToString());
+      continue;
+    }
+    out.push_back(std::move(s).value());
   }
   if (ec) return Status::IOError("cannot list " + dir.string() + ": " + ec.message());
   std::sort(out.begin(), out.end(), [](const ArchiveSegment& a, const ArchiveSegment& b) { return a.id < b.id; });
@@ -203,27 +211,35 @@ Result<std::vector<ArchiveSegment>> ListArchive(const std::string& location) {
 }
 
 namespace {
-Result<size_t> RemoveSegments(const std::string& location, const std::function<bool(const ArchiveSegment&)>& remove) {
-  BULWARK_ASSIGN_OR_RETURN(auto all, ListArchive(location));
-  size_t removed = 0;
-  for (const auto& s : all) {
-    if (!remove(s)) continue;
-    std::error_code ec;
-    fs::remove_all(ArchivePath(location) / s.id, ec);
-    if (ec) return Status::IOError("cannot remove archive segment " + s.id + ": " + ec.message());
-    ++removed;
+// By directory name (which carries the range), so a segment whose manifest
+// cannot be read is removed too.
+Result<size_t> RemoveSegments(const std::string& location, const std::function<bool(uint64_t, uint64_t)>& remove) {
+  const fs::path dir = ArchivePath(location);
+  std::error_code ec;
+  if (!fs::exists(dir, ec)) return size_t{0};
+  std::vector<fs::path> doomed;
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (!entry.is_directory() || !ValidSegmentId(name)) continue;
+    const uint64_t first = std::stoull(name.substr(2, kIdDigits));
+    const uint64_t last = std::stoull(name.substr(3 + kIdDigits));
+    if (remove(first, last)) doomed.push_back(entry.path());
   }
-  return removed;
+  if (ec) return Status::IOError("cannot list " + dir.string() + ": " + ec.message());
+  for (const auto& path : doomed) {
+    fs::remove_all(path, ec);
+    if (ec) return Status::IOError("cannot remove archive segment " + path.string() + ": " + ec.message());
+  }
+  return doomed.size();
 }
 }  // namespace
 
 Result<size_t> PruneArchiveBefore(const std::string& location, uint64_t index) {
-  return RemoveSegments(location, [&](const ArchiveSegment& s) { return s.last_index < index; });
+  return RemoveSegments(location, [&](uint64_t, uint64_t last) { return last < index; });
 }
 
 Result<size_t> ForgetArchiveThrough(const std::string& location, uint64_t purge_index) {
-  return RemoveSegments(location,
-                        [&](const ArchiveSegment& s) { return purge_index == 0 || s.first_index <= purge_index; });
+  return RemoveSegments(location, [&](uint64_t first, uint64_t) { return purge_index == 0 || first <= purge_index; });
 }
 
 Result<size_t> RewrapArchive(const std::string& location, const crypto::MasterKey& old_master,
@@ -241,18 +257,7 @@ Result<size_t> RewrapArchive(const std::string& location, const crypto::MasterKe
 Status CopyArchiveSegment(const std::string& from_location, const std::string& to_location,
                           const std::string& segment_id) {
   if (!ValidSegmentId(segment_id)) return Status::InvalidArgument("'" + segment_id + "' is not a segment id");
-  const fs::path to_dir = ArchivePath(to_location);
-  std::error_code ec;
-  if (fs::exists(to_dir / segment_id, ec)) return Status::Ok();
-  fs::create_directories(to_dir, ec);
-  const fs::path partial = to_dir / (segment_id + ".partial");
-  fs::remove_all(partial, ec);
-  fs::copy(ArchivePath(from_location) / segment_id, partial, fs::copy_options::recursive, ec);
-  if (ec) return Status::IOError("cannot copy archive segment " + segment_id + ": " + ec.message());
-  for (const char* f : {"data", "MANIFEST"}) BULWARK_RETURN_IF_ERROR(sealed::SyncPath(partial / f));
-  fs::rename(partial, to_dir / segment_id, ec);
-  if (ec) return Status::IOError("cannot publish archive segment " + segment_id + ": " + ec.message());
-  return sealed::SyncPath(to_dir);
+  return sealed::Copy(ArchivePath(from_location).string(), ArchivePath(to_location).string(), segment_id);
 }
 
 Result<ArchiveCheck> VerifyArchive(const std::string& location, const crypto::MasterKey& master) {
@@ -366,6 +371,10 @@ Result<PointInTimeResult> RestoreToTime(const std::string& location, const crypt
     options.sync_writes = false;
     BULWARK_ASSIGN_OR_RETURN(auto store, DocumentStore::Open(options, master.Clone()));
     uint64_t pos = store->applied_index();
+    if (pos != base->applied_index) {
+      return Status::Corruption("backup " + base->id + " restored to raft index " + std::to_string(pos) +
+                                "; its manifest says " + std::to_string(base->applied_index));
+    }
     bool done = false;
     std::vector<ArchivedCommand> commands;
     while (!done) {
@@ -390,6 +399,10 @@ Result<PointInTimeResult> RestoreToTime(const std::string& location, const crypt
         pos = c.index;
       }
       if (!done) pos = seg->last_index;
+      if (!done && !Next(segments, pos) && pos < chain_end) {
+        return Status::Corruption("the archive stopped at raft index " + std::to_string(pos) + " short of " +
+                                  std::to_string(chain_end));
+      }
       if (progress) {
         progress("replayed " + std::to_string(result.replayed) + " commands, through raft index " +
                  std::to_string(pos));

@@ -6,6 +6,7 @@
 #include <fstream>
 
 #include <sodium.h>
+#include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
 
 #include "crypto/secret.h"
@@ -66,10 +67,11 @@ Status WriteCatalog(const fs::path& dir, const std::string& id, std::string_view
 Result<std::string> ReadCatalog(const fs::path& dir, const std::string& id, std::string_view backup_key) {
   std::ifstream in(dir / kCatalogFile, std::ios::binary);
   if (!in) return Status::Corruption("backup " + id + " has no key catalog (KEYS)");
-  std::string bytes(kMaxCatalogBytes + 1, '\0');
+  const size_t limit = kMaxCatalogBytes + kNonce + kTag;
+  std::string bytes(limit + 1, '\0');
   in.read(bytes.data(), static_cast<std::streamsize>(bytes.size()));
   bytes.resize(static_cast<size_t>(in.gcount()));
-  if (bytes.size() > kMaxCatalogBytes) return Status::Corruption("backup " + id + ": its key catalog is too large");
+  if (bytes.size() > limit) return Status::Corruption("backup " + id + ": its key catalog is too large");
   if (bytes.size() < kNonce + kTag) return Status::Corruption("backup " + id + ": its key catalog is cut short");
   const crypto::SecretBytes key = CatalogKey(backup_key);
   std::string plain(bytes.size() - kNonce - kTag, '\0');
@@ -196,8 +198,14 @@ Result<std::vector<BackupInfo>> ListBackups(const std::string& location) {
   for (const auto& entry : fs::directory_iterator(location, ec)) {
     const std::string name = entry.path().filename().string();
     if (!entry.is_directory() || !ValidId(name)) continue;  // .partial, or not ours
-    BULWARK_ASSIGN_OR_RETURN(BackupInfo info, ReadInfo(entry.path()));
-    out.push_back(std::move(info));
+    auto info = ReadInfo(entry.path());
+    if (!info.ok()) {
+      // One damaged backup must not stop the others' listing, pruning or
+      // shredding: it is left out (verify and restore name what is wrong).
+      spdlog::warn("event=backup_unreadable dir={} error=\"{}\"", entry.path().string(), info.status().ToString());
+      continue;
+    }
+    out.push_back(std::move(info).value());
   }
   if (ec) return Status::IOError("cannot list " + location + ": " + ec.message());
   std::sort(out.begin(), out.end(), [](const BackupInfo& a, const BackupInfo& b) { return a.id < b.id; });
@@ -261,30 +269,53 @@ Result<size_t> RewrapBackups(const std::string& location, const crypto::MasterKe
   return done;
 }
 
+Status CopyBackupTo(const std::string& from_location, const std::string& to_location, const std::string& id) {
+  if (!ValidId(id)) return Status::InvalidArgument("'" + id + "' is not a backup id");
+  return sealed::Copy(from_location, to_location, id);
+}
+
 Result<size_t> DropKeysFromBackups(const std::string& location, const crypto::MasterKey& master,
                                    const std::set<std::string>& rids) {
   BULWARK_ASSIGN_OR_RETURN(auto all, ListBackups(location));
   size_t dropped = 0;
   for (const BackupInfo& b : all) {
     const fs::path dir = fs::path(location) / b.id;
-    BULWARK_ASSIGN_OR_RETURN(sealed::Manifest m, sealed::ReadManifest(dir, kWhat));
-    if (!HasCatalog(m)) {
-      // Written before key catalogs: its keys are inside `data`. Only
-      // removing it takes them away.
+    // A backup whose catalog cannot be rewritten here (written before key
+    // catalogs, so its keys are inside `data`; under another master key;
+    // damaged) is removed: only that takes the keys away for sure, and a
+    // shred must not wait on it.
+    auto forget = [&](const Status& why) -> Status {
+      spdlog::warn("event=backup_removed_for_purge id={} reason=\"{}\"", b.id, why.ToString());
       std::error_code ec;
       fs::remove_all(dir, ec);
       if (ec) return Status::IOError("cannot remove backup " + b.id + ": " + ec.message());
+      return Status::Ok();
+    };
+    auto m = sealed::ReadManifest(dir, kWhat);
+    if (!m.ok()) {
+      BULWARK_RETURN_IF_ERROR(forget(m.status()));
       continue;
     }
-    BULWARK_ASSIGN_OR_RETURN(crypto::SecretBytes key, sealed::UnwrapKey(m, master, kWhat));
-    BULWARK_ASSIGN_OR_RETURN(std::string records, ReadCatalog(dir, b.id, key.view()));
+    if (!HasCatalog(*m)) {
+      BULWARK_RETURN_IF_ERROR(forget(Status::FailedPrecondition("it has no key catalog")));
+      continue;
+    }
+    auto key = sealed::UnwrapKey(*m, master, kWhat);
+    auto records = key.ok() ? ReadCatalog(dir, b.id, key->view()) : Result<std::string>(key.status());
+    if (!records.ok()) {
+      BULWARK_RETURN_IF_ERROR(forget(records.status()));
+      continue;
+    }
     std::string kept, rest;
     size_t n = 0;
-    Status split = DocumentStore::SplitImageDataKeys(records, &rest, &kept, &rids, &n);
-    sodium_memzero(records.data(), records.size());
-    if (split.ok() && n > 0) split = WriteCatalog(dir, b.id, key.view(), kept);
+    Status split = DocumentStore::SplitImageDataKeys(*records, &rest, &kept, &rids, &n);
+    sodium_memzero(records->data(), records->size());
+    if (split.ok() && n > 0) split = WriteCatalog(dir, b.id, key->view(), kept);
     sodium_memzero(kept.data(), kept.size());
-    BULWARK_RETURN_IF_ERROR(split);
+    if (!split.ok()) {
+      BULWARK_RETURN_IF_ERROR(forget(split));
+      continue;
+    }
     dropped += n;
   }
   return dropped;

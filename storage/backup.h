@@ -88,6 +88,9 @@ Result<size_t> RewrapBackups(const std::string& location, const crypto::MasterKe
 // how many keys were dropped.
 Result<size_t> DropKeysFromBackups(const std::string& location, const crypto::MasterKey& master,
                                    const std::set<std::string>& rids);
+// The geo copy: copies backup `id` from one location to another, published
+// complete (fsync'd, then renamed). An existing copy is left alone.
+Status CopyBackupTo(const std::string& from_location, const std::string& to_location, const std::string& id);
 // Removes all but the newest `keep` backups; returns how many it removed.
 Result<size_t> PruneBackups(const std::string& location, size_t keep);
 

@@ -87,8 +87,9 @@ Result<Manifest> Write(const std::string& location, const std::string& id, const
           .count();
   m.master_key_id = master.id();
   const fs::path final_dir = fs::path(location) / id;
-  const fs::path dir = fs::path(location) / (id + ".partial");
-  fs::remove_all(dir, ec);  // a leftover of a crashed attempt
+  // A name of its own: two nodes that both believe they lead may write the
+  // same segment of a shared location at once.
+  const fs::path dir = fs::path(location) / (id + ".partial-" + crypto::HexEncode(crypto::RandomBytes(4)));
   fs::create_directories(dir, ec);
   if (ec) return Status::IOError("cannot create " + dir.string() + ": " + ec.message());
   auto fail = [&](Status s) {
@@ -110,7 +111,9 @@ Result<Manifest> Write(const std::string& location, const std::string& id, const
   m.bytes = kStreamHeader;
   std::string frame;
   auto push = [&](std::string_view chunk, unsigned char tag) -> Status {
-    if (chunk.size() > kChunkBytes) return Status::Internal(Name(what, id) + ": a message is over the chunk limit");
+    if (chunk.size() > kMaxMessageBytes) {
+      return Status::Internal(Name(what, id) + ": a message is over the size limit");
+    }
     frame.resize(4 + chunk.size() + kStreamOverhead);
     unsigned long long len = 0;
     crypto_secretstream_xchacha20poly1305_push(&state, reinterpret_cast<unsigned char*>(frame.data() + 4), &len,
@@ -149,9 +152,39 @@ Result<Manifest> Write(const std::string& location, const std::string& id, const
   if (Status s = SyncPath(dir / kDataFile); !s.ok()) return fail(s);
   if (Status s = SyncPath(dir); !s.ok()) return fail(s);
   fs::rename(dir, final_dir, ec);
+  if (ec && fs::exists(final_dir)) {
+    // The other writer published the same content first; keep its copy.
+    fs::remove_all(dir, ec);
+    return ReadManifest(final_dir, what);
+  }
   if (ec) return fail(Status::IOError("cannot publish " + Name(what, id) + ": " + ec.message()));
   BULWARK_RETURN_IF_ERROR(SyncPath(location));
   return m;
+}
+
+Status Copy(const std::string& from_location, const std::string& to_location, const std::string& id) {
+  std::error_code ec;
+  const fs::path final_dir = fs::path(to_location) / id;
+  if (fs::exists(final_dir, ec)) return Status::Ok();
+  fs::create_directories(to_location, ec);
+  const fs::path partial = fs::path(to_location) / (id + ".partial-" + crypto::HexEncode(crypto::RandomBytes(4)));
+  auto fail = [&](Status s) {
+    fs::remove_all(partial, ec);
+    return s;
+  };
+  fs::copy(fs::path(from_location) / id, partial, fs::copy_options::recursive, ec);
+  if (ec) return fail(Status::IOError("cannot copy " + id + " to " + to_location + ": " + ec.message()));
+  for (const auto& entry : fs::directory_iterator(partial, ec)) {
+    if (Status s = SyncPath(entry.path()); !s.ok()) return fail(s);
+  }
+  if (Status s = SyncPath(partial); !s.ok()) return fail(s);
+  fs::rename(partial, final_dir, ec);
+  if (ec && fs::exists(final_dir)) {
+    fs::remove_all(partial, ec);
+    return Status::Ok();
+  }
+  if (ec) return fail(Status::IOError("cannot publish " + id + " in " + to_location + ": " + ec.message()));
+  return SyncPath(to_location);
 }
 
 Result<Manifest> ReadManifest(const fs::path& dir, std::string_view what) {
@@ -222,7 +255,7 @@ Status ReadData(const fs::path& dir, const Manifest& m, const crypto::MasterKey&
     std::string_view lv(reinterpret_cast<const char*>(len_bytes), 4);
     uint32_t len = 0;
     GetFixed32(lv, len);
-    if (len < kStreamOverhead || len > kChunkBytes + kStreamOverhead) {
+    if (len < kStreamOverhead || len > kMaxMessageBytes + kStreamOverhead) {
       return Status::Corruption(name + " has a malformed message length");
     }
     frame.resize(len);

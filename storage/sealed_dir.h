@@ -33,8 +33,12 @@
 
 namespace bulwark::storage::sealed {
 
-// Messages in `data` are at most this large (larger ones are refused).
+// Writers aim for chunks of this size...
 constexpr size_t kChunkBytes = 1 << 20;
+// ... but one record larger than that (a 2 MiB item with its sealing
+// overhead, in an image) travels as a message of its own: messages up to
+// this size are accepted, larger ones refused.
+constexpr size_t kMaxMessageBytes = 20 << 20;
 
 using ChunkSink = std::function<Status(std::string_view chunk)>;
 using Progress = std::function<void(uint64_t bytes)>;
@@ -51,7 +55,7 @@ struct Manifest {
 };
 
 // Writes <location>/<id>. `produce` gets a sink for chunks (each at most
-// kChunkBytes) and must call it for the whole content; `fields` is called
+// kMaxMessageBytes, preferably kChunkBytes) and must call it for the whole content; `fields` is called
 // after it, for manifest fields that depend on what was written. On error
 // nothing is left behind. `what` names the thing in messages ("backup").
 // `finish`, if set, may add files to the directory before it is published;
@@ -79,5 +83,10 @@ Result<bool> Rewrap(const std::filesystem::path& dir, std::string_view what, con
                     const crypto::MasterKey& new_master);
 
 Status SyncPath(const std::filesystem::path& path);
+
+// Copies the published directory <from_location>/<id> to <to_location>/<id>
+// (the geo copy): files and directory fsync'd before it is renamed into
+// place, so a listed copy is complete. An existing copy is left alone.
+Status Copy(const std::string& from_location, const std::string& to_location, const std::string& id);
 
 }  // namespace bulwark::storage::sealed

@@ -54,6 +54,23 @@ Result<std::set<std::string>> KeyedContainers(rocksdb::DB* db, rocksdb::ColumnFa
   return out;
 }
 
+// Calls fn(tag, key, value, the whole record) for each record of an image
+// chunk; Corruption for a truncated one.
+template <typename Fn>
+Status ForEachImageRecord(std::string_view in, Fn&& fn) {
+  while (!in.empty()) {
+    const std::string_view record_start = in;
+    const auto tag = static_cast<Tag>(in[0]);
+    in.remove_prefix(1);
+    std::string_view k, v;
+    if (!GetLengthPrefixed(in, k, kMaxImageField) || !GetLengthPrefixed(in, v, kMaxImageField)) {
+      return Status::Corruption("state image chunk is truncated");
+    }
+    BULWARK_RETURN_IF_ERROR(fn(tag, k, v, record_start.substr(0, record_start.size() - in.size())));
+  }
+  return Status::Ok();
+}
+
 bool IsReplicatedMeta(std::string_view key) {
   for (std::string_view p : kReplicatedMetaPrefixes) {
     if (key.substr(0, p.size()) == p) return true;
@@ -205,43 +222,27 @@ Result<uint64_t> DocumentStore::WriteStateImage(size_t max_chunk,
 Status DocumentStore::SplitImageDataKeys(std::string_view in, std::string* rest, std::string* keys,
                                          const std::set<std::string>* drop_rids, size_t* dropped,
                                          std::set<std::string>* key_rids) {
-  while (!in.empty()) {
-    const std::string_view record_start = in;
-    const auto tag = static_cast<Tag>(in[0]);
-    in.remove_prefix(1);
-    std::string_view k, v;
-    if (!GetLengthPrefixed(in, k, kMaxImageField) || !GetLengthPrefixed(in, v, kMaxImageField)) {
-      return Status::Corruption("state image chunk is truncated");
-    }
-    const std::string_view record = record_start.substr(0, record_start.size() - in.size());
+  return ForEachImageRecord(in, [&](Tag tag, std::string_view k, std::string_view, std::string_view record) {
     if (tag != Tag::kDataKey) {
       rest->append(record);
-      continue;
+      return Status::Ok();
     }
     std::string rid;
     uint32_t version = 0;
     if (!ParseDataKeyMetaKey(k, rid, version)) return Status::Corruption("state image data key is malformed");
     if (drop_rids != nullptr && drop_rids->count(rid) > 0) {
       if (dropped != nullptr) ++*dropped;
-      continue;
+      return Status::Ok();
     }
     if (key_rids != nullptr) key_rids->insert(rid);
     keys->append(record);
-  }
-  return Status::Ok();
+    return Status::Ok();
+  });
 }
 
 Status DocumentStore::DropUnkeyedContainers(std::string_view in, const std::set<std::string>& keyed, std::string* out,
                                             uint64_t* dropped) {
-  while (!in.empty()) {
-    const std::string_view record_start = in;
-    const auto tag = static_cast<Tag>(in[0]);
-    in.remove_prefix(1);
-    std::string_view k, v;
-    if (!GetLengthPrefixed(in, k, kMaxImageField) || !GetLengthPrefixed(in, v, kMaxImageField)) {
-      return Status::Corruption("state image chunk is truncated");
-    }
-    const std::string_view record = record_start.substr(0, record_start.size() - in.size());
+  return ForEachImageRecord(in, [&](Tag tag, std::string_view k, std::string_view v, std::string_view record) {
     std::string rid_hex;  // the container the record belongs to, if any
     if (tag == Tag::kMeta && k.substr(0, kContainerMetaPrefixAll.size()) == kContainerMetaPrefixAll) {
       const nlohmann::json j = nlohmann::json::parse(v, nullptr, false);
@@ -259,11 +260,11 @@ Status DocumentStore::DropUnkeyedContainers(std::string_view in, const std::set<
     }
     if (!rid_hex.empty() && keyed.count(rid_hex) == 0) {
       ++*dropped;
-      continue;
+    } else {
+      out->append(record);
     }
-    out->append(record);
-  }
-  return Status::Ok();
+    return Status::Ok();
+  });
 }
 
 Status DocumentStore::BeginStateImage() { return ClearStaging(*impl_); }

@@ -116,9 +116,8 @@ TEST_CASE(
   auto after = node.client->ListBackups();
   REQUIRE(after.ok());
   CHECK(std::any_of(after->begin(), after->end(), [&](const client::BackupRecord& b) { return b.id == listed[0].id; }));
-  for (const std::string& location : {backups, geo.sub("copies")}) {
-    const std::string target = node.dir.sub("after-purge-" + std::to_string(location.size()));
-    auto r = RunCommand(cli + "restore --from " + location + " --id " + before_purge->id + " --target " + target +
+  auto restore_and_open = [&](const std::string& location, const std::string& id, const std::string& target) {
+    auto r = RunCommand(cli + "restore --from " + location + " --id " + id + " --target " + target +
                         " --master-key-uri " + master);
     INFO(r.output);
     REQUIRE(r.exit_code == 0);
@@ -128,25 +127,20 @@ TEST_CASE(
     REQUIRE(key.ok());
     auto store = storage::DocumentStore::Open(o, std::move(key).value());
     REQUIRE(store.ok());
-    auto kept = (*store)->ReadItem("db", "kept", "\"t\"", "k1");
+    return std::move(store).value();
+  };
+  for (const std::string& location : {backups, geo.sub("copies")}) {
+    const std::string target = node.dir.sub("after-purge-" + std::to_string(location.size()));
+    auto store = restore_and_open(location, before_purge->id, target);
+    auto kept = store->ReadItem("db", "kept", "\"t\"", "k1");
     INFO(kept.status().ToString());
     CHECK(kept.ok());
   }
   {
     // The first backup still names container c and holds its sealed items,
     // but nothing can open them any more.
-    const std::string target = node.dir.sub("first-after-purge");
-    auto r = RunCommand(cli + "restore --from " + backups + " --id " + listed[0].id + " --target " + target +
-                        " --master-key-uri " + master);
-    INFO(r.output);
-    REQUIRE(r.exit_code == 0);
-    storage::StoreOptions o;
-    o.path = target;
-    auto key = crypto::LoadMasterKey(master);
-    REQUIRE(key.ok());
-    auto store = storage::DocumentStore::Open(o, std::move(key).value());
-    REQUIRE(store.ok());
-    auto shredded = (*store)->ReadItem("db", "c", "\"t\"", "i7");
+    auto store = restore_and_open(backups, listed[0].id, node.dir.sub("first-after-purge"));
+    auto shredded = store->ReadItem("db", "c", "\"t\"", "i7");
     INFO(shredded.status().ToString());
     CHECK_FALSE(shredded.ok());
   }
