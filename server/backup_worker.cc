@@ -233,7 +233,8 @@ Result<storage::BackupInfo> BackupWorker::Verify(const std::string& id) const {
 }
 
 Result<storage::ArchiveCheck> BackupWorker::VerifyArchive() const {
-  std::lock_guard run(run_mu_);
+  // Archiving waits meanwhile (segments must not be pruned mid-read);
+  // backups go on.
   std::lock_guard archive(archive_mu_);
   return storage::VerifyArchive(dir_, master_);
 }
@@ -277,14 +278,24 @@ Status BackupWorker::ForgetPurged(const std::vector<storage::PendingShred>& purg
 Status BackupWorker::RotateMasterKey(crypto::MasterKey next) {
   std::lock_guard run(run_mu_);
   std::lock_guard archive(archive_mu_);
+  // The store already runs under `next`: later backups use it whatever
+  // happens below, and every backup and segment that can be re-wrapped is,
+  // even if one cannot (it is named in the error and the log).
+  crypto::MasterKey old = std::exchange(master_, std::move(next));
+  Status result = Status::Ok();
   for (const std::string& location : {dir_, node_->config->backup.geo_dir}) {
     if (location.empty()) continue;
-    BULWARK_ASSIGN_OR_RETURN(size_t n, storage::RewrapBackups(location, master_, next));
-    BULWARK_ASSIGN_OR_RETURN(size_t segments, storage::RewrapArchive(location, master_, next));
-    spdlog::info("event=backups_rewrapped location={} count={} archive_segments={}", location, n, segments);
+    auto n = storage::RewrapBackups(location, old, master_);
+    auto segments = storage::RewrapArchive(location, old, master_);
+    for (const Status& s : {n.status(), segments.status()}) {
+      if (s.ok()) continue;
+      spdlog::error("event=backups_rewrap_failed location={} error=\"{}\"", location, s.ToString());
+      if (result.ok()) result = s;
+    }
+    spdlog::info("event=backups_rewrapped location={} count={} archive_segments={}", location, n.ok() ? *n : 0,
+                 segments.ok() ? *segments : 0);
   }
-  master_ = std::move(next);
-  return Status::Ok();
+  return result;
 }
 
 }  // namespace bulwark::server

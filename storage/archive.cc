@@ -245,13 +245,9 @@ Result<size_t> ForgetArchiveThrough(const std::string& location, uint64_t purge_
 Result<size_t> RewrapArchive(const std::string& location, const crypto::MasterKey& old_master,
                              const crypto::MasterKey& new_master) {
   BULWARK_ASSIGN_OR_RETURN(auto all, ListArchive(location));
-  size_t done = 0;
-  for (const auto& s : all) {
-    BULWARK_ASSIGN_OR_RETURN(bool rewrapped,
-                             sealed::Rewrap(ArchivePath(location) / s.id, kWhat, old_master, new_master));
-    done += rewrapped ? 1 : 0;
-  }
-  return done;
+  std::vector<fs::path> dirs;
+  for (const auto& s : all) dirs.push_back(ArchivePath(location) / s.id);
+  return sealed::RewrapAll(dirs, kWhat, old_master, new_master);
 }
 
 Status CopyArchiveSegment(const std::string& from_location, const std::string& to_location,

@@ -261,12 +261,9 @@ Result<BackupInfo> RestoreBackup(const std::string& location, const std::string&
 Result<size_t> RewrapBackups(const std::string& location, const crypto::MasterKey& old_master,
                              const crypto::MasterKey& new_master) {
   BULWARK_ASSIGN_OR_RETURN(auto all, ListBackups(location));
-  size_t done = 0;
-  for (const BackupInfo& b : all) {
-    BULWARK_ASSIGN_OR_RETURN(bool rewrapped, sealed::Rewrap(fs::path(location) / b.id, kWhat, old_master, new_master));
-    done += rewrapped ? 1 : 0;
-  }
-  return done;
+  std::vector<fs::path> dirs;
+  for (const BackupInfo& b : all) dirs.push_back(fs::path(location) / b.id);
+  return sealed::RewrapAll(dirs, kWhat, old_master, new_master);
 }
 
 Status CopyBackupTo(const std::string& from_location, const std::string& to_location, const std::string& id) {

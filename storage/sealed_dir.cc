@@ -162,6 +162,25 @@ Result<Manifest> Write(const std::string& location, const std::string& id, const
   return m;
 }
 
+Result<size_t> RewrapAll(const std::vector<fs::path>& dirs, std::string_view what, const crypto::MasterKey& old_master,
+                         const crypto::MasterKey& new_master) {
+  size_t done = 0, failed = 0;
+  Status first = Status::Ok();
+  for (const fs::path& dir : dirs) {
+    auto r = Rewrap(dir, what, old_master, new_master);
+    if (r.ok()) {
+      done += *r ? 1 : 0;
+      continue;
+    }
+    if (failed++ == 0) first = r.status();
+  }
+  if (failed > 0) {
+    return first.WithContext("re-wrapped " + std::to_string(done) + " " + std::string(what) + "s; " +
+                             std::to_string(failed) + " could not be; the first");
+  }
+  return done;
+}
+
 Status Copy(const std::string& from_location, const std::string& to_location, const std::string& id) {
   std::error_code ec;
   const fs::path final_dir = fs::path(to_location) / id;

@@ -24,6 +24,7 @@
 #include <functional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -81,6 +82,13 @@ Status ReadData(const std::filesystem::path& dir, const Manifest& m, const crypt
 // replaced atomically). False if it was already under `new_master`.
 Result<bool> Rewrap(const std::filesystem::path& dir, std::string_view what, const crypto::MasterKey& old_master,
                     const crypto::MasterKey& new_master);
+
+// Rewrap for each directory, going on past one that fails (so one damaged
+// directory does not leave the others under a key about to be retired).
+// Returns how many were re-wrapped; if any failed, an error that counts them
+// and names the first.
+Result<size_t> RewrapAll(const std::vector<std::filesystem::path>& dirs, std::string_view what,
+                         const crypto::MasterKey& old_master, const crypto::MasterKey& new_master);
 
 Status SyncPath(const std::filesystem::path& path);
 

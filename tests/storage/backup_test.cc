@@ -299,3 +299,26 @@ TEST_CASE("Backup: an item larger than a chunk (up to the 2 MiB item limit) is b
   REQUIRE(item.ok());
   CHECK(json::parse(item->json).at("pad").get<std::string>().size() == 2'000'000);
 }
+
+TEST_CASE("Backup: a re-wrap goes on past a backup it cannot re-wrap, and says so", "[backup]") {
+  TempDir dir;
+  auto key = crypto::MasterKey::Generate();
+  auto stranger = crypto::MasterKey::Generate();
+  auto store = OpenTestStore(dir.sub("live"), key);
+  REQUIRE(store->CreateDatabase("db").ok());
+  REQUIRE(store->CreateContainer("db", "c", "/tenant").ok());
+  REQUIRE(store->CreateItem("db", "c", Doc(1)).ok());
+  const std::string location = dir.sub("backups");
+  auto foreign = WriteBackup(*store, stranger, location);  // under a key neither old nor new
+  REQUIRE(foreign.ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  auto ours = WriteBackup(*store, key, location);
+  REQUIRE(ours.ok());
+  auto next = crypto::MasterKey::Generate();
+  auto r = RewrapBackups(location, key, next);
+  INFO(r.status().ToString());
+  CHECK(r.status().code() == Code::kFailedPrecondition);
+  CHECK(r.status().message().find("re-wrapped 1 backups; 1 could not be") != std::string::npos);
+  // Ours was re-wrapped all the same: it restores with the new key alone.
+  CHECK(RestoreBackup(location, ours->id, next, dir.sub("restored")).ok());
+}
