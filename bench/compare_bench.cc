@@ -65,6 +65,7 @@ struct Config {
   int ycsb_open_clients = 32;  // senders of the fixed load
   int ycsb_clients = 64;       // closed-loop clients at saturation
   std::vector<std::string> systems = {"etcd", "bulwark"};
+  bool writes_only = false;
   std::string dir;
   std::string etcd_binary = "etcd";
   std::string json_out;
@@ -290,7 +291,9 @@ void AddOptions(CLI::App& app, Config& cfg) {
   app.add_option("--ycsb-rate", cfg.ycsb_rate_ops_s, "fixed offered load of the YCSB runs (ops/s, both systems)");
   app.add_option("--ycsb-open-clients", cfg.ycsb_open_clients, "senders of the fixed load");
   app.add_option("--ycsb-clients", cfg.ycsb_clients, "closed-loop clients of the saturation runs");
-  app.add_option("--systems", cfg.systems, "systems to run: etcd, bulwark");
+  app.add_option("--systems", cfg.systems,
+                 "systems to run: etcd, bulwark, bulwark-plain (bulwarkd --benchmark-unencrypted)");
+  app.add_flag("--writes-only", cfg.writes_only, "run the write phase only (no reads, no YCSB)");
   app.add_option("--dir", cfg.dir, "scratch directory, removed at exit");
   app.add_option("--etcd", cfg.etcd_binary, "etcd binary");
   app.add_option("--json", cfg.json_out, "write figures to this file");
@@ -326,10 +329,17 @@ int main(int argc, char** argv) {
       options.dir = cfg.dir + "/etcd";
       options.binary = cfg.etcd_binary;
       target = StartEtcd(options);
-    } else if (name == "bulwark") {
+    } else if (name == "bulwark" || name == "bulwark-plain") {
       BulwarkTargetOptions options;
-      options.dir = cfg.dir + "/bulwark";
+      options.dir = cfg.dir + "/" + name;
       options.bin_dir = fs::read_symlink("/proc/self/exe").parent_path().string();
+      if (name == "bulwark-plain") {
+        // The encryption-cost baseline: the same stack with items unsealed
+        // on unencrypted files, on addresses of its own.
+        options.unencrypted = true;
+        options.ip = "127.0.15.1";
+        options.port = 7650;
+      }
       target = StartBulwark(options);
     }
     if (!target.ok()) {
@@ -360,6 +370,14 @@ int main(int argc, char** argv) {
   std::fflush(stdout);
   Json targets = Json::array();
   out["writes"] = RunWrites(cfg, systems, targets);
+  if (cfg.writes_only) {
+    systems.clear();
+    if (!cfg.json_out.empty()) {
+      std::ofstream(cfg.json_out) << out.dump(1) << "\n";
+      std::cout << "wrote " << cfg.json_out << "\n";
+    }
+    return 0;
+  }
   const std::string record = Payload(cfg.record_bytes, 2);
   for (System& s : systems) {
     if (Status st = Load(cfg, s, record); !st.ok()) {

@@ -55,7 +55,8 @@ std::string ItemJson(const std::string& key, const std::string& value) {
 
 class BulwarkTarget final : public KvTarget {
  public:
-  explicit BulwarkTarget(std::unique_ptr<chaos::LocalCluster> cluster) : cluster_(std::move(cluster)) {
+  BulwarkTarget(std::unique_ptr<chaos::LocalCluster> cluster, bool unencrypted)
+      : cluster_(std::move(cluster)), unencrypted_(unencrypted) {
     // Request ids must be unique across runs of this process: a random tag.
     run_tag_ = std::to_string(std::random_device{}());
   }
@@ -63,11 +64,11 @@ class BulwarkTarget final : public KvTarget {
     clients_.clear();
     (void)cluster_->Stop(std::chrono::seconds(10));
   }
-  std::string name() const override { return "bulwark"; }
+  std::string name() const override { return unencrypted_ ? "bulwark-plain" : "bulwark"; }
   std::string description() const override {
-    return std::to_string(cluster_->size()) +
-           "-node replica set, TLS, signed requests, fsync on, sealed items, "
-           "encrypted files";
+    return std::to_string(cluster_->size()) + "-node replica set, TLS, signed requests, fsync on, " +
+           (unencrypted_ ? "items unsealed, files unencrypted (--benchmark-unencrypted)"
+                         : "sealed items, encrypted files");
   }
   Status Connect(int clients) override {
     clients_.clear();
@@ -101,6 +102,7 @@ class BulwarkTarget final : public KvTarget {
 
  private:
   std::unique_ptr<chaos::LocalCluster> cluster_;
+  bool unencrypted_ = false;
   std::vector<std::unique_ptr<client::Client>> clients_;
   std::string run_tag_;
   std::atomic<uint64_t> next_request_{0};
@@ -187,6 +189,7 @@ Result<std::unique_ptr<KvTarget>> StartBulwark(const BulwarkTargetOptions& o) {
   // Strong as the account default: a request may only relax it, and the
   // benchmark reads at Strong, Session and Eventual.
   options.extra_args = {"--default-consistency", "Strong"};
+  if (o.unencrypted) options.extra_args.push_back("--benchmark-unencrypted");
   auto cluster = chaos::LocalCluster::Prepare(options);
   if (!cluster.ok()) return cluster.status();
   if (Status s = (*cluster)->Start(); !s.ok()) return s;
@@ -194,7 +197,7 @@ Result<std::unique_ptr<KvTarget>> StartBulwark(const BulwarkTargetOptions& o) {
   if (!admin.ok()) return admin.status();
   if (auto db = (*admin)->CreateDatabase("bench"); !db.ok()) return db.status();
   if (auto c = (*admin)->CreateContainer("bench", "kv", "/pk"); !c.ok()) return c.status();
-  return std::unique_ptr<KvTarget>(new BulwarkTarget(std::move(cluster).value()));
+  return std::unique_ptr<KvTarget>(new BulwarkTarget(std::move(cluster).value(), o.unencrypted));
 }
 
 Result<std::unique_ptr<KvTarget>> StartEtcd(const EtcdTargetOptions& o) {

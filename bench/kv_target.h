@@ -59,6 +59,9 @@ struct BulwarkTargetOptions {
   std::string ip = "127.0.13.1";
   int port = 7600;
   int nodes = 4;
+  // bulwarkd --benchmark-unencrypted: items unsealed, files unencrypted (the
+  // encryption-cost baseline); named "bulwark-plain".
+  bool unencrypted = false;
 };
 Result<std::unique_ptr<KvTarget>> StartBulwark(const BulwarkTargetOptions& options);
 

@@ -85,6 +85,9 @@ struct BackupConfig {
 
 struct NodeConfig {
   std::string node_id = "node-1";
+  // bulwarkd --benchmark-unencrypted (no config key): items unsealed, files
+  // unencrypted, to measure what encryption costs. The store records it.
+  bool benchmark_unencrypted = false;
   std::string region = "local";
   std::string listen_address = "127.0.0.1:7100";
   std::string metrics_address = "127.0.0.1:7180";  // "" disables the HTTP port

@@ -156,6 +156,13 @@ int Run(NodeConfig config) {
   // replays them from the log, which is never compacted past what the store
   // has synced).
   store_options.sync_writes = false;
+  if (config.benchmark_unencrypted) {
+    store_options.seal_items = false;
+    store_options.encrypt_files = false;
+    spdlog::critical(
+        "event=benchmark_unencrypted note=\"items are stored UNSEALED on UNENCRYPTED files: for measuring what "
+        "encryption costs, never for data\"");
+  }
   // The backup worker needs the key too: a second handle, not a second
   // load (a command: provider may be a KMS round trip).
   crypto::MasterKey backup_key = master->Clone();
@@ -430,6 +437,12 @@ int main(int argc, char** argv) {
                                      "write the generated primary account key here once (0600)");
   auto* level = app.add_option("--default-consistency", consistency, "account default consistency level");
   auto* insecure = app.add_flag("--insecure", flags.insecure, "serve PLAINTEXT gRPC (tests only)");
+  // A command-line flag only, never a config key: a file cannot turn it on
+  // by accident. The store records the mode and refuses to open in the other.
+  bool benchmark_unencrypted = false;
+  app.add_flag("--benchmark-unencrypted", benchmark_unencrypted,
+               "BENCHMARKS ONLY: store items unsealed on unencrypted files, to measure what encryption costs (a "
+               "new data directory only; it can never be opened encrypted)");
   auto* log_level = app.add_option("--log-level", flags.log_level, "debug, info, warn or error");
   auto* replica_id = app.add_option("--replica-id", flags.replica.id, "this node's id in its replica set (>= 1)");
   auto* peer_listen =
@@ -478,6 +491,7 @@ int main(int argc, char** argv) {
   if (config.tls_min_version == security::TlsVersion::kTls13) security::RequireTls13ProcessWide();
   if (*account_key) config.account_key_file = flags.account_key_file;
   if (*insecure) config.insecure = flags.insecure;
+  config.benchmark_unencrypted = benchmark_unencrypted;
   if (*log_level) config.log_level = flags.log_level;
   if (*replica_id) config.replica.id = flags.replica.id;
   if (*peer_listen) config.replica.peer_address = flags.replica.peer_address;

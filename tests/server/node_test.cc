@@ -20,9 +20,9 @@
 #include <grpcpp/grpcpp.h>
 #include <httplib.h>
 
-#include <regex>
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
+#include <regex>
 
 #include "bulwark/v1/document.grpc.pb.h"
 #include "chaos/local_cluster.h"
@@ -38,9 +38,9 @@
 using namespace bulwark;
 using bulwark::testing::CommandResult;
 using bulwark::testing::FreePort;
+using bulwark::testing::NextIp;
 using bulwark::testing::RunCommand;
 using bulwark::testing::TempDir;
-using bulwark::testing::NextIp;
 using bulwark::testing::TestNode;
 namespace v1 = bulwark::v1;
 using nlohmann::json;
@@ -394,7 +394,9 @@ TEST_CASE("Metrics and health over HTTP", "[server][integration][metrics]") {
   auto metrics = http.Get("/metrics");
   REQUIRE(metrics);
   CHECK(metrics->body.find("bulwark_requests_total{operation=\"UpsertItem\",code=\"OK\"} 1") != std::string::npos);
-  CHECK(metrics->body.find("bulwark_requests_total{operation=\"ReadItem\",code=\"NotFound\",consistency=\"default\"} 1") != std::string::npos);
+  CHECK(metrics->body.find(
+            "bulwark_requests_total{operation=\"ReadItem\",code=\"NotFound\",consistency=\"default\"} 1") !=
+        std::string::npos);
   CHECK(metrics->body.find("bulwark_request_duration_seconds_count{operation=\"UpsertItem\"} 1") != std::string::npos);
   CHECK(metrics->body.find("bulwark_change_log_lsn") != std::string::npos);
 
@@ -685,4 +687,28 @@ TEST_CASE("IP firewall: outside the allowlist is refused before authentication; 
   REQUIRE(b2->FirewallDeny("127.0.0.1").status().code() == Code::kPermissionDenied);  // 127.0.0.9 is out now
   REQUIRE(from("127.0.0.1")->FirewallDeny("127.0.0.1").ok());                         // empty again: open
   CHECK(from("127.0.0.8")->ReadDatabase("db").ok());
+}
+
+TEST_CASE("bulwarkd --benchmark-unencrypted stores plaintext, and says so loudly", "[server][integration]") {
+  // The encryption-cost baseline of the benchmarks: proof that the switch
+  // really turns sealing and file encryption off (so the baseline measures
+  // what it claims), and that it is logged at the highest level.
+  constexpr const char* kCanary = "CANARY-benchmark-plaintext-93be";
+  bulwark::testing::TestNode node(false, {"--benchmark-unencrypted"});
+  node.Seed();
+  REQUIRE(node.client->UpsertItem("db", "c", json{{"id", "x"}, {"tenant", "t"}, {"note", kCanary}}.dump()).ok());
+  node.client.reset();
+  REQUIRE(node.cluster->Stop().ok());  // flushes the WAL
+  bool found = false;
+  namespace fs = std::filesystem;
+  const fs::path store = fs::path(node.cluster->options().dir) / "node-1" / "data" / "store";
+  for (const auto& entry : fs::recursive_directory_iterator(store)) {
+    if (!entry.is_regular_file()) continue;
+    std::ifstream in(entry.path(), std::ios::binary);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    found = found || ss.str().find(kCanary) != std::string::npos;
+  }
+  CHECK(found);
+  CHECK(node.Log().find("level=critical event=benchmark_unencrypted") != std::string::npos);
 }
