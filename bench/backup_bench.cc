@@ -24,6 +24,7 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include "common/clock.h"
 #include "crypto/master_key.h"
 #include "storage/archive.h"
 #include "storage/backup.h"
@@ -47,11 +48,6 @@ struct Config {
 };
 
 double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
-
-int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 std::string Doc(size_t i, size_t value_bytes) {
   json j{{"id", "item-" + std::to_string(i)}, {"tenant", "t" + std::to_string(i % 64)}, {"v", i}};
@@ -139,7 +135,7 @@ int main(int argc, char** argv) {
   uint64_t index = 0;
   auto apply = [&](Result<storage::WriteCommand> cmd) {
     Check(cmd.status(), "prepare");
-    cmd->proposed_unix_ms = NowMs();
+    cmd->proposed_unix_ms = UnixNowMillis();
     log.push_back({++index, cmd->Encode()});
     auto outcome = store->Apply(index, std::move(cmd).value());
     Check(outcome.status(), "apply");
@@ -198,7 +194,7 @@ int main(int argc, char** argv) {
   }
   const double archive_s = Seconds(Clock::now() - t0);
   // A marker command proposed after the cut, so the archive vouches for it.
-  const int64_t cut = NowMs();
+  const int64_t cut = UnixNowMillis();
   std::this_thread::sleep_for(std::chrono::milliseconds(5));
   apply(store->PrepareCreateDatabase("marker"));
   Check(storage::WriteArchiveSegment(base_dir, key, index, index, {log.back()}).status(), "archive marker");

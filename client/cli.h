@@ -43,8 +43,7 @@ Result<std::unique_ptr<Client>> Open(const Globals& g);
 void PrintTable(const std::vector<std::string>& header, const std::vector<std::vector<std::string>>& rows);
 // `s`, cut to `n` characters with "..." at the end when longer.
 std::string Clip(const std::string& s, size_t n);
-// Times on the command line and in output: RFC 3339 in UTC, milliseconds.
-std::string FormatUnixMs(int64_t unix_ms);
+// Times are printed with FormatUnixMillis (common/clock.h).
 // "2026-11-28T10:00:00Z", "2026-11-28T10:00:00.250Z", "2026-11-28" or Unix
 // milliseconds; InvalidArgument naming the forms otherwise.
 Result<int64_t> ParseTimeArg(const std::string& text);

@@ -6,6 +6,7 @@
 #include <iostream>
 
 #include "client/cli.h"
+#include "common/clock.h"
 #include "crypto/master_key.h"
 #include "storage/archive.h"
 #include "storage/backup.h"
@@ -19,7 +20,7 @@ namespace {
 void PrintBackups(const std::vector<BackupRecord>& list) {
   std::vector<std::vector<std::string>> rows;
   for (const auto& b : list) {
-    rows.push_back({b.id, b.location, FormatUnixMs(b.image_unix_ms), std::to_string(b.glsn),
+    rows.push_back({b.id, b.location, FormatUnixMillis(b.image_unix_ms), std::to_string(b.glsn),
                     std::to_string(b.applied_index), std::to_string(b.bytes)});
   }
   PrintTable({"ID", "LOCATION", "RESTORES TO", "GLSN", "RAFT INDEX", "BYTES"}, rows);
@@ -51,7 +52,7 @@ int Restore(const std::string& location, const std::string& id, const std::strin
   auto done = storage::RestoreToTime(location, *master, {*when, database, container}, target,
                                      [](const std::string& line) { std::cerr << "  " << line << "\n"; });
   if (!done.ok()) return Fail(done.status());
-  std::cout << "restored the state at " << FormatUnixMs(*when) << " into " << target << ": backup " << done->base.id
+  std::cout << "restored the state at " << FormatUnixMillis(*when) << " into " << target << ": backup " << done->base.id
             << " plus " << done->replayed << " archived commands (raft index " << done->applied_index << ", GLSN "
             << done->glsn << ")";
   if (!database.empty()) std::cout << ", only " << database << (container.empty() ? "" : "/" + container);
@@ -63,7 +64,7 @@ int Restore(const std::string& location, const std::string& id, const std::strin
   if (!store.ok()) return Fail(store.status());
   auto found = (*store)->ReadItem(database, container, partition_key, item);
   if (!found.ok()) {
-    return Fail(Status(found.status()).WithContext("item " + item + " at " + FormatUnixMs(*when)));
+    return Fail(Status(found.status()).WithContext("item " + item + " at " + FormatUnixMillis(*when)));
   }
   std::cout << found->json << "\n";
   return 0;
@@ -88,8 +89,8 @@ void AddBackupCommands(CLI::App& app, Globals& g, int& rc) {
         return Status::Ok();
       }
       PrintBackups(list);
-      std::cout << "\npoint-in-time restore: from " << FormatUnixMs(window.from_unix_ms) << " to "
-                << FormatUnixMs(window.to_unix_ms);
+      std::cout << "\npoint-in-time restore: from " << FormatUnixMillis(window.from_unix_ms) << " to "
+                << FormatUnixMillis(window.to_unix_ms);
       std::cout << (window.continuous
                         ? " (continuous backup on, " + std::to_string(window.archive_segments) + " archive segments)\n"
                         : " (continuous backup off: each backup restores to its own time)\n");

@@ -121,15 +121,6 @@ fs::path SelfDir() {
   return ec ? fs::current_path() : exe.parent_path();
 }
 
-std::string FormatUnixMs(int64_t unix_ms) {
-  const std::time_t t = static_cast<std::time_t>(unix_ms / 1000);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  std::ostringstream out;
-  out << std::put_time(&tm, "%Y-%m-%dT%H:%M:%S") << "." << std::setw(3) << std::setfill('0') << unix_ms % 1000 << "Z";
-  return out.str();
-}
-
 Result<int64_t> ParseTimeArg(const std::string& text) {
   constexpr const char* kForms = "a time is YYYY-MM-DD, YYYY-MM-DDTHH:MM:SS[.mmm]Z (UTC) or Unix milliseconds";
   if (!text.empty() && text.size() < 19 && text.find_first_not_of("0123456789") == std::string::npos) {

@@ -11,6 +11,7 @@
 #include "bulwark/v1/access.pb.h"
 #include "bulwark/v1/admin.pb.h"
 #include "client/cli.h"
+#include "common/clock.h"
 #include "security/ip_allowlist.h"
 #include "security/request_signing.h"
 
@@ -72,7 +73,8 @@ void AddDefenseCommands(CLI::App& app, Globals& g, int& rc) {
           std::cout << address << ": " << resp.auth_failures_last_minute() << " failed authentications in the last "
                     << "minute, " << resp.blocked_addresses() << " addresses blocked now\n";
           std::vector<std::vector<std::string>> rows;
-          for (const auto& a : resp.alerts()) rows.push_back({FormatUnixMs(a.time_unix_ms()), a.kind(), a.message()});
+          for (const auto& a : resp.alerts())
+            rows.push_back({FormatUnixMillis(a.time_unix_ms()), a.kind(), a.message()});
           if (!rows.empty()) PrintTable({"TIME", "KIND", "MESSAGE"}, rows);
           return Status::Ok();
         });
@@ -128,7 +130,7 @@ void AddDefenseCommands(CLI::App& app, Globals& g, int& rc) {
           std::cout << address << ":\n";
           std::vector<std::vector<std::string>> rows;
           for (const auto& r : resp.records()) {
-            rows.push_back({std::to_string(r.index()), FormatUnixMs(r.time_unix_ms()), r.principal(),
+            rows.push_back({std::to_string(r.index()), FormatUnixMillis(r.time_unix_ms()), r.principal(),
                             std::string(security::PeerHost(r.source())), r.operation(), Clip(r.resource(), 40),
                             r.code(), std::to_string(r.latency_us()), Clip(r.detail(), 40)});
           }

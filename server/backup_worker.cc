@@ -8,6 +8,7 @@
 #include <set>
 #include <utility>
 
+#include "common/clock.h"
 #include "replication/raft_log_store.h"
 #include "replication/replica.h"
 #include "server/config.h"
@@ -21,11 +22,6 @@ namespace {
 namespace fs = std::filesystem;
 constexpr std::chrono::seconds kCheckEvery{5};
 constexpr std::chrono::milliseconds kRetryAfterFailure{60'000};
-
-int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 }  // namespace
 
@@ -67,9 +63,10 @@ void BackupWorker::Loop() {
       const int64_t newest = existing.ok() && !existing->empty() ? existing->back().created_unix_ms : 0;
       if (!existing.ok()) {
         spdlog::error("event=backup_list_failed dir={} error=\"{}\"", dir_, existing.status().ToString());
-      } else if ((due || NowMs() - newest >= interval_ms) && NowMs() - failed_at >= kRetryAfterFailure.count()) {
+      } else if ((due || UnixNowMillis() - newest >= interval_ms) &&
+                 UnixNowMillis() - failed_at >= kRetryAfterFailure.count()) {
         auto b = BackupNow();
-        failed_at = b.ok() ? 0 : NowMs();
+        failed_at = b.ok() ? 0 : UnixNowMillis();
         if (!b.ok()) spdlog::error("event=backup_failed dir={} error=\"{}\"", dir_, b.status().ToString());
       }
     }
@@ -98,7 +95,7 @@ Result<storage::BackupInfo> BackupWorker::BackupNow() {
 // oldest backup kept (no restore can use them).
 Status BackupWorker::PruneLocked() {
   const BackupConfig& c = node_->config->backup;
-  const int64_t window_start = NowMs() - int64_t{c.continuous_retention_days} * 86'400'000;
+  const int64_t window_start = UnixNowMillis() - int64_t{c.continuous_retention_days} * 86'400'000;
   for (const std::string& location : {dir_, c.geo_dir}) {
     if (location.empty()) continue;
     size_t keep = c.retention;

@@ -9,6 +9,7 @@
 #include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
 
+#include "common/clock.h"
 #include "common/coding.h"
 #include "storage/commands.h"
 #include "storage/document_store.h"
@@ -38,16 +39,6 @@ bool ValidSegmentId(const std::string& id) {
 }
 
 fs::path ArchivePath(const std::string& location) { return fs::path(location) / kArchiveDir; }
-
-std::string FormatTime(int64_t unix_ms) {
-  const std::time_t secs = static_cast<std::time_t>(unix_ms / 1000);
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char buf[96];
-  std::snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-                tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(unix_ms % 1000));
-  return buf;
-}
 
 Result<ArchiveSegment> SegmentFrom(const sealed::Manifest& m) {
   ArchiveSegment s;
@@ -324,9 +315,10 @@ Result<PointInTimeResult> RestoreToTime(const std::string& location, const crypt
   }
   if (!base) {
     return Status::FailedPrecondition(
-        "no backup in " + location + " was taken before " + FormatTime(t) +
-        (backups.empty() ? std::string(" (there are none)")
-                         : " (the oldest restores to " + FormatTime(backups.front().image_unix_ms) + " or later)"));
+        "no backup in " + location + " was taken before " + FormatUnixMillis(t) +
+        (backups.empty()
+             ? std::string(" (there are none)")
+             : " (the oldest restores to " + FormatUnixMillis(backups.front().image_unix_ms) + " or later)"));
   }
   BULWARK_ASSIGN_OR_RETURN(auto segments, ListArchive(location));
   // Decided before anything is written: is `t` covered from this backup on?
@@ -350,9 +342,9 @@ Result<PointInTimeResult> RestoreToTime(const std::string& location, const crypt
       }
     } else {
       why = "the archive continuing backup " + base->id + " vouches for writes up to " +
-            FormatTime(chain_created - kArchiveSettleMs) + " only";
+            FormatUnixMillis(chain_created - kArchiveSettleMs) + " only";
     }
-    return Status::FailedPrecondition("cannot restore to " + FormatTime(t) + ": " + why);
+    return Status::FailedPrecondition("cannot restore to " + FormatUnixMillis(t) + ": " + why);
   }
 
   if (progress) progress("restoring backup " + base->id + " (raft index " + std::to_string(base->applied_index) + ")");
@@ -407,7 +399,7 @@ Result<PointInTimeResult> RestoreToTime(const std::string& location, const crypt
     if (!request.database.empty()) {
       BULWARK_ASSIGN_OR_RETURN(auto dbs, store->ListDatabases());
       if (std::none_of(dbs.begin(), dbs.end(), [&](const DatabaseInfo& d) { return d.id == request.database; })) {
-        return Status::NotFound("database " + request.database + " did not exist at " + FormatTime(t));
+        return Status::NotFound("database " + request.database + " did not exist at " + FormatUnixMillis(t));
       }
       for (const auto& d : dbs) {
         if (d.id != request.database) BULWARK_RETURN_IF_ERROR(store->DeleteDatabase(d.id));
@@ -417,7 +409,7 @@ Result<PointInTimeResult> RestoreToTime(const std::string& location, const crypt
         if (std::none_of(containers.begin(), containers.end(),
                          [&](const ContainerInfo& c) { return c.id == request.container; })) {
           return Status::NotFound("container " + request.database + "/" + request.container + " did not exist at " +
-                                  FormatTime(t));
+                                  FormatUnixMillis(t));
         }
         for (const auto& c : containers) {
           if (c.id != request.container) BULWARK_RETURN_IF_ERROR(store->DeleteContainer(request.database, c.id));

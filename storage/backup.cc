@@ -9,6 +9,7 @@
 #include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
 
+#include "common/clock.h"
 #include "crypto/secret.h"
 #include "storage/document_store.h"
 #include "storage/sealed_dir.h"
@@ -155,9 +156,7 @@ Result<BackupInfo> ReadInfo(const fs::path& dir) {
 
 Result<BackupInfo> WriteBackup(const DocumentStore& store, const crypto::MasterKey& master, const std::string& location,
                                const BackupProgress& progress) {
-  const int64_t now_ms =
-      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-          .count();
+  const int64_t now_ms = UnixNowMillis();
   const std::string id = "b-" + std::to_string(now_ms) + "-" + crypto::HexEncode(crypto::RandomBytes(4));
   uint64_t applied_index = 0, glsn = 0;
   int64_t image_unix_ms = 0;
@@ -175,9 +174,7 @@ Result<BackupInfo> WriteBackup(const DocumentStore& store, const crypto::MasterK
     glsn = store.geo_position().glsn;  // at least the image's (the position only grows)
     // Measured once the image is written: every write it holds was proposed
     // before this (point-in-time restore relies on it; see storage/archive.h).
-    image_unix_ms =
-        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-            .count();
+    image_unix_ms = UnixNowMillis();
     return Status::Ok();
   };
   auto fields = [&] {

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <fstream>
 
+#include "common/clock.h"
 #include "common/coding.h"
 #include "crypto/secret.h"
 
@@ -82,9 +83,7 @@ Result<Manifest> Write(const std::string& location, const std::string& id, const
   if (ec) return Status::IOError("cannot create " + location + ": " + ec.message());
   Manifest m;
   m.id = id;
-  m.created_unix_ms =
-      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-          .count();
+  m.created_unix_ms = UnixNowMillis();
   m.master_key_id = master.id();
   const fs::path final_dir = fs::path(location) / id;
   // A name of its own: two nodes that both believe they lead may write the

@@ -272,55 +272,50 @@ Status DocumentStore::BeginStateImage() { return ClearStaging(*impl_); }
 Status DocumentStore::AddStateImageChunk(std::string_view in) {
   Impl& s = *impl_;
   rocksdb::WriteBatch b;
-  while (!in.empty()) {
-    const auto tag = static_cast<Tag>(in[0]);
-    in.remove_prefix(1);
-    std::string_view k, v;
-    if (!GetLengthPrefixed(in, k, kMaxImageField) || !GetLengthPrefixed(in, v, kMaxImageField)) {
-      return Status::Corruption("state image chunk is truncated");
-    }
-    switch (tag) {
-      case Tag::kMeta:
-        if (!IsReplicatedMeta(k)) return Status::Corruption("state image names a node-local record");
-        break;
-      case Tag::kItem:
-      case Tag::kChange:
-        break;
-      case Tag::kDataKey: {
-        std::string rid;
-        uint32_t version = 0;
-        uint64_t created = 0;
-        if (!ParseDataKeyMetaKey(k, rid, version) || !GetFixed64(v, created)) {
-          return Status::Corruption("state image data key is malformed");
-        }
-        BULWARK_ASSIGN_OR_RETURN(auto wrapped, s.keyring.WrapDataKey(rid, version, v, static_cast<int64_t>(created)));
-        std::string key(1, static_cast<char>(Tag::kMeta));
+  BULWARK_RETURN_IF_ERROR(
+      ForEachImageRecord(in, [&](Tag tag, std::string_view k, std::string_view v, std::string_view) -> Status {
+        // Keys arrive unwrapped and are staged as meta records wrapped under
+        // this node's master key.
+        std::string key(1, static_cast<char>(tag == Tag::kDataKey || tag == Tag::kAccountKey ? Tag::kMeta : tag));
         key.append(k);
-        b.Put(s.staging, key, wrapped.EncodeValue());
-        continue;
-      }
-      case Tag::kAccountKey: {
-        uint64_t version = 0;
-        int64_t created = 0;
-        std::string_view raw;
-        if (k.substr(0, kAccountKeyMetaPrefix.size()) != kAccountKeyMetaPrefix ||
-            !DecodeAccountKeyValue(v, version, created, raw)) {
-          return Status::Corruption("state image account key is malformed");
+        switch (tag) {
+          case Tag::kMeta:
+            if (!IsReplicatedMeta(k)) return Status::Corruption("state image names a node-local record");
+            break;
+          case Tag::kItem:
+          case Tag::kChange:
+            break;
+          case Tag::kDataKey: {
+            std::string rid;
+            uint32_t version = 0;
+            uint64_t created = 0;
+            if (!ParseDataKeyMetaKey(k, rid, version) || !GetFixed64(v, created)) {
+              return Status::Corruption("state image data key is malformed");
+            }
+            BULWARK_ASSIGN_OR_RETURN(auto wrapped,
+                                     s.keyring.WrapDataKey(rid, version, v, static_cast<int64_t>(created)));
+            b.Put(s.staging, key, wrapped.EncodeValue());
+            return Status::Ok();
+          }
+          case Tag::kAccountKey: {
+            uint64_t version = 0;
+            int64_t created = 0;
+            std::string_view raw;
+            if (k.substr(0, kAccountKeyMetaPrefix.size()) != kAccountKeyMetaPrefix ||
+                !DecodeAccountKeyValue(v, version, created, raw)) {
+              return Status::Corruption("state image account key is malformed");
+            }
+            const std::string name(k.substr(kAccountKeyMetaPrefix.size()));
+            b.Put(s.staging, key,
+                  EncodeAccountKeyValue(version, created, s.keyring.WrapSecret(raw, AccountKeyContext(name))));
+            return Status::Ok();
+          }
+          default:
+            return Status::Corruption("state image record has an unknown tag");
         }
-        const std::string name(k.substr(kAccountKeyMetaPrefix.size()));
-        std::string key(1, static_cast<char>(Tag::kMeta));
-        key.append(k);
-        b.Put(s.staging, key,
-              EncodeAccountKeyValue(version, created, s.keyring.WrapSecret(raw, AccountKeyContext(name))));
-        continue;
-      }
-      default:
-        return Status::Corruption("state image record has an unknown tag");
-    }
-    std::string key(1, static_cast<char>(tag));
-    key.append(k);
-    b.Put(s.staging, key, rocksdb::Slice(v.data(), v.size()));
-  }
+        b.Put(s.staging, key, rocksdb::Slice(v.data(), v.size()));
+        return Status::Ok();
+      }));
   return FromRocks(s.db->Write(rocksdb::WriteOptions(), &b), "cannot stage the image");
 }
 

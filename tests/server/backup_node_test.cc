@@ -14,6 +14,7 @@
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
+#include "common/clock.h"
 #include "storage/document_store.h"
 #include "tests/server/run_command.h"
 #include "tests/server/test_node.h"
@@ -63,21 +64,25 @@ TEST_CASE(
   const std::string master = "file:" + (cluster_dir / "master.key").string();
   const std::string cli = std::string(BULWARK_BIN_DIR) + "/bulwark ";
   const std::string target = node.dir.sub("restored");
-  auto restored = RunCommand(cli + "restore --from " + backups + " --id " + taken->id + " --target " + target +
-                             " --master-key-uri " + master);
-  INFO(restored.output);
-  REQUIRE(restored.exit_code == 0);
-  {
+  auto restore_and_open = [&](const std::string& location, const std::string& id, const std::string& target) {
+    auto r = RunCommand(cli + "restore --from " + location + " --id " + id + " --target " + target +
+                        " --master-key-uri " + master);
+    INFO(r.output);
+    REQUIRE(r.exit_code == 0);
     storage::StoreOptions o;
     o.path = target;
     auto key = crypto::LoadMasterKey(master);
     REQUIRE(key.ok());
     auto store = storage::DocumentStore::Open(o, std::move(key).value());
     REQUIRE(store.ok());
-    auto item = (*store)->ReadItem("db", "c", "\"t\"", "i7");
+    return std::move(store).value();
+  };
+  {
+    auto store = restore_and_open(backups, taken->id, target);
+    auto item = store->ReadItem("db", "c", "\"t\"", "i7");
     REQUIRE(item.ok());
     CHECK(json::parse(item->json).at("v") == 7);
-    CHECK((*store)->ReadItem("db", "c", "\"t\"", "late").status().code() == Code::kNotFound);
+    CHECK(store->ReadItem("db", "c", "\"t\"", "late").status().code() == Code::kNotFound);
   }
 
   // One flipped byte: verify and restore both refuse it; restore leaves nothing.
@@ -116,19 +121,6 @@ TEST_CASE(
   auto after = node.client->ListBackups();
   REQUIRE(after.ok());
   CHECK(std::any_of(after->begin(), after->end(), [&](const client::BackupRecord& b) { return b.id == listed[0].id; }));
-  auto restore_and_open = [&](const std::string& location, const std::string& id, const std::string& target) {
-    auto r = RunCommand(cli + "restore --from " + location + " --id " + id + " --target " + target +
-                        " --master-key-uri " + master);
-    INFO(r.output);
-    REQUIRE(r.exit_code == 0);
-    storage::StoreOptions o;
-    o.path = target;
-    auto key = crypto::LoadMasterKey(master);
-    REQUIRE(key.ok());
-    auto store = storage::DocumentStore::Open(o, std::move(key).value());
-    REQUIRE(store.ok());
-    return std::move(store).value();
-  };
   for (const std::string& location : {backups, geo.sub("copies")}) {
     const std::string target = node.dir.sub("after-purge-" + std::to_string(location.size()));
     auto store = restore_and_open(location, before_purge->id, target);
@@ -147,14 +139,10 @@ TEST_CASE(
 }
 
 namespace {
-int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 // A time strictly between the writes before and after it.
 int64_t Mark() {
   std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  const int64_t t = NowMs();
+  const int64_t t = UnixNowMillis();
   std::this_thread::sleep_for(std::chrono::milliseconds(20));
   return t;
 }

@@ -13,6 +13,7 @@
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
+#include "common/clock.h"
 #include "storage/archive.h"
 #include "storage/commands.h"
 #include "storage/document_store.h"
@@ -30,15 +31,10 @@ namespace {
 
 constexpr const char* kCanary = "CANARY-archive-plaintext-51c0";
 
-int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 // A time strictly between what came before and what comes after.
 int64_t Mark() {
   std::this_thread::sleep_for(std::chrono::milliseconds(3));
-  const int64_t t = NowMs();
+  const int64_t t = UnixNowMillis();
   std::this_thread::sleep_for(std::chrono::milliseconds(3));
   return t;
 }
@@ -53,7 +49,7 @@ struct Log {
   void Apply(Result<WriteCommand> cmd) {
     INFO(cmd.status().ToString());
     REQUIRE(cmd.ok());
-    cmd->proposed_unix_ms = NowMs();
+    cmd->proposed_unix_ms = UnixNowMillis();
     const std::string bytes = cmd->Encode();
     auto outcome = store->Apply(++index, std::move(cmd).value());
     REQUIRE(outcome.ok());
@@ -198,7 +194,7 @@ TEST_CASE("Archive: point-in-time restore gives the state at that time, deleted 
   SECTION("before the oldest backup, or later than the archive vouches for: refused") {
     auto early = RestoreToTime(location, key, {before_b1 - 60'000, "", ""}, dir.sub("r7"));
     CHECK(early.status().code() == Code::kFailedPrecondition);
-    auto late = RestoreToTime(location, key, {NowMs() + 1000, "", ""}, dir.sub("r8"));
+    auto late = RestoreToTime(location, key, {UnixNowMillis() + 1000, "", ""}, dir.sub("r8"));
     INFO(late.status().ToString());
     CHECK(late.status().code() == Code::kFailedPrecondition);
     CHECK(late.status().message().find("vouches") != std::string::npos);

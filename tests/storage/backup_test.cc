@@ -56,14 +56,19 @@ std::set<int> Values(DocumentStore& s) {
   return out;
 }
 
+// Database "db" with container "c" partitioned by /tenant.
+void Seed(DocumentStore& s) {
+  REQUIRE(s.CreateDatabase("db").ok());
+  REQUIRE(s.CreateContainer("db", "c", "/tenant").ok());
+}
+
 }  // namespace
 
 TEST_CASE("Backup: taken while writes go on, it restores one consistent point, and nothing after it", "[backup]") {
   TempDir dir;
   auto key = crypto::MasterKey::Generate();
   auto store = OpenTestStore(dir.sub("live"), key);
-  REQUIRE(store->CreateDatabase("db").ok());
-  REQUIRE(store->CreateContainer("db", "c", "/tenant").ok());
+  Seed(*store);
   for (int i = 0; i < 200; ++i) REQUIRE(store->CreateItem("db", "c", Doc(i)).ok());
   // Writes go on, in order, while the backup runs.
   std::atomic<bool> stop{false};
@@ -116,8 +121,7 @@ TEST_CASE("Backup: the wrong master key, a changed byte, a cut file or a bad man
   TempDir dir;
   auto key = crypto::MasterKey::Generate();
   auto store = OpenTestStore(dir.sub("live"), key);
-  REQUIRE(store->CreateDatabase("db").ok());
-  REQUIRE(store->CreateContainer("db", "c", "/tenant").ok());
+  Seed(*store);
   for (int i = 0; i < 50; ++i) REQUIRE(store->CreateItem("db", "c", Doc(i)).ok());
   auto backup = WriteBackup(*store, key, dir.sub("backups"));
   REQUIRE(backup.ok());
@@ -203,8 +207,7 @@ TEST_CASE("Backup: after a master-key rotation the backups restore with the new 
   auto old_key = crypto::MasterKey::Generate();
   auto new_key = crypto::MasterKey::Generate();
   auto store = OpenTestStore(dir.sub("live"), old_key);
-  REQUIRE(store->CreateDatabase("db").ok());
-  REQUIRE(store->CreateContainer("db", "c", "/tenant").ok());
+  Seed(*store);
   REQUIRE(store->CreateItem("db", "c", Doc(1)).ok());
   auto backup = WriteBackup(*store, old_key, dir.sub("backups"));
   REQUIRE(backup.ok());
@@ -228,8 +231,7 @@ TEST_CASE("Backup: a purge drops one container's keys from the key catalog; the 
   TempDir dir;
   auto key = crypto::MasterKey::Generate();
   auto store = OpenTestStore(dir.sub("live"), key);
-  REQUIRE(store->CreateDatabase("db").ok());
-  REQUIRE(store->CreateContainer("db", "c", "/tenant").ok());
+  Seed(*store);
   auto doomed = store->CreateContainer("db", "doomed", "/tenant");
   REQUIRE(doomed.ok());
   for (int i = 0; i < 20; ++i) {
@@ -280,8 +282,7 @@ TEST_CASE("Backup: an item larger than a chunk (up to the 2 MiB item limit) is b
   TempDir dir;
   auto key = crypto::MasterKey::Generate();
   auto store = OpenTestStore(dir.sub("live"), key);
-  REQUIRE(store->CreateDatabase("db").ok());
-  REQUIRE(store->CreateContainer("db", "c", "/tenant").ok());
+  Seed(*store);
   // Near kMaxItemBytes: its image record (and its change-log record) is far
   // over the 1 MiB chunk the image aims for.
   const std::string big = json{{"id", "big"}, {"tenant", "t"}, {"v", 1}, {"pad", std::string(2'000'000, 'b')}}.dump();
@@ -305,8 +306,7 @@ TEST_CASE("Backup: a re-wrap goes on past a backup it cannot re-wrap, and says s
   auto key = crypto::MasterKey::Generate();
   auto stranger = crypto::MasterKey::Generate();
   auto store = OpenTestStore(dir.sub("live"), key);
-  REQUIRE(store->CreateDatabase("db").ok());
-  REQUIRE(store->CreateContainer("db", "c", "/tenant").ok());
+  Seed(*store);
   REQUIRE(store->CreateItem("db", "c", Doc(1)).ok());
   const std::string location = dir.sub("backups");
   auto foreign = WriteBackup(*store, stranger, location);  // under a key neither old nor new
