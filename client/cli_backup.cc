@@ -33,6 +33,9 @@ int Restore(const std::string& location, const std::string& id, const std::strin
   if (!item.empty() && partition_key.empty()) {
     return Fail(Status::InvalidArgument("--item needs --partition-key (its value as JSON)"));
   }
+  // Every argument is checked before the master key is loaded.
+  Result<int64_t> when = to_time.empty() ? Result<int64_t>(int64_t{0}) : ParseTimeArg(to_time);
+  if (!when.ok()) return Fail(when.status());
   auto master = crypto::LoadMasterKey(master_uri);
   if (!master.ok()) return Fail(master.status());
   if (!id.empty()) {
@@ -47,8 +50,6 @@ int Restore(const std::string& location, const std::string& id, const std::strin
     std::cout << "restored backup " << done->id << " (GLSN " << done->glsn << ") into " << target << "\n";
     return 0;
   }
-  auto when = ParseTimeArg(to_time);
-  if (!when.ok()) return Fail(when.status());
   auto done = storage::RestoreToTime(location, *master, {*when, database, container}, target,
                                      [](const std::string& line) { std::cerr << "  " << line << "\n"; });
   if (!done.ok()) return Fail(done.status());

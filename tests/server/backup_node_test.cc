@@ -323,3 +323,25 @@ TEST_CASE("Backups: a restored store starts a new replica set that serves and ta
   CHECK(node.client->ReadItem("db", "c", "\"t\"", "new").ok());
   CHECK(node.Log().find("event=log_restarted_after_restore") != std::string::npos);
 }
+
+TEST_CASE("bulwark restore refuses bad arguments, naming them, before it reads anything",
+          "[server][backup][bad-input]") {
+  bulwark::testing::TempDir dir;
+  const std::string cli = std::string(BULWARK_BIN_DIR) + "/bulwark restore --from " + dir.sub("none") +
+                          " --master-key-uri file:" + dir.sub("no-such-key") + " --target " + dir.sub("t");
+  auto refused = [&](const std::string& args, const std::string& says) {
+    auto r = RunCommand(cli + " " + args);
+    INFO(args << " -> " << r.output);
+    CHECK(r.exit_code != 0);
+    CHECK(r.output.find(says) != std::string::npos);
+    CHECK_FALSE(fs::exists(dir.sub("t")));
+  };
+  refused("--to-time yesterday", "a time is");
+  refused("--to-time 2026-11-29T01:00:00", "a time is");  // no Z: not UTC
+  refused("--to-time 2026-11-29T01:00:00.Z", "a time is");
+  refused("", "give --id or --to-time");
+  refused("--to-time 1 --database db --container c --item x", "--item needs --partition-key");
+  refused("--id b-1-00000000 --to-time 1", "excludes");
+  refused("--container c --to-time 1", "requires --database");
+  refused("--to-time 2026-11-29T01:00:00Z", "no-such-key");  // arguments fine: the key is read, and missing
+}
