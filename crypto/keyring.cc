@@ -122,7 +122,7 @@ void Keyring::Forget(std::string_view container_rid) {
   if (it != containers_.end()) containers_.erase(it);
 }
 
-Status Keyring::Load(const WrappedDataKey& record) {
+Result<SecretBytes> Keyring::UnwrapDataKey(const WrappedDataKey& record) const {
   auto m = master();
   if (record.master_key_id != m->id()) {
     return Status::FailedPrecondition("data key of container " + record.container_rid + " v" +
@@ -132,7 +132,20 @@ Status Keyring::Load(const WrappedDataKey& record) {
   auto secret = m->Unwrap(record.wrapped, WrapContext(record.container_rid, record.version));
   if (!secret.ok()) return Status(secret.status()).WithContext("data key of container " + record.container_rid);
   if (secret->size() != kDataKeyBytes) return Status::Corruption("data key has the wrong length");
-  auto key = std::make_shared<DataKey>(DataKey{record.version, std::move(secret).value(), record.created_unix_s});
+  return secret;
+}
+
+Result<WrappedDataKey> Keyring::RewrapDataKey(const WrappedDataKey& record, const MasterKey& next) const {
+  BULWARK_ASSIGN_OR_RETURN(SecretBytes secret, UnwrapDataKey(record));
+  WrappedDataKey out = record;
+  out.master_key_id = next.id();
+  out.wrapped = next.Wrap(secret.view(), WrapContext(record.container_rid, record.version));
+  return out;
+}
+
+Status Keyring::Load(const WrappedDataKey& record) {
+  BULWARK_ASSIGN_OR_RETURN(SecretBytes secret, UnwrapDataKey(record));
+  auto key = std::make_shared<DataKey>(DataKey{record.version, std::move(secret), record.created_unix_s});
   std::unique_lock lock(mu_);
   containers_[record.container_rid][record.version] = std::move(key);
   return Status::Ok();

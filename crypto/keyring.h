@@ -64,6 +64,12 @@ class Keyring {
   // (a received state image is staged before it is installed).
   Result<WrappedDataKey> WrapDataKey(std::string_view container_rid, uint32_t version, std::string_view key,
                                      int64_t created_unix_s) const;
+  // The raw key of a persisted record, without adding it to the ring (a
+  // staged image is served to a peer). Same errors as Load.
+  Result<SecretBytes> UnwrapDataKey(const WrappedDataKey& record) const;
+  // The record wrapped under `next` instead (a staged image across a
+  // master-key rotation). Same errors as Load.
+  Result<WrappedDataKey> RewrapDataKey(const WrappedDataKey& record, const MasterKey& next) const;
   // Forgets every DEK (before reloading the ring from storage).
   void Clear();
   // Forgets one container's DEKs (a purge). The secret memory is wiped once

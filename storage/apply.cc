@@ -147,6 +147,12 @@ Result<AppliedRecord> DecodeAppliedRecord(std::string_view in) {
 
 Result<ApplyOutcome> DocumentStore::Apply(uint64_t index, WriteCommand cmd) {
   Impl& s = *impl_;
+  if (cmd.kind == WriteCommand::Kind::kInstallRegionImage) {
+    // Its effect is an image that only the replica set that staged it has
+    // (an archive replay, for one, cannot reproduce it).
+    return Status::FailedPrecondition("raft entry " + std::to_string(index) +
+                                      " installs a region image, which only the replica can apply");
+  }
   std::unique_lock<std::shared_mutex> exclusive;
   std::shared_lock<std::shared_mutex> shared;
   std::unique_lock<std::mutex> item_lock;

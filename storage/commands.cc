@@ -19,7 +19,7 @@ constexpr uint8_t kCommandFormatWithGeo = 3;
 // length prefix can make Decode allocate.
 constexpr size_t kMaxFieldBytes = 4 << 20;
 
-bool ValidKind(uint8_t k) { return k >= 1 && k <= static_cast<uint8_t>(WriteCommand::Kind::kAccessDelete); }
+bool ValidKind(uint8_t k) { return k >= 1 && k <= static_cast<uint8_t>(WriteCommand::Kind::kInstallRegionImage); }
 
 }  // namespace
 
@@ -132,6 +132,8 @@ std::string_view CommandKindName(WriteCommand::Kind k) {
       return "AccessPut";
     case WriteCommand::Kind::kAccessDelete:
       return "AccessDelete";
+    case WriteCommand::Kind::kInstallRegionImage:
+      return "InstallRegionImage";
   }
   return "Unknown";
 }

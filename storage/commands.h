@@ -63,6 +63,12 @@ struct WriteCommand {
     // `setting` + "/" (a user's permissions go with it); NotFound if absent.
     kAccessPut = 15,
     kAccessDelete = 16,
+    // Catch-up across regions (docs/geo-replication.md): replace the account
+    // state with region image `setting` (DocumentStore::BeginRegionImage),
+    // staged by node member_id, whose position is geo_glsn/geo_epoch/
+    // geo_source_index. Applied by the replica, which fetches the image from
+    // a member that has it; never by DocumentStore::Apply. Local to a region.
+    kInstallRegionImage = 17,
   };
   Kind kind = Kind::kCreateDatabase;
   std::string request_id;  // the client's idempotency key; may be empty
@@ -99,7 +105,9 @@ std::string_view CommandKindName(WriteCommand::Kind k);
 
 // True for the commands that belong to the account and travel to every
 // region in GLSN order: everything but the replica set's own address book
-// (kSetMember), which is local to a region.
-inline bool IsAccountCommand(WriteCommand::Kind k) { return k != WriteCommand::Kind::kSetMember; }
+// (kSetMember) and region-image installs, which are local to a region.
+inline bool IsAccountCommand(WriteCommand::Kind k) {
+  return k != WriteCommand::Kind::kSetMember && k != WriteCommand::Kind::kInstallRegionImage;
+}
 
 }  // namespace bulwark::storage

@@ -729,6 +729,7 @@ Status DocumentStore::RotateMasterKey(crypto::MasterKey new_master) {
     m.push_back({Mutation::Kind::kPut, impl_->meta, DataKeyMetaKey(r.container_rid, r.version), r.EncodeValue()});
   }
   BULWARK_RETURN_IF_ERROR(RewrapSecrets(*impl_, new_master, m));
+  BULWARK_RETURN_IF_ERROR(RewrapStagedKeys(*impl_, new_master, m));
   m.push_back({Mutation::Kind::kPut, impl_->meta, std::string(kKeyCheckKey),
                EncodeKeyCheck(new_master.id(),
                               [&](std::string_view k, std::string_view ctx) { return new_master.Wrap(k, ctx); })});

@@ -303,6 +303,34 @@ class DocumentStore {
   // FailedPrecondition if no complete image is staged.
   Result<uint64_t> InstallStateImage();
 
+  // ---- Region images (catch-up across regions) ----
+  // A read region too far behind the write region's log receives a state
+  // image of it (WriteStateImage on the write region's leader). Its leader
+  // stages it under a fresh id, then proposes kInstallRegionImage; each
+  // replica installs it when it applies that entry, fetching the image from
+  // a member that has it (WriteRegionImage) if it has none. Staged apart
+  // from a raft snapshot (the two may arrive at once), and kept after the
+  // install for the other replicas; an install drops the older ones.
+  // InvalidArgument for a malformed id.
+  static std::string NewRegionImageId();  // 32 hex digits, ordered by time
+  Status BeginRegionImage(std::string_view id);
+  Status AddRegionImageChunk(std::string_view id, std::string_view chunk);  // Corruption for a malformed chunk
+  // Completes the staging: the image's position (its GLSN and epoch, and its
+  // applied index in the write region as source_index: the stream resumes
+  // after it). Corruption if the image held no applied-index record.
+  Result<GeoPosition> FinishRegionImage(std::string_view id);
+  // The position of a complete staged image; NotFound if there is none.
+  Result<GeoPosition> RegionImagePosition(std::string_view id) const;
+  // Streams a complete staged image as image chunks (keys unwrapped, as in
+  // WriteStateImage). NotFound if this node holds no complete one by that id.
+  Status WriteRegionImage(std::string_view id, size_t max_chunk,
+                          const std::function<Status(std::string_view)>& emit) const;
+  // Replaces the account state with the image, as the state at raft index
+  // `index` of this region (its own membership is kept). Crash-safe like
+  // InstallStateImage. Returns the new GLSN position. FailedPrecondition if
+  // the image is not staged (complete) here.
+  Result<GeoPosition> InstallRegionImage(std::string_view id, uint64_t index);
+
   // The raft log's column family and the database it lives in, for the
   // replication runner's RaftLogStore. Owned by the store.
   rocksdb::DB* raw_db() const;

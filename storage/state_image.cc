@@ -10,6 +10,14 @@
 // Install, crash-safe: mark "installing" (durable), delete the replicated
 // state, copy the staging in, reload the caches, clear the marks. A crash in
 // between finishes the install at the next open (ResumeStateImageInstall).
+//
+// The staging column family holds two kinds of image, apart:
+//   <tag><key>                   the raft snapshot being received (one)
+//   0x10 <id> <tag><key>         region images (catch-up across regions),
+//                                by id; kept after install so that the
+//                                region's other replicas can fetch them
+// with "s/ri/<id>" in the meta column family once a region image is complete.
+#include <chrono>
 #include <mutex>
 #include <set>
 #include <shared_mutex>
@@ -26,8 +34,12 @@ namespace {
 
 enum class Tag : uint8_t { kMeta = 1, kItem = 2, kChange = 3, kDataKey = 4, kAccountKey = 5 };
 
-constexpr std::string_view kStagedKey = "s/staged";          // a complete image is staged
-constexpr std::string_view kInstallingKey = "s/installing";  // an install is under way
+constexpr std::string_view kStagedKey = "s/staged";           // a complete image is staged
+constexpr std::string_view kInstallingKey = "s/installing";   // an install is under way
+constexpr std::string_view kRegionImageMarkPrefix = "s/ri/";  // + id: a complete region image
+// Staging keys: a raft image's sort below kRegionSlot, region images' above.
+constexpr char kRegionSlot = '\x10';
+constexpr size_t kRegionImageIdChars = 32;  // 16 hex digits of ms, 16 random
 constexpr size_t kMaxImageField = 8 << 20;
 constexpr size_t kInstallBatchBytes = 4 << 20;
 
@@ -85,6 +97,11 @@ std::string PrefixEnd(std::string_view prefix) {
 }
 
 const std::string kAllKeysEnd(16, '\xff');  // above every item rid and change-log lsn
+const std::string kRaftSlotEnd(1, kRegionSlot);
+
+std::string RegionSlotPrefix(std::string_view id) { return std::string(1, kRegionSlot) + std::string(id); }
+std::string RegionSlotEnd(std::string_view id) { return RegionSlotPrefix(id) + '\xff'; }
+std::string RegionMarkKey(std::string_view id) { return std::string(kRegionImageMarkPrefix) + std::string(id); }
 
 void AppendRecord(std::string& out, Tag tag, std::string_view key, std::string_view value) {
   out.push_back(static_cast<char>(tag));
@@ -100,13 +117,44 @@ rocksdb::WriteOptions Synced() {
 
 Status ClearStaging(DocumentStore::Impl& s) {
   rocksdb::WriteBatch b;
-  b.DeleteRange(s.staging, "", kAllKeysEnd);
+  b.DeleteRange(s.staging, "", kRaftSlotEnd);
   b.Delete(s.meta, std::string(kStagedKey));
   return FromRocks(s.db->Write(Synced(), &b), "cannot clear the image staging area");
 }
 
+// What an install copies: the raft image, or region image `region_id`,
+// whose region-local records ("a/": the sender's applied index and
+// membership) are replaced by `local_applied`/`local_conf`.
+struct InstallSource {
+  std::string region_id;  // empty: the raft image
+  std::string local_applied;
+  std::string local_conf;
+  // The "installing" mark's value, which is all a resumed install needs.
+  std::string EncodeMark() const {
+    if (region_id.empty()) return "1";
+    std::string v = "R" + region_id;
+    PutLengthPrefixed(v, local_applied);
+    PutLengthPrefixed(v, local_conf);
+    return v;
+  }
+  static Result<InstallSource> DecodeMark(std::string_view v) {
+    InstallSource src;
+    if (v == "1") return src;
+    std::string_view applied, conf;
+    if (v.size() < 1 + kRegionImageIdChars || v[0] != 'R') return Status::Corruption("the install mark is malformed");
+    src.region_id = std::string(v.substr(1, kRegionImageIdChars));
+    v.remove_prefix(1 + kRegionImageIdChars);
+    if (!GetLengthPrefixed(v, applied, 1024) || !GetLengthPrefixed(v, conf, 1 << 20) || !v.empty()) {
+      return Status::Corruption("the install mark is malformed");
+    }
+    src.local_applied = applied;
+    src.local_conf = conf;
+    return src;
+  }
+};
+
 // Steps 2 to 4 of an install; REQUIRES the "installing" mark is durable.
-Status CopyStagingIn(DocumentStore::Impl& s) {
+Status CopyStagingIn(DocumentStore::Impl& s, const InstallSource& src) {
   {
     rocksdb::WriteBatch b;
     for (std::string_view p : kReplicatedMetaPrefixes) b.DeleteRange(s.meta, std::string(p), PrefixEnd(p));
@@ -114,10 +162,13 @@ Status CopyStagingIn(DocumentStore::Impl& s) {
     b.DeleteRange(s.changelog, "", kAllKeysEnd);
     BULWARK_RETURN_IF_ERROR(FromRocks(s.db->Write(rocksdb::WriteOptions(), &b), "cannot clear the old state"));
   }
+  const bool region = !src.region_id.empty();
+  const std::string start = region ? RegionSlotPrefix(src.region_id) : std::string();
+  const std::string end = region ? RegionSlotEnd(src.region_id) : kRaftSlotEnd;
   std::unique_ptr<rocksdb::Iterator> it(s.db->NewIterator(rocksdb::ReadOptions(), s.staging));
   rocksdb::WriteBatch b;
-  for (it->SeekToFirst(); it->Valid(); it->Next()) {
-    std::string_view k = it->key().ToStringView();
+  for (it->Seek(start); it->Valid() && it->key().ToStringView() < end; it->Next()) {
+    std::string_view k = it->key().ToStringView().substr(start.size());
     if (k.empty()) return Status::Corruption("staged image record has an empty key");
     const auto tag = static_cast<Tag>(k[0]);
     k.remove_prefix(1);
@@ -125,6 +176,7 @@ Status CopyStagingIn(DocumentStore::Impl& s) {
     if (tag != Tag::kMeta && tag != Tag::kItem && tag != Tag::kChange) {
       return Status::Corruption("staged image record has an unknown tag");
     }
+    if (region && tag == Tag::kMeta && k.substr(0, 2) == "a/") continue;  // the sender's region, not ours
     b.Put(cf, rocksdb::Slice(k.data(), k.size()), it->value());
     if (b.GetDataSize() > kInstallBatchBytes) {
       BULWARK_RETURN_IF_ERROR(FromRocks(s.db->Write(rocksdb::WriteOptions(), &b), "cannot install the image"));
@@ -132,10 +184,110 @@ Status CopyStagingIn(DocumentStore::Impl& s) {
     }
   }
   BULWARK_RETURN_IF_ERROR(FromRocks(it->status(), "cannot read the staged image"));
-  b.DeleteRange(s.staging, "", kAllKeysEnd);
-  b.Delete(s.meta, std::string(kStagedKey));
+  if (region) {
+    // The region image stays staged: the region's other replicas fetch it
+    // from here. Older ones are done with.
+    b.Put(s.meta, std::string(kAppliedIndexKey), src.local_applied);
+    if (!src.local_conf.empty()) b.Put(s.meta, std::string(kAppliedConfKey), src.local_conf);
+    b.DeleteRange(s.staging, std::string(1, kRegionSlot), RegionSlotPrefix(src.region_id));
+    b.DeleteRange(s.meta, std::string(kRegionImageMarkPrefix), RegionMarkKey(src.region_id));
+  } else {
+    b.DeleteRange(s.staging, "", kRaftSlotEnd);
+    b.Delete(s.meta, std::string(kStagedKey));
+  }
   b.Delete(s.meta, std::string(kInstallingKey));
   return FromRocks(s.db->Write(Synced(), &b), "cannot install the image");
+}
+
+// Stages the records of an image chunk under `slot` ("" for the raft image).
+Status StageChunk(DocumentStore::Impl& s, const std::string& slot, std::string_view in) {
+  rocksdb::WriteBatch b;
+  BULWARK_RETURN_IF_ERROR(
+      ForEachImageRecord(in, [&](Tag tag, std::string_view k, std::string_view v, std::string_view) -> Status {
+        // Keys arrive unwrapped and are staged as meta records wrapped under
+        // this node's master key.
+        std::string key = slot;
+        key.push_back(static_cast<char>(tag == Tag::kDataKey || tag == Tag::kAccountKey ? Tag::kMeta : tag));
+        key.append(k);
+        switch (tag) {
+          case Tag::kMeta:
+            if (!IsReplicatedMeta(k)) return Status::Corruption("state image names a node-local record");
+            break;
+          case Tag::kItem:
+          case Tag::kChange:
+            break;
+          case Tag::kDataKey: {
+            std::string rid;
+            uint32_t version = 0;
+            uint64_t created = 0;
+            if (!ParseDataKeyMetaKey(k, rid, version) || !GetFixed64(v, created)) {
+              return Status::Corruption("state image data key is malformed");
+            }
+            BULWARK_ASSIGN_OR_RETURN(auto wrapped,
+                                     s.keyring.WrapDataKey(rid, version, v, static_cast<int64_t>(created)));
+            b.Put(s.staging, key, wrapped.EncodeValue());
+            return Status::Ok();
+          }
+          case Tag::kAccountKey: {
+            uint64_t version = 0;
+            int64_t created = 0;
+            std::string_view raw;
+            if (k.substr(0, kAccountKeyMetaPrefix.size()) != kAccountKeyMetaPrefix ||
+                !DecodeAccountKeyValue(v, version, created, raw)) {
+              return Status::Corruption("state image account key is malformed");
+            }
+            const std::string name(k.substr(kAccountKeyMetaPrefix.size()));
+            b.Put(s.staging, key,
+                  EncodeAccountKeyValue(version, created, s.keyring.WrapSecret(raw, AccountKeyContext(name))));
+            return Status::Ok();
+          }
+          default:
+            return Status::Corruption("state image record has an unknown tag");
+        }
+        b.Put(s.staging, key, rocksdb::Slice(v.data(), v.size()));
+        return Status::Ok();
+      }));
+  return FromRocks(s.db->Write(rocksdb::WriteOptions(), &b), "cannot stage the image");
+}
+
+// Marks the install durable (with the pending shreds it implies: containers
+// whose keys this node holds but the staged image, read from `staged_meta`
+// (the staging prefix of its meta records), does not; they were purged in
+// the meantime and this node's files may still hold their keys) and runs
+// it. `shred_index`: the raft index the shreds wait for the log to drop.
+// REQUIRES: ddl_mu held exclusively.
+Status RunInstall(DocumentStore::Impl& s, const InstallSource& src, const std::string& staged_meta,
+                  uint64_t shred_index) {
+  rocksdb::WriteBatch b;
+  b.Put(s.meta, std::string(kInstallingKey), src.EncodeMark());
+  BULWARK_ASSIGN_OR_RETURN(auto before, KeyedContainers(s.db.get(), s.meta, ""));
+  BULWARK_ASSIGN_OR_RETURN(auto after, KeyedContainers(s.db.get(), s.staging, staged_meta));
+  for (const std::string& rid : before) {
+    if (after.count(rid) > 0) continue;
+    std::string index;
+    PutFixed64(index, shred_index);
+    b.Put(s.meta, std::string(kPendingShredMetaPrefix) + rid, index);
+  }
+  BULWARK_RETURN_IF_ERROR(FromRocks(s.db->Write(Synced(), &b), "cannot start the install"));
+  BULWARK_RETURN_IF_ERROR(CopyStagingIn(s, src));
+  BULWARK_RETURN_IF_ERROR(LoadKeysAndContainers(s));
+  BULWARK_ASSIGN_OR_RETURN(uint64_t lsn, LastLsn(s));
+  s.queue->ResetLastLsn(lsn);
+  BULWARK_ASSIGN_OR_RETURN(AppliedRecord applied, LoadAppliedIndex(s));
+  PublishApplied(s, applied);
+  BULWARK_RETURN_IF_ERROR(RefreshPendingShreds(s));
+  // The image may hold values under versions its sender had not re-sealed yet.
+  BULWARK_RETURN_IF_ERROR(ScheduleResealWhereNeeded(s));
+  s.settings_generation.fetch_add(1);
+  return Status::Ok();
+}
+
+bool ValidRegionImageId(std::string_view id) {
+  if (id.size() != kRegionImageIdChars) return false;
+  for (char c : id) {
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  }
+  return true;
 }
 
 }  // namespace
@@ -270,53 +422,8 @@ Status DocumentStore::DropUnkeyedContainers(std::string_view in, const std::set<
 Status DocumentStore::BeginStateImage() { return ClearStaging(*impl_); }
 
 Status DocumentStore::AddStateImageChunk(std::string_view in) {
-  Impl& s = *impl_;
-  rocksdb::WriteBatch b;
-  BULWARK_RETURN_IF_ERROR(
-      ForEachImageRecord(in, [&](Tag tag, std::string_view k, std::string_view v, std::string_view) -> Status {
-        // Keys arrive unwrapped and are staged as meta records wrapped under
-        // this node's master key.
-        std::string key(1, static_cast<char>(tag == Tag::kDataKey || tag == Tag::kAccountKey ? Tag::kMeta : tag));
-        key.append(k);
-        switch (tag) {
-          case Tag::kMeta:
-            if (!IsReplicatedMeta(k)) return Status::Corruption("state image names a node-local record");
-            break;
-          case Tag::kItem:
-          case Tag::kChange:
-            break;
-          case Tag::kDataKey: {
-            std::string rid;
-            uint32_t version = 0;
-            uint64_t created = 0;
-            if (!ParseDataKeyMetaKey(k, rid, version) || !GetFixed64(v, created)) {
-              return Status::Corruption("state image data key is malformed");
-            }
-            BULWARK_ASSIGN_OR_RETURN(auto wrapped,
-                                     s.keyring.WrapDataKey(rid, version, v, static_cast<int64_t>(created)));
-            b.Put(s.staging, key, wrapped.EncodeValue());
-            return Status::Ok();
-          }
-          case Tag::kAccountKey: {
-            uint64_t version = 0;
-            int64_t created = 0;
-            std::string_view raw;
-            if (k.substr(0, kAccountKeyMetaPrefix.size()) != kAccountKeyMetaPrefix ||
-                !DecodeAccountKeyValue(v, version, created, raw)) {
-              return Status::Corruption("state image account key is malformed");
-            }
-            const std::string name(k.substr(kAccountKeyMetaPrefix.size()));
-            b.Put(s.staging, key,
-                  EncodeAccountKeyValue(version, created, s.keyring.WrapSecret(raw, AccountKeyContext(name))));
-            return Status::Ok();
-          }
-          default:
-            return Status::Corruption("state image record has an unknown tag");
-        }
-        b.Put(s.staging, key, rocksdb::Slice(v.data(), v.size()));
-        return Status::Ok();
-      }));
-  return FromRocks(s.db->Write(rocksdb::WriteOptions(), &b), "cannot stage the image");
+  std::shared_lock lock(impl_->ddl_mu);  // not across a master-key rotation
+  return StageChunk(*impl_, "", in);
 }
 
 Status DocumentStore::FinishStateImage() {
@@ -335,52 +442,210 @@ Result<uint64_t> DocumentStore::InstallStateImage() {
     return Status::FailedPrecondition("no complete state image is staged");
   }
   BULWARK_RETURN_IF_ERROR(staged.status());
-  {
-    rocksdb::WriteBatch b;
-    b.Put(s.meta, std::string(kInstallingKey), "1");
-    // Containers whose keys this node holds but the image does not were
-    // purged in the meantime: this node's files may still hold their keys.
-    BULWARK_ASSIGN_OR_RETURN(auto before, KeyedContainers(s.db.get(), s.meta, ""));
-    BULWARK_ASSIGN_OR_RETURN(auto after,
-                             KeyedContainers(s.db.get(), s.staging, std::string(1, static_cast<char>(Tag::kMeta))));
-    // The shred waits for the raft log to drop everything up to the image's
-    // index (the runner does that right after this install): the entries
-    // it held from before may carry those keys.
-    uint64_t image_index = 0;
-    auto staged_applied =
-        s.Get(s.staging, std::string(1, static_cast<char>(Tag::kMeta)) + std::string(kAppliedIndexKey));
-    if (staged_applied.ok()) {
-      std::string_view v = *staged_applied;
-      if (!GetFixed64(v, image_index)) return Status::Corruption("staged image has a malformed applied index");
-    } else if (staged_applied.status().code() != Code::kNotFound) {
-      return staged_applied.status();
-    }
-    for (const std::string& rid : before) {
-      if (after.count(rid) > 0) continue;
-      std::string index;
-      PutFixed64(index, image_index);
-      b.Put(s.meta, std::string(kPendingShredMetaPrefix) + rid, index);
-    }
-    BULWARK_RETURN_IF_ERROR(FromRocks(s.db->Write(Synced(), &b), "cannot start the install"));
+  // The shred waits for the raft log to drop everything up to the image's
+  // index (the runner does that right after this install): the entries it
+  // held from before may carry the purged keys.
+  const std::string staged_meta(1, static_cast<char>(Tag::kMeta));
+  uint64_t image_index = 0;
+  auto staged_applied = s.Get(s.staging, staged_meta + std::string(kAppliedIndexKey));
+  if (staged_applied.ok()) {
+    std::string_view v = *staged_applied;
+    if (!GetFixed64(v, image_index)) return Status::Corruption("staged image has a malformed applied index");
+  } else if (staged_applied.status().code() != Code::kNotFound) {
+    return staged_applied.status();
   }
-  BULWARK_RETURN_IF_ERROR(CopyStagingIn(s));
-  BULWARK_RETURN_IF_ERROR(LoadKeysAndContainers(s));
-  BULWARK_ASSIGN_OR_RETURN(uint64_t lsn, LastLsn(s));
-  s.queue->ResetLastLsn(lsn);
-  BULWARK_ASSIGN_OR_RETURN(AppliedRecord applied, LoadAppliedIndex(s));
-  PublishApplied(s, applied);
-  BULWARK_RETURN_IF_ERROR(RefreshPendingShreds(s));
-  // The image may hold values under versions its sender had not re-sealed yet.
-  BULWARK_RETURN_IF_ERROR(ScheduleResealWhereNeeded(s));
-  s.settings_generation.fetch_add(1);
-  return applied.index;
+  BULWARK_RETURN_IF_ERROR(RunInstall(s, InstallSource{}, staged_meta, image_index));
+  return s.applied_index.load();
+}
+
+// ---- Region images ---------------------------------------------------------
+
+std::string DocumentStore::NewRegionImageId() {
+  const auto ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count();
+  std::string time;
+  PutBigEndian64(time, static_cast<uint64_t>(ms));
+  return crypto::HexEncode(time) + crypto::HexEncode(crypto::RandomBytes(8));
+}
+
+Status DocumentStore::BeginRegionImage(std::string_view id) {
+  if (!ValidRegionImageId(id)) return Status::InvalidArgument("malformed region image id");
+  Impl& s = *impl_;
+  rocksdb::WriteBatch b;
+  b.DeleteRange(s.staging, RegionSlotPrefix(id), RegionSlotEnd(id));
+  b.Delete(s.meta, RegionMarkKey(id));
+  return FromRocks(s.db->Write(rocksdb::WriteOptions(), &b), "cannot stage the region image");
+}
+
+Status DocumentStore::AddRegionImageChunk(std::string_view id, std::string_view chunk) {
+  if (!ValidRegionImageId(id)) return Status::InvalidArgument("malformed region image id");
+  std::shared_lock lock(impl_->ddl_mu);  // not across a master-key rotation
+  return StageChunk(*impl_, RegionSlotPrefix(id), chunk);
+}
+
+Result<GeoPosition> DocumentStore::FinishRegionImage(std::string_view id) {
+  if (!ValidRegionImageId(id)) return Status::InvalidArgument("malformed region image id");
+  Impl& s = *impl_;
+  auto applied = s.Get(s.staging, RegionSlotPrefix(id) + static_cast<char>(Tag::kMeta) + std::string(kAppliedIndexKey));
+  if (applied.status().code() == Code::kNotFound) {
+    return Status::Corruption("the region image holds no applied-index record");
+  }
+  BULWARK_RETURN_IF_ERROR(applied.status());
+  BULWARK_ASSIGN_OR_RETURN(AppliedRecord r, DecodeAppliedRecord(*applied));
+  // Everything up to the image's applied index is in it, so the stream
+  // resumes after that index (the last account command may be older).
+  const GeoPosition pos{r.geo.glsn, r.geo.epoch, r.index};
+  rocksdb::WriteBatch b;
+  b.Put(s.meta, RegionMarkKey(id), EncodeAppliedRecord({r.index, pos}));
+  BULWARK_RETURN_IF_ERROR(FromRocks(s.db->Write(Synced(), &b), "cannot stage the region image"));
+  return pos;
+}
+
+Result<GeoPosition> DocumentStore::RegionImagePosition(std::string_view id) const {
+  if (!ValidRegionImageId(id)) return Status::InvalidArgument("malformed region image id");
+  BULWARK_ASSIGN_OR_RETURN(std::string mark, impl_->Get(impl_->meta, RegionMarkKey(id)));
+  BULWARK_ASSIGN_OR_RETURN(AppliedRecord r, DecodeAppliedRecord(mark));
+  return r.geo;
+}
+
+Status DocumentStore::WriteRegionImage(std::string_view id, size_t max_chunk,
+                                       const std::function<Status(std::string_view)>& emit) const {
+  if (!ValidRegionImageId(id)) return Status::InvalidArgument("malformed region image id");
+  const Impl& s = *impl_;
+  const rocksdb::Snapshot* snap = s.db->GetSnapshot();
+  struct Release {
+    const Impl& s;
+    const rocksdb::Snapshot* snap;
+    ~Release() { s.db->ReleaseSnapshot(snap); }
+  } release{s, snap};
+  rocksdb::ReadOptions ro;
+  ro.snapshot = snap;
+  ro.fill_cache = false;
+  std::string mark;
+  rocksdb::Status found = s.db->Get(ro, s.meta, RegionMarkKey(id), &mark);
+  if (found.IsNotFound()) return Status::NotFound("this node holds no complete region image " + std::string(id));
+  BULWARK_RETURN_IF_ERROR(FromRocks(found, "cannot read the region image mark"));
+
+  std::string chunk;
+  auto add = [&](Tag tag, std::string_view k, std::string_view v) -> Status {
+    if (!chunk.empty() && chunk.size() + k.size() + v.size() + 9 > max_chunk) {
+      BULWARK_RETURN_IF_ERROR(emit(chunk));
+      chunk.clear();
+    }
+    AppendRecord(chunk, tag, k, v);
+    return Status::Ok();
+  };
+  const std::string prefix = RegionSlotPrefix(id), end = RegionSlotEnd(id);
+  std::unique_ptr<rocksdb::Iterator> it(s.db->NewIterator(ro, s.staging));
+  for (it->Seek(prefix); it->Valid() && it->key().ToStringView() < end; it->Next()) {
+    std::string_view k = it->key().ToStringView().substr(prefix.size());
+    if (k.empty()) return Status::Corruption("staged region image record has an empty key");
+    const auto tag = static_cast<Tag>(k[0]);
+    k.remove_prefix(1);
+    const std::string_view v = it->value().ToStringView();
+    // Staged keys are wrapped under this node's master key: they travel raw,
+    // as in any image, and the receiver wraps them under its own.
+    if (tag == Tag::kMeta && k.substr(0, kDataKeyMetaPrefix.size()) == kDataKeyMetaPrefix) {
+      std::string rid;
+      uint32_t version = 0;
+      if (!ParseDataKeyMetaKey(k, rid, version)) return Status::Corruption("malformed staged data-key record");
+      BULWARK_ASSIGN_OR_RETURN(auto wrapped, crypto::WrappedDataKey::DecodeValue(rid, version, v));
+      BULWARK_ASSIGN_OR_RETURN(auto raw, s.keyring.UnwrapDataKey(wrapped));
+      std::string value;
+      PutFixed64(value, static_cast<uint64_t>(wrapped.created_unix_s));
+      value.append(raw.view());
+      Status st = add(Tag::kDataKey, k, value);
+      sodium_memzero(value.data(), value.size());
+      BULWARK_RETURN_IF_ERROR(st);
+      continue;
+    }
+    if (tag == Tag::kMeta && k.substr(0, kAccountKeyMetaPrefix.size()) == kAccountKeyMetaPrefix) {
+      uint64_t version = 0;
+      int64_t created = 0;
+      std::string_view wrapped;
+      const std::string name(k.substr(kAccountKeyMetaPrefix.size()));
+      if (!DecodeAccountKeyValue(v, version, created, wrapped)) {
+        return Status::Corruption("staged account key record " + name + " is malformed");
+      }
+      BULWARK_ASSIGN_OR_RETURN(auto raw, s.keyring.UnwrapSecret(wrapped, AccountKeyContext(name)));
+      std::string value = EncodeAccountKeyValue(version, created, raw.view());
+      Status st = add(Tag::kAccountKey, k, value);
+      sodium_memzero(value.data(), value.size());
+      BULWARK_RETURN_IF_ERROR(st);
+      continue;
+    }
+    if (tag != Tag::kMeta && tag != Tag::kItem && tag != Tag::kChange) {
+      return Status::Corruption("staged region image record has an unknown tag");
+    }
+    BULWARK_RETURN_IF_ERROR(add(tag, k, v));
+  }
+  BULWARK_RETURN_IF_ERROR(FromRocks(it->status(), "cannot read the staged region image"));
+  if (!chunk.empty()) BULWARK_RETURN_IF_ERROR(emit(chunk));
+  return Status::Ok();
+}
+
+Result<GeoPosition> DocumentStore::InstallRegionImage(std::string_view id, uint64_t index) {
+  if (!ValidRegionImageId(id)) return Status::InvalidArgument("malformed region image id");
+  Impl& s = *impl_;
+  std::unique_lock lock(s.ddl_mu);
+  auto mark = s.Get(s.meta, RegionMarkKey(id));
+  if (mark.status().code() == Code::kNotFound) {
+    return Status::FailedPrecondition("region image " + std::string(id) + " is not staged here");
+  }
+  BULWARK_RETURN_IF_ERROR(mark.status());
+  BULWARK_ASSIGN_OR_RETURN(AppliedRecord image, DecodeAppliedRecord(*mark));
+  InstallSource src;
+  src.region_id = std::string(id);
+  src.local_applied = EncodeAppliedRecord({index, image.geo});
+  auto conf = s.Get(s.meta, kAppliedConfKey);
+  if (conf.ok()) {
+    src.local_conf = std::move(conf).value();
+  } else if (conf.status().code() != Code::kNotFound) {
+    return conf.status();
+  }
+  BULWARK_RETURN_IF_ERROR(
+      RunInstall(s, src, RegionSlotPrefix(id) + static_cast<char>(Tag::kMeta), /*shred_index=*/index));
+  return image.geo;
+}
+
+Status RewrapStagedKeys(const DocumentStore::Impl& s, const crypto::MasterKey& next, std::vector<Mutation>& m) {
+  std::unique_ptr<rocksdb::Iterator> it(s.db->NewIterator(rocksdb::ReadOptions(), s.staging));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    std::string_view k = it->key().ToStringView();
+    if (!k.empty() && k[0] == kRegionSlot) k.remove_prefix(std::min(k.size(), 1 + kRegionImageIdChars));
+    if (k.empty() || static_cast<Tag>(k[0]) != Tag::kMeta) continue;
+    k.remove_prefix(1);
+    const std::string_view v = it->value().ToStringView();
+    if (k.substr(0, kDataKeyMetaPrefix.size()) == kDataKeyMetaPrefix) {
+      std::string rid;
+      uint32_t version = 0;
+      if (!ParseDataKeyMetaKey(k, rid, version)) return Status::Corruption("malformed staged data-key record");
+      BULWARK_ASSIGN_OR_RETURN(auto wrapped, crypto::WrappedDataKey::DecodeValue(rid, version, v));
+      BULWARK_ASSIGN_OR_RETURN(auto next_wrapped, s.keyring.RewrapDataKey(wrapped, next));
+      m.push_back({Mutation::Kind::kPut, s.staging, it->key().ToString(), next_wrapped.EncodeValue()});
+    } else if (k.substr(0, kAccountKeyMetaPrefix.size()) == kAccountKeyMetaPrefix) {
+      uint64_t version = 0;
+      int64_t created = 0;
+      std::string_view wrapped;
+      const std::string name(k.substr(kAccountKeyMetaPrefix.size()));
+      if (!DecodeAccountKeyValue(v, version, created, wrapped)) {
+        return Status::Corruption("staged account key record " + name + " is malformed");
+      }
+      BULWARK_ASSIGN_OR_RETURN(auto raw, s.keyring.UnwrapSecret(wrapped, AccountKeyContext(name)));
+      m.push_back({Mutation::Kind::kPut, s.staging, it->key().ToString(),
+                   EncodeAccountKeyValue(version, created, next.Wrap(raw.view(), AccountKeyContext(name)))});
+    }
+  }
+  return FromRocks(it->status(), "cannot read the staged images");
 }
 
 Status ResumeStateImageInstall(DocumentStore::Impl& s) {
   auto installing = s.Get(s.meta, kInstallingKey);
   if (installing.status().code() == Code::kNotFound) return Status::Ok();
   BULWARK_RETURN_IF_ERROR(installing.status());
-  return CopyStagingIn(s);
+  BULWARK_ASSIGN_OR_RETURN(InstallSource src, InstallSource::DecodeMark(*installing));
+  return CopyStagingIn(s, src);
 }
 
 }  // namespace bulwark::storage

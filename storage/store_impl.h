@@ -156,6 +156,8 @@ Status ScheduleResealWhereNeeded(DocumentStore::Impl& s);
 Status ResealContainer(DocumentStore::Impl& s, const std::string& rid, std::atomic<bool>& canceled);
 // Finishes an image install that a crash interrupted (called by Open).
 Status ResumeStateImageInstall(DocumentStore::Impl& s);
+// A master-key rotation: the staged images' keys, wrapped under `next`.
+Status RewrapStagedKeys(const DocumentStore::Impl& s, const crypto::MasterKey& next, std::vector<Mutation>& m);
 
 // Shared helpers.
 int64_t NowUnixSeconds();
