@@ -11,6 +11,7 @@
 #include "bulwark/v1/peer.pb.h"
 #include "replication/raft_log_store.h"
 #include "replication/replica.h"
+#include "replication/transport.h"
 #include "storage/commands.h"
 #include "storage/document_store.h"
 
@@ -45,6 +46,9 @@ struct RegionShipper::Impl {
     bool in_set = false;     // configured in the strong quorum set (fixed)
     bool in_quorum = false;  // in the set as run now (dynamic quorum)
     bool needs_image = false;
+    // While an image is on its way: the log must keep what follows it.
+    uint64_t image_from = 0;
+    SteadyClock::time_point next_image{};  // no new image attempt before
     uint64_t LagWrites(uint64_t head) const { return head > acked_glsn ? head - acked_glsn : 0; }
     std::string error;
   };
@@ -58,8 +62,14 @@ struct RegionShipper::Impl {
   std::vector<std::thread> threads;
 
   void Run(size_t r);
-  // One message to region r: a batch (possibly empty). False on failure.
+  // One message to region r: a batch (possibly empty), or a state image if
+  // the region is behind what the log holds. False on failure.
   bool SendOnce(size_t r, SteadyClock::time_point now);
+  Result<v1::RegionAppendResponse> SendImage(size_t r, const std::string& address, uint64_t head_glsn);
+  // Adds the account commands of `entries` to the batch, numbered from
+  // from_glsn + 1. Corruption for an entry that does not decode.
+  static Status AddEntries(const std::vector<raft::Entry>& entries, uint64_t from_glsn, uint64_t epoch,
+                           v1::RegionAppendRequest* req);
   void UpdateQuorum(SteadyClock::time_point now);  // REQUIRES: mu held
   uint64_t CommittedLocked() const;                // REQUIRES: mu held
   std::vector<std::string> QuorumLocked() const;   // REQUIRES: mu held
@@ -171,61 +181,42 @@ bool RegionShipper::Impl::SendOnce(size_t r, SteadyClock::time_point now) {
   const uint64_t applied = store->applied_index();
   const storage::GeoPosition head = store->geo_position();
   req.set_head_glsn(head.glsn);
-  std::string read_error;
+  bool image = false;
   if (known && from_glsn < head.glsn) {
     auto entries =
         ReadStoredEntries(store->raw_db(), store->raft_log_cf(), from_source + 1, applied + 1, kMaxRegionBatchBytes);
-    if (!entries.ok()) {
+    if (entries.status().code() == Code::kNotFound) {
+      image = true;  // the log no longer holds the region's position
+    } else if (!entries.ok()) {
       std::lock_guard lock(mu);
-      remotes[r].needs_image = entries.status().code() == Code::kNotFound;
-      remotes[r].error = entries.status().code() == Code::kNotFound
-                             ? "region is at GLSN " + std::to_string(from_glsn) +
-                                   ", which this node's log no longer holds: it needs a state image"
-                             : entries.status().ToString();
+      remotes[r].error = entries.status().ToString();
       spdlog::warn("event=region_stream_stalled region={} glsn={} error=\"{}\"", remotes[r].config.name, from_glsn,
                    remotes[r].error);
       return false;
-    }
-    uint64_t glsn = from_glsn;
-    for (const auto& e : *entries) {
-      if (e.type != raft::EntryType::kNormal || e.data.empty()) continue;
-      std::string_view bytes;
-      if (!EntryCommand(e.data, &bytes)) {
-        read_error = "raft entry " + std::to_string(e.index) + " is malformed";
-        break;
-      }
-      auto cmd = storage::WriteCommand::Decode(bytes);
-      if (!cmd.ok()) {
-        read_error = cmd.status().ToString();
-        break;
-      }
-      if (!storage::IsAccountCommand(cmd->kind)) continue;
-      ++glsn;
-      cmd->geo_glsn = glsn;
-      cmd->geo_epoch = head.epoch;
-      cmd->geo_source_index = e.index;
-      v1::RegionEntry* out = req.add_entries();
-      out->set_glsn(glsn);
-      out->set_source_index(e.index);
-      out->set_command(cmd->Encode());
-      cmd->WipeKey();
-      if (static_cast<size_t>(req.entries_size()) >= kMaxRegionBatchEntries) break;
-    }
-    if (!read_error.empty()) {
+    } else if (Status built = AddEntries(*entries, from_glsn, head.epoch, &req); !built.ok()) {
       std::lock_guard lock(mu);
-      remotes[r].error = read_error;
-      spdlog::error("event=region_stream_stalled region={} error=\"{}\"", remotes[r].config.name, read_error);
+      remotes[r].error = built.ToString();
+      spdlog::error("event=region_stream_stalled region={} error=\"{}\"", remotes[r].config.name, remotes[r].error);
       return false;
     }
+  }
+  if (image) {
+    std::lock_guard lock(mu);
+    Remote& remote = remotes[r];
+    remote.needs_image = true;
+    if (now < remote.next_image) return false;
+    remote.next_image = now + options.image_retry;
+    remote.image_from = applied + 1;
   }
   const auto deadline = std::chrono::system_clock::now() + options.request_timeout + 2 * delay;
   req.set_deadline_unix_ms(UnixMs(deadline));
   if (delay.count() > 0) std::this_thread::sleep_for(delay);
-  auto resp = replica->transport()->RegionAppend(address, req);
+  auto resp = image ? SendImage(r, address, head.glsn) : replica->transport()->RegionAppend(address, req);
   if (delay.count() > 0) std::this_thread::sleep_for(delay);
   const auto answered = SteadyClock::now();
   std::lock_guard lock(mu);
   Remote& remote = remotes[r];
+  remote.image_from = 0;
   if (!resp.ok()) {
     remote.error = resp.status().ToString();
     remote.leader_address.clear();
@@ -239,6 +230,7 @@ bool RegionShipper::Impl::SendOnce(size_t r, SteadyClock::time_point now) {
     if (remote.leader_address.empty()) ++remote.target;
     remote.known = false;
     remote.error = "region " + remote.config.name + " has no leader at " + address;
+    if (image) remote.next_image = {};  // try its leader at once
     return false;
   }
   if (resp->epoch() != options.epoch) {
@@ -254,10 +246,66 @@ bool RegionShipper::Impl::SendOnce(size_t r, SteadyClock::time_point now) {
   remote.acked_glsn = resp->applied_glsn();
   remote.acked_source = resp->source_index();
   remote.last_ack = answered;
-  if (remote.acked_glsn >= req.head_glsn()) remote.caught_up = answered;
+  if (remote.acked_glsn >= head.glsn) remote.caught_up = answered;
   UpdateQuorum(answered);
   changed.notify_all();
   return remote.error.empty();
+}
+
+Status RegionShipper::Impl::AddEntries(const std::vector<raft::Entry>& entries, uint64_t from_glsn, uint64_t epoch,
+                                       v1::RegionAppendRequest* req) {
+  uint64_t glsn = from_glsn;
+  for (const auto& e : entries) {
+    if (e.type != raft::EntryType::kNormal || e.data.empty()) continue;
+    std::string_view bytes;
+    if (!EntryCommand(e.data, &bytes))
+      return Status::Corruption("raft entry " + std::to_string(e.index) + " is malformed");
+    auto cmd = storage::WriteCommand::Decode(bytes);
+    if (!cmd.ok()) return cmd.status();
+    if (!storage::IsAccountCommand(cmd->kind)) continue;
+    ++glsn;
+    cmd->geo_glsn = glsn;
+    cmd->geo_epoch = epoch;
+    cmd->geo_source_index = e.index;
+    v1::RegionEntry* out = req->add_entries();
+    out->set_glsn(glsn);
+    out->set_source_index(e.index);
+    out->set_command(cmd->Encode());
+    cmd->WipeKey();
+    if (static_cast<size_t>(req->entries_size()) >= kMaxRegionBatchEntries) break;
+  }
+  return Status::Ok();
+}
+
+Result<v1::RegionAppendResponse> RegionShipper::Impl::SendImage(size_t r, const std::string& address,
+                                                                uint64_t head_glsn) {
+  const std::string& region = remotes[r].config.name;  // fixed after Start
+  v1::RegionImageHeader header;
+  header.set_from_region(options.self_region);
+  header.set_to_region(region);
+  header.set_epoch(options.epoch);
+  header.set_head_glsn(head_glsn);
+  header.set_deadline_unix_ms(UnixMs(std::chrono::system_clock::now() + options.image_timeout));
+  spdlog::info("event=region_image_sending region={} to={} head_glsn={}", region, address, head_glsn);
+  const auto start = SteadyClock::now();
+  uint64_t bytes = 0, image_index = 0;
+  auto resp = replica->transport()->SendRegionImage(address, header, [&](const Transport::ChunkSink& sink) {
+    auto written = store->WriteStateImage(TransportLimits{}.max_snapshot_chunk_bytes, [&](std::string_view chunk) {
+      bytes += chunk.size();
+      return stop.load() ? Status::Unavailable("shutting down") : sink(chunk);
+    });
+    if (written.ok()) image_index = *written;
+    return written.status();
+  });
+  const double seconds = std::chrono::duration<double>(SteadyClock::now() - start).count();
+  if (!resp.ok()) {
+    spdlog::warn("event=region_image_failed region={} to={} bytes={} seconds={:.1f} error=\"{}\"", region, address,
+                 bytes, seconds, resp.status().ToString());
+  } else {
+    spdlog::info("event=region_image_sent region={} to={} index={} bytes={} seconds={:.1f} glsn={} error=\"{}\"",
+                 region, address, image_index, bytes, seconds, resp->applied_glsn(), resp->error());
+  }
+  return resp;
 }
 
 void RegionShipper::Impl::UpdateQuorum(SteadyClock::time_point now) {
@@ -382,6 +430,10 @@ uint64_t RegionShipper::RetainFrom() const {
   std::lock_guard lock(impl_->mu);
   uint64_t from = 0;
   for (const auto& r : impl_->remotes) {
+    if (r.image_from > 0) {
+      from = from == 0 ? r.image_from : std::min(from, r.image_from);
+      continue;
+    }
     if (r.acked_source == 0 && !r.known) continue;
     from = from == 0 ? r.acked_source + 1 : std::min(from, r.acked_source + 1);
   }

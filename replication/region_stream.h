@@ -11,9 +11,11 @@
 // side loses and repeats nothing (a repeated GLSN is skipped on apply, a gap
 // refused). Stream order is kept because a batch is contiguous and only one
 // is in flight per region. The log keeps what a remote region still needs
-// (Replica::set_log_retention), up to ReplicaOptions::max_retained_entries;
-// a region further behind reports needs_image (catch-up by state image
-// across regions is not built yet).
+// (Replica::set_log_retention), up to ReplicaOptions::max_retained_entries.
+// A region further behind (or behind a purge, which cuts the log) gets a
+// state image of this node's store instead (needs_image while it does): its
+// leader stages it and installs it through its own replica set, and the
+// stream resumes after the image's raft index (docs/geo-replication.md).
 //
 // Strong quorum: committed_glsn() is the lowest GLSN acknowledged by every
 // region of the strong quorum set (this region counts with its head). With
@@ -74,6 +76,11 @@ struct RegionStreamOptions {
   // Dropped from the quorum set after this long without an answer; must
   // exceed request_timeout + lease (checked by Start).
   std::chrono::milliseconds removal_after{5000};
+  // A state image for a region behind the log: the whole transfer and its
+  // install there must finish within image_timeout; after a failure the
+  // next attempt waits image_retry.
+  std::chrono::milliseconds image_timeout{600000};
+  std::chrono::milliseconds image_retry{5000};
 };
 
 struct RegionLag {

@@ -160,6 +160,7 @@ struct Replica::Impl {
   std::mutex forward_mu;
   ForwardFn forward;                    // GUARDED_BY(forward_mu)
   RegionAppendFn region_append;         // GUARDED_BY(forward_mu)
+  RegionImageFn region_image;           // GUARDED_BY(forward_mu)
   std::function<uint64_t()> retention;  // GUARDED_BY(forward_mu)
 
   std::thread loop;
@@ -167,6 +168,13 @@ struct Replica::Impl {
   void Loop();
   Status HandleReady(raft::Ready& rd);
   Status ApplyEntries(const std::vector<raft::Entry>& entries);
+  // A kInstallRegionImage entry: installs the image (fetched from a member
+  // if this node has none) as the state at `index`.
+  Status ApplyRegionImage(uint64_t index, const storage::WriteCommand& cmd);
+  bool Stopping() {
+    std::lock_guard lock(mu);
+    return stopping;
+  }
   Status MaybeCompact();
   // Cuts the raft log through `to` (an applied index), after syncing the store.
   Status CompactLogThrough(uint64_t to, const char* reason);
@@ -574,7 +582,12 @@ Status Replica::Impl::ApplyEntries(const std::vector<raft::Entry>& entries) {
     auto cmd = storage::WriteCommand::Decode(payload);
     if (!cmd.ok()) return Status(cmd.status()).WithContext("committed entry " + std::to_string(e.index));
     const bool member_change = cmd->kind == storage::WriteCommand::Kind::kSetMember;
-    BULWARK_ASSIGN_OR_RETURN(storage::ApplyOutcome outcome, store->Apply(e.index, std::move(cmd).value()));
+    storage::ApplyOutcome outcome;
+    if (cmd->kind == storage::WriteCommand::Kind::kInstallRegionImage) {
+      BULWARK_RETURN_IF_ERROR(ApplyRegionImage(e.index, *cmd));
+    } else {
+      BULWARK_ASSIGN_OR_RETURN(outcome, store->Apply(e.index, std::move(cmd).value()));
+    }
     if (member_change) BULWARK_RETURN_IF_ERROR(RefreshPeers());
     if (proposer == options.node_id) {
       std::shared_ptr<Waiter> w;
@@ -601,6 +614,68 @@ Status Replica::Impl::ApplyEntries(const std::vector<raft::Entry>& entries) {
     applied = std::max(applied, entries.back().index);
   }
   applied_cv.notify_all();
+  return Status::Ok();
+}
+
+Status Replica::Impl::ApplyRegionImage(uint64_t index, const storage::WriteCommand& cmd) {
+  const std::string& id = cmd.setting;
+  // Every replica decides alike: they all hold the same state here.
+  if (store->geo_position().glsn >= cmd.geo_glsn) {
+    spdlog::info("event=region_image_skipped node={} index={} id={} glsn={} image_glsn={}", options.node_id, index, id,
+                 store->geo_position().glsn, cmd.geo_glsn);
+    return store->RecordApplied(index, {});
+  }
+  if (!store->RegionImagePosition(id).ok()) {
+    // Fetch it from a member that has it: the one that staged it first. This
+    // holds up the loop, as installing a raft snapshot does; a replica that
+    // cannot get it at all stops (it catches up by raft snapshot once
+    // restarted, if the log has moved past this entry by then).
+    raft::HardState hs;
+    raft::ConfState cs;
+    BULWARK_RETURN_IF_ERROR(log->InitialState(&hs, &cs));
+    std::vector<uint64_t> sources{cmd.member_id};
+    for (const auto* list : {&cs.voters, &cs.learners}) {
+      for (uint64_t m : *list) {
+        if (m != cmd.member_id && m != options.node_id) sources.push_back(m);
+      }
+    }
+    const auto give_up = std::chrono::steady_clock::now() + kRegionImageFetchLimit;
+    auto backoff = std::chrono::milliseconds(100);
+    Status last = Status::Unavailable("no member to fetch it from");
+    for (size_t attempt = 0;; ++attempt) {
+      if (Stopping()) return Status::Unavailable("stopped while fetching region image " + id);
+      if (std::chrono::steady_clock::now() >= give_up) {
+        return Status(last).WithContext("cannot fetch region image " + id + " for raft entry " + std::to_string(index));
+      }
+      const uint64_t from = sources[attempt % sources.size()];
+      if (from == options.node_id) continue;
+      BULWARK_RETURN_IF_ERROR(store->BeginRegionImage(id));
+      last = transport->FetchRegionImage(
+          from, id, [&](std::string_view chunk) { return store->AddRegionImageChunk(id, chunk); },
+          kRegionImageFetchTimeout);
+      if (last.ok()) {
+        auto pos = store->FinishRegionImage(id);
+        last = pos.status();
+        if (last.ok()) {
+          spdlog::info("event=region_image_fetched node={} from={} id={}", options.node_id, from, id);
+          break;
+        }
+      }
+      spdlog::warn("event=region_image_fetch_failed node={} from={} id={} error=\"{}\"", options.node_id, from, id,
+                   last.ToString());
+      std::this_thread::sleep_for(backoff);
+      backoff = std::min(backoff * 2, std::chrono::milliseconds(2000));
+    }
+  }
+  BULWARK_ASSIGN_OR_RETURN(storage::GeoPosition staged, store->RegionImagePosition(id));
+  if (staged.glsn != cmd.geo_glsn || staged.epoch != cmd.geo_epoch || staged.source_index != cmd.geo_source_index) {
+    return Status::Corruption("region image " + id + " is at GLSN " + std::to_string(staged.glsn) +
+                              ", but raft entry " + std::to_string(index) + " names GLSN " +
+                              std::to_string(cmd.geo_glsn));
+  }
+  BULWARK_ASSIGN_OR_RETURN(storage::GeoPosition pos, store->InstallRegionImage(id, index));
+  spdlog::info("event=region_image_installed node={} index={} id={} glsn={} source_index={}", options.node_id, index,
+               id, pos.glsn, pos.source_index);
   return Status::Ok();
 }
 
@@ -772,6 +847,11 @@ Result<std::vector<Committed>> Replica::ProposeBatch(std::vector<storage::WriteC
 void Replica::set_region_append_handler(RegionAppendFn fn) {
   std::lock_guard lock(impl_->forward_mu);
   impl_->region_append = std::move(fn);
+}
+
+void Replica::set_region_image_handler(RegionImageFn fn) {
+  std::lock_guard lock(impl_->forward_mu);
+  impl_->region_image = std::move(fn);
 }
 
 void Replica::set_log_retention(std::function<uint64_t()> fn) {
@@ -977,6 +1057,21 @@ Status Replica::SnapshotChunk(uint64_t, std::string_view chunk) { return impl_->
 
 Status Replica::EndSnapshot(uint64_t, bool complete) {
   return complete ? impl_->store->FinishStateImage() : impl_->store->AbortStateImage();
+}
+
+v1::RegionAppendResponse Replica::OnRegionImage(const v1::RegionImageHeader& header, const ChunkReader& next) {
+  RegionImageFn fn;
+  {
+    std::lock_guard lock(impl_->forward_mu);
+    fn = impl_->region_image;
+  }
+  if (!fn) return TransportHandler::OnRegionImage(header, next);
+  return fn(header, next);
+}
+
+Status Replica::ServeRegionImage(const std::string& id, const std::function<Status(std::string_view)>& emit) {
+  spdlog::info("event=region_image_serving node={} id={}", impl_->options.node_id, id);
+  return impl_->store->WriteRegionImage(id, TransportLimits{}.max_snapshot_chunk_bytes, emit);
 }
 
 v1::ForwardResponse Replica::OnForward(uint64_t, const v1::ForwardRequest& request) {

@@ -39,6 +39,11 @@ namespace bulwark::replication {
 
 // Proposals waiting for the raft loop; beyond it Propose refuses.
 constexpr size_t kMaxQueuedProposals = 16384;
+// Applying a region-image install without the image: each fetch from a
+// member may take this long, and the replica tries its members for this
+// long in all before its loop stops.
+constexpr std::chrono::seconds kRegionImageFetchTimeout{120};
+constexpr std::chrono::minutes kRegionImageFetchLimit{10};
 
 struct ReplicaOptions {
   uint64_t node_id = 1;
@@ -118,6 +123,9 @@ class Replica final : public TransportHandler {
   // Handles the region stream's batches (geo-replication, server side).
   using RegionAppendFn = std::function<v1::RegionAppendResponse(const v1::RegionAppendRequest&)>;
   void set_region_append_handler(RegionAppendFn fn);
+  // Handles a region image sent by the write region (server side).
+  using RegionImageFn = std::function<v1::RegionAppendResponse(const v1::RegionImageHeader&, const ChunkReader&)>;
+  void set_region_image_handler(RegionImageFn fn);
   // Log retention for the region stream: size-driven compaction keeps every
   // entry from the index `fn` returns (0: no wish), unless the log then
   // holds more than ReplicaOptions::max_retained_entries. Called on the loop.
@@ -166,6 +174,8 @@ class Replica final : public TransportHandler {
   Status EndSnapshot(uint64_t from, bool complete) override;
   v1::ForwardResponse OnForward(uint64_t from, const v1::ForwardRequest& request) override;
   v1::RegionAppendResponse OnRegionAppend(const v1::RegionAppendRequest& request) override;
+  v1::RegionAppendResponse OnRegionImage(const v1::RegionImageHeader& header, const ChunkReader& next) override;
+  Status ServeRegionImage(const std::string& id, const std::function<Status(std::string_view)>& emit) override;
 
   struct Impl;
 

@@ -477,6 +477,39 @@ class PeerServiceImpl final : public v1::PeerService::Service {
     return grpc::Status::OK;
   }
 
+  grpc::Status RegionImage(grpc::ServerContext* ctx, grpc::ServerReader<v1::RegionImageFrame>* reader,
+                           v1::RegionAppendResponse* response) override {
+    if (Status st = transport_->AuthorizeRegionPeer(ctx); !st.ok()) return ToGrpcStatus(st);
+    v1::RegionImageFrame frame;
+    if (!reader->Read(&frame) || !frame.has_header()) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "a region image stream starts with its header");
+    }
+    const size_t max_chunk = transport_->options.limits.max_snapshot_chunk_bytes;
+    TransportHandler::ChunkReader next = [&](std::string* chunk) -> Result<bool> {
+      v1::RegionImageFrame f;
+      if (!reader->Read(&f)) return ctx->IsCancelled() ? Result<bool>(Status::Unavailable("the stream broke")) : false;
+      if (f.body_case() != v1::RegionImageFrame::kChunk)
+        return Status::InvalidArgument("a second header in the stream");
+      if (f.chunk().size() > max_chunk) return Status::InvalidArgument("a region image chunk is over the limit");
+      *chunk = std::move(*f.mutable_chunk());
+      return true;
+    };
+    *response = transport_->handler->OnRegionImage(frame.header(), next);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status FetchRegionImage(grpc::ServerContext* ctx, const v1::FetchRegionImageRequest* request,
+                                grpc::ServerWriter<v1::SnapshotChunk>* writer) override {
+    Result<std::string> member = transport_->Authorize(ctx, request->from_node());
+    if (!member.ok()) return ToGrpcStatus(member.status());
+    Status st = transport_->handler->ServeRegionImage(request->id(), [&](std::string_view chunk) {
+      v1::SnapshotChunk out;
+      out.set_data(std::string(chunk));
+      return writer->Write(out) ? Status::Ok() : Status::Unavailable("the fetching node went away");
+    });
+    return st.ok() ? grpc::Status::OK : ToGrpcStatus(st);
+  }
+
   grpc::Status Raft(grpc::ServerContext* ctx, ServerStream* stream) override;
 
  private:
@@ -851,6 +884,82 @@ Result<v1::RegionAppendResponse> Transport::RegionAppend(const std::string& addr
   grpc::Status st = stub->RegionAppend(&ctx, request, &response);
   if (!st.ok()) return FromGrpcStatus(st.error_code(), "region peer " + address + ": " + st.error_message());
   return response;
+}
+
+Result<v1::RegionAppendResponse> Transport::SendRegionImage(const std::string& address,
+                                                            const v1::RegionImageHeader& header,
+                                                            const std::function<Status(const ChunkSink&)>& produce) {
+  std::shared_ptr<v1::PeerService::Stub> stub;
+  {
+    std::lock_guard lock(impl_->mu);
+    if (impl_->stopped) return Status::Unavailable("transport stopped");
+    auto& cached = impl_->region_stubs[address];
+    if (!cached) {
+      cached = v1::PeerService::NewStub(
+          grpc::CreateCustomChannel(address, impl_->channel_credentials, ChannelArgumentsFor(impl_->options)));
+    }
+    stub = cached;
+  }
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::time_point(std::chrono::milliseconds(header.deadline_unix_ms())));
+  v1::RegionAppendResponse response;
+  std::unique_ptr<grpc::ClientWriter<v1::RegionImageFrame>> writer = stub->RegionImage(&ctx, &response);
+  v1::RegionImageFrame first;
+  *first.mutable_header() = header;
+  bool broken = !writer->Write(first);
+  Status produced = Status::Ok();
+  if (!broken) {
+    produced = produce([&](std::string_view chunk) -> Status {
+      v1::RegionImageFrame f;
+      f.set_chunk(std::string(chunk));
+      if (!writer->Write(f)) {
+        broken = true;
+        return Status::Unavailable("the region image stream to " + address + " broke");
+      }
+      return Status::Ok();
+    });
+  }
+  if (!produced.ok() && !broken) {
+    ctx.TryCancel();  // the receiver must not take a partial image as whole
+    (void)writer->Finish();
+    return produced;
+  }
+  (void)writer->WritesDone();
+  grpc::Status st = writer->Finish();
+  if (!st.ok()) return FromGrpcStatus(st.error_code(), "region peer " + address + ": " + st.error_message());
+  if (!produced.ok()) return produced;
+  return response;
+}
+
+Status Transport::FetchRegionImage(uint64_t peer, const std::string& id, const ChunkSink& sink,
+                                   std::chrono::milliseconds timeout) {
+  std::shared_ptr<v1::PeerService::Stub> stub;
+  {
+    std::lock_guard lock(impl_->mu);
+    if (impl_->stopped) return Status::Unavailable("transport stopped");
+    auto it = impl_->senders.find(peer);
+    if (it == impl_->senders.end()) return Status::Unavailable("node " + std::to_string(peer) + " is not a member");
+    stub = it->second->stub();
+  }
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + timeout);
+  v1::FetchRegionImageRequest request;
+  request.set_from_node(impl_->options.self_id);
+  request.set_id(id);
+  std::unique_ptr<grpc::ClientReader<v1::SnapshotChunk>> reader = stub->FetchRegionImage(&ctx, request);
+  v1::SnapshotChunk chunk;
+  Status sunk = Status::Ok();
+  while (reader->Read(&chunk)) {
+    sunk = sink(chunk.data());
+    if (!sunk.ok()) {
+      ctx.TryCancel();
+      break;
+    }
+  }
+  grpc::Status st = reader->Finish();
+  if (!sunk.ok()) return sunk;
+  if (!st.ok()) return FromGrpcStatus(st.error_code(), "peer " + std::to_string(peer) + ": " + st.error_message());
+  return Status::Ok();
 }
 
 int Transport::bound_port() const { return impl_->bound_port; }

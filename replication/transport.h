@@ -101,6 +101,25 @@ class TransportHandler {
     r.set_error("this node takes no region stream");
     return r;
   }
+  // A region image from a region peer (already authorized): its header,
+  // then `next` yields each chunk in order (true), false once the stream
+  // ended, or an error if it broke or a chunk is over the limit. The handler
+  // may answer without reading every chunk. The default refuses.
+  using ChunkReader = std::function<Result<bool>(std::string* chunk)>;
+  virtual v1::RegionAppendResponse OnRegionImage(const v1::RegionImageHeader& header, const ChunkReader& next) {
+    (void)header;
+    (void)next;
+    v1::RegionAppendResponse r;
+    r.set_error("this node takes no region image");
+    return r;
+  }
+  // A member asks for staged region image `id`: call `emit` with its chunks
+  // (at most max_snapshot_chunk_bytes each). NotFound if this node has none.
+  virtual Status ServeRegionImage(const std::string& id, const std::function<Status(std::string_view)>& emit) {
+    (void)id;
+    (void)emit;
+    return Status::NotFound("this node holds no region images");
+  }
 };
 
 class Transport {
@@ -130,6 +149,19 @@ class Transport {
   // up to the request's deadline. Channels are cached per address.
   // Unavailable if it cannot be reached; the receiver's answer otherwise.
   Result<v1::RegionAppendResponse> RegionAppend(const std::string& address, const v1::RegionAppendRequest& request);
+  // Sends a region image to `address` (a node of another region): `produce`
+  // gets a sink for the image's chunks and must call it for all of them.
+  // Waits up to the header's deadline for the answer. Unavailable if the
+  // receiver cannot be reached or the stream broke; `produce`'s own error if
+  // it failed; the receiver's answer otherwise.
+  using ChunkSink = std::function<Status(std::string_view chunk)>;
+  Result<v1::RegionAppendResponse> SendRegionImage(const std::string& address, const v1::RegionImageHeader& header,
+                                                   const std::function<Status(const ChunkSink&)>& produce);
+  // Fetches staged region image `id` from member `peer`, handing each chunk
+  // to `sink` in order, within `timeout`. NotFound if the peer has none;
+  // Unavailable if it cannot be reached; `sink`'s own error if it failed.
+  Status FetchRegionImage(uint64_t peer, const std::string& id, const ChunkSink& sink,
+                          std::chrono::milliseconds timeout);
   // The port actually bound (listen_address may name port 0).
   int bound_port() const;
   void Stop();

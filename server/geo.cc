@@ -42,6 +42,12 @@ struct Geo::Impl {
   std::chrono::system_clock::time_point lease_until{};
   SteadyClock::time_point fresh_since{};  // when this region last had the whole head it was told of
 
+  std::mutex image_mu;  // one region image at a time
+
+  // Why a stream (or image) from `from` to `to` is refused here; empty if it is not.
+  std::string RefuseStream(const std::string& from, const std::string& to) const;
+  // The peer address of this region's leader, if known.
+  std::string LeaderAddress() const;
   // Asks the region leader (or this node, if it leads) for the read state.
   Result<v1::RegionReadState> LeaderState() const;
   v1::RegionReadState LocalState() const;
@@ -230,29 +236,105 @@ Status Geo::FinishRead(ConsistencyLevel level, GeoDeadline deadline) {
   }
 }
 
-v1::RegionAppendResponse Geo::OnRegionAppend(const v1::RegionAppendRequest& req) {
+std::string Geo::Impl::RefuseStream(const std::string& from, const std::string& to) const {
+  if (!config->enabled() || write_region) return "region " + self + " takes writes itself; it receives no stream";
+  if (from != config->write_region || to != self) {
+    return "stream from " + from + " to " + to + " refused: this is " + self + " and the write region is " +
+           config->write_region;
+  }
+  return {};
+}
+
+std::string Geo::Impl::LeaderAddress() const {
+  const uint64_t lead = node->replica->leader();
+  if (lead == 0) return {};
+  auto book = node->store->MemberAddresses();
+  if (book.ok() && book->count(lead)) return book->at(lead);
+  auto members = ParseMembers(node->config->replica);
+  if (members.ok() && members->count(lead)) return members->at(lead);
+  return {};
+}
+
+v1::RegionAppendResponse Geo::OnRegionImage(const v1::RegionImageHeader& header,
+                                            const replication::TransportHandler::ChunkReader& next) {
   v1::RegionAppendResponse out;
   Impl& g = *impl_;
   replication::Replica& replica = *g.node->replica;
-  if (!enabled() || g.write_region) {
-    out.set_error("region " + g.self + " takes writes itself; it receives no stream");
-    return out;
-  }
-  if (req.from_region() != g.config->write_region || req.to_region() != g.self) {
-    out.set_error("stream from " + req.from_region() + " to " + req.to_region() + " refused: this is " + g.self +
-                  " and the write region is " + g.config->write_region);
+  if (std::string refused = g.RefuseStream(header.from_region(), header.to_region()); !refused.empty()) {
+    out.set_error(refused);
     return out;
   }
   if (!replica.is_leader()) {
     out.set_leader(false);
-    const uint64_t lead = replica.leader();
-    auto book = g.node->store->MemberAddresses();
-    if (lead != 0 && book.ok() && book->count(lead)) {
-      out.set_leader_address(book->at(lead));
-    } else if (lead != 0) {
-      auto members = ParseMembers(g.node->config->replica);
-      if (members.ok() && members->count(lead)) out.set_leader_address(members->at(lead));
-    }
+    out.set_leader_address(g.LeaderAddress());
+    return out;
+  }
+  out.set_leader(true);
+  auto answer = [&](const std::string& error) {
+    const storage::GeoPosition pos = g.node->store->geo_position();
+    out.set_applied_glsn(pos.glsn);
+    out.set_source_index(pos.source_index);
+    out.set_epoch(pos.epoch);
+    out.set_error(error);
+    return out;
+  };
+  std::unique_lock one(g.image_mu, std::try_to_lock);
+  if (!one.owns_lock()) return answer("a region image is already being installed here");
+  const auto deadline = std::chrono::system_clock::time_point(std::chrono::milliseconds(header.deadline_unix_ms()));
+  const std::string id = storage::DocumentStore::NewRegionImageId();
+  spdlog::info("event=region_image_receiving id={} from_region={} head_glsn={}", id, header.from_region(),
+               header.head_glsn());
+  Status st = g.node->store->BeginRegionImage(id);
+  std::string chunk;
+  uint64_t bytes = 0;
+  while (st.ok()) {
+    Result<bool> more = next(&chunk);
+    if (!more.ok()) st = more.status();
+    if (!st.ok() || !*more) break;
+    bytes += chunk.size();
+    st = g.node->store->AddRegionImageChunk(id, chunk);
+  }
+  Result<storage::GeoPosition> pos = st.ok() ? g.node->store->FinishRegionImage(id) : Result<storage::GeoPosition>(st);
+  if (!pos.ok()) {
+    spdlog::warn("event=region_image_refused id={} bytes={} error=\"{}\"", id, bytes, pos.status().ToString());
+    return answer("region image refused: " + pos.status().ToString());
+  }
+  if (pos->glsn <= g.node->store->geo_position().glsn) return answer({});  // caught up meanwhile
+  // Every replica of the region installs it at the same raft index.
+  storage::WriteCommand install;
+  install.kind = storage::WriteCommand::Kind::kInstallRegionImage;
+  install.setting = id;
+  install.member_id = replica.status().node_id;
+  install.geo_glsn = pos->glsn;
+  install.geo_epoch = pos->epoch;
+  install.geo_source_index = pos->source_index;
+  install.proposed_unix_ms = UnixMs(std::chrono::system_clock::now());
+  auto done = replica.Propose(std::move(install), deadline);
+  if (!done.ok()) {
+    spdlog::warn("event=region_image_install_failed id={} error=\"{}\"", id, done.status().ToString());
+    return answer("region image " + id + " was not installed: " + done.status().ToString());
+  }
+  {
+    std::lock_guard lock(g.mu);
+    g.heard = true;
+    g.head_glsn = std::max(g.head_glsn, header.head_glsn());
+    if (g.node->store->geo_position().glsn >= g.head_glsn) g.fresh_since = SteadyClock::now();
+  }
+  spdlog::info("event=region_image_accepted id={} bytes={} glsn={} index={}", id, bytes, pos->glsn, done->index);
+  return answer({});
+}
+
+v1::RegionAppendResponse Geo::OnRegionAppend(const v1::RegionAppendRequest& req) {
+  v1::RegionAppendResponse out;
+  Impl& g = *impl_;
+  replication::Replica& replica = *g.node->replica;
+  if (std::string refused = g.RefuseStream(req.from_region(), req.to_region()); !refused.empty()) {
+    out.set_error(refused);
+    return out;
+  }
+  if (!replica.is_leader()) {
+    out.set_leader(false);
+    out.set_leader_address(g.LeaderAddress());
     return out;
   }
   out.set_leader(true);

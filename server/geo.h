@@ -38,6 +38,7 @@
 #include "bulwark/v1/peer.pb.h"
 #include "common/consistency.h"
 #include "common/status.h"
+#include "replication/transport.h"
 
 namespace bulwark::server {
 
@@ -68,6 +69,11 @@ class Geo {
   v1::RegionReadState LocalState() const;
   // The receiving side of the stream.
   v1::RegionAppendResponse OnRegionAppend(const v1::RegionAppendRequest& request);
+  // A state image from the write region (this region was behind its log):
+  // staged, then installed through the replica set (kInstallRegionImage);
+  // answers with the position after it.
+  v1::RegionAppendResponse OnRegionImage(const v1::RegionImageHeader& header,
+                                         const replication::TransportHandler::ChunkReader& next);
 
   void FillStatus(v1::StatusResponse* out) const;
   // The write region's leader: (region, lag in writes, lag in seconds) of

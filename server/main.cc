@@ -257,6 +257,10 @@ int Run(NodeConfig config) {
   node.geo = geo->get();
   (*replica)->set_region_append_handler(
       [g = geo->get()](const v1::RegionAppendRequest& r) { return g->OnRegionAppend(r); });
+  (*replica)->set_region_image_handler(
+      [g = geo->get()](const v1::RegionImageHeader& h, const replication::TransportHandler::ChunkReader& next) {
+        return g->OnRegionImage(h, next);
+      });
   // The log is kept for whichever needs more of it: a lagging region's
   // stream, or the continuous-backup archive.
   (*replica)->set_log_retention([g = geo->get(), &backups] {

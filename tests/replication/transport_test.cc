@@ -79,6 +79,37 @@ class RecordingHandler : public TransportHandler {
     return response;
   }
 
+  // Region images: the receiver reads every chunk and answers with their
+  // total size as its GLSN (error: how the stream ended, if it broke); the
+  // server side serves `served` for id "img".
+  v1::RegionAppendResponse OnRegionImage(const v1::RegionImageHeader& header, const ChunkReader& next) override {
+    if (!take_images) return TransportHandler::OnRegionImage(header, next);
+    v1::RegionAppendResponse r;
+    r.set_leader(true);
+    std::string chunk, all;
+    for (;;) {
+      Result<bool> more = next(&chunk);
+      if (!more.ok()) {
+        r.set_error(more.status().ToString());
+        break;
+      }
+      if (!*more) break;
+      all += chunk;
+    }
+    r.set_applied_glsn(all.size());
+    std::lock_guard lock(mu);
+    image_received = all;
+    image_result = r.error();
+    image_done = true;
+    cv.notify_all();
+    return r;
+  }
+  Status ServeRegionImage(const std::string& id, const Emit& emit) override {
+    if (id != "img") return Status::NotFound("no region image " + id);
+    for (const std::string& c : served) BULWARK_RETURN_IF_ERROR(emit(c));
+    return Status::Ok();
+  }
+
   template <typename Pred>
   bool WaitUntil(Pred pred, std::chrono::milliseconds timeout = 15s) {
     std::unique_lock lock(mu);
@@ -100,6 +131,10 @@ class RecordingHandler : public TransportHandler {
   std::vector<std::pair<uint64_t, bool>> snapshot_status;
   std::vector<uint64_t> forwarded_from;
   std::string staged;
+  bool take_images = false;
+  std::vector<std::string> served;
+  std::string image_received, image_result;
+  bool image_done = false;
 };
 
 // One cluster CA for the whole test binary: key generation is the slow part.
@@ -576,6 +611,85 @@ TEST_CASE("RegionAppend is taken only from a configured region peer whose certif
   auto named = impostor->transport->RegionAppend(reader->address(), req);
   CHECK(named.status().code() == Code::kPermissionDenied);
   CHECK(named.status().message().find("does not name") != std::string::npos);
+}
+
+TEST_CASE("RegionImage: refused from anyone but a configured region peer, chunks arrive whole or the break shows",
+          "[transport]") {
+  auto bind_source = [](const std::string& ip) { return [ip](TransportOptions& o) { o.source_ip = ip; }; };
+  auto writer = StartNode(1, "127.0.3.1", TlsFor(ClusterCa(), "127.0.3.1"), {}, 0, {}, bind_source("127.0.3.1"));
+  auto reader = StartNode(1, "127.0.4.1", TlsFor(ClusterCa(), "127.0.4.1"), {}, 0, {}, bind_source("127.0.4.1"));
+  v1::RegionImageHeader header;
+  header.set_from_region("r1");
+  header.set_to_region("r2");
+  auto deadline = [] {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               (std::chrono::system_clock::now() + 10s).time_since_epoch())
+        .count();
+  };
+  header.set_deadline_unix_ms(deadline());
+  const std::vector<std::string> chunks{std::string(1000, 'a'), std::string(70000, 'b'), "c"};
+  auto produce = [&](const Transport::ChunkSink& sink) -> Status {
+    for (const auto& c : chunks) BULWARK_RETURN_IF_ERROR(sink(c));
+    return Status::Ok();
+  };
+  auto refused = writer->transport->SendRegionImage(reader->address(), header, produce);
+  CHECK(refused.status().code() == Code::kPermissionDenied);
+  CHECK(refused.status().message().find("not a configured region peer") != std::string::npos);
+
+  reader->transport->SetRegionPeers({writer->address()});
+  // A handler that takes none says so.
+  auto none = writer->transport->SendRegionImage(reader->address(), header, produce);
+  INFO(none.status().ToString());
+  REQUIRE(none.ok());
+  CHECK(none->error().find("takes no region image") != std::string::npos);
+
+  reader->handler.take_images = true;
+  auto taken = writer->transport->SendRegionImage(reader->address(), header, produce);
+  INFO(taken.status().ToString());
+  REQUIRE(taken.ok());
+  CHECK(taken->applied_glsn() == 71001);
+  {
+    std::lock_guard lock(reader->handler.mu);
+    CHECK(reader->handler.image_received == chunks[0] + chunks[1] + chunks[2]);
+    CHECK(reader->handler.image_result.empty());
+    reader->handler.image_done = false;
+  }
+  // The sender fails halfway: the receiver sees a broken stream (or, if the
+  // cancel arrives first, no call at all), never an image that merely looks
+  // complete.
+  auto failing = writer->transport->SendRegionImage(reader->address(), header, [&](const Transport::ChunkSink& sink) {
+    BULWARK_RETURN_IF_ERROR(sink(chunks[0]));
+    return Status::IOError("the image could not be read");
+  });
+  CHECK(failing.status().code() == Code::kIOError);
+  (void)reader->handler.WaitUntil([&] { return reader->handler.image_done; }, 2s);
+  {
+    std::lock_guard lock(reader->handler.mu);
+    CHECK((!reader->handler.image_done || !reader->handler.image_result.empty()));
+  }
+}
+
+TEST_CASE("FetchRegionImage: served to members only, in order, unknown ids and a failing sink are errors",
+          "[transport]") {
+  auto a = StartNode(1, "127.0.2.1", TlsFor(ClusterCa(), "127.0.2.1"));
+  auto b = StartNode(2, "127.0.2.2", TlsFor(ClusterCa(), "127.0.2.2"));
+  a->handler.served = {"one", std::string(300000, 'x'), "three"};
+  // b is not a member of a's set yet: refused.
+  b->transport->SetPeers({{1, a->address()}});
+  std::string got;
+  auto sink = [&](std::string_view c) {
+    got.append(c);
+    return Status::Ok();
+  };
+  CHECK(b->transport->FetchRegionImage(1, "img", sink, 10s).code() == Code::kPermissionDenied);
+  Connect(*a, *b);
+  got.clear();
+  REQUIRE(b->transport->FetchRegionImage(1, "img", sink, 10s).ok());
+  CHECK(got == "one" + std::string(300000, 'x') + "three");
+  CHECK(b->transport->FetchRegionImage(1, "other", sink, 10s).code() == Code::kNotFound);
+  CHECK(b->transport->FetchRegionImage(7, "img", sink, 10s).code() == Code::kUnavailable);  // not a member
+  auto refusing = [](std::string_view) { return Status::Corruption("bad chunk"); };
+  CHECK(b->transport->FetchRegionImage(1, "img", refusing, 10s).code() == Code::kCorruption);
 }
 
 }  // namespace bulwark::replication

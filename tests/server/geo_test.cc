@@ -297,7 +297,7 @@ TEST_CASE("two regions: the stream survives kill -9 of each region's leader, no 
   }
 }
 
-TEST_CASE("three regions, Strong: writes go on once a dead region leaves the quorum set; nothing acked is lost",
+TEST_CASE("three regions, Strong: writes go on once a dead region leaves the quorum set, nothing acked is lost",
           "[geo]") {
   TestAccount t(3, "Strong", {"--set", "geo.lease_ms=1000", "--set", "geo.removal_ms=3500"});
   auto writer = t.Client(1);
@@ -333,7 +333,7 @@ TEST_CASE("three regions, Strong: writes go on once a dead region leaves the quo
   CHECK(Ids(*r1, ConsistencyLevel::kStrong) == acked);
 }
 
-TEST_CASE("BoundedStaleness: a slow region stays within K writes; the writer is throttled", "[geo]") {
+TEST_CASE("BoundedStaleness: a slow region stays within K writes, the writer is throttled", "[geo]") {
   constexpr int kK = 10;
   TestAccount t(2, "BoundedStaleness", {"--set", "geo.bounded_max_writes=" + std::to_string(kK)},
                 std::chrono::milliseconds(150));
@@ -432,4 +432,87 @@ TEST_CASE(
   INFO(back.status().ToString());
   REQUIRE(back.ok());
   CHECK(ValueOf(back->json) == 6);
+}
+
+TEST_CASE(
+    "two regions: a region behind a purge (which cuts the write region's log) catches up by a state image on "
+    "every replica, a late replica fetches it, and the stream goes on",
+    "[geo]") {
+  TestAccount t(2, "Session");
+  auto writer = t.Client(1);
+  REQUIRE(writer->CreateDatabase("db").ok());
+  REQUIRE(writer->CreateContainer("db", "c", "/tenant").ok());
+  REQUIRE(writer->CreateContainer("db", "gone", "/tenant").ok());
+  std::set<std::string> acked;
+  auto write_some = [&](const std::string& container, int from, int to) {
+    for (int i = from; i < to; ++i) {
+      const std::string id = "k" + std::to_string(i);
+      Result<client::Item> w = Status::Unavailable("not tried");
+      for (int attempt = 0; attempt < 20 && !w.ok(); ++attempt) {
+        w = writer->UpsertItem("db", container, Doc(id, i), "req-" + container + id);
+        if (!w.ok()) std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      }
+      INFO(w.status().ToString());
+      REQUIRE(w.ok());
+      if (container == "c") acked.insert(id);
+    }
+  };
+  write_some("c", 0, 20);
+  write_some("gone", 0, 5);
+  REQUIRE(t.WaitRegionAt(2, t.Glsn(1)));
+
+  // r2 goes down whole; meanwhile r1 writes on and purges "gone", which cuts
+  // its raft log through the purge: r2's position is no longer in it.
+  for (int i = 1; i <= 4; ++i) t.account->region(2).KillNode(i);
+  write_some("c", 20, 50);
+  auto purged = writer->PurgeContainer("db", "gone");
+  INFO(purged.status().ToString());
+  REQUIRE(purged.ok());
+  write_some("c", 50, 60);
+  const uint64_t head = t.Glsn(1);
+
+  // Three of r2's nodes come back (a majority of its four); the fourth later.
+  for (int i = 1; i <= 3; ++i) REQUIRE(t.account->region(2).StartNode(i, /*wait_ready=*/false).ok());
+  t.Leader(2);
+  REQUIRE(t.WaitRegionAt(2, head));
+  write_some("c", 60, 70);  // the stream goes on after the image
+  REQUIRE(t.account->region(2).StartNode(4, /*wait_ready=*/false).ok());
+  const uint64_t head2 = t.Glsn(1);
+  REQUIRE(t.WaitRegionAt(2, head2));
+
+  // Every replica of r2, asked alone, holds exactly what r1 acknowledged,
+  // at r1's GLSN, and nothing of the purged container.
+  for (int i = 1; i <= 4; ++i) {
+    INFO("r2 node " << i);
+    auto node = t.NodeClient(2, i);
+    auto status = node->GetStatus();
+    REQUIRE(status.ok());
+    CHECK(status->glsn == head2);
+    CHECK(Ids(*node, ConsistencyLevel::kEventual) == acked);
+    auto item = node->ReadItem("db", "c", "\"t\"", "k42", {ConsistencyLevel::kEventual, ""});
+    REQUIRE(item.ok());
+    CHECK(ValueOf(item->json) == 42);
+    auto gone = node->ReadItem("db", "gone", "\"t\"", "k1", {ConsistencyLevel::kEventual, ""});
+    CHECK(gone.status().code() == Code::kNotFound);
+  }
+  // It was an image, installed by each replica that applied the install
+  // entry (the late one fetched it from a peer, or got a raft snapshot).
+  auto log_of = [&](int r, int i) {
+    std::ifstream in(t.account->region(r).node_log_path(i));
+    std::stringstream text;
+    text << in.rdbuf();
+    return text.str();
+  };
+  int installed = 0, fetched = 0;
+  for (int i = 1; i <= 4; ++i) {
+    const std::string log = log_of(2, i);
+    installed += log.find("event=region_image_installed") != std::string::npos ? 1 : 0;
+    fetched += log.find("event=region_image_fetched") != std::string::npos ? 1 : 0;
+    CHECK(log.find("region stream gap") == std::string::npos);
+  }
+  CHECK(installed >= 3);
+  CHECK(fetched >= 2);  // every replica but the one that received it
+  bool sent = false;
+  for (int i = 1; i <= 4; ++i) sent = sent || log_of(1, i).find("event=region_image_sent") != std::string::npos;
+  CHECK(sent);
 }
