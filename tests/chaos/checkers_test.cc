@@ -162,7 +162,7 @@ TEST_CASE("Session: another session's write may be missed under Session but not 
   CHECK(Find(Check(ops, Workload::kRegister, ConsistencyLevel::kStrong), "linearizable").outcome == Outcome::kInvalid);
 }
 
-TEST_CASE("BoundedStaleness: a read more than K writes behind is caught; one within K passes") {
+TEST_CASE("BoundedStaleness: a read more than K writes behind is caught, one within K passes") {
   const auto bad = Load("register_bounded_violation.jsonl");
   const auto verdicts = Check(bad, Workload::kRegister, ConsistencyLevel::kBoundedStaleness);
   INFO(Report(verdicts, bad));
@@ -208,7 +208,7 @@ TEST_CASE("ConsistentPrefix: a read showing a write without one ordered before i
   RequireValidAt("set_non_prefix.jsonl", Workload::kSet, {ConsistencyLevel::kEventual});
 }
 
-TEST_CASE("ConsistentPrefix: a list read in the wrong order is caught; prefixes pass") {
+TEST_CASE("ConsistentPrefix: a list read in the wrong order is caught, prefixes pass") {
   const auto ops = Load("append_out_of_order.jsonl");
   const auto verdicts = Check(ops, Workload::kAppend, ConsistencyLevel::kConsistentPrefix);
   INFO(Report(verdicts, ops));
@@ -232,7 +232,7 @@ TEST_CASE("A read of a value no one wrote is caught at every level") {
   }
 }
 
-TEST_CASE("Synthetic linearizable histories pass; the same with one read made stale does not") {
+TEST_CASE("Synthetic linearizable histories pass, the same with one read made stale does not") {
   for (uint64_t seed = 1; seed <= 20; ++seed) {
     SynthOptions o;
     o.seed = seed;

@@ -53,7 +53,7 @@ TEST_CASE("An event survives FormatEvent and ParseEvent unchanged") {
   CHECK(back->line == 9);
 }
 
-TEST_CASE("Invokes and completions pair into operations; info never completes") {
+TEST_CASE("Invokes and completions pair into operations, info never completes") {
   auto ops = Pair(R"({"process":1,"type":"invoke","f":"write","key":"x","value":5,"time":10}
 {"process":2,"type":"invoke","f":"read","key":"x","value":null,"time":11}
 

@@ -16,7 +16,7 @@ WrappedDataKey Persist(const WrappedDataKey& r) {
 }
 }  // namespace
 
-TEST_CASE("Keyring: create and rotate; every version stays usable", "[crypto][keyring]") {
+TEST_CASE("Keyring: create and rotate, every version stays usable", "[crypto][keyring]") {
   Keyring ring(MasterKey::Generate());
   auto v1 = ring.CreateDataKey("c1", 100);
   REQUIRE(v1.ok());

@@ -596,7 +596,7 @@ TEST_CASE("Seals and checkpoints are signed by the key derived from the seed", "
   CheckFails(*report, "segment 00000001 record", "signature does not verify");
 }
 
-TEST_CASE("After a crash the next writer signs a recovery, which Verify accepts; a truncation it does not", "[audit]") {
+TEST_CASE("After a crash the next writer signs a recovery, which Verify accepts, a truncation it does not", "[audit]") {
   testing::TempDir dir;
   const std::string live = dir.sub("live"), crashed = dir.sub("crashed");
   AuditOptions options = Options(live);

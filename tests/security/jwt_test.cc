@@ -100,7 +100,7 @@ TEST_CASE("A signed JWT verifies to its claims", "[security][jwt]") {
   CHECK(*header == R"({"alg":"EdDSA","kid":"k1","typ":"JWT"})");
 }
 
-TEST_CASE("Audiences may be an array; kid and nbf/iat may be absent", "[security][jwt]") {
+TEST_CASE("Audiences may be an array, kid and nbf/iat may be absent", "[security][jwt]") {
   const KeyPair old_key = MakeKeyPair(1), new_key = MakeKeyPair(2);
   // An issuer in rotation: two keys, and a token without kid tries both.
   const std::vector<JwtIssuerKey> trusted = {{std::string(kIssuer), "old", old_key.public_key},

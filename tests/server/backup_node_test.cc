@@ -26,8 +26,8 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 
 TEST_CASE(
-    "Backups: periodic by default with a geo copy, on request, verified, restored offline; a corrupted one "
-    "is refused; a purge takes its keys out of every backup",
+    "Backups: periodic by default with a geo copy, on request, verified, restored offline, a corrupted one "
+    "is refused, a purge takes its keys out of every backup",
     "[server][integration][backup]") {
   bulwark::testing::TempDir geo;
   TestNode node(false, {"--set", "backup.geo_dir=" + geo.sub("copies"), "--set", "backup.retention=5"});

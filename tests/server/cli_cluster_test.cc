@@ -141,7 +141,7 @@ uint64_t AgreedLeader(const json& nodes) {
 
 }  // namespace
 
-TEST_CASE("CLI: cluster up runs four nodes; status, put/get, leader transfer, cluster down",
+TEST_CASE("CLI: cluster up runs four nodes, status, put/get, leader transfer, cluster down",
           "[server][integration][cli][cluster]") {
   TempDir dir;
   const fs::path profile = dir.path() / ".bulwark";

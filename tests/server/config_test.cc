@@ -79,7 +79,7 @@ TEST_CASE("Config validation: TLS unless --insecure, a master key, sane addresse
   CHECK(ValidateConfig(c).message().find("listen") != std::string::npos);
 }
 
-TEST_CASE("Config: replica keys parse; bad member lists and values name the key", "[server][config][bad-input]") {
+TEST_CASE("Config: replica keys parse, bad member lists and values name the key", "[server][config][bad-input]") {
   NodeConfig c;
   const char* yaml = R"(
 replica:
@@ -171,7 +171,7 @@ TEST_CASE("Config: --set KEY=VALUE takes the file's keys and checks, and refuses
   }
 }
 
-TEST_CASE("Config: geo regions parse and normalize; a broken topology is refused naming the key",
+TEST_CASE("Config: geo regions parse and normalize, a broken topology is refused naming the key",
           "[server][config][bad-input]") {
   auto base = [] {
     NodeConfig c;

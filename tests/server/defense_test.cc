@@ -81,7 +81,7 @@ v1::AuditVerifyResponse Verify(client::Client& c) {
 
 }  // namespace
 
-TEST_CASE("Brute force: an address is blocked, others are not; the block expires and the next one doubles",
+TEST_CASE("Brute force: an address is blocked, others are not, the block expires and the next one doubles",
           "[server][integration][defense]") {
   TestNode node(false, {"--set", "defense.failures_to_block=5", "--set", "defense.block_base_ms=1500", "--set",
                         "defense.alert_failures_per_minute=8"});
@@ -228,7 +228,7 @@ TEST_CASE("IP firewall: an IPv6 rule matches a client on ::1", "[server][integra
   REQUIRE(cluster.Stop().ok());
 }
 
-TEST_CASE("Audit log: verify passes an untouched log; a flipped byte or a truncation is found and named",
+TEST_CASE("Audit log: verify passes an untouched log, a flipped byte or a truncation is found and named",
           "[server][integration][audit]") {
   TestNode node;
   node.Seed();

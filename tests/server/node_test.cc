@@ -625,7 +625,7 @@ TEST_CASE("An unfinished store-key rotation resumes when the node starts", "[ser
   for (int i : {0, 49}) CHECK(node.client->ReadItem("db", "c", "\"t\"", "r" + std::to_string(i)).ok());
 }
 
-TEST_CASE("IP firewall: outside the allowlist is refused before authentication; changes apply without a restart",
+TEST_CASE("IP firewall: outside the allowlist is refused before authentication, changes apply without a restart",
           "[server][integration][firewall]") {
   TestNode node;
   node.Seed();

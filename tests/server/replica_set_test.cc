@@ -385,7 +385,7 @@ std::vector<std::string> OtherIps(const chaos::LocalCluster& c, int node) {
 
 }  // namespace
 
-TEST_CASE("Replica set: a partitioned minority cannot commit; the majority goes on; it converges after",
+TEST_CASE("Replica set: a partitioned minority cannot commit, the majority goes on, it converges after",
           "[replica][partition]") {
   TestSet set;
   set.Seed();
@@ -471,7 +471,7 @@ TEST_CASE("Replica set: a partitioned minority cannot commit; the majority goes 
   CHECK(watch.Violations().empty());
 }
 
-TEST_CASE("Replica set: replace a node while writes run; move the leadership from a follower",
+TEST_CASE("Replica set: replace a node while writes run, move the leadership from a follower",
           "[replica][membership]") {
   TestSet set({}, /*spares=*/1);
   set.Seed();

@@ -71,7 +71,7 @@ std::string NextIp(int offset) { return "127.0." + std::to_string(10 + (getpid()
 
 }  // namespace
 
-TEST_CASE("TLS: 1.1 refused, 1.2 accepted by default; 1.2 refused when the minimum is 1.3", "[tls]") {
+TEST_CASE("TLS: 1.1 refused, 1.2 accepted by default, 1.2 refused when the minimum is 1.3", "[tls]") {
   TempDir a, b;
   auto open = StartNode(a, NextIp(0));
   const std::string ca = open->client_options().ca_file;

@@ -227,7 +227,7 @@ TEST_CASE("Backup: after a master-key rotation the backups restore with the new 
       Code::kFailedPrecondition);
 }
 
-TEST_CASE("Backup: a purge drops one container's keys from the key catalog; the rest still restores", "[backup]") {
+TEST_CASE("Backup: a purge drops one container's keys from the key catalog, the rest still restores", "[backup]") {
   TempDir dir;
   auto key = crypto::MasterKey::Generate();
   auto store = OpenTestStore(dir.sub("live"), key);

@@ -35,7 +35,7 @@ WriteCommand Shipped(const std::string& encoded, uint64_t glsn, uint64_t source_
 
 }  // namespace
 
-TEST_CASE("write region: every account command takes the next GLSN; member records do not") {
+TEST_CASE("write region: every account command takes the next GLSN, member records do not") {
   TempDir dir;
   auto key = crypto::MasterKey::Generate();
   auto w = OpenTestStore(dir.sub("w"), key);
@@ -68,7 +68,7 @@ TEST_CASE("write region: every account command takes the next GLSN; member recor
   CHECK(reopened->geo_position().source_index == 6);
 }
 
-TEST_CASE("remote region: shipped commands apply in GLSN order only; duplicates skip, gaps are refused") {
+TEST_CASE("remote region: shipped commands apply in GLSN order only, duplicates skip, gaps are refused") {
   TempDir dir;
   auto key_w = crypto::MasterKey::Generate();
   auto key_r = crypto::MasterKey::Generate();

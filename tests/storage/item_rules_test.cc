@@ -8,7 +8,7 @@
 using namespace bulwark;
 using namespace bulwark::storage;
 
-TEST_CASE("Ids: 1..255 bytes, none of / \\ ? #, no control characters", "[storage][rules]") {
+TEST_CASE("Ids: 1..255 bytes, no slash, backslash, question mark or hash, no control characters", "[storage][rules]") {
   CHECK(ValidateId("order-1", "item id").ok());
   CHECK(ValidateId(std::string(255, 'a'), "item id").ok());
   CHECK(ValidateId("", "item id").code() == Code::kInvalidArgument);
