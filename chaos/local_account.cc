@@ -14,6 +14,43 @@ std::string Join(const std::vector<std::string>& items) {
 
 }  // namespace
 
+Result<std::unique_ptr<LocalCluster>> LocalAccount::PrepareRegion(int r) const {
+  std::error_code ec;
+  const fs::path dir = fs::path(options_.dir) / RegionName(r);
+  if (r > 1) {
+    // One account key and one CA for the account: copied from region 1.
+    fs::create_directories(dir, ec);
+    if (ec) return Status::IOError("cannot create " + dir.string() + ": " + ec.message());
+    fs::permissions(dir, fs::perms::owner_all, ec);
+    for (const char* name : {"account.key", "ca.pem", "ca.key"}) {
+      if (fs::exists(dir / name)) continue;
+      fs::copy_file(fs::path(options_.dir) / RegionName(1) / name, dir / name, ec);
+      if (ec) return Status::IOError("cannot copy " + std::string(name) + " into " + dir.string());
+    }
+  }
+  ClusterOptions c;
+  c.dir = dir.string();
+  c.bin_dir = options_.bin_dir;
+  c.ip = "127.0." + std::to_string(r) + ".1";
+  c.port = options_.port;
+  c.metrics_port = options_.metrics_port;
+  c.nodes = options_.nodes;
+  c.extra_args = options_.extra_args;
+  if (!options_.consistency.empty()) {
+    c.extra_args.push_back("--set");
+    c.extra_args.push_back("consistency.default=" + options_.consistency);
+  }
+  return LocalCluster::Prepare(c);
+}
+
+Status LocalAccount::ApplyGeoArgs(int r) {
+  ClusterOptions c = regions_[r - 1]->options();
+  auto geo = GeoArgs(r);
+  c.extra_args.insert(c.extra_args.end(), geo.begin(), geo.end());
+  BULWARK_ASSIGN_OR_RETURN(regions_[r - 1], LocalCluster::Prepare(c));
+  return Status::Ok();
+}
+
 Result<std::unique_ptr<LocalAccount>> LocalAccount::Prepare(const AccountOptions& options) {
   if (options.regions < 1 || options.regions > 9) return Status::InvalidArgument("a local account has 1 to 9 regions");
   std::unique_ptr<LocalAccount> account(new LocalAccount(options));
@@ -21,40 +58,36 @@ Result<std::unique_ptr<LocalAccount>> LocalAccount::Prepare(const AccountOptions
   fs::create_directories(options.dir, ec);
   if (ec) return Status::IOError("cannot create " + options.dir + ": " + ec.message());
   for (int r = 1; r <= options.regions; ++r) {
-    const fs::path dir = fs::path(options.dir) / RegionName(r);
-    if (r > 1) {
-      // One account key and one CA for the account: copied from region 1.
-      fs::create_directories(dir, ec);
-      if (ec) return Status::IOError("cannot create " + dir.string() + ": " + ec.message());
-      fs::permissions(dir, fs::perms::owner_all, ec);
-      for (const char* name : {"account.key", "ca.pem", "ca.key"}) {
-        if (fs::exists(dir / name)) continue;
-        fs::copy_file(fs::path(options.dir) / RegionName(1) / name, dir / name, ec);
-        if (ec) return Status::IOError("cannot copy " + std::string(name) + " into " + dir.string());
-      }
-    }
-    ClusterOptions c;
-    c.dir = dir.string();
-    c.bin_dir = options.bin_dir;
-    c.ip = "127.0." + std::to_string(r) + ".1";
-    c.port = options.port;
-    c.metrics_port = options.metrics_port;
-    c.nodes = options.nodes;
-    c.extra_args = options.extra_args;
-    if (!options.consistency.empty()) {
-      c.extra_args.push_back("--set");
-      c.extra_args.push_back("consistency.default=" + options.consistency);
-    }
-    BULWARK_ASSIGN_OR_RETURN(auto cluster, LocalCluster::Prepare(c));
+    BULWARK_ASSIGN_OR_RETURN(auto cluster, account->PrepareRegion(r));
     account->regions_.push_back(std::move(cluster));
   }
-  for (int r = 1; r <= options.regions; ++r) {
-    ClusterOptions c = account->regions_[r - 1]->options();
-    auto geo = account->GeoArgs(r);
-    c.extra_args.insert(c.extra_args.end(), geo.begin(), geo.end());
-    BULWARK_ASSIGN_OR_RETURN(account->regions_[r - 1], LocalCluster::Prepare(c));
-  }
+  for (int r = 1; r <= options.regions; ++r) BULWARK_RETURN_IF_ERROR(account->ApplyGeoArgs(r));
   return account;
+}
+
+Result<int> LocalAccount::AddRegion() {
+  if (options_.regions < 2) return Status::FailedPrecondition("only a geo account (2+ regions) adds regions");
+  if (options_.regions >= 9) return Status::InvalidArgument("a local account has 1 to 9 regions");
+  const int r = options_.regions + 1;
+  BULWARK_ASSIGN_OR_RETURN(auto cluster, PrepareRegion(r));
+  regions_.push_back(std::move(cluster));
+  ++options_.regions;
+  // Its nodes are told every region (itself included); the others learn of
+  // it from the regions record once it is added.
+  BULWARK_RETURN_IF_ERROR(ApplyGeoArgs(r));
+  BULWARK_RETURN_IF_ERROR(regions_.back()->Start());
+  return r;
+}
+
+client::RegionSpec LocalAccount::region_spec(int r) const {
+  client::RegionSpec spec;
+  spec.name = RegionName(r);
+  const LocalCluster& c = region(r);
+  for (int i = 1; i <= c.size(); ++i) {
+    spec.peers.push_back(c.node_peer_endpoint(i));
+    spec.endpoints.push_back(c.node_endpoint(i));
+  }
+  return spec;
 }
 
 std::vector<std::string> LocalAccount::GeoArgs(int r) const {

@@ -51,6 +51,13 @@ class LocalAccount {
   void Kill();
   bool running() const;
 
+  // Lays out and starts region regions()+1 (its nodes configured with every
+  // region, itself included), not yet part of the account: the write
+  // region adds it (Client::AddRegion with region_spec). Returns its number.
+  Result<int> AddRegion();
+  // What Client::AddRegion needs for region r.
+  client::RegionSpec region_spec(int r) const;
+
   int regions() const { return static_cast<int>(regions_.size()); }
   LocalCluster& region(int r) { return *regions_.at(r - 1); }
   const LocalCluster& region(int r) const { return *regions_.at(r - 1); }
@@ -62,6 +69,9 @@ class LocalAccount {
  private:
   explicit LocalAccount(AccountOptions options) : options_(std::move(options)) {}
   std::vector<std::string> GeoArgs(int r) const;
+  Result<std::unique_ptr<LocalCluster>> PrepareRegion(int r) const;
+  // Re-prepares region r with its geo.* flags.
+  Status ApplyGeoArgs(int r);
 
   AccountOptions options_;
   std::vector<std::unique_ptr<LocalCluster>> regions_;

@@ -42,6 +42,8 @@ Result<std::unique_ptr<Client>> Open(const Globals& g);
 // Pads each column to its widest cell.
 void PrintTable(const std::vector<std::string>& header, const std::vector<std::vector<std::string>>& rows);
 // `s`, cut to `n` characters with "..." at the end when longer.
+// "a,b,,c" -> {a, b, c}.
+std::vector<std::string> SplitCommaList(const std::string& text);
 std::string Clip(const std::string& s, size_t n);
 // Times are printed with FormatUnixMillis (common/clock.h).
 // "2026-11-28T10:00:00Z", "2026-11-28T10:00:00.250Z", "2026-11-28" or Unix
@@ -88,6 +90,7 @@ void AddItemCommands(CLI::App& app, Globals& g, int& rc);
 // Returns the `keys` command (cli_access.cc adds to it).
 CLI::App* AddKeyCommands(CLI::App& app, Globals& g, int& rc);
 void AddFirewallCommands(CLI::App& app, Globals& g, int& rc);
+void AddRegionCommands(CLI::App& app, Globals& g, int& rc);
 
 // cli_access.cc: users, permissions, roles, account settings, identity; and
 // `keys list|regenerate|show` under `keys`.

@@ -342,6 +342,69 @@ void AddFirewallCommands(CLI::App& app, Globals& g, int& rc) {
   }
 }
 
+void AddRegionCommands(CLI::App& app, Globals& g, int& rc) {
+  auto* region = app.add_subcommand("region", "the account's regions: list, add, remove, priority (online)")
+                     ->require_subcommand(1);
+  auto print = [](const Topology& t) {
+    std::vector<std::vector<std::string>> rows;
+    for (const auto& r : t.regions) {
+      std::string endpoints;
+      for (const auto& e : r.endpoints) endpoints += (endpoints.empty() ? "" : ",") + e;
+      rows.push_back({r.name, std::to_string(r.priority), r.name == t.write_region ? "write" : "read", endpoints});
+    }
+    PrintTable({"REGION", "PRIORITY", "ROLE", "ENDPOINTS"}, rows);
+  };
+  region->add_subcommand("list", "the regions in failover-priority order")->callback([&, print] {
+    rc = WithClient(g, [&](Client& c) -> Status {
+      BULWARK_ASSIGN_OR_RETURN(Topology t, c.GetTopology());
+      print(t);
+      return Status::Ok();
+    });
+  });
+  static RegionSpec spec;
+  static std::string peers, endpoints;
+  auto* add = region
+                  ->add_subcommand("add",
+                                   "add a region; its nodes (started with geo.write_region naming this account's "
+                                   "write region) fill themselves from a state image plus the stream")
+                  ->callback([&, print] {
+                    spec.peers = SplitCommaList(peers);
+                    spec.endpoints = SplitCommaList(endpoints);
+                    rc = WithClient(g, [&](Client& c) -> Status {
+                      BULWARK_ASSIGN_OR_RETURN(Topology t, c.AddRegion(spec));
+                      print(t);
+                      return Status::Ok();
+                    });
+                  });
+  add->add_option("NAME", spec.name, "the region's name (1-64 letters, digits, '-' or '_')")->required();
+  add->add_option("--peers", peers, "its nodes' peer addresses, ip:port,ip:port,...")->required();
+  add->add_option("--endpoints", endpoints, "its nodes' client addresses, ip:port,...")->required();
+  add->add_option("--priority", spec.priority, "its failover priority (default: after every other region)");
+  add->add_flag("--strong", spec.strong, "make it part of the strong quorum set");
+  static std::string name;
+  auto* remove = region->add_subcommand("remove", "remove a read region from the account (it then serves nothing)")
+                     ->callback([&, print] {
+                       rc = WithClient(g, [&](Client& c) -> Status {
+                         BULWARK_ASSIGN_OR_RETURN(Topology t, c.RemoveRegion(name));
+                         print(t);
+                         return Status::Ok();
+                       });
+                     });
+  remove->add_option("NAME", name, "the region")->required();
+  static uint32_t priority = 0;
+  auto* prio = region->add_subcommand("priority", "change a region's failover priority")->require_subcommand(1);
+  auto* set = prio->add_subcommand("set", "move a region to a priority (1 = right after the write region)")
+                  ->callback([&, print] {
+                    rc = WithClient(g, [&](Client& c) -> Status {
+                      BULWARK_ASSIGN_OR_RETURN(Topology t, c.SetRegionPriority(name, priority));
+                      print(t);
+                      return Status::Ok();
+                    });
+                  });
+  set->add_option("NAME", name, "the region")->required();
+  set->add_option("PRIORITY", priority, "the new priority")->required()->check(CLI::Range(1u, 1000u));
+}
+
 CLI::App* AddKeyCommands(CLI::App& app, Globals& g, int& rc) {
   auto* keys = app.add_subcommand("keys", "account keys and encryption keys")->require_subcommand(1);
   auto* status = keys->add_subcommand(

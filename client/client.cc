@@ -256,6 +256,19 @@ Result<std::unique_ptr<Client>> Client::Connect(const ClientOptions& options) {
   return std::unique_ptr<Client>(new Client(std::move(impl)));
 }
 
+namespace {
+Topology ToTopology(const v1::TopologyResponse& resp) {
+  Topology t;
+  t.write_region = resp.write_region();
+  t.epoch = resp.epoch();
+  t.self_region = resp.self_region();
+  for (const auto& r : resp.regions()) {
+    t.regions.push_back({r.name(), r.priority(), {r.endpoints().begin(), r.endpoints().end()}});
+  }
+  return t;
+}
+}  // namespace
+
 Result<Topology> Client::Impl::FetchTopology() {
   const std::vector<size_t> route = Route(false);
   Status last = Status::Unavailable("no endpoint answered");
@@ -272,14 +285,7 @@ Result<Topology> Client::Impl::FetchTopology() {
       if (last.code() != Code::kUnavailable && last.code() != Code::kDeadlineExceeded) return last;
       continue;
     }
-    Topology t;
-    t.write_region = resp.write_region();
-    t.epoch = resp.epoch();
-    t.self_region = resp.self_region();
-    for (const auto& r : resp.regions()) {
-      t.regions.push_back({r.name(), r.priority(), {r.endpoints().begin(), r.endpoints().end()}});
-    }
-    return t;
+    return ToTopology(resp);
   }
   return last;
 }
@@ -752,6 +758,40 @@ Result<std::vector<std::string>> Client::FirewallChange(bool allow, const std::s
         return allow ? stubs.admin->FirewallAllow(&ctx, req, &resp) : stubs.admin->FirewallDeny(&ctx, req, &resp);
       }));
   return std::vector<std::string>(resp.ranges().begin(), resp.ranges().end());
+}
+
+Result<Topology> Client::ChangeRegions(const v1::ChangeRegionsRequest& req) {
+  v1::TopologyResponse resp;
+  BULWARK_RETURN_IF_ERROR(impl_->Invoke(
+      security::AccountRef("post"), false,
+      [&](grpc::ClientContext& ctx, Impl::Stubs& stubs) { return stubs.admin->ChangeRegions(&ctx, req, &resp); }));
+  // Later requests route by the new topology.
+  if (impl_->WantsTopology()) impl_->RefreshTopology(true);
+  return ToTopology(resp);
+}
+
+Result<Topology> Client::AddRegion(const RegionSpec& region) {
+  v1::ChangeRegionsRequest req;
+  v1::RegionSpec* add = req.mutable_add();
+  add->set_name(region.name);
+  for (const auto& p : region.peers) add->add_peers(p);
+  for (const auto& e : region.endpoints) add->add_endpoints(e);
+  add->set_priority(region.priority);
+  add->set_strong(region.strong);
+  return ChangeRegions(req);
+}
+
+Result<Topology> Client::RemoveRegion(const std::string& name) {
+  v1::ChangeRegionsRequest req;
+  req.set_remove(name);
+  return ChangeRegions(req);
+}
+
+Result<Topology> Client::SetRegionPriority(const std::string& name, uint32_t priority) {
+  v1::ChangeRegionsRequest req;
+  req.mutable_set_priority()->set_name(name);
+  req.mutable_set_priority()->set_priority(priority);
+  return ChangeRegions(req);
 }
 
 Result<PurgeResult> Client::PurgeContainer(const std::string& db, const std::string& container) {

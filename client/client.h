@@ -37,6 +37,9 @@ class Message;
 namespace bulwark::security {
 struct ResourceRef;
 }
+namespace bulwark::v1 {
+class ChangeRegionsRequest;
+}
 
 namespace bulwark::client {
 
@@ -87,6 +90,15 @@ struct Topology {
   std::string write_region;
   uint64_t epoch = 0;
   std::string self_region;
+};
+
+// A region to add to the account (AddRegion).
+struct RegionSpec {
+  std::string name;
+  std::vector<std::string> peers;      // its nodes' peer addresses (ip:port)
+  std::vector<std::string> endpoints;  // its nodes' client addresses
+  uint32_t priority = 0;               // failover priority; 0: after every other region
+  bool strong = false;                 // joins the strong quorum set
 };
 
 struct Database {
@@ -267,6 +279,13 @@ class Client {
   static Result<std::unique_ptr<Client>> Connect(const ClientOptions& options);
   // Asks a node for the topology (and, with discovery on, routes by it).
   Result<Topology> GetTopology();
+  // Regions online (docs/geo-replication.md): served by the write region;
+  // each returns the topology after the change. Errors: InvalidArgument,
+  // AlreadyExists, NotFound, FailedPrecondition (the write region cannot be
+  // removed; a concurrent change: retry).
+  Result<Topology> AddRegion(const RegionSpec& region);
+  Result<Topology> RemoveRegion(const std::string& name);
+  Result<Topology> SetRegionPriority(const std::string& name, uint32_t priority);
   // The region reads go to now (empty before any topology is known).
   std::string read_region() const;
   ~Client();
@@ -355,6 +374,7 @@ class Client {
  private:
   explicit Client(std::unique_ptr<Impl> impl);
   Result<std::vector<std::string>> FirewallChange(bool allow, const std::string& range);
+  Result<Topology> ChangeRegions(const v1::ChangeRegionsRequest& request);
   std::unique_ptr<Impl> impl_;
 };
 

@@ -46,6 +46,8 @@ struct RegionShipper::Impl {
     bool in_set = false;     // configured in the strong quorum set (fixed)
     bool in_quorum = false;  // in the set as run now (dynamic quorum)
     bool needs_image = false;
+    bool retired = false;     // a removed region, done with
+    uint64_t hold_after = 0;  // a regions change shipped, not yet in force here
     // While an image is on its way: the log must keep what follows it.
     uint64_t image_from = 0;
     SteadyClock::time_point next_image{};  // no new image attempt before
@@ -67,9 +69,12 @@ struct RegionShipper::Impl {
   bool SendOnce(size_t r, SteadyClock::time_point now);
   Result<v1::RegionAppendResponse> SendImage(size_t r, const std::string& address, uint64_t head_glsn);
   // Adds the account commands of `entries` to the batch, numbered from
-  // from_glsn + 1. Corruption for an entry that does not decode.
-  static Status AddEntries(const std::vector<raft::Entry>& entries, uint64_t from_glsn, uint64_t epoch,
-                           v1::RegionAppendRequest* req);
+  // from_glsn + 1, up to last_glsn (0: no limit). Corruption for an entry
+  // that does not decode.
+  // Stops after a regions change not yet in force (its GLSN in
+  // *regions_change).
+  Status AddEntries(const std::vector<raft::Entry>& entries, uint64_t from_glsn, uint64_t epoch, uint64_t last_glsn,
+                    v1::RegionAppendRequest* req, uint64_t* regions_change) const;
   void UpdateQuorum(SteadyClock::time_point now);  // REQUIRES: mu held
   uint64_t CommittedLocked() const;                // REQUIRES: mu held
   std::vector<std::string> QuorumLocked() const;   // REQUIRES: mu held
@@ -98,7 +103,7 @@ Result<std::unique_ptr<RegionShipper>> RegionShipper::Start(RegionStreamOptions 
   for (const RemoteRegion& r : impl->options.remotes) {
     Impl::Remote remote;
     remote.config = r;
-    remote.in_set = in_set(r.name);
+    remote.in_set = r.retire_at_glsn == 0 && in_set(r.name);
     remote.in_quorum = remote.in_set;
     impl->configured_set += remote.in_set ? 1 : 0;
     remote.last_ack = now;  // a grace period from start before removal
@@ -119,7 +124,20 @@ void RegionShipper::Stop() {
 void RegionShipper::Impl::Run(size_t r) {
   SteadyClock::time_point last_message{};
   bool was_leader = false;
+  const uint64_t retire_at = remotes[r].config.retire_at_glsn;  // fixed after Start
+  const auto retire_by = SteadyClock::now() + options.retire_within;
   while (!stop.load()) {
+    if (retire_at > 0) {
+      std::lock_guard lock(mu);
+      Remote& remote = remotes[r];
+      const bool has_it = remote.known && remote.acked_glsn >= retire_at;
+      if (has_it || SteadyClock::now() >= retire_by) {
+        remote.retired = true;
+        spdlog::info("event=region_retired region={} acked_glsn={} had_the_change={}", remote.config.name,
+                     remote.acked_glsn, has_it);
+        return;
+      }
+    }
     if (!replica->is_leader()) {
       if (was_leader) {
         std::lock_guard lock(mu);
@@ -135,7 +153,8 @@ void RegionShipper::Impl::Run(size_t r) {
     {
       std::lock_guard lock(mu);
       const Remote& remote = remotes[r];
-      behind = remote.known && remote.acked_glsn < store->geo_position().glsn && !remote.needs_image;
+      behind = remote.known && remote.acked_glsn < store->geo_position().glsn && !remote.needs_image &&
+               remote.hold_after == 0;
     }
     if (behind || now - last_message >= options.heartbeat) {
       const bool ok = SendOnce(r, now);
@@ -181,8 +200,20 @@ bool RegionShipper::Impl::SendOnce(size_t r, SteadyClock::time_point now) {
   const uint64_t applied = store->applied_index();
   const storage::GeoPosition head = store->geo_position();
   req.set_head_glsn(head.glsn);
+  // A removed region gets nothing past the change that removed it; no region
+  // gets anything past a regions change before it is in force here.
+  const uint64_t retire_at = remotes[r].config.retire_at_glsn;
+  if (retire_at > 0 && head.glsn > retire_at) req.set_head_glsn(retire_at);
+  uint64_t limit = retire_at;
+  {
+    std::lock_guard lock(mu);
+    Remote& remote = remotes[r];
+    if (remote.hold_after > 0 && options.topology_checked() >= remote.hold_after) remote.hold_after = 0;
+    if (remote.hold_after > 0) limit = limit == 0 ? remote.hold_after : std::min(limit, remote.hold_after);
+  }
+  uint64_t regions_change = 0;
   bool image = false;
-  if (known && from_glsn < head.glsn) {
+  if (known && from_glsn < req.head_glsn()) {
     auto entries =
         ReadStoredEntries(store->raw_db(), store->raft_log_cf(), from_source + 1, applied + 1, kMaxRegionBatchBytes);
     if (entries.status().code() == Code::kNotFound) {
@@ -193,12 +224,22 @@ bool RegionShipper::Impl::SendOnce(size_t r, SteadyClock::time_point now) {
       spdlog::warn("event=region_stream_stalled region={} glsn={} error=\"{}\"", remotes[r].config.name, from_glsn,
                    remotes[r].error);
       return false;
-    } else if (Status built = AddEntries(*entries, from_glsn, head.epoch, &req); !built.ok()) {
+    } else if (Status built = AddEntries(*entries, from_glsn, head.epoch, limit, &req, &regions_change); !built.ok()) {
       std::lock_guard lock(mu);
       remotes[r].error = built.ToString();
       spdlog::error("event=region_stream_stalled region={} error=\"{}\"", remotes[r].config.name, remotes[r].error);
       return false;
     }
+  }
+  if (regions_change > 0) {
+    std::lock_guard lock(mu);
+    remotes[r].hold_after = regions_change;
+  }
+  if (image && retire_at > 0) {
+    // An image would carry what came after its removal.
+    std::lock_guard lock(mu);
+    remotes[r].error = "a removed region behind the log gets no image";
+    return false;
   }
   if (image) {
     std::lock_guard lock(mu);
@@ -253,9 +294,11 @@ bool RegionShipper::Impl::SendOnce(size_t r, SteadyClock::time_point now) {
 }
 
 Status RegionShipper::Impl::AddEntries(const std::vector<raft::Entry>& entries, uint64_t from_glsn, uint64_t epoch,
-                                       v1::RegionAppendRequest* req) {
+                                       uint64_t last_glsn, v1::RegionAppendRequest* req,
+                                       uint64_t* regions_change) const {
   uint64_t glsn = from_glsn;
   for (const auto& e : entries) {
+    if (last_glsn > 0 && glsn >= last_glsn) break;
     if (e.type != raft::EntryType::kNormal || e.data.empty()) continue;
     std::string_view bytes;
     if (!EntryCommand(e.data, &bytes))
@@ -273,6 +316,13 @@ Status RegionShipper::Impl::AddEntries(const std::vector<raft::Entry>& entries, 
     out->set_command(cmd->Encode());
     cmd->WipeKey();
     if (static_cast<size_t>(req->entries_size()) >= kMaxRegionBatchEntries) break;
+    if (cmd->kind == storage::WriteCommand::Kind::kSetRegions && options.topology_checked &&
+        options.topology_checked() < glsn) {
+      // A regions change not yet in force here: nothing past it, yet (it
+      // may remove this very region; RegionStreamOptions::topology_checked).
+      *regions_change = glsn;
+      break;
+    }
   }
   return Status::Ok();
 }
@@ -358,7 +408,11 @@ Status RegionShipper::WaitQuorum(uint64_t glsn, std::chrono::system_clock::time_
   // The removal of a silent region is decided on acks and on this clock:
   // wake regularly so a dead region's removal is noticed here too.
   while (impl_->CommittedLocked() < glsn) {
-    if (impl_->stop.load()) return Status::Unavailable("shutting down");
+    if (impl_->stop.load()) {
+      return Status::Unavailable(
+          "the region stream stopped (a topology change or shutdown); the write committed in this region, its "
+          "outcome across regions is unknown: retry with the same request id");
+    }
     if (std::chrono::system_clock::now() >= deadline) {
       return Status::DeadlineExceeded(
           "the write committed in this region, but not yet in every region of the strong "
@@ -379,6 +433,7 @@ Status RegionShipper::ThrottleForBound(uint64_t max_writes, std::chrono::millise
     std::string over;
     for (const auto& r : impl_->remotes) {
       if (now - r.last_ack > impl_->options.removal_after) continue;  // disconnected: not held to the bound
+      if (r.config.retire_at_glsn > 0) continue;                      // removed from the account
       const uint64_t lag = r.LagWrites(head);
       if (lag >= max_writes || (lag > 0 && now - r.caught_up >= max_lag)) {
         over = r.config.name + " is " + std::to_string(lag) + " writes behind";
@@ -411,6 +466,7 @@ std::vector<RegionLag> RegionShipper::Lags() const {
   const uint64_t head = impl_->store->geo_position().glsn;
   std::vector<RegionLag> out;
   for (const auto& r : impl_->remotes) {
+    if (r.retired) continue;
     RegionLag l;
     l.name = r.config.name;
     l.connected = r.known && now - r.last_ack <= impl_->options.removal_after;
@@ -430,6 +486,7 @@ uint64_t RegionShipper::RetainFrom() const {
   std::lock_guard lock(impl_->mu);
   uint64_t from = 0;
   for (const auto& r : impl_->remotes) {
+    if (r.retired) continue;
     if (r.image_from > 0) {
       from = from == 0 ? r.image_from : std::min(from, r.image_from);
       continue;

@@ -34,6 +34,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -61,6 +62,11 @@ struct RemoteRegion {
   // shipper waits this long before each message and again before it uses
   // the answer, i.e. one way each.
   std::chrono::milliseconds link_delay{0};
+  // A region just removed from the account: shipped to until it has
+  // acknowledged this GLSN (the change that removed it), or for
+  // RegionStreamOptions::retire_within, whichever comes first; never in
+  // the strong quorum set, never throttling writes. 0: a member region.
+  uint64_t retire_at_glsn = 0;
 };
 
 struct RegionStreamOptions {
@@ -81,6 +87,13 @@ struct RegionStreamOptions {
   // next attempt waits image_retry.
   std::chrono::milliseconds image_timeout{600000};
   std::chrono::milliseconds image_retry{5000};
+  std::chrono::milliseconds retire_within{30000};
+  // The GLSN through which the node has put every regions change in force
+  // (a new shipper replaces this one when one removes a region). The
+  // stream ships a kSetRegions command, then nothing after it until this
+  // reaches it, so a removed region never gets a write from after its
+  // removal. Unset: no wait.
+  std::function<uint64_t()> topology_checked;
 };
 
 struct RegionLag {

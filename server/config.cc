@@ -410,12 +410,27 @@ Result<std::map<uint64_t, std::string>> ParseMembers(const ReplicaConfig& r) {
   return out;
 }
 
+bool IsValidRegionName(std::string_view name) { return ValidRegionName(name); }
+
 Status ValidateGeo(const NodeConfig& c) {
   const GeoConfig& g = c.geo;
   if (!g.enabled()) return Status::Ok();
-  bool self = false;
+  BULWARK_RETURN_IF_ERROR(ValidateRegions(g));
+  const bool self = std::any_of(g.regions.begin(), g.regions.end(), [&](const auto& r) { return r.name == c.region; });
+  if (!self) return Bad("region", "'" + c.region + "' is not one of the regions under geo.regions");
+  if (g.removal_ms <= g.lease_ms + 2000) {
+    return Bad("geo.removal_ms", "must exceed geo.lease_ms by more than the 2000 ms request timeout");
+  }
+  return Status::Ok();
+}
+
+Status ValidateRegions(const GeoConfig& g) {
   std::set<int> priorities;
+  std::set<std::string> names;
   for (const RegionConfig& r : g.regions) {
+    if (!ValidRegionName(r.name))
+      return Bad("geo.regions." + r.name, "a region name has 1-64 letters, digits, '-' or '_'");
+    if (!names.insert(r.name).second) return Bad("geo.regions." + r.name, "two regions have that name");
     if (r.peers.empty()) return Bad("geo.regions." + r.name + ".peers", "must list the region's peer addresses");
     if (r.endpoints.empty()) {
       return Bad("geo.regions." + r.name + ".endpoints", "must list the region's client addresses");
@@ -423,9 +438,7 @@ Status ValidateGeo(const NodeConfig& c) {
     if (r.priority >= 0 && !priorities.insert(r.priority).second) {
       return Bad("geo.regions." + r.name + ".priority", "two regions have priority " + std::to_string(r.priority));
     }
-    self = self || r.name == c.region;
   }
-  if (!self) return Bad("region", "'" + c.region + "' is not one of the regions under geo.regions");
   auto named = [&](const std::string& n) {
     return std::any_of(g.regions.begin(), g.regions.end(), [&](const auto& r) { return r.name == n; });
   };
@@ -434,9 +447,6 @@ Status ValidateGeo(const NodeConfig& c) {
   }
   for (const auto& s : g.strong_regions) {
     if (!named(s)) return Bad("geo.strong_regions", "'" + s + "' is not one of the regions");
-  }
-  if (g.removal_ms <= g.lease_ms + 2000) {
-    return Bad("geo.removal_ms", "must exceed geo.lease_ms by more than the 2000 ms request timeout");
   }
   return Status::Ok();
 }

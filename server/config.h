@@ -130,5 +130,9 @@ Status ValidateConfig(const NodeConfig& config);
 // After validation: regions sorted by priority (renumbered 0..n-1), the write
 // region and the strong quorum set defaulted.
 void NormalizeGeo(GeoConfig& geo);
+// The regions alone (names, addresses, priorities, the write region and the
+// strong set name known regions); InvalidArgument naming the key.
+Status ValidateRegions(const GeoConfig& geo);
+bool IsValidRegionName(std::string_view name);
 
 }  // namespace bulwark::server

@@ -3,12 +3,15 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <atomic>
+#include <condition_variable>
 #include <mutex>
 #include <thread>
 
 #include "replication/region_stream.h"
 #include "replication/replica.h"
 #include "server/config.h"
+#include "server/regions.h"
 #include "server/services.h"
 #include "server/write_path.h"
 #include "storage/document_store.h"
@@ -18,6 +21,9 @@ namespace {
 
 using SteadyClock = std::chrono::steady_clock;
 constexpr std::chrono::milliseconds kReadPoll{5};
+// How often a node looks for a changed regions record (the store's
+// settings generation; cheap).
+constexpr std::chrono::milliseconds kTopologyPoll{200};
 
 int64_t UnixMs(std::chrono::system_clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
@@ -27,10 +33,16 @@ int64_t UnixMs(std::chrono::system_clock::time_point t) {
 
 struct Geo::Impl {
   NodeContext* node = nullptr;
-  const GeoConfig* config = nullptr;
   std::string self;
-  bool write_region = true;
-  std::unique_ptr<replication::RegionShipper> shipper;  // write region only
+  bool write_region = true;  // the write region is configuration (issue 8 moves it)
+
+  // The topology in force: the configuration, or the regions record once
+  // the regions were changed online. GUARDED_BY(cfg_mu)
+  mutable std::mutex cfg_mu;
+  std::shared_ptr<const GeoConfig> cfg;
+  std::string record;                                   // the record cfg came from; empty: the configuration
+  bool removed = false;                                 // this region is not in the record
+  std::shared_ptr<replication::RegionShipper> shipper;  // write region only
 
   // A read region's view of the stream, kept by whichever node receives it
   // (its leader). GUARDED_BY(mu)
@@ -44,6 +56,32 @@ struct Geo::Impl {
 
   std::mutex image_mu;  // one region image at a time
 
+  // The watcher: applies a changed regions record.
+  std::mutex watch_mu;
+  std::condition_variable watch_cv;
+  bool stopping = false;  // GUARDED_BY(watch_mu)
+  std::thread watcher;
+  // Every regions record applied at or before this GLSN is in force.
+  std::atomic<uint64_t> checked_glsn{0};
+
+  std::shared_ptr<const GeoConfig> Cfg() const {
+    std::lock_guard lock(cfg_mu);
+    return cfg;
+  }
+  std::shared_ptr<replication::RegionShipper> Shipper() const {
+    std::lock_guard lock(cfg_mu);
+    return shipper;
+  }
+  // Puts `next` in force: region peers, and (write region) a shipper for
+  // its regions; `retiring` are regions just removed, shipped to until they
+  // have the change (or for a while). REQUIRES: not cfg_mu.
+  Status Apply(std::shared_ptr<const GeoConfig> next, const std::string& record,
+               std::vector<replication::RemoteRegion> retiring);
+  // FailedPrecondition once this region was removed from the account.
+  Status RefuseIfRemoved() const;
+  // Reads the regions record and applies it if it changed.
+  void Refresh();
+  void Watch();
   // Why a stream (or image) from `from` to `to` is refused here; empty if it is not.
   std::string RefuseStream(const std::string& from, const std::string& to) const;
   // The peer address of this region's leader, if known.
@@ -56,64 +94,203 @@ struct Geo::Impl {
 Geo::Geo(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Geo::~Geo() { Stop(); }
 
+Status Geo::Impl::Apply(std::shared_ptr<const GeoConfig> next, const std::string& rec,
+                        std::vector<replication::RemoteRegion> retiring) {
+  const GeoConfig& g = *next;
+  std::vector<std::string> remote_peers;
+  replication::RegionStreamOptions options;
+  options.self_region = self;
+  options.strong_regions = g.strong_regions;
+  options.heartbeat = std::chrono::milliseconds(g.heartbeat_ms);
+  options.lease = std::chrono::milliseconds(g.lease_ms);
+  options.removal_after = std::chrono::milliseconds(g.removal_ms);
+  options.topology_checked = [this] { return checked_glsn.load(); };
+  bool listed = false;
+  for (const RegionConfig& r : g.regions) {
+    if (r.name == self) {
+      listed = true;
+      continue;
+    }
+    remote_peers.insert(remote_peers.end(), r.peers.begin(), r.peers.end());
+    options.remotes.push_back({r.name, r.peers, std::chrono::milliseconds(r.link_delay_ms)});
+  }
+  for (auto& r : retiring) {
+    remote_peers.insert(remote_peers.end(), r.peers.begin(), r.peers.end());
+    options.remotes.push_back(std::move(r));
+  }
+  node->replica->transport()->SetRegionPeers(remote_peers);
+  std::shared_ptr<replication::RegionShipper> started;
+  if (write_region) {
+    BULWARK_ASSIGN_OR_RETURN(auto fresh,
+                             replication::RegionShipper::Start(std::move(options), node->replica, node->store));
+    started = std::move(fresh);
+  }
+  std::shared_ptr<replication::RegionShipper> old;
+  {
+    std::lock_guard lock(cfg_mu);
+    cfg = std::move(next);
+    record = rec;
+    removed = !listed;
+    old = std::move(shipper);
+    shipper = std::move(started);
+  }
+  // Writes waiting on the old stream for the quorum set answer Unavailable
+  // (outcome unknown: the client retries with its request id).
+  if (old) old->Stop();
+  return Status::Ok();
+}
+
+void Geo::Impl::Refresh() {
+  auto rec = node->store->Regions();
+  if (!rec.ok()) {
+    spdlog::error("event=geo_topology_unreadable error=\"{}\"", rec.status().ToString());
+    return;
+  }
+  if (!rec->has_value()) return;
+  const std::string& text = (*rec)->json;
+  std::shared_ptr<const GeoConfig> current;
+  {
+    std::lock_guard lock(cfg_mu);
+    if (record == text) return;
+    current = cfg;
+  }
+  auto next = DecodeRegions(text, node->config->geo);
+  if (!next.ok()) {
+    // The write region validated it; a record this node cannot take is a
+    // bug or a newer format: keep the topology in force, loudly.
+    spdlog::error("event=geo_topology_refused error=\"{}\"", next.status().ToString());
+    std::lock_guard lock(cfg_mu);
+    record = text;
+    return;
+  }
+  // A removed region still gets the stream up to the change that removed
+  // it, and nothing after, so it knows.
+  std::vector<replication::RemoteRegion> retiring;
+  const uint64_t glsn = (*rec)->glsn > 0 ? (*rec)->glsn : node->store->geo_position().glsn;
+  for (const RegionConfig& r : current->regions) {
+    const bool kept =
+        std::any_of(next->regions.begin(), next->regions.end(), [&](const auto& n) { return n.name == r.name; });
+    if (kept || r.name == self) continue;
+    replication::RemoteRegion gone{r.name, r.peers, std::chrono::milliseconds(r.link_delay_ms)};
+    gone.retire_at_glsn = glsn;
+    retiring.push_back(std::move(gone));
+  }
+  auto shared = std::make_shared<const GeoConfig>(std::move(next).value());
+  std::string names;
+  for (const auto& r : shared->regions) names += (names.empty() ? "" : ",") + r.name;
+  std::string strong;
+  for (const auto& r : shared->strong_regions) strong += (strong.empty() ? "" : ",") + r;
+  Status st = Apply(shared, text, std::move(retiring));
+  if (!st.ok()) {
+    spdlog::error("event=geo_topology_change_failed error=\"{}\"", st.ToString());
+    return;
+  }
+  spdlog::warn(
+      "event=geo_topology_changed regions={} strong={} glsn={} removed_here={}", names, strong, glsn,
+      !std::any_of(shared->regions.begin(), shared->regions.end(), [&](const auto& r) { return r.name == self; }));
+}
+
+void Geo::Impl::Watch() {
+  std::unique_lock lock(watch_mu);
+  while (!stopping) {
+    // The position first: a record applied by then is read below (the
+    // store publishes a GLSN only after writing what it applied).
+    const uint64_t at = node->store->geo_position().glsn;
+    lock.unlock();
+    Refresh();
+    checked_glsn.store(at);
+    lock.lock();
+    watch_cv.wait_for(lock, kTopologyPoll);
+  }
+}
+
 Result<std::unique_ptr<Geo>> Geo::Start(NodeContext* node) {
   auto impl = std::make_unique<Impl>();
   impl->node = node;
-  impl->config = &node->config->geo;
   impl->self = node->config->region;
-  const GeoConfig& g = *impl->config;
-  if (g.enabled()) {
-    impl->write_region = g.write_region == impl->self;
-    std::vector<std::string> remote_peers;
-    replication::RegionStreamOptions options;
-    options.self_region = impl->self;
-    options.strong_regions = g.strong_regions;
-    options.heartbeat = std::chrono::milliseconds(g.heartbeat_ms);
-    options.lease = std::chrono::milliseconds(g.lease_ms);
-    options.removal_after = std::chrono::milliseconds(g.removal_ms);
-    for (const RegionConfig& r : g.regions) {
-      if (r.name == impl->self) continue;
-      remote_peers.insert(remote_peers.end(), r.peers.begin(), r.peers.end());
-      options.remotes.push_back({r.name, r.peers, std::chrono::milliseconds(r.link_delay_ms)});
-    }
-    node->replica->transport()->SetRegionPeers(remote_peers);
-    if (impl->write_region) {
-      BULWARK_ASSIGN_OR_RETURN(impl->shipper,
-                               replication::RegionShipper::Start(std::move(options), node->replica, node->store));
-    }
-    spdlog::info("event=geo_started region={} write_region={} regions={} strong={}", impl->self, g.write_region,
-                 g.regions.size(), g.strong_regions.size());
+  auto configured = std::make_shared<const GeoConfig>(node->config->geo);
+  impl->cfg = configured;
+  if (configured->enabled()) {
+    impl->write_region = configured->write_region == impl->self;
+    impl->checked_glsn.store(node->store->geo_position().glsn);
+    BULWARK_RETURN_IF_ERROR(impl->Apply(configured, {}, {}));
+    impl->Refresh();  // a record from an earlier change wins over the configuration
+    Impl* raw = impl.get();
+    impl->watcher = std::thread([raw] { raw->Watch(); });
+    const auto g = impl->Cfg();
+    spdlog::info("event=geo_started region={} write_region={} regions={} strong={} from_record={}", impl->self,
+                 g->write_region, g->regions.size(), g->strong_regions.size(), g != configured);
   }
   return std::unique_ptr<Geo>(new Geo(std::move(impl)));
 }
 
 void Geo::Stop() {
-  if (impl_->shipper) impl_->shipper->Stop();
+  {
+    std::lock_guard lock(impl_->watch_mu);
+    impl_->stopping = true;
+  }
+  impl_->watch_cv.notify_all();
+  if (impl_->watcher.joinable()) impl_->watcher.join();
+  if (auto s = impl_->Shipper()) s->Stop();
 }
 
-bool Geo::enabled() const { return impl_->config->enabled(); }
+bool Geo::enabled() const { return impl_->Cfg()->enabled(); }
 bool Geo::is_write_region() const { return impl_->write_region; }
 uint64_t Geo::epoch() const { return impl_->node->store->geo_position().epoch; }
 
-uint64_t Geo::RetainFrom() const { return impl_->shipper ? impl_->shipper->RetainFrom() : 0; }
+uint64_t Geo::RetainFrom() const {
+  auto shipper = impl_->Shipper();
+  return shipper ? shipper->RetainFrom() : 0;
+}
+
+std::shared_ptr<const GeoConfig> Geo::Topology() const { return impl_->Cfg(); }
+
+Result<std::pair<std::string, std::string>> Geo::PrepareRegionChange(const v1::ChangeRegionsRequest& change) const {
+  if (!enabled()) return Status::FailedPrecondition("geo-replication is not configured (geo.regions)");
+  if (!impl_->write_region) {
+    return Status::FailedPrecondition("region " + impl_->self + " does not take writes: the write region is " +
+                                      impl_->Cfg()->write_region + " (refresh the topology)");
+  }
+  BULWARK_ASSIGN_OR_RETURN(auto current, impl_->node->store->Regions());
+  // Change what the store holds (or the configuration, before any change),
+  // and name it, so that a concurrent change makes this one fail.
+  GeoConfig base = *impl_->Cfg();
+  std::string version(storage::kNoRegionsVersion);
+  if (current.has_value()) {
+    BULWARK_ASSIGN_OR_RETURN(base, DecodeRegions(current->json, impl_->node->config->geo));
+    version = storage::DocumentStore::RegionsVersion(current->json);
+  }
+  BULWARK_ASSIGN_OR_RETURN(GeoConfig next, ChangeRegions(base, change));
+  return std::make_pair(EncodeRegions(next), version);
+}
+
+Status Geo::Impl::RefuseIfRemoved() const {
+  std::lock_guard lock(cfg_mu);
+  if (!removed) return Status::Ok();
+  return Status::FailedPrecondition("region " + self +
+                                    " was removed from the account: it serves nothing (use another region)");
+}
 
 Status Geo::BeforeWrite(GeoDeadline deadline) {
   if (!enabled()) return Status::Ok();
+  BULWARK_RETURN_IF_ERROR(impl_->RefuseIfRemoved());
   if (!impl_->write_region) {
     return Status::FailedPrecondition("region " + impl_->self + " does not take writes: the write region is " +
-                                      impl_->config->write_region + " (refresh the topology)");
+                                      impl_->Cfg()->write_region + " (refresh the topology)");
   }
-  if (impl_->node->config->default_consistency == ConsistencyLevel::kBoundedStaleness && impl_->shipper) {
-    return impl_->shipper->ThrottleForBound(impl_->config->bounded_max_writes,
-                                            std::chrono::seconds(impl_->config->bounded_max_lag_s), deadline);
+  auto shipper = impl_->Shipper();
+  if (impl_->node->config->default_consistency == ConsistencyLevel::kBoundedStaleness && shipper) {
+    return shipper->ThrottleForBound(impl_->Cfg()->bounded_max_writes,
+                                     std::chrono::seconds(impl_->Cfg()->bounded_max_lag_s), deadline);
   }
   return Status::Ok();
 }
 
 Status Geo::AfterWrite(uint64_t glsn, GeoDeadline deadline) {
-  if (!enabled() || !impl_->shipper) return Status::Ok();
+  auto shipper = impl_->Shipper();
+  if (!enabled() || !shipper) return Status::Ok();
   if (impl_->node->config->default_consistency != ConsistencyLevel::kStrong) return Status::Ok();
-  return impl_->shipper->WaitQuorum(glsn, deadline);
+  return shipper->WaitQuorum(glsn, deadline);
 }
 
 v1::RegionReadState Geo::Impl::LocalState() const {
@@ -123,7 +300,8 @@ v1::RegionReadState Geo::Impl::LocalState() const {
   if (write_region) {
     s.set_heard(true);
     s.set_head_glsn(applied);
-    s.set_committed_glsn(shipper ? shipper->committed_glsn() : applied);
+    auto s_shipper = Shipper();
+    s.set_committed_glsn(s_shipper ? s_shipper->committed_glsn() : applied);
     s.set_in_quorum(true);
     return s;
   }
@@ -155,6 +333,7 @@ Result<v1::RegionReadState> Geo::Impl::LeaderState() const {
 }
 
 Status Geo::PrepareRead(ConsistencyLevel level, uint64_t session_glsn, GeoDeadline deadline) {
+  BULWARK_RETURN_IF_ERROR(impl_->RefuseIfRemoved());
   replication::Replica& replica = *impl_->node->replica;
   const GeoDeadline barrier_deadline = std::min(deadline, std::chrono::system_clock::now() + kLeaderWait);
   const bool remote = enabled() && !impl_->write_region;
@@ -165,7 +344,7 @@ Status Geo::PrepareRead(ConsistencyLevel level, uint64_t session_glsn, GeoDeadli
         if (!s.in_quorum()) {
           return Status::Unavailable("region " + impl_->self +
                                      " is not in the strong quorum set now: read Strong from the write region " +
-                                     impl_->config->write_region);
+                                     impl_->Cfg()->write_region);
         }
       }
       return replica.ReadBarrier(barrier_deadline);
@@ -174,7 +353,7 @@ Status Geo::PrepareRead(ConsistencyLevel level, uint64_t session_glsn, GeoDeadli
       BULWARK_RETURN_IF_ERROR(replica.ReadBarrier(barrier_deadline));
       if (!remote) return Status::Ok();
       const auto wait_until = std::min(deadline, std::chrono::system_clock::now() + kSessionWait);
-      const auto& strong = impl_->config->strong_regions;
+      const auto& strong = impl_->Cfg()->strong_regions;
       const bool held_to_quorum = impl_->node->config->default_consistency == ConsistencyLevel::kStrong &&
                                   std::find(strong.begin(), strong.end(), impl_->self) != strong.end();
       for (;;) {
@@ -184,16 +363,16 @@ Status Geo::PrepareRead(ConsistencyLevel level, uint64_t session_glsn, GeoDeadli
         if (held_to_quorum && !s.in_quorum()) {
           return Status::Unavailable("region " + impl_->self +
                                      " is not in the strong quorum set now: read from the write region " +
-                                     impl_->config->write_region);
+                                     impl_->Cfg()->write_region);
         }
-        const bool within = s.heard() && s.lag_writes() <= impl_->config->bounded_max_writes &&
-                            s.lag_ms() <= uint64_t{impl_->config->bounded_max_lag_s} * 1000;
+        const bool within = s.heard() && s.lag_writes() <= impl_->Cfg()->bounded_max_writes &&
+                            s.lag_ms() <= uint64_t{impl_->Cfg()->bounded_max_lag_s} * 1000;
         if (within) return replica.ReadBarrier(barrier_deadline);  // this node has what the leader had
         if (std::chrono::system_clock::now() >= wait_until) {
           return Status::Unavailable("region " + impl_->self + " is " + std::to_string(s.lag_writes()) +
                                      " writes behind the write region, beyond the BoundedStaleness bound: read "
                                      "from the write region " +
-                                     impl_->config->write_region);
+                                     impl_->Cfg()->write_region);
         }
         std::this_thread::sleep_for(std::chrono::milliseconds(20));
       }
@@ -206,7 +385,7 @@ Status Geo::PrepareRead(ConsistencyLevel level, uint64_t session_glsn, GeoDeadli
         // The write region has it: the client reads there.
         return Status::Unavailable("region " + impl_->self + " has not yet applied the session's writes (GLSN " +
                                    std::to_string(session_glsn) + "): read from the write region " +
-                                   impl_->config->write_region);
+                                   impl_->Cfg()->write_region);
       }
       // This node lags: the leader's commit index covers the session's write.
       return replica.ReadBarrier(barrier_deadline);
@@ -237,10 +416,11 @@ Status Geo::FinishRead(ConsistencyLevel level, GeoDeadline deadline) {
 }
 
 std::string Geo::Impl::RefuseStream(const std::string& from, const std::string& to) const {
-  if (!config->enabled() || write_region) return "region " + self + " takes writes itself; it receives no stream";
-  if (from != config->write_region || to != self) {
+  const auto c = Cfg();
+  if (!c->enabled() || write_region) return "region " + self + " takes writes itself; it receives no stream";
+  if (from != c->write_region || to != self) {
     return "stream from " + from + " to " + to + " refused: this is " + self + " and the write region is " +
-           config->write_region;
+           c->write_region;
   }
   return {};
 }
@@ -397,15 +577,16 @@ v1::RegionAppendResponse Geo::OnRegionAppend(const v1::RegionAppendRequest& req)
 void Geo::FillStatus(v1::StatusResponse* out) const {
   if (!enabled()) return;
   const storage::GeoPosition pos = impl_->node->store->geo_position();
-  out->set_write_region(impl_->config->write_region);
+  out->set_write_region(impl_->Cfg()->write_region);
   out->set_glsn(pos.glsn);
   out->set_epoch(pos.epoch);
-  if (!impl_->shipper || !impl_->node->replica->is_leader()) return;
-  for (const std::string& q : impl_->shipper->quorum()) out->add_strong_quorum(q);
-  for (const auto& lag : impl_->shipper->Lags()) {
+  auto shipper = impl_->Shipper();
+  if (!shipper || !impl_->node->replica->is_leader()) return;
+  for (const std::string& q : shipper->quorum()) out->add_strong_quorum(q);
+  for (const auto& lag : shipper->Lags()) {
     v1::RegionStatus* r = out->add_regions();
     r->set_name(lag.name);
-    for (const auto& rc : impl_->config->regions) {
+    for (const auto& rc : impl_->Cfg()->regions) {
       if (rc.name == lag.name) r->set_priority(static_cast<uint32_t>(rc.priority));
     }
     r->set_connected(lag.connected);
@@ -420,30 +601,34 @@ void Geo::FillStatus(v1::StatusResponse* out) const {
 
 std::vector<Geo::Lag> Geo::RegionLags() const {
   std::vector<Lag> out;
-  if (!impl_->shipper || !impl_->node->replica->is_leader()) return out;
-  for (const auto& lag : impl_->shipper->Lags()) out.push_back({lag.name, lag.lag_writes, lag.lag_seconds});
+  auto shipper = impl_->Shipper();
+  if (!shipper || !impl_->node->replica->is_leader()) return out;
+  for (const auto& lag : shipper->Lags()) out.push_back({lag.name, lag.lag_writes, lag.lag_seconds});
   return out;
 }
 
-void Geo::FillTopology(v1::TopologyResponse* out) const {
-  const NodeConfig& c = *impl_->node->config;
+void FillTopologyOf(const NodeConfig& c, const GeoConfig& g, uint64_t epoch, v1::TopologyResponse* out) {
   out->set_self_region(c.region);
   out->set_default_consistency(static_cast<v1::ConsistencyLevel>(c.default_consistency));
-  out->set_epoch(impl_->node->store->geo_position().epoch);
-  if (!enabled()) {
+  out->set_epoch(epoch);
+  if (!g.enabled()) {
     out->set_write_region(c.region);
     v1::RegionEndpoints* r = out->add_regions();
     r->set_name(c.region);
     r->add_endpoints(c.listen_address);
     return;
   }
-  out->set_write_region(impl_->config->write_region);
-  for (const RegionConfig& rc : impl_->config->regions) {
+  out->set_write_region(g.write_region);
+  for (const RegionConfig& rc : g.regions) {
     v1::RegionEndpoints* r = out->add_regions();
     r->set_name(rc.name);
     r->set_priority(static_cast<uint32_t>(rc.priority));
     for (const auto& e : rc.endpoints) r->add_endpoints(e);
   }
+}
+
+void Geo::FillTopology(v1::TopologyResponse* out) const {
+  FillTopologyOf(*impl_->node->config, *impl_->Cfg(), impl_->node->store->geo_position().epoch, out);
 }
 
 }  // namespace bulwark::server

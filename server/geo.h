@@ -43,6 +43,7 @@
 namespace bulwark::server {
 
 struct NodeContext;
+struct GeoConfig;
 using GeoDeadline = std::chrono::system_clock::time_point;
 
 class Geo {
@@ -75,6 +76,15 @@ class Geo {
   v1::RegionAppendResponse OnRegionImage(const v1::RegionImageHeader& header,
                                          const replication::TransportHandler::ChunkReader& next);
 
+  // The topology in force (the configuration, or the regions record once
+  // regions were changed online). Never null.
+  std::shared_ptr<const GeoConfig> Topology() const;
+  // On the write region: the regions record a change makes, and the version
+  // of the record it replaces (for storage kSetRegions). FailedPrecondition
+  // in a read region or without geo; the change's own errors
+  // (server/regions.h).
+  Result<std::pair<std::string, std::string>> PrepareRegionChange(const v1::ChangeRegionsRequest& change) const;
+
   void FillStatus(v1::StatusResponse* out) const;
   // The write region's leader: (region, lag in writes, lag in seconds) of
   // every other region; empty elsewhere. For /metrics.
@@ -95,6 +105,10 @@ class Geo {
   explicit Geo(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
+
+// The topology clients fetch (GetTopology), as `geo` has it.
+struct NodeConfig;
+void FillTopologyOf(const NodeConfig& config, const GeoConfig& geo, uint64_t epoch, v1::TopologyResponse* out);
 
 // The forwarded method a node uses to ask its region leader for LocalState.
 constexpr const char* kRegionStateMethod = "RegionState";

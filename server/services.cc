@@ -347,6 +347,15 @@ grpc::Status AdminService::GetTopology(Ctx* ctx, const v1::TopologyRequest*, v1:
                      });
 }
 
+grpc::Status AdminService::ChangeRegions(Ctx* ctx, const v1::ChangeRegionsRequest* req, v1::TopologyResponse* resp) {
+  return runner_.RunAs(ctx, "ChangeRegions", security::AccountRef("post"), [&](const Principal& who) -> BStatus {
+    BULWARK_RETURN_IF_ERROR(
+        node_->writes->Write("ChangeRegions", *req, resp, RequestDeadline(ctx, *node_->config), who.replay_id));
+    spdlog::warn("event=regions_changed change={} regions={}", req->ShortDebugString(), resp->regions_size());
+    return BStatus::Ok();
+  });
+}
+
 grpc::Status AdminService::TransferLeader(Ctx* ctx, const v1::TransferLeaderRequest* req,
                                           v1::TransferLeaderResponse* resp) {
   return runner_.Run(ctx, "TransferLeader", security::AccountRef("post"), [&]() -> BStatus {

@@ -173,6 +173,8 @@ class AdminService final : public v1::AdminService::Service {
  public:
   explicit AdminService(NodeContext* node) : node_(node), runner_(node) {}
   grpc::Status Status(grpc::ServerContext* ctx, const v1::StatusRequest* req, v1::StatusResponse* resp) override;
+  grpc::Status ChangeRegions(grpc::ServerContext* ctx, const v1::ChangeRegionsRequest* req,
+                             v1::TopologyResponse* resp) override;
   grpc::Status GetTopology(grpc::ServerContext* ctx, const v1::TopologyRequest* req,
                            v1::TopologyResponse* resp) override;
   grpc::Status BackupNow(grpc::ServerContext* ctx, const v1::BackupNowRequest* req,

@@ -13,6 +13,7 @@
 #include "security/ip_allowlist.h"
 #include "server/access_service.h"
 #include "server/geo.h"
+#include "server/regions.h"
 #include "server/services.h"
 
 namespace bulwark::server {
@@ -48,6 +49,7 @@ std::optional<MethodTypes> TypesOf(std::string_view method) {
     return make(v1::FirewallChangeRequest{}, v1::FirewallResponse{});
   }
   if (auto access = AccessWriteTypes(method)) return MethodTypes{std::move(access->first), std::move(access->second)};
+  if (method == "ChangeRegions") return make(v1::ChangeRegionsRequest{}, v1::TopologyResponse{});
   if (method == "AddNode") return make(v1::AddNodeRequest{}, v1::MembershipResponse{});
   if (method == "RemoveNode") return make(v1::RemoveNodeRequest{}, v1::MembershipResponse{});
   return std::nullopt;
@@ -217,7 +219,9 @@ Status WritePath::LeaderWrite(std::string_view method, const pb::Message& reques
   const bool account = IsAccountWrite(method);
   if (account) BULWARK_RETURN_IF_ERROR(node_->geo->BeforeWrite(deadline));
   BULWARK_RETURN_IF_ERROR(LocalWrite(method, request, response, deadline, replay_id));
-  if (!account) return Status::Ok();
+  // A region change restarts the stream it would wait on; it needs only to
+  // be committed here (every region applies it in GLSN order).
+  if (!account || method == "ChangeRegions") return Status::Ok();
   return node_->geo->AfterWrite(node_->store->geo_position().glsn, deadline);
 }
 
@@ -325,6 +329,16 @@ Status WritePath::LocalWrite(std::string_view method, const pb::Message& request
     (void)c;
     BULWARK_ASSIGN_OR_RETURN(auto ranges, st.ClientAllowlist());
     for (const auto& x : ranges) static_cast<v1::FirewallResponse*>(response)->add_ranges(x);
+    return Status::Ok();
+  }
+  if (method == "ChangeRegions") {
+    const auto& r = static_cast<const v1::ChangeRegionsRequest&>(request);
+    BULWARK_ASSIGN_OR_RETURN(auto change, node_->geo->PrepareRegionChange(r));
+    BULWARK_ASSIGN_OR_RETURN(
+        Committed c, CommitOnce(replica, st.PrepareSetRegions(change.first, change.second), replay_id, deadline));
+    (void)c;
+    BULWARK_ASSIGN_OR_RETURN(GeoConfig next, DecodeRegions(change.first, node_->config->geo));
+    FillTopologyOf(*node_->config, next, st.geo_position().epoch, static_cast<v1::TopologyResponse*>(response));
     return Status::Ok();
   }
   if (method == "AddNode" || method == "RemoveNode") return ChangeMembership(method, request, response, deadline);

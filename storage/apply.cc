@@ -24,6 +24,7 @@ bool IsDdl(WriteCommand::Kind k) {
     case WriteCommand::Kind::kRotateDataKey:
     case WriteCommand::Kind::kSetMember:
     case WriteCommand::Kind::kPurgeContainer:
+    case WriteCommand::Kind::kSetRegions:
     case WriteCommand::Kind::kFirewallAllow:
     case WriteCommand::Kind::kFirewallDeny:
     case WriteCommand::Kind::kSetAccountKey:
@@ -224,6 +225,13 @@ Result<ApplyOutcome> DocumentStore::Apply(uint64_t index, WriteCommand cmd) {
   if (index > 0) {
     e.mutations.push_back(
         {Mutation::Kind::kPut, s.meta, std::string(kAppliedIndexKey), EncodeAppliedRecord({index, step.next})});
+    if (cmd.kind == WriteCommand::Kind::kSetRegions && e.outcome.status.ok()) {
+      // Where in the stream the regions changed: a removed region is shipped
+      // exactly up to here.
+      std::string glsn;
+      PutFixed64(glsn, step.next.glsn);
+      e.mutations.push_back({Mutation::Kind::kPut, s.meta, std::string(kRegionsGlsnKey), std::move(glsn)});
+    }
   }
   if (!e.mutations.empty() || change != nullptr) {
     BULWARK_ASSIGN_OR_RETURN(uint64_t lsn, s.queue->Commit(std::move(e.mutations), change));

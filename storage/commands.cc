@@ -19,7 +19,7 @@ constexpr uint8_t kCommandFormatWithGeo = 3;
 // length prefix can make Decode allocate.
 constexpr size_t kMaxFieldBytes = 4 << 20;
 
-bool ValidKind(uint8_t k) { return k >= 1 && k <= static_cast<uint8_t>(WriteCommand::Kind::kInstallRegionImage); }
+bool ValidKind(uint8_t k) { return k >= 1 && k <= static_cast<uint8_t>(WriteCommand::Kind::kSetRegions); }
 
 }  // namespace
 
@@ -28,7 +28,7 @@ std::string WriteCommand::Encode() const {
   out.reserve(64 + sealed.size() + database.size() + container.size() + partition_key.size() + item_id.size());
   const bool with_setting = kind == Kind::kFirewallAllow || kind == Kind::kFirewallDeny ||
                             kind == Kind::kSetAccountKey || kind == Kind::kAccessPut || kind == Kind::kAccessDelete ||
-                            !setting.empty();
+                            kind == Kind::kSetRegions || !setting.empty();
   const bool with_geo = geo_glsn != 0;
   out.push_back(static_cast<char>(with_geo       ? kCommandFormatWithGeo
                                   : with_setting ? kCommandFormatWithSetting
@@ -134,6 +134,8 @@ std::string_view CommandKindName(WriteCommand::Kind k) {
       return "AccessDelete";
     case WriteCommand::Kind::kInstallRegionImage:
       return "InstallRegionImage";
+    case WriteCommand::Kind::kSetRegions:
+      return "SetRegions";
   }
   return "Unknown";
 }

@@ -69,6 +69,12 @@ struct WriteCommand {
     // geo_source_index. Applied by the replica, which fetches the image from
     // a member that has it; never by DocumentStore::Apply. Local to a region.
     kInstallRegionImage = 17,
+    // The account's regions, changed online (docs/geo-replication.md):
+    // `setting` is the whole new topology (JSON, validated by the server),
+    // `if_match` the version of the record it replaces ("none": no record
+    // yet), so two concurrent changes cannot lose each other: the second
+    // applies as FailedPrecondition. An account command: it travels to every region.
+    kSetRegions = 18,
   };
   Kind kind = Kind::kCreateDatabase;
   std::string request_id;  // the client's idempotency key; may be empty

@@ -558,6 +558,8 @@ Result<CommandEffect> DdlCommandEffect(DocumentStore::Impl& s, const WriteComman
       return RotateDataKeyEffect(s, cmd);
     case WriteCommand::Kind::kPurgeContainer:
       return PurgeContainerEffect(s, cmd, index);
+    case WriteCommand::Kind::kSetRegions:
+      return SetRegionsEffect(s, cmd);
     case WriteCommand::Kind::kFirewallAllow:
     case WriteCommand::Kind::kFirewallDeny:
       return FirewallEffect(s, cmd);

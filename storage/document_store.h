@@ -183,6 +183,10 @@ struct ItemPage {
   std::string continuation;        // empty when there are no more
 };
 
+// A regions record is at most this large; "none" versions the absent one.
+constexpr size_t kMaxRegionsBytes = 256 << 10;
+constexpr std::string_view kNoRegionsVersion = "none";
+
 class DocumentStore {
  public:
   // Opens or creates the store at options.path. A new store records the
@@ -392,6 +396,18 @@ class DocumentStore {
   Result<std::vector<std::string>> ClientAllowlist() const;
   // Changes whenever the settings may have changed (cheap; for caches).
   uint64_t settings_generation() const;
+
+  // The account's regions, once changed online (kSetRegions; the server
+  // owns the JSON's meaning). nullopt: never changed (the configuration
+  // holds them). RegionsVersion names a record for PrepareSetRegions'
+  // base_version (kNoRegionsVersion: replacing no record).
+  struct RegionsRecord {
+    std::string json;
+    uint64_t glsn = 0;  // of the command that set it (0 outside replication)
+  };
+  Result<std::optional<RegionsRecord>> Regions() const;
+  static std::string RegionsVersion(std::string_view record);
+  Result<WriteCommand> PrepareSetRegions(std::string_view record, std::string_view base_version) const;
 
   // ---- Identity and access (replicated; storage/access.cc) ----
   // Sets account key `name` to `key` (kAccountKeyBytes; the caller draws it

@@ -7,6 +7,11 @@
 #include <set>
 #include <sstream>
 
+#include <sodium.h>
+#include <nlohmann/json.hpp>
+
+#include "common/coding.h"
+#include "crypto/secret.h"
 #include "storage/store_impl.h"
 
 namespace bulwark::storage {
@@ -80,6 +85,66 @@ Result<std::vector<std::string>> DocumentStore::ClientAllowlist() const {
   if (current.status().code() == Code::kNotFound) return std::vector<std::string>{};
   BULWARK_RETURN_IF_ERROR(current.status());
   return SplitLines(*current);
+}
+
+std::string DocumentStore::RegionsVersion(std::string_view record) {
+  unsigned char h[16];
+  crypto_generichash(h, sizeof(h), reinterpret_cast<const unsigned char*>(record.data()), record.size(), nullptr, 0);
+  return crypto::HexEncode(std::string_view(reinterpret_cast<const char*>(h), sizeof(h)));
+}
+
+Result<CommandEffect> SetRegionsEffect(DocumentStore::Impl& s, const WriteCommand& cmd) {
+  CommandEffect e;
+  auto current = s.Get(s.meta, kRegionsKey);
+  if (!current.ok() && current.status().code() != Code::kNotFound) return current.status();
+  const std::string version = current.ok() ? DocumentStore::RegionsVersion(*current) : std::string(kNoRegionsVersion);
+  if (cmd.if_match != version) {
+    e.outcome.status = Status::FailedPrecondition("the account's regions changed meanwhile; read them again and retry");
+    return e;
+  }
+  const nlohmann::json j = nlohmann::json::parse(cmd.setting, nullptr, false);
+  if (!j.is_object() || cmd.setting.size() > kMaxRegionsBytes) {
+    e.outcome.status = Status::InvalidArgument("the regions record is not a JSON object of at most " +
+                                               std::to_string(kMaxRegionsBytes) + " bytes");
+    return e;
+  }
+  e.mutations.push_back({Mutation::Kind::kPut, s.meta, std::string(kRegionsKey), cmd.setting});
+  e.settings_changed = true;
+  return e;
+}
+
+Result<WriteCommand> DocumentStore::PrepareSetRegions(std::string_view record, std::string_view base_version) const {
+  if (record.size() > kMaxRegionsBytes) {
+    return Status::InvalidArgument("the regions record is over " + std::to_string(kMaxRegionsBytes) + " bytes");
+  }
+  WriteCommand c;
+  c.kind = WriteCommand::Kind::kSetRegions;
+  c.setting = record;
+  c.if_match = base_version;
+  c.ts = NowUnixSeconds();
+  return c;
+}
+
+Result<std::optional<DocumentStore::RegionsRecord>> DocumentStore::Regions() const {
+  // One snapshot: the record and its GLSN are written together.
+  const rocksdb::Snapshot* snap = impl_->db->GetSnapshot();
+  rocksdb::ReadOptions ro;
+  ro.snapshot = snap;
+  std::string text, glsn_bytes;
+  const rocksdb::Status found = impl_->db->Get(ro, impl_->meta, std::string(kRegionsKey), &text);
+  const rocksdb::Status found_glsn = impl_->db->Get(ro, impl_->meta, std::string(kRegionsGlsnKey), &glsn_bytes);
+  impl_->db->ReleaseSnapshot(snap);
+  if (found.IsNotFound()) return std::optional<RegionsRecord>();
+  BULWARK_RETURN_IF_ERROR(FromRocks(found, "cannot read the regions record"));
+  RegionsRecord r;
+  r.json = std::move(text);
+  if (found_glsn.ok()) {
+    std::string_view v = glsn_bytes;
+    if (!GetFixed64(v, r.glsn)) return Status::Corruption("the regions record's GLSN is malformed");
+  } else if (!found_glsn.IsNotFound()) {
+    return FromRocks(found_glsn, "cannot read the regions record");
+  }
+  return std::optional<RegionsRecord>(std::move(r));
 }
 
 uint64_t DocumentStore::settings_generation() const { return impl_->settings_generation.load(); }

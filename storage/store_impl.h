@@ -108,6 +108,7 @@ struct CommandEffect {
 Result<CommandEffect> DdlCommandEffect(DocumentStore::Impl& s, const WriteCommand& cmd, uint64_t index);
 // REQUIRES: ddl_mu held exclusively.
 Result<CommandEffect> FirewallEffect(DocumentStore::Impl& s, const WriteCommand& cmd);
+Result<CommandEffect> SetRegionsEffect(DocumentStore::Impl& s, const WriteCommand& cmd);
 // REQUIRES: ddl_mu held exclusively (storage/access.cc).
 Result<CommandEffect> SetAccountKeyEffect(DocumentStore::Impl& s, const WriteCommand& cmd, uint64_t index);
 Result<CommandEffect> AccessEffect(DocumentStore::Impl& s, const WriteCommand& cmd);

@@ -516,3 +516,114 @@ TEST_CASE(
   for (int i = 1; i <= 4; ++i) sent = sent || log_of(1, i).find("event=region_image_sent") != std::string::npos;
   CHECK(sent);
 }
+
+TEST_CASE(
+    "regions online: an added region fills itself from an image plus the stream, a removed one learns it and "
+    "serves nothing, and bad changes are refused",
+    "[geo]") {
+  TestAccount t(2, "Session");
+  auto writer = t.Client(1);
+  REQUIRE(writer->CreateDatabase("db").ok());
+  REQUIRE(writer->CreateContainer("db", "c", "/tenant").ok());
+  std::set<std::string> acked;
+  auto write_some = [&](int from, int to) {
+    for (int i = from; i < to; ++i) {
+      const std::string id = "k" + std::to_string(i);
+      Result<client::Item> w = Status::Unavailable("not tried");
+      for (int attempt = 0; attempt < 20 && !w.ok(); ++attempt) {
+        w = writer->UpsertItem("db", "c", Doc(id, i), "req-" + id);
+        if (!w.ok()) std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      }
+      INFO(w.status().ToString());
+      REQUIRE(w.ok());
+      acked.insert(id);
+    }
+  };
+  write_some(0, 30);
+
+  // r3's nodes run, but the account does not know them yet.
+  auto r3 = t.account->AddRegion();
+  INFO(r3.status().ToString());
+  REQUIRE(r3.ok());
+  REQUIRE(*r3 == 3);
+  CHECK(t.Glsn(3) == 0);
+  client::RegionSpec spec = t.account->region_spec(3);
+  auto added = writer->AddRegion(spec);
+  INFO(added.status().ToString());
+  REQUIRE(added.ok());
+  REQUIRE(added->regions.size() == 3);
+  CHECK(added->regions.back().name == "r3");
+  CHECK(added->regions.back().priority == 2);
+  write_some(30, 40);
+  REQUIRE(t.WaitRegionAt(3, t.Glsn(1)));
+  for (int i = 1; i <= 4; ++i) {
+    INFO("r3 node " << i);
+    auto node = t.NodeClient(3, i);
+    CHECK(Ids(*node, ConsistencyLevel::kEventual) == acked);
+  }
+  // r2 learned of r3 through the stream: its nodes list it too.
+  auto r2_topology = t.NodeClient(2, 1)->GetTopology();
+  REQUIRE(r2_topology.ok());
+  CHECK(r2_topology->regions.size() == 3);
+  // A reader that prefers r3 reads there.
+  auto reader = t.Client(3);
+  auto item = reader->ReadItem("db", "c", "\"t\"", "k35", {ConsistencyLevel::kEventual, ""});
+  REQUIRE(item.ok());
+  CHECK(ValueOf(item->json) == 35);
+
+  // Refused: a second r3, someone else's peer address, a malformed address,
+  // removing the write region, a change sent to a read region.
+  CHECK(writer->AddRegion(spec).status().code() == Code::kAlreadyExists);
+  client::RegionSpec clash = spec;
+  clash.name = "r9";
+  CHECK(writer->AddRegion(clash).status().code() == Code::kAlreadyExists);
+  client::RegionSpec bad = spec;
+  bad.name = "r8";
+  bad.peers = {"127.0.8.1"};
+  CHECK(writer->AddRegion(bad).status().code() == Code::kInvalidArgument);
+  auto no_write_region = writer->RemoveRegion("r1");
+  CHECK(no_write_region.status().code() == Code::kFailedPrecondition);
+  CHECK(no_write_region.status().message().find("write region") != std::string::npos);
+  CHECK(writer->RemoveRegion("nowhere").status().code() == Code::kNotFound);
+  CHECK(t.NodeClient(2, 1)->RemoveRegion("r3").status().code() == Code::kFailedPrecondition);
+
+  // Priorities change online.
+  auto moved = writer->SetRegionPriority("r3", 1);
+  REQUIRE(moved.ok());
+  REQUIRE(moved->regions.size() == 3);
+  CHECK(moved->regions[1].name == "r3");
+  CHECK(moved->regions[2].name == "r2");
+
+  // r2 leaves: it gets the change that removed it, then serves nothing.
+  auto removed = writer->RemoveRegion("r2");
+  INFO(removed.status().ToString());
+  REQUIRE(removed.ok());
+  CHECK(removed->regions.size() == 2);
+  auto r2 = t.NodeClient(2, 1);
+  Status refused = Status::Ok();
+  const auto until = std::chrono::steady_clock::now() + kConverge;
+  while (std::chrono::steady_clock::now() < until) {
+    refused = r2->ReadItem("db", "c", "\"t\"", "k1", {ConsistencyLevel::kEventual, ""}).status();
+    if (refused.code() == Code::kFailedPrecondition) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  CHECK(refused.code() == Code::kFailedPrecondition);
+  CHECK(refused.message().find("removed from the account") != std::string::npos);
+  // r1 no longer streams to r2; r3 gets everything.
+  const uint64_t r2_at = t.Glsn(2);
+  write_some(40, 45);
+  REQUIRE(t.WaitRegionAt(3, t.Glsn(1)));
+  CHECK(t.Glsn(2) == r2_at);
+  CHECK(r2_at < t.Glsn(1));
+  CHECK(Ids(*t.NodeClient(3, 2), ConsistencyLevel::kEventual) == acked);
+  auto status = t.NodeClient(1, t.Leader(1))->GetStatus();
+  REQUIRE(status.ok());
+  for (const auto& r : status->regions) CHECK(r.name != "r2");
+
+  // A restarted node of r3 keeps the topology it learned, not its configuration.
+  t.account->region(3).KillNode(1);
+  REQUIRE(t.account->region(3).StartNode(1).ok());
+  auto after = t.NodeClient(3, 1)->GetTopology();
+  REQUIRE(after.ok());
+  CHECK(after->regions.size() == 2);
+}

@@ -1,0 +1,154 @@
+#include "server/regions.h"
+
+#include <algorithm>
+#include <set>
+
+#include <nlohmann/json.hpp>
+
+namespace bulwark::server {
+namespace {
+
+using nlohmann::json;
+
+// "host:port" with a port of 1..65535.
+bool ValidAddress(const std::string& a) {
+  const size_t colon = a.rfind(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 >= a.size() || a.size() > 255) return false;
+  const std::string port = a.substr(colon + 1);
+  if (port.size() > 5 || !std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    return false;
+  }
+  const int p = std::stoi(port);
+  return p >= 1 && p <= 65535;
+}
+
+Result<std::vector<std::string>> Strings(const json& j, const std::string& what) {
+  if (!j.is_array()) return Status::InvalidArgument("regions record: " + what + " is not a list");
+  std::vector<std::string> out;
+  for (const auto& v : j) {
+    if (!v.is_string()) return Status::InvalidArgument("regions record: " + what + " holds a non-string");
+    out.push_back(v.get<std::string>());
+  }
+  return out;
+}
+
+Status CheckAddresses(const RegionConfig& r) {
+  for (const auto* list : {&r.peers, &r.endpoints}) {
+    for (const std::string& a : *list) {
+      if (!ValidAddress(a)) return Status::InvalidArgument("region " + r.name + ": '" + a + "' is not host:port");
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+std::string EncodeRegions(const GeoConfig& geo) {
+  json regions = json::array();
+  for (const RegionConfig& r : geo.regions) {
+    regions.push_back({{"name", r.name}, {"priority", r.priority}, {"peers", r.peers}, {"endpoints", r.endpoints}});
+  }
+  return json{{"regions", regions}, {"strong", geo.strong_regions}}.dump();
+}
+
+Result<GeoConfig> DecodeRegions(std::string_view record, const GeoConfig& geo) {
+  const json j = json::parse(record, nullptr, false);
+  if (!j.is_object() || !j.contains("regions") || !j.contains("strong")) {
+    return Status::InvalidArgument("regions record: not an object with regions and strong");
+  }
+  GeoConfig out = geo;
+  out.regions.clear();
+  BULWARK_ASSIGN_OR_RETURN(out.strong_regions, Strings(j["strong"], "strong"));
+  if (!j["regions"].is_array()) return Status::InvalidArgument("regions record: regions is not a list");
+  for (const json& r : j["regions"]) {
+    if (!r.is_object() || !r.contains("name") || !r["name"].is_string() || !r.contains("priority") ||
+        !r["priority"].is_number_integer() || !r.contains("peers") || !r.contains("endpoints")) {
+      return Status::InvalidArgument("regions record: a region lacks name, priority, peers or endpoints");
+    }
+    RegionConfig rc;
+    rc.name = r["name"].get<std::string>();
+    rc.priority = r["priority"].get<int>();
+    BULWARK_ASSIGN_OR_RETURN(rc.peers, Strings(r["peers"], "peers"));
+    BULWARK_ASSIGN_OR_RETURN(rc.endpoints, Strings(r["endpoints"], "endpoints"));
+    for (const RegionConfig& before : geo.regions) {
+      if (before.name == rc.name) rc.link_delay_ms = before.link_delay_ms;
+    }
+    out.regions.push_back(std::move(rc));
+  }
+  if (out.regions.empty()) return Status::InvalidArgument("regions record: no regions");
+  if (out.strong_regions.empty()) return Status::InvalidArgument("regions record: an empty strong set");
+  NormalizeGeo(out);
+  BULWARK_RETURN_IF_ERROR(ValidateRegions(out));
+  return out;
+}
+
+Result<GeoConfig> ChangeRegions(const GeoConfig& current, const v1::ChangeRegionsRequest& change) {
+  GeoConfig next = current;
+  auto find = [&](const std::string& name) {
+    return std::find_if(next.regions.begin(), next.regions.end(), [&](const auto& r) { return r.name == name; });
+  };
+  auto move_to = [&](std::vector<RegionConfig>::iterator it, int priority) {
+    RegionConfig r = *it;
+    next.regions.erase(it);
+    const size_t at = priority < 0 ? next.regions.size() : std::min<size_t>(priority, next.regions.size());
+    next.regions.insert(next.regions.begin() + static_cast<std::ptrdiff_t>(at), std::move(r));
+    for (size_t i = 0; i < next.regions.size(); ++i) next.regions[i].priority = static_cast<int>(i);
+  };
+  switch (change.change_case()) {
+    case v1::ChangeRegionsRequest::kAdd: {
+      const v1::RegionSpec& spec = change.add();
+      if (!IsValidRegionName(spec.name())) {
+        return Status::InvalidArgument("a region name has 1-64 letters, digits, '-' or '_'");
+      }
+      if (find(spec.name()) != next.regions.end()) {
+        return Status::AlreadyExists("region " + spec.name() + " is already in the account");
+      }
+      RegionConfig r;
+      r.name = spec.name();
+      r.peers.assign(spec.peers().begin(), spec.peers().end());
+      r.endpoints.assign(spec.endpoints().begin(), spec.endpoints().end());
+      if (r.peers.empty() || r.endpoints.empty()) {
+        return Status::InvalidArgument("region " + r.name + " needs its nodes' peer and client addresses");
+      }
+      BULWARK_RETURN_IF_ERROR(CheckAddresses(r));
+      std::set<std::string> taken;
+      for (const auto& other : next.regions) taken.insert(other.peers.begin(), other.peers.end());
+      for (const auto& p : r.peers) {
+        if (taken.count(p)) return Status::AlreadyExists("peer address " + p + " already belongs to a region");
+      }
+      next.regions.push_back(std::move(r));
+      move_to(std::prev(next.regions.end()), spec.priority() > 0 ? static_cast<int>(spec.priority()) : -1);
+      if (spec.strong()) next.strong_regions.push_back(spec.name());
+      break;
+    }
+    case v1::ChangeRegionsRequest::kRemove: {
+      auto it = find(change.remove());
+      if (it == next.regions.end()) return Status::NotFound("region " + change.remove() + " is not in the account");
+      if (change.remove() == next.write_region) {
+        return Status::FailedPrecondition("region " + change.remove() +
+                                          " is the write region: fail over to another region first");
+      }
+      next.regions.erase(it);
+      std::erase(next.strong_regions, change.remove());
+      if (next.strong_regions.empty()) {
+        return Status::FailedPrecondition("removing " + change.remove() + " would leave the strong quorum set empty");
+      }
+      for (size_t i = 0; i < next.regions.size(); ++i) next.regions[i].priority = static_cast<int>(i);
+      break;
+    }
+    case v1::ChangeRegionsRequest::kSetPriority: {
+      auto it = find(change.set_priority().name());
+      if (it == next.regions.end()) {
+        return Status::NotFound("region " + change.set_priority().name() + " is not in the account");
+      }
+      move_to(it, static_cast<int>(change.set_priority().priority()));
+      break;
+    }
+    default:
+      return Status::InvalidArgument("a region change names add, remove or set_priority");
+  }
+  BULWARK_RETURN_IF_ERROR(ValidateRegions(next));
+  return next;
+}
+
+}  // namespace bulwark::server

@@ -1,0 +1,36 @@
+#pragma once
+// The account's regions as replicated state: once changed online
+// (`bulwark region add|remove`), the topology is a record in the store
+// (storage kSetRegions, applied in every region in GLSN order) rather than
+// each node's geo.regions configuration. This module is the record's JSON
+// form and the changes' rules (docs/geo-replication.md, "Adding and
+// removing regions").
+//
+// Thread safety: pure functions.
+
+#include <string>
+#include <string_view>
+
+#include "bulwark/v1/admin.pb.h"
+#include "common/status.h"
+#include "server/config.h"
+
+namespace bulwark::server {
+
+// {"regions":[{"name","priority","peers":[..],"endpoints":[..]}],"strong":[..]}
+// in priority order. The write region and every other geo.* setting stay
+// configuration.
+std::string EncodeRegions(const GeoConfig& geo);
+// `geo` with its regions and strong set replaced by the record's (a
+// region's test-only link delay is kept by name), normalized and
+// validated. InvalidArgument for a malformed or invalid record.
+Result<GeoConfig> DecodeRegions(std::string_view record, const GeoConfig& geo);
+
+// The topology after a change, validated. Add: InvalidArgument for a bad
+// name, address or priority, AlreadyExists for a known region (by name or by
+// any peer address). Remove: NotFound for an unknown region,
+// FailedPrecondition for the write region or the last region of the strong
+// set. A priority change (`set_priority`) moves a region in the order.
+Result<GeoConfig> ChangeRegions(const GeoConfig& current, const v1::ChangeRegionsRequest& change);
+
+}  // namespace bulwark::server
