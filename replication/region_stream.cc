@@ -6,6 +6,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "bulwark/v1/peer.pb.h"
@@ -46,8 +47,9 @@ struct RegionShipper::Impl {
     bool in_set = false;     // configured in the strong quorum set (fixed)
     bool in_quorum = false;  // in the set as run now (dynamic quorum)
     bool needs_image = false;
-    bool retired = false;     // a removed region, done with
-    uint64_t hold_after = 0;  // a regions change shipped, not yet in force here
+    bool retired = false;  // a removed region, done with
+    // A removed region: nothing past this GLSN (the change that removed it).
+    uint64_t retire_at = 0;
     // While an image is on its way: the log must keep what follows it.
     uint64_t image_from = 0;
     SteadyClock::time_point next_image{};  // no new image attempt before
@@ -71,10 +73,11 @@ struct RegionShipper::Impl {
   // Adds the account commands of `entries` to the batch, numbered from
   // from_glsn + 1, up to last_glsn (0: no limit). Corruption for an entry
   // that does not decode.
-  // Stops after a regions change not yet in force (its GLSN in
-  // *regions_change).
-  Status AddEntries(const std::vector<raft::Entry>& entries, uint64_t from_glsn, uint64_t epoch, uint64_t last_glsn,
-                    v1::RegionAppendRequest* req, uint64_t* regions_change) const;
+  // Stops after a regions change that removes `region` (its GLSN in
+  // *removed_at), so a removed region never gets a write from after it.
+  static Status AddEntries(const std::vector<raft::Entry>& entries, uint64_t from_glsn, uint64_t epoch,
+                           uint64_t last_glsn, const std::string& region, v1::RegionAppendRequest* req,
+                           uint64_t* removed_at);
   void UpdateQuorum(SteadyClock::time_point now);  // REQUIRES: mu held
   uint64_t CommittedLocked() const;                // REQUIRES: mu held
   std::vector<std::string> QuorumLocked() const;   // REQUIRES: mu held
@@ -104,7 +107,13 @@ Result<std::unique_ptr<RegionShipper>> RegionShipper::Start(RegionStreamOptions 
     Impl::Remote remote;
     remote.config = r;
     remote.in_set = r.retire_at_glsn == 0 && in_set(r.name);
+    remote.retire_at = r.retire_at_glsn;
     remote.in_quorum = remote.in_set;
+    if (impl->options.restart) {
+      auto carried = impl->options.carried.find(r.name);
+      remote.in_quorum = remote.in_set && carried != impl->options.carried.end() && carried->second.in_quorum;
+      if (carried != impl->options.carried.end()) remote.lease_granted_until = carried->second.lease_granted_until;
+    }
     impl->configured_set += remote.in_set ? 1 : 0;
     remote.last_ack = now;  // a grace period from start before removal
     remote.caught_up = now;
@@ -124,14 +133,14 @@ void RegionShipper::Stop() {
 void RegionShipper::Impl::Run(size_t r) {
   SteadyClock::time_point last_message{};
   bool was_leader = false;
-  const uint64_t retire_at = remotes[r].config.retire_at_glsn;  // fixed after Start
-  const auto retire_by = SteadyClock::now() + options.retire_within;
+  std::optional<SteadyClock::time_point> retire_by;
   while (!stop.load()) {
-    if (retire_at > 0) {
+    {
       std::lock_guard lock(mu);
       Remote& remote = remotes[r];
-      const bool has_it = remote.known && remote.acked_glsn >= retire_at;
-      if (has_it || SteadyClock::now() >= retire_by) {
+      if (remote.retire_at > 0 && !retire_by) retire_by = SteadyClock::now() + options.retire_within;
+      const bool has_it = remote.retire_at > 0 && remote.known && remote.acked_glsn >= remote.retire_at;
+      if (has_it || (retire_by && SteadyClock::now() >= *retire_by)) {
         remote.retired = true;
         spdlog::info("event=region_retired region={} acked_glsn={} had_the_change={}", remote.config.name,
                      remote.acked_glsn, has_it);
@@ -154,7 +163,7 @@ void RegionShipper::Impl::Run(size_t r) {
       std::lock_guard lock(mu);
       const Remote& remote = remotes[r];
       behind = remote.known && remote.acked_glsn < store->geo_position().glsn && !remote.needs_image &&
-               remote.hold_after == 0;
+               remote.retire_at == 0;
     }
     if (behind || now - last_message >= options.heartbeat) {
       const bool ok = SendOnce(r, now);
@@ -200,18 +209,14 @@ bool RegionShipper::Impl::SendOnce(size_t r, SteadyClock::time_point now) {
   const uint64_t applied = store->applied_index();
   const storage::GeoPosition head = store->geo_position();
   req.set_head_glsn(head.glsn);
-  // A removed region gets nothing past the change that removed it; no region
-  // gets anything past a regions change before it is in force here.
-  const uint64_t retire_at = remotes[r].config.retire_at_glsn;
-  if (retire_at > 0 && head.glsn > retire_at) req.set_head_glsn(retire_at);
-  uint64_t limit = retire_at;
+  // A removed region gets nothing past the change that removed it.
+  uint64_t retire_at = 0;
   {
     std::lock_guard lock(mu);
-    Remote& remote = remotes[r];
-    if (remote.hold_after > 0 && options.topology_checked() >= remote.hold_after) remote.hold_after = 0;
-    if (remote.hold_after > 0) limit = limit == 0 ? remote.hold_after : std::min(limit, remote.hold_after);
+    retire_at = remotes[r].retire_at;
   }
-  uint64_t regions_change = 0;
+  if (retire_at > 0 && head.glsn > retire_at) req.set_head_glsn(retire_at);
+  uint64_t removed_at = 0;
   bool image = false;
   if (known && from_glsn < req.head_glsn()) {
     auto entries =
@@ -224,16 +229,22 @@ bool RegionShipper::Impl::SendOnce(size_t r, SteadyClock::time_point now) {
       spdlog::warn("event=region_stream_stalled region={} glsn={} error=\"{}\"", remotes[r].config.name, from_glsn,
                    remotes[r].error);
       return false;
-    } else if (Status built = AddEntries(*entries, from_glsn, head.epoch, limit, &req, &regions_change); !built.ok()) {
+    } else if (Status built =
+                   AddEntries(*entries, from_glsn, head.epoch, retire_at, remotes[r].config.name, &req, &removed_at);
+               !built.ok()) {
       std::lock_guard lock(mu);
       remotes[r].error = built.ToString();
       spdlog::error("event=region_stream_stalled region={} error=\"{}\"", remotes[r].config.name, remotes[r].error);
       return false;
     }
   }
-  if (regions_change > 0) {
+  if (removed_at > 0) {
     std::lock_guard lock(mu);
-    remotes[r].hold_after = regions_change;
+    Remote& remote = remotes[r];
+    if (remote.retire_at == 0 || removed_at < remote.retire_at) remote.retire_at = removed_at;
+    remote.in_set = false;
+    remote.in_quorum = false;
+    spdlog::info("event=region_stream_ends region={} glsn={} reason=removed", remote.config.name, removed_at);
   }
   if (image && retire_at > 0) {
     // An image would carry what came after its removal.
@@ -294,8 +305,8 @@ bool RegionShipper::Impl::SendOnce(size_t r, SteadyClock::time_point now) {
 }
 
 Status RegionShipper::Impl::AddEntries(const std::vector<raft::Entry>& entries, uint64_t from_glsn, uint64_t epoch,
-                                       uint64_t last_glsn, v1::RegionAppendRequest* req,
-                                       uint64_t* regions_change) const {
+                                       uint64_t last_glsn, const std::string& region, v1::RegionAppendRequest* req,
+                                       uint64_t* removed_at) {
   uint64_t glsn = from_glsn;
   for (const auto& e : entries) {
     if (last_glsn > 0 && glsn >= last_glsn) break;
@@ -316,12 +327,14 @@ Status RegionShipper::Impl::AddEntries(const std::vector<raft::Entry>& entries, 
     out->set_command(cmd->Encode());
     cmd->WipeKey();
     if (static_cast<size_t>(req->entries_size()) >= kMaxRegionBatchEntries) break;
-    if (cmd->kind == storage::WriteCommand::Kind::kSetRegions && options.topology_checked &&
-        options.topology_checked() < glsn) {
-      // A regions change not yet in force here: nothing past it, yet (it
-      // may remove this very region; RegionStreamOptions::topology_checked).
-      *regions_change = glsn;
-      break;
+    if (cmd->kind == storage::WriteCommand::Kind::kSetRegions) {
+      // Decided here, not when this node puts the change in force (up to a
+      // poll later): a region it removes gets it, and nothing after it.
+      auto names = storage::DocumentStore::RegionNames(cmd->setting);
+      if (names.ok() && names->count(region) == 0) {
+        *removed_at = glsn;
+        break;
+      }
     }
   }
   return Status::Ok();
@@ -433,7 +446,7 @@ Status RegionShipper::ThrottleForBound(uint64_t max_writes, std::chrono::millise
     std::string over;
     for (const auto& r : impl_->remotes) {
       if (now - r.last_ack > impl_->options.removal_after) continue;  // disconnected: not held to the bound
-      if (r.config.retire_at_glsn > 0) continue;                      // removed from the account
+      if (r.retire_at > 0) continue;                                  // removed from the account
       const uint64_t lag = r.LagWrites(head);
       if (lag >= max_writes || (lag > 0 && now - r.caught_up >= max_lag)) {
         over = r.config.name + " is " + std::to_string(lag) + " writes behind";
@@ -478,6 +491,25 @@ std::vector<RegionLag> RegionShipper::Lags() const {
     l.leader = r.leader_address;
     l.error = r.error;
     out.push_back(std::move(l));
+  }
+  return out;
+}
+
+std::map<std::string, QuorumState> RegionShipper::QuorumStates() const {
+  std::lock_guard lock(impl_->mu);
+  std::map<std::string, QuorumState> out;
+  for (const auto& r : impl_->remotes) out[r.config.name] = {r.in_quorum, r.lease_granted_until};
+  return out;
+}
+
+std::vector<RemoteRegion> RegionShipper::Retiring() const {
+  std::lock_guard lock(impl_->mu);
+  std::vector<RemoteRegion> out;
+  for (const auto& r : impl_->remotes) {
+    if (r.retire_at == 0 || r.retired) continue;
+    RemoteRegion copy = r.config;
+    copy.retire_at_glsn = r.retire_at;
+    out.push_back(std::move(copy));
   }
   return out;
 }

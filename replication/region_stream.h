@@ -35,6 +35,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -65,8 +66,16 @@ struct RemoteRegion {
   // A region just removed from the account: shipped to until it has
   // acknowledged this GLSN (the change that removed it), or for
   // RegionStreamOptions::retire_within, whichever comes first; never in
-  // the strong quorum set, never throttling writes. 0: a member region.
+  // the strong quorum set, never throttling writes. 0: a member region
+  // (which the stream retires itself if it ships the change removing it).
   uint64_t retire_at_glsn = 0;
+};
+
+// A region's place in the strong quorum set, carried from one shipper to
+// the next when the topology changes.
+struct QuorumState {
+  bool in_quorum = false;
+  std::chrono::system_clock::time_point lease_granted_until{};
 };
 
 struct RegionStreamOptions {
@@ -87,13 +96,15 @@ struct RegionStreamOptions {
   // next attempt waits image_retry.
   std::chrono::milliseconds image_timeout{600000};
   std::chrono::milliseconds image_retry{5000};
+  // A region removed by a regions change (kSetRegions) it ships gets that
+  // change and nothing after it, then this long to acknowledge it.
   std::chrono::milliseconds retire_within{30000};
-  // The GLSN through which the node has put every regions change in force
-  // (a new shipper replaces this one when one removes a region). The
-  // stream ships a kSetRegions command, then nothing after it until this
-  // reaches it, so a removed region never gets a write from after its
-  // removal. Unset: no wait.
-  std::function<uint64_t()> topology_checked;
+  // A shipper replacing another (a topology change): regions start in the
+  // quorum set as `carried` says, and regions not in it start outside it
+  // (added back once caught up). A first start puts every configured
+  // region of the set in it.
+  bool restart = false;
+  std::map<std::string, QuorumState> carried;
 };
 
 struct RegionLag {
@@ -133,6 +144,9 @@ class RegionShipper {
   std::vector<RegionLag> Lags() const;
   // The raft index from which the log must be kept for the regions (0: none).
   uint64_t RetainFrom() const;
+  // For the next shipper (RegionStreamOptions::carried, remotes).
+  std::map<std::string, QuorumState> QuorumStates() const;
+  std::vector<RemoteRegion> Retiring() const;  // removed regions not yet retired
   void Stop();
 
   struct Impl;

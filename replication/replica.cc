@@ -648,7 +648,10 @@ Status Replica::Impl::ApplyRegionImage(uint64_t index, const storage::WriteComma
         return Status(last).WithContext("cannot fetch region image " + id + " for raft entry " + std::to_string(index));
       }
       const uint64_t from = sources[attempt % sources.size()];
-      if (from == options.node_id) continue;
+      if (from == options.node_id) {
+        std::this_thread::sleep_for(backoff);  // it staged the image and lost it: wait for give_up
+        continue;
+      }
       BULWARK_RETURN_IF_ERROR(store->BeginRegionImage(id));
       last = transport->FetchRegionImage(
           from, id, [&](std::string_view chunk) { return store->AddRegionImageChunk(id, chunk); },
@@ -723,7 +726,8 @@ Status Replica::Impl::CompactLogThrough(uint64_t to, const char* reason) {
   BULWARK_RETURN_IF_ERROR(log->Compact(to, cs));
   spdlog::info("event=log_compacted node={} reason={} first_index={} last_index={}", options.node_id, reason,
                log->FirstIndex(), log->LastIndex());
-  return Status::Ok();
+  // Region images whose install entries are gone are no longer fetched.
+  return store->DropRegionImages(to);
 }
 
 Status Replica::Impl::RefreshPeers() {

@@ -408,8 +408,8 @@ bool PeerSender::SendSnapshot(raft::Message snap) {
   auto emit = [&](std::string_view chunk) -> Status {
     if (broken) return Status::Unavailable("snapshot stream to peer broke");
     if (StopRequested()) return Status::Unavailable("transport stopping");
-    if (chunk.size() > transport_->options.limits.max_snapshot_chunk_bytes) {
-      return Status::InvalidArgument("snapshot chunk exceeds max_snapshot_chunk_bytes");
+    if (chunk.size() > transport_->options.limits.max_snapshot_frame_bytes) {
+      return Status::InvalidArgument("snapshot chunk exceeds max_snapshot_frame_bytes");
     }
     v1::PeerFrame frame = NewFrame();
     frame.mutable_snapshot_chunk()->set_data(chunk.data(), chunk.size());
@@ -484,7 +484,7 @@ class PeerServiceImpl final : public v1::PeerService::Service {
     if (!reader->Read(&frame) || !frame.has_header()) {
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "a region image stream starts with its header");
     }
-    const size_t max_chunk = transport_->options.limits.max_snapshot_chunk_bytes;
+    const size_t max_chunk = transport_->options.limits.max_snapshot_frame_bytes;
     TransportHandler::ChunkReader next = [&](std::string* chunk) -> Result<bool> {
       v1::RegionImageFrame f;
       if (!reader->Read(&f)) return ctx->IsCancelled() ? Result<bool>(Status::Unavailable("the stream broke")) : false;

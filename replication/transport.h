@@ -38,9 +38,13 @@
 namespace bulwark::replication {
 
 struct TransportLimits {
-  size_t max_queued_messages_per_peer = 8192;       // beyond: drop, report unreachable
-  size_t max_batch_bytes = 4 << 20;                 // raft messages per stream write
-  size_t max_snapshot_chunk_bytes = 1 << 20;        // WriteSnapshot must emit chunks no larger
+  size_t max_queued_messages_per_peer = 8192;  // beyond: drop, report unreachable
+  size_t max_batch_bytes = 4 << 20;            // raft messages per stream write
+  size_t max_snapshot_chunk_bytes = 1 << 20;   // WriteSnapshot aims for chunks no larger...
+  // ... but a chunk holds whole records, and one item may be up to 2 MiB
+  // (storage kMaxItemBytes) plus its sealing: chunks up to this size travel,
+  // larger ones are refused (raft snapshots and region images alike).
+  size_t max_snapshot_frame_bytes = 8 << 20;
   size_t max_receive_message_bytes = 64 << 20;      // gRPC's receive limit on the peer port
   std::chrono::milliseconds dial_backoff{100};      // first retry delay; doubles up to 1 s
   std::chrono::milliseconds forward_timeout{5000};  // when the request names no deadline

@@ -1,5 +1,6 @@
 #include "server/geo.h"
 
+#include <sodium.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -61,8 +62,6 @@ struct Geo::Impl {
   std::condition_variable watch_cv;
   bool stopping = false;  // GUARDED_BY(watch_mu)
   std::thread watcher;
-  // Every regions record applied at or before this GLSN is in force.
-  std::atomic<uint64_t> checked_glsn{0};
 
   std::shared_ptr<const GeoConfig> Cfg() const {
     std::lock_guard lock(cfg_mu);
@@ -104,7 +103,6 @@ Status Geo::Impl::Apply(std::shared_ptr<const GeoConfig> next, const std::string
   options.heartbeat = std::chrono::milliseconds(g.heartbeat_ms);
   options.lease = std::chrono::milliseconds(g.lease_ms);
   options.removal_after = std::chrono::milliseconds(g.removal_ms);
-  options.topology_checked = [this] { return checked_glsn.load(); };
   bool listed = false;
   for (const RegionConfig& r : g.regions) {
     if (r.name == self) {
@@ -120,6 +118,18 @@ Status Geo::Impl::Apply(std::shared_ptr<const GeoConfig> next, const std::string
   }
   node->replica->transport()->SetRegionPeers(remote_peers);
   std::shared_ptr<replication::RegionShipper> started;
+  if (auto previous = Shipper()) {
+    // The quorum set as it runs now (and the leases granted), not as
+    // configured: a region dropped from it, or new, joins only once it has
+    // caught up.
+    options.carried = previous->QuorumStates();
+    options.restart = true;
+    for (auto& still : previous->Retiring()) {
+      const bool listed = std::any_of(options.remotes.begin(), options.remotes.end(),
+                                      [&](const auto& r) { return r.name == still.name; });
+      if (!listed) options.remotes.push_back(std::move(still));
+    }
+  }
   if (write_region) {
     BULWARK_ASSIGN_OR_RETURN(auto fresh,
                              replication::RegionShipper::Start(std::move(options), node->replica, node->store));
@@ -172,7 +182,8 @@ void Geo::Impl::Refresh() {
         std::any_of(next->regions.begin(), next->regions.end(), [&](const auto& n) { return n.name == r.name; });
     if (kept || r.name == self) continue;
     replication::RemoteRegion gone{r.name, r.peers, std::chrono::milliseconds(r.link_delay_ms)};
-    gone.retire_at_glsn = glsn;
+    auto at = (*rec)->removed.find(r.name);
+    gone.retire_at_glsn = at != (*rec)->removed.end() ? at->second : glsn;
     retiring.push_back(std::move(gone));
   }
   auto shared = std::make_shared<const GeoConfig>(std::move(next).value());
@@ -193,12 +204,8 @@ void Geo::Impl::Refresh() {
 void Geo::Impl::Watch() {
   std::unique_lock lock(watch_mu);
   while (!stopping) {
-    // The position first: a record applied by then is read below (the
-    // store publishes a GLSN only after writing what it applied).
-    const uint64_t at = node->store->geo_position().glsn;
     lock.unlock();
     Refresh();
-    checked_glsn.store(at);
     lock.lock();
     watch_cv.wait_for(lock, kTopologyPoll);
   }
@@ -212,14 +219,26 @@ Result<std::unique_ptr<Geo>> Geo::Start(NodeContext* node) {
   impl->cfg = configured;
   if (configured->enabled()) {
     impl->write_region = configured->write_region == impl->self;
-    impl->checked_glsn.store(node->store->geo_position().glsn);
-    BULWARK_RETURN_IF_ERROR(impl->Apply(configured, {}, {}));
-    impl->Refresh();  // a record from an earlier change wins over the configuration
+    // A record from an earlier change wins over the configuration: read it
+    // before anything is shipped.
+    std::shared_ptr<const GeoConfig> initial = configured;
+    std::string initial_record;
+    BULWARK_ASSIGN_OR_RETURN(auto rec, node->store->Regions());
+    if (rec.has_value()) {
+      auto decoded = DecodeRegions(rec->json, node->config->geo);
+      if (decoded.ok()) {
+        initial = std::make_shared<const GeoConfig>(std::move(decoded).value());
+        initial_record = rec->json;
+      } else {
+        spdlog::error("event=geo_topology_refused error=\"{}\"", decoded.status().ToString());
+      }
+    }
+    BULWARK_RETURN_IF_ERROR(impl->Apply(initial, initial_record, {}));
     Impl* raw = impl.get();
     impl->watcher = std::thread([raw] { raw->Watch(); });
     const auto g = impl->Cfg();
     spdlog::info("event=geo_started region={} write_region={} regions={} strong={} from_record={}", impl->self,
-                 g->write_region, g->regions.size(), g->strong_regions.size(), g != configured);
+                 g->write_region, g->regions.size(), g->strong_regions.size(), g.get() != configured.get());
   }
   return std::unique_ptr<Geo>(new Geo(std::move(impl)));
 }
@@ -261,7 +280,7 @@ Result<std::pair<std::string, std::string>> Geo::PrepareRegionChange(const v1::C
     version = storage::DocumentStore::RegionsVersion(current->json);
   }
   BULWARK_ASSIGN_OR_RETURN(GeoConfig next, ChangeRegions(base, change));
-  return std::make_pair(EncodeRegions(next), version);
+  return std::make_pair(EncodeRegions(next, &base), version);
 }
 
 Status Geo::Impl::RefuseIfRemoved() const {
@@ -460,7 +479,14 @@ v1::RegionAppendResponse Geo::OnRegionImage(const v1::RegionImageHeader& header,
   };
   std::unique_lock one(g.image_mu, std::try_to_lock);
   if (!one.owns_lock()) return answer("a region image is already being installed here");
-  const auto deadline = std::chrono::system_clock::time_point(std::chrono::milliseconds(header.deadline_unix_ms()));
+  if (header.epoch() < g.node->store->geo_position().epoch) {
+    return answer("region image from epoch " + std::to_string(header.epoch()) + " refused: this region is at epoch " +
+                  std::to_string(g.node->store->geo_position().epoch));
+  }
+  const auto deadline =
+      header.deadline_unix_ms() > 0
+          ? std::chrono::system_clock::time_point(std::chrono::milliseconds(header.deadline_unix_ms()))
+          : std::chrono::system_clock::now() + kLeaderWait;
   const std::string id = storage::DocumentStore::NewRegionImageId();
   spdlog::info("event=region_image_receiving id={} from_region={} head_glsn={}", id, header.from_region(),
                header.head_glsn());
@@ -473,13 +499,18 @@ v1::RegionAppendResponse Geo::OnRegionImage(const v1::RegionImageHeader& header,
     if (!st.ok() || !*more) break;
     bytes += chunk.size();
     st = g.node->store->AddRegionImageChunk(id, chunk);
+    sodium_memzero(chunk.data(), chunk.size());  // it carried raw keys
   }
   Result<storage::GeoPosition> pos = st.ok() ? g.node->store->FinishRegionImage(id) : Result<storage::GeoPosition>(st);
   if (!pos.ok()) {
     spdlog::warn("event=region_image_refused id={} bytes={} error=\"{}\"", id, bytes, pos.status().ToString());
+    (void)g.node->store->DropRegionImage(id);
     return answer("region image refused: " + pos.status().ToString());
   }
-  if (pos->glsn <= g.node->store->geo_position().glsn) return answer({});  // caught up meanwhile
+  if (pos->glsn <= g.node->store->geo_position().glsn) {  // caught up meanwhile
+    (void)g.node->store->DropRegionImage(id);
+    return answer({});
+  }
   // Every replica of the region installs it at the same raft index.
   storage::WriteCommand install;
   install.kind = storage::WriteCommand::Kind::kInstallRegionImage;
@@ -491,6 +522,8 @@ v1::RegionAppendResponse Geo::OnRegionImage(const v1::RegionImageHeader& header,
   install.proposed_unix_ms = UnixMs(std::chrono::system_clock::now());
   auto done = replica.Propose(std::move(install), deadline);
   if (!done.ok()) {
+    // It may still commit (then it is installed); if not, the image is
+    // dropped an hour on (DocumentStore::DropRegionImages).
     spdlog::warn("event=region_image_install_failed id={} error=\"{}\"", id, done.status().ToString());
     return answer("region image " + id + " was not installed: " + done.status().ToString());
   }

@@ -43,12 +43,20 @@ Status CheckAddresses(const RegionConfig& r) {
 
 }  // namespace
 
-std::string EncodeRegions(const GeoConfig& geo) {
+std::string EncodeRegions(const GeoConfig& geo, const GeoConfig* before) {
   json regions = json::array();
   for (const RegionConfig& r : geo.regions) {
     regions.push_back({{"name", r.name}, {"priority", r.priority}, {"peers", r.peers}, {"endpoints", r.endpoints}});
   }
-  return json{{"regions", regions}, {"strong", geo.strong_regions}}.dump();
+  json removed = json::array();
+  if (before != nullptr) {
+    for (const RegionConfig& r : before->regions) {
+      const bool kept =
+          std::any_of(geo.regions.begin(), geo.regions.end(), [&](const auto& n) { return n.name == r.name; });
+      if (!kept) removed.push_back(r.name);
+    }
+  }
+  return json{{"regions", regions}, {"strong", geo.strong_regions}, {"removed", removed}}.dump();
 }
 
 Result<GeoConfig> DecodeRegions(std::string_view record, const GeoConfig& geo) {
@@ -137,6 +145,12 @@ Result<GeoConfig> ChangeRegions(const GeoConfig& current, const v1::ChangeRegion
       break;
     }
     case v1::ChangeRegionsRequest::kSetPriority: {
+      if (change.set_priority().priority() == 0) {
+        return Status::InvalidArgument("priority 0 is the write region's: a read region's priority is at least 1");
+      }
+      if (change.set_priority().name() == next.write_region) {
+        return Status::FailedPrecondition("the write region stays first; fail over to move it");
+      }
       auto it = find(change.set_priority().name());
       if (it == next.regions.end()) {
         return Status::NotFound("region " + change.set_priority().name() + " is not in the account");

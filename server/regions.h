@@ -17,10 +17,12 @@
 
 namespace bulwark::server {
 
-// {"regions":[{"name","priority","peers":[..],"endpoints":[..]}],"strong":[..]}
-// in priority order. The write region and every other geo.* setting stay
+// {"regions":[{"name","priority","peers":[..],"endpoints":[..]}],"strong":[..],
+// "removed":[..]} in priority order; "removed" names the regions of `before`
+// (the topology changed) that `geo` no longer has: the store records where
+// their stream ends. The write region and every other geo.* setting stay
 // configuration.
-std::string EncodeRegions(const GeoConfig& geo);
+std::string EncodeRegions(const GeoConfig& geo, const GeoConfig* before = nullptr);
 // `geo` with its regions and strong set replaced by the record's (a
 // region's test-only link delay is kept by name), normalized and
 // validated. InvalidArgument for a malformed or invalid record.

@@ -210,7 +210,9 @@ Result<ApplyOutcome> DocumentStore::Apply(uint64_t index, WriteCommand cmd) {
     if (prior.status().code() != Code::kNotFound) return prior.status();
   }
 
-  auto effect = IsDdl(cmd.kind) ? DdlCommandEffect(s, cmd, index) : ItemCommandEffect(s, cmd);
+  auto effect = cmd.kind == WriteCommand::Kind::kSetRegions ? SetRegionsEffect(s, cmd, step.next.glsn)
+                : IsDdl(cmd.kind)                           ? DdlCommandEffect(s, cmd, index)
+                                                            : ItemCommandEffect(s, cmd);
   cmd.WipeKey();
   BULWARK_RETURN_IF_ERROR(effect.status());
   CommandEffect& e = *effect;
@@ -225,13 +227,6 @@ Result<ApplyOutcome> DocumentStore::Apply(uint64_t index, WriteCommand cmd) {
   if (index > 0) {
     e.mutations.push_back(
         {Mutation::Kind::kPut, s.meta, std::string(kAppliedIndexKey), EncodeAppliedRecord({index, step.next})});
-    if (cmd.kind == WriteCommand::Kind::kSetRegions && e.outcome.status.ok()) {
-      // Where in the stream the regions changed: a removed region is shipped
-      // exactly up to here.
-      std::string glsn;
-      PutFixed64(glsn, step.next.glsn);
-      e.mutations.push_back({Mutation::Kind::kPut, s.meta, std::string(kRegionsGlsnKey), std::move(glsn)});
-    }
   }
   if (!e.mutations.empty() || change != nullptr) {
     BULWARK_ASSIGN_OR_RETURN(uint64_t lsn, s.queue->Commit(std::move(e.mutations), change));

@@ -559,7 +559,7 @@ Result<CommandEffect> DdlCommandEffect(DocumentStore::Impl& s, const WriteComman
     case WriteCommand::Kind::kPurgeContainer:
       return PurgeContainerEffect(s, cmd, index);
     case WriteCommand::Kind::kSetRegions:
-      return SetRegionsEffect(s, cmd);
+      return Status::Internal("a regions change is applied with its GLSN (Apply)");
     case WriteCommand::Kind::kFirewallAllow:
     case WriteCommand::Kind::kFirewallDeny:
       return FirewallEffect(s, cmd);

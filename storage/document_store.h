@@ -186,6 +186,7 @@ struct ItemPage {
 // A regions record is at most this large; "none" versions the absent one.
 constexpr size_t kMaxRegionsBytes = 256 << 10;
 constexpr std::string_view kNoRegionsVersion = "none";
+constexpr size_t kMaxRemovedRegions = 1000;  // removal points remembered
 
 class DocumentStore {
  public:
@@ -314,7 +315,7 @@ class DocumentStore {
   // replica installs it when it applies that entry, fetching the image from
   // a member that has it (WriteRegionImage) if it has none. Staged apart
   // from a raft snapshot (the two may arrive at once), and kept after the
-  // install for the other replicas; an install drops the older ones.
+  // install for the other replicas until DropRegionImages.
   // InvalidArgument for a malformed id.
   static std::string NewRegionImageId();  // 32 hex digits, ordered by time
   Status BeginRegionImage(std::string_view id);
@@ -334,6 +335,14 @@ class DocumentStore {
   // InstallStateImage. Returns the new GLSN position. FailedPrecondition if
   // the image is not staged (complete) here.
   Result<GeoPosition> InstallRegionImage(std::string_view id, uint64_t index);
+  // Forgets a staged region image (a receiver that will not propose it).
+  Status DropRegionImage(std::string_view id);
+  // After the raft log was cut through `compacted_through`: drops the images
+  // installed at or before it (no replica applies their entries any more;
+  // a replica that far behind gets a raft snapshot), and those never
+  // installed within an hour. A purge's shred waits for the images that may
+  // hold its keys to go this way.
+  Status DropRegionImages(uint64_t compacted_through);
 
   // The raft log's column family and the database it lives in, for the
   // replication runner's RaftLogStore. Owned by the store.
@@ -404,9 +413,14 @@ class DocumentStore {
   struct RegionsRecord {
     std::string json;
     uint64_t glsn = 0;  // of the command that set it (0 outside replication)
+    // Regions removed (the record's "removed" list at each change) -> the
+    // GLSN of the change that removed them: their stream ends there.
+    std::map<std::string, uint64_t> removed;
   };
   Result<std::optional<RegionsRecord>> Regions() const;
   static std::string RegionsVersion(std::string_view record);
+  // The names under "regions" in a record; InvalidArgument if it has none.
+  static Result<std::set<std::string>> RegionNames(std::string_view record);
   Result<WriteCommand> PrepareSetRegions(std::string_view record, std::string_view base_version) const;
 
   // ---- Identity and access (replicated; storage/access.cc) ----

@@ -54,6 +54,7 @@ constexpr std::string_view kSettingsMetaPrefix = "f/";
 constexpr std::string_view kClientAllowlistKey = "f/client-allowlist";
 constexpr std::string_view kRegionsKey = "f/regions";           // the account's regions (JSON; DocumentStore::Regions)
 constexpr std::string_view kRegionsGlsnKey = "f/regions-glsn";  // u64: the GLSN that set them
+constexpr std::string_view kRegionsRemovedKey = "f/regions-removed";  // JSON: region -> GLSN of its removal
 // Identity and access, replicated (docs/security.md):
 //   "ak/<name>" -> u64 version | i64 created | the account key wrapped by
 //                  this node's master key (each replica wraps its own copy)

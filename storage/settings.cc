@@ -4,6 +4,7 @@
 // the log, so concurrent allow and deny commands never lose each other.
 
 #include <algorithm>
+#include <map>
 #include <set>
 #include <sstream>
 
@@ -93,7 +94,22 @@ std::string DocumentStore::RegionsVersion(std::string_view record) {
   return crypto::HexEncode(std::string_view(reinterpret_cast<const char*>(h), sizeof(h)));
 }
 
-Result<CommandEffect> SetRegionsEffect(DocumentStore::Impl& s, const WriteCommand& cmd) {
+Result<std::set<std::string>> DocumentStore::RegionNames(std::string_view record) {
+  const nlohmann::json j = nlohmann::json::parse(record, nullptr, false);
+  if (!j.is_object() || !j.contains("regions") || !j["regions"].is_array()) {
+    return Status::InvalidArgument("the regions record lists no regions");
+  }
+  std::set<std::string> names;
+  for (const auto& r : j["regions"]) {
+    if (!r.is_object() || !r.contains("name") || !r["name"].is_string()) {
+      return Status::InvalidArgument("a region of the regions record has no name");
+    }
+    names.insert(r["name"].get<std::string>());
+  }
+  return names;
+}
+
+Result<CommandEffect> SetRegionsEffect(DocumentStore::Impl& s, const WriteCommand& cmd, uint64_t glsn) {
   CommandEffect e;
   auto current = s.Get(s.meta, kRegionsKey);
   if (!current.ok() && current.status().code() != Code::kNotFound) return current.status();
@@ -103,12 +119,36 @@ Result<CommandEffect> SetRegionsEffect(DocumentStore::Impl& s, const WriteComman
     return e;
   }
   const nlohmann::json j = nlohmann::json::parse(cmd.setting, nullptr, false);
-  if (!j.is_object() || cmd.setting.size() > kMaxRegionsBytes) {
+  auto names = DocumentStore::RegionNames(cmd.setting);
+  if (!j.is_object() || cmd.setting.size() > kMaxRegionsBytes || !names.ok()) {
     e.outcome.status = Status::InvalidArgument("the regions record is not a JSON object of at most " +
-                                               std::to_string(kMaxRegionsBytes) + " bytes");
+                                               std::to_string(kMaxRegionsBytes) + " bytes naming its regions");
     return e;
   }
+  // Where each removed region's stream ends: the change that removed it
+  // (the record's "removed" names it), forgotten if it is added back.
+  auto before = s.Get(s.meta, kRegionsRemovedKey);
+  if (!before.ok() && before.status().code() != Code::kNotFound) return before.status();
+  nlohmann::json removed = before.ok() ? nlohmann::json::parse(*before, nullptr, false) : nlohmann::json::object();
+  if (!removed.is_object()) return Status::Corruption("the removed-regions record is malformed");
+  if (j.contains("removed") && j["removed"].is_array()) {
+    for (const auto& name : j["removed"]) {
+      if (name.is_string()) removed[name.get<std::string>()] = glsn;
+    }
+  }
+  for (const auto& name : *names) removed.erase(name);
+  while (removed.size() > kMaxRemovedRegions) {
+    auto oldest = removed.begin();
+    for (auto it = removed.begin(); it != removed.end(); ++it) {
+      if (it.value().get<uint64_t>() < oldest.value().get<uint64_t>()) oldest = it;
+    }
+    removed.erase(oldest);
+  }
+  std::string glsn_bytes;
+  PutFixed64(glsn_bytes, glsn);
   e.mutations.push_back({Mutation::Kind::kPut, s.meta, std::string(kRegionsKey), cmd.setting});
+  e.mutations.push_back({Mutation::Kind::kPut, s.meta, std::string(kRegionsGlsnKey), std::move(glsn_bytes)});
+  e.mutations.push_back({Mutation::Kind::kPut, s.meta, std::string(kRegionsRemovedKey), removed.dump()});
   e.settings_changed = true;
   return e;
 }
@@ -138,6 +178,17 @@ Result<std::optional<DocumentStore::RegionsRecord>> DocumentStore::Regions() con
   BULWARK_RETURN_IF_ERROR(FromRocks(found, "cannot read the regions record"));
   RegionsRecord r;
   r.json = std::move(text);
+  auto removed = impl_->Get(impl_->meta, kRegionsRemovedKey);
+  if (removed.ok()) {
+    const nlohmann::json j = nlohmann::json::parse(*removed, nullptr, false);
+    if (!j.is_object()) return Status::Corruption("the removed-regions record is malformed");
+    for (auto it = j.begin(); it != j.end(); ++it) {
+      if (!it.value().is_number_unsigned()) return Status::Corruption("the removed-regions record is malformed");
+      r.removed[it.key()] = it.value().get<uint64_t>();
+    }
+  } else if (removed.status().code() != Code::kNotFound) {
+    return removed.status();
+  }
   if (found_glsn.ok()) {
     std::string_view v = glsn_bytes;
     if (!GetFixed64(v, r.glsn)) return Status::Corruption("the regions record's GLSN is malformed");

@@ -238,14 +238,11 @@ Status DocumentStore::ShredFiles() {
   std::lock_guard shred(s.shred_mu);
   BULWARK_ASSIGN_OR_RETURN(std::vector<PendingShred> pending, PendingShreds());
   if (pending.empty()) return Status::Ok();
-  {
-    // A state image staged before the purge may hold the purged data keys;
-    // it is installed or discarded first, then the compaction drops it.
-    std::unique_ptr<rocksdb::Iterator> it(s.db->NewIterator(rocksdb::ReadOptions(), s.staging));
-    it->SeekToFirst();
-    if (it->Valid()) return Status::Unavailable("a state image is staged; the shred resumes once it is installed");
-    BULWARK_RETURN_IF_ERROR(FromRocks(it->status(), "cannot read the staging area"));
-  }
+  // A state image staged before the purge may hold the purged data keys; it
+  // is installed or discarded first, then the compaction drops it.
+  uint64_t purge_index = 0;
+  for (const auto& p : pending) purge_index = std::max(purge_index, p.purge_index);
+  BULWARK_RETURN_IF_ERROR(StagingHoldsPurgedKeys(s, purge_index));
   if (s.options.encrypt_files) BULWARK_RETURN_IF_ERROR(RotateStoreKey().status());
   // Every SST rewritten without the deleted records; the MANIFEST rolls with
   // each version change (max_manifest_file_size).

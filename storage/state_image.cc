@@ -18,6 +18,7 @@
 //                                region's other replicas can fetch them
 // with "s/ri/<id>" in the meta column family once a region image is complete.
 #include <chrono>
+#include <map>
 #include <mutex>
 #include <set>
 #include <shared_mutex>
@@ -37,6 +38,10 @@ enum class Tag : uint8_t { kMeta = 1, kItem = 2, kChange = 3, kDataKey = 4, kAcc
 constexpr std::string_view kStagedKey = "s/staged";           // a complete image is staged
 constexpr std::string_view kInstallingKey = "s/installing";   // an install is under way
 constexpr std::string_view kRegionImageMarkPrefix = "s/ri/";  // + id: a complete region image
+constexpr std::string_view kRegionInstalledPrefix = "s/rx/";  // + id: u64, the raft index it was installed at
+// A region image never installed is dropped after this long (its install
+// entry never committed: the receiver failed or lost leadership).
+constexpr int64_t kRegionImageMaxAgeMs = 3600 * 1000;
 // Staging keys: a raft image's sort below kRegionSlot, region images' above.
 constexpr char kRegionSlot = '\x10';
 constexpr size_t kRegionImageIdChars = 32;  // 16 hex digits of ms, 16 random
@@ -102,6 +107,7 @@ const std::string kRaftSlotEnd(1, kRegionSlot);
 std::string RegionSlotPrefix(std::string_view id) { return std::string(1, kRegionSlot) + std::string(id); }
 std::string RegionSlotEnd(std::string_view id) { return RegionSlotPrefix(id) + '\xff'; }
 std::string RegionMarkKey(std::string_view id) { return std::string(kRegionImageMarkPrefix) + std::string(id); }
+std::string RegionInstalledKey(std::string_view id) { return std::string(kRegionInstalledPrefix) + std::string(id); }
 
 void AppendRecord(std::string& out, Tag tag, std::string_view key, std::string_view value) {
   out.push_back(static_cast<char>(tag));
@@ -186,11 +192,14 @@ Status CopyStagingIn(DocumentStore::Impl& s, const InstallSource& src) {
   BULWARK_RETURN_IF_ERROR(FromRocks(it->status(), "cannot read the staged image"));
   if (region) {
     // The region image stays staged: the region's other replicas fetch it
-    // from here. Older ones are done with.
+    // from here until the log no longer holds its install entry
+    // (DropRegionImages).
     b.Put(s.meta, std::string(kAppliedIndexKey), src.local_applied);
     if (!src.local_conf.empty()) b.Put(s.meta, std::string(kAppliedConfKey), src.local_conf);
-    b.DeleteRange(s.staging, std::string(1, kRegionSlot), RegionSlotPrefix(src.region_id));
-    b.DeleteRange(s.meta, std::string(kRegionImageMarkPrefix), RegionMarkKey(src.region_id));
+    BULWARK_ASSIGN_OR_RETURN(AppliedRecord local, DecodeAppliedRecord(src.local_applied));
+    std::string installed;
+    PutFixed64(installed, local.index);
+    b.Put(s.meta, RegionInstalledKey(src.region_id), installed);
   } else {
     b.DeleteRange(s.staging, "", kRaftSlotEnd);
     b.Delete(s.meta, std::string(kStagedKey));
@@ -528,10 +537,16 @@ Status DocumentStore::WriteRegionImage(std::string_view id, size_t max_chunk,
   BULWARK_RETURN_IF_ERROR(FromRocks(found, "cannot read the region image mark"));
 
   std::string chunk;
+  struct Wipe {
+    std::string& s;
+    ~Wipe() { sodium_memzero(s.data(), s.size()); }
+  } wipe{chunk};  // chunks carry raw keys
   auto add = [&](Tag tag, std::string_view k, std::string_view v) -> Status {
     if (!chunk.empty() && chunk.size() + k.size() + v.size() + 9 > max_chunk) {
-      BULWARK_RETURN_IF_ERROR(emit(chunk));
+      Status st = emit(chunk);
+      sodium_memzero(chunk.data(), chunk.size());
       chunk.clear();
+      BULWARK_RETURN_IF_ERROR(st);
     }
     AppendRecord(chunk, tag, k, v);
     return Status::Ok();
@@ -607,6 +622,82 @@ Result<GeoPosition> DocumentStore::InstallRegionImage(std::string_view id, uint6
   BULWARK_RETURN_IF_ERROR(
       RunInstall(s, src, RegionSlotPrefix(id) + static_cast<char>(Tag::kMeta), /*shred_index=*/index));
   return image.geo;
+}
+
+namespace {
+// The region images staged here: id -> the raft index it was installed at
+// (0: not installed).
+Result<std::map<std::string, uint64_t>> StagedRegionImages(const DocumentStore::Impl& s) {
+  std::map<std::string, uint64_t> out;
+  std::unique_ptr<rocksdb::Iterator> it(s.db->NewIterator(rocksdb::ReadOptions(), s.staging));
+  for (it->Seek(std::string(1, kRegionSlot)); it->Valid(); it->Seek(RegionSlotEnd(out.rbegin()->first))) {
+    const std::string_view k = it->key().ToStringView();
+    if (k.empty() || k[0] != kRegionSlot || k.size() < 1 + kRegionImageIdChars) break;
+    out[std::string(k.substr(1, kRegionImageIdChars))] = 0;
+  }
+  BULWARK_RETURN_IF_ERROR(FromRocks(it->status(), "cannot read the staged images"));
+  for (auto& [id, installed] : out) {
+    auto v = s.Get(s.meta, RegionInstalledKey(id));
+    if (v.ok()) {
+      std::string_view in = *v;
+      if (!GetFixed64(in, installed)) return Status::Corruption("malformed region image install record");
+    } else if (v.status().code() != Code::kNotFound) {
+      return v.status();
+    }
+  }
+  return out;
+}
+
+int64_t RegionImageIdMs(std::string_view id) {
+  auto raw = crypto::HexDecode(id.substr(0, 16));
+  if (!raw.ok() || raw->size() != 8) return 0;
+  std::string_view in = *raw;
+  uint64_t ms = 0;
+  GetBigEndian64(in, ms);
+  return static_cast<int64_t>(ms);
+}
+}  // namespace
+
+Status DocumentStore::DropRegionImage(std::string_view id) {
+  if (!ValidRegionImageId(id)) return Status::InvalidArgument("malformed region image id");
+  Impl& s = *impl_;
+  rocksdb::WriteBatch b;
+  b.DeleteRange(s.staging, RegionSlotPrefix(id), RegionSlotEnd(id));
+  b.Delete(s.meta, RegionMarkKey(id));
+  b.Delete(s.meta, RegionInstalledKey(id));
+  return FromRocks(s.db->Write(rocksdb::WriteOptions(), &b), "cannot drop the region image");
+}
+
+Status DocumentStore::DropRegionImages(uint64_t compacted_through) {
+  BULWARK_ASSIGN_OR_RETURN(auto images, StagedRegionImages(*impl_));
+  const auto now_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count();
+  for (const auto& [id, installed] : images) {
+    const bool done = installed > 0 && installed <= compacted_through;
+    const bool abandoned = installed == 0 && now_ms - RegionImageIdMs(id) > kRegionImageMaxAgeMs;
+    if (done || abandoned) BULWARK_RETURN_IF_ERROR(DropRegionImage(id));
+  }
+  return Status::Ok();
+}
+
+Status StagingHoldsPurgedKeys(const DocumentStore::Impl& s, uint64_t purge_index) {
+  std::unique_ptr<rocksdb::Iterator> it(s.db->NewIterator(rocksdb::ReadOptions(), s.staging));
+  it->Seek("");
+  if (it->Valid() && it->key().ToStringView() < kRaftSlotEnd) {
+    return Status::Unavailable("a state image is staged; the shred resumes once it is installed");
+  }
+  BULWARK_RETURN_IF_ERROR(FromRocks(it->status(), "cannot read the staging area"));
+  // A region image installed after the purge was taken after it (it is
+  // installed only past this region's position); any other may hold the
+  // purged keys until the log drops its install entry.
+  BULWARK_ASSIGN_OR_RETURN(auto images, StagedRegionImages(s));
+  for (const auto& [id, installed] : images) {
+    if (installed <= purge_index) {
+      return Status::Unavailable("region image " + id + " may hold purged keys; the shred resumes once it is dropped");
+    }
+  }
+  return Status::Ok();
 }
 
 Status RewrapStagedKeys(const DocumentStore::Impl& s, const crypto::MasterKey& next, std::vector<Mutation>& m) {

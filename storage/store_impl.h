@@ -108,7 +108,8 @@ struct CommandEffect {
 Result<CommandEffect> DdlCommandEffect(DocumentStore::Impl& s, const WriteCommand& cmd, uint64_t index);
 // REQUIRES: ddl_mu held exclusively.
 Result<CommandEffect> FirewallEffect(DocumentStore::Impl& s, const WriteCommand& cmd);
-Result<CommandEffect> SetRegionsEffect(DocumentStore::Impl& s, const WriteCommand& cmd);
+// `glsn`: the GLSN the change takes (where removed regions stop).
+Result<CommandEffect> SetRegionsEffect(DocumentStore::Impl& s, const WriteCommand& cmd, uint64_t glsn);
 // REQUIRES: ddl_mu held exclusively (storage/access.cc).
 Result<CommandEffect> SetAccountKeyEffect(DocumentStore::Impl& s, const WriteCommand& cmd, uint64_t index);
 Result<CommandEffect> AccessEffect(DocumentStore::Impl& s, const WriteCommand& cmd);
@@ -157,6 +158,9 @@ Status ScheduleResealWhereNeeded(DocumentStore::Impl& s);
 Status ResealContainer(DocumentStore::Impl& s, const std::string& rid, std::atomic<bool>& canceled);
 // Finishes an image install that a crash interrupted (called by Open).
 Status ResumeStateImageInstall(DocumentStore::Impl& s);
+// Unavailable while a staged image may hold the keys of a purge at
+// `purge_index` (ShredFiles waits for it).
+Status StagingHoldsPurgedKeys(const DocumentStore::Impl& s, uint64_t purge_index);
 // A master-key rotation: the staged images' keys, wrapped under `next`.
 Status RewrapStagedKeys(const DocumentStore::Impl& s, const crypto::MasterKey& next, std::vector<Mutation>& m);
 

@@ -436,6 +436,31 @@ TEST_CASE("a snapshot streams in chunks before its kSnap message", "[transport]"
   }
 }
 
+TEST_CASE(
+    "a snapshot chunk holding one record over the chunk target (a 2 MiB item) travels, one over the frame limit "
+    "does not",
+    "[transport]") {
+  std::string big(3 << 20, 'i');  // one record: a large item, sealed
+  size_t emit_bytes = big.size();
+  auto write = [&](uint64_t, const Emit& emit) -> Status { return emit(std::string_view(big).substr(0, emit_bytes)); };
+  auto n1 = StartNode(1, "127.0.2.1", TlsFor(ClusterCa(), "127.0.2.1"), {}, 0, write);
+  auto n2 = StartNode(2, "127.0.2.2", TlsFor(ClusterCa(), "127.0.2.2"));
+  Connect(*n1, *n2);
+  n1->transport->Send({Snap(1, 2, 42)});
+  REQUIRE(n1->handler.WaitUntil([&] { return !n1->handler.snapshot_status.empty(); }));
+  {
+    std::lock_guard lock(n1->handler.mu);
+    CHECK(n1->handler.snapshot_status.back() == std::pair<uint64_t, bool>{2, false});
+  }
+  REQUIRE(n2->handler.WaitUntil([&] { return n2->handler.staged.size() == big.size(); }));
+  big.assign(TransportLimits{}.max_snapshot_frame_bytes + 1, 'x');
+  emit_bytes = big.size();
+  n1->transport->Send({Snap(1, 2, 43)});
+  REQUIRE(n1->handler.WaitUntil([&] { return n1->handler.snapshot_status.size() == 2; }));
+  std::lock_guard lock(n1->handler.mu);
+  CHECK(n1->handler.snapshot_status.back() == std::pair<uint64_t, bool>{2, true});
+}
+
 TEST_CASE("a peer that is down is reported unreachable without blocking, and reached once it starts", "[transport]") {
   const int port = UnusedPort("127.0.2.2");
   TransportLimits limits;

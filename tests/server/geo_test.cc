@@ -594,8 +594,19 @@ TEST_CASE(
   CHECK(moved->regions[1].name == "r3");
   CHECK(moved->regions[2].name == "r2");
 
-  // r2 leaves: it gets the change that removed it, then serves nothing.
+  // r2 leaves while writes go on: it gets the change that removed it and
+  // nothing after it, then serves nothing.
+  std::atomic<bool> writing{true};
+  std::atomic<int> background_acked{0};
+  std::thread background([&] {
+    auto w = t.Client(1);
+    for (int i = 0; writing.load(); ++i) {
+      if (w->UpsertItem("db", "c", Doc("bg", i), "req-bg-" + std::to_string(i)).ok()) ++background_acked;
+    }
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
   auto removed = writer->RemoveRegion("r2");
+  const uint64_t at_return = t.Glsn(1);
   INFO(removed.status().ToString());
   REQUIRE(removed.ok());
   CHECK(removed->regions.size() == 2);
@@ -609,12 +620,18 @@ TEST_CASE(
   }
   CHECK(refused.code() == Code::kFailedPrecondition);
   CHECK(refused.message().find("removed from the account") != std::string::npos);
-  // r1 no longer streams to r2; r3 gets everything.
   const uint64_t r2_at = t.Glsn(2);
-  write_some(40, 45);
-  REQUIRE(t.WaitRegionAt(3, t.Glsn(1)));
+  std::this_thread::sleep_for(std::chrono::milliseconds(1000));  // writes go on
+  writing = false;
+  background.join();
+  CHECK(background_acked.load() > 0);
+  // Nothing after the removal reached r2; r3 gets everything.
+  CHECK(r2_at <= at_return);
   CHECK(t.Glsn(2) == r2_at);
   CHECK(r2_at < t.Glsn(1));
+  write_some(40, 45);
+  REQUIRE(t.WaitRegionAt(3, t.Glsn(1)));
+  acked.insert("bg");
   CHECK(Ids(*t.NodeClient(3, 2), ConsistencyLevel::kEventual) == acked);
   auto status = t.NodeClient(1, t.Leader(1))->GetStatus();
   REQUIRE(status.ok());

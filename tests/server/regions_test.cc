@@ -96,7 +96,13 @@ TEST_CASE("region changes: add, remove and reorder, each refused when it would b
 
   v1::ChangeRegionsRequest prio;
   prio.mutable_set_priority()->set_name("r3");
+  prio.mutable_set_priority()->set_priority(1);
   CHECK(ChangeRegions(g, prio).status().code() == Code::kNotFound);
+  prio.mutable_set_priority()->set_name("r1");
+  CHECK(ChangeRegions(g, prio).status().code() == Code::kFailedPrecondition);  // the write region stays first
+  prio.mutable_set_priority()->set_name("r2");
+  prio.mutable_set_priority()->set_priority(0);
+  CHECK(ChangeRegions(g, prio).status().code() == Code::kInvalidArgument);
   CHECK(ChangeRegions(g, v1::ChangeRegionsRequest{}).status().code() == Code::kInvalidArgument);
 }
 
@@ -128,6 +134,21 @@ TEST_CASE("kSetRegions: a change based on an older record is refused, the record
   REQUIRE(fresh.ok());
   CHECK(fresh->status.ok());
   CHECK((*store->Regions())->glsn == 4);
+  // The change named what it removed: its stream ends at that change.
+  GeoConfig before = TwoRegions();
+  const std::string with_removal = EncodeRegions(next, &before);
+  CHECK(with_removal.find("\"removed\":[\"r2\"]") != std::string::npos);
+  auto removal = store->Apply(
+      9, *store->PrepareSetRegions(with_removal, storage::DocumentStore::RegionsVersion(EncodeRegions(next))));
+  REQUIRE(removal.ok());
+  REQUIRE(removal->status.ok());
+  CHECK((*store->Regions())->removed == std::map<std::string, uint64_t>{{"r2", 5}});
+  // Added back: its removal point is forgotten.
+  const std::string back = EncodeRegions(TwoRegions(), &next);
+  REQUIRE(store->Apply(10, *store->PrepareSetRegions(back, storage::DocumentStore::RegionsVersion(with_removal)))
+              ->status.ok());
+  CHECK((*store->Regions())->removed.empty());
+  CHECK(*storage::DocumentStore::RegionNames(back) == std::set<std::string>{"r1", "r2"});
   CHECK(!storage::IsAccountCommand(storage::WriteCommand::Kind::kInstallRegionImage));
   CHECK(storage::IsAccountCommand(storage::WriteCommand::Kind::kSetRegions));
 }

@@ -152,15 +152,33 @@ TEST_CASE("region image: staged, installed at this region's index, served to a r
   CHECK(a->geo_position().glsn == pos.glsn + 1);
   CheckSameItems(*w, *a, 21);
 
-  // A newer image replaces the older one; the older is no longer served.
+  // A second image; the first stays for any replica that still applies its
+  // entry, until the log no longer holds that entry.
   const std::string id2 = DocumentStore::NewRegionImageId();
-  CHECK(id2 > id);
   StageFrom(*w, *a, id2);
   REQUIRE(a->InstallRegionImage(id2, marker + 2).ok());
-  CHECK(a->WriteRegionImage(id, 4096, [](std::string_view) { return Status::Ok(); }).code() == Code::kNotFound);
-  CHECK(a->WriteRegionImage(id2, 4096, [](std::string_view) { return Status::Ok(); }).ok());
   CHECK(a->applied_index() == marker + 2);
   CheckSameItems(*w, *a, 21);
+  auto serves = [&](const std::string& image) {
+    return a->WriteRegionImage(image, 4096, [](std::string_view) { return Status::Ok(); });
+  };
+  CHECK(serves(id).ok());
+  // The purge's shred (pending at the first install's index, where this
+  // store learned of it) waits while an image installed at or before that
+  // index is staged: such an image may hold the purged keys.
+  CHECK(a->ShredFiles().code() == Code::kUnavailable);
+  REQUIRE(a->DropRegionImages(marker).ok());  // the log was cut through the first install
+  CHECK(serves(id).code() == Code::kNotFound);
+  CHECK(serves(id2).ok());
+  REQUIRE(a->ShredFiles().ok());  // the second was installed after the purge: it holds no purged key
+  CHECK(a->PendingShreds()->empty());
+  REQUIRE(a->DropRegionImages(marker + 2).ok());
+  CHECK(serves(id2).code() == Code::kNotFound);
+  // A receiver that gives up drops what it staged.
+  const std::string id3 = DocumentStore::NewRegionImageId();
+  StageFrom(*w, *a, id3);
+  REQUIRE(a->DropRegionImage(id3).ok());
+  CHECK(a->RegionImagePosition(id3).status().code() == Code::kNotFound);
 }
 
 TEST_CASE("region image: kept apart from a raft snapshot, across a master-key rotation and a restart") {
