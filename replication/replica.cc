@@ -696,6 +696,8 @@ Status Replica::Impl::MaybeCompact() {
   if (!over && ++turns_since_size_check >= kSizeCheckTurns) {
     turns_since_size_check = 0;
     over = store->RaftLogBytes() > options.snapshot_bytes;
+    // Installed region images age out between compactions too.
+    if (log->FirstIndex() > 1) BULWARK_RETURN_IF_ERROR(store->DropRegionImages(log->FirstIndex() - 1));
   }
   if (!over) return Status::Ok();
   const uint64_t applied_now = store->applied_index();

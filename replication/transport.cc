@@ -201,6 +201,8 @@ struct Transport::Impl {
   Result<std::string> Authorize(grpc::ServerContext* ctx, uint64_t from);
   // RegionAppend's check: a configured region peer, by address and certificate.
   Status AuthorizeRegionPeer(grpc::ServerContext* ctx);
+  // The cached stub for a node of another region; Unavailable once stopped.
+  Result<std::shared_ptr<v1::PeerService::Stub>> RegionStub(const std::string& address);
   bool IsMemberAt(uint64_t from, const std::string& address);
   std::shared_ptr<PeerSender> NewSender(uint64_t peer, const std::string& address);
 
@@ -863,19 +865,20 @@ void Transport::SetRegionPeers(std::vector<std::string> addresses) {
   for (const std::string& a : addresses) impl_->region_peer_hosts.insert(HostOf(a));
 }
 
+Result<std::shared_ptr<v1::PeerService::Stub>> Transport::Impl::RegionStub(const std::string& address) {
+  std::lock_guard lock(mu);
+  if (stopped) return Status::Unavailable("transport stopped");
+  auto& cached = region_stubs[address];
+  if (!cached) {
+    cached =
+        v1::PeerService::NewStub(grpc::CreateCustomChannel(address, channel_credentials, ChannelArgumentsFor(options)));
+  }
+  return cached;
+}
+
 Result<v1::RegionAppendResponse> Transport::RegionAppend(const std::string& address,
                                                          const v1::RegionAppendRequest& request) {
-  std::shared_ptr<v1::PeerService::Stub> stub;
-  {
-    std::lock_guard lock(impl_->mu);
-    if (impl_->stopped) return Status::Unavailable("transport stopped");
-    auto& cached = impl_->region_stubs[address];
-    if (!cached) {
-      cached = v1::PeerService::NewStub(
-          grpc::CreateCustomChannel(address, impl_->channel_credentials, ChannelArgumentsFor(impl_->options)));
-    }
-    stub = cached;
-  }
+  BULWARK_ASSIGN_OR_RETURN(std::shared_ptr<v1::PeerService::Stub> stub, impl_->RegionStub(address));
   grpc::ClientContext ctx;
   ctx.set_deadline(request.deadline_unix_ms() > 0
                        ? std::chrono::system_clock::time_point(std::chrono::milliseconds(request.deadline_unix_ms()))
@@ -889,17 +892,7 @@ Result<v1::RegionAppendResponse> Transport::RegionAppend(const std::string& addr
 Result<v1::RegionAppendResponse> Transport::SendRegionImage(const std::string& address,
                                                             const v1::RegionImageHeader& header,
                                                             const std::function<Status(const ChunkSink&)>& produce) {
-  std::shared_ptr<v1::PeerService::Stub> stub;
-  {
-    std::lock_guard lock(impl_->mu);
-    if (impl_->stopped) return Status::Unavailable("transport stopped");
-    auto& cached = impl_->region_stubs[address];
-    if (!cached) {
-      cached = v1::PeerService::NewStub(
-          grpc::CreateCustomChannel(address, impl_->channel_credentials, ChannelArgumentsFor(impl_->options)));
-    }
-    stub = cached;
-  }
+  BULWARK_ASSIGN_OR_RETURN(std::shared_ptr<v1::PeerService::Stub> stub, impl_->RegionStub(address));
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::time_point(std::chrono::milliseconds(header.deadline_unix_ms())));
   v1::RegionAppendResponse response;

@@ -18,6 +18,7 @@
 // No error leaves a stored item changed or lost.
 
 #include <array>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -187,6 +188,9 @@ struct ItemPage {
 constexpr size_t kMaxRegionsBytes = 256 << 10;
 constexpr std::string_view kNoRegionsVersion = "none";
 constexpr size_t kMaxRemovedRegions = 1000;  // removal points remembered
+// An installed region image stays at least this long for the replicas
+// still to apply its entry (DropRegionImages).
+constexpr std::chrono::milliseconds kRegionImageKeep{10 * 60 * 1000};
 
 class DocumentStore {
  public:
@@ -338,11 +342,11 @@ class DocumentStore {
   // Forgets a staged region image (a receiver that will not propose it).
   Status DropRegionImage(std::string_view id);
   // After the raft log was cut through `compacted_through`: drops the images
-  // installed at or before it (no replica applies their entries any more;
-  // a replica that far behind gets a raft snapshot), and those never
-  // installed within an hour. A purge's shred waits for the images that may
-  // hold its keys to go this way.
-  Status DropRegionImages(uint64_t compacted_through);
+  // installed at or before it at least `keep` ago (a replica still applying
+  // the entry from its own log fetches it meanwhile; one whose log lost it
+  // gets a raft snapshot), and those never installed within an hour. A
+  // purge's shred waits for the images that may hold its keys to go this way.
+  Status DropRegionImages(uint64_t compacted_through, std::chrono::milliseconds keep = kRegionImageKeep);
 
   // The raft log's column family and the database it lives in, for the
   // replication runner's RaftLogStore. Owned by the store.

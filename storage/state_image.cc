@@ -26,6 +26,7 @@
 #include <sodium.h>
 #include <nlohmann/json.hpp>
 
+#include "common/clock.h"
 #include "common/coding.h"
 #include "crypto/secret.h"
 #include "storage/store_impl.h"
@@ -199,6 +200,7 @@ Status CopyStagingIn(DocumentStore::Impl& s, const InstallSource& src) {
     BULWARK_ASSIGN_OR_RETURN(AppliedRecord local, DecodeAppliedRecord(src.local_applied));
     std::string installed;
     PutFixed64(installed, local.index);
+    PutFixed64(installed, static_cast<uint64_t>(UnixNowMillis()));
     b.Put(s.meta, RegionInstalledKey(src.region_id), installed);
   } else {
     b.DeleteRange(s.staging, "", kRaftSlotEnd);
@@ -299,6 +301,47 @@ bool ValidRegionImageId(std::string_view id) {
   return true;
 }
 
+// Image chunks from one consistent point of the store (a RocksDB snapshot,
+// released on destruction): records gathered into chunks of about
+// `max_chunk` bytes (one larger record travels alone). Chunks carry raw
+// keys: the buffer is wiped after each.
+class ImageWriter {
+ public:
+  ImageWriter(const DocumentStore::Impl& s, size_t max_chunk, const std::function<Status(std::string_view)>& emit)
+      : s_(s), snap_(s.db->GetSnapshot()), max_chunk_(max_chunk), emit_(emit) {
+    ro_.snapshot = snap_;
+    ro_.fill_cache = false;
+  }
+  ~ImageWriter() {
+    sodium_memzero(chunk_.data(), chunk_.size());
+    s_.db->ReleaseSnapshot(snap_);
+  }
+  ImageWriter(const ImageWriter&) = delete;
+  ImageWriter& operator=(const ImageWriter&) = delete;
+
+  const rocksdb::ReadOptions& read_options() const { return ro_; }
+  Status Add(Tag tag, std::string_view k, std::string_view v) {
+    if (!chunk_.empty() && chunk_.size() + k.size() + v.size() + 9 > max_chunk_) BULWARK_RETURN_IF_ERROR(Flush());
+    AppendRecord(chunk_, tag, k, v);
+    return Status::Ok();
+  }
+  Status Flush() {
+    if (chunk_.empty()) return Status::Ok();
+    Status st = emit_(chunk_);
+    sodium_memzero(chunk_.data(), chunk_.size());
+    chunk_.clear();
+    return st;
+  }
+
+ private:
+  const DocumentStore::Impl& s_;
+  const rocksdb::Snapshot* snap_;
+  rocksdb::ReadOptions ro_;
+  size_t max_chunk_;
+  const std::function<Status(std::string_view)>& emit_;
+  std::string chunk_;
+};
+
 }  // namespace
 
 Result<uint64_t> DocumentStore::WriteStateImage(size_t max_chunk,
@@ -306,29 +349,10 @@ Result<uint64_t> DocumentStore::WriteStateImage(size_t max_chunk,
   const Impl& s = *impl_;
   // One RocksDB snapshot: every Apply is one batch, so any point is a
   // consistent state with its own applied index.
-  const rocksdb::Snapshot* snap = s.db->GetSnapshot();
-  struct Release {
-    const Impl& s;
-    const rocksdb::Snapshot* snap;
-    ~Release() { s.db->ReleaseSnapshot(snap); }
-  } release{s, snap};
-  rocksdb::ReadOptions ro;
-  ro.snapshot = snap;
-  ro.fill_cache = false;
-
+  ImageWriter out(s, max_chunk, emit);
+  const rocksdb::ReadOptions& ro = out.read_options();
   uint64_t applied = 0;
-  std::string chunk;
-  auto flush = [&](bool force) -> Status {
-    if (chunk.empty() || (!force && chunk.size() < max_chunk)) return Status::Ok();
-    Status st = emit(chunk);
-    chunk.clear();
-    return st;
-  };
-  auto add = [&](Tag tag, std::string_view k, std::string_view v) -> Status {
-    if (!chunk.empty() && chunk.size() + k.size() + v.size() + 9 > max_chunk) BULWARK_RETURN_IF_ERROR(flush(true));
-    AppendRecord(chunk, tag, k, v);
-    return Status::Ok();
-  };
+  auto add = [&](Tag tag, std::string_view k, std::string_view v) { return out.Add(tag, k, v); };
 
   std::unique_ptr<rocksdb::Iterator> it(s.db->NewIterator(ro, s.meta));
   for (it->SeekToFirst(); it->Valid(); it->Next()) {
@@ -376,7 +400,7 @@ Result<uint64_t> DocumentStore::WriteStateImage(size_t max_chunk,
     }
     BULWARK_RETURN_IF_ERROR(FromRocks(it->status(), "cannot read the state"));
   }
-  BULWARK_RETURN_IF_ERROR(flush(true));
+  BULWARK_RETURN_IF_ERROR(out.Flush());
   return applied;
 }
 
@@ -522,35 +546,13 @@ Status DocumentStore::WriteRegionImage(std::string_view id, size_t max_chunk,
                                        const std::function<Status(std::string_view)>& emit) const {
   if (!ValidRegionImageId(id)) return Status::InvalidArgument("malformed region image id");
   const Impl& s = *impl_;
-  const rocksdb::Snapshot* snap = s.db->GetSnapshot();
-  struct Release {
-    const Impl& s;
-    const rocksdb::Snapshot* snap;
-    ~Release() { s.db->ReleaseSnapshot(snap); }
-  } release{s, snap};
-  rocksdb::ReadOptions ro;
-  ro.snapshot = snap;
-  ro.fill_cache = false;
+  ImageWriter out(s, max_chunk, emit);
+  const rocksdb::ReadOptions& ro = out.read_options();
   std::string mark;
   rocksdb::Status found = s.db->Get(ro, s.meta, RegionMarkKey(id), &mark);
   if (found.IsNotFound()) return Status::NotFound("this node holds no complete region image " + std::string(id));
   BULWARK_RETURN_IF_ERROR(FromRocks(found, "cannot read the region image mark"));
-
-  std::string chunk;
-  struct Wipe {
-    std::string& s;
-    ~Wipe() { sodium_memzero(s.data(), s.size()); }
-  } wipe{chunk};  // chunks carry raw keys
-  auto add = [&](Tag tag, std::string_view k, std::string_view v) -> Status {
-    if (!chunk.empty() && chunk.size() + k.size() + v.size() + 9 > max_chunk) {
-      Status st = emit(chunk);
-      sodium_memzero(chunk.data(), chunk.size());
-      chunk.clear();
-      BULWARK_RETURN_IF_ERROR(st);
-    }
-    AppendRecord(chunk, tag, k, v);
-    return Status::Ok();
-  };
+  auto add = [&](Tag tag, std::string_view k, std::string_view v) { return out.Add(tag, k, v); };
   const std::string prefix = RegionSlotPrefix(id), end = RegionSlotEnd(id);
   std::unique_ptr<rocksdb::Iterator> it(s.db->NewIterator(ro, s.staging));
   for (it->Seek(prefix); it->Valid() && it->key().ToStringView() < end; it->Next()) {
@@ -596,8 +598,7 @@ Status DocumentStore::WriteRegionImage(std::string_view id, size_t max_chunk,
     BULWARK_RETURN_IF_ERROR(add(tag, k, v));
   }
   BULWARK_RETURN_IF_ERROR(FromRocks(it->status(), "cannot read the staged region image"));
-  if (!chunk.empty()) BULWARK_RETURN_IF_ERROR(emit(chunk));
-  return Status::Ok();
+  return out.Flush();
 }
 
 Result<GeoPosition> DocumentStore::InstallRegionImage(std::string_view id, uint64_t index) {
@@ -625,22 +626,30 @@ Result<GeoPosition> DocumentStore::InstallRegionImage(std::string_view id, uint6
 }
 
 namespace {
-// The region images staged here: id -> the raft index it was installed at
-// (0: not installed).
-Result<std::map<std::string, uint64_t>> StagedRegionImages(const DocumentStore::Impl& s) {
-  std::map<std::string, uint64_t> out;
+struct StagedImage {
+  uint64_t installed = 0;    // the raft index it was installed at (0: not installed)
+  int64_t installed_ms = 0;  // when (this node's clock)
+};
+
+// The region images staged here, by id.
+Result<std::map<std::string, StagedImage>> StagedRegionImages(const DocumentStore::Impl& s) {
+  std::map<std::string, StagedImage> out;
   std::unique_ptr<rocksdb::Iterator> it(s.db->NewIterator(rocksdb::ReadOptions(), s.staging));
   for (it->Seek(std::string(1, kRegionSlot)); it->Valid(); it->Seek(RegionSlotEnd(out.rbegin()->first))) {
     const std::string_view k = it->key().ToStringView();
     if (k.empty() || k[0] != kRegionSlot || k.size() < 1 + kRegionImageIdChars) break;
-    out[std::string(k.substr(1, kRegionImageIdChars))] = 0;
+    out[std::string(k.substr(1, kRegionImageIdChars))] = {};
   }
   BULWARK_RETURN_IF_ERROR(FromRocks(it->status(), "cannot read the staged images"));
-  for (auto& [id, installed] : out) {
+  for (auto& [id, image] : out) {
     auto v = s.Get(s.meta, RegionInstalledKey(id));
     if (v.ok()) {
       std::string_view in = *v;
-      if (!GetFixed64(in, installed)) return Status::Corruption("malformed region image install record");
+      uint64_t ms = 0;
+      if (!GetFixed64(in, image.installed) || !GetFixed64(in, ms)) {
+        return Status::Corruption("malformed region image install record");
+      }
+      image.installed_ms = static_cast<int64_t>(ms);
     } else if (v.status().code() != Code::kNotFound) {
       return v.status();
     }
@@ -668,14 +677,13 @@ Status DocumentStore::DropRegionImage(std::string_view id) {
   return FromRocks(s.db->Write(rocksdb::WriteOptions(), &b), "cannot drop the region image");
 }
 
-Status DocumentStore::DropRegionImages(uint64_t compacted_through) {
+Status DocumentStore::DropRegionImages(uint64_t compacted_through, std::chrono::milliseconds keep) {
   BULWARK_ASSIGN_OR_RETURN(auto images, StagedRegionImages(*impl_));
-  const auto now_ms =
-      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-          .count();
-  for (const auto& [id, installed] : images) {
-    const bool done = installed > 0 && installed <= compacted_through;
-    const bool abandoned = installed == 0 && now_ms - RegionImageIdMs(id) > kRegionImageMaxAgeMs;
+  const int64_t now_ms = UnixNowMillis();
+  for (const auto& [id, image] : images) {
+    const bool done =
+        image.installed > 0 && image.installed <= compacted_through && now_ms - image.installed_ms >= keep.count();
+    const bool abandoned = image.installed == 0 && now_ms - RegionImageIdMs(id) > kRegionImageMaxAgeMs;
     if (done || abandoned) BULWARK_RETURN_IF_ERROR(DropRegionImage(id));
   }
   return Status::Ok();
@@ -692,8 +700,8 @@ Status StagingHoldsPurgedKeys(const DocumentStore::Impl& s, uint64_t purge_index
   // installed only past this region's position); any other may hold the
   // purged keys until the log drops its install entry.
   BULWARK_ASSIGN_OR_RETURN(auto images, StagedRegionImages(s));
-  for (const auto& [id, installed] : images) {
-    if (installed <= purge_index) {
+  for (const auto& [id, image] : images) {
+    if (image.installed <= purge_index) {
       return Status::Unavailable("region image " + id + " may hold purged keys; the shred resumes once it is dropped");
     }
   }

@@ -121,6 +121,18 @@ std::string Doc(const std::string& id, int v) { return json{{"id", id}, {"tenant
 
 int ValueOf(const std::string& item_json) { return json::parse(item_json).at("v").get<int>(); }
 
+// Upserts item `id` with value `v` until acknowledged, retried under one
+// request id (so across a leader change it applies once).
+void UpsertAcked(client::Client& c, const std::string& container, const std::string& id, int v) {
+  Result<client::Item> w = Status::Unavailable("not tried");
+  for (int attempt = 0; attempt < 20 && !w.ok(); ++attempt) {
+    w = c.UpsertItem("db", container, Doc(id, v), "req-" + container + id);
+    if (!w.ok()) std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  INFO(w.status().ToString());
+  REQUIRE(w.ok());
+}
+
 // Every item id of db/c; `error` (if given) receives a failure instead of the
 // test failing (for reader threads, where REQUIRE cannot be used).
 std::set<std::string> Ids(client::Client& c, std::optional<ConsistencyLevel> level, Status* error = nullptr) {
@@ -446,15 +458,8 @@ TEST_CASE(
   std::set<std::string> acked;
   auto write_some = [&](const std::string& container, int from, int to) {
     for (int i = from; i < to; ++i) {
-      const std::string id = "k" + std::to_string(i);
-      Result<client::Item> w = Status::Unavailable("not tried");
-      for (int attempt = 0; attempt < 20 && !w.ok(); ++attempt) {
-        w = writer->UpsertItem("db", container, Doc(id, i), "req-" + container + id);
-        if (!w.ok()) std::this_thread::sleep_for(std::chrono::milliseconds(200));
-      }
-      INFO(w.status().ToString());
-      REQUIRE(w.ok());
-      if (container == "c") acked.insert(id);
+      UpsertAcked(*writer, container, "k" + std::to_string(i), i);
+      if (container == "c") acked.insert("k" + std::to_string(i));
     }
   };
   write_some("c", 0, 20);
@@ -528,15 +533,8 @@ TEST_CASE(
   std::set<std::string> acked;
   auto write_some = [&](int from, int to) {
     for (int i = from; i < to; ++i) {
-      const std::string id = "k" + std::to_string(i);
-      Result<client::Item> w = Status::Unavailable("not tried");
-      for (int attempt = 0; attempt < 20 && !w.ok(); ++attempt) {
-        w = writer->UpsertItem("db", "c", Doc(id, i), "req-" + id);
-        if (!w.ok()) std::this_thread::sleep_for(std::chrono::milliseconds(200));
-      }
-      INFO(w.status().ToString());
-      REQUIRE(w.ok());
-      acked.insert(id);
+      UpsertAcked(*writer, "c", "k" + std::to_string(i), i);
+      acked.insert("k" + std::to_string(i));
     }
   };
   write_some(0, 30);

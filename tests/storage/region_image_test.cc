@@ -167,12 +167,16 @@ TEST_CASE("region image: staged, installed at this region's index, served to a r
   // store learned of it) waits while an image installed at or before that
   // index is staged: such an image may hold the purged keys.
   CHECK(a->ShredFiles().code() == Code::kUnavailable);
-  REQUIRE(a->DropRegionImages(marker).ok());  // the log was cut through the first install
+  REQUIRE(a->DropRegionImages(marker).ok());  // kept a while for replicas still applying its entry
+  CHECK(serves(id).ok());
+  REQUIRE(a->DropRegionImages(marker, std::chrono::milliseconds(0)).ok());  // the log was cut past it, long enough
   CHECK(serves(id).code() == Code::kNotFound);
   CHECK(serves(id2).ok());
   REQUIRE(a->ShredFiles().ok());  // the second was installed after the purge: it holds no purged key
   CHECK(a->PendingShreds()->empty());
-  REQUIRE(a->DropRegionImages(marker + 2).ok());
+  REQUIRE(a->DropRegionImages(marker + 1, std::chrono::milliseconds(0)).ok());  // not yet past its entry
+  CHECK(serves(id2).ok());
+  REQUIRE(a->DropRegionImages(marker + 2, std::chrono::milliseconds(0)).ok());
   CHECK(serves(id2).code() == Code::kNotFound);
   // A receiver that gives up drops what it staged.
   const std::string id3 = DocumentStore::NewRegionImageId();
