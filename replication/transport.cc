@@ -201,6 +201,9 @@ struct Transport::Impl {
   Result<std::string> Authorize(grpc::ServerContext* ctx, uint64_t from);
   // RegionAppend's check: a configured region peer, by address and certificate.
   Status AuthorizeRegionPeer(grpc::ServerContext* ctx);
+  // The stub of member `peer`'s sender; Unavailable if it is not a member
+  // or the transport stopped.
+  Result<std::shared_ptr<v1::PeerService::Stub>> MemberStub(uint64_t peer);
   // The cached stub for a node of another region; Unavailable once stopped.
   Result<std::shared_ptr<v1::PeerService::Stub>> RegionStub(const std::string& address);
   bool IsMemberAt(uint64_t from, const std::string& address);
@@ -837,14 +840,7 @@ void Transport::Send(std::vector<raft::Message> messages) {
 }
 
 Result<v1::ForwardResponse> Transport::Forward(uint64_t peer, const v1::ForwardRequest& request) {
-  std::shared_ptr<v1::PeerService::Stub> stub;
-  {
-    std::lock_guard lock(impl_->mu);
-    if (impl_->stopped) return Status::Unavailable("transport stopped");
-    auto it = impl_->senders.find(peer);
-    if (it == impl_->senders.end()) return Status::Unavailable("node " + std::to_string(peer) + " is not a member");
-    stub = it->second->stub();
-  }
+  BULWARK_ASSIGN_OR_RETURN(std::shared_ptr<v1::PeerService::Stub> stub, impl_->MemberStub(peer));
   v1::ForwardRequest outgoing = request;
   outgoing.set_from_node(impl_->options.self_id);
   grpc::ClientContext ctx;
@@ -863,6 +859,14 @@ void Transport::SetRegionPeers(std::vector<std::string> addresses) {
   std::lock_guard lock(impl_->mu);
   impl_->region_peer_hosts.clear();
   for (const std::string& a : addresses) impl_->region_peer_hosts.insert(HostOf(a));
+}
+
+Result<std::shared_ptr<v1::PeerService::Stub>> Transport::Impl::MemberStub(uint64_t peer) {
+  std::lock_guard lock(mu);
+  if (stopped) return Status::Unavailable("transport stopped");
+  auto it = senders.find(peer);
+  if (it == senders.end()) return Status::Unavailable("node " + std::to_string(peer) + " is not a member");
+  return it->second->stub();
 }
 
 Result<std::shared_ptr<v1::PeerService::Stub>> Transport::Impl::RegionStub(const std::string& address) {
@@ -926,14 +930,7 @@ Result<v1::RegionAppendResponse> Transport::SendRegionImage(const std::string& a
 
 Status Transport::FetchRegionImage(uint64_t peer, const std::string& id, const ChunkSink& sink,
                                    std::chrono::milliseconds timeout) {
-  std::shared_ptr<v1::PeerService::Stub> stub;
-  {
-    std::lock_guard lock(impl_->mu);
-    if (impl_->stopped) return Status::Unavailable("transport stopped");
-    auto it = impl_->senders.find(peer);
-    if (it == impl_->senders.end()) return Status::Unavailable("node " + std::to_string(peer) + " is not a member");
-    stub = it->second->stub();
-  }
+  BULWARK_ASSIGN_OR_RETURN(std::shared_ptr<v1::PeerService::Stub> stub, impl_->MemberStub(peer));
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + timeout);
   v1::FetchRegionImageRequest request;

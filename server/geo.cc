@@ -36,6 +36,9 @@ struct Geo::Impl {
   NodeContext* node = nullptr;
   std::string self;
   bool write_region = true;  // the write region is configuration (issue 8 moves it)
+  // Fixed at start: a regions record never empties the regions, so geo is
+  // on or off for the node's life (read on every request: no lock).
+  bool geo_enabled = false;
 
   // The topology in force: the configuration, or the regions record once
   // the regions were changed online. GUARDED_BY(cfg_mu)
@@ -202,12 +205,18 @@ void Geo::Impl::Refresh() {
 }
 
 void Geo::Impl::Watch() {
+  // A regions record changes only with the settings generation (a
+  // kSetRegions, or an installed image): read it only then.
+  uint64_t seen = 0;  // the first turn reads it (a change since Start)
   std::unique_lock lock(watch_mu);
   while (!stopping) {
+    watch_cv.wait_for(lock, kTopologyPoll);
+    const uint64_t gen = node->store->settings_generation();
+    if (gen == seen || stopping) continue;
+    seen = gen;
     lock.unlock();
     Refresh();
     lock.lock();
-    watch_cv.wait_for(lock, kTopologyPoll);
   }
 }
 
@@ -218,6 +227,7 @@ Result<std::unique_ptr<Geo>> Geo::Start(NodeContext* node) {
   auto configured = std::make_shared<const GeoConfig>(node->config->geo);
   impl->cfg = configured;
   if (configured->enabled()) {
+    impl->geo_enabled = true;
     impl->write_region = configured->write_region == impl->self;
     // A record from an earlier change wins over the configuration: read it
     // before anything is shipped.
@@ -253,7 +263,7 @@ void Geo::Stop() {
   if (auto s = impl_->Shipper()) s->Stop();
 }
 
-bool Geo::enabled() const { return impl_->Cfg()->enabled(); }
+bool Geo::enabled() const { return impl_->geo_enabled; }
 bool Geo::is_write_region() const { return impl_->write_region; }
 uint64_t Geo::epoch() const { return impl_->node->store->geo_position().epoch; }
 

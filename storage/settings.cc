@@ -166,34 +166,34 @@ Result<WriteCommand> DocumentStore::PrepareSetRegions(std::string_view record, s
 }
 
 Result<std::optional<DocumentStore::RegionsRecord>> DocumentStore::Regions() const {
-  // One snapshot: the record and its GLSN are written together.
+  // One snapshot: the record, its GLSN and the removal points are written together.
   const rocksdb::Snapshot* snap = impl_->db->GetSnapshot();
   rocksdb::ReadOptions ro;
   ro.snapshot = snap;
-  std::string text, glsn_bytes;
+  std::string text, glsn_bytes, removed_text;
   const rocksdb::Status found = impl_->db->Get(ro, impl_->meta, std::string(kRegionsKey), &text);
   const rocksdb::Status found_glsn = impl_->db->Get(ro, impl_->meta, std::string(kRegionsGlsnKey), &glsn_bytes);
+  const rocksdb::Status found_removed = impl_->db->Get(ro, impl_->meta, std::string(kRegionsRemovedKey), &removed_text);
   impl_->db->ReleaseSnapshot(snap);
   if (found.IsNotFound()) return std::optional<RegionsRecord>();
   BULWARK_RETURN_IF_ERROR(FromRocks(found, "cannot read the regions record"));
   RegionsRecord r;
   r.json = std::move(text);
-  auto removed = impl_->Get(impl_->meta, kRegionsRemovedKey);
-  if (removed.ok()) {
-    const nlohmann::json j = nlohmann::json::parse(*removed, nullptr, false);
-    if (!j.is_object()) return Status::Corruption("the removed-regions record is malformed");
-    for (auto it = j.begin(); it != j.end(); ++it) {
-      if (!it.value().is_number_unsigned()) return Status::Corruption("the removed-regions record is malformed");
-      r.removed[it.key()] = it.value().get<uint64_t>();
-    }
-  } else if (removed.status().code() != Code::kNotFound) {
-    return removed.status();
-  }
   if (found_glsn.ok()) {
     std::string_view v = glsn_bytes;
     if (!GetFixed64(v, r.glsn)) return Status::Corruption("the regions record's GLSN is malformed");
   } else if (!found_glsn.IsNotFound()) {
     return FromRocks(found_glsn, "cannot read the regions record");
+  }
+  if (found_removed.ok()) {
+    const nlohmann::json j = nlohmann::json::parse(removed_text, nullptr, false);
+    if (!j.is_object()) return Status::Corruption("the removed-regions record is malformed");
+    for (auto it = j.begin(); it != j.end(); ++it) {
+      if (!it.value().is_number_unsigned()) return Status::Corruption("the removed-regions record is malformed");
+      r.removed[it.key()] = it.value().get<uint64_t>();
+    }
+  } else if (!found_removed.IsNotFound()) {
+    return FromRocks(found_removed, "cannot read the regions record");
   }
   return std::optional<RegionsRecord>(std::move(r));
 }

@@ -301,6 +301,32 @@ bool ValidRegionImageId(std::string_view id) {
   return true;
 }
 
+// A staged data-key meta record (key `k` without its slot, value `v`).
+Result<crypto::WrappedDataKey> DecodeStagedDataKey(std::string_view k, std::string_view v) {
+  std::string rid;
+  uint32_t version = 0;
+  if (!ParseDataKeyMetaKey(k, rid, version)) return Status::Corruption("malformed staged data-key record");
+  return crypto::WrappedDataKey::DecodeValue(rid, version, v);
+}
+
+// A staged account-key meta record, unwrapped under this node's master key.
+struct StagedAccountKey {
+  std::string name;
+  uint64_t version = 0;
+  int64_t created = 0;
+  crypto::SecretBytes raw;
+};
+Result<StagedAccountKey> UnwrapStagedAccountKey(const DocumentStore::Impl& s, std::string_view k, std::string_view v) {
+  StagedAccountKey out;
+  out.name = std::string(k.substr(kAccountKeyMetaPrefix.size()));
+  std::string_view wrapped;
+  if (!DecodeAccountKeyValue(v, out.version, out.created, wrapped)) {
+    return Status::Corruption("staged account key record " + out.name + " is malformed");
+  }
+  BULWARK_ASSIGN_OR_RETURN(out.raw, s.keyring.UnwrapSecret(wrapped, AccountKeyContext(out.name)));
+  return out;
+}
+
 // Image chunks from one consistent point of the store (a RocksDB snapshot,
 // released on destruction): records gathered into chunks of about
 // `max_chunk` bytes (one larger record travels alone). Chunks carry raw
@@ -564,10 +590,7 @@ Status DocumentStore::WriteRegionImage(std::string_view id, size_t max_chunk,
     // Staged keys are wrapped under this node's master key: they travel raw,
     // as in any image, and the receiver wraps them under its own.
     if (tag == Tag::kMeta && k.substr(0, kDataKeyMetaPrefix.size()) == kDataKeyMetaPrefix) {
-      std::string rid;
-      uint32_t version = 0;
-      if (!ParseDataKeyMetaKey(k, rid, version)) return Status::Corruption("malformed staged data-key record");
-      BULWARK_ASSIGN_OR_RETURN(auto wrapped, crypto::WrappedDataKey::DecodeValue(rid, version, v));
+      BULWARK_ASSIGN_OR_RETURN(auto wrapped, DecodeStagedDataKey(k, v));
       BULWARK_ASSIGN_OR_RETURN(auto raw, s.keyring.UnwrapDataKey(wrapped));
       std::string value;
       PutFixed64(value, static_cast<uint64_t>(wrapped.created_unix_s));
@@ -578,15 +601,8 @@ Status DocumentStore::WriteRegionImage(std::string_view id, size_t max_chunk,
       continue;
     }
     if (tag == Tag::kMeta && k.substr(0, kAccountKeyMetaPrefix.size()) == kAccountKeyMetaPrefix) {
-      uint64_t version = 0;
-      int64_t created = 0;
-      std::string_view wrapped;
-      const std::string name(k.substr(kAccountKeyMetaPrefix.size()));
-      if (!DecodeAccountKeyValue(v, version, created, wrapped)) {
-        return Status::Corruption("staged account key record " + name + " is malformed");
-      }
-      BULWARK_ASSIGN_OR_RETURN(auto raw, s.keyring.UnwrapSecret(wrapped, AccountKeyContext(name)));
-      std::string value = EncodeAccountKeyValue(version, created, raw.view());
+      BULWARK_ASSIGN_OR_RETURN(StagedAccountKey key, UnwrapStagedAccountKey(s, k, v));
+      std::string value = EncodeAccountKeyValue(key.version, key.created, key.raw.view());
       Status st = add(Tag::kAccountKey, k, value);
       sodium_memzero(value.data(), value.size());
       BULWARK_RETURN_IF_ERROR(st);
@@ -717,23 +733,14 @@ Status RewrapStagedKeys(const DocumentStore::Impl& s, const crypto::MasterKey& n
     k.remove_prefix(1);
     const std::string_view v = it->value().ToStringView();
     if (k.substr(0, kDataKeyMetaPrefix.size()) == kDataKeyMetaPrefix) {
-      std::string rid;
-      uint32_t version = 0;
-      if (!ParseDataKeyMetaKey(k, rid, version)) return Status::Corruption("malformed staged data-key record");
-      BULWARK_ASSIGN_OR_RETURN(auto wrapped, crypto::WrappedDataKey::DecodeValue(rid, version, v));
+      BULWARK_ASSIGN_OR_RETURN(auto wrapped, DecodeStagedDataKey(k, v));
       BULWARK_ASSIGN_OR_RETURN(auto next_wrapped, s.keyring.RewrapDataKey(wrapped, next));
       m.push_back({Mutation::Kind::kPut, s.staging, it->key().ToString(), next_wrapped.EncodeValue()});
     } else if (k.substr(0, kAccountKeyMetaPrefix.size()) == kAccountKeyMetaPrefix) {
-      uint64_t version = 0;
-      int64_t created = 0;
-      std::string_view wrapped;
-      const std::string name(k.substr(kAccountKeyMetaPrefix.size()));
-      if (!DecodeAccountKeyValue(v, version, created, wrapped)) {
-        return Status::Corruption("staged account key record " + name + " is malformed");
-      }
-      BULWARK_ASSIGN_OR_RETURN(auto raw, s.keyring.UnwrapSecret(wrapped, AccountKeyContext(name)));
-      m.push_back({Mutation::Kind::kPut, s.staging, it->key().ToString(),
-                   EncodeAccountKeyValue(version, created, next.Wrap(raw.view(), AccountKeyContext(name)))});
+      BULWARK_ASSIGN_OR_RETURN(StagedAccountKey key, UnwrapStagedAccountKey(s, k, v));
+      m.push_back(
+          {Mutation::Kind::kPut, s.staging, it->key().ToString(),
+           EncodeAccountKeyValue(key.version, key.created, next.Wrap(key.raw.view(), AccountKeyContext(key.name)))});
     }
   }
   return FromRocks(it->status(), "cannot read the staged images");
