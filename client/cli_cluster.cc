@@ -2,6 +2,7 @@
 // running a local replica set and looking after its membership.
 #include <signal.h>
 #include <unistd.h>
+#include <ctime>
 
 #include <algorithm>
 #include <chrono>
@@ -343,6 +344,13 @@ json StatusJson(const std::vector<NodeReport>& reports) {
         node["regions"] = std::move(regions);
         node["strong_quorum"] = s.strong_quorum;
       }
+      if (s.last_failover.epoch > 0) {
+        node["last_failover"] = {{"from", s.last_failover.from},
+                                 {"to", s.last_failover.to},
+                                 {"reason", s.last_failover.reason},
+                                 {"at_unix_ms", s.last_failover.at_unix_ms},
+                                 {"epoch", s.last_failover.epoch}};
+      }
     }
     out.push_back(std::move(node));
   }
@@ -381,6 +389,16 @@ void PrintStatusTable(const std::vector<NodeReport>& reports) {
     for (const auto& q : w->strong_quorum) std::cout << " " << q;
     std::cout << "):\n";
     PrintTable({"REGION", "PRIORITY", "CONNECTED", "IN QUORUM", "GLSN", "LAG (WRITES)", "LAG (S)", "NOTE"}, regions);
+  }
+  for (const auto& r : reports) {
+    if (!r.error.ok() || r.status.last_failover.epoch == 0) continue;
+    const auto& f = r.status.last_failover;
+    const std::time_t at = static_cast<std::time_t>(f.at_unix_ms / 1000);
+    char when[32];
+    std::strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&at));
+    std::cout << "last failover: " << f.from << " -> " << f.to << " at " << when << " (epoch " << f.epoch
+              << "): " << f.reason << "\n";
+    break;
   }
   const NodeStatus* first = nullptr;
   for (const auto& r : reports) {

@@ -403,6 +403,23 @@ void AddRegionCommands(CLI::App& app, Globals& g, int& rc) {
                   });
   set->add_option("NAME", name, "the region")->required();
   set->add_option("PRIORITY", priority, "the new priority")->required()->check(CLI::Range(1u, 1000u));
+
+  static std::string to;
+  static int wait_s = 60;
+  auto* failover =
+      app.add_subcommand("failover",
+                         "move the write region (planned: the current one stops taking writes and streams the rest, "
+                         "then TO takes over; nothing acknowledged is lost)")
+          ->callback([&, print] {
+            rc = WithClient(g, [&](Client& c) -> Status {
+              BULWARK_ASSIGN_OR_RETURN(Topology t, c.Failover(to, std::chrono::seconds(wait_s)));
+              std::cout << "the write region is " << t.write_region << " (epoch " << t.epoch << ")\n";
+              print(t);
+              return Status::Ok();
+            });
+          });
+  failover->add_option("--to", to, "the region that takes the writes")->required();
+  failover->add_option("--wait", wait_s, "seconds to wait for it to take over")->check(CLI::Range(1, 3600));
 }
 
 CLI::App* AddKeyCommands(CLI::App& app, Globals& g, int& rc) {

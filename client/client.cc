@@ -166,7 +166,14 @@ struct Client::Impl {
       const Status st = FromGrpcStatus(s);
       if (WantsTopology() && attempt < options.max_retries && st.code() == Code::kFailedPrecondition &&
           st.message().find("does not take writes") != std::string::npos) {
-        RefreshTopology(true);  // nothing was written: the write region is elsewhere
+        // Nothing was written: the write region is elsewhere, or moving
+        // (a failover: no region takes writes until the new one has the
+        // change), so back off as for an unavailable endpoint.
+        RefreshTopology(true);
+        if (attempt > 0) {
+          std::this_thread::sleep_for(backoff);
+          backoff *= 2;
+        }
         continue;
       }
       if (use_read && st.code() == Code::kUnavailable &&
@@ -583,6 +590,10 @@ Result<NodeStatus> Client::GetStatus() {
                          r.lag_seconds(), r.needs_image(), r.error()});
   }
   s.strong_quorum.assign(resp.strong_quorum().begin(), resp.strong_quorum().end());
+  if (resp.has_last_failover()) {
+    const auto& f = resp.last_failover();
+    s.last_failover = {f.from_region(), f.to_region(), f.reason(), f.at_unix_ms(), f.epoch()};
+  }
   for (const auto& m : resp.members()) s.members.push_back({m.id(), m.peer_address(), m.match_index(), m.lag()});
   return s;
 }
@@ -779,6 +790,27 @@ Result<Topology> Client::AddRegion(const RegionSpec& region) {
   add->set_priority(region.priority);
   add->set_strong(region.strong);
   return ChangeRegions(req);
+}
+
+Result<Topology> Client::Failover(const std::string& to, std::chrono::milliseconds wait) {
+  v1::ChangeRegionsRequest req;
+  req.set_failover_to(to);
+  BULWARK_RETURN_IF_ERROR(ChangeRegions(req).status());
+  const auto until = std::chrono::steady_clock::now() + wait;
+  Status last = Status::Ok();
+  for (;;) {
+    // The write route follows the topology: once any node names `to`, this
+    // asks `to`'s own nodes, which say so only once they have the change.
+    auto t = GetTopology();
+    if (t.ok() && t->write_region == to && t->self_region == to) return t;
+    if (!t.ok()) last = t.status();
+    if (std::chrono::steady_clock::now() >= until) {
+      return Status::DeadlineExceeded("the failover to " + to + " is committed, but " + to +
+                                      " has not taken over yet (it does once it has applied the change)" +
+                                      (last.ok() ? std::string() : ": " + last.ToString()));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
 }
 
 Result<Topology> Client::RemoveRegion(const std::string& name) {

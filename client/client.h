@@ -181,6 +181,12 @@ struct NodeStatus {
   };
   std::vector<RegionLag> regions;  // the write region's leader only
   std::vector<std::string> strong_quorum;
+  struct Failover {
+    std::string from, to, reason;
+    int64_t at_unix_ms = 0;
+    uint64_t epoch = 0;  // 0: the write region never moved
+  };
+  Failover last_failover;
   struct Member {
     uint64_t id = 0;
     std::string peer_address;
@@ -286,6 +292,15 @@ class Client {
   Result<Topology> AddRegion(const RegionSpec& region);
   Result<Topology> RemoveRegion(const std::string& name);
   Result<Topology> SetRegionPriority(const std::string& name, uint32_t priority);
+  // A planned failover (docs/geo-replication.md, "Failover"): the write
+  // region stops taking writes at the change and streams everything before
+  // it; `to` takes writes once it has applied it. Waits up to `wait` until a
+  // node of `to` says it is the write region, and returns that topology.
+  // Errors: NotFound (no such region), FailedPrecondition (`to` is the
+  // write region already, or is not taking the stream now), and
+  // DeadlineExceeded if `to` had not taken over by then (the failover is
+  // committed and completes once it has the change).
+  Result<Topology> Failover(const std::string& to, std::chrono::milliseconds wait = std::chrono::seconds(60));
   // The region reads go to now (empty before any topology is known).
   std::string read_region() const;
   ~Client();

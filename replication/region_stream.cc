@@ -38,7 +38,8 @@ struct RegionShipper::Impl {
     bool known = false;  // acked_* hold the region's answer since this node led
     uint64_t acked_glsn = 0;
     uint64_t acked_source = 0;
-    size_t target = 0;  // index into config.peers, or leader_address if set
+    uint64_t acked_epoch = 0;  // the epoch its acked GLSN was written at
+    size_t target = 0;         // index into config.peers, or leader_address if set
     std::string leader_address;
     SteadyClock::time_point last_ack{};
     SteadyClock::time_point last_send{};
@@ -64,20 +65,27 @@ struct RegionShipper::Impl {
   std::condition_variable changed;  // an ack arrived, or the quorum set changed
   std::atomic<bool> stop{false};
   std::vector<std::thread> threads;
+  SteadyClock::time_point started{};
 
   void Run(size_t r);
   // One message to region r: a batch (possibly empty), or a state image if
   // the region is behind what the log holds. False on failure.
   bool SendOnce(size_t r, SteadyClock::time_point now);
   Result<v1::RegionAppendResponse> SendImage(size_t r, const std::string& address, uint64_t head_glsn);
-  // Adds the account commands of `entries` to the batch, numbered from
-  // from_glsn + 1, up to last_glsn (0: no limit). Corruption for an entry
-  // that does not decode.
-  // Stops after a regions change that removes `region` (its GLSN in
-  // *removed_at), so a removed region never gets a write from after it.
-  static Status AddEntries(const std::vector<raft::Entry>& entries, uint64_t from_glsn, uint64_t epoch,
-                           uint64_t last_glsn, const std::string& region, v1::RegionAppendRequest* req,
-                           uint64_t* removed_at);
+  // Adds the account commands of `entries` that took a GLSN here to the
+  // batch, numbered from from_glsn + 1, up to last_glsn (0: no limit).
+  // Corruption for an entry that does not decode. Stops after a regions
+  // change that removes `region` or moves the write region away from this
+  // one (its GLSN in *ends_at), so a removed region never gets a write from
+  // after it, and an old write region's stream ends at the failover.
+  Status AddEntries(const std::vector<raft::Entry>& entries, uint64_t from_glsn, uint64_t epoch, uint64_t last_glsn,
+                    const std::string& region, v1::RegionAppendRequest* req, uint64_t* ends_at) const;
+  // Where region r's next batch starts in this node's log, for a region whose
+  // position was written at an older epoch (by another write region: its
+  // source index is not ours). Sets *image if only an image can bring it on;
+  // false (with the reason in *wait) while the old write region may still
+  // be streaming the rest of its epoch to it.
+  bool MapOlderEpoch(uint64_t glsn, uint64_t* source, bool* image, std::string* wait) const;
   void UpdateQuorum(SteadyClock::time_point now);  // REQUIRES: mu held
   uint64_t CommittedLocked() const;                // REQUIRES: mu held
   std::vector<std::string> QuorumLocked() const;   // REQUIRES: mu held
@@ -96,6 +104,7 @@ Result<std::unique_ptr<RegionShipper>> RegionShipper::Start(RegionStreamOptions 
   }
   auto impl = std::make_unique<Impl>();
   impl->options = std::move(options);
+  impl->started = SteadyClock::now();
   impl->replica = replica;
   impl->store = store;
   const auto& strong = impl->options.strong_regions;
@@ -180,6 +189,7 @@ bool RegionShipper::Impl::SendOnce(size_t r, SteadyClock::time_point now) {
   v1::RegionAppendRequest req;
   std::string address;
   uint64_t from_glsn = 0, from_source = 0;
+  uint64_t from_epoch = 0;
   bool known = false;
   std::chrono::milliseconds delay{0};
   {
@@ -190,6 +200,7 @@ bool RegionShipper::Impl::SendOnce(size_t r, SteadyClock::time_point now) {
     known = remote.known;
     from_glsn = remote.acked_glsn;
     from_source = remote.acked_source;
+    from_epoch = remote.acked_epoch;
     delay = remote.config.link_delay;
     req.set_committed_glsn(CommittedLocked());
     for (const std::string& q : QuorumLocked()) req.add_strong_regions(q);
@@ -218,7 +229,15 @@ bool RegionShipper::Impl::SendOnce(size_t r, SteadyClock::time_point now) {
   if (retire_at > 0 && head.glsn > retire_at) req.set_head_glsn(retire_at);
   uint64_t removed_at = 0;
   bool image = false;
-  if (known && from_glsn < req.head_glsn()) {
+  if (known && from_epoch < options.epoch) {
+    std::string wait;
+    if (!MapOlderEpoch(from_glsn, &from_source, &image, &wait)) {
+      std::lock_guard lock(mu);
+      remotes[r].error = wait;
+      return false;
+    }
+  }
+  if (known && !image && from_glsn < req.head_glsn()) {
     auto entries =
         ReadStoredEntries(store->raw_db(), store->raft_log_cf(), from_source + 1, applied + 1, kMaxRegionBatchBytes);
     if (entries.status().code() == Code::kNotFound) {
@@ -244,7 +263,7 @@ bool RegionShipper::Impl::SendOnce(size_t r, SteadyClock::time_point now) {
     if (remote.retire_at == 0 || removed_at < remote.retire_at) remote.retire_at = removed_at;
     remote.in_set = false;
     remote.in_quorum = false;
-    spdlog::info("event=region_stream_ends region={} glsn={} reason=removed", remote.config.name, removed_at);
+    spdlog::info("event=region_stream_ends region={} glsn={}", remote.config.name, removed_at);
   }
   if (image && retire_at > 0) {
     // An image would carry what came after its removal.
@@ -285,8 +304,9 @@ bool RegionShipper::Impl::SendOnce(size_t r, SteadyClock::time_point now) {
     if (image) remote.next_image = {};  // try its leader at once
     return false;
   }
-  if (resp->epoch() != options.epoch) {
-    remote.error = "region " + remote.config.name + " is at epoch " + std::to_string(resp->epoch());
+  if (resp->account_epoch() > options.epoch) {
+    remote.error = "region " + remote.config.name + " is at epoch " + std::to_string(resp->account_epoch()) +
+                   ": this stream's epoch " + std::to_string(options.epoch) + " ended";
   } else if (!resp->error().empty()) {
     remote.error = resp->error();
   } else {
@@ -297,6 +317,7 @@ bool RegionShipper::Impl::SendOnce(size_t r, SteadyClock::time_point now) {
   remote.known = true;
   remote.acked_glsn = resp->applied_glsn();
   remote.acked_source = resp->source_index();
+  remote.acked_epoch = resp->epoch();
   remote.last_ack = answered;
   if (remote.acked_glsn >= head.glsn) remote.caught_up = answered;
   UpdateQuorum(answered);
@@ -304,9 +325,39 @@ bool RegionShipper::Impl::SendOnce(size_t r, SteadyClock::time_point now) {
   return remote.error.empty();
 }
 
+bool RegionShipper::Impl::MapOlderEpoch(uint64_t glsn, uint64_t* source, bool* image, std::string* wait) const {
+  auto start = store->EpochStartOf(options.epoch);
+  if (!start.ok()) {
+    *wait = start.status().ToString();
+    return false;
+  }
+  if (!start->has_value()) {  // the state came from an image since: nothing to map to
+    *image = true;
+    return true;
+  }
+  const uint64_t began = (*start)->glsn;
+  if (glsn == began) {
+    *source = (*start)->index;  // the change that began the epoch, here
+    return true;
+  }
+  if (glsn < began && SteadyClock::now() - started < options.drain_wait) {
+    *wait = "waiting for the old write region to stream it the rest of epoch " + std::to_string(options.epoch - 1) +
+            " (it is at GLSN " + std::to_string(glsn) + ", epoch " + std::to_string(options.epoch) + " began at GLSN " +
+            std::to_string(began) + ")";
+    return false;
+  }
+  // Behind, and the old write region did not bring it on; or ahead: it
+  // holds writes of an older epoch that this region never had.
+  if (glsn > began) {
+    spdlog::warn("event=region_diverged glsn={} epoch_began={} epoch={}", glsn, began, options.epoch);
+  }
+  *image = true;
+  return true;
+}
+
 Status RegionShipper::Impl::AddEntries(const std::vector<raft::Entry>& entries, uint64_t from_glsn, uint64_t epoch,
                                        uint64_t last_glsn, const std::string& region, v1::RegionAppendRequest* req,
-                                       uint64_t* removed_at) {
+                                       uint64_t* ends_at) const {
   uint64_t glsn = from_glsn;
   for (const auto& e : entries) {
     if (last_glsn > 0 && glsn >= last_glsn) break;
@@ -317,9 +368,14 @@ Status RegionShipper::Impl::AddEntries(const std::vector<raft::Entry>& entries, 
     auto cmd = storage::WriteCommand::Decode(bytes);
     if (!cmd.ok()) return cmd.status();
     if (!storage::IsAccountCommand(cmd->kind)) continue;
+    // What took no GLSN here: a repeat of a command shipped from an earlier
+    // write region, and a write the store refused as fenced (stamped with
+    // an epoch this region did not write at). Apply decides the same way.
+    if (cmd->geo_glsn != 0) continue;
+    if (cmd->geo_epoch != 0 && cmd->geo_epoch != options.epoch) continue;
     ++glsn;
     cmd->geo_glsn = glsn;
-    cmd->geo_epoch = epoch;
+    if (cmd->geo_epoch == 0) cmd->geo_epoch = epoch;
     cmd->geo_source_index = e.index;
     v1::RegionEntry* out = req->add_entries();
     out->set_glsn(glsn);
@@ -331,8 +387,9 @@ Status RegionShipper::Impl::AddEntries(const std::vector<raft::Entry>& entries, 
       // Decided here, not when this node puts the change in force (up to a
       // poll later): a region it removes gets it, and nothing after it.
       auto names = storage::DocumentStore::RegionNames(cmd->setting);
-      if (names.ok() && names->count(region) == 0) {
-        *removed_at = glsn;
+      const auto writer = storage::DocumentStore::RegionsWriterOf(cmd->setting);
+      if ((names.ok() && names->count(region) == 0) || (!writer.write.empty() && writer.write != options.self_region)) {
+        *ends_at = glsn;
         break;
       }
     }

@@ -99,6 +99,10 @@ struct RegionStreamOptions {
   // A region removed by a regions change (kSetRegions) it ships gets that
   // change and nothing after it, then this long to acknowledge it.
   std::chrono::milliseconds retire_within{30000};
+  // A new write region (epoch raised by a failover) streams to a region
+  // still behind the change that began its epoch only once the old write
+  // region has had this long (from Start) to bring it there; then an image.
+  std::chrono::milliseconds drain_wait{30000};
   // A shipper replacing another (a topology change): regions start in the
   // quorum set as `carried` says, and regions not in it start outside it
   // (added back once caught up). A first start puts every configured

@@ -158,10 +158,16 @@ struct Replica::Impl {
   uint32_t turns_since_size_check = 0;      // loop-only
 
   std::mutex forward_mu;
-  ForwardFn forward;                    // GUARDED_BY(forward_mu)
-  RegionAppendFn region_append;         // GUARDED_BY(forward_mu)
-  RegionImageFn region_image;           // GUARDED_BY(forward_mu)
-  std::function<uint64_t()> retention;  // GUARDED_BY(forward_mu)
+  ForwardFn forward;                      // GUARDED_BY(forward_mu)
+  RegionAppendFn region_append;           // GUARDED_BY(forward_mu)
+  RegionImageFn region_image;             // GUARDED_BY(forward_mu)
+  std::function<uint64_t()> retention;    // GUARDED_BY(forward_mu)
+  std::function<uint64_t()> epoch_stamp;  // GUARDED_BY(mu)
+  // REQUIRES: mu held. An account command proposed here carries the epoch
+  // its region writes at (storage::WriteCommand::geo_epoch).
+  void Stamp(storage::WriteCommand& cmd) const {
+    if (epoch_stamp && cmd.geo_glsn == 0 && storage::IsAccountCommand(cmd.kind)) cmd.geo_epoch = epoch_stamp();
+  }
 
   std::thread loop;
 
@@ -796,6 +802,7 @@ Result<Committed> Replica::Propose(storage::WriteCommand cmd, Clock::time_point 
     }
     const uint64_t seq = impl_->next_seq++;
     if (impl_->proposals.empty()) impl_->oldest_proposal = std::chrono::steady_clock::now();
+    impl_->Stamp(cmd);
     impl_->proposals.push_back({EncodeEntry(impl_->options.node_id, seq, cmd.Encode()), seq});
     impl_->pending[seq] = w;
   }
@@ -829,6 +836,7 @@ Result<std::vector<Committed>> Replica::ProposeBatch(std::vector<storage::WriteC
     if (impl_->proposals.empty() && !cmds.empty()) impl_->oldest_proposal = std::chrono::steady_clock::now();
     for (storage::WriteCommand& cmd : cmds) {
       const uint64_t seq = impl_->next_seq++;
+      impl_->Stamp(cmd);
       impl_->proposals.push_back({EncodeEntry(impl_->options.node_id, seq, cmd.Encode()), seq});
       auto w = std::make_shared<Waiter>();
       impl_->pending[seq] = w;
@@ -858,6 +866,11 @@ void Replica::set_region_append_handler(RegionAppendFn fn) {
 void Replica::set_region_image_handler(RegionImageFn fn) {
   std::lock_guard lock(impl_->forward_mu);
   impl_->region_image = std::move(fn);
+}
+
+void Replica::set_epoch_stamp(std::function<uint64_t()> fn) {
+  std::lock_guard lock(impl_->mu);
+  impl_->epoch_stamp = std::move(fn);
 }
 
 void Replica::set_log_retention(std::function<uint64_t()> fn) {

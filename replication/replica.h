@@ -130,6 +130,11 @@ class Replica final : public TransportHandler {
   // entry from the index `fn` returns (0: no wish), unless the log then
   // holds more than ReplicaOptions::max_retained_entries. Called on the loop.
   void set_log_retention(std::function<uint64_t()> fn);
+  // Geo-replication's fence: every account command proposed here (not one
+  // shipped from another region) is stamped with the epoch `fn` returns
+  // (storage::WriteCommand::geo_epoch). Called under the proposal lock: it
+  // must be cheap and must not call back into the replica.
+  void set_epoch_stamp(std::function<uint64_t()> fn);
 
   // Leader only: appends the command and waits until it is applied here.
   Result<Committed> Propose(storage::WriteCommand cmd, Clock::time_point deadline);

@@ -62,6 +62,15 @@ struct GeoConfig {
   uint32_t heartbeat_ms = 100;
   uint32_t lease_ms = 2000;
   uint32_t removal_ms = 5000;  // a silent region leaves the strong quorum set (3+ regions)
+  // From the regions record only (the configuration names epoch 1): the
+  // write epoch, raised by each change of write region, and the last change.
+  uint64_t epoch = 1;
+  struct Failover {
+    std::string from, to, reason;
+    int64_t at_unix_ms = 0;
+    uint64_t epoch = 0;
+  };
+  Failover last_failover;  // epoch 0: none
   bool enabled() const { return !regions.empty(); }
 };
 constexpr uint64_t kMinBoundedWrites = 10;

@@ -35,7 +35,11 @@ int64_t UnixMs(std::chrono::system_clock::time_point t) {
 struct Geo::Impl {
   NodeContext* node = nullptr;
   std::string self;
-  bool write_region = true;  // the write region is configuration (issue 8 moves it)
+  // Whether this region is the write region, and the account's epoch, as
+  // the topology in force says (read on every request and proposal: no
+  // lock). Written only by Apply.
+  std::atomic<bool> write_region{true};
+  std::atomic<uint64_t> epoch{1};
   // Fixed at start: a regions record never empties the regions, so geo is
   // on or off for the node's life (read on every request: no lock).
   bool geo_enabled = false;
@@ -77,8 +81,10 @@ struct Geo::Impl {
   // Puts `next` in force: region peers, and (write region) a shipper for
   // its regions; `retiring` are regions just removed, shipped to until they
   // have the change (or for a while). REQUIRES: not cfg_mu.
+  // `switch_glsn`: the GLSN of the record (where a write region that lost
+  // its place stops streaming).
   Status Apply(std::shared_ptr<const GeoConfig> next, const std::string& record,
-               std::vector<replication::RemoteRegion> retiring);
+               std::vector<replication::RemoteRegion> retiring, uint64_t switch_glsn);
   // FailedPrecondition once this region was removed from the account.
   Status RefuseIfRemoved() const;
   // Reads the regions record and applies it if it changed.
@@ -97,11 +103,15 @@ Geo::Geo(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Geo::~Geo() { Stop(); }
 
 Status Geo::Impl::Apply(std::shared_ptr<const GeoConfig> next, const std::string& rec,
-                        std::vector<replication::RemoteRegion> retiring) {
+                        std::vector<replication::RemoteRegion> retiring, uint64_t switch_glsn) {
   const GeoConfig& g = *next;
+  const bool was_writer = write_region.load();
+  const bool writer = g.write_region == self;
+  const uint64_t old_epoch = epoch.load();
   std::vector<std::string> remote_peers;
   replication::RegionStreamOptions options;
   options.self_region = self;
+  options.epoch = g.epoch;
   options.strong_regions = g.strong_regions;
   options.heartbeat = std::chrono::milliseconds(g.heartbeat_ms);
   options.lease = std::chrono::milliseconds(g.lease_ms);
@@ -121,7 +131,22 @@ Status Geo::Impl::Apply(std::shared_ptr<const GeoConfig> next, const std::string
   }
   node->replica->transport()->SetRegionPeers(remote_peers);
   std::shared_ptr<replication::RegionShipper> started;
-  if (auto previous = Shipper()) {
+  auto previous = Shipper();
+  if (!writer && was_writer && previous) {
+    // The write region moved away (a failover at GLSN switch_glsn): keep
+    // streaming the old epoch up to that change, and nothing after (the
+    // store refuses later writes here), so the new write region, and every
+    // other, has everything this one wrote. That is the drain that makes a
+    // planned failover lose nothing.
+    for (auto& r : options.remotes) {
+      if (r.retire_at_glsn == 0) r.retire_at_glsn = switch_glsn;
+    }
+    options.epoch = old_epoch;
+    options.strong_regions.clear();
+  } else if (!writer) {
+    options.remotes.clear();
+  }
+  if (previous) {
     // The quorum set as it runs now (and the leases granted), not as
     // configured: a region dropped from it, or new, joins only once it has
     // caught up.
@@ -133,7 +158,7 @@ Status Geo::Impl::Apply(std::shared_ptr<const GeoConfig> next, const std::string
       if (!listed) options.remotes.push_back(std::move(still));
     }
   }
-  if (write_region) {
+  if (writer || (previous && !options.remotes.empty())) {
     BULWARK_ASSIGN_OR_RETURN(auto fresh,
                              replication::RegionShipper::Start(std::move(options), node->replica, node->store));
     started = std::move(fresh);
@@ -144,6 +169,8 @@ Status Geo::Impl::Apply(std::shared_ptr<const GeoConfig> next, const std::string
     cfg = std::move(next);
     record = rec;
     removed = !listed;
+    write_region.store(writer);
+    epoch.store(g.epoch);
     old = std::move(shipper);
     shipper = std::move(started);
   }
@@ -194,7 +221,7 @@ void Geo::Impl::Refresh() {
   for (const auto& r : shared->regions) names += (names.empty() ? "" : ",") + r.name;
   std::string strong;
   for (const auto& r : shared->strong_regions) strong += (strong.empty() ? "" : ",") + r;
-  Status st = Apply(shared, text, std::move(retiring));
+  Status st = Apply(shared, text, std::move(retiring), glsn);
   if (!st.ok()) {
     spdlog::error("event=geo_topology_change_failed error=\"{}\"", st.ToString());
     return;
@@ -202,6 +229,14 @@ void Geo::Impl::Refresh() {
   spdlog::warn(
       "event=geo_topology_changed regions={} strong={} glsn={} removed_here={}", names, strong, glsn,
       !std::any_of(shared->regions.begin(), shared->regions.end(), [&](const auto& r) { return r.name == self; }));
+  if (shared->write_region != current->write_region) {
+    const auto& f = shared->last_failover;
+    spdlog::warn("event=write_region_changed from={} to={} epoch={} glsn={} reason=\"{}\" here={}",
+                 current->write_region, shared->write_region, shared->epoch, glsn, f.reason,
+                 shared->write_region == self    ? "takes writes"
+                 : current->write_region == self ? "stops writes"
+                                                 : "-");
+  }
 }
 
 void Geo::Impl::Watch() {
@@ -243,7 +278,13 @@ Result<std::unique_ptr<Geo>> Geo::Start(NodeContext* node) {
         spdlog::error("event=geo_topology_refused error=\"{}\"", decoded.status().ToString());
       }
     }
-    BULWARK_RETURN_IF_ERROR(impl->Apply(initial, initial_record, {}));
+    BULWARK_RETURN_IF_ERROR(impl->Apply(initial, initial_record, {}, 0));
+    Impl* stamp = impl.get();
+    // Every account command proposed here carries the epoch this region
+    // writes at, or one no epoch has: the store refuses it if the write
+    // region moved before it in the log (the fence).
+    node->replica->set_epoch_stamp(
+        [stamp] { return stamp->write_region.load() ? stamp->epoch.load() : storage::kNotWriterEpoch; });
     Impl* raw = impl.get();
     impl->watcher = std::thread([raw] { raw->Watch(); });
     const auto g = impl->Cfg();
@@ -265,7 +306,7 @@ void Geo::Stop() {
 
 bool Geo::enabled() const { return impl_->geo_enabled; }
 bool Geo::is_write_region() const { return impl_->write_region; }
-uint64_t Geo::epoch() const { return impl_->node->store->geo_position().epoch; }
+uint64_t Geo::epoch() const { return impl_->epoch.load(); }
 
 uint64_t Geo::RetainFrom() const {
   auto shipper = impl_->Shipper();
@@ -288,6 +329,29 @@ Result<std::pair<std::string, std::string>> Geo::PrepareRegionChange(const v1::C
   if (current.has_value()) {
     BULWARK_ASSIGN_OR_RETURN(base, DecodeRegions(current->json, impl_->node->config->geo));
     version = storage::DocumentStore::RegionsVersion(current->json);
+  }
+  if (change.change_case() == v1::ChangeRegionsRequest::kFailoverTo) {
+    // The old write region stops at the change; the new one starts once it
+    // has applied it. A target that is not taking the stream now would
+    // leave the account without a write region until it is back.
+    auto shipper = impl_->Shipper();
+    bool ready = false;
+    std::string why = "no stream reaches it from here";
+    for (const auto& lag : shipper ? shipper->Lags() : std::vector<replication::RegionLag>{}) {
+      if (lag.name != change.failover_to()) continue;
+      ready = lag.connected && !lag.needs_image && lag.error.empty();
+      why = !lag.connected    ? "it has not answered the stream lately"
+            : lag.needs_image ? "it is being rebuilt from a state image"
+                              : lag.error;
+    }
+    if (!ready && base.write_region != change.failover_to()) {
+      const bool known = std::any_of(base.regions.begin(), base.regions.end(),
+                                     [&](const auto& r) { return r.name == change.failover_to(); });
+      if (known) {
+        return Status::FailedPrecondition("cannot fail over to " + change.failover_to() + ": " + why +
+                                          " (writes would stop until it is back)");
+      }
+    }
   }
   BULWARK_ASSIGN_OR_RETURN(GeoConfig next, ChangeRegions(base, change));
   return std::make_pair(EncodeRegions(next, &base), version);
@@ -484,14 +548,15 @@ v1::RegionAppendResponse Geo::OnRegionImage(const v1::RegionImageHeader& header,
     out.set_applied_glsn(pos.glsn);
     out.set_source_index(pos.source_index);
     out.set_epoch(pos.epoch);
+    out.set_account_epoch(g.node->store->write_epoch());
     out.set_error(error);
     return out;
   };
   std::unique_lock one(g.image_mu, std::try_to_lock);
   if (!one.owns_lock()) return answer("a region image is already being installed here");
-  if (header.epoch() < g.node->store->geo_position().epoch) {
-    return answer("region image from epoch " + std::to_string(header.epoch()) + " refused: this region is at epoch " +
-                  std::to_string(g.node->store->geo_position().epoch));
+  if (header.epoch() < g.node->store->write_epoch()) {
+    return answer("region image from epoch " + std::to_string(header.epoch()) + " refused: the account is at epoch " +
+                  std::to_string(g.node->store->write_epoch()));
   }
   const auto deadline =
       header.deadline_unix_ms() > 0
@@ -551,13 +616,30 @@ v1::RegionAppendResponse Geo::OnRegionAppend(const v1::RegionAppendRequest& req)
   v1::RegionAppendResponse out;
   Impl& g = *impl_;
   replication::Replica& replica = *g.node->replica;
-  if (std::string refused = g.RefuseStream(req.from_region(), req.to_region()); !refused.empty()) {
+  const uint64_t account_epoch = g.node->store->write_epoch();
+  const bool stale = g.Cfg()->enabled() && req.to_region() == g.self && req.epoch() < account_epoch;
+  if (std::string refused = g.RefuseStream(req.from_region(), req.to_region()); !refused.empty() && !stale) {
     out.set_error(refused);
     return out;
   }
   if (!replica.is_leader()) {
     out.set_leader(false);
     out.set_leader_address(g.LeaderAddress());
+    return out;
+  }
+  if (stale) {
+    // An old write region's stream, past the change that moved the writes
+    // (this region has applied it, or it would not know the newer epoch).
+    // The position tells a draining old write region that this one has
+    // everything it wrote; the epoch tells it that its stream ended.
+    const storage::GeoPosition pos = g.node->store->geo_position();
+    out.set_leader(true);
+    out.set_applied_glsn(pos.glsn);
+    out.set_source_index(pos.source_index);
+    out.set_epoch(pos.epoch);
+    out.set_account_epoch(account_epoch);
+    out.set_error("stream of epoch " + std::to_string(req.epoch()) + " refused: the account is at epoch " +
+                  std::to_string(account_epoch));
     return out;
   }
   out.set_leader(true);
@@ -613,6 +695,7 @@ v1::RegionAppendResponse Geo::OnRegionAppend(const v1::RegionAppendRequest& req)
   out.set_applied_glsn(pos.glsn);
   out.set_source_index(pos.source_index);
   out.set_epoch(pos.epoch);
+  out.set_account_epoch(g.node->store->write_epoch());
   out.set_error(error);
   return out;
 }
@@ -620,9 +703,18 @@ v1::RegionAppendResponse Geo::OnRegionAppend(const v1::RegionAppendRequest& req)
 void Geo::FillStatus(v1::StatusResponse* out) const {
   if (!enabled()) return;
   const storage::GeoPosition pos = impl_->node->store->geo_position();
-  out->set_write_region(impl_->Cfg()->write_region);
+  const auto cfg = impl_->Cfg();
+  out->set_write_region(cfg->write_region);
   out->set_glsn(pos.glsn);
-  out->set_epoch(pos.epoch);
+  out->set_epoch(cfg->epoch);
+  if (cfg->last_failover.epoch > 0) {
+    v1::FailoverRecord* f = out->mutable_last_failover();
+    f->set_from_region(cfg->last_failover.from);
+    f->set_to_region(cfg->last_failover.to);
+    f->set_at_unix_ms(cfg->last_failover.at_unix_ms);
+    f->set_reason(cfg->last_failover.reason);
+    f->set_epoch(cfg->last_failover.epoch);
+  }
   auto shipper = impl_->Shipper();
   if (!shipper || !impl_->node->replica->is_leader()) return;
   for (const std::string& q : shipper->quorum()) out->add_strong_quorum(q);
@@ -671,7 +763,8 @@ void FillTopologyOf(const NodeConfig& c, const GeoConfig& g, uint64_t epoch, v1:
 }
 
 void Geo::FillTopology(v1::TopologyResponse* out) const {
-  FillTopologyOf(*impl_->node->config, *impl_->Cfg(), impl_->node->store->geo_position().epoch, out);
+  const auto cfg = impl_->Cfg();
+  FillTopologyOf(*impl_->node->config, *cfg, cfg->epoch, out);
 }
 
 }  // namespace bulwark::server

@@ -25,6 +25,14 @@
 // - ConsistentPrefix, Eventual: local reads (applying in GLSN order keeps
 //   every local state a prefix).
 //
+// The write region and the epoch come from the topology in force, and move
+// with a planned failover (a regions change naming another write region at
+// the next epoch): the old write region streams up to that change and stops;
+// every account command proposed here carries this region's epoch (or
+// storage::kNotWriterEpoch), so the store refuses whatever an old write
+// region proposed after the change (docs/geo-replication.md, "Planned
+// failover").
+//
 // Without geo.regions every call allows everything and does nothing.
 // Ownership: owned by main; borrows the NodeContext. Thread safety: every
 // method may be called from any thread.

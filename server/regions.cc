@@ -1,6 +1,7 @@
 #include "server/regions.h"
 
 #include <algorithm>
+#include <chrono>
 #include <set>
 
 #include <nlohmann/json.hpp>
@@ -41,6 +42,11 @@ Status CheckAddresses(const RegionConfig& r) {
   return Status::Ok();
 }
 
+int64_t UnixNowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
 }  // namespace
 
 std::string EncodeRegions(const GeoConfig& geo, const GeoConfig* before) {
@@ -56,7 +62,17 @@ std::string EncodeRegions(const GeoConfig& geo, const GeoConfig* before) {
       if (!kept) removed.push_back(r.name);
     }
   }
-  return json{{"regions", regions}, {"strong", geo.strong_regions}, {"removed", removed}}.dump();
+  json out{{"regions", regions},
+           {"strong", geo.strong_regions},
+           {"removed", removed},
+           {"write", geo.write_region},
+           {"epoch", geo.epoch}};
+  if (geo.last_failover.epoch > 0) {
+    const auto& f = geo.last_failover;
+    out["last_failover"] = {
+        {"from", f.from}, {"to", f.to}, {"reason", f.reason}, {"at_ms", f.at_unix_ms}, {"epoch", f.epoch}};
+  }
+  return out.dump();
 }
 
 Result<GeoConfig> DecodeRegions(std::string_view record, const GeoConfig& geo) {
@@ -84,6 +100,30 @@ Result<GeoConfig> DecodeRegions(std::string_view record, const GeoConfig& geo) {
     out.regions.push_back(std::move(rc));
   }
   if (out.regions.empty()) return Status::InvalidArgument("regions record: no regions");
+  // A record written before failover existed names neither: the
+  // configuration's write region at epoch 1.
+  if (j.contains("write")) {
+    if (!j["write"].is_string()) return Status::InvalidArgument("regions record: write is not a region name");
+    out.write_region = j["write"].get<std::string>();
+  }
+  out.epoch = 1;
+  if (j.contains("epoch")) {
+    if (!j["epoch"].is_number_unsigned() || j["epoch"].get<uint64_t>() == 0) {
+      return Status::InvalidArgument("regions record: epoch is not a positive integer");
+    }
+    out.epoch = j["epoch"].get<uint64_t>();
+  }
+  out.last_failover = {};
+  if (j.contains("last_failover")) {
+    const json& f = j["last_failover"];
+    if (!f.is_object() || !f.contains("from") || !f["from"].is_string() || !f.contains("to") || !f["to"].is_string() ||
+        !f.contains("reason") || !f["reason"].is_string() || !f.contains("at_ms") || !f["at_ms"].is_number_integer() ||
+        !f.contains("epoch") || !f["epoch"].is_number_unsigned()) {
+      return Status::InvalidArgument("regions record: last_failover is malformed");
+    }
+    out.last_failover = {f["from"].get<std::string>(), f["to"].get<std::string>(), f["reason"].get<std::string>(),
+                         f["at_ms"].get<int64_t>(), f["epoch"].get<uint64_t>()};
+  }
   if (out.strong_regions.empty()) return Status::InvalidArgument("regions record: an empty strong set");
   NormalizeGeo(out);
   BULWARK_RETURN_IF_ERROR(ValidateRegions(out));
@@ -158,8 +198,22 @@ Result<GeoConfig> ChangeRegions(const GeoConfig& current, const v1::ChangeRegion
       move_to(it, static_cast<int>(change.set_priority().priority()));
       break;
     }
+    case v1::ChangeRegionsRequest::kFailoverTo: {
+      const std::string& to = change.failover_to();
+      auto it = find(to);
+      if (it == next.regions.end()) return Status::NotFound("region " + to + " is not in the account");
+      if (to == next.write_region) return Status::FailedPrecondition("region " + to + " is already the write region");
+      // The new write region goes first; the others keep their order, so the
+      // old write region is the first to fail over to (and is not promoted
+      // back by itself).
+      next.last_failover = {next.write_region, to, "manual: bulwark failover --to " + to, UnixNowMs(), next.epoch + 1};
+      next.write_region = to;
+      ++next.epoch;
+      move_to(it, 0);
+      break;
+    }
     default:
-      return Status::InvalidArgument("a region change names add, remove or set_priority");
+      return Status::InvalidArgument("a region change names add, remove, set_priority or failover_to");
   }
   BULWARK_RETURN_IF_ERROR(ValidateRegions(next));
   return next;

@@ -18,10 +18,11 @@
 namespace bulwark::server {
 
 // {"regions":[{"name","priority","peers":[..],"endpoints":[..]}],"strong":[..],
-// "removed":[..]} in priority order; "removed" names the regions of `before`
-// (the topology changed) that `geo` no longer has: the store records where
-// their stream ends. The write region and every other geo.* setting stay
-// configuration.
+// "removed":[..],"write":W,"epoch":E[,"last_failover":{..}]} in priority
+// order; "removed" names the regions of `before` (the topology changed)
+// that `geo` no longer has: the store records where their stream ends. The
+// write region and epoch move with a failover; every other geo.* setting
+// stays configuration.
 std::string EncodeRegions(const GeoConfig& geo, const GeoConfig* before = nullptr);
 // `geo` with its regions and strong set replaced by the record's (a
 // region's test-only link delay is kept by name), normalized and
@@ -32,7 +33,10 @@ Result<GeoConfig> DecodeRegions(std::string_view record, const GeoConfig& geo);
 // name, address or priority, AlreadyExists for a known region (by name or by
 // any peer address). Remove: NotFound for an unknown region,
 // FailedPrecondition for the write region or the last region of the strong
-// set. A priority change (`set_priority`) moves a region in the order.
+// set. A priority change (`set_priority`) moves a region in the order. A
+// failover (`failover_to`) makes that region the write region, first in the
+// order, at the next epoch, and records it as last_failover: NotFound for an
+// unknown region, FailedPrecondition for the write region itself.
 Result<GeoConfig> ChangeRegions(const GeoConfig& current, const v1::ChangeRegionsRequest& change);
 
 }  // namespace bulwark::server

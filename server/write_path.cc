@@ -338,7 +338,7 @@ Status WritePath::LocalWrite(std::string_view method, const pb::Message& request
         Committed c, CommitOnce(replica, st.PrepareSetRegions(change.first, change.second), replay_id, deadline));
     (void)c;
     BULWARK_ASSIGN_OR_RETURN(GeoConfig next, DecodeRegions(change.first, node_->config->geo));
-    FillTopologyOf(*node_->config, next, st.geo_position().epoch, static_cast<v1::TopologyResponse*>(response));
+    FillTopologyOf(*node_->config, next, next.epoch, static_cast<v1::TopologyResponse*>(response));
     return Status::Ok();
   }
   if (method == "AddNode" || method == "RemoveNode") return ChangeMembership(method, request, response, deadline);

@@ -107,12 +107,22 @@ struct GeoStep {
   std::optional<Status> refusal;
 };
 
-GeoStep StepGeo(const GeoPosition& pos, uint64_t index, const WriteCommand& cmd) {
+GeoStep StepGeo(const GeoPosition& pos, uint64_t index, const WriteCommand& cmd, uint64_t write_epoch) {
   GeoStep step;
   step.next = pos;
   if (index == 0 || !IsAccountCommand(cmd.kind)) return step;
-  if (cmd.geo_glsn == 0) {
-    step.next = {pos.glsn + 1, pos.epoch, index};
+  if (cmd.geo_glsn == 0 && cmd.geo_epoch != 0 && cmd.geo_epoch != write_epoch) {
+    // Proposed by a leader that believed its region wrote at another epoch:
+    // the write region moved (at a regions change before it in the log).
+    // It takes no GLSN, so the old write region's stream ends at the change.
+    // The client library retries on "does not take writes".
+    step.refusal = Status::FailedPrecondition(
+        "this region does not take writes at epoch " + std::to_string(write_epoch) +
+        (cmd.geo_epoch == kNotWriterEpoch ? std::string()
+                                          : " (its epoch " + std::to_string(cmd.geo_epoch) + " ended)") +
+        ": the write region moved; refresh the topology");
+  } else if (cmd.geo_glsn == 0) {
+    step.next = {pos.glsn + 1, cmd.geo_epoch != 0 ? cmd.geo_epoch : pos.epoch, index};
   } else if (cmd.geo_glsn <= pos.glsn) {
     step.skip = true;
   } else if (cmd.geo_glsn != pos.glsn + 1) {
@@ -169,7 +179,7 @@ Result<ApplyOutcome> DocumentStore::Apply(uint64_t index, WriteCommand cmd) {
     std::lock_guard g(s.geo_mu);
     pos = s.geo;
   }
-  const GeoStep step = StepGeo(pos, index, cmd);
+  const GeoStep step = StepGeo(pos, index, cmd, s.write_epoch.load());
   // An outcome decided before the command's effect: only the applied index
   // (and the GLSN it takes) is recorded.
   auto record_only = [&](ApplyOutcome o, const GeoPosition& at) -> Result<ApplyOutcome> {
@@ -210,7 +220,7 @@ Result<ApplyOutcome> DocumentStore::Apply(uint64_t index, WriteCommand cmd) {
     if (prior.status().code() != Code::kNotFound) return prior.status();
   }
 
-  auto effect = cmd.kind == WriteCommand::Kind::kSetRegions ? SetRegionsEffect(s, cmd, step.next.glsn)
+  auto effect = cmd.kind == WriteCommand::Kind::kSetRegions ? SetRegionsEffect(s, cmd, step.next.glsn, index)
                 : IsDdl(cmd.kind)                           ? DdlCommandEffect(s, cmd, index)
                                                             : ItemCommandEffect(s, cmd);
   cmd.WipeKey();
@@ -236,6 +246,7 @@ Result<ApplyOutcome> DocumentStore::Apply(uint64_t index, WriteCommand cmd) {
   if (e.outcome.status.ok()) {
     for (const auto& key : e.dropped_containers) s.containers.erase(key);
     for (const auto& rid : e.purged_rids) s.keyring.Forget(rid);
+    if (e.write_epoch > 0) s.write_epoch.store(e.write_epoch);
     if (e.settings_changed) s.settings_generation.fetch_add(1);
     if (!e.purged_rids.empty()) {
       int64_t cur = s.max_pending_shred_index.load();

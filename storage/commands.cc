@@ -13,7 +13,8 @@ namespace {
 constexpr uint8_t kCommandFormat = 1;
 constexpr uint8_t kCommandFormatWithSetting = 2;
 // Format 3 adds the geo stamp (glsn, epoch, source index) after `setting`:
-// only commands shipped between regions carry it.
+// commands shipped between regions, and account commands a write region
+// stamps with its epoch (glsn 0).
 constexpr uint8_t kCommandFormatWithGeo = 3;
 // No field of a valid command comes near this; it bounds what a corrupt
 // length prefix can make Decode allocate.
@@ -29,7 +30,7 @@ std::string WriteCommand::Encode() const {
   const bool with_setting = kind == Kind::kFirewallAllow || kind == Kind::kFirewallDeny ||
                             kind == Kind::kSetAccountKey || kind == Kind::kAccessPut || kind == Kind::kAccessDelete ||
                             kind == Kind::kSetRegions || !setting.empty();
-  const bool with_geo = geo_glsn != 0;
+  const bool with_geo = geo_glsn != 0 || geo_epoch != 0;
   out.push_back(static_cast<char>(with_geo       ? kCommandFormatWithGeo
                                   : with_setting ? kCommandFormatWithSetting
                                                  : kCommandFormat));
@@ -87,7 +88,9 @@ Result<WriteCommand> WriteCommand::Decode(std::string_view in) {
     if (!GetFixed64(in, c.geo_glsn) || !GetFixed64(in, c.geo_epoch) || !GetFixed64(in, c.geo_source_index)) {
       return Status::Corruption("write command is truncated");
     }
-    if (c.geo_glsn == 0) return Status::Corruption("a shipped write command has GLSN 0");
+    if (c.geo_glsn == 0 && (c.geo_epoch == 0 || c.geo_source_index != 0)) {
+      return Status::Corruption("a shipped write command has GLSN 0");
+    }
   }
   if (!in.empty()) return Status::Corruption("write command has trailing bytes");
   return c;

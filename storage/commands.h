@@ -29,6 +29,10 @@ constexpr int64_t kDedupWindowMs = 10 * 60 * 1000;
 // A request id longer than this is refused (it is stored per write).
 constexpr size_t kMaxRequestIdBytes = 128;
 
+// WriteCommand::geo_epoch of a command proposed in a region that believed
+// it was not the write region: never an epoch, so always refused.
+constexpr uint64_t kNotWriterEpoch = UINT64_MAX;
+
 struct WriteCommand {
   enum class Kind : uint8_t {
     kCreateDatabase = 1,
@@ -93,10 +97,15 @@ struct WriteCommand {
   uint64_t member_id = 0;      // kSetMember
   std::string member_address;  // kSetMember: "ip:port" of its peer port; empty to forget
   std::string setting;         // firewall: the range; access kinds: the key (command format 2 only)
-  // Geo-replication (command format 3): set on a command that a remote
-  // region received from the write region's stream; 0 on a command proposed
-  // in its own region. Apply applies a shipped command only at the next
-  // GLSN (see DocumentStore::geo_position).
+  // Geo-replication (command format 3): geo_glsn is set on a command that a
+  // remote region received from the write region's stream; 0 on a command
+  // proposed in its own region. Apply applies a shipped command only at the
+  // next GLSN (see DocumentStore::geo_position). geo_epoch is the epoch it
+  // was written at; on an account command proposed here (geo_glsn 0) it is
+  // the epoch at which the proposer believed its region was the write
+  // region (kNotWriterEpoch: it believed it was not), and Apply refuses it
+  // unless that is the account's epoch then (DocumentStore::write_epoch);
+  // 0: not stamped (no geo-replication).
   uint64_t geo_glsn = 0;
   uint64_t geo_epoch = 0;
   uint64_t geo_source_index = 0;  // its raft index in the write region

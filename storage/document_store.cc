@@ -313,6 +313,7 @@ Result<std::unique_ptr<DocumentStore>> DocumentStore::Open(const StoreOptions& o
   BULWARK_ASSIGN_OR_RETURN(uint64_t last_lsn, LastLsn(*impl));
   BULWARK_ASSIGN_OR_RETURN(AppliedRecord applied, LoadAppliedIndex(*impl));
   PublishApplied(*impl, applied);
+  BULWARK_RETURN_IF_ERROR(LoadWriteEpoch(*impl));
   impl->queue = std::make_unique<CommitQueue>(impl->db.get(), impl->changelog, options.sync_writes, last_lsn);
   BULWARK_RETURN_IF_ERROR(RefreshPendingShreds(*impl));
   if (options.seal_items && options.reseal_in_background) {

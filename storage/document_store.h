@@ -426,6 +426,28 @@ class DocumentStore {
   // The names under "regions" in a record; InvalidArgument if it has none.
   static Result<std::set<std::string>> RegionNames(std::string_view record);
   Result<WriteCommand> PrepareSetRegions(std::string_view record, std::string_view base_version) const;
+  // The write region and epoch a regions record names ("write", "epoch";
+  // empty / 1 when absent or malformed).
+  struct RegionsWriter {
+    std::string write;
+    uint64_t epoch = 1;
+  };
+  static RegionsWriter RegionsWriterOf(std::string_view record);
+  // The account's write epoch as of the applied index: the regions record's
+  // (1 without one). It only grows (a regions change naming a lower one is
+  // refused). An account command proposed here stamped with another
+  // (WriteCommand::geo_epoch) is refused at apply, FailedPrecondition, and
+  // takes no GLSN: this fences an old write region at the change that moved
+  // the writes away.
+  uint64_t write_epoch() const;
+  // Where `epoch` began in this region's log: the GLSN and raft index of the
+  // regions change that raised the epoch to it. nullopt if it was not
+  // applied here (or an image replaced the state since).
+  struct EpochStart {
+    uint64_t glsn = 0;
+    uint64_t index = 0;
+  };
+  Result<std::optional<EpochStart>> EpochStartOf(uint64_t epoch) const;
 
   // ---- Identity and access (replicated; storage/access.cc) ----
   // Sets account key `name` to `key` (kAccountKeyBytes; the caller draws it

@@ -55,6 +55,10 @@ constexpr std::string_view kClientAllowlistKey = "f/client-allowlist";
 constexpr std::string_view kRegionsKey = "f/regions";           // the account's regions (JSON; DocumentStore::Regions)
 constexpr std::string_view kRegionsGlsnKey = "f/regions-glsn";  // u64: the GLSN that set them
 constexpr std::string_view kRegionsRemovedKey = "f/regions-removed";  // JSON: region -> GLSN of its removal
+// This region's, not replicated across regions (an "a/" record, left out of
+// region images): "a/epoch/<u64 BE epoch>" -> u64 GLSN | u64 raft index of
+// the regions change that began that epoch here.
+constexpr std::string_view kEpochStartMetaPrefix = "a/epoch/";
 // Identity and access, replicated (docs/security.md):
 //   "ak/<name>" -> u64 version | i64 created | the account key wrapped by
 //                  this node's master key (each replica wraps its own copy)

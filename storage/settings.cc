@@ -109,7 +109,49 @@ Result<std::set<std::string>> DocumentStore::RegionNames(std::string_view record
   return names;
 }
 
-Result<CommandEffect> SetRegionsEffect(DocumentStore::Impl& s, const WriteCommand& cmd, uint64_t glsn) {
+DocumentStore::RegionsWriter DocumentStore::RegionsWriterOf(std::string_view record) {
+  const nlohmann::json j = nlohmann::json::parse(record, nullptr, false);
+  RegionsWriter w;
+  if (!j.is_object()) return w;
+  if (j.contains("write") && j["write"].is_string()) w.write = j["write"].get<std::string>();
+  if (j.contains("epoch") && j["epoch"].is_number_unsigned() && j["epoch"].get<uint64_t>() > 0) {
+    w.epoch = j["epoch"].get<uint64_t>();
+  }
+  return w;
+}
+
+uint64_t DocumentStore::write_epoch() const { return impl_->write_epoch.load(); }
+
+static std::string EpochStartKey(uint64_t epoch) {
+  std::string k(kEpochStartMetaPrefix);
+  PutBigEndian64(k, epoch);
+  return k;
+}
+
+Result<std::optional<DocumentStore::EpochStart>> DocumentStore::EpochStartOf(uint64_t epoch) const {
+  auto v = impl_->Get(impl_->meta, EpochStartKey(epoch));
+  if (v.status().code() == Code::kNotFound) return std::optional<EpochStart>();
+  BULWARK_RETURN_IF_ERROR(v.status());
+  std::string_view in = *v;
+  EpochStart e;
+  if (!GetFixed64(in, e.glsn) || !GetFixed64(in, e.index) || !in.empty()) {
+    return Status::Corruption("the epoch-start record of epoch " + std::to_string(epoch) + " is malformed");
+  }
+  return std::optional<EpochStart>(e);
+}
+
+Status LoadWriteEpoch(DocumentStore::Impl& s) {
+  auto current = s.Get(s.meta, kRegionsKey);
+  if (current.status().code() == Code::kNotFound) {
+    s.write_epoch.store(1);
+    return Status::Ok();
+  }
+  BULWARK_RETURN_IF_ERROR(current.status());
+  s.write_epoch.store(DocumentStore::RegionsWriterOf(*current).epoch);
+  return Status::Ok();
+}
+
+Result<CommandEffect> SetRegionsEffect(DocumentStore::Impl& s, const WriteCommand& cmd, uint64_t glsn, uint64_t index) {
   CommandEffect e;
   auto current = s.Get(s.meta, kRegionsKey);
   if (!current.ok() && current.status().code() != Code::kNotFound) return current.status();
@@ -149,6 +191,24 @@ Result<CommandEffect> SetRegionsEffect(DocumentStore::Impl& s, const WriteComman
   e.mutations.push_back({Mutation::Kind::kPut, s.meta, std::string(kRegionsKey), cmd.setting});
   e.mutations.push_back({Mutation::Kind::kPut, s.meta, std::string(kRegionsGlsnKey), std::move(glsn_bytes)});
   e.mutations.push_back({Mutation::Kind::kPut, s.meta, std::string(kRegionsRemovedKey), removed.dump()});
+  // The epoch only grows: a change names the one it keeps or the next
+  // (a failover). Where a new one begins in this log is what a new write
+  // region's stream resumes from (replication/region_stream.cc).
+  const uint64_t epoch = DocumentStore::RegionsWriterOf(cmd.setting).epoch;
+  const uint64_t before_epoch = s.write_epoch.load();
+  if (epoch < before_epoch) {
+    e.mutations.clear();
+    e.outcome.status = Status::FailedPrecondition("the regions record names epoch " + std::to_string(epoch) +
+                                                  ", before the account's epoch " + std::to_string(before_epoch));
+    return e;
+  }
+  if (epoch > before_epoch) {
+    std::string at;
+    PutFixed64(at, glsn);
+    PutFixed64(at, index);
+    e.mutations.push_back({Mutation::Kind::kPut, s.meta, EpochStartKey(epoch), std::move(at)});
+  }
+  e.write_epoch = epoch;
   e.settings_changed = true;
   return e;
 }

@@ -286,6 +286,7 @@ Status RunInstall(DocumentStore::Impl& s, const InstallSource& src, const std::s
   s.queue->ResetLastLsn(lsn);
   BULWARK_ASSIGN_OR_RETURN(AppliedRecord applied, LoadAppliedIndex(s));
   PublishApplied(s, applied);
+  BULWARK_RETURN_IF_ERROR(LoadWriteEpoch(s));
   BULWARK_RETURN_IF_ERROR(RefreshPendingShreds(s));
   // The image may hold values under versions its sender had not re-sealed yet.
   BULWARK_RETURN_IF_ERROR(ScheduleResealWhereNeeded(s));

@@ -73,6 +73,9 @@ struct DocumentStore::Impl {
   // Bumped whenever the replicated settings ("f/") may have changed, so
   // readers that cache them (the server's firewall) know to reload.
   std::atomic<uint64_t> settings_generation{1};
+  // The regions record's epoch (1 without one): local account commands
+  // stamped with another are refused (DocumentStore::write_epoch).
+  std::atomic<uint64_t> write_epoch{1};
 
   mutable std::shared_mutex ddl_mu;
   // "<db>/<container>" -> container. GUARDED_BY(ddl_mu)
@@ -102,14 +105,19 @@ struct CommandEffect {
   std::vector<std::string> dropped_containers;  // cache keys to forget once committed
   std::vector<std::string> purged_rids;         // hex: DEKs to forget once committed
   bool settings_changed = false;                // an "f/" record: bump settings_generation
+  uint64_t write_epoch = 0;                     // a regions change: the account's epoch after it
   std::shared_ptr<const CachedContainer> added_container;
 };
 // REQUIRES: ddl_mu held exclusively. `index` is the command's raft index.
 Result<CommandEffect> DdlCommandEffect(DocumentStore::Impl& s, const WriteCommand& cmd, uint64_t index);
 // REQUIRES: ddl_mu held exclusively.
 Result<CommandEffect> FirewallEffect(DocumentStore::Impl& s, const WriteCommand& cmd);
-// `glsn`: the GLSN the change takes (where removed regions stop).
-Result<CommandEffect> SetRegionsEffect(DocumentStore::Impl& s, const WriteCommand& cmd, uint64_t glsn);
+// `glsn`: the GLSN the change takes (where removed regions stop); `index`:
+// its raft index (where a new epoch begins in this region's log).
+Result<CommandEffect> SetRegionsEffect(DocumentStore::Impl& s, const WriteCommand& cmd, uint64_t glsn, uint64_t index);
+// Reads the account's write epoch from the regions record into s.write_epoch
+// (at open and after an install).
+Status LoadWriteEpoch(DocumentStore::Impl& s);
 // REQUIRES: ddl_mu held exclusively (storage/access.cc).
 Result<CommandEffect> SetAccountKeyEffect(DocumentStore::Impl& s, const WriteCommand& cmd, uint64_t index);
 Result<CommandEffect> AccessEffect(DocumentStore::Impl& s, const WriteCommand& cmd);

@@ -12,6 +12,8 @@
 
 #include <atomic>
 #include <fstream>
+#include <map>
+#include <mutex>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -641,4 +643,121 @@ TEST_CASE(
   auto after = t.NodeClient(3, 1)->GetTopology();
   REQUIRE(after.ok());
   CHECK(after->regions.size() == 2);
+}
+
+TEST_CASE(
+    "planned failover: under load the write region moves to r2 and back, nothing acknowledged is lost, no write "
+    "fails, and the old write region refuses writes",
+    "[geo]") {
+  TestAccount t(2, "Session");
+  client::ClientOptions o = t.account->client_options(1);
+  o.max_retries = 10;  // a failover is a short window with no write region: retried, not failed
+  auto writer = client::Client::Connect(o);
+  REQUIRE(writer.ok());
+  REQUIRE((*writer)->CreateDatabase("db").ok());
+  REQUIRE((*writer)->CreateContainer("db", "c", "/tenant").ok());
+  for (int i = 0; i < 20; ++i) UpsertAcked(**writer, "c", "k" + std::to_string(i), i);
+
+  // Refused: the write region itself, a region the account does not have,
+  // a failover asked of a read region.
+  auto admin = t.Client(1);
+  CHECK(admin->Failover("r1", std::chrono::seconds(5)).status().code() == Code::kFailedPrecondition);
+  CHECK(admin->Failover("r9", std::chrono::seconds(5)).status().code() == Code::kNotFound);
+  CHECK(t.NodeClient(2, 1)->Failover("r2", std::chrono::seconds(5)).status().code() == Code::kFailedPrecondition);
+
+  std::mutex mu;
+  std::map<std::string, int> acked;  // id -> value acknowledged
+  std::vector<std::string> errors;
+  std::atomic<bool> writing{true};
+  std::thread background([&] {
+    for (int i = 0; writing.load(); ++i) {
+      const std::string id = "bg" + std::to_string(i);
+      auto w = (*writer)->UpsertItem("db", "c", Doc(id, i), "req-" + id);
+      std::lock_guard lock(mu);
+      if (w.ok()) {
+        acked[id] = i;
+      } else {
+        errors.push_back(id + ": " + w.status().ToString());
+      }
+    }
+  });
+  auto wait_writes = [&](size_t more) {
+    size_t start = 0;
+    {
+      std::lock_guard lock(mu);
+      start = acked.size();
+    }
+    const auto until = std::chrono::steady_clock::now() + kConverge;
+    while (std::chrono::steady_clock::now() < until) {
+      {
+        std::lock_guard lock(mu);
+        if (acked.size() >= start + more) return true;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return false;
+  };
+  CHECK(wait_writes(20));
+  auto moved = admin->Failover("r2");
+  INFO(moved.status().ToString());
+  REQUIRE(moved.ok());
+  CHECK(moved->write_region == "r2");
+  CHECK(moved->epoch == 2);
+  REQUIRE(!moved->regions.empty());
+  CHECK(moved->regions.front().name == "r2");
+  CHECK(wait_writes(20));  // writes go on, now in r2
+
+  // r1 takes no writes now, even sent straight to its leader.
+  auto at_r1 = t.NodeClient(1, t.Leader(1));
+  auto refused = at_r1->UpsertItem("db", "c", Doc("late", 1), "req-late");
+  CHECK(refused.status().code() == Code::kFailedPrecondition);
+  CHECK(refused.status().message().find("does not take writes") != std::string::npos);
+
+  // And back: r1 takes over again at epoch 3.
+  auto back = admin->Failover("r1");
+  INFO(back.status().ToString());
+  REQUIRE(back.ok());
+  CHECK(back->write_region == "r1");
+  CHECK(back->epoch == 3);
+  CHECK(wait_writes(20));
+  writing = false;
+  background.join();
+  {
+    INFO("first errors: " << (errors.empty() ? std::string() : errors.front()));
+    CHECK(errors.empty());
+  }
+
+  // Both regions converge on every acknowledged write, with its value.
+  REQUIRE(t.WaitRegionAt(2, t.Glsn(1)));
+  REQUIRE(t.WaitRegionAt(1, t.Glsn(2)));
+  for (int r = 1; r <= 2; ++r) {
+    for (int i = 1; i <= 4; ++i) {
+      INFO("region " << r << " node " << i);
+      auto node = t.NodeClient(r, i);
+      const std::set<std::string> ids = Ids(*node, ConsistencyLevel::kEventual);
+      for (const auto& [id, v] : acked) {
+        INFO(id);
+        CHECK(ids.count(id) == 1);
+      }
+    }
+  }
+  auto reader = t.NodeClient(2, 1);
+  int checked = 0;
+  for (const auto& [id, v] : acked) {
+    if (++checked % 7 != 0) continue;  // a sample: values too
+    auto item = reader->ReadItem("db", "c", "\"t\"", id, {ConsistencyLevel::kEventual, ""});
+    REQUIRE(item.ok());
+    CHECK(ValueOf(item->json) == v);
+  }
+  CHECK(t.Glsn(1) == t.Glsn(2));
+
+  // Status records the last failover, on every node.
+  auto status = t.NodeClient(2, 2)->GetStatus();
+  REQUIRE(status.ok());
+  CHECK(status->write_region == "r1");
+  CHECK(status->epoch == 3);
+  CHECK(status->last_failover.from == "r2");
+  CHECK(status->last_failover.to == "r1");
+  CHECK(status->last_failover.epoch == 3);
+  CHECK(status->last_failover.reason.find("manual") != std::string::npos);
 }

@@ -152,3 +152,139 @@ TEST_CASE("kSetRegions: a change based on an older record is refused, the record
   CHECK(!storage::IsAccountCommand(storage::WriteCommand::Kind::kInstallRegionImage));
   CHECK(storage::IsAccountCommand(storage::WriteCommand::Kind::kSetRegions));
 }
+
+TEST_CASE("failover change: the target goes first at the next epoch, recorded, and the record round-trips it") {
+  GeoConfig g = TwoRegions();
+  g.regions.push_back({"r3", 2, {"127.0.3.1:7101"}, {"127.0.3.1:7100"}, 0});
+  NormalizeGeo(g);
+  v1::ChangeRegionsRequest to3;
+  to3.set_failover_to("r3");
+  auto moved = ChangeRegions(g, to3);
+  REQUIRE(moved.ok());
+  CHECK(moved->write_region == "r3");
+  CHECK(moved->epoch == 2);
+  REQUIRE(moved->regions.size() == 3);
+  CHECK(moved->regions[0].name == "r3");
+  CHECK(moved->regions[0].priority == 0);
+  CHECK(moved->regions[1].name == "r1");  // the old write region is next in line
+  CHECK(moved->regions[2].name == "r2");
+  CHECK(moved->last_failover.from == "r1");
+  CHECK(moved->last_failover.to == "r3");
+  CHECK(moved->last_failover.epoch == 2);
+  CHECK(moved->last_failover.reason.find("manual") != std::string::npos);
+  CHECK(moved->last_failover.at_unix_ms > 0);
+  // The record keeps all of it; a record from before failover existed
+  // means the configuration's write region at epoch 1.
+  auto decoded = DecodeRegions(EncodeRegions(*moved), g);
+  REQUIRE(decoded.ok());
+  CHECK(decoded->write_region == "r3");
+  CHECK(decoded->epoch == 2);
+  CHECK(decoded->regions[0].name == "r3");
+  CHECK(decoded->last_failover.from == "r1");
+  CHECK(decoded->last_failover.at_unix_ms == moved->last_failover.at_unix_ms);
+  const auto writer = storage::DocumentStore::RegionsWriterOf(EncodeRegions(*moved));
+  CHECK(writer.write == "r3");
+  CHECK(writer.epoch == 2);
+  auto old_format = DecodeRegions(R"({"regions":[{"name":"r1","priority":0,"peers":["127.0.1.1:7101"],
+      "endpoints":["127.0.1.1:7100"]}],"strong":["r1"]})",
+                                  g);
+  REQUIRE(old_format.ok());
+  CHECK(old_format->write_region == "r1");
+  CHECK(old_format->epoch == 1);
+  CHECK(storage::DocumentStore::RegionsWriterOf("{}").epoch == 1);
+  // Refused: the write region itself, an unknown region; a record naming a
+  // write region it does not have, or epoch 0.
+  v1::ChangeRegionsRequest to1;
+  to1.set_failover_to("r1");
+  CHECK(ChangeRegions(g, to1).status().code() == Code::kFailedPrecondition);
+  v1::ChangeRegionsRequest to9;
+  to9.set_failover_to("r9");
+  CHECK(ChangeRegions(g, to9).status().code() == Code::kNotFound);
+  std::string bad = EncodeRegions(*moved);
+  bad.replace(bad.find("\"write\":\"r3\""), 12, "\"write\":\"r9\"");
+  CHECK(DecodeRegions(bad, g).status().code() == Code::kInvalidArgument);
+  std::string zero = EncodeRegions(*moved);
+  zero.replace(zero.find("\"epoch\":2"), 9, "\"epoch\":0");
+  CHECK(DecodeRegions(zero, g).status().code() == Code::kInvalidArgument);
+}
+
+TEST_CASE(
+    "epoch fence: a write stamped with an ended epoch is refused and takes no GLSN, the epoch survives a "
+    "reopen and never goes back") {
+  testing::TempDir dir;
+  const auto key = crypto::MasterKey::Generate();
+  auto store = testing::OpenTestStore(dir.sub("s"), key);
+  CHECK(store->write_epoch() == 1);
+  auto stamped = [&](uint64_t epoch) {
+    auto c = store->PrepareCreateDatabase("db" + std::to_string(store->applied_index()));
+    REQUIRE(c.ok());
+    c->geo_epoch = epoch;
+    // The stamp survives the log: a local command (GLSN 0) with an epoch.
+    auto decoded = storage::WriteCommand::Decode(c->Encode());
+    REQUIRE(decoded.ok());
+    CHECK(decoded->geo_epoch == epoch);
+    CHECK(decoded->geo_glsn == 0);
+    return *decoded;
+  };
+  REQUIRE(store->Apply(1, stamped(1))->status.ok());
+  CHECK(store->geo_position().glsn == 1);
+  const std::string v1_text = EncodeRegions(TwoRegions());
+  auto first = store->PrepareSetRegions(v1_text, storage::kNoRegionsVersion);
+  first->geo_epoch = 1;
+  REQUIRE(store->Apply(2, *first)->status.ok());
+  CHECK(store->write_epoch() == 1);
+  CHECK(!store->EpochStartOf(2)->has_value());
+
+  // A failover to r2 at GLSN 3, raft index 3: epoch 2 begins there.
+  v1::ChangeRegionsRequest to2;
+  to2.set_failover_to("r2");
+  auto moved = ChangeRegions(TwoRegions(), to2);
+  REQUIRE(moved.ok());
+  const std::string v2_text = EncodeRegions(*moved);
+  auto change = store->PrepareSetRegions(v2_text, storage::DocumentStore::RegionsVersion(v1_text));
+  change->geo_epoch = 1;
+  REQUIRE(store->Apply(3, *change)->status.ok());
+  CHECK(store->write_epoch() == 2);
+  auto start = store->EpochStartOf(2);
+  REQUIRE(start.ok());
+  REQUIRE(start->has_value());
+  CHECK((*start)->glsn == 3);
+  CHECK((*start)->index == 3);
+
+  // After it: writes of the old epoch, or of a region that knew it was not
+  // the write region, are refused and take no GLSN.
+  for (uint64_t stale : {uint64_t{1}, storage::kNotWriterEpoch}) {
+    auto refused = store->Apply(store->applied_index() + 1, stamped(stale));
+    REQUIRE(refused.ok());
+    CHECK(refused->status.code() == Code::kFailedPrecondition);
+    CHECK(refused->status.message().find("does not take writes") != std::string::npos);
+    CHECK(store->geo_position().glsn == 3);
+  }
+  auto ok = store->Apply(store->applied_index() + 1, stamped(2));
+  REQUIRE(ok.ok());
+  CHECK(ok->status.ok());
+  CHECK(store->geo_position().glsn == 4);
+  CHECK(store->geo_position().epoch == 2);
+  // Unstamped (no geo-replication): never fenced.
+  CHECK(store->Apply(store->applied_index() + 1, stamped(0))->status.ok());
+  CHECK(store->geo_position().glsn == 5);
+
+  // A record naming an older epoch is refused.
+  GeoConfig back = *moved;
+  back.epoch = 1;
+  auto regress =
+      store->Apply(store->applied_index() + 1,
+                   *store->PrepareSetRegions(EncodeRegions(back), storage::DocumentStore::RegionsVersion(v2_text)));
+  REQUIRE(regress.ok());
+  CHECK(regress->status.code() == Code::kFailedPrecondition);
+  CHECK(store->write_epoch() == 2);
+
+  // Reopened: the epoch and where it began are still there.
+  const uint64_t applied = store->applied_index();
+  store.reset();
+  store = testing::OpenTestStore(dir.sub("s"), key);
+  CHECK(store->applied_index() == applied);
+  CHECK(store->write_epoch() == 2);
+  CHECK((*store->EpochStartOf(2))->glsn == 3);
+  CHECK(store->Apply(applied + 1, stamped(1))->status.code() == Code::kFailedPrecondition);
+}
