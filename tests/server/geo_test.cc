@@ -761,3 +761,60 @@ TEST_CASE(
   CHECK(status->last_failover.epoch == 3);
   CHECK(status->last_failover.reason.find("manual") != std::string::npos);
 }
+
+TEST_CASE(
+    "planned failover, three regions: a region frozen across the switch gets the rest of the old epoch from the old "
+    "write region, then the new stream; a restarted old write region stays a read region",
+    "[geo]") {
+  TestAccount t(3, "Session");
+  auto writer = t.Client(1);
+  REQUIRE(writer->CreateDatabase("db").ok());
+  REQUIRE(writer->CreateContainer("db", "c", "/tenant").ok());
+  std::set<std::string> acked;
+  auto write_some = [&](client::Client& c, const std::string& prefix, int n) {
+    for (int i = 0; i < n; ++i) {
+      UpsertAcked(c, "c", prefix + std::to_string(i), i);
+      acked.insert(prefix + std::to_string(i));
+    }
+  };
+  write_some(*writer, "a", 10);
+  REQUIRE(t.WaitRegionAt(3, t.Glsn(1)));
+  // r3 stops answering: writes go on without it (Session), so at the switch
+  // it is behind.
+  t.Signal(3, SIGSTOP);
+  write_some(*writer, "b", 10);
+  auto moved = writer->Failover("r2");
+  INFO(moved.status().ToString());
+  REQUIRE(moved.ok());
+  CHECK(moved->epoch == 2);
+  CHECK(moved->regions[1].name == "r1");
+  write_some(*writer, "c", 10);  // in r2 now
+  // r3 wakes: the new write region waits for the old one to bring r3 to the
+  // switch, then streams its own writes.
+  t.Signal(3, SIGCONT);
+  REQUIRE(t.WaitRegionAt(3, t.Glsn(2)));
+  REQUIRE(t.WaitRegionAt(1, t.Glsn(2)));
+  for (int r = 1; r <= 3; ++r) {
+    INFO("region " << r);
+    CHECK(Ids(*t.NodeClient(r, 1), ConsistencyLevel::kEventual) == acked);
+  }
+  auto r3_status = t.NodeClient(3, 2)->GetStatus();
+  REQUIRE(r3_status.ok());
+  CHECK(r3_status->write_region == "r2");
+  CHECK(r3_status->epoch == 2);
+
+  // The old write region restarts whole (kill -9): it reads the record and
+  // comes back as a read region of epoch 2; writes still go to r2.
+  t.account->region(1).Kill();
+  for (int i = 1; i <= 4; ++i) REQUIRE(t.account->region(1).StartNode(i, false).ok());
+  (void)t.Leader(1);
+  write_some(*writer, "d", 5);
+  REQUIRE(t.WaitRegionAt(1, t.Glsn(2)));
+  auto r1_status = t.NodeClient(1, 3)->GetStatus();
+  REQUIRE(r1_status.ok());
+  CHECK(r1_status->write_region == "r2");
+  CHECK(r1_status->epoch == 2);
+  auto refused = t.NodeClient(1, t.Leader(1))->UpsertItem("db", "c", Doc("late", 1), "req-late");
+  CHECK(refused.status().code() == Code::kFailedPrecondition);
+  CHECK(Ids(*t.NodeClient(1, 4), ConsistencyLevel::kEventual) == acked);
+}
