@@ -142,6 +142,8 @@ struct Client::Impl {
   Status Invoke(const ResourceRef& ref, bool retry, Call&& call, bool read = false) {
     if (WantsTopology()) RefreshTopology(false);
     auto backoff = options.retry_backoff;
+    std::optional<std::chrono::steady_clock::time_point> moving_since;
+    std::chrono::milliseconds move_backoff{25};
     bool use_read = read;
     for (int attempt = 0;; ++attempt) {
       const std::vector<size_t> route = Route(use_read);
@@ -164,16 +166,20 @@ struct Client::Impl {
         continue;
       }
       const Status st = FromGrpcStatus(s);
-      if (WantsTopology() && attempt < options.max_retries && st.code() == Code::kFailedPrecondition &&
-          st.message().find("does not take writes") != std::string::npos) {
-        // Nothing was written: the write region is elsewhere, or moving
-        // (a failover: no region takes writes until the new one has the
-        // change), so back off as for an unavailable endpoint.
+      const bool moved = WantsTopology() && st.code() == Code::kFailedPrecondition &&
+                         st.message().find("does not take writes") != std::string::npos;
+      if (moved) {
+        // Nothing was written: the write region is elsewhere, or moving (a
+        // planned failover: no region takes writes until the new one has
+        // the change, a WAN trip plus a topology poll). Retried for up to
+        // kWriteRegionMoveWait, apart from max_retries (0 turns it off).
         RefreshTopology(true);
-        if (attempt > 0) {
-          std::this_thread::sleep_for(backoff);
-          backoff *= 2;
-        }
+        const auto now = std::chrono::steady_clock::now();
+        if (!moving_since) moving_since = now;
+        if (options.max_retries == 0 || now - *moving_since >= kWriteRegionMoveWait) return st;
+        std::this_thread::sleep_for(move_backoff);
+        move_backoff = std::min(move_backoff * 2, std::chrono::milliseconds(400));
+        --attempt;  // not counted against max_retries
         continue;
       }
       if (use_read && st.code() == Code::kUnavailable &&

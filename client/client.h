@@ -277,6 +277,11 @@ struct PurgeResult {
   bool shredded_here = false;     // the answering node's files hold none of them
 };
 
+// How long a call keeps retrying a write that a region refused because the
+// write region moved ("does not take writes"), with a fresh topology each
+// time: the window of a planned failover.
+constexpr std::chrono::seconds kWriteRegionMoveWait{10};
+
 class Client {
  public:
   // InvalidArgument for no endpoint at all or no credential, NotFound for an

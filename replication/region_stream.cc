@@ -66,6 +66,10 @@ struct RegionShipper::Impl {
   std::atomic<bool> stop{false};
   std::vector<std::thread> threads;
   SteadyClock::time_point started{};
+  // Where options.epoch began in this node's log (read at Start: the change
+  // was applied before the stream that follows it starts). nullopt: here
+  // from an image, or never raised (epoch 1).
+  std::optional<storage::DocumentStore::EpochStart> epoch_start;
 
   void Run(size_t r);
   // One message to region r: a batch (possibly empty), or a state image if
@@ -78,8 +82,9 @@ struct RegionShipper::Impl {
   // change that removes `region` or moves the write region away from this
   // one (its GLSN in *ends_at), so a removed region never gets a write from
   // after it, and an old write region's stream ends at the failover.
+  // *removed: the change removed `region` (else it moved the write region).
   Status AddEntries(const std::vector<raft::Entry>& entries, uint64_t from_glsn, uint64_t epoch, uint64_t last_glsn,
-                    const std::string& region, v1::RegionAppendRequest* req, uint64_t* ends_at) const;
+                    const std::string& region, v1::RegionAppendRequest* req, uint64_t* ends_at, bool* removed) const;
   // Where region r's next batch starts in this node's log, for a region whose
   // position was written at an older epoch (by another write region: its
   // source index is not ours). Sets *image if only an image can bring it on;
@@ -105,6 +110,7 @@ Result<std::unique_ptr<RegionShipper>> RegionShipper::Start(RegionStreamOptions 
   auto impl = std::make_unique<Impl>();
   impl->options = std::move(options);
   impl->started = SteadyClock::now();
+  if (auto start = store->EpochStartOf(impl->options.epoch); start.ok()) impl->epoch_start = *start;
   impl->replica = replica;
   impl->store = store;
   const auto& strong = impl->options.strong_regions;
@@ -147,7 +153,9 @@ void RegionShipper::Impl::Run(size_t r) {
     {
       std::lock_guard lock(mu);
       Remote& remote = remotes[r];
-      if (remote.retire_at > 0 && !retire_by) retire_by = SteadyClock::now() + options.retire_within;
+      if (remote.retire_at > 0 && !retire_by && !remote.config.retire_only_once_acked) {
+        retire_by = SteadyClock::now() + options.retire_within;
+      }
       const bool has_it = remote.retire_at > 0 && remote.known && remote.acked_glsn >= remote.retire_at;
       if (has_it || (retire_by && SteadyClock::now() >= *retire_by)) {
         remote.retired = true;
@@ -164,6 +172,17 @@ void RegionShipper::Impl::Run(size_t r) {
       was_leader = false;
       std::this_thread::sleep_for(options.heartbeat);
       continue;
+    }
+    if (!was_leader) {
+      // Leading anew: whatever this node's stream decided about the quorum
+      // set while another node led is stale, and that node may have granted
+      // the region a lease. Start from the set as configured (a silent
+      // region is dropped again after removal_after).
+      std::lock_guard lock(mu);
+      Remote& remote = remotes[r];
+      remote.in_quorum = remote.in_set;
+      remote.last_ack = SteadyClock::now();
+      remote.caught_up = remote.last_ack;
     }
     was_leader = true;
     const auto now = SteadyClock::now();
@@ -228,16 +247,13 @@ bool RegionShipper::Impl::SendOnce(size_t r, SteadyClock::time_point now) {
   }
   if (retire_at > 0 && head.glsn > retire_at) req.set_head_glsn(retire_at);
   uint64_t removed_at = 0;
+  bool removed = false;
   bool image = false;
-  if (known && from_epoch < options.epoch) {
-    std::string wait;
-    if (!MapOlderEpoch(from_glsn, &from_source, &image, &wait)) {
-      std::lock_guard lock(mu);
-      remotes[r].error = wait;
-      return false;
-    }
-  }
-  if (known && !image && from_glsn < req.head_glsn()) {
+  // Waiting for the old write region to bring the region to this epoch:
+  // only a heartbeat, to learn its position.
+  std::string hold;
+  if (known && from_epoch < options.epoch) (void)MapOlderEpoch(from_glsn, &from_source, &image, &hold);
+  if (known && !image && hold.empty() && from_glsn < req.head_glsn()) {
     auto entries =
         ReadStoredEntries(store->raw_db(), store->raft_log_cf(), from_source + 1, applied + 1, kMaxRegionBatchBytes);
     if (entries.status().code() == Code::kNotFound) {
@@ -248,8 +264,8 @@ bool RegionShipper::Impl::SendOnce(size_t r, SteadyClock::time_point now) {
       spdlog::warn("event=region_stream_stalled region={} glsn={} error=\"{}\"", remotes[r].config.name, from_glsn,
                    remotes[r].error);
       return false;
-    } else if (Status built =
-                   AddEntries(*entries, from_glsn, head.epoch, retire_at, remotes[r].config.name, &req, &removed_at);
+    } else if (Status built = AddEntries(*entries, from_glsn, head.epoch, retire_at, remotes[r].config.name, &req,
+                                         &removed_at, &removed);
                !built.ok()) {
       std::lock_guard lock(mu);
       remotes[r].error = built.ToString();
@@ -261,8 +277,12 @@ bool RegionShipper::Impl::SendOnce(size_t r, SteadyClock::time_point now) {
     std::lock_guard lock(mu);
     Remote& remote = remotes[r];
     if (remote.retire_at == 0 || removed_at < remote.retire_at) remote.retire_at = removed_at;
-    remote.in_set = false;
-    remote.in_quorum = false;
+    if (removed) {
+      remote.in_set = false;
+      remote.in_quorum = false;
+    }
+    // A write-region move keeps the region in the quorum set until it has
+    // the change: a Strong write just before it still waits for it.
     spdlog::info("event=region_stream_ends region={} glsn={}", remote.config.name, removed_at);
   }
   if (image && retire_at > 0) {
@@ -320,24 +340,20 @@ bool RegionShipper::Impl::SendOnce(size_t r, SteadyClock::time_point now) {
   remote.acked_epoch = resp->epoch();
   remote.last_ack = answered;
   if (remote.acked_glsn >= head.glsn) remote.caught_up = answered;
+  if (!hold.empty()) remote.error = hold;
   UpdateQuorum(answered);
   changed.notify_all();
   return remote.error.empty();
 }
 
 bool RegionShipper::Impl::MapOlderEpoch(uint64_t glsn, uint64_t* source, bool* image, std::string* wait) const {
-  auto start = store->EpochStartOf(options.epoch);
-  if (!start.ok()) {
-    *wait = start.status().ToString();
-    return false;
-  }
-  if (!start->has_value()) {  // the state came from an image since: nothing to map to
+  if (!epoch_start) {  // the state came from an image since: nothing to map to
     *image = true;
     return true;
   }
-  const uint64_t began = (*start)->glsn;
+  const uint64_t began = epoch_start->glsn;
   if (glsn == began) {
-    *source = (*start)->index;  // the change that began the epoch, here
+    *source = epoch_start->index;  // the change that began the epoch, here
     return true;
   }
   if (glsn < began && SteadyClock::now() - started < options.drain_wait) {
@@ -357,7 +373,7 @@ bool RegionShipper::Impl::MapOlderEpoch(uint64_t glsn, uint64_t* source, bool* i
 
 Status RegionShipper::Impl::AddEntries(const std::vector<raft::Entry>& entries, uint64_t from_glsn, uint64_t epoch,
                                        uint64_t last_glsn, const std::string& region, v1::RegionAppendRequest* req,
-                                       uint64_t* ends_at) const {
+                                       uint64_t* ends_at, bool* removed) const {
   uint64_t glsn = from_glsn;
   for (const auto& e : entries) {
     if (last_glsn > 0 && glsn >= last_glsn) break;
@@ -388,7 +404,8 @@ Status RegionShipper::Impl::AddEntries(const std::vector<raft::Entry>& entries, 
       // poll later): a region it removes gets it, and nothing after it.
       auto names = storage::DocumentStore::RegionNames(cmd->setting);
       const auto writer = storage::DocumentStore::RegionsWriterOf(cmd->setting);
-      if ((names.ok() && names->count(region) == 0) || (!writer.write.empty() && writer.write != options.self_region)) {
+      *removed = names.ok() && names->count(region) == 0;
+      if (*removed || (!writer.write.empty() && writer.write != options.self_region)) {
         *ends_at = glsn;
         break;
       }
@@ -581,7 +598,13 @@ uint64_t RegionShipper::RetainFrom() const {
       continue;
     }
     if (r.acked_source == 0 && !r.known) continue;
-    from = from == 0 ? r.acked_source + 1 : std::min(from, r.acked_source + 1);
+    uint64_t source = r.acked_source;
+    if (r.acked_epoch < impl_->options.epoch) {
+      // Written by an older write region: its source index is not ours.
+      if (!impl_->epoch_start || r.acked_glsn != impl_->epoch_start->glsn) continue;
+      source = impl_->epoch_start->index;
+    }
+    from = from == 0 ? source + 1 : std::min(from, source + 1);
   }
   return from;
 }

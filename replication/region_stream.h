@@ -69,6 +69,10 @@ struct RemoteRegion {
   // the strong quorum set, never throttling writes. 0: a member region
   // (which the stream retires itself if it ships the change removing it).
   uint64_t retire_at_glsn = 0;
+  // A write region that lost its place drains to the region that took it
+  // until that region has the change (never retired by retire_within):
+  // without it, no region takes writes.
+  bool retire_only_once_acked = false;
 };
 
 // A region's place in the strong quorum set, carried from one shipper to

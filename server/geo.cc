@@ -90,8 +90,9 @@ struct Geo::Impl {
   // Reads the regions record and applies it if it changed.
   void Refresh();
   void Watch();
-  // Why a stream (or image) from `from` to `to` is refused here; empty if it is not.
-  std::string RefuseStream(const std::string& from, const std::string& to) const;
+  // Why a stream (or image) of `epoch` from `from` to `to` is refused here;
+  // empty if it is not.
+  std::string RefuseStream(const std::string& from, const std::string& to, uint64_t epoch) const;
   // The peer address of this region's leader, if known.
   std::string LeaderAddress() const;
   // Asks the region leader (or this node, if it leads) for the read state.
@@ -107,7 +108,6 @@ Status Geo::Impl::Apply(std::shared_ptr<const GeoConfig> next, const std::string
   const GeoConfig& g = *next;
   const bool was_writer = write_region.load();
   const bool writer = g.write_region == self;
-  const uint64_t old_epoch = epoch.load();
   std::vector<std::string> remote_peers;
   replication::RegionStreamOptions options;
   options.self_region = self;
@@ -132,33 +132,50 @@ Status Geo::Impl::Apply(std::shared_ptr<const GeoConfig> next, const std::string
   node->replica->transport()->SetRegionPeers(remote_peers);
   std::shared_ptr<replication::RegionShipper> started;
   auto previous = Shipper();
-  if (!writer && was_writer && previous) {
-    // The write region moved away (a failover at GLSN switch_glsn): keep
+  // This region was the write region until the last failover: it drains
+  // when it loses the place (was_writer), and again at every start (it may
+  // have stopped before the others had the change; a region that has it
+  // answers at once and is done).
+  const bool moved_from_here = !writer && g.last_failover.from == self && g.last_failover.epoch == g.epoch &&
+                               g.epoch > 1 && (was_writer || !previous);
+  if (moved_from_here) {
+    // The write region moved away at the change that began g.epoch: keep
     // streaming the old epoch up to that change, and nothing after (the
     // store refuses later writes here), so the new write region, and every
     // other, has everything this one wrote. That is the drain that makes a
-    // planned failover lose nothing.
+    // planned failover lose nothing. The new write region is drained to
+    // until it has it, however long; the others for retire_within.
+    uint64_t until = switch_glsn;
+    if (auto start = node->store->EpochStartOf(g.epoch); start.ok() && start->has_value()) until = (*start)->glsn;
     for (auto& r : options.remotes) {
-      if (r.retire_at_glsn == 0) r.retire_at_glsn = switch_glsn;
+      if (r.retire_at_glsn == 0) r.retire_at_glsn = until;
+      r.retire_only_once_acked = r.name == g.write_region;
     }
-    options.epoch = old_epoch;
+    if (until == 0) options.remotes.clear();  // no change to drain to
+    options.epoch = g.epoch - 1;
     options.strong_regions.clear();
+    options.restart = true;
   } else if (!writer) {
     options.remotes.clear();
   }
-  if (previous) {
+  if (previous && writer && was_writer) {
     // The quorum set as it runs now (and the leases granted), not as
     // configured: a region dropped from it, or new, joins only once it has
-    // caught up.
+    // caught up. Only from a stream of the same write region: a region that
+    // takes the writes over starts with every region of the set in it
+    // (its drained or read-region stream held none), so no Strong write is
+    // acknowledged without a region that still serves Strong reads.
     options.carried = previous->QuorumStates();
     options.restart = true;
+  }
+  if (previous) {
     for (auto& still : previous->Retiring()) {
       const bool listed = std::any_of(options.remotes.begin(), options.remotes.end(),
                                       [&](const auto& r) { return r.name == still.name; });
       if (!listed) options.remotes.push_back(std::move(still));
     }
   }
-  if (writer || (previous && !options.remotes.empty())) {
+  if (writer || !options.remotes.empty()) {  // a read region: only to drain or retire
     BULWARK_ASSIGN_OR_RETURN(auto fresh,
                              replication::RegionShipper::Start(std::move(options), node->replica, node->store));
     started = std::move(fresh);
@@ -508,10 +525,15 @@ Status Geo::FinishRead(ConsistencyLevel level, GeoDeadline deadline) {
   }
 }
 
-std::string Geo::Impl::RefuseStream(const std::string& from, const std::string& to) const {
+std::string Geo::Impl::RefuseStream(const std::string& from, const std::string& to, uint64_t stream_epoch) const {
   const auto c = Cfg();
   if (!c->enabled() || write_region) return "region " + self + " takes writes itself; it receives no stream";
-  if (from != c->write_region || to != self) {
+  // A newer epoch's write region, which this region has not heard of yet
+  // (it is behind the change that named it): taken, so that it learns this
+  // region's position and brings it on (the old write region may be gone).
+  const bool newer = stream_epoch > node->store->write_epoch() &&
+                     std::any_of(c->regions.begin(), c->regions.end(), [&](const auto& r) { return r.name == from; });
+  if ((from != c->write_region && !newer) || to != self) {
     return "stream from " + from + " to " + to + " refused: this is " + self + " and the write region is " +
            c->write_region;
   }
@@ -533,7 +555,8 @@ v1::RegionAppendResponse Geo::OnRegionImage(const v1::RegionImageHeader& header,
   v1::RegionAppendResponse out;
   Impl& g = *impl_;
   replication::Replica& replica = *g.node->replica;
-  if (std::string refused = g.RefuseStream(header.from_region(), header.to_region()); !refused.empty()) {
+  if (std::string refused = g.RefuseStream(header.from_region(), header.to_region(), header.epoch());
+      !refused.empty()) {
     out.set_error(refused);
     return out;
   }
@@ -618,7 +641,8 @@ v1::RegionAppendResponse Geo::OnRegionAppend(const v1::RegionAppendRequest& req)
   replication::Replica& replica = *g.node->replica;
   const uint64_t account_epoch = g.node->store->write_epoch();
   const bool stale = g.Cfg()->enabled() && req.to_region() == g.self && req.epoch() < account_epoch;
-  if (std::string refused = g.RefuseStream(req.from_region(), req.to_region()); !refused.empty() && !stale) {
+  if (std::string refused = g.RefuseStream(req.from_region(), req.to_region(), req.epoch());
+      !refused.empty() && !stale) {
     out.set_error(refused);
     return out;
   }

@@ -196,10 +196,11 @@ Result<CommandEffect> SetRegionsEffect(DocumentStore::Impl& s, const WriteComman
   // region's stream resumes from (replication/region_stream.cc).
   const uint64_t epoch = DocumentStore::RegionsWriterOf(cmd.setting).epoch;
   const uint64_t before_epoch = s.write_epoch.load();
-  if (epoch < before_epoch) {
+  if (epoch != before_epoch && epoch != before_epoch + 1) {
     e.mutations.clear();
     e.outcome.status = Status::FailedPrecondition("the regions record names epoch " + std::to_string(epoch) +
-                                                  ", before the account's epoch " + std::to_string(before_epoch));
+                                                  ": the account is at epoch " + std::to_string(before_epoch) +
+                                                  " (a change keeps it or raises it by one)");
     return e;
   }
   if (epoch > before_epoch) {
