@@ -190,10 +190,12 @@ int main(int argc, char** argv) {
 
   RunOptions run;
   std::string nemesis = "kill,stop,partition", duration = "60s", recovery = "5s";
-  auto* run_cmd = app.add_subcommand("run", "a chaos run against one region of real bulwarkd processes");
-  run_cmd->add_option("--nodes", run.nodes, "nodes in the region (4: writes commit on 3)");
-  run_cmd->add_option("--regions", "only 1 for now: geo-replication is not built yet")->check(CLI::Range(1, 1));
-  run_cmd->add_option("--nemesis", nemesis, "comma-separated: kill,stop,partition,clock (or none)");
+  auto* run_cmd = app.add_subcommand("run", "a chaos run against real bulwarkd processes: one region or an account");
+  run_cmd->add_option("--nodes", run.nodes, "nodes per region (4: writes commit on 3)");
+  run_cmd->add_option("--regions", run.regions, "regions (2 or 3: region R on 127.0.R.x; --ip is then unused)")
+      ->check(CLI::Range(1, 3));
+  run_cmd->add_option("--nemesis", nemesis,
+                      "comma-separated: kill,stop,partition,clock (one region),failover (regions) (or none)");
   run_cmd->add_option("--workload", workload, "register, set or append");
   run_cmd->add_option("--consistency", consistency, "the level the workload reads at");
   run_cmd->add_option("--duration", duration, "how long faults are injected, e.g. 60s, 2m");
@@ -299,7 +301,7 @@ int main(int argc, char** argv) {
     while (std::getline(s, name, ',')) {
       auto kind = ParseFaultKind(name);
       if (!kind) {
-        std::cerr << "bulwark-chaos run: unknown nemesis '" << name << "' (kill, stop, partition, clock)\n";
+        std::cerr << "bulwark-chaos run: unknown nemesis '" << name << "' (kill, stop, partition, clock, failover)\n";
         return kExitUsage;
       }
       run.nemesis.push_back(*kind);
@@ -308,10 +310,11 @@ int main(int argc, char** argv) {
   if (run.bin_dir.empty()) run.bin_dir = SelfDir();
   {
     std::ostringstream cmd;
-    cmd << argv[0] << " run --nodes " << run.nodes << " --nemesis " << (nemesis.empty() ? "none" : nemesis)
-        << " --workload " << workload << " --consistency " << consistency << " --duration " << duration
-        << " --recovery " << recovery << " --seed " << run.seed << " --ip " << run.ip << " --port " << run.port
-        << " --clients " << run.clients << " --keys " << run.keys << " --out " << run.out_dir << "-rerun";
+    cmd << argv[0] << " run --regions " << run.regions << " --nodes " << run.nodes << " --nemesis "
+        << (nemesis.empty() ? "none" : nemesis) << " --workload " << workload << " --consistency " << consistency
+        << " --duration " << duration << " --recovery " << recovery << " --seed " << run.seed << " --ip " << run.ip
+        << " --port " << run.port << " --clients " << run.clients << " --keys " << run.keys << " --out " << run.out_dir
+        << "-rerun";
     run.rerun_command = cmd.str();
   }
   struct sigaction sa {};

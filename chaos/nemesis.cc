@@ -21,12 +21,15 @@ const char* FaultKindName(FaultKind kind) {
       return "partition";
     case FaultKind::kClock:
       return "clock";
+    case FaultKind::kFailover:
+      return "failover";
   }
   return "?";
 }
 
 std::optional<FaultKind> ParseFaultKind(const std::string& name) {
-  for (FaultKind k : {FaultKind::kKill, FaultKind::kStop, FaultKind::kPartition, FaultKind::kClock}) {
+  for (FaultKind k :
+       {FaultKind::kKill, FaultKind::kStop, FaultKind::kPartition, FaultKind::kClock, FaultKind::kFailover}) {
     if (name == FaultKindName(k)) return k;
   }
   return std::nullopt;
@@ -34,7 +37,12 @@ std::optional<FaultKind> ParseFaultKind(const std::string& name) {
 
 Nemesis::Nemesis(LocalCluster* cluster, NftPartition* partition, NemesisOptions options,
                  std::function<int64_t()> now_ns)
-    : cluster_(cluster),
+    : Nemesis(std::vector<NemesisTarget>{{cluster, ""}}, partition, std::move(options), std::move(now_ns)) {}
+
+Nemesis::Nemesis(std::vector<NemesisTarget> targets, NftPartition* partition, NemesisOptions options,
+                 std::function<int64_t()> now_ns)
+    : targets_(std::move(targets)),
+      cluster_(targets_.front().cluster),
       partition_(partition),
       options_(std::move(options)),
       now_ns_(std::move(now_ns)),
@@ -93,25 +101,30 @@ FaultRecord Nemesis::Inject(FaultKind kind) {
   FaultRecord f;
   f.kind = kind;
   std::string why;
+  // One region draws nothing, so its seeded schedule is what it always was.
+  const size_t t = targets_.size() == 1 ? 0 : std::uniform_int_distribution<size_t>(0, targets_.size() - 1)(rng_);
+  cluster_ = targets_[t].cluster;
+  const std::string where = targets_[t].region.empty() ? "" : targets_[t].region + ": ";
   switch (kind) {
     case FaultKind::kKill: {
       const int x = PickNode(true, &why);
       f.start_ns = now_ns_();
       cluster_->KillNode(x);
-      killed_.push_back(x);
-      f.what = "kill -9 node " + std::to_string(x) + why;
+      killed_.push_back({cluster_, x});
+      f.what = where + "kill -9 node " + std::to_string(x) + why;
       break;
     }
     case FaultKind::kStop: {
       const int x = PickNode(true, &why);
       f.start_ns = now_ns_();
       if (cluster_->node_running(x)) ::kill(cluster_->node_pid(x), SIGSTOP);
-      stopped_.push_back(x);
-      f.what = "SIGSTOP node " + std::to_string(x) + why;
+      stopped_.push_back({cluster_, x});
+      f.what = where + "SIGSTOP node " + std::to_string(x) + why;
       break;
     }
     case FaultKind::kPartition: {
       auto rules = PartitionRules(&f.what);
+      f.what = where + f.what;
       f.start_ns = now_ns_();
       if (partition_ == nullptr) {
         f.error = "no nftables table";
@@ -131,14 +144,26 @@ FaultRecord Nemesis::Inject(FaultKind kind) {
           "clock of node " + std::to_string(x) + " moved " + (offset > 0 ? "+" : "") + std::to_string(offset) + " s";
       break;
     }
+    case FaultKind::kFailover: {
+      f.start_ns = now_ns_();
+      auto done = options_.failover ? options_.failover()
+                                    : Result<std::string>(Status::FailedPrecondition("failover needs regions"));
+      if (done.ok()) {
+        f.what = *done;
+      } else {
+        f.what = "failover";
+        f.error = done.status().ToString();
+      }
+      break;
+    }
   }
   return f;
 }
 
 Status Nemesis::HealAll() {
   Status worst;
-  for (int x : stopped_) {
-    if (cluster_->node_running(x)) ::kill(cluster_->node_pid(x), SIGCONT);
+  for (auto [c, x] : stopped_) {
+    if (c->node_running(x)) ::kill(c->node_pid(x), SIGCONT);
   }
   stopped_.clear();
   if (partition_ != nullptr) {
@@ -148,9 +173,9 @@ Status Nemesis::HealAll() {
     if (Status s = WriteClockOffset(options_.clock_dir, x, 0); !s.ok()) worst = s;
   }
   skewed_.clear();
-  for (int x : killed_) {
-    if (cluster_->node_running(x)) continue;
-    if (Status s = cluster_->StartNode(x, /*wait_ready=*/true); !s.ok()) {
+  for (auto [c, x] : killed_) {
+    if (c->node_running(x)) continue;
+    if (Status s = c->StartNode(x, /*wait_ready=*/true); !s.ok()) {
       worst = s.WithContext("restart node " + std::to_string(x));
     }
   }

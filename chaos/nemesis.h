@@ -10,7 +10,13 @@
 //   clock      move one node's wall clock by up to +-90 s through
 //              libfaketime (the nodes run under chaos' bulwarkd wrapper,
 //              which preloads it with a per-node offset file that is re-read
-//              every second); monotonic clocks are left alone
+//              every second); monotonic clocks are left alone (one region only)
+//   failover   several regions: a planned failover of the write region to
+//              another region (NemesisOptions::failover), under the load; it
+//              is not undone at heal
+//
+// With several regions, each node fault picks a region at random, then a
+// node in it.
 //
 // Every choice comes from the seeded generator, so a run's schedule of
 // faults replays (the cluster's reaction depends on timing and does not).
@@ -31,7 +37,7 @@
 
 namespace bulwark::chaos {
 
-enum class FaultKind { kKill, kStop, kPartition, kClock };
+enum class FaultKind { kKill, kStop, kPartition, kClock, kFailover };
 
 const char* FaultKindName(FaultKind kind);
 std::optional<FaultKind> ParseFaultKind(const std::string& name);
@@ -58,11 +64,21 @@ struct NemesisOptions {
   // Where the per-node clock offset files live (clock/node-N); empty
   // disables the clock fault.
   std::string clock_dir;
+  // The failover fault: moves the write region, returns what it did.
+  std::function<Result<std::string>()> failover;
+};
+
+// A region the nemesis may fault: its cluster and name ("" for one region).
+struct NemesisTarget {
+  LocalCluster* cluster = nullptr;
+  std::string region;
 };
 
 class Nemesis {
  public:
   Nemesis(LocalCluster* cluster, NftPartition* partition, NemesisOptions options, std::function<int64_t()> now_ns);
+  Nemesis(std::vector<NemesisTarget> targets, NftPartition* partition, NemesisOptions options,
+          std::function<int64_t()> now_ns);
 
   // Injects faults until `until` or `abort` is set, healing each one before
   // the next. Returns after healing the last.
@@ -84,16 +100,17 @@ class Nemesis {
   template <typename Rep, typename Period>
   void Sleep(std::chrono::duration<Rep, Period> d, const std::atomic<bool>& abort);
 
-  LocalCluster* cluster_;
+  std::vector<NemesisTarget> targets_;
+  LocalCluster* cluster_;  // the region the fault being injected is in
   NftPartition* partition_;
   NemesisOptions options_;
   std::function<int64_t()> now_ns_;
   std::mt19937_64 rng_;
   std::vector<FaultRecord> faults_;
-  std::vector<FaultKind> deck_;  // kinds still to come this round
-  std::vector<int> stopped_;     // nodes SIGSTOPped and not yet continued
-  std::vector<int> killed_;      // nodes killed and not yet restarted
-  std::vector<int> skewed_;      // nodes whose clock is off
+  std::vector<FaultKind> deck_;                         // kinds still to come this round
+  std::vector<std::pair<LocalCluster*, int>> stopped_;  // nodes SIGSTOPped and not yet continued
+  std::vector<std::pair<LocalCluster*, int>> killed_;   // nodes killed and not yet restarted
+  std::vector<int> skewed_;                             // nodes whose clock is off
 };
 
 }  // namespace bulwark::chaos

@@ -12,6 +12,7 @@
 
 #include "chaos/check/availability.h"
 #include "chaos/check/history.h"
+#include "chaos/local_account.h"
 #include "chaos/local_cluster.h"
 #include "chaos/nftables.h"
 #include "chaos/workload.h"
@@ -68,7 +69,10 @@ Status WriteClockWrapper(const std::string& dir, const std::string& real_bin_dir
 
 // Waits until every node has applied what the leader committed, then reads
 // every key (register) or set (set) on each node locally and compares.
-Verdict CheckConvergence(const LocalCluster& cluster, const WorkloadOptions& w, const std::atomic<bool>& abort) {
+// Every node of every region: within a region, all nodes at the leader's
+// commit index; across regions, all at the same GLSN.
+Verdict CheckConvergence(const std::vector<NemesisTarget>& regions, const WorkloadOptions& w,
+                         const std::atomic<bool>& abort) {
   Verdict v;
   v.checker = "convergence";
   if (abort) {
@@ -76,39 +80,51 @@ Verdict CheckConvergence(const LocalCluster& cluster, const WorkloadOptions& w, 
     v.summary = "not checked: the run was aborted";
     return v;
   }
-  std::vector<std::unique_ptr<client::Client>> clients;
-  for (int i = 1; i <= cluster.size(); ++i) {
-    client::ClientOptions o = cluster.node_client_options(i);
-    o.deadline = kStatusDeadline;
-    o.max_retries = 0;
-    auto c = client::Client::Connect(o);
-    if (!c.ok()) {
-      v.Add({"cannot connect to node " + std::to_string(i) + ": " + c.status().ToString(), {}});
-      return v;
+  struct Node {
+    std::string name;
+    size_t region = 0;
+    std::unique_ptr<client::Client> client;
+  };
+  std::vector<Node> clients;
+  for (size_t r = 0; r < regions.size(); ++r) {
+    const LocalCluster& cluster = *regions[r].cluster;
+    for (int i = 1; i <= cluster.size(); ++i) {
+      const std::string name = (regions[r].region.empty() ? "" : regions[r].region + " ") + "node " + std::to_string(i);
+      client::ClientOptions o = cluster.node_client_options(i);
+      o.deadline = kStatusDeadline;
+      o.max_retries = 0;
+      auto c = client::Client::Connect(o);
+      if (!c.ok()) {
+        v.Add({"cannot connect to " + name + ": " + c.status().ToString(), {}});
+        return v;
+      }
+      clients.push_back({name, r, std::move(c).value()});
     }
-    clients.push_back(std::move(c).value());
   }
   const auto deadline = std::chrono::steady_clock::now() + kConvergeTimeout;
   std::string last;
   uint64_t applied = 0;
   bool agreed = false;
   while (!agreed && !abort && std::chrono::steady_clock::now() < deadline) {
-    std::vector<uint64_t> indexes;
-    uint64_t commit = 0;
+    std::vector<uint64_t> commit(regions.size(), 0);
+    std::vector<std::pair<uint64_t, uint64_t>> at;  // applied index, GLSN
     last.clear();
-    for (size_t i = 0; i < clients.size(); ++i) {
-      auto s = clients[i]->GetStatus();
+    for (const Node& n : clients) {
+      auto s = n.client->GetStatus();
       if (!s.ok()) {
-        last += " node " + std::to_string(i + 1) + ": " + s.status().ToString();
+        last += " " + n.name + ": " + s.status().ToString();
         break;
       }
-      indexes.push_back(s->applied_index);
-      if (s->role == "leader") commit = s->commit_index;
-      last += " node " + std::to_string(i + 1) + " applied " + std::to_string(s->applied_index);
+      at.push_back({s->applied_index, s->glsn});
+      if (s->role == "leader") commit[n.region] = s->commit_index;
+      last += " " + n.name + " applied " + std::to_string(s->applied_index) + " GLSN " + std::to_string(s->glsn);
     }
-    agreed = indexes.size() == clients.size() && commit != 0 &&
-             std::all_of(indexes.begin(), indexes.end(), [&](uint64_t x) { return x == commit; });
-    applied = commit;
+    agreed = at.size() == clients.size();
+    for (size_t i = 0; agreed && i < clients.size(); ++i) {
+      agreed =
+          commit[clients[i].region] != 0 && at[i].first == commit[clients[i].region] && at[i].second == at[0].second;
+    }
+    applied = commit[0];
     if (!agreed) std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
   if (abort) {
@@ -123,12 +139,13 @@ Verdict CheckConvergence(const LocalCluster& cluster, const WorkloadOptions& w, 
   // Each node's own state, read locally (Eventual).
   std::vector<std::map<std::string, std::string>> state(clients.size());
   for (size_t i = 0; i < clients.size(); ++i) {
+    client::Client* client = clients[i].client.get();
     for (int k = 0; k < w.keys; ++k) {
       if (w.workload != check::Workload::kSet) {
         const std::string key = (w.workload == check::Workload::kRegister ? "k" : "l") + std::to_string(k);
         client::ReadOptions ro;
         ro.consistency = ConsistencyLevel::kEventual;
-        auto r = clients[i]->ReadItem(w.database, w.container, "\"t\"", key, ro);
+        auto r = client->ReadItem(w.database, w.container, "\"t\"", key, ro);
         state[i][key] = r.ok() ? r->json : r.status().code() == Code::kNotFound ? "absent" : r.status().ToString();
         if (r.ok()) {
           // Only the value: _ts and _etag are the same bytes everywhere, but
@@ -142,7 +159,7 @@ Verdict CheckConvergence(const LocalCluster& cluster, const WorkloadOptions& w, 
         lo.partition_key_json = nlohmann::json(set).dump();
         lo.max_items = kMaxSetElements;
         lo.consistency = ConsistencyLevel::kEventual;
-        auto page = clients[i]->ListItems(w.database, w.container, lo);
+        auto page = client->ListItems(w.database, w.container, lo);
         if (!page.ok()) {
           state[i][set] = page.status().ToString();
           continue;
@@ -161,14 +178,16 @@ Verdict CheckConvergence(const LocalCluster& cluster, const WorkloadOptions& w, 
   for (size_t i = 1; i < state.size(); ++i) {
     for (const auto& [key, value] : state[0]) {
       if (state[i][key] != value) {
-        v.Add({"node " + std::to_string(i + 1) + " differs from node 1 on " + key + ": " +
+        v.Add({clients[i].name + " differs from " + clients[0].name + " on " + key + ": " +
                    state[i][key].substr(0, 200) + " vs " + value.substr(0, 200),
                {}});
       }
     }
   }
   if (v.outcome == Outcome::kValid) {
-    v.summary = std::to_string(clients.size()) + " replicas identical at applied index " + std::to_string(applied);
+    v.summary = std::to_string(clients.size()) + " replicas identical" +
+                (regions.size() > 1 ? " across " + std::to_string(regions.size()) + " regions"
+                                    : " at applied index " + std::to_string(applied));
   } else {
     v.summary = "replicas differ after healing";
   }
@@ -243,6 +262,7 @@ Status WriteTimeline(const std::string& dir, const std::vector<Operation>& ops,
     const char* colour = f.kind == FaultKind::kKill        ? "#ff9999"
                          : f.kind == FaultKind::kStop      ? "#99ccff"
                          : f.kind == FaultKind::kPartition ? "#ffcc66"
+                         : f.kind == FaultKind::kFailover  ? "#99ee99"
                                                            : "#cc99ff";
     gp << "set object " << n << " rect from " << f.start_ns / 1e9 << ", graph 0 to " << f.end_ns / 1e9
        << ", graph 1 fc rgb '" << colour << "' fs transparent solid 0.35 noborder behind\n";
@@ -289,7 +309,13 @@ Status PrepareFaults(const RunOptions& o, const std::string& out_dir, std::uniqu
   if (uses(FaultKind::kPartition)) {
     BULWARK_ASSIGN_OR_RETURN(*nft, NftPartition::Open());
   }
+  if (uses(FaultKind::kFailover) && o.regions < 2) {
+    return Status::InvalidArgument("the failover nemesis needs --regions 2 or more");
+  }
   if (!uses(FaultKind::kClock)) return Status::Ok();
+  if (o.regions > 1) {
+    return Status::InvalidArgument("the clock nemesis runs against one region only (its offsets are per node id)");
+  }
   if (!fs::exists(kFaketimeLibrary)) {
     return Status::FailedPrecondition(std::string("the clock nemesis needs ") + kFaketimeLibrary +
                                       " (apt-get install faketime)");
@@ -326,6 +352,56 @@ Result<std::unique_ptr<LocalCluster>> StartCluster(const RunOptions& o, const st
   return cluster;
 }
 
+Result<std::unique_ptr<LocalAccount>> StartAccount(const RunOptions& o, const std::string& dir,
+                                                   const std::string& bin_dir) {
+  AccountOptions ao;
+  ao.dir = dir;
+  ao.bin_dir = bin_dir;
+  ao.regions = o.regions;
+  ao.nodes = o.nodes;
+  ao.port = o.port;
+  ao.metrics_port = 0;
+  ao.consistency = "Strong";  // so the workload may ask for any level
+  for (int r = 1; r <= o.regions; ++r) {
+    const std::string region_dir = dir + "/" + LocalAccount::RegionName(r);
+    if (fs::exists(region_dir)) (void)LocalCluster::StopFromPidFiles(region_dir, std::chrono::seconds(5));
+  }
+  std::error_code ec;
+  fs::remove_all(dir, ec);
+  BULWARK_ASSIGN_OR_RETURN(auto account, LocalAccount::Prepare(ao));
+  Status s = account->Start();
+  if (!s.ok()) return s.WithContext("the account did not start");
+  return account;
+}
+
+// The failover fault: the write region moves to the next region in turn.
+std::function<Result<std::string>()> FailoverFault(const LocalAccount& account) {
+  client::ClientOptions o = account.client_options(1);
+  o.max_retries = 10;
+  const int regions = account.regions();
+  return [o, regions]() -> Result<std::string> {
+    BULWARK_ASSIGN_OR_RETURN(auto admin, client::Client::Connect(o));
+    BULWARK_ASSIGN_OR_RETURN(client::Topology t, admin->GetTopology());
+    int from = 0;
+    for (int r = 1; r <= regions; ++r) {
+      if (t.write_region == LocalAccount::RegionName(r)) from = r;
+    }
+    if (from == 0) return Status::Internal("the write region " + t.write_region + " is not one of the run's");
+    const std::string to = LocalAccount::RegionName(from % regions + 1);
+    // A target still catching up after the last fault is refused for now.
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    for (;;) {
+      auto moved = admin->Failover(to, std::chrono::seconds(30));
+      if (moved.ok())
+        return "failover " + t.write_region + " -> " + to + " (epoch " + std::to_string(moved->epoch) + ")";
+      const bool not_ready = moved.status().code() == Code::kFailedPrecondition &&
+                             moved.status().message().find("cannot fail over") != std::string::npos;
+      if (!not_ready || std::chrono::steady_clock::now() >= until) return moved.status();
+      std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    }
+  };
+}
+
 // The report: operations, faults with their RTO, verdicts, RTO, RPO, files,
 // result. Sets *code to the exit code.
 std::string Report(const RunOptions& o, const RunRecord& run, const std::vector<Operation>& ops,
@@ -334,8 +410,9 @@ std::string Report(const RunOptions& o, const RunRecord& run, const std::vector<
   for (const FaultRecord& f : run.faults) windows.push_back({f.start_ns, f.end_ns});
   const check::Availability avail = check::MeasureAvailability(ops, windows, run.start_ns, run.end_ns);
   std::ostringstream r;
-  r << "bulwark-chaos run: " << o.nodes << " nodes, workload " << check::WorkloadName(o.workload) << ", consistency "
-    << ConsistencyName(o.consistency) << ", seed " << o.seed << "\n";
+  r << "bulwark-chaos run: " << (o.regions > 1 ? std::to_string(o.regions) + " regions x " : std::string()) << o.nodes
+    << " nodes, workload " << check::WorkloadName(o.workload) << ", consistency " << ConsistencyName(o.consistency)
+    << ", seed " << o.seed << "\n";
   r << "operations: " << OperationCounts(ops) << "\n";
   r << "faults: " << run.faults.size() << "\n";
   bool harness_failed = !run.healed.ok() || !run.final_reads.ok() || aborted;
@@ -400,10 +477,23 @@ int RunChaos(const RunOptions& o, const std::atomic<bool>& abort, std::ostream& 
   std::unique_ptr<NftPartition> nft;
   std::string bin_dir;
   if (Status s = PrepareFaults(o, run.out_dir, &nft, &bin_dir); !s.ok()) return harness_error(s.ToString());
-  out << "starting " << o.nodes << " nodes from " << o.ip << ", port " << o.port << "\n" << std::flush;
-  auto started = StartCluster(o, run.cluster_dir, bin_dir);
-  if (!started.ok()) return harness_error(started.status().ToString());
-  std::unique_ptr<LocalCluster> cluster = std::move(started).value();
+  std::unique_ptr<LocalCluster> cluster;
+  std::unique_ptr<LocalAccount> account;
+  std::vector<NemesisTarget> regions;
+  if (o.regions > 1) {
+    out << "starting " << o.regions << " regions x " << o.nodes << " nodes on 127.0.R.x, port " << o.port << "\n"
+        << std::flush;
+    auto started = StartAccount(o, run.cluster_dir, bin_dir);
+    if (!started.ok()) return harness_error(started.status().ToString());
+    account = std::move(started).value();
+    for (int r = 1; r <= account->regions(); ++r) regions.push_back({&account->region(r), LocalAccount::RegionName(r)});
+  } else {
+    out << "starting " << o.nodes << " nodes from " << o.ip << ", port " << o.port << "\n" << std::flush;
+    auto started = StartCluster(o, run.cluster_dir, bin_dir);
+    if (!started.ok()) return harness_error(started.status().ToString());
+    cluster = std::move(started).value();
+    regions.push_back({cluster.get(), ""});
+  }
 
   const std::string history_path = run.out_dir + "/history.jsonl";
   auto writer = check::HistoryWriter::Open(history_path);
@@ -414,14 +504,23 @@ int RunChaos(const RunOptions& o, const std::atomic<bool>& abort, std::ostream& 
   wo.clients = o.clients;
   wo.keys = o.keys;
   wo.seed = o.seed;
-  WorkloadRunner workload(wo, cluster->failover_client_options(), writer->get(), now_ns);
+  std::vector<RegionClients> region_clients;
+  if (account) {
+    for (int r = 1; r <= account->regions(); ++r) {
+      region_clients.push_back({LocalAccount::RegionName(r), account->client_options(r)});
+    }
+  } else {
+    region_clients.push_back({wo.region, cluster->failover_client_options()});
+  }
+  WorkloadRunner workload(wo, std::move(region_clients), writer->get(), now_ns);
   if (Status s = workload.Setup(kSetupTimeout); !s.ok()) return harness_error("workload setup: " + s.ToString());
 
   NemesisOptions no;
   no.kinds = o.nemesis;
   no.seed = o.seed;
   no.clock_dir = run.out_dir + "/clock";
-  Nemesis nemesis(cluster.get(), nft.get(), no, now_ns);
+  if (account) no.failover = FailoverFault(*account);
+  Nemesis nemesis(regions, nft.get(), no, now_ns);
   run.start_ns = now_ns();
   workload.Start();
   out << "running " << check::WorkloadName(o.workload) << " at " << ConsistencyName(o.consistency) << " for "
@@ -437,8 +536,12 @@ int RunChaos(const RunOptions& o, const std::atomic<bool>& abort, std::ostream& 
   workload.Stop();
   run.final_reads = abort ? Status::Unavailable("aborted") : workload.FinalReads(kSetupTimeout);
   out << "checking convergence\n" << std::flush;
-  run.convergence = CheckConvergence(*cluster, wo, abort);
-  (void)cluster->Stop();
+  run.convergence = CheckConvergence(regions, wo, abort);
+  if (account) {
+    (void)account->Stop();
+  } else {
+    (void)cluster->Stop();
+  }
   run.faults = nemesis.faults();
   WriteFaults(run.out_dir + "/faults.jsonl", run.faults);
   nft.reset();  // removes the table now rather than at exit

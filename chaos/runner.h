@@ -1,8 +1,9 @@
 #pragma once
-// A chaos run against one region: start a LocalCluster of real bulwarkd
-// processes (each node on its own loopback address), run a workload while a
-// nemesis injects faults, heal, let the cluster recover, wait for every
-// replica to converge, check the recorded history, and report.
+// A chaos run against one region, or an account of several: start a
+// LocalCluster (LocalAccount) of real bulwarkd processes (each node on its
+// own loopback address), run a workload while a nemesis injects faults,
+// heal, let the cluster recover, wait for every replica (of every region) to
+// converge, check the recorded history, and report.
 //
 // Files written to `out_dir`: history.jsonl (the workload's history),
 // faults.jsonl (one line per fault: kind, what, start and end ns on the
@@ -38,7 +39,8 @@ constexpr std::chrono::seconds kConvergeTimeout{60};
 constexpr std::chrono::seconds kSetupTimeout{60};
 
 struct RunOptions {
-  int nodes = 4;
+  int nodes = 4;    // per region
+  int regions = 1;  // 2..3: an account on 127.0.R.x (LocalAccount), ip ignored
   std::vector<FaultKind> nemesis;
   check::Workload workload = check::Workload::kRegister;
   ConsistencyLevel consistency = ConsistencyLevel::kStrong;

@@ -5,6 +5,7 @@
 #
 #   chaos/sweep.sh BUILD_DIR            # defaults: 120 s of faults per run
 #   CHAOS_DURATION=300s CHAOS_SEED=7 chaos/sweep.sh build
+#   CHAOS_REGIONS=0 chaos/sweep.sh build   # without the 15 two-region runs
 #
 # Each run writes to $CHAOS_OUT/<n>-<workload>-<level>-<nemesis>/; a failing
 # run prints the command that reruns it. Exits 1 if any run found a violation
@@ -46,6 +47,28 @@ for workload in "${workloads[@]}"; do
     done
   done
 done
+# Two regions: planned failovers among the node faults, every workload and level.
+if [ "${CHAOS_REGIONS:-1}" = 1 ]; then
+  for workload in "${workloads[@]}"; do
+    for level in "${levels[@]}"; do
+      n=$((n + 1)); total=$((total + 1))
+      dir="$out/$n-regions-$workload-$level"
+      start=$(date +%s)
+      printf '[%d] 2 regions %-8s %-17s %-28s ... ' "$n" "$workload" "$level" "failover,kill,stop,partition"
+      "$bin" run --regions 2 --nodes 4 --nemesis failover,kill,stop,partition --workload "$workload" \
+        --consistency "$level" --duration "$duration" --seed "$((seed + n))" --port "$((port + 100))" \
+        --out "$dir" >"$dir.log" 2>&1
+      rc=$?
+      result=$(grep -m1 '^result:' "$dir.log" | cut -d' ' -f2-)
+      printf '%s (%ds)\n' "${result:-exit $rc}" "$(( $(date +%s) - start ))"
+      if [ $rc -ne 0 ]; then
+        failed=$((failed + 1))
+        grep -m1 '^rerun:' "$dir.log" || true
+        summary+=("$dir: ${result:-exit $rc}")
+      fi
+    done
+  done
+fi
 echo "chaos sweep: $((total - failed)) of $total runs valid"
 for line in "${summary[@]}"; do echo "  $line"; done
 [ $failed -eq 0 ]

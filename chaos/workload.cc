@@ -54,13 +54,21 @@ std::optional<uint64_t> SessionTokenIndex(const std::string& token) {
 
 WorkloadRunner::WorkloadRunner(WorkloadOptions options, client::ClientOptions client_options,
                                check::HistoryWriter* writer, std::function<int64_t()> now_ns)
+    : WorkloadRunner(options, std::vector<RegionClients>{{options.region, std::move(client_options)}}, writer,
+                     std::move(now_ns)) {}
+
+WorkloadRunner::WorkloadRunner(WorkloadOptions options, std::vector<RegionClients> regions,
+                               check::HistoryWriter* writer, std::function<int64_t()> now_ns)
     : options_(std::move(options)),
-      client_options_(std::move(client_options)),
+      regions_(std::move(regions)),
       writer_(writer),
       now_ns_(std::move(now_ns)),
       set_sizes_(options_.keys) {
-  client_options_.max_retries = 0;
-  client_options_.deadline = kOperationDeadline;
+  for (auto& r : regions_) {
+    r.options.max_retries = 0;
+    r.options.deadline = kOperationDeadline;
+  }
+  client_options_ = regions_.front().options;
   next_process_ = options_.clients;
 }
 
@@ -112,7 +120,7 @@ Event WorkloadRunner::Begin(int64_t process, int session, const std::string& f, 
   e.key = key;
   e.value = value;
   e.consistency = std::string(ConsistencyName(options_.consistency));
-  e.region = options_.region;
+  e.region = regions_[static_cast<size_t>(session) % regions_.size()].region;
   e.session = session;
   e.time_ns = now_ns_();
   return e;
@@ -129,7 +137,7 @@ std::string WorkloadRunner::ItemJson(const std::string& id, const std::string& t
 }
 
 void WorkloadRunner::Loop(int worker) {
-  auto connected = client::Client::Connect(client_options_);
+  auto connected = client::Client::Connect(regions_[static_cast<size_t>(worker) % regions_.size()].options);
   if (!connected.ok()) return;
   std::unique_ptr<client::Client> c = std::move(connected).value();
   std::mt19937_64 rng(options_.seed * 1000 + static_cast<uint64_t>(worker));

@@ -59,10 +59,21 @@ struct WorkloadOptions {
   std::string region = "r1";
 };
 
+// One region's clients: workers are spread over the regions in turn, each
+// reading in its region (writes go to the write region, by topology).
+struct RegionClients {
+  std::string region;
+  client::ClientOptions options;
+};
+
 class WorkloadRunner {
  public:
   // `now_ns`: the run's monotonic clock (nanoseconds since it began).
   WorkloadRunner(WorkloadOptions options, client::ClientOptions client_options, check::HistoryWriter* writer,
+                 std::function<int64_t()> now_ns);
+  // Several regions: worker w reads in regions[w % size] (and records it);
+  // setup and the final reads go through the first.
+  WorkloadRunner(WorkloadOptions options, std::vector<RegionClients> regions, check::HistoryWriter* writer,
                  std::function<int64_t()> now_ns);
   ~WorkloadRunner();
 
@@ -91,6 +102,7 @@ class WorkloadRunner {
 
   WorkloadOptions options_;
   client::ClientOptions client_options_;
+  std::vector<RegionClients> regions_;  // never empty
   check::HistoryWriter* writer_;
   std::function<int64_t()> now_ns_;
   std::atomic<bool> stop_{false};
