@@ -43,7 +43,8 @@ clean:
 	rm -rf $(BUILD_DIR)
 
 # The long chaos sweep: every nemesis (kill, stop, partition, clock, all of
-# them) x workload (register, set, append) x consistency level, CHAOS_DURATION of
+# them with transfer and rotate; then two regions with failover) x workload
+# (register, set, append) x consistency level, CHAOS_DURATION of
 # faults each (default 120s), progress as it goes (chaos/sweep.sh; needs root
 # for nftables). CHAOS_SEED fixes the seeds.
 .PHONY: chaos

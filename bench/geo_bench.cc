@@ -8,6 +8,14 @@
 //     region leader's view of r2 every 50 ms.
 // Strong is the baseline the other levels' write throughput is divided by:
 // it pays a cross-region round trip per write, the others do not.
+//
+// --failovers N: planned failovers instead (`bulwark failover`), N per level
+// (Strong, Session, Eventual), alternating r1 -> r2 -> r1 under the writers'
+// load. For each: the write gap (the longest time with no acknowledged write,
+// from the failover request until 2 s after the target took over: what a
+// client sees, retries included) and the command's own time; then RPO, the
+// acknowledged writes (each a new item) missing from either region at the
+// end. Median and max over the N.
 // Progress goes to stderr. Nothing here asserts a time.
 #include <unistd.h>
 
@@ -19,6 +27,7 @@
 #include <fstream>
 #include <iostream>
 #include <mutex>
+#include <set>
 #include <thread>
 #include <vector>
 
@@ -43,6 +52,7 @@ struct Config {
   int value_bytes = 256;
   int keys = 1000;
   std::string json_path;
+  int failovers = 0;
 };
 
 double Percentile(std::vector<double> v, double p) {
@@ -209,6 +219,133 @@ Result<LevelFigures> RunLevel(const Config& cfg, ConsistencyLevel level, const s
   return f;
 }
 
+struct FailoverFigures {
+  std::string level;
+  std::vector<double> gap_ms, command_ms;
+  uint64_t acked = 0, lost = 0, write_errors = 0;
+};
+
+Result<FailoverFigures> RunFailovers(const Config& cfg, ConsistencyLevel level, const std::string& bin_dir) {
+  const fs::path dir = fs::temp_directory_path() / ("bulwark-geo-failover-" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  chaos::AccountOptions o;
+  o.dir = dir.string();
+  o.bin_dir = bin_dir;
+  o.regions = 2;
+  o.nodes = 4;
+  o.port = 7300;
+  o.metrics_port = 0;
+  o.consistency = std::string(ConsistencyName(level));
+  o.link_delay = std::chrono::milliseconds(cfg.delay_ms);
+  BULWARK_ASSIGN_OR_RETURN(auto account, chaos::LocalAccount::Prepare(o));
+  struct Cleanup {
+    chaos::LocalAccount* a;
+    fs::path dir;
+    ~Cleanup() {
+      (void)a->Stop(std::chrono::seconds(10));
+      std::error_code ec;
+      fs::remove_all(dir, ec);
+    }
+  } cleanup{account.get(), dir};
+  BULWARK_RETURN_IF_ERROR(account->Start());
+  BULWARK_ASSIGN_OR_RETURN(auto admin, client::Client::Connect(account->client_options(1)));
+  BULWARK_RETURN_IF_ERROR(admin->CreateDatabase("bench").status());
+  BULWARK_RETURN_IF_ERROR(admin->CreateContainer("bench", "items", "/pk").status());
+  const std::string pad(static_cast<size_t>(cfg.value_bytes), 'x');
+  using Clock = std::chrono::steady_clock;
+  std::atomic<bool> stop{false};
+  std::mutex mu;
+  std::vector<Clock::time_point> acks;
+  std::vector<std::string> acked_ids;
+  std::atomic<uint64_t> errors{0};
+  std::vector<std::thread> writers;
+  for (int w = 0; w < cfg.writers; ++w) {
+    writers.emplace_back([&, w] {
+      // The default client: it retries through a failover's short window.
+      auto c = client::Client::Connect(account->client_options(1));
+      if (!c.ok()) return;
+      for (int i = 0; !stop.load(); ++i) {
+        const std::string id = "w" + std::to_string(w) + "-" + std::to_string(i);
+        const std::string doc = json{{"id", id}, {"pk", "p" + std::to_string(w)}, {"v", i}, {"pad", pad}}.dump();
+        auto r = (*c)->UpsertItem("bench", "items", doc, "req-" + id);
+        std::lock_guard lock(mu);
+        if (r.ok()) {
+          acks.push_back(Clock::now());
+          acked_ids.push_back(id);
+        } else {
+          ++errors;
+        }
+      }
+    });
+  }
+  FailoverFigures f;
+  f.level = std::string(ConsistencyName(level));
+  std::vector<std::pair<Clock::time_point, Clock::time_point>> windows;
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  for (int n = 0; n < cfg.failovers; ++n) {
+    const std::string to = n % 2 == 0 ? "r2" : "r1";
+    const auto t0 = Clock::now();
+    auto moved = admin->Failover(to, std::chrono::seconds(30));
+    const auto t1 = Clock::now();
+    if (!moved.ok()) {
+      stop = true;
+      for (auto& t : writers) t.join();
+      return moved.status().WithContext("failover " + std::to_string(n + 1) + " to " + to);
+    }
+    f.command_ms.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
+    windows.push_back({t0, t1 + std::chrono::seconds(2)});
+    std::this_thread::sleep_for(std::chrono::seconds(2));
+    std::cerr << "  " << f.level << ": failover " << n + 1 << "/" << cfg.failovers << " to " << to << " in "
+              << static_cast<int>(f.command_ms.back()) << " ms\n";
+  }
+  stop = true;
+  for (auto& t : writers) t.join();
+  std::sort(acks.begin(), acks.end());
+  for (const auto& [from, until] : windows) {
+    Clock::time_point last = from;
+    double gap = 0;
+    for (auto it = std::lower_bound(acks.begin(), acks.end(), from); it != acks.end() && *it <= until; ++it) {
+      gap = std::max(gap, std::chrono::duration<double, std::milli>(*it - last).count());
+      last = *it;
+    }
+    gap = std::max(gap, std::chrono::duration<double, std::milli>(until - last).count());
+    f.gap_ms.push_back(gap);
+  }
+  // RPO: every acknowledged item, in both regions, once they agree.
+  f.acked = acked_ids.size();
+  f.write_errors = errors.load();
+  auto glsn = [&](int r) -> uint64_t {
+    uint64_t best = 0;
+    for (int i = 1; i <= account->region(r).size(); ++i) {
+      client::ClientOptions one = account->region(r).node_client_options(i);
+      one.max_retries = 0;
+      auto c = client::Client::Connect(one);
+      if (!c.ok()) continue;
+      auto s = (*c)->GetStatus();
+      if (s.ok()) best = std::max(best, s->glsn);
+    }
+    return best;
+  };
+  const auto converge_by = Clock::now() + std::chrono::seconds(60);
+  while (glsn(1) != glsn(2) && Clock::now() < converge_by) std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  for (int r = 1; r <= 2; ++r) {
+    client::ClientOptions one = account->region(r).node_client_options(1);
+    BULWARK_ASSIGN_OR_RETURN(auto c, client::Client::Connect(one));
+    std::set<std::string> present;
+    client::ListOptions lo;
+    lo.consistency = ConsistencyLevel::kEventual;
+    lo.max_items = 1000;
+    for (;;) {
+      BULWARK_ASSIGN_OR_RETURN(auto page, c->ListItems("bench", "items", lo));
+      for (const auto& item : page.items) present.insert(json::parse(item).at("id").get<std::string>());
+      if (page.continuation.empty()) break;
+      lo.continuation = page.continuation;
+    }
+    for (const auto& id : acked_ids) f.lost += present.count(id) == 0 ? 1 : 0;
+  }
+  return f;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -219,8 +356,52 @@ int main(int argc, char** argv) {
   app.add_option("--seconds", cfg.seconds, "measured seconds per level")->check(CLI::Range(1.0, 600.0));
   app.add_option("--delay-ms", cfg.delay_ms, "one-way delay between the regions")->check(CLI::Range(0, 1000));
   app.add_option("--json", cfg.json_path, "also write the figures here");
+  app.add_option("--failovers", cfg.failovers, "planned failovers per level instead (Strong, Session, Eventual)")
+      ->check(CLI::Range(0, 100));
   CLI11_PARSE(app, argc, argv);
   const std::string bin_dir = fs::canonical("/proc/self/exe").parent_path().string();
+  if (cfg.failovers > 0) {
+    std::vector<FailoverFigures> rows;
+    for (auto level : {ConsistencyLevel::kStrong, ConsistencyLevel::kSession, ConsistencyLevel::kEventual}) {
+      std::cerr << "== planned failover at " << ConsistencyName(level) << " (2 regions x 4 nodes, " << cfg.delay_ms
+                << " ms one way, " << cfg.writers << " writers)\n";
+      auto f = RunFailovers(cfg, level, bin_dir);
+      if (!f.ok()) {
+        std::cerr << "geo-bench: " << ConsistencyName(level) << ": " << f.status().ToString() << "\n";
+        return 1;
+      }
+      rows.push_back(*f);
+    }
+    std::printf("\n%-17s %9s %13s %13s %15s %15s %9s %13s %12s\n", "level", "failovers", "gap p50", "gap max",
+                "command p50", "command max", "acked", "RPO (lost)", "write errors");
+    json out = json::array();
+    for (const auto& f : rows) {
+      const double gap_max = f.gap_ms.empty() ? 0 : *std::max_element(f.gap_ms.begin(), f.gap_ms.end());
+      const double cmd_max = f.command_ms.empty() ? 0 : *std::max_element(f.command_ms.begin(), f.command_ms.end());
+      std::printf("%-17s %9zu %11.0fms %11.0fms %13.0fms %13.0fms %9llu %13llu %12llu\n", f.level.c_str(),
+                  f.gap_ms.size(), Percentile(f.gap_ms, 0.5), gap_max, Percentile(f.command_ms, 0.5), cmd_max,
+                  static_cast<unsigned long long>(f.acked), static_cast<unsigned long long>(f.lost),
+                  static_cast<unsigned long long>(f.write_errors));
+      out.push_back({{"level", f.level},
+                     {"failovers", f.gap_ms.size()},
+                     {"write_gap_ms", f.gap_ms},
+                     {"command_ms", f.command_ms},
+                     {"write_gap_p50_ms", Percentile(f.gap_ms, 0.5)},
+                     {"write_gap_max_ms", gap_max},
+                     {"acked_writes", f.acked},
+                     {"acked_writes_lost", f.lost},
+                     {"write_errors", f.write_errors}});
+    }
+    if (!cfg.json_path.empty()) {
+      std::ofstream(cfg.json_path) << json{{"delay_ms_one_way", cfg.delay_ms},
+                                           {"writers", cfg.writers},
+                                           {"kind", "planned failover"},
+                                           {"levels", out}}
+                                          .dump(2)
+                                   << "\n";
+    }
+    return 0;
+  }
   std::vector<LevelFigures> rows;
   for (auto level : {ConsistencyLevel::kStrong, ConsistencyLevel::kBoundedStaleness, ConsistencyLevel::kSession,
                      ConsistencyLevel::kConsistentPrefix, ConsistencyLevel::kEventual}) {

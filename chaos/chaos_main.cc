@@ -195,7 +195,8 @@ int main(int argc, char** argv) {
   run_cmd->add_option("--regions", run.regions, "regions (2 or 3: region R on 127.0.R.x; --ip is then unused)")
       ->check(CLI::Range(1, 3));
   run_cmd->add_option("--nemesis", nemesis,
-                      "comma-separated: kill,stop,partition,clock (one region),failover (regions) (or none)");
+                      "comma-separated: kill,stop,partition,clock (one region),transfer,rotate,failover (regions) "
+                      "(or none)");
   run_cmd->add_option("--workload", workload, "register, set or append");
   run_cmd->add_option("--consistency", consistency, "the level the workload reads at");
   run_cmd->add_option("--duration", duration, "how long faults are injected, e.g. 60s, 2m");
@@ -301,7 +302,8 @@ int main(int argc, char** argv) {
     while (std::getline(s, name, ',')) {
       auto kind = ParseFaultKind(name);
       if (!kind) {
-        std::cerr << "bulwark-chaos run: unknown nemesis '" << name << "' (kill, stop, partition, clock, failover)\n";
+        std::cerr << "bulwark-chaos run: unknown nemesis '" << name
+                  << "' (kill, stop, partition, clock, transfer, rotate, failover)\n";
         return kExitUsage;
       }
       run.nemesis.push_back(*kind);

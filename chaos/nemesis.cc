@@ -23,13 +23,17 @@ const char* FaultKindName(FaultKind kind) {
       return "clock";
     case FaultKind::kFailover:
       return "failover";
+    case FaultKind::kTransfer:
+      return "transfer";
+    case FaultKind::kRotate:
+      return "rotate";
   }
   return "?";
 }
 
 std::optional<FaultKind> ParseFaultKind(const std::string& name) {
-  for (FaultKind k :
-       {FaultKind::kKill, FaultKind::kStop, FaultKind::kPartition, FaultKind::kClock, FaultKind::kFailover}) {
+  for (FaultKind k : {FaultKind::kKill, FaultKind::kStop, FaultKind::kPartition, FaultKind::kClock,
+                      FaultKind::kFailover, FaultKind::kTransfer, FaultKind::kRotate}) {
     if (name == FaultKindName(k)) return k;
   }
   return std::nullopt;
@@ -142,6 +146,50 @@ FaultRecord Nemesis::Inject(FaultKind kind) {
       skewed_.push_back(x);
       f.what =
           "clock of node " + std::to_string(x) + " moved " + (offset > 0 ? "+" : "") + std::to_string(offset) + " s";
+      break;
+    }
+    case FaultKind::kTransfer: {
+      f.start_ns = now_ns_();
+      const int lead = cluster_->Leader();
+      if (lead == 0) {
+        f.what = where + "leader transfer";
+        f.error = "no leader to transfer from";
+        break;
+      }
+      int to = std::uniform_int_distribution<int>(1, cluster_->size() - 1)(rng_);
+      if (to >= lead) ++to;
+      f.what = where + "leader transfer " + std::to_string(lead) + " -> " + std::to_string(to);
+      client::ClientOptions o = cluster_->node_client_options(lead);
+      o.max_retries = 0;
+      auto c = client::Client::Connect(o);
+      auto moved = c.ok() ? (*c)->TransferLeader(static_cast<uint64_t>(to)) : Result<uint64_t>(c.status());
+      // Refused or superseded by an election: a leader change either way,
+      // not a harness failure.
+      if (!moved.ok()) f.what += " (" + moved.status().ToString() + ")";
+      break;
+    }
+    case FaultKind::kRotate: {
+      f.start_ns = now_ns_();
+      std::string what = where;
+      if (options_.rotate_data_key) {
+        auto r = options_.rotate_data_key();
+        if (!r.ok()) {
+          f.error = r.status().ToString();
+        } else {
+          what += *r + ", ";
+        }
+      }
+      const int x = PickNode(false, &why);
+      client::ClientOptions o = cluster_->node_client_options(x);
+      o.max_retries = 0;
+      auto c = client::Client::Connect(o);
+      auto v = c.ok() ? (*c)->RotateStoreKey() : Result<uint32_t>(c.status());
+      if (v.ok()) {
+        what += "store key of node " + std::to_string(x) + " -> v" + std::to_string(*v);
+      } else {
+        what += "store key of node " + std::to_string(x) + " not rotated (" + v.status().ToString() + ")";
+      }
+      f.what = "rotate: " + what;
       break;
     }
     case FaultKind::kFailover: {

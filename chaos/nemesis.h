@@ -11,6 +11,9 @@
 //              libfaketime (the nodes run under chaos' bulwarkd wrapper,
 //              which preloads it with a per-node offset file that is re-read
 //              every second); monotonic clocks are left alone (one region only)
+//   transfer   hand a region's leadership to another node (TransferLeader)
+//   rotate     a key rotation under the load: the workload container's data
+//              key (NemesisOptions::rotate_data_key) and one node's store key
 //   failover   several regions: a planned failover of the write region to
 //              another region (NemesisOptions::failover), under the load; it
 //              is not undone at heal
@@ -37,7 +40,7 @@
 
 namespace bulwark::chaos {
 
-enum class FaultKind { kKill, kStop, kPartition, kClock, kFailover };
+enum class FaultKind { kKill, kStop, kPartition, kClock, kFailover, kTransfer, kRotate };
 
 const char* FaultKindName(FaultKind kind);
 std::optional<FaultKind> ParseFaultKind(const std::string& name);
@@ -66,6 +69,8 @@ struct NemesisOptions {
   std::string clock_dir;
   // The failover fault: moves the write region, returns what it did.
   std::function<Result<std::string>()> failover;
+  // The rotate fault's data-key part: rotates the workload container's key.
+  std::function<Result<std::string>()> rotate_data_key;
 };
 
 // A region the nemesis may fault: its cluster and name ("" for one region).

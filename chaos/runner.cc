@@ -263,6 +263,8 @@ Status WriteTimeline(const std::string& dir, const std::vector<Operation>& ops,
                          : f.kind == FaultKind::kStop      ? "#99ccff"
                          : f.kind == FaultKind::kPartition ? "#ffcc66"
                          : f.kind == FaultKind::kFailover  ? "#99ee99"
+                         : f.kind == FaultKind::kTransfer  ? "#dddddd"
+                         : f.kind == FaultKind::kRotate    ? "#ffee88"
                                                            : "#cc99ff";
     gp << "set object " << n << " rect from " << f.start_ns / 1e9 << ", graph 0 to " << f.end_ns / 1e9
        << ", graph 1 fc rgb '" << colour << "' fs transparent solid 0.35 noborder behind\n";
@@ -520,6 +522,16 @@ int RunChaos(const RunOptions& o, const std::atomic<bool>& abort, std::ostream& 
   no.seed = o.seed;
   no.clock_dir = run.out_dir + "/clock";
   if (account) no.failover = FailoverFault(*account);
+  {
+    client::ClientOptions ko = account ? account->client_options(1) : cluster->failover_client_options();
+    ko.max_retries = 10;
+    const std::string db = wo.database, container = wo.container;
+    no.rotate_data_key = [ko, db, container]() -> Result<std::string> {
+      BULWARK_ASSIGN_OR_RETURN(auto c, client::Client::Connect(ko));
+      BULWARK_ASSIGN_OR_RETURN(uint32_t v, c->RotateDataKey(db, container));
+      return "data key of " + db + "/" + container + " -> v" + std::to_string(v);
+    };
+  }
   Nemesis nemesis(regions, nft.get(), no, now_ns);
   run.start_ns = now_ns();
   workload.Start();

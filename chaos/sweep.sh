@@ -18,7 +18,7 @@ duration=${CHAOS_DURATION:-120s}
 seed=${CHAOS_SEED:-$(date +%s)}
 out=${CHAOS_OUT:-$build_dir/chaos-sweep}
 port=${CHAOS_PORT:-17100}
-nemeses=(kill stop partition clock kill,stop,partition,clock)
+nemeses=(kill stop partition clock kill,stop,partition,clock,transfer,rotate)
 levels=(Strong BoundedStaleness Session ConsistentPrefix Eventual)
 workloads=(register set append)
 
@@ -54,8 +54,8 @@ if [ "${CHAOS_REGIONS:-1}" = 1 ]; then
       n=$((n + 1)); total=$((total + 1))
       dir="$out/$n-regions-$workload-$level"
       start=$(date +%s)
-      printf '[%d] 2 regions %-8s %-17s %-28s ... ' "$n" "$workload" "$level" "failover,kill,stop,partition"
-      "$bin" run --regions 2 --nodes 4 --nemesis failover,kill,stop,partition --workload "$workload" \
+      printf '[%d] 2 regions %-8s %-17s %-28s ... ' "$n" "$workload" "$level" "failover,kill,stop,partition,..."
+      "$bin" run --regions 2 --nodes 4 --nemesis failover,kill,stop,partition,transfer,rotate --workload "$workload" \
         --consistency "$level" --duration "$duration" --seed "$((seed + n))" --port "$((port + 100))" \
         --out "$dir" >"$dir.log" 2>&1
       rc=$?

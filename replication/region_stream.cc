@@ -398,7 +398,6 @@ Status RegionShipper::Impl::AddEntries(const std::vector<raft::Entry>& entries, 
     out->set_source_index(e.index);
     out->set_command(cmd->Encode());
     cmd->WipeKey();
-    if (static_cast<size_t>(req->entries_size()) >= kMaxRegionBatchEntries) break;
     if (cmd->kind == storage::WriteCommand::Kind::kSetRegions) {
       // Decided here, not when this node puts the change in force (up to a
       // poll later): a region it removes gets it, and nothing after it.
@@ -410,6 +409,7 @@ Status RegionShipper::Impl::AddEntries(const std::vector<raft::Entry>& entries, 
         break;
       }
     }
+    if (static_cast<size_t>(req->entries_size()) >= kMaxRegionBatchEntries) break;
   }
   return Status::Ok();
 }
