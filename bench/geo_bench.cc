@@ -13,7 +13,8 @@
 // (Strong, Session, Eventual), alternating r1 -> r2 -> r1 under the writers'
 // load. For each: the write gap (the longest time with no acknowledged write,
 // from the failover request until 2 s after the target took over: what a
-// client sees, retries included) and the command's own time; then RPO, the
+// client sees, retries included, over all writers' acknowledgements
+// together) and the command's own time; then RPO, the
 // acknowledged writes (each a new item) missing from either region at the
 // end. Median and max over the N.
 // Progress goes to stderr. Nothing here asserts a time.
@@ -71,11 +72,25 @@ struct LevelFigures {
   double lag_writes_p50 = 0, lag_writes_p99 = 0, lag_ms_p50 = 0, lag_ms_p99 = 0;
 };
 
-Result<LevelFigures> RunLevel(const Config& cfg, ConsistencyLevel level, const std::string& bin_dir) {
-  const fs::path dir = fs::temp_directory_path() / ("bulwark-geo-bench-" + std::to_string(::getpid()));
-  fs::remove_all(dir);
+// Two regions of four nodes at `level` with cfg's WAN delay, database
+// "bench" and container "items" created; stopped and removed when dropped.
+struct BenchAccount {
+  std::unique_ptr<chaos::LocalAccount> account;
+  fs::path dir;
+  ~BenchAccount() {
+    if (account) (void)account->Stop(std::chrono::seconds(10));
+    std::error_code ec;
+    fs::remove_all(dir, ec);
+  }
+};
+
+Result<std::unique_ptr<BenchAccount>> StartAccount(const Config& cfg, ConsistencyLevel level,
+                                                   const std::string& bin_dir) {
+  auto bench = std::make_unique<BenchAccount>();
+  bench->dir = fs::temp_directory_path() / ("bulwark-geo-bench-" + std::to_string(::getpid()));
+  fs::remove_all(bench->dir);
   chaos::AccountOptions o;
-  o.dir = dir.string();
+  o.dir = bench->dir.string();
   o.bin_dir = bin_dir;
   o.regions = 2;
   o.nodes = 4;
@@ -83,20 +98,17 @@ Result<LevelFigures> RunLevel(const Config& cfg, ConsistencyLevel level, const s
   o.metrics_port = 0;
   o.consistency = std::string(ConsistencyName(level));
   o.link_delay = std::chrono::milliseconds(cfg.delay_ms);
-  BULWARK_ASSIGN_OR_RETURN(auto account, chaos::LocalAccount::Prepare(o));
-  struct Cleanup {
-    chaos::LocalAccount* a;
-    fs::path dir;
-    ~Cleanup() {
-      (void)a->Stop(std::chrono::seconds(10));
-      std::error_code ec;
-      fs::remove_all(dir, ec);
-    }
-  } cleanup{account.get(), dir};
-  BULWARK_RETURN_IF_ERROR(account->Start());
-  BULWARK_ASSIGN_OR_RETURN(auto setup, client::Client::Connect(account->client_options(1)));
+  BULWARK_ASSIGN_OR_RETURN(bench->account, chaos::LocalAccount::Prepare(o));
+  BULWARK_RETURN_IF_ERROR(bench->account->Start());
+  BULWARK_ASSIGN_OR_RETURN(auto setup, client::Client::Connect(bench->account->client_options(1)));
   BULWARK_RETURN_IF_ERROR(setup->CreateDatabase("bench").status());
   BULWARK_RETURN_IF_ERROR(setup->CreateContainer("bench", "items", "/pk").status());
+  return bench;
+}
+
+Result<LevelFigures> RunLevel(const Config& cfg, ConsistencyLevel level, const std::string& bin_dir) {
+  BULWARK_ASSIGN_OR_RETURN(auto bench, StartAccount(cfg, level, bin_dir));
+  chaos::LocalAccount* account = bench->account.get();
   const std::string value(static_cast<size_t>(cfg.value_bytes), 'x');
   auto doc = [&](int k, int v) {
     return json{{"id", "k" + std::to_string(k)}, {"pk", "p" + std::to_string(k % 16)}, {"v", v}, {"pad", value}}.dump();
@@ -226,31 +238,9 @@ struct FailoverFigures {
 };
 
 Result<FailoverFigures> RunFailovers(const Config& cfg, ConsistencyLevel level, const std::string& bin_dir) {
-  const fs::path dir = fs::temp_directory_path() / ("bulwark-geo-failover-" + std::to_string(::getpid()));
-  fs::remove_all(dir);
-  chaos::AccountOptions o;
-  o.dir = dir.string();
-  o.bin_dir = bin_dir;
-  o.regions = 2;
-  o.nodes = 4;
-  o.port = 7300;
-  o.metrics_port = 0;
-  o.consistency = std::string(ConsistencyName(level));
-  o.link_delay = std::chrono::milliseconds(cfg.delay_ms);
-  BULWARK_ASSIGN_OR_RETURN(auto account, chaos::LocalAccount::Prepare(o));
-  struct Cleanup {
-    chaos::LocalAccount* a;
-    fs::path dir;
-    ~Cleanup() {
-      (void)a->Stop(std::chrono::seconds(10));
-      std::error_code ec;
-      fs::remove_all(dir, ec);
-    }
-  } cleanup{account.get(), dir};
-  BULWARK_RETURN_IF_ERROR(account->Start());
+  BULWARK_ASSIGN_OR_RETURN(auto bench, StartAccount(cfg, level, bin_dir));
+  chaos::LocalAccount* account = bench->account.get();
   BULWARK_ASSIGN_OR_RETURN(auto admin, client::Client::Connect(account->client_options(1)));
-  BULWARK_RETURN_IF_ERROR(admin->CreateDatabase("bench").status());
-  BULWARK_RETURN_IF_ERROR(admin->CreateContainer("bench", "items", "/pk").status());
   const std::string pad(static_cast<size_t>(cfg.value_bytes), 'x');
   using Clock = std::chrono::steady_clock;
   std::atomic<bool> stop{false};
@@ -314,22 +304,28 @@ Result<FailoverFigures> RunFailovers(const Config& cfg, ConsistencyLevel level, 
   // RPO: every acknowledged item, in both regions, once they agree.
   f.acked = acked_ids.size();
   f.write_errors = errors.load();
-  auto glsn = [&](int r) -> uint64_t {
-    uint64_t best = 0;
+  // The node of each region furthest along, once the regions agree.
+  auto furthest = [&](int r) -> std::pair<int, uint64_t> {
+    std::pair<int, uint64_t> best{1, 0};
     for (int i = 1; i <= account->region(r).size(); ++i) {
       client::ClientOptions one = account->region(r).node_client_options(i);
       one.max_retries = 0;
       auto c = client::Client::Connect(one);
       if (!c.ok()) continue;
       auto s = (*c)->GetStatus();
-      if (s.ok()) best = std::max(best, s->glsn);
+      if (s.ok() && s->glsn > best.second) best = {i, s->glsn};
     }
     return best;
   };
   const auto converge_by = Clock::now() + std::chrono::seconds(60);
-  while (glsn(1) != glsn(2) && Clock::now() < converge_by) std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  while (furthest(1).second != furthest(2).second && Clock::now() < converge_by) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  if (furthest(1).second != furthest(2).second) return Status::DeadlineExceeded("the regions did not converge in 60 s");
+  // An acknowledged write is lost if either region lacks it (counted once).
+  std::set<std::string> missing;
   for (int r = 1; r <= 2; ++r) {
-    client::ClientOptions one = account->region(r).node_client_options(1);
+    client::ClientOptions one = account->region(r).node_client_options(furthest(r).first);
     BULWARK_ASSIGN_OR_RETURN(auto c, client::Client::Connect(one));
     std::set<std::string> present;
     client::ListOptions lo;
@@ -341,8 +337,11 @@ Result<FailoverFigures> RunFailovers(const Config& cfg, ConsistencyLevel level, 
       if (page.continuation.empty()) break;
       lo.continuation = page.continuation;
     }
-    for (const auto& id : acked_ids) f.lost += present.count(id) == 0 ? 1 : 0;
+    for (const auto& id : acked_ids) {
+      if (present.count(id) == 0) missing.insert(id);
+    }
   }
+  f.lost = missing.size();
   return f;
 }
 

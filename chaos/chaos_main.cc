@@ -191,7 +191,7 @@ int main(int argc, char** argv) {
   RunOptions run;
   std::string nemesis = "kill,stop,partition", duration = "60s", recovery = "5s";
   auto* run_cmd = app.add_subcommand("run", "a chaos run against real bulwarkd processes: one region or an account");
-  run_cmd->add_option("--nodes", run.nodes, "nodes per region (4: writes commit on 3)");
+  run_cmd->add_option("--nodes", run.nodes, "nodes per region (4: writes commit on 3)")->check(CLI::Range(1, 9));
   run_cmd->add_option("--regions", run.regions, "regions (2 or 3: region R on 127.0.R.x; --ip is then unused)")
       ->check(CLI::Range(1, 3));
   run_cmd->add_option("--nemesis", nemesis,

@@ -151,6 +151,11 @@ FaultRecord Nemesis::Inject(FaultKind kind) {
     case FaultKind::kTransfer: {
       f.start_ns = now_ns_();
       const int lead = cluster_->Leader();
+      if (cluster_->size() < 2) {
+        f.what = where + "leader transfer";
+        f.error = "a leader transfer needs two nodes or more";
+        break;
+      }
       if (lead == 0) {
         f.what = where + "leader transfer";
         f.error = "no leader to transfer from";

@@ -7,7 +7,8 @@
 #   CHAOS_DURATION=300s CHAOS_SEED=7 chaos/sweep.sh build
 #   CHAOS_REGIONS=0 chaos/sweep.sh build   # without the 15 two-region runs
 #
-# Each run writes to $CHAOS_OUT/<n>-<workload>-<level>-<nemesis>/; a failing
+# Each run writes to $CHAOS_OUT/<n>-<workload>-<level>-<nemesis>/ (region runs:
+# <n>-regions-<workload>-<level>/, <n>-3regions-<workload>-Strong/); a failing
 # run prints the command that reruns it. Exits 1 if any run found a violation
 # or failed.
 set -uo pipefail
@@ -23,50 +24,53 @@ levels=(Strong BoundedStaleness Session ConsistentPrefix Eventual)
 workloads=(register set append)
 
 [ -x "$bin" ] || { echo "sweep: $bin not built (make build)" >&2; exit 3; }
+regional=failover,kill,stop,partition,transfer,rotate
 total=$(( ${#nemeses[@]} * ${#levels[@]} * ${#workloads[@]} ))
+[ "${CHAOS_REGIONS:-1}" != 0 ] && total=$(( total + ${#levels[@]} * ${#workloads[@]} + 2 ))
 n=0; failed=0; summary=()
 mkdir -p "$out"
 echo "chaos sweep: $total runs of $duration faults each, seed $seed, into $out"
+# One run: prints its line and records a failure. Args: dir label run-args...
+one_run() {
+  local dir=$1 label=$2
+  shift 2
+  local start rc result
+  start=$(date +%s)
+  printf '[%d/%d] %-70s ... ' "$n" "$total" "$label"
+  "$bin" run "$@" --duration "$duration" --seed "$((seed + n))" --out "$dir" >"$dir.log" 2>&1
+  rc=$?
+  result=$(grep -m1 '^result:' "$dir.log" | cut -d' ' -f2-)
+  printf '%s (%ds)\n' "${result:-exit $rc}" "$(( $(date +%s) - start ))"
+  if [ $rc -ne 0 ]; then
+    failed=$((failed + 1))
+    grep -m1 '^rerun:' "$dir.log" || true
+    summary+=("$dir: ${result:-exit $rc}")
+  fi
+}
 for workload in "${workloads[@]}"; do
   for level in "${levels[@]}"; do
     for nemesis in "${nemeses[@]}"; do
       n=$((n + 1))
-      dir="$out/$n-$workload-$level-${nemesis//,/+}"
-      start=$(date +%s)
-      printf '[%d/%d] %-8s %-17s %-28s ... ' "$n" "$total" "$workload" "$level" "$nemesis"
-      "$bin" run --nodes 4 --nemesis "$nemesis" --workload "$workload" --consistency "$level" \
-        --duration "$duration" --seed "$((seed + n))" --port "$port" --out "$dir" >"$dir.log" 2>&1
-      rc=$?
-      result=$(grep -m1 '^result:' "$dir.log" | cut -d' ' -f2-)
-      printf '%s (%ds)\n' "${result:-exit $rc}" "$(( $(date +%s) - start ))"
-      if [ $rc -ne 0 ]; then
-        failed=$((failed + 1))
-        grep -m1 '^rerun:' "$dir.log" || true
-        summary+=("$dir: ${result:-exit $rc}")
-      fi
+      one_run "$out/$n-$workload-$level-${nemesis//,/+}" "$workload $level $nemesis" \
+        --nodes 4 --nemesis "$nemesis" --workload "$workload" --consistency "$level" --port "$port"
     done
   done
 done
-# Two regions: planned failovers among the node faults, every workload and level.
-if [ "${CHAOS_REGIONS:-1}" = 1 ]; then
+# Two regions: planned failovers among the node faults, every workload and
+# level; then three regions at Strong (dynamic quorum drops a silent region).
+if [ "${CHAOS_REGIONS:-1}" != 0 ]; then
   for workload in "${workloads[@]}"; do
     for level in "${levels[@]}"; do
-      n=$((n + 1)); total=$((total + 1))
-      dir="$out/$n-regions-$workload-$level"
-      start=$(date +%s)
-      printf '[%d] 2 regions %-8s %-17s %-28s ... ' "$n" "$workload" "$level" "failover,kill,stop,partition,..."
-      "$bin" run --regions 2 --nodes 4 --nemesis failover,kill,stop,partition,transfer,rotate --workload "$workload" \
-        --consistency "$level" --duration "$duration" --seed "$((seed + n))" --port "$((port + 100))" \
-        --out "$dir" >"$dir.log" 2>&1
-      rc=$?
-      result=$(grep -m1 '^result:' "$dir.log" | cut -d' ' -f2-)
-      printf '%s (%ds)\n' "${result:-exit $rc}" "$(( $(date +%s) - start ))"
-      if [ $rc -ne 0 ]; then
-        failed=$((failed + 1))
-        grep -m1 '^rerun:' "$dir.log" || true
-        summary+=("$dir: ${result:-exit $rc}")
-      fi
+      n=$((n + 1))
+      one_run "$out/$n-regions-$workload-$level" "2 regions $workload $level $regional" \
+        --regions 2 --nodes 4 --nemesis "$regional" --workload "$workload" --consistency "$level" \
+        --port "$((port + 100))"
     done
+  done
+  for workload in register set; do
+    n=$((n + 1))
+    one_run "$out/$n-3regions-$workload-Strong" "3 regions $workload Strong $regional" \
+      --regions 3 --nodes 4 --nemesis "$regional" --workload "$workload" --consistency Strong --port "$((port + 100))"
   done
 fi
 echo "chaos sweep: $((total - failed)) of $total runs valid"

@@ -329,6 +329,7 @@ Status WorkloadRunner::FinalReads(std::chrono::milliseconds timeout) {
     while (!done && std::chrono::steady_clock::now() < deadline) {  // bounded by the deadline
       Event e = Begin(next_process_++, options_.clients, "read", key, nullptr);
       e.consistency = "Strong";
+      e.region = regions_.front().region;  // read through the first region's client
       Record(e);
       auto r = ReadCollection(*c, key, ConsistencyLevel::kStrong);
       e.time_ns = now_ns_();

@@ -176,7 +176,8 @@ struct Client::Impl {
         RefreshTopology(true);
         const auto now = std::chrono::steady_clock::now();
         if (!moving_since) moving_since = now;
-        if (options.max_retries == 0 || now - *moving_since >= kWriteRegionMoveWait) return st;
+        const auto window = std::min<std::chrono::steady_clock::duration>(kWriteRegionMoveWait, options.deadline);
+        if (options.max_retries == 0 || now - *moving_since >= window) return st;
         std::this_thread::sleep_for(move_backoff);
         move_backoff = std::min(move_backoff * 2, std::chrono::milliseconds(400));
         --attempt;  // not counted against max_retries

@@ -47,6 +47,13 @@ struct RegionShipper::Impl {
     std::chrono::system_clock::time_point lease_granted_until{};
     bool in_set = false;     // configured in the strong quorum set (fixed)
     bool in_quorum = false;  // in the set as run now (dynamic quorum)
+    // In the set, but granted no lease (and not listed to it) until it has
+    // acknowledged lease_from: every write this node could have seen
+    // acknowledged without it (by another leader, or before it rejoined).
+    // Strong writes wait for it meanwhile.
+    bool leasable = false;
+    uint64_t lead_commit = 0;  // this node's commit index when it began to lead
+    std::optional<uint64_t> lease_from;
     bool needs_image = false;
     bool retired = false;  // a removed region, done with
     // A removed region: nothing past this GLSN (the change that removed it).
@@ -94,6 +101,11 @@ struct RegionShipper::Impl {
   void UpdateQuorum(SteadyClock::time_point now);  // REQUIRES: mu held
   uint64_t CommittedLocked() const;                // REQUIRES: mu held
   std::vector<std::string> QuorumLocked() const;   // REQUIRES: mu held
+  std::vector<std::string> ListedLocked() const;   // the set as told to the regions; REQUIRES: mu held
+  // A node beginning to lead (term `term`): drop whatever this node's stream
+  // decided about region r while another node led. REQUIRES: mu held.
+  void ResetForLeadership(Remote& remote) const;
+  uint64_t start_term = 0;  // the term this node led in at Start, if it carried state (else 0)
 };
 
 RegionShipper::RegionShipper(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -127,13 +139,19 @@ Result<std::unique_ptr<RegionShipper>> RegionShipper::Start(RegionStreamOptions 
     if (impl->options.restart) {
       auto carried = impl->options.carried.find(r.name);
       remote.in_quorum = remote.in_set && carried != impl->options.carried.end() && carried->second.in_quorum;
-      if (carried != impl->options.carried.end()) remote.lease_granted_until = carried->second.lease_granted_until;
+      if (carried != impl->options.carried.end()) {
+        remote.lease_granted_until = carried->second.lease_granted_until;
+        remote.leasable = remote.in_quorum && carried->second.leasable;
+      }
     }
     impl->configured_set += remote.in_set ? 1 : 0;
     remote.last_ack = now;  // a grace period from start before removal
     remote.caught_up = now;
     impl->remotes.push_back(std::move(remote));
   }
+  // State carried from this node's previous stream holds only while this
+  // node still leads in the same term.
+  if (impl->options.restart && replica->is_leader()) impl->start_term = replica->status().term;
   Impl* raw = impl.get();
   for (size_t i = 0; i < raw->remotes.size(); ++i) raw->threads.emplace_back([raw, i] { raw->Run(i); });
   return std::unique_ptr<RegionShipper>(new RegionShipper(std::move(impl)));
@@ -145,9 +163,25 @@ void RegionShipper::Stop() {
   for (auto& t : impl_->threads) t.join();
 }
 
+void RegionShipper::Impl::ResetForLeadership(Remote& remote) const {
+  // Whatever this node's stream decided about the quorum set while another
+  // node led is stale, and that node may have acknowledged Strong writes
+  // without the region (it was dropped) or granted it a lease. Start from the
+  // set as configured (a silent region is dropped again after
+  // removal_after), and lease nothing until the region has everything this
+  // node's log had committed when it began to lead.
+  remote.in_quorum = remote.in_set;
+  remote.leasable = false;
+  remote.lease_from.reset();
+  remote.lead_commit = replica->status().commit_index;
+  remote.last_ack = SteadyClock::now();
+  remote.caught_up = remote.last_ack;
+}
+
 void RegionShipper::Impl::Run(size_t r) {
   SteadyClock::time_point last_message{};
   bool was_leader = false;
+  uint64_t lead_term = 0;
   std::optional<SteadyClock::time_point> retire_by;
   while (!stop.load()) {
     {
@@ -173,16 +207,14 @@ void RegionShipper::Impl::Run(size_t r) {
       std::this_thread::sleep_for(options.heartbeat);
       continue;
     }
-    if (!was_leader) {
-      // Leading anew: whatever this node's stream decided about the quorum
-      // set while another node led is stale, and that node may have granted
-      // the region a lease. Start from the set as configured (a silent
-      // region is dropped again after removal_after).
-      std::lock_guard lock(mu);
-      Remote& remote = remotes[r];
-      remote.in_quorum = remote.in_set;
-      remote.last_ack = SteadyClock::now();
-      remote.caught_up = remote.last_ack;
+    const uint64_t term = replica->status().term;
+    if (!was_leader || term != lead_term) {
+      const bool carried = lead_term == 0 && term == start_term && start_term != 0;
+      if (!carried) {
+        std::lock_guard lock(mu);
+        ResetForLeadership(remotes[r]);
+      }
+      lead_term = term;
     }
     was_leader = true;
     const auto now = SteadyClock::now();
@@ -190,8 +222,10 @@ void RegionShipper::Impl::Run(size_t r) {
     {
       std::lock_guard lock(mu);
       const Remote& remote = remotes[r];
-      behind = remote.known && remote.acked_glsn < store->geo_position().glsn && !remote.needs_image &&
-               remote.retire_at == 0;
+      // A draining or retiring region is behind until it has its last GLSN.
+      const uint64_t head = store->geo_position().glsn;
+      const uint64_t until = remote.retire_at > 0 ? std::min(remote.retire_at, head) : head;
+      behind = remote.known && remote.acked_glsn < until && !remote.needs_image;
     }
     if (behind || now - last_message >= options.heartbeat) {
       const bool ok = SendOnce(r, now);
@@ -222,23 +256,31 @@ bool RegionShipper::Impl::SendOnce(size_t r, SteadyClock::time_point now) {
     from_epoch = remote.acked_epoch;
     delay = remote.config.link_delay;
     req.set_committed_glsn(CommittedLocked());
-    for (const std::string& q : QuorumLocked()) req.add_strong_regions(q);
+    for (const std::string& q : ListedLocked()) req.add_strong_regions(q);
     remote.last_send = now;
     // A region silent for long is no longer granted a lease, so that every
     // lease it holds has ended by the time it is dropped from the set.
-    if (remote.in_quorum && now - remote.last_ack < options.removal_after - options.lease) {
+    if (remote.in_quorum && remote.leasable && now - remote.last_ack < options.removal_after - options.lease) {
       remote.lease_granted_until = std::chrono::system_clock::now() + options.lease;
       req.set_lease_until_unix_ms(UnixMs(remote.lease_granted_until));
     }
   }
   req.set_from_region(options.self_region);
   req.set_to_region(remotes[r].config.name);
-  req.set_epoch(options.epoch);
+  req.set_epoch(remotes[r].config.stream_epoch != 0 ? remotes[r].config.stream_epoch : options.epoch);
   // Read the applied index before the head: every entry up to it is applied,
   // so its GLSN is at most the head read after.
   const uint64_t applied = store->applied_index();
   const storage::GeoPosition head = store->geo_position();
   req.set_head_glsn(head.glsn);
+  {
+    // Once this node has applied what it had committed when it began to
+    // lead, its head covers every write acknowledged before: the region is
+    // leased again once it has that.
+    std::lock_guard lock(mu);
+    Remote& remote = remotes[r];
+    if (!remote.leasable && !remote.lease_from && applied >= remote.lead_commit) remote.lease_from = head.glsn;
+  }
   // A removed region gets nothing past the change that removed it.
   uint64_t retire_at = 0;
   {
@@ -338,6 +380,9 @@ bool RegionShipper::Impl::SendOnce(size_t r, SteadyClock::time_point now) {
   remote.acked_glsn = resp->applied_glsn();
   remote.acked_source = resp->source_index();
   remote.acked_epoch = resp->epoch();
+  if (remote.in_quorum && !remote.leasable && remote.lease_from && remote.acked_glsn >= *remote.lease_from) {
+    remote.leasable = true;
+  }
   remote.last_ack = answered;
   if (remote.acked_glsn >= head.glsn) remote.caught_up = answered;
   if (!hold.empty()) remote.error = hold;
@@ -481,6 +526,15 @@ uint64_t RegionShipper::Impl::CommittedLocked() const {
   return committed;
 }
 
+std::vector<std::string> RegionShipper::Impl::ListedLocked() const {
+  std::vector<std::string> out;
+  if (self_in_quorum) out.push_back(options.self_region);
+  for (const Remote& r : remotes) {
+    if (r.in_quorum && r.leasable) out.push_back(r.config.name);
+  }
+  return out;
+}
+
 std::vector<std::string> RegionShipper::Impl::QuorumLocked() const {
   std::vector<std::string> out;
   if (self_in_quorum) out.push_back(options.self_region);
@@ -572,7 +626,7 @@ std::vector<RegionLag> RegionShipper::Lags() const {
 std::map<std::string, QuorumState> RegionShipper::QuorumStates() const {
   std::lock_guard lock(impl_->mu);
   std::map<std::string, QuorumState> out;
-  for (const auto& r : impl_->remotes) out[r.config.name] = {r.in_quorum, r.lease_granted_until};
+  for (const auto& r : impl_->remotes) out[r.config.name] = {r.in_quorum, r.lease_granted_until, r.leasable};
   return out;
 }
 
@@ -583,6 +637,7 @@ std::vector<RemoteRegion> RegionShipper::Retiring() const {
     if (r.retire_at == 0 || r.retired) continue;
     RemoteRegion copy = r.config;
     copy.retire_at_glsn = r.retire_at;
+    if (copy.stream_epoch == 0) copy.stream_epoch = impl_->options.epoch;
     out.push_back(std::move(copy));
   }
   return out;

@@ -73,6 +73,9 @@ struct RemoteRegion {
   // until that region has the change (never retired by retire_within):
   // without it, no region takes writes.
   bool retire_only_once_acked = false;
+  // The epoch its messages carry (0: the stream's). A drain carried into a
+  // later stream keeps the epoch it drains.
+  uint64_t stream_epoch = 0;
 };
 
 // A region's place in the strong quorum set, carried from one shipper to
@@ -80,6 +83,7 @@ struct RemoteRegion {
 struct QuorumState {
   bool in_quorum = false;
   std::chrono::system_clock::time_point lease_granted_until{};
+  bool leasable = false;  // caught up since this node began to lead: may be leased
 };
 
 struct RegionStreamOptions {
@@ -107,10 +111,14 @@ struct RegionStreamOptions {
   // still behind the change that began its epoch only once the old write
   // region has had this long (from Start) to bring it there; then an image.
   std::chrono::milliseconds drain_wait{30000};
-  // A shipper replacing another (a topology change): regions start in the
-  // quorum set as `carried` says, and regions not in it start outside it
-  // (added back once caught up). A first start puts every configured
-  // region of the set in it.
+  // A shipper replacing another on the same node (a topology change):
+  // regions start in the quorum set as `carried` says, and regions not in it
+  // start outside it (added back once caught up), as long as this node still
+  // leads in the term it led in at Start. A first start, or a node that
+  // begins to lead, puts every configured region of the set in it, and
+  // grants a region no lease (nor lists it as in the set) until it has
+  // acknowledged what this node had committed when it began to lead: Strong
+  // writes wait for it meanwhile, and its Strong reads wait for its lease.
   bool restart = false;
   std::map<std::string, QuorumState> carried;
 };

@@ -82,9 +82,10 @@ struct Geo::Impl {
   // its regions; `retiring` are regions just removed, shipped to until they
   // have the change (or for a while). REQUIRES: not cfg_mu.
   // `switch_glsn`: the GLSN of the record (where a write region that lost
-  // its place stops streaming).
+  // its place stops streaming, if its store does not say); `at_start`: the
+  // node's first Apply.
   Status Apply(std::shared_ptr<const GeoConfig> next, const std::string& record,
-               std::vector<replication::RemoteRegion> retiring, uint64_t switch_glsn);
+               std::vector<replication::RemoteRegion> retiring, uint64_t switch_glsn, bool at_start = false);
   // FailedPrecondition once this region was removed from the account.
   Status RefuseIfRemoved() const;
   // Reads the regions record and applies it if it changed.
@@ -104,7 +105,7 @@ Geo::Geo(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Geo::~Geo() { Stop(); }
 
 Status Geo::Impl::Apply(std::shared_ptr<const GeoConfig> next, const std::string& rec,
-                        std::vector<replication::RemoteRegion> retiring, uint64_t switch_glsn) {
+                        std::vector<replication::RemoteRegion> retiring, uint64_t switch_glsn, bool at_start) {
   const GeoConfig& g = *next;
   const bool was_writer = write_region.load();
   const bool writer = g.write_region == self;
@@ -137,7 +138,7 @@ Status Geo::Impl::Apply(std::shared_ptr<const GeoConfig> next, const std::string
   // have stopped before the others had the change; a region that has it
   // answers at once and is done).
   const bool moved_from_here = !writer && g.last_failover.from == self && g.last_failover.epoch == g.epoch &&
-                               g.epoch > 1 && (was_writer || !previous);
+                               g.epoch > 1 && (was_writer || at_start);
   if (moved_from_here) {
     // The write region moved away at the change that began g.epoch: keep
     // streaming the old epoch up to that change, and nothing after (the
@@ -170,6 +171,9 @@ Status Geo::Impl::Apply(std::shared_ptr<const GeoConfig> next, const std::string
   }
   if (previous) {
     for (auto& still : previous->Retiring()) {
+      // The new write region must have had the change once the epoch moved
+      // on past the one after it: drain it no longer than the others.
+      if (still.retire_only_once_acked && g.epoch > still.stream_epoch + 1) still.retire_only_once_acked = false;
       const bool listed = std::any_of(options.remotes.begin(), options.remotes.end(),
                                       [&](const auto& r) { return r.name == still.name; });
       if (!listed) options.remotes.push_back(std::move(still));
@@ -295,7 +299,7 @@ Result<std::unique_ptr<Geo>> Geo::Start(NodeContext* node) {
         spdlog::error("event=geo_topology_refused error=\"{}\"", decoded.status().ToString());
       }
     }
-    BULWARK_RETURN_IF_ERROR(impl->Apply(initial, initial_record, {}, 0));
+    BULWARK_RETURN_IF_ERROR(impl->Apply(initial, initial_record, {}, 0, /*at_start=*/true));
     Impl* stamp = impl.get();
     // Every account command proposed here carries the epoch this region
     // writes at, or one no epoch has: the store refuses it if the write
@@ -356,10 +360,12 @@ Result<std::pair<std::string, std::string>> Geo::PrepareRegionChange(const v1::C
     std::string why = "no stream reaches it from here";
     for (const auto& lag : shipper ? shipper->Lags() : std::vector<replication::RegionLag>{}) {
       if (lag.name != change.failover_to()) continue;
-      ready = lag.connected && !lag.needs_image && lag.error.empty();
-      why = !lag.connected    ? "it has not answered the stream lately"
-            : lag.needs_image ? "it is being rebuilt from a state image"
-                              : lag.error;
+      ready = lag.connected && !lag.needs_image && lag.error.empty() && lag.lag_writes <= kMaxFailoverLagWrites;
+      why = !lag.connected       ? "it has not answered the stream lately"
+            : lag.needs_image    ? "it is being rebuilt from a state image"
+            : !lag.error.empty() ? lag.error
+                                 : "it is " + std::to_string(lag.lag_writes) + " writes behind (at most " +
+                                       std::to_string(kMaxFailoverLagWrites) + "; retry once it has caught up)";
     }
     if (!ready && base.write_region != change.failover_to()) {
       const bool known = std::any_of(base.regions.begin(), base.regions.end(),

@@ -118,6 +118,10 @@ class Geo {
 struct NodeConfig;
 void FillTopologyOf(const NodeConfig& config, const GeoConfig& geo, uint64_t epoch, v1::TopologyResponse* out);
 
+// A planned failover is refused to a region more than this many writes
+// behind: no region takes writes until it has them all.
+constexpr uint64_t kMaxFailoverLagWrites = 10'000;
+
 // The forwarded method a node uses to ask its region leader for LocalState.
 constexpr const char* kRegionStateMethod = "RegionState";
 

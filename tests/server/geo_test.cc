@@ -106,6 +106,18 @@ struct TestAccount {
     }
     return false;
   }
+  // Node i of region r's status once it reports `epoch` (each node puts a
+  // new regions record in force within a poll of applying it), or its last
+  // answer after 5 s.
+  Result<client::NodeStatus> StatusAtEpoch(int r, int i, uint64_t epoch) const {
+    Result<client::NodeStatus> status = Status::Unavailable("not asked");
+    for (int attempt = 0; attempt < 50; ++attempt) {
+      status = NodeClient(r, i)->GetStatus();
+      if (status.ok() && status->epoch == epoch) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return status;
+  }
   void Signal(int r, int sig) {
     for (int i = 1; i <= account->region(r).size(); ++i) {
       if (account->region(r).node_running(i)) ::kill(account->region(r).node_pid(i), sig);
@@ -752,14 +764,8 @@ TEST_CASE(
   }
   CHECK(t.Glsn(1) == t.Glsn(2));
 
-  // Status records the last failover, on every node (each puts a new
-  // record in force within a poll of applying it).
-  Result<client::NodeStatus> status = Status::Unavailable("not asked");
-  for (int i = 0; i < 50; ++i) {
-    status = t.NodeClient(2, 2)->GetStatus();
-    if (status.ok() && status->epoch == 3) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
+  // Status records the last failover, on every node.
+  auto status = t.StatusAtEpoch(2, 2, 3);
   REQUIRE(status.ok());
   CHECK(status->write_region == "r1");
   CHECK(status->epoch == 3);
@@ -805,12 +811,7 @@ TEST_CASE(
     INFO("region " << r);
     CHECK(Ids(*t.NodeClient(r, 1), ConsistencyLevel::kEventual) == acked);
   }
-  Result<client::NodeStatus> r3_status = Status::Unavailable("not asked");
-  for (int i = 0; i < 50; ++i) {
-    r3_status = t.NodeClient(3, 2)->GetStatus();
-    if (r3_status.ok() && r3_status->epoch == 2) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
+  auto r3_status = t.StatusAtEpoch(3, 2, 2);
   REQUIRE(r3_status.ok());
   CHECK(r3_status->write_region == "r2");
   CHECK(r3_status->epoch == 2);
@@ -822,7 +823,7 @@ TEST_CASE(
   (void)t.Leader(1);
   write_some(*writer, "d", 5);
   REQUIRE(t.WaitRegionAt(1, t.Glsn(2)));
-  auto r1_status = t.NodeClient(1, 3)->GetStatus();
+  auto r1_status = t.StatusAtEpoch(1, 3, 2);
   REQUIRE(r1_status.ok());
   CHECK(r1_status->write_region == "r2");
   CHECK(r1_status->epoch == 2);
