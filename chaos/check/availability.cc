@@ -8,12 +8,19 @@ Availability MeasureAvailability(const std::vector<Operation>& ops,
                                  const std::vector<std::pair<int64_t, int64_t>>& faults, int64_t start_ns,
                                  int64_t end_ns) {
   std::vector<int64_t> acks{start_ns};
+  // Unavailability needs a write to be refused or waiting: after the last
+  // write the workload made (a set workload stops adding once its sets are
+  // full) there is nothing to measure.
+  int64_t last_write = -1;
   for (const Operation& op : ops) {
     const bool write = op.f == "write" || op.f == "cas" || op.f == "add" || op.f == "append";
-    if (write && op.outcome == EventType::kOk && op.complete_ns >= start_ns && op.complete_ns <= end_ns) {
+    if (!write) continue;
+    last_write = std::max(last_write, op.complete_ns == kNeverCompleted ? op.invoke_ns : op.complete_ns);
+    if (op.outcome == EventType::kOk && op.complete_ns >= start_ns && op.complete_ns <= end_ns) {
       acks.push_back(op.complete_ns);
     }
   }
+  if (last_write >= start_ns) end_ns = std::min(end_ns, last_write);
   acks.push_back(end_ns);
   std::sort(acks.begin(), acks.end());
   Availability a;

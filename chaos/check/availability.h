@@ -12,7 +12,9 @@ namespace bulwark::chaos::check {
 
 struct Availability {
   // The longest gap between successive acknowledged writes (write, cas,
-  // add, append) in [start_ns, end_ns], counting the edges as acknowledgements.
+  // add, append) in [start_ns, end_ns], counting the edges as
+  // acknowledgements; the end is cut to the last write the history has (a
+  // set workload stops adding once its sets are full).
   int64_t rto_ns = 0;
   // Per fault window: the longest such gap within [the fault's start, the
   // next fault's start (or end_ns)), each gap clipped to the window.

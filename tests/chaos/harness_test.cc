@@ -94,4 +94,13 @@ TEST_CASE("RTO is the longest gap between acknowledged writes, overall and per f
   REQUIRE(b.per_fault_rto_ns.size() == 2);
   CHECK(b.per_fault_rto_ns[0] == 3'500'000'000);  // 2.5 s to 6 s, where the next fault begins
   CHECK(b.per_fault_rto_ns[1] == 4'000'000'000);  // 8 s -> 12 s beats 6 s -> 7 s
+
+  // Writes that stop (full sets) are not unavailability: the run goes on to
+  // 20 s with reads only, the last write completed at 5 s.
+  std::vector<check::Operation> stopped = {Write(0, 0, 1, EventType::kOk), Write(1, 1, 2, EventType::kOk),
+                                           Write(2, 4, 5, EventType::kOk)};
+  const auto c = check::MeasureAvailability(stopped, {{10'000'000'000, 11'000'000'000}}, 0, 20'000'000'000);
+  CHECK(c.rto_ns == 3'000'000'000);  // 2 s -> 5 s, not 5 s -> 20 s
+  REQUIRE(c.per_fault_rto_ns.size() == 1);
+  CHECK(c.per_fault_rto_ns[0] == 0);
 }
