@@ -151,7 +151,7 @@ Result<std::unique_ptr<RegionShipper>> RegionShipper::Start(RegionStreamOptions 
   }
   // State carried from this node's previous stream holds only while this
   // node still leads in the same term.
-  if (impl->options.restart && replica->is_leader()) impl->start_term = replica->status().term;
+  if (impl->options.restart && replica->is_leader()) impl->start_term = replica->term();
   Impl* raw = impl.get();
   for (size_t i = 0; i < raw->remotes.size(); ++i) raw->threads.emplace_back([raw, i] { raw->Run(i); });
   return std::unique_ptr<RegionShipper>(new RegionShipper(std::move(impl)));
@@ -207,7 +207,7 @@ void RegionShipper::Impl::Run(size_t r) {
       std::this_thread::sleep_for(options.heartbeat);
       continue;
     }
-    const uint64_t term = replica->status().term;
+    const uint64_t term = replica->term();
     if (!was_leader || term != lead_term) {
       const bool carried = lead_term == 0 && term == start_term && start_term != 0;
       if (!carried) {

@@ -998,6 +998,11 @@ bool Replica::is_leader() const {
   return impl_->fatal.empty() && impl_->soft.role == raft::StateRole::kLeader;
 }
 
+uint64_t Replica::term() const {
+  std::lock_guard lock(impl_->state_mu);
+  return impl_->term;
+}
+
 uint64_t Replica::leader() const {
   std::lock_guard lock(impl_->state_mu);
   return impl_->fatal.empty() ? impl_->soft.lead : raft::kNone;

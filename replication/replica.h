@@ -164,6 +164,7 @@ class Replica final : public TransportHandler {
   Status WaitGlsn(uint64_t glsn, Clock::time_point deadline);
   bool is_leader() const;
   uint64_t leader() const;
+  uint64_t term() const;  // the current raft term (cheap: no status copy)
   uint64_t applied_index() const;
   ReplicaStatus status() const;
   // Stops the loop and the transport. Waiting callers get Unavailable.

@@ -147,6 +147,15 @@ void UpsertAcked(client::Client& c, const std::string& container, const std::str
   REQUIRE(w.ok());
 }
 
+// UpsertAcked for items prefix<from>..prefix<to-1> (value i), each added to *acked.
+void UpsertAckedRange(client::Client& c, const std::string& container, const std::string& prefix, int from, int to,
+                      std::set<std::string>* acked) {
+  for (int i = from; i < to; ++i) {
+    UpsertAcked(c, container, prefix + std::to_string(i), i);
+    acked->insert(prefix + std::to_string(i));
+  }
+}
+
 // Every item id of db/c; `error` (if given) receives a failure instead of the
 // test failing (for reader threads, where REQUIRE cannot be used).
 std::set<std::string> Ids(client::Client& c, std::optional<ConsistencyLevel> level, Status* error = nullptr) {
@@ -545,13 +554,7 @@ TEST_CASE(
   REQUIRE(writer->CreateDatabase("db").ok());
   REQUIRE(writer->CreateContainer("db", "c", "/tenant").ok());
   std::set<std::string> acked;
-  auto write_some = [&](int from, int to) {
-    for (int i = from; i < to; ++i) {
-      UpsertAcked(*writer, "c", "k" + std::to_string(i), i);
-      acked.insert("k" + std::to_string(i));
-    }
-  };
-  write_some(0, 30);
+  UpsertAckedRange(*writer, "c", "k", 0, 30, &acked);
 
   // r3's nodes run, but the account does not know them yet.
   auto r3 = t.account->AddRegion();
@@ -566,7 +569,7 @@ TEST_CASE(
   REQUIRE(added->regions.size() == 3);
   CHECK(added->regions.back().name == "r3");
   CHECK(added->regions.back().priority == 2);
-  write_some(30, 40);
+  UpsertAckedRange(*writer, "c", "k", 30, 40, &acked);
   REQUIRE(t.WaitRegionAt(3, t.Glsn(1)));
   for (int i = 1; i <= 4; ++i) {
     INFO("r3 node " << i);
@@ -641,7 +644,7 @@ TEST_CASE(
   CHECK(r2_at <= at_return);
   CHECK(t.Glsn(2) == r2_at);
   CHECK(r2_at < t.Glsn(1));
-  write_some(40, 45);
+  UpsertAckedRange(*writer, "c", "k", 40, 45, &acked);
   REQUIRE(t.WaitRegionAt(3, t.Glsn(1)));
   acked.insert("bg");
   CHECK(Ids(*t.NodeClient(3, 2), ConsistencyLevel::kEventual) == acked);
@@ -784,24 +787,18 @@ TEST_CASE(
   REQUIRE(writer->CreateDatabase("db").ok());
   REQUIRE(writer->CreateContainer("db", "c", "/tenant").ok());
   std::set<std::string> acked;
-  auto write_some = [&](client::Client& c, const std::string& prefix, int n) {
-    for (int i = 0; i < n; ++i) {
-      UpsertAcked(c, "c", prefix + std::to_string(i), i);
-      acked.insert(prefix + std::to_string(i));
-    }
-  };
-  write_some(*writer, "a", 10);
+  UpsertAckedRange(*writer, "c", "a", 0, 10, &acked);
   REQUIRE(t.WaitRegionAt(3, t.Glsn(1)));
   // r3 stops answering: writes go on without it (Session), so at the switch
   // it is behind.
   t.Signal(3, SIGSTOP);
-  write_some(*writer, "b", 10);
+  UpsertAckedRange(*writer, "c", "b", 0, 10, &acked);
   auto moved = writer->Failover("r2");
   INFO(moved.status().ToString());
   REQUIRE(moved.ok());
   CHECK(moved->epoch == 2);
   CHECK(moved->regions[1].name == "r1");
-  write_some(*writer, "c", 10);  // in r2 now
+  UpsertAckedRange(*writer, "c", "c", 0, 10, &acked);  // in r2 now
   // r3 wakes: the new write region waits for the old one to bring r3 to the
   // switch, then streams its own writes.
   t.Signal(3, SIGCONT);
@@ -821,7 +818,7 @@ TEST_CASE(
   t.account->region(1).Kill();
   for (int i = 1; i <= 4; ++i) REQUIRE(t.account->region(1).StartNode(i, false).ok());
   (void)t.Leader(1);
-  write_some(*writer, "d", 5);
+  UpsertAckedRange(*writer, "c", "d", 0, 5, &acked);
   REQUIRE(t.WaitRegionAt(1, t.Glsn(2)));
   auto r1_status = t.StatusAtEpoch(1, 3, 2);
   REQUIRE(r1_status.ok());
@@ -841,18 +838,12 @@ TEST_CASE(
   REQUIRE(writer->CreateDatabase("db").ok());
   REQUIRE(writer->CreateContainer("db", "c", "/tenant").ok());
   std::set<std::string> acked;
-  for (int i = 0; i < 10; ++i) {
-    UpsertAcked(*writer, "c", "a" + std::to_string(i), i);
-    acked.insert("a" + std::to_string(i));
-  }
+  UpsertAckedRange(*writer, "c", "a", 0, 10, &acked);
   REQUIRE(t.WaitRegionAt(2, t.Glsn(1)));
   // r2 freezes; r1 (which heard from it a moment ago) commits the switch,
   // cannot ship it, and dies whole.
   t.Signal(2, SIGSTOP);
-  for (int i = 0; i < 5; ++i) {
-    UpsertAcked(*writer, "c", "b" + std::to_string(i), i);
-    acked.insert("b" + std::to_string(i));
-  }
+  UpsertAckedRange(*writer, "c", "b", 0, 5, &acked);
   auto moving = t.Client(1)->Failover("r2", std::chrono::seconds(2));
   INFO(moving.status().ToString());
   CHECK(moving.status().code() == Code::kDeadlineExceeded);  // committed, not taken over
@@ -864,10 +855,7 @@ TEST_CASE(
   for (int i = 1; i <= 4; ++i) REQUIRE(t.account->region(1).StartNode(i, false).ok());
   // r1 restarts as a read region and drains the switch to r2.
   REQUIRE(t.WaitRegionAt(2, switch_glsn));
-  for (int i = 0; i < 5; ++i) {
-    UpsertAcked(*writer, "c", "c" + std::to_string(i), i);
-    acked.insert("c" + std::to_string(i));
-  }
+  UpsertAckedRange(*writer, "c", "c", 0, 5, &acked);
   REQUIRE(t.WaitRegionAt(1, t.Glsn(2)));
   for (int r = 1; r <= 2; ++r) {
     INFO("region " << r);
