@@ -26,7 +26,7 @@ build: configure
 # ./.bulwark (reused afterwards). Ctrl-C, or `bulwark cluster down` in another
 # shell, stops it cleanly.
 run: build
-	$(BUILD_DIR)/bin/bulwark cluster up --regions 2
+	$(BUILD_DIR)/bin/bulwark cluster up --regions 2 --witness
 
 test: build
 	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS) --timeout 900

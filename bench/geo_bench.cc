@@ -17,6 +17,17 @@
 // together) and the command's own time; then RPO, the
 // acknowledged writes (each a new item) missing from either region at the
 // end. Median and max over the N.
+//
+// --cutoffs N: write-region cutoffs instead (automatic failover), N per
+// level (Strong, BoundedStaleness, Session, Eventual), on two regions plus a
+// control group witness. Each cuts the write region off from the other
+// region and the witness with nftables rules (needs root), under the
+// writers' load, until the other region takes the writes over; then heals
+// and waits for the old one to rejoin. RTO: from the cut to the first write
+// acknowledged at the new epoch (the session token names it). RPO: the
+// acknowledged writes missing at the end, in both regions: under Session and
+// Eventual, what the cut-off region acknowledged in its last lease that never
+// reached the other (they await the conflict feed); none under Strong.
 // Progress goes to stderr. Nothing here asserts a time.
 #include <unistd.h>
 
@@ -28,6 +39,7 @@
 #include <fstream>
 #include <iostream>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <thread>
 #include <vector>
@@ -36,6 +48,7 @@
 #include <nlohmann/json.hpp>
 
 #include "chaos/local_account.h"
+#include "chaos/nftables.h"
 #include "client/client.h"
 #include "common/consistency.h"
 
@@ -54,6 +67,9 @@ struct Config {
   int keys = 1000;
   std::string json_path;
   int failovers = 0;
+  int cutoffs = 0;
+  int grace_ms = 5000;  // --cutoffs: the control group's grace period
+  int lease_ms = 2500;
 };
 
 double Percentile(std::vector<double> v, double p) {
@@ -85,7 +101,7 @@ struct BenchAccount {
 };
 
 Result<std::unique_ptr<BenchAccount>> StartAccount(const Config& cfg, ConsistencyLevel level,
-                                                   const std::string& bin_dir) {
+                                                   const std::string& bin_dir, bool witness = false) {
   auto bench = std::make_unique<BenchAccount>();
   bench->dir = fs::temp_directory_path() / ("bulwark-geo-bench-" + std::to_string(::getpid()));
   fs::remove_all(bench->dir);
@@ -98,6 +114,9 @@ Result<std::unique_ptr<BenchAccount>> StartAccount(const Config& cfg, Consistenc
   o.metrics_port = 0;
   o.consistency = std::string(ConsistencyName(level));
   o.link_delay = std::chrono::milliseconds(cfg.delay_ms);
+  o.witness = witness;
+  o.control_grace_ms = cfg.grace_ms;
+  o.control_lease_ms = cfg.lease_ms;
   BULWARK_ASSIGN_OR_RETURN(bench->account, chaos::LocalAccount::Prepare(o));
   BULWARK_RETURN_IF_ERROR(bench->account->Start());
   BULWARK_ASSIGN_OR_RETURN(auto setup, client::Client::Connect(bench->account->client_options(1)));
@@ -237,6 +256,50 @@ struct FailoverFigures {
   uint64_t acked = 0, lost = 0, write_errors = 0;
 };
 
+// Once the regions agree (their furthest nodes at one GLSN, within 60 s):
+// the acknowledged writes either region lacks (each counted once).
+Result<uint64_t> LostWrites(chaos::LocalAccount* account, const std::vector<std::string>& acked_ids) {
+  using Clock = std::chrono::steady_clock;
+  // The node of each region furthest along, once the regions agree.
+  auto furthest = [&](int r) -> std::pair<int, uint64_t> {
+    std::pair<int, uint64_t> best{1, 0};
+    for (int i = 1; i <= account->region(r).size(); ++i) {
+      client::ClientOptions one = account->region(r).node_client_options(i);
+      one.max_retries = 0;
+      auto c = client::Client::Connect(one);
+      if (!c.ok()) continue;
+      auto s = (*c)->GetStatus();
+      if (s.ok() && s->glsn > best.second) best = {i, s->glsn};
+    }
+    return best;
+  };
+  const auto converge_by = Clock::now() + std::chrono::seconds(60);
+  while (furthest(1).second != furthest(2).second && Clock::now() < converge_by) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  if (furthest(1).second != furthest(2).second) return Status::DeadlineExceeded("the regions did not converge in 60 s");
+  // An acknowledged write is lost if either region lacks it (counted once).
+  std::set<std::string> missing;
+  for (int r = 1; r <= 2; ++r) {
+    client::ClientOptions one = account->region(r).node_client_options(furthest(r).first);
+    BULWARK_ASSIGN_OR_RETURN(auto c, client::Client::Connect(one));
+    std::set<std::string> present;
+    client::ListOptions lo;
+    lo.consistency = ConsistencyLevel::kEventual;
+    lo.max_items = 1000;
+    for (;;) {
+      BULWARK_ASSIGN_OR_RETURN(auto page, c->ListItems("bench", "items", lo));
+      for (const auto& item : page.items) present.insert(json::parse(item).at("id").get<std::string>());
+      if (page.continuation.empty()) break;
+      lo.continuation = page.continuation;
+    }
+    for (const auto& id : acked_ids) {
+      if (present.count(id) == 0) missing.insert(id);
+    }
+  }
+  return missing.size();
+}
+
 Result<FailoverFigures> RunFailovers(const Config& cfg, ConsistencyLevel level, const std::string& bin_dir) {
   BULWARK_ASSIGN_OR_RETURN(auto bench, StartAccount(cfg, level, bin_dir));
   chaos::LocalAccount* account = bench->account.get();
@@ -304,44 +367,140 @@ Result<FailoverFigures> RunFailovers(const Config& cfg, ConsistencyLevel level, 
   // RPO: every acknowledged item, in both regions, once they agree.
   f.acked = acked_ids.size();
   f.write_errors = errors.load();
-  // The node of each region furthest along, once the regions agree.
-  auto furthest = [&](int r) -> std::pair<int, uint64_t> {
-    std::pair<int, uint64_t> best{1, 0};
-    for (int i = 1; i <= account->region(r).size(); ++i) {
-      client::ClientOptions one = account->region(r).node_client_options(i);
-      one.max_retries = 0;
-      auto c = client::Client::Connect(one);
-      if (!c.ok()) continue;
-      auto s = (*c)->GetStatus();
-      if (s.ok() && s->glsn > best.second) best = {i, s->glsn};
-    }
-    return best;
+  BULWARK_ASSIGN_OR_RETURN(f.lost, LostWrites(account, acked_ids));
+  return f;
+}
+
+struct CutoffFigures {
+  std::string level;
+  std::vector<double> rto_ms;
+  uint64_t acked = 0, lost = 0, write_errors = 0;
+};
+
+// The epoch a session token ("0:E#G") names; 0 if it names none.
+uint64_t TokenEpoch(const std::string& token) {
+  const auto colon = token.find(':'), hash = token.find('#');
+  if (colon == std::string::npos || hash == std::string::npos || hash < colon) return 0;
+  try {
+    return std::stoull(token.substr(colon + 1, hash - colon - 1));
+  } catch (const std::exception&) {
+    return 0;
+  }
+}
+
+Result<CutoffFigures> RunCutoffs(const Config& cfg, ConsistencyLevel level, const std::string& bin_dir) {
+  BULWARK_ASSIGN_OR_RETURN(auto bench, StartAccount(cfg, level, bin_dir, /*witness=*/true));
+  chaos::LocalAccount* account = bench->account.get();
+  BULWARK_ASSIGN_OR_RETURN(auto cut, chaos::NftPartition::Open());
+  const std::string pad(static_cast<size_t>(cfg.value_bytes), 'x');
+  using Clock = std::chrono::steady_clock;
+  std::atomic<bool> stop{false};
+  std::mutex mu;
+  std::vector<std::pair<Clock::time_point, uint64_t>> acks;  // (when, epoch)
+  std::vector<std::string> acked_ids;
+  std::atomic<uint64_t> errors{0};
+  std::vector<std::thread> writers;
+  for (int w = 0; w < cfg.writers; ++w) {
+    writers.emplace_back([&, w] {
+      client::ClientOptions o = account->client_options(1);
+      // Both regions' nodes: the client finds the newest topology among them.
+      for (int n = 1; n <= account->region(2).size(); ++n) o.endpoints.push_back(account->region(2).node_endpoint(n));
+      o.deadline = std::chrono::seconds(5);
+      auto c = client::Client::Connect(o);
+      if (!c.ok()) return;
+      for (int i = 0; !stop.load(); ++i) {
+        const std::string id = "w" + std::to_string(w) + "-" + std::to_string(i);
+        const std::string doc = json{{"id", id}, {"pk", "p" + std::to_string(w)}, {"v", i}, {"pad", pad}}.dump();
+        auto r = (*c)->UpsertItem("bench", "items", doc, "req-" + id);
+        std::lock_guard lock(mu);
+        if (r.ok()) {
+          acks.push_back({Clock::now(), TokenEpoch(r->session_token)});
+          acked_ids.push_back(id);
+        } else {
+          ++errors;
+        }
+      }
+    });
+  }
+  auto stop_writers = [&] {
+    stop = true;
+    for (auto& t : writers) t.join();
   };
-  const auto converge_by = Clock::now() + std::chrono::seconds(60);
-  while (furthest(1).second != furthest(2).second && Clock::now() < converge_by) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  }
-  if (furthest(1).second != furthest(2).second) return Status::DeadlineExceeded("the regions did not converge in 60 s");
-  // An acknowledged write is lost if either region lacks it (counted once).
-  std::set<std::string> missing;
-  for (int r = 1; r <= 2; ++r) {
-    client::ClientOptions one = account->region(r).node_client_options(furthest(r).first);
+  // Node i of region r's status (one node, no retries).
+  auto status_of = [&](int r, int i) -> Result<client::NodeStatus> {
+    client::ClientOptions one = account->region(r).node_client_options(i);
+    one.max_retries = 0;
+    one.deadline = std::chrono::seconds(2);
     BULWARK_ASSIGN_OR_RETURN(auto c, client::Client::Connect(one));
-    std::set<std::string> present;
-    client::ListOptions lo;
-    lo.consistency = ConsistencyLevel::kEventual;
-    lo.max_items = 1000;
-    for (;;) {
-      BULWARK_ASSIGN_OR_RETURN(auto page, c->ListItems("bench", "items", lo));
-      for (const auto& item : page.items) present.insert(json::parse(item).at("id").get<std::string>());
-      if (page.continuation.empty()) break;
-      lo.continuation = page.continuation;
+    return c->GetStatus();
+  };
+  // Every running node of region r at `epoch` with write region `write`.
+  auto region_at = [&](int r, const std::string& write, uint64_t epoch) {
+    for (int i = 1; i <= account->region(r).size(); ++i) {
+      auto s = status_of(r, i);
+      if (!s.ok() || s->epoch != epoch || s->write_region != write) return false;
     }
-    for (const auto& id : acked_ids) {
-      if (present.count(id) == 0) missing.insert(id);
+    return true;
+  };
+  CutoffFigures f;
+  f.level = std::string(ConsistencyName(level));
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  int writer = 1;
+  uint64_t epoch = 1;
+  for (int n = 0; n < cfg.cutoffs; ++n) {
+    const int other = 3 - writer;
+    const std::string w_net = "127.0." + std::to_string(writer) + ".0/24";
+    std::vector<std::pair<std::string, std::string>> pairs;
+    for (const std::string& b : {"127.0." + std::to_string(other) + ".0/24", std::string(chaos::kWitnessIp)}) {
+      pairs.push_back({w_net, b});
+      pairs.push_back({b, w_net});
     }
+    const auto cut_at = Clock::now();
+    if (Status s = cut->Block(pairs); !s.ok()) {
+      stop_writers();
+      return s;
+    }
+    // The first write acknowledged at the next epoch.
+    std::optional<double> rto;
+    const auto give_up = cut_at + std::chrono::milliseconds(cfg.grace_ms) + std::chrono::seconds(60);
+    while (!rto && Clock::now() < give_up) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      std::lock_guard lock(mu);
+      for (const auto& [at, e] : acks) {
+        if (e > epoch && at > cut_at) {
+          const double ms = std::chrono::duration<double, std::milli>(at - cut_at).count();
+          rto = rto ? std::min(*rto, ms) : ms;
+        }
+      }
+    }
+    (void)cut->Heal();
+    if (!rto) {
+      stop_writers();
+      return Status::DeadlineExceeded("cutoff " + std::to_string(n + 1) + ": no write acknowledged at epoch " +
+                                      std::to_string(epoch + 1) + " within the grace period + 60 s");
+    }
+    f.rto_ms.push_back(*rto);
+    std::cerr << "  " << f.level << ": cutoff " << n + 1 << "/" << cfg.cutoffs << " of r" << writer
+              << ": writes resumed in r" << other << " after " << static_cast<int>(*rto) << " ms\n";
+    ++epoch;
+    const std::string new_writer = "r" + std::to_string(other);
+    // The old region rejoins as a read region before the next cut.
+    const auto rejoin_by = Clock::now() + std::chrono::seconds(90);
+    while (!region_at(writer, new_writer, epoch) && Clock::now() < rejoin_by) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+    if (!region_at(writer, new_writer, epoch)) {
+      stop_writers();
+      return Status::DeadlineExceeded("r" + std::to_string(writer) + " did not rejoin at epoch " +
+                                      std::to_string(epoch) + " within 90 s of the heal");
+    }
+    writer = other;
+    std::this_thread::sleep_for(std::chrono::seconds(3));
   }
-  f.lost = missing.size();
+  stop_writers();
+  f.acked = acked_ids.size();
+  f.write_errors = errors.load();
+  BULWARK_ASSIGN_OR_RETURN(f.lost, LostWrites(account, acked_ids));
   return f;
 }
 
@@ -357,8 +516,57 @@ int main(int argc, char** argv) {
   app.add_option("--json", cfg.json_path, "also write the figures here");
   app.add_option("--failovers", cfg.failovers, "planned failovers per level instead (Strong, Session, Eventual)")
       ->check(CLI::Range(0, 100));
+  app.add_option("--cutoffs", cfg.cutoffs,
+                 "write-region cutoffs per level instead (automatic failover; nftables, needs root)")
+      ->check(CLI::Range(0, 100));
+  app.add_option("--grace-ms", cfg.grace_ms, "--cutoffs: the control group's grace period")
+      ->check(CLI::Range(3000, 600000));
+  app.add_option("--lease-ms", cfg.lease_ms, "--cutoffs: the write region's lease (grace - 2000 at most)")
+      ->check(CLI::Range(500, 600000));
   CLI11_PARSE(app, argc, argv);
   const std::string bin_dir = fs::canonical("/proc/self/exe").parent_path().string();
+  if (cfg.cutoffs > 0) {
+    std::vector<CutoffFigures> rows;
+    for (auto level : {ConsistencyLevel::kStrong, ConsistencyLevel::kBoundedStaleness, ConsistencyLevel::kSession,
+                       ConsistencyLevel::kEventual}) {
+      std::cerr << "== write-region cutoff at " << ConsistencyName(level) << " (2 regions x 4 nodes + witness, "
+                << cfg.delay_ms << " ms one way, grace " << cfg.grace_ms << " ms, lease " << cfg.lease_ms << " ms, "
+                << cfg.writers << " writers)\n";
+      auto f = RunCutoffs(cfg, level, bin_dir);
+      if (!f.ok()) {
+        std::cerr << "geo-bench: " << ConsistencyName(level) << ": " << f.status().ToString() << "\n";
+        return 1;
+      }
+      rows.push_back(*f);
+    }
+    std::printf("\n%-17s %8s %11s %11s %11s %9s %11s %12s\n", "level", "cutoffs", "RTO p50", "RTO max", "target",
+                "acked", "RPO (lost)", "write errors");
+    json out = json::array();
+    const double target = cfg.grace_ms + 5000.0;
+    for (const auto& f : rows) {
+      const double rto_max = f.rto_ms.empty() ? 0 : *std::max_element(f.rto_ms.begin(), f.rto_ms.end());
+      std::printf("%-17s %8zu %9.0fms %9.0fms %9.0fms %9llu %11llu %12llu\n", f.level.c_str(), f.rto_ms.size(),
+                  Percentile(f.rto_ms, 0.5), rto_max, target, static_cast<unsigned long long>(f.acked),
+                  static_cast<unsigned long long>(f.lost), static_cast<unsigned long long>(f.write_errors));
+      out.push_back({{"level", f.level},
+                     {"cutoffs", f.rto_ms.size()},
+                     {"rto_ms", f.rto_ms},
+                     {"rto_p50_ms", Percentile(f.rto_ms, 0.5)},
+                     {"rto_max_ms", rto_max},
+                     {"rto_target_ms", target},
+                     {"acked_writes", f.acked},
+                     {"acked_writes_lost", f.lost},
+                     {"write_errors", f.write_errors}});
+    }
+    if (!cfg.json_path.empty()) {
+      std::ofstream(cfg.json_path) << json{{"delay_ms_one_way", cfg.delay_ms}, {"writers", cfg.writers},
+                                           {"kind", "write-region cutoff"},    {"grace_ms", cfg.grace_ms},
+                                           {"lease_ms", cfg.lease_ms},         {"levels", out}}
+                                          .dump(2)
+                                   << "\n";
+    }
+    return 0;
+  }
   if (cfg.failovers > 0) {
     std::vector<FailoverFigures> rows;
     for (auto level : {ConsistencyLevel::kStrong, ConsistencyLevel::kSession, ConsistencyLevel::kEventual}) {

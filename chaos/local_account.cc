@@ -16,8 +16,8 @@ std::string Join(const std::vector<std::string>& items) {
 
 Result<std::unique_ptr<LocalCluster>> LocalAccount::PrepareRegion(int r) const {
   std::error_code ec;
-  const fs::path dir = fs::path(options_.dir) / RegionName(r);
-  if (r > 1) {
+  const fs::path dir = fs::path(options_.dir) / (r == 0 ? std::string("witness") : RegionName(r));
+  if (r != 1) {
     // One account key and one CA for the account: copied from region 1.
     fs::create_directories(dir, ec);
     if (ec) return Status::IOError("cannot create " + dir.string() + ": " + ec.message());
@@ -31,10 +31,10 @@ Result<std::unique_ptr<LocalCluster>> LocalAccount::PrepareRegion(int r) const {
   ClusterOptions c;
   c.dir = dir.string();
   c.bin_dir = options_.bin_dir;
-  c.ip = "127.0." + std::to_string(r) + ".1";
+  c.ip = r == 0 ? kWitnessIp : "127.0." + std::to_string(r) + ".1";
   c.port = options_.port;
   c.metrics_port = options_.metrics_port;
-  c.nodes = options_.nodes;
+  c.nodes = r == 0 ? 1 : options_.nodes;
   c.extra_args = options_.extra_args;
   if (!options_.consistency.empty()) {
     c.extra_args.push_back("--set");
@@ -44,16 +44,47 @@ Result<std::unique_ptr<LocalCluster>> LocalAccount::PrepareRegion(int r) const {
 }
 
 Status LocalAccount::ApplyGeoArgs(int r) {
-  ClusterOptions c = regions_[r - 1]->options();
+  std::unique_ptr<LocalCluster>& cluster = r == 0 ? witness_ : regions_[r - 1];
+  ClusterOptions c = cluster->options();
   auto geo = GeoArgs(r);
   c.extra_args.insert(c.extra_args.end(), geo.begin(), geo.end());
-  BULWARK_ASSIGN_OR_RETURN(regions_[r - 1], LocalCluster::Prepare(c));
+  if (options_.control) {
+    auto control = ControlArgs();
+    c.extra_args.insert(c.extra_args.end(), control.begin(), control.end());
+    // Voter ids: region R's node 1 is R; the witness is regions + 1.
+    const int id = r == 0 ? options_.regions + 1 : r;
+    c.node_args[1] = {"--set", "control.id=" + std::to_string(id)};
+    if (r == 0) c.node_args[1].push_back("--witness");
+  }
+  BULWARK_ASSIGN_OR_RETURN(cluster, LocalCluster::Prepare(c));
   return Status::Ok();
+}
+
+std::vector<std::string> LocalAccount::ControlArgs() const {
+  const std::string port = std::to_string(options_.port + 2);
+  std::string members;
+  for (int r = 1; r <= options_.regions; ++r) {
+    members += (members.empty() ? "" : ",") + std::to_string(r) + "=" + RegionName(r) + "/127.0." + std::to_string(r) +
+               ".1:" + port;
+  }
+  if (options_.witness) {
+    members += "," + std::to_string(options_.regions + 1) + "=witness/" + kWitnessIp + ":" + port;
+  }
+  std::vector<std::string> out = {"--set", "control.members=" + members};
+  if (options_.control_grace_ms > 0) {
+    out.insert(out.end(), {"--set", "control.grace_ms=" + std::to_string(options_.control_grace_ms)});
+  }
+  if (options_.control_lease_ms > 0) {
+    out.insert(out.end(), {"--set", "control.lease_ms=" + std::to_string(options_.control_lease_ms)});
+  }
+  return out;
 }
 
 Result<std::unique_ptr<LocalAccount>> LocalAccount::Prepare(const AccountOptions& options) {
   if (options.regions < 1 || options.regions > 9) return Status::InvalidArgument("a local account has 1 to 9 regions");
+  if (options.witness && options.regions < 2) return Status::InvalidArgument("a witness needs 2 or more regions");
   std::unique_ptr<LocalAccount> account(new LocalAccount(options));
+  if (options.witness) account->options_.control = true;
   std::error_code ec;
   fs::create_directories(options.dir, ec);
   if (ec) return Status::IOError("cannot create " + options.dir + ": " + ec.message());
@@ -62,12 +93,19 @@ Result<std::unique_ptr<LocalAccount>> LocalAccount::Prepare(const AccountOptions
     account->regions_.push_back(std::move(cluster));
   }
   for (int r = 1; r <= options.regions; ++r) BULWARK_RETURN_IF_ERROR(account->ApplyGeoArgs(r));
+  if (account->options_.witness) {
+    BULWARK_ASSIGN_OR_RETURN(account->witness_, account->PrepareRegion(0));
+    BULWARK_RETURN_IF_ERROR(account->ApplyGeoArgs(0));
+  }
   return account;
 }
 
 Result<int> LocalAccount::AddRegion() {
   if (options_.regions < 2) return Status::FailedPrecondition("only a geo account (2+ regions) adds regions");
   if (options_.regions >= 9) return Status::InvalidArgument("a local account has 1 to 9 regions");
+  if (options_.control) {
+    return Status::FailedPrecondition("the control group's voters are fixed when the account is laid out");
+  }
   const int r = options_.regions + 1;
   BULWARK_ASSIGN_OR_RETURN(auto cluster, PrepareRegion(r));
   regions_.push_back(std::move(cluster));
@@ -97,7 +135,7 @@ std::vector<std::string> LocalAccount::GeoArgs(int r) const {
     out.push_back("--set");
     out.push_back(kv);
   };
-  set("region=" + RegionName(r));
+  set("region=" + (r == 0 ? std::string("witness") : RegionName(r)));
   for (int q = 1; q <= options_.regions; ++q) {
     const LocalCluster& c = *regions_.at(q - 1);
     std::vector<std::string> peers, endpoints;
@@ -109,7 +147,7 @@ std::vector<std::string> LocalAccount::GeoArgs(int r) const {
     set(key + ".peers=" + Join(peers));
     set(key + ".endpoints=" + Join(endpoints));
     set(key + ".priority=" + std::to_string(q - 1));
-    if (q != r && options_.link_delay.count() > 0)
+    if (q != r && r != 0 && options_.link_delay.count() > 0)
       set(key + ".delay_ms=" + std::to_string(options_.link_delay.count()));
   }
   return out;
@@ -117,6 +155,7 @@ std::vector<std::string> LocalAccount::GeoArgs(int r) const {
 
 Status LocalAccount::Start() {
   for (auto& c : regions_) BULWARK_RETURN_IF_ERROR(c->Start());
+  if (witness_) BULWARK_RETURN_IF_ERROR(witness_->Start());
   return Status::Ok();
 }
 
@@ -133,19 +172,28 @@ Result<int> LocalAccount::Stop(std::chrono::milliseconds grace) {
       worst = std::max(worst, *code);
     }
   }
+  if (witness_ && witness_->running()) {
+    auto code = witness_->Stop(grace);
+    if (!code.ok()) {
+      failed = code.status();
+    } else {
+      worst = std::max(worst, *code);
+    }
+  }
   if (!failed.ok()) return failed;
   return worst;
 }
 
 void LocalAccount::Kill() {
   for (auto& c : regions_) c->Kill();
+  if (witness_) witness_->Kill();
 }
 
 bool LocalAccount::running() const {
   for (const auto& c : regions_) {
     if (c->running()) return true;
   }
-  return false;
+  return witness_ && witness_->running();
 }
 
 client::ClientOptions LocalAccount::client_options(int r) const {

@@ -10,6 +10,10 @@
 // copied into each region's directory), so region peers authenticate each
 // other; each region has its own master key.
 //
+// With `control`, node 1 of each region is a voter of the account's control
+// group (server/control.h; control port `port` + 2); with `witness`, so is
+// a witness (bulwarkd --witness) on 127.0.9.1, its files in `dir`/witness.
+//
 // Ownership: owns its LocalClusters (and so their processes). Not
 // thread-safe: one owner drives it.
 
@@ -36,7 +40,13 @@ struct AccountOptions {
   // (the WAN stand-in; see replication/region_stream.h).
   std::chrono::milliseconds link_delay{0};
   std::vector<std::string> extra_args;  // every node
+  bool control = false;                 // a control group: node 1 of each region votes
+  bool witness = false;                 // ... and a witness (implies control)
+  int control_grace_ms = 0;             // 0: bulwarkd's defaults
+  int control_lease_ms = 0;
 };
+
+constexpr const char* kWitnessIp = "127.0.9.1";
 
 class LocalAccount {
  public:
@@ -61,6 +71,8 @@ class LocalAccount {
   int regions() const { return static_cast<int>(regions_.size()); }
   LocalCluster& region(int r) { return *regions_.at(r - 1); }
   const LocalCluster& region(int r) const { return *regions_.at(r - 1); }
+  // The witness (null without one).
+  LocalCluster* witness() { return witness_.get(); }
   // A client that learns the topology, writes to the write region and reads
   // in region `r`, failing over among its nodes.
   client::ClientOptions client_options(int r) const;
@@ -68,13 +80,17 @@ class LocalAccount {
 
  private:
   explicit LocalAccount(AccountOptions options) : options_(std::move(options)) {}
+  // Region r's geo.* flags (r = 0: the witness's).
   std::vector<std::string> GeoArgs(int r) const;
+  std::vector<std::string> ControlArgs() const;
+  Status PrepareWitness();
   Result<std::unique_ptr<LocalCluster>> PrepareRegion(int r) const;
   // Re-prepares region r with its geo.* flags.
   Status ApplyGeoArgs(int r);
 
   AccountOptions options_;
   std::vector<std::unique_ptr<LocalCluster>> regions_;
+  std::unique_ptr<LocalCluster> witness_;
 };
 
 }  // namespace bulwark::chaos

@@ -254,6 +254,9 @@ std::vector<std::string> LocalCluster::Command(int i) const {
     }
   }
   cmd.insert(cmd.end(), options_.extra_args.begin(), options_.extra_args.end());
+  if (auto it = options_.node_args.find(i); it != options_.node_args.end()) {
+    cmd.insert(cmd.end(), it->second.begin(), it->second.end());
+  }
   return cmd;
 }
 

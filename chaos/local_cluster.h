@@ -24,6 +24,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -44,9 +45,10 @@ struct ClusterOptions {
   int port = 7100;
   int metrics_port = 7180;  // 0 disables the HTTP port
   bool insecure = false;
-  std::vector<std::string> extra_args;  // appended to bulwarkd's command line
-  std::string master_key_uri;           // default: file:<dir>/master.key
-  int nodes = 1;                        // nodes laid out (the replica set plus spares)
+  std::vector<std::string> extra_args;                // appended to bulwarkd's command line
+  std::map<int, std::vector<std::string>> node_args;  // node i (1-based): appended after extra_args
+  std::string master_key_uri;                         // default: file:<dir>/master.key
+  int nodes = 1;                                      // nodes laid out (the replica set plus spares)
   // The nodes 1..founding_nodes form the set and Start() starts them; the
   // rest are spares that StartNode starts with --join, for `node add`
   // (0: every node founds the set).

@@ -74,6 +74,8 @@ struct ClusterUpArgs {
   int nodes = 4;
   int delay_ms = 0;         // one-way delay on the region streams (the WAN stand-in)
   std::string consistency;  // the account's default consistency; empty: bulwarkd's (Session)
+  bool witness = false;     // a control group with a witness on 127.0.9.1 (automatic failover)
+  bool control = false;     // a control group of the regions alone (3+ regions: automatic failover)
 };
 
 // cli_cluster.cc

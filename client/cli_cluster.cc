@@ -72,6 +72,8 @@ int AccountUp(const Globals& g, const ClusterUpArgs& args, const sigset_t& signa
   options.metrics_port = args.port + 80;
   options.link_delay = std::chrono::milliseconds(args.delay_ms);
   options.consistency = args.consistency;
+  options.witness = args.witness;
+  options.control = args.control || args.witness;
   auto account = chaos::LocalAccount::Prepare(options);
   if (!account.ok()) return Fail(account.status());
   chaos::LocalAccount& a = **account;
@@ -82,6 +84,17 @@ int AccountUp(const Globals& g, const ClusterUpArgs& args, const sigset_t& signa
     Globals region_g = g;
     region_g.profile_dir = g.profile_dir + "/" + chaos::LocalAccount::RegionName(r);
     PrintNodes(region_g, a.region(r));
+  }
+  if (a.witness() != nullptr) {
+    std::cout << "control group witness (votes only, stores no documents):\n";
+    Globals witness_g = g;
+    witness_g.profile_dir = g.profile_dir + "/witness";
+    PrintNodes(witness_g, *a.witness());
+  }
+  if (options.control) {
+    std::cout << "control group: node 1 of each region" << (a.witness() != nullptr ? " and the witness" : "")
+              << " (control port " << args.port + 2 << "); if r1 stays cut off for the grace period, the next "
+              << "region takes the writes over\n";
   }
   std::cout << std::flush;
   if (Status s = a.Start(); !s.ok()) {
@@ -119,6 +132,12 @@ int AccountUp(const Globals& g, const ClusterUpArgs& args, const sigset_t& signa
         std::cout << "r" << r << " node-" << exit.node << " stopped (exit code " << exit.code << ")\n" << std::flush;
       }
     }
+    if (a.witness() != nullptr) {
+      for (const auto& exit : a.witness()->ReapExited()) {
+        worst_exit = std::max(worst_exit, exit.code);
+        std::cout << "witness stopped (exit code " << exit.code << ")\n" << std::flush;
+      }
+    }
     if (!a.running()) break;
   }
   if (signalled) {
@@ -138,6 +157,10 @@ int ClusterUp(const Globals& g, const ClusterUpArgs& args) {
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  if ((args.witness || args.control) && args.regions < 2) {
+    std::cerr << "error: --witness and --control need --regions 2 or more\n";
+    return 2;
+  }
   if (args.regions > 1) return AccountUp(g, args, signals);
 
   chaos::ClusterOptions options;
@@ -200,9 +223,9 @@ int ClusterDown(const Globals& g, int timeout_s) {
   for (const auto& r : chaos::LocalCluster::StopFromPidFiles(g.profile_dir, std::chrono::seconds(timeout_s))) {
     reports.push_back({"", r});
   }
-  // The regions of `cluster up --regions N`, read regions first.
-  for (int region = 9; region >= 1; --region) {
-    const std::string name = chaos::LocalAccount::RegionName(region);
+  // The regions of `cluster up --regions N`, read regions first, then the witness.
+  for (int region = 9; region >= 0; --region) {
+    const std::string name = region == 0 ? std::string("witness") : chaos::LocalAccount::RegionName(region);
     const fs::path dir = fs::path(g.profile_dir) / name;
     if (!fs::exists(dir)) continue;
     for (const auto& r : chaos::LocalCluster::StopFromPidFiles(dir.string(), std::chrono::seconds(timeout_s))) {
@@ -289,6 +312,51 @@ std::map<std::pair<std::string, uint64_t>, uint64_t> LagByReplica(const std::vec
     for (const auto& m : leader->members) lag[{region, m.id}] = m.lag;
   }
   return lag;
+}
+
+// The control group's lines of `bulwark status` (geo accounts only).
+void PrintControl(const std::vector<NodeReport>& reports) {
+  const NodeStatus* any = nullptr;
+  const NodeStatus* writer = nullptr;
+  std::vector<std::string> voters;
+  for (const auto& r : reports) {
+    if (!r.error.ok() || r.status.write_region.empty()) continue;
+    if (any == nullptr) any = &r.status;
+    const auto& c = r.status.control;
+    if (c.member_id != 0) {
+      voters.push_back(std::to_string(c.member_id) + " (" + r.status.region + ", " + c.member_role + ")");
+    }
+    if (r.status.role == "leader" && r.status.region == r.status.write_region && c.last_answer_ms_ago >= 0) {
+      writer = &r.status;
+    }
+  }
+  if (any == nullptr) return;
+  const auto& c = any->control;
+  if (!c.configured) {
+    std::cout << "control group: none: automatic failover is off (control.members); `bulwark failover --to REGION` "
+                 "works\n";
+    return;
+  }
+  if (c.automatic) {
+    std::cout << "control group: automatic failover on";
+    if (writer != nullptr) {
+      const auto& w = writer->control;
+      char grace[32];
+      std::snprintf(grace, sizeof(grace), "%.1f", w.grace_ms / 1000.0);
+      std::cout << " (grace " << grace << " s); write region " << writer->region << " holds "
+                << (w.lease_left_ms >= 0 ? "its lease (" + std::to_string(w.lease_left_ms) + " ms left)" : "NO lease")
+                << ", last answered by " << w.last_answer_from;
+    }
+    std::cout << "\n";
+  } else {
+    std::cout << "control group: automatic failover is OFF: " << c.automatic_off
+              << " (`bulwark failover --to REGION` works)\n";
+  }
+  if (!voters.empty()) {
+    std::cout << "control voters seen:";
+    for (const auto& v : voters) std::cout << " " << v;
+    std::cout << "\n";
+  }
 }
 
 // The write region leader's view of every other region.
@@ -400,6 +468,7 @@ void PrintStatusTable(const std::vector<NodeReport>& reports) {
               << "): " << f.reason << "\n";
     break;
   }
+  PrintControl(reports);
   const NodeStatus* first = nullptr;
   for (const auto& r : reports) {
     if (!r.error.ok()) {

@@ -64,6 +64,11 @@ int main(int argc, char** argv) {
   up->add_option("--regions", up_args.regions,
                  "regions: region R's nodes on 127.0.R.1.. (data in .bulwark/rR); r1 takes writes")
       ->check(CLI::Range(1, 9));
+  up->add_flag("--witness", up_args.witness,
+               "with --regions 2+: a control group, its witness on 127.0.9.1 (data in .bulwark/witness): automatic "
+               "failover");
+  up->add_flag("--control", up_args.control,
+               "with --regions 3+: a control group of the regions alone (automatic failover)");
   up->add_option("--delay-ms", up_args.delay_ms, "one-way delay between regions, in ms (the WAN stand-in)")
       ->check(CLI::Range(0, 60000));
   up->add_option("--consistency", up_args.consistency,

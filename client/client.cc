@@ -284,23 +284,33 @@ Topology ToTopology(const v1::TopologyResponse& resp) {
 }  // namespace
 
 Result<Topology> Client::Impl::FetchTopology() {
-  const std::vector<size_t> route = Route(false);
+  // Every endpoint is asked, and the newest epoch wins: a region cut off
+  // from the others (and from the control group) still names itself the
+  // write region at an epoch the account has left behind.
+  std::vector<size_t> route = Route(false);  // the write region's first, then every other endpoint
+  for (size_t i = 0; i < targets.size(); ++i) {
+    if (std::find(route.begin(), route.end(), i) == route.end()) route.push_back(i);
+  }
   Status last = Status::Unavailable("no endpoint answered");
+  std::optional<v1::TopologyResponse> best;
   for (size_t k = 0; k < route.size(); ++k) {
-    const size_t at = (current.load() + k) % route.size();
+    const size_t at = k;
     grpc::ClientContext ctx;
     Prepare(ctx, security::AccountRef("get"));
-    ctx.set_deadline(std::chrono::system_clock::now() + std::min(options.deadline, std::chrono::milliseconds(3000)));
+    const auto wait = best ? kTopologyScanWait : std::chrono::milliseconds(3000);
+    ctx.set_deadline(std::chrono::system_clock::now() + std::min(options.deadline, wait));
     v1::TopologyRequest req;
     v1::TopologyResponse resp;
     const grpc::Status s = StubsFor(route[at]).admin->GetTopology(&ctx, req, &resp);
     if (!s.ok()) {
       last = FromGrpcStatus(s);
-      if (last.code() != Code::kUnavailable && last.code() != Code::kDeadlineExceeded) return last;
+      if (!best && last.code() != Code::kUnavailable && last.code() != Code::kDeadlineExceeded) return last;
       continue;
     }
-    return ToTopology(resp);
+    if (resp.regions_size() <= 1) return ToTopology(resp);  // one region: nothing to compare
+    if (!best || resp.epoch() > best->epoch()) best = std::move(resp);
   }
+  if (best) return ToTopology(*best);
   return last;
 }
 
@@ -602,6 +612,12 @@ Result<NodeStatus> Client::GetStatus() {
     s.last_failover = {f.from_region(), f.to_region(), f.reason(), f.at_unix_ms(), f.epoch()};
   }
   for (const auto& m : resp.members()) s.members.push_back({m.id(), m.peer_address(), m.match_index(), m.lag()});
+  if (resp.has_control()) {
+    const auto& c = resp.control();
+    s.control = {c.configured(),         c.automatic(),     c.automatic_off(), c.grace_ms(),
+                 c.member_id(),          c.member_role(),   c.member_leader(), c.last_answer_from(),
+                 c.last_answer_ms_ago(), c.lease_left_ms(), c.write_region(),  c.epoch()};
+  }
   return s;
 }
 

@@ -187,6 +187,22 @@ struct NodeStatus {
     uint64_t epoch = 0;  // 0: the write region never moved
   };
   Failover last_failover;
+  // The account's control group as this node sees it (server/control.h).
+  struct Control {
+    bool configured = false;
+    bool automatic = false;
+    std::string automatic_off;  // why automatic failover is off
+    uint32_t grace_ms = 0;
+    uint64_t member_id = 0;  // this node's voter id (0: not a voter)
+    std::string member_role;
+    uint64_t member_leader = 0;
+    std::string last_answer_from;     // the control leader that answered this node's region leader last
+    int64_t last_answer_ms_ago = -1;  // -1: never
+    int64_t lease_left_ms = -1;       // the write region's leader: its lease (-1: none)
+    std::string write_region;         // as the control group said last
+    uint64_t epoch = 0;
+  };
+  Control control;
   struct Member {
     uint64_t id = 0;
     std::string peer_address;
@@ -281,6 +297,9 @@ struct PurgeResult {
 // write region moved ("does not take writes"), with a fresh topology each
 // time: the window of a planned failover.
 constexpr std::chrono::seconds kWriteRegionMoveWait{10};
+// A topology refresh asks every endpoint; after the first answer, each
+// other one gets this long (a stopped node must not stall the refresh).
+constexpr std::chrono::milliseconds kTopologyScanWait{1000};
 
 class Client {
  public:

@@ -105,7 +105,8 @@ struct RegionShipper::Impl {
   // A node beginning to lead (term `term`): drop whatever this node's stream
   // decided about region r while another node led. REQUIRES: mu held.
   void ResetForLeadership(Remote& remote) const;
-  uint64_t start_term = 0;  // the term this node led in at Start, if it carried state (else 0)
+  uint64_t start_term = 0;     // the term this node led in at Start, if it carried state (else 0)
+  uint64_t takeover_term = 0;  // options.outside_set: the term this node led in at Start
 };
 
 RegionShipper::RegionShipper(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -135,7 +136,7 @@ Result<std::unique_ptr<RegionShipper>> RegionShipper::Start(RegionStreamOptions 
     remote.config = r;
     remote.in_set = r.retire_at_glsn == 0 && in_set(r.name);
     remote.retire_at = r.retire_at_glsn;
-    remote.in_quorum = remote.in_set;
+    remote.in_quorum = remote.in_set && r.name != impl->options.outside_set;
     if (impl->options.restart) {
       auto carried = impl->options.carried.find(r.name);
       remote.in_quorum = remote.in_set && carried != impl->options.carried.end() && carried->second.in_quorum;
@@ -152,6 +153,7 @@ Result<std::unique_ptr<RegionShipper>> RegionShipper::Start(RegionStreamOptions 
   // State carried from this node's previous stream holds only while this
   // node still leads in the same term.
   if (impl->options.restart && replica->is_leader()) impl->start_term = replica->term();
+  if (!impl->options.outside_set.empty() && replica->is_leader()) impl->takeover_term = replica->term();
   Impl* raw = impl.get();
   for (size_t i = 0; i < raw->remotes.size(); ++i) raw->threads.emplace_back([raw, i] { raw->Run(i); });
   return std::unique_ptr<RegionShipper>(new RegionShipper(std::move(impl)));
@@ -170,7 +172,8 @@ void RegionShipper::Impl::ResetForLeadership(Remote& remote) const {
   // set as configured (a silent region is dropped again after
   // removal_after), and lease nothing until the region has everything this
   // node's log had committed when it began to lead.
-  remote.in_quorum = remote.in_set;
+  remote.in_quorum = remote.in_set && !(remote.config.name == options.outside_set && takeover_term != 0 &&
+                                        replica->term() == takeover_term);
   remote.leasable = false;
   remote.lease_from.reset();
   remote.lead_commit = replica->status().commit_index;

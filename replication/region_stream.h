@@ -121,6 +121,12 @@ struct RegionStreamOptions {
   // writes wait for it meanwhile, and its Strong reads wait for its lease.
   bool restart = false;
   std::map<std::string, QuorumState> carried;
+  // A region that took the writes over from `outside_set` (the control
+  // group found it silent; its lease had ended, so it serves no Strong
+  // read): that region starts outside the quorum set, and joins once caught
+  // up, while this node leads in the term it led in at Start. A later term
+  // starts from the configured set as ever.
+  std::string outside_set;
 };
 
 struct RegionLag {

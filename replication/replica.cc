@@ -161,12 +161,17 @@ struct Replica::Impl {
   ForwardFn forward;                      // GUARDED_BY(forward_mu)
   RegionAppendFn region_append;           // GUARDED_BY(forward_mu)
   RegionImageFn region_image;             // GUARDED_BY(forward_mu)
+  ControlFn control;                      // GUARDED_BY(forward_mu)
   std::function<uint64_t()> retention;    // GUARDED_BY(forward_mu)
   std::function<uint64_t()> epoch_stamp;  // GUARDED_BY(mu)
   // REQUIRES: mu held. An account command proposed here carries the epoch
-  // its region writes at (storage::WriteCommand::geo_epoch).
+  // its region writes at (storage::WriteCommand::geo_epoch), unless its
+  // proposer stamped it already (a region taking the writes over at the
+  // epoch the control group named).
   void Stamp(storage::WriteCommand& cmd) const {
-    if (epoch_stamp && cmd.geo_glsn == 0 && storage::IsAccountCommand(cmd.kind)) cmd.geo_epoch = epoch_stamp();
+    if (epoch_stamp && cmd.geo_glsn == 0 && cmd.geo_epoch == 0 && storage::IsAccountCommand(cmd.kind)) {
+      cmd.geo_epoch = epoch_stamp();
+    }
   }
 
   std::thread loop;
@@ -866,6 +871,21 @@ void Replica::set_region_append_handler(RegionAppendFn fn) {
 void Replica::set_region_image_handler(RegionImageFn fn) {
   std::lock_guard lock(impl_->forward_mu);
   impl_->region_image = std::move(fn);
+}
+
+void Replica::set_control_handler(ControlFn fn) {
+  std::lock_guard lock(impl_->forward_mu);
+  impl_->control = std::move(fn);
+}
+
+v1::ControlAnswer Replica::OnControl(const v1::ControlReport& report) {
+  ControlFn fn;
+  {
+    std::lock_guard lock(impl_->forward_mu);
+    fn = impl_->control;
+  }
+  if (!fn) return TransportHandler::OnControl(report);
+  return fn(report);
 }
 
 void Replica::set_epoch_stamp(std::function<uint64_t()> fn) {

@@ -126,13 +126,17 @@ class Replica final : public TransportHandler {
   // Handles a region image sent by the write region (server side).
   using RegionImageFn = std::function<v1::RegionAppendResponse(const v1::RegionImageHeader&, const ChunkReader&)>;
   void set_region_image_handler(RegionImageFn fn);
+  // Handles reports to the account's control group (server side; only on
+  // a control group member's replica).
+  using ControlFn = std::function<v1::ControlAnswer(const v1::ControlReport&)>;
+  void set_control_handler(ControlFn fn);
   // Log retention for the region stream: size-driven compaction keeps every
   // entry from the index `fn` returns (0: no wish), unless the log then
   // holds more than ReplicaOptions::max_retained_entries. Called on the loop.
   void set_log_retention(std::function<uint64_t()> fn);
   // Geo-replication's fence: every account command proposed here (not one
-  // shipped from another region) is stamped with the epoch `fn` returns
-  // (storage::WriteCommand::geo_epoch). Called under the proposal lock: it
+  // shipped from another region, nor one its proposer stamped) is stamped
+  // with the epoch `fn` returns (storage::WriteCommand::geo_epoch). Called under the proposal lock: it
   // must be cheap and must not call back into the replica.
   void set_epoch_stamp(std::function<uint64_t()> fn);
 
@@ -182,6 +186,7 @@ class Replica final : public TransportHandler {
   v1::RegionAppendResponse OnRegionAppend(const v1::RegionAppendRequest& request) override;
   v1::RegionAppendResponse OnRegionImage(const v1::RegionImageHeader& header, const ChunkReader& next) override;
   Status ServeRegionImage(const std::string& id, const std::function<Status(std::string_view)>& emit) override;
+  v1::ControlAnswer OnControl(const v1::ControlReport& report) override;
 
   struct Impl;
 

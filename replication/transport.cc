@@ -482,6 +482,12 @@ class PeerServiceImpl final : public v1::PeerService::Service {
     return grpc::Status::OK;
   }
 
+  grpc::Status Control(grpc::ServerContext* ctx, const v1::ControlReport* report, v1::ControlAnswer* answer) override {
+    if (Status st = transport_->AuthorizeRegionPeer(ctx); !st.ok()) return ToGrpcStatus(st);
+    *answer = transport_->handler->OnControl(*report);
+    return grpc::Status::OK;
+  }
+
   grpc::Status RegionImage(grpc::ServerContext* ctx, grpc::ServerReader<v1::RegionImageFrame>* reader,
                            v1::RegionAppendResponse* response) override {
     if (Status st = transport_->AuthorizeRegionPeer(ctx); !st.ok()) return ToGrpcStatus(st);
@@ -891,6 +897,18 @@ Result<v1::RegionAppendResponse> Transport::RegionAppend(const std::string& addr
   grpc::Status st = stub->RegionAppend(&ctx, request, &response);
   if (!st.ok()) return FromGrpcStatus(st.error_code(), "region peer " + address + ": " + st.error_message());
   return response;
+}
+
+Result<v1::ControlAnswer> Transport::Control(const std::string& address, const v1::ControlReport& report) {
+  BULWARK_ASSIGN_OR_RETURN(std::shared_ptr<v1::PeerService::Stub> stub, impl_->RegionStub(address));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(report.deadline_unix_ms() > 0
+                       ? std::chrono::system_clock::time_point(std::chrono::milliseconds(report.deadline_unix_ms()))
+                       : std::chrono::system_clock::now() + impl_->options.limits.forward_timeout);
+  v1::ControlAnswer answer;
+  grpc::Status st = stub->Control(&ctx, report, &answer);
+  if (!st.ok()) return FromGrpcStatus(st.error_code(), "control member " + address + ": " + st.error_message());
+  return answer;
 }
 
 Result<v1::RegionAppendResponse> Transport::SendRegionImage(const std::string& address,

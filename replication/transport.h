@@ -117,6 +117,14 @@ class TransportHandler {
     r.set_error("this node takes no region image");
     return r;
   }
+  // A report to the account's control group, from a node of the account
+  // (already authorized as a region peer). The default refuses.
+  virtual v1::ControlAnswer OnControl(const v1::ControlReport& report) {
+    (void)report;
+    v1::ControlAnswer a;
+    a.set_error("this node is not a control group member");
+    return a;
+  }
   // A member asks for staged region image `id`: call `emit` with its chunks
   // (at most max_snapshot_chunk_bytes each). NotFound if this node has none.
   virtual Status ServeRegionImage(const std::string& id, const std::function<Status(std::string_view)>& emit) {
@@ -161,6 +169,10 @@ class Transport {
   using ChunkSink = std::function<Status(std::string_view chunk)>;
   Result<v1::RegionAppendResponse> SendRegionImage(const std::string& address, const v1::RegionImageHeader& header,
                                                    const std::function<Status(const ChunkSink&)>& produce);
+  // Sends a report to the control group member at `address` (a node of the
+  // account), waiting up to the report's deadline. Unavailable if it cannot
+  // be reached; the member's answer otherwise.
+  Result<v1::ControlAnswer> Control(const std::string& address, const v1::ControlReport& report);
   // Fetches staged region image `id` from member `peer`, handing each chunk
   // to `sink` in order, within `timeout`. NotFound if the peer has none;
   // Unavailable if it cannot be reached; `sink`'s own error if it failed.

@@ -217,6 +217,18 @@ const std::map<std::string, Setter>& Setters() {
       {"replica.election_ticks", Replica("replica.election_ticks", &ReplicaConfig::election_ticks, 3, 1000)},
       {"replica.snapshot_entries",
        Replica("replica.snapshot_entries", &ReplicaConfig::snapshot_entries, 100, 100'000'000)},
+      {"control.members", TextAt(
+                              "control.members", [](NodeConfig& c) -> std::string& { return c.control.members; },
+                              "a list like 1=r1/ip:port,2=r2/ip:port,3=witness/ip:port")},
+      {"control.id", Number<uint64_t>(
+                         "control.id", [](NodeConfig& c) -> uint64_t& { return c.control.id; }, 0, 1'000'000)},
+      {"control.grace_ms",
+       Number<uint32_t>(
+           "control.grace_ms", [](NodeConfig& c) -> uint32_t& { return c.control.grace_ms; }, 3'000, 600'000)},
+      {"control.lease_ms",
+       Number<uint32_t>(
+           "control.lease_ms", [](NodeConfig& c) -> uint32_t& { return c.control.lease_ms; }, 500, 60'000)},
+      {"witness", Bool("witness", &NodeConfig::witness)},
       {"geo.write_region",
        TextAt(
            "geo.write_region", [](NodeConfig& c) -> std::string& { return c.geo.write_region; }, "a region name")},
@@ -410,6 +422,56 @@ Result<std::map<uint64_t, std::string>> ParseMembers(const ReplicaConfig& r) {
   return out;
 }
 
+Result<std::vector<ControlVoter>> ParseControlMembers(const ControlConfig& control) {
+  std::vector<ControlVoter> out;
+  for (const std::string& item : SplitList(control.members)) {
+    ControlVoter v;
+    const auto eq = item.find('='), slash = item.find('/');
+    try {
+      if (eq == std::string::npos) throw std::invalid_argument("no =");
+      size_t used = 0;
+      v.id = std::stoull(item.substr(0, eq), &used);
+      if (used != eq || v.id == 0) throw std::invalid_argument("bad id");
+    } catch (const std::exception&) {
+      return Bad("control.members", "'" + item + "' is not ID=DOMAIN/ip:port with an ID >= 1");
+    }
+    if (slash == std::string::npos || slash < eq) {
+      return Bad("control.members", "'" + item + "' is not ID=DOMAIN/ip:port (the domain: a region, or 'witness')");
+    }
+    v.domain = item.substr(eq + 1, slash - eq - 1);
+    v.address = item.substr(slash + 1);
+    if (!ValidRegionName(v.domain)) return Bad("control.members", "'" + item + "' names no valid fault domain");
+    if (v.address.find(':') == std::string::npos) return Bad("control.members", "'" + item + "' needs ip:port");
+    for (const auto& o : out) {
+      if (o.id == v.id) return Bad("control.members", "names voter " + std::to_string(v.id) + " twice");
+      if (o.address == v.address) return Bad("control.members", "gives two voters the address " + v.address);
+    }
+    out.push_back(std::move(v));
+  }
+  return out;
+}
+
+Status ValidateControl(const NodeConfig& c) {
+  const ControlConfig& k = c.control;
+  if (c.witness && !k.configured()) return Bad("witness", "a witness needs control.members and control.id");
+  if (!k.configured()) {
+    if (k.id != 0) return Bad("control.id", "needs control.members");
+    return Status::Ok();
+  }
+  if (!c.geo.enabled() && !c.witness) return Bad("control.members", "a control group needs geo.regions");
+  BULWARK_ASSIGN_OR_RETURN(auto voters, ParseControlMembers(k));
+  if (c.witness && k.id == 0) return Bad("control.id", "a witness is a control group voter: set its id");
+  if (k.id != 0 && std::none_of(voters.begin(), voters.end(), [&](const auto& v) { return v.id == k.id; })) {
+    return Bad("control.id", std::to_string(k.id) + " is not one of control.members");
+  }
+  if (k.lease_ms < 500) return Bad("control.lease_ms", "must be at least 500");
+  if (k.grace_ms < k.lease_ms + kControlLeaseMarginMs) {
+    return Bad("control.grace_ms", "must exceed control.lease_ms by at least " + std::to_string(kControlLeaseMarginMs) +
+                                       " ms (the old write region's lease must end before another region writes)");
+  }
+  return Status::Ok();
+}
+
 bool IsValidRegionName(std::string_view name) { return ValidRegionName(name); }
 
 Status ValidateGeo(const NodeConfig& c) {
@@ -417,7 +479,7 @@ Status ValidateGeo(const NodeConfig& c) {
   if (!g.enabled()) return Status::Ok();
   BULWARK_RETURN_IF_ERROR(ValidateRegions(g));
   const bool self = std::any_of(g.regions.begin(), g.regions.end(), [&](const auto& r) { return r.name == c.region; });
-  if (!self) return Bad("region", "'" + c.region + "' is not one of the regions under geo.regions");
+  if (!self && !c.witness) return Bad("region", "'" + c.region + "' is not one of the regions under geo.regions");
   if (g.removal_ms <= g.lease_ms + 2000) {
     return Bad("geo.removal_ms", "must exceed geo.lease_ms by more than the 2000 ms request timeout");
   }
@@ -481,6 +543,7 @@ Status ValidateConfig(const NodeConfig& c) {
     return Bad("tls.cert_file", "TLS is on by default: set tls.cert_file and tls.key_file, or pass --insecure");
   }
   BULWARK_RETURN_IF_ERROR(ValidateGeo(c));
+  BULWARK_RETURN_IF_ERROR(ValidateControl(c));
   if (c.backup.continuous_retention_days != 7 && c.backup.continuous_retention_days != 30) {
     return Bad("backup.continuous_retention_days", "must be 7 or 30");
   }

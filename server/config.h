@@ -76,6 +76,32 @@ struct GeoConfig {
 constexpr uint64_t kMinBoundedWrites = 10;
 constexpr uint32_t kMinBoundedLagS = 5;
 
+// The account's control group ("control.*"; docs/control-group.md): a
+// small Raft group, one voter per region plus an optional witness, that
+// keeps the topology, leases the writes to the write region, and promotes
+// another region when the write region goes silent.
+struct ControlConfig {
+  // Every voter, its fault domain and its control port:
+  // "1=r1/127.0.1.1:7102,2=r2/127.0.2.1:7102,3=witness/127.0.9.1:7102" (a
+  // region's voter names its region; a witness any other name). Every node
+  // of the account gets the same list. Empty: no control group.
+  std::string members;
+  uint64_t id = 0;             // this node's id among the voters; 0: not one
+  uint32_t grace_ms = 10'000;  // the write region silent this long: promote another
+  uint32_t lease_ms = 4'000;   // the write region's lease (grace must exceed it by kControlLeaseMarginMs)
+  bool configured() const { return !members.empty(); }
+};
+// A promotion waits this long beyond the longest lease: clock-rate drift
+// and the report's flight time.
+constexpr uint32_t kControlLeaseMarginMs = 2000;
+struct ControlVoter {
+  uint64_t id = 0;
+  std::string domain;   // its fault domain
+  std::string address;  // ip:port of its control port
+};
+// control.members, parsed; InvalidArgument names what is wrong.
+Result<std::vector<ControlVoter>> ParseControlMembers(const ControlConfig& control);
+
 // Periodic backups ("backup.*"; docs/backups.md).
 struct BackupConfig {
   bool enabled = true;
@@ -115,6 +141,10 @@ struct NodeConfig {
   Limits limits;
   ReplicaConfig replica;
   GeoConfig geo;
+  ControlConfig control;
+  // bulwarkd --witness: a control group voter only (control.id), for an
+  // account of two regions: it stores no documents and refuses data requests.
+  bool witness = false;
   BackupConfig backup;
   // Response to attacks: blocking sources after failed authentication, the
   // failure-rate alert, per-principal rate limits ("defense.*").

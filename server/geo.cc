@@ -12,6 +12,7 @@
 #include "replication/region_stream.h"
 #include "replication/replica.h"
 #include "server/config.h"
+#include "server/control.h"
 #include "server/regions.h"
 #include "server/services.h"
 #include "server/write_path.h"
@@ -25,6 +26,11 @@ constexpr std::chrono::milliseconds kReadPoll{5};
 // How often a node looks for a changed regions record (the store's
 // settings generation; cheap).
 constexpr std::chrono::milliseconds kTopologyPoll{200};
+// A write waits at most this long for the write region's lease (a new
+// leader's first report, a control leader change) before it is refused.
+constexpr std::chrono::milliseconds kLeaseWait{3000};
+// A takeover's proposal in the region.
+constexpr std::chrono::milliseconds kTakeoverWait{3000};
 
 int64_t UnixMs(std::chrono::system_clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
@@ -70,6 +76,22 @@ struct Geo::Impl {
   bool stopping = false;  // GUARDED_BY(watch_mu)
   std::thread watcher;
 
+  // The control group (control.members; server/control.h): this node's
+  // client, and what the group said last. `control` and `lease_required`
+  // (automatic failover is on: the write region writes only under a lease)
+  // are fixed at start.
+  std::unique_ptr<ControlClient> control;
+  bool lease_required = false;
+  mutable std::mutex control_mu;
+  SteadyClock::time_point control_lease_until{};  // GUARDED_BY(control_mu): from the report's sending
+  uint64_t lease_epoch = 0;                       // GUARDED_BY(control_mu)
+  v1::ControlAnswer last_answer;                  // GUARDED_BY(control_mu)
+  SteadyClock::time_point last_answer_at{};
+  std::string last_control_error;  // GUARDED_BY(control_mu)
+  bool control_kick = false;       // GUARDED_BY(watch_mu): report now
+  std::condition_variable control_cv;
+  std::thread control_thread;
+
   std::shared_ptr<const GeoConfig> Cfg() const {
     std::lock_guard lock(cfg_mu);
     return cfg;
@@ -99,6 +121,18 @@ struct Geo::Impl {
   // Asks the region leader (or this node, if it leads) for the read state.
   Result<v1::RegionReadState> LeaderState() const;
   v1::RegionReadState LocalState() const;
+
+  // The region leader's reports to the control group, and what follows
+  // from the answers: the lease, and a takeover when the group promoted
+  // this region.
+  void ControlLoop();
+  void ReportToControl();
+  void TakeOver(const v1::ControlAnswer& answer);
+  void Superseded(const v1::ControlAnswer& answer);
+  bool HoldsLease() const;
+  // Until this region holds the lease for its epoch: FailedPrecondition
+  // ("does not take writes") once kLeaseWait or the deadline passed.
+  Status WaitLease(GeoDeadline deadline);
 };
 
 Geo::Geo(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -159,6 +193,13 @@ Status Geo::Impl::Apply(std::shared_ptr<const GeoConfig> next, const std::string
   } else if (!writer) {
     options.remotes.clear();
   }
+  if (writer && !was_writer && g.last_failover.epoch == g.epoch && g.last_failover.to == self &&
+      g.last_failover.reason.rfind("automatic", 0) == 0) {
+    // Taken over from a region the control group found silent: its lease
+    // has ended, so the stream need not wait for it (Strong writes resume
+    // without it; it rejoins the set once caught up).
+    options.outside_set = g.last_failover.from;
+  }
   if (previous && writer && was_writer) {
     // The quorum set as it runs now (and the leases granted), not as
     // configured: a region dropped from it, or new, joins only once it has
@@ -216,6 +257,15 @@ void Geo::Impl::Refresh() {
     current = cfg;
   }
   auto next = DecodeRegions(text, node->config->geo);
+  if (next.ok() && next->epoch < current->epoch) {
+    // The control group moved the write region past this record (this
+    // region was cut off when it happened): the newer topology stays in
+    // force until the new write region's stream brings its record.
+    spdlog::info("event=geo_topology_behind record_epoch={} in_force={}", next->epoch, current->epoch);
+    std::lock_guard lock(cfg_mu);
+    record = text;
+    return;
+  }
   if (!next.ok()) {
     // The write region validated it; a record this node cannot take is a
     // bug or a newer format: keep the topology in force, loudly.
@@ -276,6 +326,145 @@ void Geo::Impl::Watch() {
   }
 }
 
+bool Geo::Impl::HoldsLease() const {
+  std::lock_guard lock(control_mu);
+  return lease_epoch == epoch.load() && SteadyClock::now() < control_lease_until;
+}
+
+Status Geo::Impl::WaitLease(GeoDeadline deadline) {
+  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::system_clock::now());
+  const auto give_up = SteadyClock::now() + std::max(std::chrono::milliseconds(0), std::min(left, kLeaseWait));
+  for (;;) {
+    if (HoldsLease()) return Status::Ok();
+    if (SteadyClock::now() >= give_up) break;
+    {
+      std::lock_guard lock(watch_mu);
+      control_kick = true;
+    }
+    control_cv.notify_all();
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  std::string why;
+  {
+    std::lock_guard lock(control_mu);
+    why = last_control_error.empty() ? "" : " (" + last_control_error + ")";
+  }
+  return Status::FailedPrecondition("region " + self + " does not take writes now: it holds no lease from the " +
+                                    "control group at epoch " + std::to_string(epoch.load()) + why +
+                                    "; if it stays cut off from the group, another region takes the writes over");
+}
+
+void Geo::Impl::ReportToControl() {
+  if (!node->replica->is_leader()) return;
+  v1::ControlReport report;
+  report.set_region(self);
+  report.set_node_address(node->config->replica.peer_address);
+  const bool writer = write_region.load();
+  report.set_epoch(epoch.load());
+  report.set_writer(writer);
+  report.set_applied_glsn(node->store->geo_position().glsn);
+  if (writer) {
+    std::string rec;
+    std::shared_ptr<const GeoConfig> g;
+    {
+      std::lock_guard lock(cfg_mu);
+      rec = record;
+      g = cfg;
+    }
+    report.set_regions_record(rec.empty() ? EncodeRegions(*g) : rec);
+    if (auto shipper = Shipper()) {
+      for (const std::string& q : shipper->quorum()) report.add_strong_set(q);
+    }
+  } else {
+    const v1::RegionReadState state = LocalState();
+    std::lock_guard lock(mu);
+    report.set_strong_member(listed_in_quorum);
+    report.set_lag_writes(state.lag_writes());
+    report.set_lag_ms(state.lag_ms());
+  }
+  const auto sent = SteadyClock::now();
+  auto answer = control->Report(report);
+  {
+    std::lock_guard lock(control_mu);
+    if (!answer.ok()) {
+      last_control_error = answer.status().ToString();
+      return;
+    }
+    last_control_error.clear();
+    last_answer = *answer;
+    last_answer_at = SteadyClock::now();
+    if (answer->lease_ms() > 0) {
+      control_lease_until = sent + std::chrono::milliseconds(answer->lease_ms());
+      lease_epoch = answer->epoch();
+    }
+  }
+  if (!writer && answer->write_region() == self && answer->epoch() == report.epoch() + 1 && answer->lease_ms() > 0) {
+    TakeOver(*answer);
+  } else if (answer->epoch() > report.epoch() && answer->write_region() != self) {
+    Superseded(*answer);
+  }
+}
+
+void Geo::Impl::Superseded(const v1::ControlAnswer& answer) {
+  // The control group moved the write region while this region could not
+  // hear of it (cut off, or down): put that topology in force now, so this
+  // region stops writing (its proposals carry kNotWriterEpoch) and takes
+  // the new write region's stream, which brings the record itself (and,
+  // for what this region wrote that the others never had, a state image).
+  auto next = DecodeRegions(answer.regions_record(), node->config->geo);
+  if (!next.ok()) {
+    spdlog::error("event=geo_topology_refused source=control error=\"{}\"", next.status().ToString());
+    return;
+  }
+  std::string in_force;
+  {
+    std::lock_guard lock(cfg_mu);
+    in_force = record;
+    if (cfg->epoch >= next->epoch) return;
+  }
+  const bool was_writer = write_region.load();
+  Status st = Apply(std::make_shared<const GeoConfig>(std::move(next).value()), in_force, {}, 0);
+  spdlog::warn("event=write_region_changed source=control to={} epoch={} here={} ok={}", answer.write_region(),
+               answer.epoch(), was_writer ? "stops writes" : "-", st.ok());
+}
+
+void Geo::Impl::TakeOver(const v1::ControlAnswer& answer) {
+  // The control group named this region the write region at the next
+  // epoch: propose its record here, stamped with that epoch (the store
+  // takes it as the epoch's first command), and the watcher puts it in
+  // force; the stream to the other regions starts from there.
+  auto next = DecodeRegions(answer.regions_record(), node->config->geo);
+  if (!next.ok() || next->write_region != self || next->epoch != answer.epoch()) {
+    spdlog::error("event=write_region_takeover_refused epoch={} reason=\"{}\"", answer.epoch(),
+                  next.ok() ? "the record names another write region or epoch" : next.status().ToString());
+    return;
+  }
+  auto current = node->store->Regions();
+  if (!current.ok()) return;
+  const std::string version = current->has_value() ? storage::DocumentStore::RegionsVersion((*current)->json)
+                                                   : std::string(storage::kNoRegionsVersion);
+  auto cmd = node->store->PrepareSetRegions(answer.regions_record(), version);
+  if (!cmd.ok()) return;
+  cmd->geo_epoch = answer.epoch();
+  auto done = node->replica->Propose(std::move(cmd).value(), std::chrono::system_clock::now() + kTakeoverWait);
+  const Status st = done.ok() ? done->outcome.status : done.status();
+  spdlog::warn("event=write_region_takeover region={} epoch={} glsn={} ok={} error=\"{}\" reason=\"{}\"", self,
+               answer.epoch(), done.ok() ? done->outcome.glsn : 0, st.ok(), st.ok() ? "" : st.ToString(),
+               next->last_failover.reason);
+}
+
+void Geo::Impl::ControlLoop() {
+  std::unique_lock lock(watch_mu);
+  while (!stopping) {
+    control_cv.wait_for(lock, kControlReportInterval, [&] { return stopping || control_kick; });
+    if (stopping) break;
+    control_kick = false;
+    lock.unlock();
+    ReportToControl();
+    lock.lock();
+  }
+}
+
 Result<std::unique_ptr<Geo>> Geo::Start(NodeContext* node) {
   auto impl = std::make_unique<Impl>();
   impl->node = node;
@@ -308,6 +497,11 @@ Result<std::unique_ptr<Geo>> Geo::Start(NodeContext* node) {
         [stamp] { return stamp->write_region.load() ? stamp->epoch.load() : storage::kNotWriterEpoch; });
     Impl* raw = impl.get();
     impl->watcher = std::thread([raw] { raw->Watch(); });
+    if (node->config->control.configured()) {
+      impl->control = std::make_unique<ControlClient>(*node->config, node->replica->transport());
+      impl->lease_required = impl->control->automatic();
+      impl->control_thread = std::thread([raw] { raw->ControlLoop(); });
+    }
     const auto g = impl->Cfg();
     spdlog::info("event=geo_started region={} write_region={} regions={} strong={} from_record={}", impl->self,
                  g->write_region, g->regions.size(), g->strong_regions.size(), g.get() != configured.get());
@@ -321,7 +515,9 @@ void Geo::Stop() {
     impl_->stopping = true;
   }
   impl_->watch_cv.notify_all();
+  impl_->control_cv.notify_all();
   if (impl_->watcher.joinable()) impl_->watcher.join();
+  if (impl_->control_thread.joinable()) impl_->control_thread.join();
   if (auto s = impl_->Shipper()) s->Stop();
 }
 
@@ -394,6 +590,7 @@ Status Geo::BeforeWrite(GeoDeadline deadline) {
     return Status::FailedPrecondition("region " + impl_->self + " does not take writes: the write region is " +
                                       impl_->Cfg()->write_region + " (refresh the topology)");
   }
+  if (impl_->lease_required) BULWARK_RETURN_IF_ERROR(impl_->WaitLease(deadline));
   auto shipper = impl_->Shipper();
   if (impl_->node->config->default_consistency == ConsistencyLevel::kBoundedStaleness && shipper) {
     return shipper->ThrottleForBound(impl_->Cfg()->bounded_max_writes,
@@ -403,10 +600,20 @@ Status Geo::BeforeWrite(GeoDeadline deadline) {
 }
 
 Status Geo::AfterWrite(uint64_t glsn, GeoDeadline deadline) {
+  // A write is acknowledged only under the lease: once it ended, another
+  // region may be taking writes (the write stays here; if it never reached
+  // the others it goes to the conflict feed).
+  auto lease_check = [&] {
+    if (!impl_->lease_required || impl_->HoldsLease()) return Status::Ok();
+    return Status::Unavailable("region " + impl_->self +
+                               " lost its lease from the control group before acknowledging the write (GLSN " +
+                               std::to_string(glsn) + "): its outcome is unknown");
+  };
   auto shipper = impl_->Shipper();
   if (!enabled() || !shipper) return Status::Ok();
-  if (impl_->node->config->default_consistency != ConsistencyLevel::kStrong) return Status::Ok();
-  return shipper->WaitQuorum(glsn, deadline);
+  if (impl_->node->config->default_consistency != ConsistencyLevel::kStrong) return lease_check();
+  BULWARK_RETURN_IF_ERROR(shipper->WaitQuorum(glsn, deadline));
+  return lease_check();
 }
 
 v1::RegionReadState Geo::Impl::LocalState() const {
@@ -418,7 +625,7 @@ v1::RegionReadState Geo::Impl::LocalState() const {
     s.set_head_glsn(applied);
     auto s_shipper = Shipper();
     s.set_committed_glsn(s_shipper ? s_shipper->committed_glsn() : applied);
-    s.set_in_quorum(true);
+    s.set_in_quorum(!lease_required || HoldsLease());
     return s;
   }
   std::lock_guard lock(mu);
@@ -519,6 +726,10 @@ Status Geo::FinishRead(ConsistencyLevel level, GeoDeadline deadline) {
   const uint64_t glsn = impl_->node->store->geo_position().glsn;
   for (;;) {
     BULWARK_ASSIGN_OR_RETURN(v1::RegionReadState s, impl_->LeaderState());
+    if (impl_->write_region && !s.in_quorum()) {
+      // The write region without its lease: another may be writing.
+      return Status::Unavailable("region " + impl_->self + " holds no lease from the control group: read elsewhere");
+    }
     if (s.committed_glsn() >= glsn) return Status::Ok();
     if (!impl_->write_region && !s.in_quorum()) {
       return Status::Unavailable("region " + impl_->self + " left the strong quorum set during the read");
@@ -744,6 +955,26 @@ void Geo::FillStatus(v1::StatusResponse* out) const {
     f->set_at_unix_ms(cfg->last_failover.at_unix_ms);
     f->set_reason(cfg->last_failover.reason);
     f->set_epoch(cfg->last_failover.epoch);
+  }
+  if (impl_->control) {
+    v1::ControlStatus* c = out->mutable_control();
+    c->set_configured(true);
+    c->set_automatic(impl_->control->automatic());
+    c->set_automatic_off(impl_->control->automatic_off());
+    std::lock_guard lock(impl_->control_mu);
+    const auto now = SteadyClock::now();
+    c->set_grace_ms(impl_->last_answer.grace_ms());
+    c->set_last_answer_from(impl_->last_answer.leader_address());
+    c->set_last_answer_ms_ago(
+        impl_->last_answer_at == SteadyClock::time_point{}
+            ? -1
+            : std::chrono::duration_cast<std::chrono::milliseconds>(now - impl_->last_answer_at).count());
+    c->set_lease_left_ms(
+        impl_->lease_epoch == impl_->epoch.load() && now < impl_->control_lease_until
+            ? std::chrono::duration_cast<std::chrono::milliseconds>(impl_->control_lease_until - now).count()
+            : -1);
+    c->set_write_region(impl_->last_answer.write_region());
+    c->set_epoch(impl_->last_answer.epoch());
   }
   auto shipper = impl_->Shipper();
   if (!shipper || !impl_->node->replica->is_leader()) return;

@@ -24,6 +24,7 @@
 #include "server/access_service.h"
 #include "server/backup_worker.h"
 #include "server/config.h"
+#include "server/control.h"
 #include "server/geo.h"
 #include "server/node_setup.h"
 #include "server/services.h"
@@ -166,6 +167,7 @@ int Run(NodeConfig config) {
   // The backup worker needs the key too: a second handle, not a second
   // load (a command: provider may be a KMS round trip).
   crypto::MasterKey backup_key = master->Clone();
+  crypto::MasterKey control_key = master->Clone();
   auto store = storage::DocumentStore::Open(store_options, std::move(master).value());
   if (!store.ok()) {
     spdlog::critical("event=start_failed error=\"{}\"", store.status().ToString());
@@ -232,8 +234,24 @@ int Run(NodeConfig config) {
     return 1;
   }
 
+  // A control group voter: its own store and replica set, on its control port.
+  std::unique_ptr<ControlMember> control;
+  if (config.control.id != 0) {
+    auto started = PeerCredentials(config);
+    auto member = started.ok() ? ControlMember::Start(config, std::move(control_key), std::move(started).value())
+                               : Result<std::unique_ptr<ControlMember>>(started.status());
+    if (!member.ok()) {
+      spdlog::critical("event=start_failed error=\"control group: {}\"", member.status().ToString());
+      return 1;
+    }
+    control = std::move(member).value();
+  }
+  // A witness only votes: it takes no part in geo-replication.
+  if (config.witness) config.geo.regions.clear();
+
   Metrics metrics;
   NodeContext node;
+  node.control = control.get();
   WritePath writes(&node);
   node.replica = replica->get();
   node.writes = &writes;
@@ -404,6 +422,7 @@ int Run(NodeConfig config) {
   shred.Stop();
   // The replica applies to the store: it stops first.
   node.geo->Stop();  // the stream uses the replica
+  if (control) control->Stop();
   (*replica)->Stop();
   replica->reset();
   store->reset();
@@ -455,6 +474,9 @@ int main(int argc, char** argv) {
   auto* tick_ms = app.add_option("--tick-ms", flags.replica.tick_ms, "raft tick in milliseconds");
   auto* join = app.add_flag("--join", flags.replica.join,
                             "join an existing replica set (after `bulwark node add`) instead of founding one");
+  bool witness = false;
+  app.add_flag("--witness", witness,
+               "a control group witness: votes (control.id, control.members) and stores no documents");
   auto* snapshot_entries = app.add_option("--snapshot-entries", flags.replica.snapshot_entries,
                                           "compact the raft log beyond this many entries");
   CLI11_PARSE(app, argc, argv);
@@ -503,6 +525,7 @@ int main(int argc, char** argv) {
   if (*tick_ms) config.replica.tick_ms = flags.replica.tick_ms;
   if (*snapshot_entries) config.replica.snapshot_entries = flags.replica.snapshot_entries;
   if (*join) config.replica.join = flags.replica.join;
+  if (witness) config.witness = true;
   if (*level) {
     auto parsed = ParseConsistency(consistency);
     if (!parsed) {

@@ -156,6 +156,11 @@ grpc::Status RequestRunner::RunAs(grpc::ServerContext* ctx, const Operation& op,
         refusal = "rate_limited";
         s = BStatus::ResourceExhausted("the request rate of " + principal + " is over its limit; retry after " +
                                        std::to_string(retry_after->count()) + " ms");
+      } else if (node_->config->witness && std::string_view(operation) != "Status") {
+        // A witness votes in the control group and holds nothing else.
+        s = BStatus::FailedPrecondition(std::string(operation) +
+                                        ": this node is a control group witness; it stores no documents (use a "
+                                        "region's node)");
       } else {
         s = fn(*who);
       }

@@ -1,6 +1,7 @@
 #include "server/services.h"
 
 #include "server/backup_worker.h"
+#include "server/control.h"
 #include "server/geo.h"
 
 #include <spdlog/spdlog.h>
@@ -281,6 +282,10 @@ grpc::Status AdminService::Status(Ctx* ctx, const v1::StatusRequest*, v1::Status
     resp->set_data_key_versions(node_->store->DataKeyVersionCount());
     resp->set_store_key_version(node_->store->current_store_key_version());
     node_->geo->FillStatus(resp);
+    if (node_->control) {
+      resp->mutable_control()->set_configured(true);
+      node_->control->FillStatus(resp->mutable_control());
+    }
     return BStatus::Ok();
   });
 }

@@ -47,6 +47,7 @@ constexpr uint32_t kMaxAuditQueryRecords = 10'000;
 constexpr auto kShredAnswerMargin = std::chrono::milliseconds(300);
 
 class Geo;
+class ControlMember;
 class BackupWorker;
 
 struct NodeContext {
@@ -54,7 +55,8 @@ struct NodeContext {
   storage::DocumentStore* store = nullptr;
   replication::Replica* replica = nullptr;
   WritePath* writes = nullptr;
-  Geo* geo = nullptr;  // always set (a no-op without geo.regions)
+  Geo* geo = nullptr;                // always set (a no-op without geo.regions)
+  ControlMember* control = nullptr;  // a control group voter (control.id): its member
   BackupWorker* backups = nullptr;
   ShredWorker* shred = nullptr;
   Metrics* metrics = nullptr;

@@ -111,7 +111,17 @@ GeoStep StepGeo(const GeoPosition& pos, uint64_t index, const WriteCommand& cmd,
   GeoStep step;
   step.next = pos;
   if (index == 0 || !IsAccountCommand(cmd.kind)) return step;
-  if (cmd.geo_glsn == 0 && cmd.geo_epoch != 0 && cmd.geo_epoch != write_epoch) {
+  // A takeover: the control group named this region the write region at
+  // the next epoch (the old one went silent), and the region's leader
+  // proposes the new regions record itself, stamped with that epoch. It is
+  // the first command of the epoch here; a stale one (the epoch moved on)
+  // is refused below like any other.
+  const bool takeover = cmd.kind == WriteCommand::Kind::kSetRegions && cmd.geo_glsn == 0 &&
+                        write_epoch != kNotWriterEpoch && cmd.geo_epoch == write_epoch + 1 &&
+                        DocumentStore::RegionsWriterOf(cmd.setting).epoch == cmd.geo_epoch;
+  if (takeover) {
+    step.next = {pos.glsn + 1, cmd.geo_epoch, index};
+  } else if (cmd.geo_glsn == 0 && cmd.geo_epoch != 0 && cmd.geo_epoch != write_epoch) {
     // Proposed by a leader that believed its region wrote at another epoch:
     // the write region moved (at a regions change before it in the log).
     // It takes no GLSN, so the old write region's stream ends at the change.

@@ -252,3 +252,66 @@ TEST_CASE("Config: continuous backup keys parse and are bounded", "[server][conf
   refused("backup: {continuous_retention_days: 14}", "backup.continuous_retention_days");
   refused("backup: {continuous: maybe}", "backup.continuous");
 }
+
+TEST_CASE("Config: the control group's keys parse, a bad voter list or timing is refused naming the key",
+          "[server][config][bad-input]") {
+  auto base = [] {
+    NodeConfig c;
+    c.master_key_uri = "file:/tmp/k";
+    c.insecure = true;
+    c.region = "west";
+    REQUIRE(ParseConfigYaml(R"(
+geo:
+  regions:
+    east: {peers: "10.0.2.1:7101", endpoints: "10.0.2.1:7100"}
+    west: {peers: "10.0.1.1:7101", endpoints: "10.0.1.1:7100"}
+)",
+                            c)
+                .ok());
+    return c;
+  };
+  NodeConfig c = base();
+  REQUIRE(ParseConfigYaml(R"(
+control:
+  members: "1=west/10.0.1.1:7102, 2=east/10.0.2.1:7102, 3=witness/10.0.9.1:7102"
+  id: 1
+  grace_ms: 8000
+  lease_ms: 3000
+)",
+                          c)
+              .ok());
+  REQUIRE(ValidateConfig(c).ok());
+  auto voters = ParseControlMembers(c.control);
+  REQUIRE(voters.ok());
+  REQUIRE(voters->size() == 3);
+  CHECK((*voters)[2].id == 3);
+  CHECK((*voters)[2].domain == "witness");
+  CHECK((*voters)[2].address == "10.0.9.1:7102");
+  CHECK(c.control.grace_ms == 8000);
+
+  auto refused = [&](const std::string& key, const std::string& value) {
+    NodeConfig bad = c;
+    Status s = ApplyConfigOverride(key + "=" + value, bad);
+    if (s.ok()) s = ValidateConfig(bad);
+    INFO(key << "=" << value << ": " << s.ToString());
+    CHECK(s.code() == Code::kInvalidArgument);
+    return s.message();
+  };
+  CHECK(refused("control.members", "1=10.0.1.1:7102").find("control.members") != std::string::npos);
+  CHECK(refused("control.members", "0=west/10.0.1.1:7102").find("control.members") != std::string::npos);
+  CHECK(refused("control.members", "1=west/10.0.1.1:7102,1=east/10.0.2.1:7102").find("twice") != std::string::npos);
+  CHECK(refused("control.members", "1=west/a:1,2=east/a:1").find("two voters") != std::string::npos);
+  CHECK(refused("control.id", "7").find("control.id") != std::string::npos);
+  // The old write region's lease must end before a new one writes.
+  CHECK(refused("control.grace_ms", "4000").find("control.grace_ms") != std::string::npos);
+  // A witness is a voter, and needs a control group.
+  NodeConfig w = base();
+  w.witness = true;
+  CHECK(ValidateConfig(w).message().find("witness") != std::string::npos);
+  w = c;
+  w.witness = true;
+  w.region = "witness";  // not a data region: allowed for a witness only
+  CHECK(ValidateConfig(w).ok());
+  w.witness = false;
+  CHECK_FALSE(ValidateConfig(w).ok());
+}

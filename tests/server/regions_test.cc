@@ -5,6 +5,7 @@
 // older record is refused, and the record carries the GLSN that set it.
 #include <catch2/catch.hpp>
 
+#include "server/control.h"
 #include "server/regions.h"
 #include "storage/document_store.h"
 #include "tests/storage/open_store.h"
@@ -287,4 +288,108 @@ TEST_CASE(
   CHECK(store->write_epoch() == 2);
   CHECK((*store->EpochStartOf(2))->glsn == 3);
   CHECK(store->Apply(applied + 1, stamped(1))->status.code() == Code::kFailedPrecondition);
+}
+
+TEST_CASE(
+    "takeover: a region named by the control group proposes the record at the next epoch: only that command, "
+    "only one epoch ahead") {
+  testing::TempDir dir;
+  const auto key = crypto::MasterKey::Generate();
+  auto store = testing::OpenTestStore(dir.sub("s"), key);
+  const std::string v1_text = EncodeRegions(TwoRegions());
+  auto first = store->PrepareSetRegions(v1_text, storage::kNoRegionsVersion);
+  first->geo_epoch = 1;
+  REQUIRE(store->Apply(1, *first)->status.ok());
+  // The read region r2 (stamping kNotWriterEpoch) is refused as ever ...
+  auto db = store->PrepareCreateDatabase("db");
+  db->geo_epoch = storage::kNotWriterEpoch;
+  CHECK(store->Apply(2, *db)->status.code() == Code::kFailedPrecondition);
+  // ... and so is anything but the record at epoch 2, even stamped 2.
+  db->geo_epoch = 2;
+  CHECK(store->Apply(3, *db)->status.code() == Code::kFailedPrecondition);
+  v1::ChangeRegionsRequest to2;
+  to2.set_failover_to("r2");
+  auto moved = ChangeRegions(TwoRegions(), to2);
+  REQUIRE(moved.ok());
+  GeoConfig jump = *moved;
+  jump.epoch = 3;
+  auto too_far = store->PrepareSetRegions(EncodeRegions(jump), storage::DocumentStore::RegionsVersion(v1_text));
+  too_far->geo_epoch = 3;
+  CHECK(store->Apply(4, *too_far)->status.code() == Code::kFailedPrecondition);
+  // A record naming epoch 2 stamped with another epoch is no takeover either.
+  const std::string v2_text = EncodeRegions(*moved);
+  auto mismatched = store->PrepareSetRegions(v2_text, storage::DocumentStore::RegionsVersion(v1_text));
+  mismatched->geo_epoch = 3;
+  CHECK(store->Apply(5, *mismatched)->status.code() == Code::kFailedPrecondition);
+  CHECK(store->write_epoch() == 1);
+  CHECK(store->geo_position().glsn == 1);
+  // The takeover: the record at epoch 2, stamped 2. It is GLSN 2, epoch 2
+  // begins there, and the old epoch's stamps are refused after it.
+  auto takeover = store->PrepareSetRegions(v2_text, storage::DocumentStore::RegionsVersion(v1_text));
+  takeover->geo_epoch = 2;
+  REQUIRE(store->Apply(6, *takeover)->status.ok());
+  CHECK(store->write_epoch() == 2);
+  CHECK(store->geo_position().glsn == 2);
+  CHECK(store->geo_position().epoch == 2);
+  CHECK((*store->EpochStartOf(2))->glsn == 2);
+  db->geo_epoch = 1;
+  CHECK(store->Apply(7, *db)->status.code() == Code::kFailedPrecondition);
+  db->geo_epoch = 2;
+  CHECK(store->Apply(8, *db)->status.ok());
+  CHECK(store->geo_position().glsn == 3);
+}
+
+TEST_CASE("control group: automatic failover needs three fault domains, none with a majority") {
+  auto voters = [](std::vector<std::string> domains) {
+    std::vector<ControlVoter> out;
+    for (size_t i = 0; i < domains.size(); ++i) {
+      out.push_back({i + 1, domains[i], "127.0.0." + std::to_string(i + 1) + ":7102"});
+    }
+    return out;
+  };
+  CHECK(AutomaticFailoverOff(voters({"r1", "r2", "witness"})).empty());
+  CHECK(AutomaticFailoverOff(voters({"r1", "r2", "r3"})).empty());
+  CHECK(AutomaticFailoverOff(voters({"r1", "r2", "r3", "r3", "r3"})).find("holds 3 of the 5") != std::string::npos);
+  CHECK(AutomaticFailoverOff(voters({"r1", "r2"})).find("2 fault domains (r1, r2)") != std::string::npos);
+  CHECK(AutomaticFailoverOff(voters({"r1", "r1", "r2", "r2"})).find("2 fault domains") != std::string::npos);
+  CHECK(AutomaticFailoverOff({}).find("no control group") != std::string::npos);
+}
+
+TEST_CASE("control group: promotion picks the first healthy region in priority order that keeps the promise") {
+  GeoConfig g;
+  g.regions = {{"r1", 0, {"127.0.1.1:7101"}, {"127.0.1.1:7100"}, 0},
+               {"r2", 1, {"127.0.2.1:7101"}, {"127.0.2.1:7100"}, 0},
+               {"r3", 2, {"127.0.3.1:7101"}, {"127.0.3.1:7100"}, 0}};
+  g.strong_regions = {"r1", "r3"};
+  NormalizeGeo(g);
+  g.bounded_max_writes = 100;
+  const auto now = std::chrono::steady_clock::now();
+  auto heard = [&](int ms_ago, uint64_t lag) {
+    RegionHealth h;
+    h.heard = now - std::chrono::milliseconds(ms_ago);
+    h.report.set_lag_writes(lag);
+    return h;
+  };
+  std::map<std::string, RegionHealth> health = {{"r2", heard(100, 500)}, {"r3", heard(100, 5)}};
+  // Priority first: r2 under the levels that promise no recency.
+  CHECK(ChoosePromotion(g, ConsistencyLevel::kSession, health, {}, now).region == "r2");
+  CHECK(ChoosePromotion(g, ConsistencyLevel::kEventual, health, {}, now).region == "r2");
+  // Strong: only a member of the quorum set (the record's, or as the write
+  // region last reported it).
+  CHECK(ChoosePromotion(g, ConsistencyLevel::kStrong, health, {}, now).region == "r3");
+  CHECK(ChoosePromotion(g, ConsistencyLevel::kStrong, health, {"r1", "r2"}, now).region == "r2");
+  // BoundedStaleness: r2 is 500 writes behind, over K = 100.
+  auto bounded = ChoosePromotion(g, ConsistencyLevel::kBoundedStaleness, health, {}, now);
+  CHECK(bounded.region == "r3");
+  // Not heard from lately: not healthy.
+  health["r2"] = heard(5000, 0);
+  CHECK(ChoosePromotion(g, ConsistencyLevel::kSession, health, {}, now).region == "r3");
+  health["r3"] = heard(4000, 0);
+  auto none = ChoosePromotion(g, ConsistencyLevel::kSession, health, {}, now);
+  CHECK(none.region.empty());
+  CHECK(none.why_none.find("r2: not heard from lately") != std::string::npos);
+  CHECK(none.why_none.find("r3: not heard from lately") != std::string::npos);
+  // The write region itself is never chosen.
+  health["r1"] = heard(0, 0);
+  CHECK(ChoosePromotion(g, ConsistencyLevel::kSession, health, {}, now).region.empty());
 }
