@@ -484,7 +484,11 @@ class PeerServiceImpl final : public v1::PeerService::Service {
 
   grpc::Status Control(grpc::ServerContext* ctx, const v1::ControlReport* report, v1::ControlAnswer* answer) override {
     if (Status st = transport_->AuthorizeRegionPeer(ctx); !st.ok()) return ToGrpcStatus(st);
-    *answer = transport_->handler->OnControl(*report);
+    // The sender's address as authenticated here, not as it claims: the
+    // control group checks it belongs to the region the report names.
+    v1::ControlReport checked = *report;
+    checked.set_node_address(std::string(security::PeerHost(ctx->peer())));
+    *answer = transport_->handler->OnControl(checked);
     return grpc::Status::OK;
   }
 

@@ -37,6 +37,18 @@ bool Contains(const std::vector<std::string>& v, const std::string& s) {
   return std::find(v.begin(), v.end(), s) != v.end();
 }
 
+// Whether the report's sender (its authenticated host) is a node of the
+// region it names.
+bool FromRegion(const GeoConfig& geo, const v1::ControlReport& report) {
+  for (const RegionConfig& r : geo.regions) {
+    if (r.name != report.region()) continue;
+    for (const auto& peer : r.peers) {
+      if (HostOf(peer) == report.node_address()) return true;
+    }
+  }
+  return false;
+}
+
 }  // namespace
 
 std::string AutomaticFailoverOff(const std::vector<ControlVoter>& voters) {
@@ -77,7 +89,13 @@ PromotionChoice ChoosePromotion(const GeoConfig& geo, ConsistencyLevel level,
       continue;
     }
     const v1::ControlReport& report = it->second.report;
-    if (level == ConsistencyLevel::kStrong && !Contains(strong, r.name)) {
+    if (report.epoch() != geo.epoch) {
+      // It has not applied the record in force (it was cut off when the
+      // write region last moved): it lacks that region's writes.
+      skip(r.name, "at epoch " + std::to_string(report.epoch()) + ", the account is at " + std::to_string(geo.epoch));
+      continue;
+    }
+    if (level == ConsistencyLevel::kStrong && (!Contains(strong, r.name) || !report.strong_member())) {
       skip(r.name, "not in the strong quorum set (it may lack acknowledged writes)");
       continue;
     }
@@ -184,7 +202,11 @@ v1::ControlAnswer ControlMember::Impl::Handle(const v1::ControlReport& report) {
     a.set_error("this voter no longer leads the control group");
     return a;
   }
-  health[report.region()] = {Steady::now(), report};
+  // A record change this leader proposed and has not applied (a promotion
+  // whose proposal timed out) may still commit: nothing is granted until
+  // the record read below is the last one in the log.
+  const replication::ReplicaStatus rs = replica->status();
+  const bool settled = rs.applied_index >= rs.last_index;
   auto rec = ReadRecord();
   if (!rec.ok()) {
     a.set_error("the control group's record: " + rec.status().ToString());
@@ -193,17 +215,25 @@ v1::ControlAnswer ControlMember::Impl::Handle(const v1::ControlReport& report) {
   // The write region's record, when it changed in the data path (regions
   // added or removed, priorities, a planned failover): the control group
   // follows it, so that a promotion starts from the topology in force.
-  if (report.writer() && !report.regions_record().empty()) {
+  if (report.writer() && !report.regions_record().empty() &&
+      report.regions_record().size() <= storage::kMaxRegionsBytes) {
     const auto theirs = storage::DocumentStore::RegionsWriterOf(report.regions_record());
-    bool adopt = theirs.write == report.region();
-    if (adopt && !rec->json.empty()) {
+    auto decoded = DecodeRegions(report.regions_record(), geo);
+    bool adopt = theirs.write == report.region() && decoded.ok();
+    if (adopt && rec->json.empty()) {
+      adopt = FromRegion(*decoded, report);  // the first record: from the region it names
+    } else if (adopt) {
+      // Only the write region in force changes the record, from one of its
+      // nodes: its own changes at its epoch, or a planned failover it made
+      // (the next epoch, the failover from it).
       const auto ours = storage::DocumentStore::RegionsWriterOf(rec->json);
-      adopt = theirs.epoch > ours.epoch ||
-              (theirs.epoch == ours.epoch && ours.write == report.region() && rec->json != report.regions_record());
-    }
-    if (adopt && !DecodeRegions(report.regions_record(), geo).ok()) {
-      spdlog::error("event=control_record_refused region={} reason=\"the record does not decode\"", report.region());
-      adopt = false;
+      auto current = DecodeRegions(rec->json, geo);
+      const bool from_region = current.ok() && FromRegion(*current, report);
+      const bool planned = theirs.epoch == ours.epoch + 1 && decoded->last_failover.from == ours.write &&
+                           decoded->last_failover.epoch == theirs.epoch;
+      const bool changed =
+          theirs.epoch == ours.epoch && ours.write == report.region() && rec->json != report.regions_record();
+      adopt = from_region && (planned || changed);
     }
     if (adopt) {
       Status s = ProposeRecord(report.regions_record(), rec->version);
@@ -217,6 +247,16 @@ v1::ControlAnswer ControlMember::Impl::Handle(const v1::ControlReport& report) {
     }
   }
   if (rec->json.empty()) return a;  // nothing known yet: no lease (the write region adopts first)
+  // Reports count only from a node of the region they name (by its
+  // authenticated address), so no node can keep another region alive, or
+  // claim its place.
+  auto in_force = DecodeRegions(rec->json, geo);
+  if (!in_force.ok() || !FromRegion(*in_force, report)) {
+    a.set_error("a report for region " + report.region() + " from " + report.node_address() +
+                ", which is not one of its nodes");
+    return a;
+  }
+  health[report.region()] = {Steady::now(), report};
   const auto ours = storage::DocumentStore::RegionsWriterOf(rec->json);
   a.set_regions_record(rec->json);
   a.set_write_region(ours.write);
@@ -226,7 +266,7 @@ v1::ControlAnswer ControlMember::Impl::Handle(const v1::ControlReport& report) {
     // that has yet to take over (it proposes the record at that epoch).
     const bool current = report.writer() && report.epoch() == ours.epoch;
     const bool taking_over = report.epoch() + 1 == ours.epoch;
-    if (current || taking_over) a.set_lease_ms(control.lease_ms);
+    if ((current || taking_over) && settled) a.set_lease_ms(control.lease_ms);
     if (current) writer_strong_set.assign(report.strong_set().begin(), report.strong_set().end());
   }
   return a;
@@ -269,6 +309,14 @@ void ControlMember::Impl::MaybePromote() {
                 control.grace_ms / 1000.0);
   next->last_failover.reason = "automatic: " + g->write_region + why;
   Status s = ProposeRecord(EncodeRegions(*next, &*g), rec->version);
+  if (s.ok()) {
+    // The new write region's stream starts without the old one (region
+    // stream's outside_set): the set a later promotion must respect.
+    writer_strong_set.clear();
+    for (const auto& r : g->strong_regions) {
+      if (r != g->write_region) writer_strong_set.push_back(r);
+    }
+  }
   spdlog::warn("event=automatic_failover from={} to={} epoch={} silent_s={:.1f} ok={} error=\"{}\"", g->write_region,
                choice.region, next->epoch, silent_s, s.ok(), s.ok() ? "" : s.ToString());
 }

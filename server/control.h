@@ -77,11 +77,12 @@ struct RegionHealth {
 
 // The region to promote when `geo.write_region` went silent, or why none
 // can be: the first region in priority order that reported within
-// kControlHealthyWithin of `now` and keeps the promise of `level`: under
-// Strong, a member of the strong quorum set as the write region last
-// reported it (`writer_strong_set`; empty: the record's set); under
-// BoundedStaleness, within geo.bounded_max_writes of the write region at
-// its last report; otherwise any.
+// kControlHealthyWithin of `now`, at the record's epoch (its store applied
+// the record in force), and keeps the promise of `level`: under Strong, a
+// member of the strong quorum set as the write region last reported it
+// (`writer_strong_set`; empty: the record's set) that also reported itself
+// listed in it; under BoundedStaleness, within geo.bounded_max_writes of the
+// write region at its last report (its own measure); otherwise any.
 struct PromotionChoice {
   std::string region;  // empty: none
   std::string why_none;

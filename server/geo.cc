@@ -69,6 +69,9 @@ struct Geo::Impl {
   SteadyClock::time_point fresh_since{};  // when this region last had the whole head it was told of
 
   std::mutex image_mu;  // one region image at a time
+  // Serializes putting a topology in force: the watcher (Refresh) and the
+  // control loop (Superseded) both do.
+  std::mutex apply_mu;
 
   // The watcher: applies a changed regions record.
   std::mutex watch_mu;
@@ -243,6 +246,7 @@ Status Geo::Impl::Apply(std::shared_ptr<const GeoConfig> next, const std::string
 }
 
 void Geo::Impl::Refresh() {
+  std::lock_guard apply_lock(apply_mu);
   auto rec = node->store->Regions();
   if (!rec.ok()) {
     spdlog::error("event=geo_topology_unreadable error=\"{}\"", rec.status().ToString());
@@ -334,14 +338,21 @@ bool Geo::Impl::HoldsLease() const {
 Status Geo::Impl::WaitLease(GeoDeadline deadline) {
   const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::system_clock::now());
   const auto give_up = SteadyClock::now() + std::max(std::chrono::milliseconds(0), std::min(left, kLeaseWait));
+  SteadyClock::time_point kicked{};
   for (;;) {
     if (HoldsLease()) return Status::Ok();
-    if (SteadyClock::now() >= give_up) break;
-    {
-      std::lock_guard lock(watch_mu);
-      control_kick = true;
+    const auto now = SteadyClock::now();
+    if (now >= give_up) break;
+    if (now - kicked >= std::chrono::milliseconds(200)) {
+      // Ask for a report now (not more often than this: many waiting
+      // writes must not make the loop report back to back).
+      kicked = now;
+      {
+        std::lock_guard lock(watch_mu);
+        control_kick = true;
+      }
+      control_cv.notify_all();
     }
-    control_cv.notify_all();
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   std::string why;
@@ -360,7 +371,9 @@ void Geo::Impl::ReportToControl() {
   report.set_region(self);
   report.set_node_address(node->config->replica.peer_address);
   const bool writer = write_region.load();
-  report.set_epoch(epoch.load());
+  // The epoch the store applied (a region told of a newer one by the group
+  // has not applied its record yet: it must not look current).
+  report.set_epoch(node->store->write_epoch());
   report.set_writer(writer);
   report.set_applied_glsn(node->store->geo_position().glsn);
   if (writer) {
@@ -411,6 +424,7 @@ void Geo::Impl::Superseded(const v1::ControlAnswer& answer) {
   // region stops writing (its proposals carry kNotWriterEpoch) and takes
   // the new write region's stream, which brings the record itself (and,
   // for what this region wrote that the others never had, a state image).
+  std::lock_guard apply_lock(apply_mu);
   auto next = DecodeRegions(answer.regions_record(), node->config->geo);
   if (!next.ok()) {
     spdlog::error("event=geo_topology_refused source=control error=\"{}\"", next.status().ToString());
@@ -609,9 +623,9 @@ Status Geo::AfterWrite(uint64_t glsn, GeoDeadline deadline) {
                                " lost its lease from the control group before acknowledging the write (GLSN " +
                                std::to_string(glsn) + "): its outcome is unknown");
   };
+  if (!enabled()) return Status::Ok();
   auto shipper = impl_->Shipper();
-  if (!enabled() || !shipper) return Status::Ok();
-  if (impl_->node->config->default_consistency != ConsistencyLevel::kStrong) return lease_check();
+  if (!shipper || impl_->node->config->default_consistency != ConsistencyLevel::kStrong) return lease_check();
   BULWARK_RETURN_IF_ERROR(shipper->WaitQuorum(glsn, deadline));
   return lease_check();
 }

@@ -298,4 +298,17 @@ TEST_CASE("Strong, two regions and a witness: the write region killed under load
   auto reader = t.Client(2);
   const auto ids = Ids(*reader, ConsistencyLevel::kEventual);
   for (const auto& id : acked) CHECK(ids.count(id) == 1);
+  // Strong writes go on in r2: its stream started without the old write
+  // region in the quorum set (that region's lease had ended).
+  auto w = Pinned(t, 2);
+  Result<client::Item> put = Status::Unavailable("not tried");
+  for (int attempt = 0; attempt < 20 && !put.ok(); ++attempt) {
+    put = w->UpsertItem("db", "c", Doc("after-kill", 1));
+    if (!put.ok()) std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  }
+  INFO(put.status().ToString());
+  CHECK(put.ok());
+  auto s = t.NodeClient(2, t.Leader(2))->GetStatus();
+  REQUIRE(s.ok());
+  CHECK(s->strong_quorum == std::vector<std::string>{"r2"});
 }

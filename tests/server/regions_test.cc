@@ -364,10 +364,12 @@ TEST_CASE("control group: promotion picks the first healthy region in priority o
   NormalizeGeo(g);
   g.bounded_max_writes = 100;
   const auto now = std::chrono::steady_clock::now();
-  auto heard = [&](int ms_ago, uint64_t lag) {
+  auto heard = [&](int ms_ago, uint64_t lag, bool listed = true, uint64_t epoch = 1) {
     RegionHealth h;
     h.heard = now - std::chrono::milliseconds(ms_ago);
     h.report.set_lag_writes(lag);
+    h.report.set_strong_member(listed);
+    h.report.set_epoch(epoch);
     return h;
   };
   std::map<std::string, RegionHealth> health = {{"r2", heard(100, 500)}, {"r3", heard(100, 5)}};
@@ -381,6 +383,16 @@ TEST_CASE("control group: promotion picks the first healthy region in priority o
   // BoundedStaleness: r2 is 500 writes behind, over K = 100.
   auto bounded = ChoosePromotion(g, ConsistencyLevel::kBoundedStaleness, health, {}, now);
   CHECK(bounded.region == "r3");
+  // Strong also needs the candidate's own word that it is listed in the set.
+  health["r3"] = heard(100, 5, /*listed=*/false);
+  CHECK(ChoosePromotion(g, ConsistencyLevel::kStrong, health, {}, now).region.empty());
+  CHECK(ChoosePromotion(g, ConsistencyLevel::kStrong, health, {}, now).why_none.find("r3: not in the strong") !=
+        std::string::npos);
+  // A region that has not applied the record in force (an older epoch) lacks
+  // writes of the current write region: never promoted.
+  health["r2"] = heard(100, 0, true, /*epoch=*/0);
+  health["r3"] = heard(100, 0);
+  CHECK(ChoosePromotion(g, ConsistencyLevel::kSession, health, {}, now).region == "r3");
   // Not heard from lately: not healthy.
   health["r2"] = heard(5000, 0);
   CHECK(ChoosePromotion(g, ConsistencyLevel::kSession, health, {}, now).region == "r3");
