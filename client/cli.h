@@ -93,6 +93,7 @@ void AddItemCommands(CLI::App& app, Globals& g, int& rc);
 CLI::App* AddKeyCommands(CLI::App& app, Globals& g, int& rc);
 void AddFirewallCommands(CLI::App& app, Globals& g, int& rc);
 void AddRegionCommands(CLI::App& app, Globals& g, int& rc);
+void AddConflictCommands(CLI::App& app, Globals& g, int& rc);
 
 // cli_access.cc: users, permissions, roles, account settings, identity; and
 // `keys list|regenerate|show` under `keys`.

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <ctime>
 #include <filesystem>
 #include <iostream>
 #include <map>
@@ -471,6 +472,104 @@ CLI::App* AddKeyCommands(CLI::App& app, Globals& g, int& rc) {
       });
   master->add_option("--new-key-uri", uri, "file:PATH, env:VAR or command:PATH ARGS, resolved on the node")->required();
   return keys;
+}
+
+// The conflict feed (docs/control-group.md): `bulwark --region r1 conflicts
+// list` reads r1's.
+void AddConflictCommands(CLI::App& app, Globals& g, int& rc) {
+  auto* conflicts =
+      app.add_subcommand("conflicts",
+                         "writes a region committed as write region that the account never received (another region "
+                         "took the writes over): list, show, replay (write them again) or discard; --region picks "
+                         "the region")
+          ->require_subcommand(1);
+  static std::string db, container, id;
+  auto when = [](int64_t unix_ms) {
+    const std::time_t at = static_cast<std::time_t>(unix_ms / 1000);
+    char text[32];
+    std::strftime(text, sizeof(text), "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&at));
+    return std::string(text);
+  };
+  auto* list =
+      conflicts->add_subcommand("list", "the conflicts of a container (or of every container)")->callback([&, when] {
+        rc = WithClient(g, [&](Client& c) -> Status {
+          BULWARK_ASSIGN_OR_RETURN(auto got, c.ListConflicts(db, container));
+          if (g.json_output) {
+            nlohmann::json out = nlohmann::json::array();
+            for (const auto& x : got.second) {
+              out.push_back({{"id", x.id},
+                             {"database", x.database},
+                             {"container", x.container},
+                             {"partition_key", x.partition_key},
+                             {"item_id", x.item_id},
+                             {"deleted", x.deleted},
+                             {"ts", x.ts},
+                             {"glsn", x.glsn},
+                             {"epoch", x.epoch},
+                             {"captured_unix_ms", x.captured_unix_ms}});
+            }
+            std::cout << nlohmann::json{{"region", got.first}, {"conflicts", out}}.dump(2) << "\n";
+            return Status::Ok();
+          }
+          std::vector<std::vector<std::string>> rows;
+          for (const auto& x : got.second) {
+            rows.push_back({x.id, x.database + "/" + x.container, x.item_id, x.partition_key,
+                            x.deleted ? "delete" : "put", std::to_string(x.glsn), std::to_string(x.epoch),
+                            when(x.ts * 1000)});
+          }
+          std::cout << "conflict feed of region " << got.first << ": " << rows.size() << " write"
+                    << (rows.size() == 1 ? "" : "s") << "\n";
+          if (!rows.empty()) {
+            PrintTable({"ID", "CONTAINER", "ITEM", "PARTITION KEY", "OP", "GLSN", "EPOCH", "WRITTEN"}, rows);
+          }
+          return Status::Ok();
+        });
+      });
+  list->add_option("DB", db, "the database (with CONTAINER)");
+  list->add_option("CONTAINER", container, "the container");
+  list->add_flag("--json", g.json_output, "print JSON instead of a table");
+  auto* show = conflicts->add_subcommand("show", "one conflict, with the item as it was written")->callback([&, when] {
+    rc = WithClient(g, [&](Client& c) -> Status {
+      BULWARK_ASSIGN_OR_RETURN(auto got, c.GetConflict(db, container, id));
+      const auto& x = got.first;
+      std::cout << "conflict " << x.id << " of " << x.database << "/" << x.container << ": "
+                << (x.deleted ? "delete" : "put") << " of item " << x.item_id << " (partition key " << x.partition_key
+                << ") at GLSN " << x.glsn << ", epoch " << x.epoch << ", written " << when(x.ts * 1000) << ", kept "
+                << when(x.captured_unix_ms) << "\n";
+      if (!x.deleted) std::cout << got.second << "\n";
+      return Status::Ok();
+    });
+  });
+  auto* replay =
+      conflicts->add_subcommand("replay", "write the conflict's item again (in the write region), then discard it")
+          ->callback([&] {
+            rc = WithClient(g, [&](Client& c) -> Status {
+              BULWARK_ASSIGN_OR_RETURN(auto got, c.GetConflict(db, container, id));
+              const auto& x = got.first;
+              if (x.deleted) {
+                Status s = c.DeleteItem(x.database, x.container, x.partition_key, x.item_id);
+                if (!s.ok() && s.code() != Code::kNotFound) return s;
+              } else {
+                BULWARK_RETURN_IF_ERROR(c.UpsertItem(x.database, x.container, got.second).status());
+              }
+              BULWARK_RETURN_IF_ERROR(c.DiscardConflict(db, container, id));
+              std::cout << "replayed " << (x.deleted ? "the delete of item " : "item ") << x.item_id << " into "
+                        << x.database << "/" << x.container << "; conflict " << id << " discarded\n";
+              return Status::Ok();
+            });
+          });
+  auto* discard = conflicts->add_subcommand("discard", "drop a conflict without writing it")->callback([&] {
+    rc = WithClient(g, [&](Client& c) -> Status {
+      BULWARK_RETURN_IF_ERROR(c.DiscardConflict(db, container, id));
+      std::cout << "conflict " << id << " discarded\n";
+      return Status::Ok();
+    });
+  });
+  for (auto* sub : {show, replay, discard}) {
+    sub->add_option("DB", db, "the database")->required();
+    sub->add_option("CONTAINER", container, "the container")->required();
+    sub->add_option("ID", id, "the conflict's id (conflicts list)")->required();
+  }
 }
 
 }  // namespace bulwark::cli

@@ -40,6 +40,7 @@ int main(int argc, char** argv) {
   AddBackupCommands(app, g, rc);
   AddFirewallCommands(app, g, rc);
   AddRegionCommands(app, g, rc);
+  AddConflictCommands(app, g, rc);
   AddNodeCommands(app, g, rc);
   auto* status =
       app.add_subcommand("status", "show every node of the replica set: role, term, indexes, lag, keys")->callback([&] {

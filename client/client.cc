@@ -794,6 +794,55 @@ Result<std::vector<std::string>> Client::FirewallChange(bool allow, const std::s
   return std::vector<std::string>(resp.ranges().begin(), resp.ranges().end());
 }
 
+namespace {
+ConflictInfo FromProto(const v1::ConflictInfo& c) {
+  return {c.id(),      c.database(), c.container(), c.partition_key(), c.item_id(),         c.etag(),
+          c.deleted(), c.ts(),       c.glsn(),      c.epoch(),         c.captured_unix_ms()};
+}
+}  // namespace
+
+Result<std::pair<std::string, std::vector<ConflictInfo>>> Client::ListConflicts(const std::string& db,
+                                                                                const std::string& container) {
+  v1::ConflictsRequest req;
+  req.set_database(db);
+  req.set_container(container);
+  v1::ConflictsResponse resp;
+  BULWARK_RETURN_IF_ERROR(impl_->Invoke(
+      security::AccountRef("get"), true,
+      [&](grpc::ClientContext& ctx, Impl::Stubs& stubs) { return stubs.admin->ListConflicts(&ctx, req, &resp); },
+      /*read=*/true));
+  std::vector<ConflictInfo> out;
+  for (const auto& c : resp.conflicts()) out.push_back(FromProto(c));
+  return std::make_pair(resp.region(), std::move(out));
+}
+
+Result<std::pair<ConflictInfo, std::string>> Client::GetConflict(const std::string& db, const std::string& container,
+                                                                 const std::string& id) {
+  v1::ConflictRequest req;
+  req.set_database(db);
+  req.set_container(container);
+  req.set_id(id);
+  v1::ConflictResponse resp;
+  BULWARK_RETURN_IF_ERROR(impl_->Invoke(
+      security::AccountRef("get"), true,
+      [&](grpc::ClientContext& ctx, Impl::Stubs& stubs) { return stubs.admin->GetConflict(&ctx, req, &resp); },
+      /*read=*/true));
+  return std::make_pair(FromProto(resp.conflict()), resp.item_json());
+}
+
+Status Client::DiscardConflict(const std::string& db, const std::string& container, const std::string& id) {
+  v1::ConflictRequest req;
+  req.set_database(db);
+  req.set_container(container);
+  req.set_id(id);
+  v1::DiscardConflictResponse resp;
+  // In the preferred region (the feed is that region's), not the write region.
+  return impl_->Invoke(
+      security::AccountRef("post"), false,
+      [&](grpc::ClientContext& ctx, Impl::Stubs& stubs) { return stubs.admin->DiscardConflict(&ctx, req, &resp); },
+      /*read=*/true);
+}
+
 Result<Topology> Client::ChangeRegions(const v1::ChangeRegionsRequest& req) {
   v1::TopologyResponse resp;
   BULWARK_RETURN_IF_ERROR(impl_->Invoke(

@@ -142,6 +142,15 @@ struct ListOptions {
   std::optional<ConsistencyLevel> consistency;
 };
 
+// One entry of a region's conflict feed.
+struct ConflictInfo {
+  std::string id, database, container, partition_key, item_id, etag;
+  bool deleted = false;
+  int64_t ts = 0;
+  uint64_t glsn = 0, epoch = 0;
+  int64_t captured_unix_ms = 0;
+};
+
 struct NodeStatus {
   std::string node_id;
   std::string region;
@@ -356,6 +365,17 @@ class Client {
   Status DeleteItem(const std::string& db, const std::string& container, const std::string& partition_key_json,
                     const std::string& id, const std::string& if_match = {}, const std::string& request_id = {});
   Result<ItemPage> ListItems(const std::string& db, const std::string& container, const ListOptions& options = {});
+
+  // The conflict feed of the preferred region (or the endpoint's, without
+  // regions): writes it committed as write region that the account's
+  // history does not have (docs/control-group.md). Empty names: every
+  // container's. Discard removes one (replaying is: write the item again,
+  // then discard it; the CLI's `conflicts replay`).
+  Result<std::pair<std::string, std::vector<ConflictInfo>>> ListConflicts(const std::string& db,
+                                                                          const std::string& container);
+  Result<std::pair<ConflictInfo, std::string>> GetConflict(const std::string& db, const std::string& container,
+                                                           const std::string& id);
+  Status DiscardConflict(const std::string& db, const std::string& container, const std::string& id);
 
   Result<NodeStatus> GetStatus();
   // Moves the replica set's leadership to node `to`; returns the new leader.

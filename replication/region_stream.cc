@@ -77,6 +77,10 @@ struct RegionShipper::Impl {
   // was applied before the stream that follows it starts). nullopt: here
   // from an image, or never raised (epoch 1).
   std::optional<storage::DocumentStore::EpochStart> epoch_start;
+  // The epoch began with a takeover (this region proposed the record itself,
+  // stamped with the new epoch, because the old write region went silent):
+  // a region at the same GLSN then holds another write there, not this one.
+  bool epoch_start_takeover = false;
 
   void Run(size_t r);
   // One message to region r: a batch (possibly empty), or a state image if
@@ -124,6 +128,15 @@ Result<std::unique_ptr<RegionShipper>> RegionShipper::Start(RegionStreamOptions 
   impl->options = std::move(options);
   impl->started = SteadyClock::now();
   if (auto start = store->EpochStartOf(impl->options.epoch); start.ok()) impl->epoch_start = *start;
+  if (impl->epoch_start) {
+    auto first = ReadStoredEntries(store->raw_db(), store->raft_log_cf(), impl->epoch_start->index,
+                                   impl->epoch_start->index + 1, kMaxRegionBatchBytes);
+    std::string_view bytes;
+    if (first.ok() && !first->empty() && EntryCommand(first->front().data, &bytes)) {
+      auto cmd = storage::WriteCommand::Decode(bytes);
+      impl->epoch_start_takeover = cmd.ok() && cmd->geo_glsn == 0 && cmd->geo_epoch == impl->options.epoch;
+    }
+  }
   impl->replica = replica;
   impl->store = store;
   const auto& strong = impl->options.strong_regions;
@@ -342,6 +355,13 @@ bool RegionShipper::Impl::SendOnce(size_t r, SteadyClock::time_point now) {
     remote.needs_image = true;
     if (now < remote.next_image) return false;
     remote.next_image = now + options.image_retry;
+    if (epoch_start && from_epoch < options.epoch &&
+        (from_glsn > epoch_start->glsn || (epoch_start_takeover && from_glsn == epoch_start->glsn))) {
+      spdlog::warn(
+          "event=region_diverged region={} glsn={} epoch_began={} epoch={} note=\"it holds writes of epoch {} this "
+          "region never had: they go to its conflict feed when the image installs\"",
+          remote.config.name, from_glsn, epoch_start->glsn, options.epoch, from_epoch);
+    }
     remote.image_from = applied + 1;
   }
   const auto deadline = std::chrono::system_clock::now() + options.request_timeout + 2 * delay;
@@ -400,21 +420,27 @@ bool RegionShipper::Impl::MapOlderEpoch(uint64_t glsn, uint64_t* source, bool* i
     return true;
   }
   const uint64_t began = epoch_start->glsn;
-  if (glsn == began) {
+  if (glsn == began && !epoch_start_takeover) {
     *source = epoch_start->index;  // the change that began the epoch, here
     return true;
   }
-  if (glsn < began && SteadyClock::now() - started < options.drain_wait) {
+  if (epoch_start_takeover && glsn + 1 == began) {
+    // Everything this region had when it took over, and nothing else: the
+    // stream starts at the takeover (the entries before it in this log are
+    // of the old epoch, which the stream skips).
+    *source = epoch_start->index - 1;
+    return true;
+  }
+  // No old write region brings a region on after a takeover.
+  if (glsn < began && !epoch_start_takeover && SteadyClock::now() - started < options.drain_wait) {
     *wait = "waiting for the old write region to stream it the rest of epoch " + std::to_string(options.epoch - 1) +
             " (it is at GLSN " + std::to_string(glsn) + ", epoch " + std::to_string(options.epoch) + " began at GLSN " +
             std::to_string(began) + ")";
     return false;
   }
   // Behind, and the old write region did not bring it on; or ahead: it
-  // holds writes of an older epoch that this region never had.
-  if (glsn > began) {
-    spdlog::warn("event=region_diverged glsn={} epoch_began={} epoch={}", glsn, began, options.epoch);
-  }
+  // holds writes of an older epoch that this region never had (logged when
+  // the image goes).
   *image = true;
   return true;
 }

@@ -836,7 +836,10 @@ v1::RegionAppendResponse Geo::OnRegionImage(const v1::RegionImageHeader& header,
     (void)g.node->store->DropRegionImage(id);
     return answer("region image refused: " + pos.status().ToString());
   }
-  if (pos->glsn <= g.node->store->geo_position().glsn) {  // caught up meanwhile
+  // Caught up meanwhile (not if the image is of a later epoch: this region
+  // then holds writes of an older one past where the image's epoch began,
+  // and must take the image, its conflict feed keeping them).
+  if (pos->glsn <= g.node->store->geo_position().glsn && pos->epoch <= g.node->store->write_epoch()) {
     (void)g.node->store->DropRegionImage(id);
     return answer({});
   }

@@ -352,6 +352,55 @@ grpc::Status AdminService::GetTopology(Ctx* ctx, const v1::TopologyRequest*, v1:
                      });
 }
 
+namespace {
+// The most conflicts one ListConflicts answers.
+constexpr uint32_t kMaxConflictsListed = 1000;
+
+void FillConflict(const storage::DocumentStore::Conflict& c, v1::ConflictInfo* out) {
+  out->set_id(c.id);
+  out->set_database(c.database);
+  out->set_container(c.container);
+  out->set_partition_key(c.partition_key);
+  out->set_item_id(c.item_id);
+  out->set_etag(c.etag);
+  out->set_deleted(c.deleted);
+  out->set_ts(c.ts);
+  out->set_glsn(c.glsn);
+  out->set_epoch(c.epoch);
+  out->set_captured_unix_ms(c.captured_unix_ms);
+}
+}  // namespace
+
+grpc::Status AdminService::ListConflicts(Ctx* ctx, const v1::ConflictsRequest* req, v1::ConflictsResponse* resp) {
+  return runner_.Run(ctx, "ListConflicts", security::AccountRef("get"), [&]() -> BStatus {
+    const uint32_t max = req->max() == 0 ? kMaxConflictsListed : std::min(req->max(), kMaxConflictsListed);
+    BULWARK_ASSIGN_OR_RETURN(auto list, node_->store->ListConflicts(req->database(), req->container(), max));
+    for (const auto& c : list) FillConflict(c, resp->add_conflicts());
+    resp->set_region(node_->config->region);
+    return BStatus::Ok();
+  });
+}
+
+grpc::Status AdminService::GetConflict(Ctx* ctx, const v1::ConflictRequest* req, v1::ConflictResponse* resp) {
+  return runner_.Run(ctx, "GetConflict", security::AccountRef("get"), [&]() -> BStatus {
+    BULWARK_ASSIGN_OR_RETURN(auto got, node_->store->GetConflict(req->database(), req->container(), req->id()));
+    FillConflict(got.first, resp->mutable_conflict());
+    resp->set_item_json(std::move(got.second));
+    return BStatus::Ok();
+  });
+}
+
+grpc::Status AdminService::DiscardConflict(Ctx* ctx, const v1::ConflictRequest* req,
+                                           v1::DiscardConflictResponse* resp) {
+  return runner_.RunAs(ctx, "DiscardConflict", security::AccountRef("post"), [&](const Principal& who) -> BStatus {
+    BULWARK_RETURN_IF_ERROR(
+        node_->writes->Write("DiscardConflict", *req, resp, RequestDeadline(ctx, *node_->config), who.replay_id));
+    spdlog::info("event=conflict_discarded database={} container={} id={}", req->database(), req->container(),
+                 req->id());
+    return BStatus::Ok();
+  });
+}
+
 grpc::Status AdminService::ChangeRegions(Ctx* ctx, const v1::ChangeRegionsRequest* req, v1::TopologyResponse* resp) {
   return runner_.RunAs(ctx, "ChangeRegions", security::AccountRef("post"), [&](const Principal& who) -> BStatus {
     BULWARK_RETURN_IF_ERROR(

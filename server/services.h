@@ -177,6 +177,12 @@ class AdminService final : public v1::AdminService::Service {
   grpc::Status Status(grpc::ServerContext* ctx, const v1::StatusRequest* req, v1::StatusResponse* resp) override;
   grpc::Status ChangeRegions(grpc::ServerContext* ctx, const v1::ChangeRegionsRequest* req,
                              v1::TopologyResponse* resp) override;
+  grpc::Status ListConflicts(grpc::ServerContext* ctx, const v1::ConflictsRequest* req,
+                             v1::ConflictsResponse* resp) override;
+  grpc::Status GetConflict(grpc::ServerContext* ctx, const v1::ConflictRequest* req,
+                           v1::ConflictResponse* resp) override;
+  grpc::Status DiscardConflict(grpc::ServerContext* ctx, const v1::ConflictRequest* req,
+                               v1::DiscardConflictResponse* resp) override;
   grpc::Status GetTopology(grpc::ServerContext* ctx, const v1::TopologyRequest* req,
                            v1::TopologyResponse* resp) override;
   grpc::Status BackupNow(grpc::ServerContext* ctx, const v1::BackupNowRequest* req,

@@ -50,6 +50,7 @@ std::optional<MethodTypes> TypesOf(std::string_view method) {
   }
   if (auto access = AccessWriteTypes(method)) return MethodTypes{std::move(access->first), std::move(access->second)};
   if (method == "ChangeRegions") return make(v1::ChangeRegionsRequest{}, v1::TopologyResponse{});
+  if (method == "DiscardConflict") return make(v1::ConflictRequest{}, v1::DiscardConflictResponse{});
   if (method == "AddNode") return make(v1::AddNodeRequest{}, v1::MembershipResponse{});
   if (method == "RemoveNode") return make(v1::RemoveNodeRequest{}, v1::MembershipResponse{});
   return std::nullopt;
@@ -341,6 +342,15 @@ Status WritePath::LocalWrite(std::string_view method, const pb::Message& request
     FillTopologyOf(*node_->config, next, next.epoch, static_cast<v1::TopologyResponse*>(response));
     return Status::Ok();
   }
+  if (method == "DiscardConflict") {
+    // The feed is the region's own: committed in its replica set, in any region.
+    const auto& r = static_cast<const v1::ConflictRequest&>(request);
+    BULWARK_ASSIGN_OR_RETURN(
+        Committed c,
+        CommitOnce(replica, st.PrepareDiscardConflict(r.database(), r.container(), r.id()), replay_id, deadline));
+    (void)c;
+    return Status::Ok();
+  }
   if (method == "AddNode" || method == "RemoveNode") return ChangeMembership(method, request, response, deadline);
   if (IsAccessWrite(method)) return AccessWrite(*node_, method, request, response, deadline, replay_id);
   return Status::Internal("no write path for method '" + std::string(method) + "'");
@@ -417,6 +427,8 @@ std::string WritePath::ReadSessionToken() const {
   return SessionToken(pos.epoch, pos.glsn);
 }
 
-bool IsAccountWrite(std::string_view method) { return method != "AddNode" && method != "RemoveNode"; }
+bool IsAccountWrite(std::string_view method) {
+  return method != "AddNode" && method != "RemoveNode" && method != "DiscardConflict";
+}
 
 }  // namespace bulwark::server

@@ -25,6 +25,7 @@ bool IsDdl(WriteCommand::Kind k) {
     case WriteCommand::Kind::kSetMember:
     case WriteCommand::Kind::kPurgeContainer:
     case WriteCommand::Kind::kSetRegions:
+    case WriteCommand::Kind::kDiscardConflict:
     case WriteCommand::Kind::kFirewallAllow:
     case WriteCommand::Kind::kFirewallDeny:
     case WriteCommand::Kind::kSetAccountKey:
@@ -238,6 +239,7 @@ Result<ApplyOutcome> DocumentStore::Apply(uint64_t index, WriteCommand cmd) {
   CommandEffect& e = *effect;
   ChangeRecord* change = e.outcome.status.ok() && e.change ? &*e.change : nullptr;
   if (index > 0) e.outcome.glsn = step.next.glsn;  // recorded with the outcome below
+  if (change != nullptr && index > 0) change->glsn = step.next.glsn;
   if (!cmd.request_id.empty()) {
     // The LSN is not known before the commit; a retry is told 0 for it.
     e.mutations.push_back({Mutation::Kind::kPut, s.meta, DedupKey(cmd.request_id), EncodeOutcome(e.outcome)});

@@ -20,7 +20,7 @@ constexpr uint8_t kCommandFormatWithGeo = 3;
 // length prefix can make Decode allocate.
 constexpr size_t kMaxFieldBytes = 4 << 20;
 
-bool ValidKind(uint8_t k) { return k >= 1 && k <= static_cast<uint8_t>(WriteCommand::Kind::kSetRegions); }
+bool ValidKind(uint8_t k) { return k >= 1 && k <= static_cast<uint8_t>(WriteCommand::Kind::kDiscardConflict); }
 
 }  // namespace
 
@@ -139,6 +139,8 @@ std::string_view CommandKindName(WriteCommand::Kind k) {
       return "InstallRegionImage";
     case WriteCommand::Kind::kSetRegions:
       return "SetRegions";
+    case WriteCommand::Kind::kDiscardConflict:
+      return "DiscardConflict";
   }
   return "Unknown";
 }

@@ -79,6 +79,10 @@ struct WriteCommand {
     // yet), so two concurrent changes cannot lose each other: the second
     // applies as FailedPrecondition. An account command: it travels to every region.
     kSetRegions = 18,
+    // Removes conflict `setting` (its id) of database/container from the
+    // region's conflict feed (DocumentStore::ListConflicts): replayed or
+    // discarded by an operator. Local to a region, like the feed.
+    kDiscardConflict = 19,
   };
   Kind kind = Kind::kCreateDatabase;
   std::string request_id;  // the client's idempotency key; may be empty
@@ -120,9 +124,11 @@ std::string_view CommandKindName(WriteCommand::Kind k);
 
 // True for the commands that belong to the account and travel to every
 // region in GLSN order: everything but the replica set's own address book
-// (kSetMember) and region-image installs, which are local to a region.
+// (kSetMember), region-image installs and the conflict feed, which are local
+// to a region.
 inline bool IsAccountCommand(WriteCommand::Kind k) {
-  return k != WriteCommand::Kind::kSetMember && k != WriteCommand::Kind::kInstallRegionImage;
+  return k != WriteCommand::Kind::kSetMember && k != WriteCommand::Kind::kInstallRegionImage &&
+         k != WriteCommand::Kind::kDiscardConflict;
 }
 
 }  // namespace bulwark::storage

@@ -569,6 +569,8 @@ Result<CommandEffect> DdlCommandEffect(DocumentStore::Impl& s, const WriteComman
     case WriteCommand::Kind::kAccessPut:
     case WriteCommand::Kind::kAccessDelete:
       return AccessEffect(s, cmd);
+    case WriteCommand::Kind::kDiscardConflict:
+      return DiscardConflictEffect(s, cmd);
     default:
       return Status::Internal("not a database or container command");
   }

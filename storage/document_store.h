@@ -504,6 +504,33 @@ class DocumentStore {
   Result<std::vector<ChangeRecord>> ReadChangeLog(uint64_t from_lsn, size_t max_records) const;
   uint64_t last_lsn() const;
 
+  // The conflict feed (docs/control-group.md): changes this region
+  // committed as the write region that the account's history does not have
+  // (another region took the writes over before they were shipped). They are
+  // kept when the region is rebuilt from the new write region's image
+  // (InstallRegionImage), per container, until replayed or discarded.
+  struct Conflict {
+    std::string id;  // 32 hex digits (the install's raft index, the change's LSN)
+    std::string database, container, partition_key, item_id, etag;
+    bool deleted = false;  // the change deleted the item
+    int64_t ts = 0;        // the write's time (unix seconds, as the item has it)
+    uint64_t glsn = 0;     // the GLSN it took in the old history
+    uint64_t epoch = 0;    // the epoch it was written at
+    int64_t captured_unix_ms = 0;
+  };
+  // Conflicts of db/container (both empty: of every container), oldest
+  // first, at most `max`.
+  Result<std::vector<Conflict>> ListConflicts(std::string_view db, std::string_view container, size_t max) const;
+  // One conflict and the item as it was written (its JSON; empty for a
+  // delete). NotFound; Corruption if this store no longer holds the data
+  // key it was sealed with (a container created or re-keyed while the
+  // region was cut off).
+  Result<std::pair<Conflict, std::string>> GetConflict(std::string_view db, std::string_view container,
+                                                       std::string_view id) const;
+  // kDiscardConflict (local to the region); InvalidArgument for a malformed id.
+  Result<WriteCommand> PrepareDiscardConflict(std::string_view db, std::string_view container,
+                                              std::string_view id) const;
+
   struct Impl;  // opaque; defined in storage/store_impl.h, private to storage/
 
  private:

@@ -143,6 +143,7 @@ std::string ChangeRecord::Encode() const {
   }
   PutFixed64(out, static_cast<uint64_t>(ts));
   PutLengthPrefixed(out, sealed_value);
+  if (glsn != 0) PutFixed64(out, glsn);  // absent before geo-replication
   return out;
 }
 
@@ -163,7 +164,8 @@ Result<ChangeRecord> ChangeRecord::Decode(uint64_t lsn, std::string_view in) {
   }
   uint64_t ts = 0;
   std::string_view value;
-  if (!GetFixed64(in, ts) || !GetLengthPrefixed(in, value, 2 * kMaxItemBytes) || !in.empty()) return bad;
+  if (!GetFixed64(in, ts) || !GetLengthPrefixed(in, value, 2 * kMaxItemBytes)) return bad;
+  if (!in.empty() && (!GetFixed64(in, r.glsn) || !in.empty())) return bad;
   r.database = f[0];
   r.container = f[1];
   r.container_rid = f[2];
@@ -172,6 +174,38 @@ Result<ChangeRecord> ChangeRecord::Decode(uint64_t lsn, std::string_view in) {
   r.etag = f[5];
   r.ts = static_cast<int64_t>(ts);
   r.sealed_value = value;
+  return r;
+}
+
+std::string ConflictPrefix(std::string_view db, std::string_view container) {
+  std::string k(kConflictMetaPrefix);
+  k.append(db);
+  k.push_back('\0');
+  k.append(container);
+  k.push_back('\0');
+  return k;
+}
+
+std::string ConflictRecord::Encode() const {
+  std::string out;
+  out.push_back(static_cast<char>(1));  // format
+  PutFixed64(out, epoch);
+  PutFixed64(out, static_cast<uint64_t>(captured_unix_ms));
+  PutFixed64(out, change.lsn);
+  out.append(change.Encode());
+  return out;
+}
+
+Result<ConflictRecord> ConflictRecord::Decode(std::string_view in) {
+  ConflictRecord r;
+  uint64_t ms = 0, lsn = 0;
+  if (in.empty() || in[0] != 1) return Status::Corruption("a conflict record is malformed");
+  in.remove_prefix(1);
+  if (!GetFixed64(in, r.epoch) || !GetFixed64(in, ms) || !GetFixed64(in, lsn)) {
+    return Status::Corruption("a conflict record is malformed");
+  }
+  r.captured_unix_ms = static_cast<int64_t>(ms);
+  BULWARK_ASSIGN_OR_RETURN(r.change, ChangeRecord::Decode(lsn, in));
   return r;
 }
 

@@ -124,9 +124,27 @@ struct ChangeRecord {
   std::string etag;
   int64_t ts = 0;
   std::string sealed_value;  // kPutItem only
+  // The GLSN the change took (geo-replication; 0 outside it): which changes
+  // a write region made after another took over (the conflict feed).
+  uint64_t glsn = 0;
 
   std::string Encode() const;
   static Result<ChangeRecord> Decode(uint64_t lsn, std::string_view bytes);
+};
+
+// The conflict feed (docs/control-group.md): changes an old write region
+// had committed at GLSNs the account's history does not have (another
+// region took the writes over before they were shipped), kept when the
+// region is rebuilt from the new write region's image. Region-local meta:
+// "a/conflict/<db>\0<container>\0<u64 BE install index><u64 BE lsn>".
+constexpr std::string_view kConflictMetaPrefix = "a/conflict/";
+std::string ConflictPrefix(std::string_view db, std::string_view container);
+struct ConflictRecord {
+  uint64_t epoch = 0;            // the epoch it was written at
+  int64_t captured_unix_ms = 0;  // when the region was rebuilt
+  ChangeRecord change;           // as the change log had it (lsn, glsn, item, sealed value)
+  std::string Encode() const;
+  static Result<ConflictRecord> Decode(std::string_view bytes);
 };
 
 // Continuation tokens are opaque to clients: base64 of a format byte and the

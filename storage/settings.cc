@@ -122,7 +122,7 @@ DocumentStore::RegionsWriter DocumentStore::RegionsWriterOf(std::string_view rec
 
 uint64_t DocumentStore::write_epoch() const { return impl_->write_epoch.load(); }
 
-static std::string EpochStartKey(uint64_t epoch) {
+std::string EpochStartKey(uint64_t epoch) {
   std::string k(kEpochStartMetaPrefix);
   PutBigEndian64(k, epoch);
   return k;

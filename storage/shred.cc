@@ -74,6 +74,13 @@ Result<CommandEffect> PurgeContainerEffect(DocumentStore::Impl& s, const WriteCo
     return live.status();
   }
   std::unique_ptr<rocksdb::Iterator> it(s.db->NewIterator(rocksdb::ReadOptions(), s.meta));
+  // The container's conflict feed goes with it (its values are sealed under
+  // the keys destroyed below anyway).
+  const std::string conflicts = ConflictPrefix(cmd.database, cmd.container);
+  for (it->Seek(conflicts); it->Valid() && it->key().starts_with(conflicts); it->Next()) {
+    e.mutations.push_back({Mutation::Kind::kDelete, s.meta, it->key().ToString(), {}});
+  }
+  BULWARK_RETURN_IF_ERROR(FromRocks(it->status(), "cannot read the conflict feed"));
   const std::string tomb = DeletedContainerPrefix(cmd.database, cmd.container);
   for (it->Seek(tomb); it->Valid() && it->key().starts_with(tomb); it->Next()) {
     rids.push_back(it->key().ToString().substr(tomb.size()));

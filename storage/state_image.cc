@@ -164,7 +164,16 @@ struct InstallSource {
 Status CopyStagingIn(DocumentStore::Impl& s, const InstallSource& src) {
   {
     rocksdb::WriteBatch b;
-    for (std::string_view p : kReplicatedMetaPrefixes) b.DeleteRange(s.meta, std::string(p), PrefixEnd(p));
+    for (std::string_view p : kReplicatedMetaPrefixes) {
+      if (!src.region_id.empty() && p == "a/") {
+        // A region image keeps the region's conflict feed (it is this
+        // region's own; the install may just have added to it).
+        b.DeleteRange(s.meta, std::string(p), std::string(kConflictMetaPrefix));
+        b.DeleteRange(s.meta, PrefixEnd(kConflictMetaPrefix), PrefixEnd(p));
+        continue;
+      }
+      b.DeleteRange(s.meta, std::string(p), PrefixEnd(p));
+    }
     b.DeleteRange(s.items, "", kAllKeysEnd);
     b.DeleteRange(s.changelog, "", kAllKeysEnd);
     BULWARK_RETURN_IF_ERROR(FromRocks(s.db->Write(rocksdb::WriteOptions(), &b), "cannot clear the old state"));
@@ -271,6 +280,10 @@ Status RunInstall(DocumentStore::Impl& s, const InstallSource& src, const std::s
                   uint64_t shred_index) {
   rocksdb::WriteBatch b;
   b.Put(s.meta, std::string(kInstallingKey), src.EncodeMark());
+  // What this region committed that the image's history does not have
+  // (it was the write region when another took over) goes to the conflict
+  // feed, in the same batch that starts the install.
+  if (!src.region_id.empty()) BULWARK_RETURN_IF_ERROR(CaptureConflicts(s, staged_meta, shred_index, b).status());
   BULWARK_ASSIGN_OR_RETURN(auto before, KeyedContainers(s.db.get(), s.meta, ""));
   BULWARK_ASSIGN_OR_RETURN(auto after, KeyedContainers(s.db.get(), s.staging, staged_meta));
   for (const std::string& rid : before) {

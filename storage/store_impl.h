@@ -121,6 +121,14 @@ Status LoadWriteEpoch(DocumentStore::Impl& s);
 // REQUIRES: ddl_mu held exclusively (storage/access.cc).
 Result<CommandEffect> SetAccountKeyEffect(DocumentStore::Impl& s, const WriteCommand& cmd, uint64_t index);
 Result<CommandEffect> AccessEffect(DocumentStore::Impl& s, const WriteCommand& cmd);
+Result<CommandEffect> DiscardConflictEffect(DocumentStore::Impl& s, const WriteCommand& cmd);
+// Region image installs: the changes this store made at GLSNs from the one
+// where the epoch after its own began in the image (`staged_meta`: the
+// staged image's meta prefix), as conflict records in `batch`; returns how
+// many. None if the store is not ahead of that point.
+Result<size_t> CaptureConflicts(DocumentStore::Impl& s, const std::string& staged_meta, uint64_t index,
+                                rocksdb::WriteBatch& batch);
+std::string EpochStartKey(uint64_t epoch);
 // An account key record's value: u64 version | i64 created | payload (the
 // wrapped key on disk; the raw key inside a state image).
 std::string AccountKeyContext(std::string_view name);

@@ -11,6 +11,7 @@
 // that without a third fault domain nothing is promoted and status says
 // why; and that under Strong nothing acknowledged is lost.
 #include <atomic>
+#include <map>
 #include <mutex>
 #include <thread>
 
@@ -212,6 +213,64 @@ TEST_CASE("two regions and a witness: the write region cut off, r2 takes the wri
   auto r1_reader = t.Client(1);
   const auto ids = Ids(*r1_reader, ConsistencyLevel::kEventual);
   for (const auto& id : r2.acked()) CHECK(ids.count(id) == 1);
+
+  // What r1 acknowledged in its last lease and never shipped did not
+  // vanish: each such write is in the account or in r1's conflict feed.
+  auto feed = r1_reader->ListConflicts("db", "c");
+  INFO(feed.status().ToString());
+  REQUIRE(feed.ok());
+  CHECK(feed->first == "r1");
+  std::map<std::string, client::ConflictInfo> conflicts;
+  for (const auto& c : feed->second) conflicts[c.item_id] = c;
+  int in_feed = 0;
+  for (const auto& id : r1.acked()) {
+    if (ids.count(id) == 1) continue;
+    INFO("acknowledged by r1, in neither the account nor the feed: " << id);
+    CHECK(conflicts.count(id) == 1);
+    ++in_feed;
+  }
+  INFO("r1 acknowledged " << r1.acked().size() << " writes, " << in_feed << " only in the feed");
+  REQUIRE(in_feed > 0);  // r1 kept acknowledging for most of its lease after the cut
+  for (const auto& [item, c] : conflicts) {
+    CHECK(c.glsn > 0);
+    CHECK(c.epoch == 1);
+    CHECK_FALSE(c.deleted);
+  }
+  // Show: the item as written. Replay one (it reaches the account through
+  // the write region, r2), discard another: both leave the feed.
+  auto first = feed->second.front();
+  auto shown = r1_reader->GetConflict("db", "c", first.id);
+  REQUIRE(shown.ok());
+  CHECK(json::parse(shown->second).at("id") == first.item_id);
+  REQUIRE(r1_reader->UpsertItem("db", "c", shown->second).ok());
+  REQUIRE(r1_reader->DiscardConflict("db", "c", first.id).ok());
+  auto r2_reader = t.Client(2);
+  auto replayed = r2_reader->ReadItem("db", "c", "\"t\"", first.item_id, {ConsistencyLevel::kEventual, ""});
+  INFO(replayed.status().ToString());
+  CHECK(replayed.ok());
+  if (feed->second.size() > 1) {
+    const auto second = feed->second[1];
+    REQUIRE(r1_reader->DiscardConflict("db", "c", second.id).ok());
+    CHECK(r1_reader->DiscardConflict("db", "c", second.id).code() == Code::kNotFound);
+  }
+  auto after = r1_reader->ListConflicts("db", "c");
+  REQUIRE(after.ok());
+  CHECK(after->second.size() == feed->second.size() - std::min<size_t>(2, feed->second.size()));
+  // Every node of r1 kept the same feed (each captured it at its install).
+  for (int i = 1; i <= 4; ++i) {
+    client::ClientOptions o = t.account->region(1).node_client_options(i);
+    o.max_retries = 0;
+    auto one = client::Client::Connect(o);
+    REQUIRE(one.ok());
+    Result<std::pair<std::string, std::vector<client::ConflictInfo>>> mine = Status::Unavailable("not asked");
+    for (int attempt = 0; attempt < 20; ++attempt) {  // a follower applies the discards a moment later
+      mine = (*one)->ListConflicts("db", "c");
+      if (mine.ok() && mine->second.size() == after->second.size()) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    REQUIRE(mine.ok());
+    CHECK(mine->second.size() == after->second.size());
+  }
 }
 
 TEST_CASE("three regions: r1 cut off and r2's replica set down, r3 is promoted", "[control]") {
@@ -311,4 +370,43 @@ TEST_CASE("Strong, two regions and a witness: the write region killed under load
   auto s = t.NodeClient(2, t.Leader(2))->GetStatus();
   REQUIRE(s.ok());
   CHECK(s->strong_quorum == std::vector<std::string>{"r2"});
+}
+
+TEST_CASE("a cut-off write region ahead of the new one: its unshipped writes go to the conflict feed", "[control]") {
+  TestAccount t(2, "Session", {}, std::chrono::milliseconds(0), WithControl(/*witness=*/true));
+  auto admin = t.Client(1);
+  REQUIRE(admin->CreateDatabase("db").ok());
+  REQUIRE(admin->CreateContainer("db", "c", "/tenant").ok());
+  std::set<std::string> before;
+  UpsertAckedRange(*admin, "c", "x", 0, 5, &before);
+  REQUIRE(t.WaitRegionAt(2, t.Glsn(1)));
+  Partition cut;
+  cut.Isolate("127.0.1.0/24", OtherRegionsAndWitness(1, 2));
+  // r1 goes on acknowledging under its lease; r2 takes over and writes
+  // nothing, so r1 ends further along (at a higher GLSN) in the old epoch.
+  auto w = Pinned(t, 1);
+  std::vector<std::string> acked;
+  for (int i = 0; i < 10; ++i) {
+    if (w->UpsertItem("db", "c", Doc("late" + std::to_string(i), i)).ok()) acked.push_back("late" + std::to_string(i));
+  }
+  REQUIRE(acked.size() >= 2);
+  REQUIRE(WaitWriteRegion(t, 2, t.Leader(2), "r2", 2, std::chrono::seconds(kGraceMs / 1000 + 10)));
+  REQUIRE(t.Glsn(1) > t.Glsn(2));
+  cut.Heal();
+  for (int i = 1; i <= 4; ++i) CHECK(WaitWriteRegion(t, 1, i, "r2", 2, std::chrono::seconds(30)));
+  auto reader = t.Client(1);
+  Result<std::pair<std::string, std::vector<client::ConflictInfo>>> feed = Status::Unavailable("not asked");
+  for (int attempt = 0; attempt < 100; ++attempt) {  // the image installs a moment after the topology moved
+    feed = reader->ListConflicts("db", "c");
+    if (feed.ok() && feed->second.size() >= acked.size()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  REQUIRE(feed.ok());
+  std::set<std::string> in_feed;
+  for (const auto& c : feed->second) in_feed.insert(c.item_id);
+  for (const auto& id : acked) CHECK(in_feed.count(id) == 1);
+  // r1 now holds the account's history: what was shipped before the cut, not the late writes.
+  const auto ids = Ids(*reader, ConsistencyLevel::kEventual);
+  for (const auto& id : before) CHECK(ids.count(id) == 1);
+  for (const auto& id : acked) CHECK(ids.count(id) == 0);
 }

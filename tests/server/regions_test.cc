@@ -8,6 +8,7 @@
 #include "server/control.h"
 #include "server/regions.h"
 #include "storage/document_store.h"
+#include "storage/records.h"
 #include "tests/storage/open_store.h"
 #include "tests/test_util.h"
 
@@ -404,4 +405,47 @@ TEST_CASE("control group: promotion picks the first healthy region in priority o
   // The write region itself is never chosen.
   health["r1"] = heard(0, 0);
   CHECK(ChoosePromotion(g, ConsistencyLevel::kSession, health, {}, now).region.empty());
+}
+
+TEST_CASE("conflict feed records: a change's GLSN and the conflict round trip, malformed ones are refused") {
+  storage::ChangeRecord c;
+  c.lsn = 7;
+  c.op = storage::ChangeOp::kPutItem;
+  c.database = "db";
+  c.container = "c";
+  c.container_rid = std::string(8, '\x01');
+  c.partition_key = "\"t\"";
+  c.item_id = "a1";
+  c.etag = "\"e\"";
+  c.ts = 1795946717;
+  c.sealed_value = "sealed";
+  // Without a GLSN (before geo-replication) the encoding is the old one.
+  const std::string old_form = c.Encode();
+  auto back = storage::ChangeRecord::Decode(7, old_form);
+  REQUIRE(back.ok());
+  CHECK(back->glsn == 0);
+  c.glsn = 42;
+  auto with = storage::ChangeRecord::Decode(7, c.Encode());
+  REQUIRE(with.ok());
+  CHECK(with->glsn == 42);
+  CHECK(with->item_id == "a1");
+  CHECK(c.Encode().size() == old_form.size() + 8);
+  CHECK_FALSE(storage::ChangeRecord::Decode(7, c.Encode() + "x").ok());
+
+  storage::ConflictRecord r;
+  r.epoch = 3;
+  r.captured_unix_ms = 1234;
+  r.change = c;
+  auto decoded = storage::ConflictRecord::Decode(r.Encode());
+  REQUIRE(decoded.ok());
+  CHECK(decoded->epoch == 3);
+  CHECK(decoded->captured_unix_ms == 1234);
+  CHECK(decoded->change.lsn == 7);
+  CHECK(decoded->change.glsn == 42);
+  CHECK(decoded->change.sealed_value == "sealed");
+  CHECK_FALSE(storage::ConflictRecord::Decode("").ok());
+  CHECK_FALSE(storage::ConflictRecord::Decode(r.Encode().substr(0, 10)).ok());
+  // Keys of one container sort apart from a container whose name extends it.
+  CHECK(storage::ConflictPrefix("db", "c").rfind(std::string(storage::kConflictMetaPrefix), 0) == 0);
+  CHECK(storage::ConflictPrefix("db", "c") != storage::ConflictPrefix("db", "c2").substr(0, 15));
 }
