@@ -194,9 +194,13 @@ int main(int argc, char** argv) {
   run_cmd->add_option("--nodes", run.nodes, "nodes per region (4: writes commit on 3)")->check(CLI::Range(1, 9));
   run_cmd->add_option("--regions", run.regions, "regions (2 or 3: region R on 127.0.R.x; --ip is then unused)")
       ->check(CLI::Range(1, 3));
-  run_cmd->add_option("--nemesis", nemesis,
-                      "comma-separated: kill,stop,partition,clock (one region),transfer,rotate,failover (regions) "
-                      "(or none)");
+  run_cmd->add_flag("--witness", run.witness,
+                    "regions: a control group with a witness on 127.0.9.1 (automatic failover; needed by cutoff)");
+  run_cmd->add_option(
+      "--nemesis", nemesis,
+      "comma-separated: kill,stop,partition,clock (one region),transfer,rotate,failover,cutoff (regions; cutoff "
+      "with --witness) "
+      "(or none)");
   run_cmd->add_option("--workload", workload, "register, set or append");
   run_cmd->add_option("--consistency", consistency, "the level the workload reads at");
   run_cmd->add_option("--duration", duration, "how long faults are injected, e.g. 60s, 2m");
@@ -312,11 +316,11 @@ int main(int argc, char** argv) {
   if (run.bin_dir.empty()) run.bin_dir = SelfDir();
   {
     std::ostringstream cmd;
-    cmd << argv[0] << " run --regions " << run.regions << " --nodes " << run.nodes << " --nemesis "
-        << (nemesis.empty() ? "none" : nemesis) << " --workload " << workload << " --consistency " << consistency
-        << " --duration " << duration << " --recovery " << recovery << " --seed " << run.seed << " --ip " << run.ip
-        << " --port " << run.port << " --clients " << run.clients << " --keys " << run.keys << " --out " << run.out_dir
-        << "-rerun";
+    cmd << argv[0] << " run --regions " << run.regions << (run.witness ? " --witness" : "") << " --nodes " << run.nodes
+        << " --nemesis " << (nemesis.empty() ? "none" : nemesis) << " --workload " << workload << " --consistency "
+        << consistency << " --duration " << duration << " --recovery " << recovery << " --seed " << run.seed << " --ip "
+        << run.ip << " --port " << run.port << " --clients " << run.clients << " --keys " << run.keys << " --out "
+        << run.out_dir << "-rerun";
     run.rerun_command = cmd.str();
   }
   struct sigaction sa {};

@@ -27,13 +27,15 @@ const char* FaultKindName(FaultKind kind) {
       return "transfer";
     case FaultKind::kRotate:
       return "rotate";
+    case FaultKind::kCutoff:
+      return "cutoff";
   }
   return "?";
 }
 
 std::optional<FaultKind> ParseFaultKind(const std::string& name) {
   for (FaultKind k : {FaultKind::kKill, FaultKind::kStop, FaultKind::kPartition, FaultKind::kClock,
-                      FaultKind::kFailover, FaultKind::kTransfer, FaultKind::kRotate}) {
+                      FaultKind::kFailover, FaultKind::kTransfer, FaultKind::kRotate, FaultKind::kCutoff}) {
     if (name == FaultKindName(k)) return k;
   }
   return std::nullopt;
@@ -197,6 +199,34 @@ FaultRecord Nemesis::Inject(FaultKind kind) {
       f.what = "rotate: " + what;
       break;
     }
+    case FaultKind::kCutoff: {
+      f.start_ns = now_ns_();
+      auto w = options_.write_region ? options_.write_region()
+                                     : Result<int>(Status::FailedPrecondition("cutoff needs regions"));
+      if (!w.ok() || *w < 1 || *w > static_cast<int>(options_.region_nets.size())) {
+        f.what = "cutoff";
+        f.error = w.ok() ? "the write region is not one of the run's" : w.status().ToString();
+        break;
+      }
+      const std::string& cut = options_.region_nets[*w - 1];
+      std::vector<std::pair<std::string, std::string>> rules;
+      std::vector<std::string> others;
+      for (size_t r = 0; r < options_.region_nets.size(); ++r) {
+        if (static_cast<int>(r) != *w - 1) others.push_back(options_.region_nets[r]);
+      }
+      if (!options_.witness_ip.empty()) others.push_back(options_.witness_ip);
+      for (const auto& o : others) {
+        rules.push_back({cut, o});
+        rules.push_back({o, cut});
+      }
+      f.what = "cutoff of the write region r" + std::to_string(*w);
+      if (partition_ == nullptr) {
+        f.error = "no nftables table";
+      } else if (Status s = partition_->Block(rules); !s.ok()) {
+        f.error = s.ToString();
+      }
+      break;
+    }
     case FaultKind::kFailover: {
       f.start_ns = now_ns_();
       auto done = options_.failover ? options_.failover()
@@ -257,7 +287,8 @@ void Nemesis::Run(std::chrono::steady_clock::time_point until, const std::atomic
     const FaultKind kind = deck_.back();
     deck_.pop_back();
     FaultRecord f = Inject(kind);
-    const auto hold = draw(options_.hold_min, options_.hold_max);
+    auto hold = draw(options_.hold_min, options_.hold_max);
+    if (kind == FaultKind::kCutoff) hold = std::max(hold, options_.cutoff_hold);
     Sleep(std::min<std::chrono::steady_clock::duration>(
               hold, until - std::chrono::steady_clock::now() + std::chrono::milliseconds(1)),
           abort);

@@ -17,6 +17,11 @@
 //   failover   several regions: a planned failover of the write region to
 //              another region (NemesisOptions::failover), under the load; it
 //              is not undone at heal
+//   cutoff     several regions and a control group: nftables rules cut the
+//              write region (NemesisOptions::write_region) off from every
+//              other region and the witness, held at least cutoff_hold (past
+//              the grace period: another region takes the writes over), then
+//              healed (the old region rejoins as a read region)
 //
 // With several regions, each node fault picks a region at random, then a
 // node in it.
@@ -40,7 +45,7 @@
 
 namespace bulwark::chaos {
 
-enum class FaultKind { kKill, kStop, kPartition, kClock, kFailover, kTransfer, kRotate };
+enum class FaultKind { kKill, kStop, kPartition, kClock, kFailover, kTransfer, kRotate, kCutoff };
 
 const char* FaultKindName(FaultKind kind);
 std::optional<FaultKind> ParseFaultKind(const std::string& name);
@@ -71,6 +76,13 @@ struct NemesisOptions {
   std::function<Result<std::string>()> failover;
   // The rotate fault's data-key part: rotates the workload container's key.
   std::function<Result<std::string>()> rotate_data_key;
+  // The cutoff fault: the write region's number (1-based), the addresses
+  // of each region ("127.0.R.0/24") and of the witness, and how long a cut
+  // lasts at least.
+  std::function<Result<int>()> write_region;
+  std::vector<std::string> region_nets;
+  std::string witness_ip;
+  std::chrono::milliseconds cutoff_hold{0};
 };
 
 // A region the nemesis may fault: its cluster and name ("" for one region).

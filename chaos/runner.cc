@@ -308,8 +308,11 @@ Status PrepareFaults(const RunOptions& o, const std::string& out_dir, std::uniqu
                      std::string* bin_dir) {
   auto uses = [&](FaultKind k) { return std::find(o.nemesis.begin(), o.nemesis.end(), k) != o.nemesis.end(); };
   *bin_dir = o.bin_dir;
-  if (uses(FaultKind::kPartition)) {
+  if (uses(FaultKind::kPartition) || uses(FaultKind::kCutoff)) {
     BULWARK_ASSIGN_OR_RETURN(*nft, NftPartition::Open());
+  }
+  if (uses(FaultKind::kCutoff) && (o.regions < 2 || !o.witness)) {
+    return Status::InvalidArgument("the cutoff nemesis needs --regions 2 or more and --witness (a control group)");
   }
   if (uses(FaultKind::kFailover) && o.regions < 2) {
     return Status::InvalidArgument("the failover nemesis needs --regions 2 or more");
@@ -364,10 +367,14 @@ Result<std::unique_ptr<LocalAccount>> StartAccount(const RunOptions& o, const st
   ao.port = o.port;
   ao.metrics_port = 0;
   ao.consistency = "Strong";  // so the workload may ask for any level
+  ao.witness = o.witness;
+  ao.control_grace_ms = kChaosGraceMs;
+  ao.control_lease_ms = kChaosLeaseMs;
   for (int r = 1; r <= o.regions; ++r) {
     const std::string region_dir = dir + "/" + LocalAccount::RegionName(r);
     if (fs::exists(region_dir)) (void)LocalCluster::StopFromPidFiles(region_dir, std::chrono::seconds(5));
   }
+  if (fs::exists(dir + "/witness")) (void)LocalCluster::StopFromPidFiles(dir + "/witness", std::chrono::seconds(5));
   std::error_code ec;
   fs::remove_all(dir, ec);
   BULWARK_ASSIGN_OR_RETURN(auto account, LocalAccount::Prepare(ao));
@@ -522,6 +529,26 @@ int RunChaos(const RunOptions& o, const std::atomic<bool>& abort, std::ostream& 
   no.seed = o.seed;
   no.clock_dir = run.out_dir + "/clock";
   if (account) no.failover = FailoverFault(*account);
+  if (account && o.witness) {
+    client::ClientOptions to = account->client_options(1);
+    for (int r = 2; r <= account->regions(); ++r) {
+      for (int i = 1; i <= account->region(r).size(); ++i) to.endpoints.push_back(account->region(r).node_endpoint(i));
+    }
+    to.max_retries = 3;
+    const int count = account->regions();
+    no.write_region = [to, count]() -> Result<int> {
+      BULWARK_ASSIGN_OR_RETURN(auto c, client::Client::Connect(to));
+      BULWARK_ASSIGN_OR_RETURN(client::Topology t, c->GetTopology());
+      for (int r = 1; r <= count; ++r) {
+        if (t.write_region == LocalAccount::RegionName(r)) return r;
+      }
+      return Status::Internal("the write region " + t.write_region + " is not one of the run's");
+    };
+    for (int r = 1; r <= count; ++r) no.region_nets.push_back("127.0." + std::to_string(r) + ".0/24");
+    no.witness_ip = kWitnessIp;
+    // Past the grace period, the takeover and the clients' topology refresh.
+    no.cutoff_hold = std::chrono::milliseconds(kChaosGraceMs + 6000);
+  }
   {
     client::ClientOptions ko = account ? account->client_options(1) : cluster->failover_client_options();
     ko.max_retries = 10;

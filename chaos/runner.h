@@ -38,9 +38,18 @@ constexpr std::chrono::seconds kConvergeTimeout{60};
 // create its container.
 constexpr std::chrono::seconds kSetupTimeout{60};
 
+// The control group's grace period and lease in a run with --witness:
+// short, so a cutoff fails over within a fault's hold.
+constexpr int kChaosGraceMs = 5000;
+constexpr int kChaosLeaseMs = 2500;
+
 struct RunOptions {
   int nodes = 4;    // per region
   int regions = 1;  // 2..3: an account on 127.0.R.x (LocalAccount), ip ignored
+  // Regions only: a control group (node 1 of each region votes) with a
+  // witness on 127.0.9.1, grace kChaosGraceMs: automatic failover, which the
+  // cutoff nemesis provokes.
+  bool witness = false;
   std::vector<FaultKind> nemesis;
   check::Workload workload = check::Workload::kRegister;
   ConsistencyLevel consistency = ConsistencyLevel::kStrong;

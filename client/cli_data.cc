@@ -484,6 +484,7 @@ void AddConflictCommands(CLI::App& app, Globals& g, int& rc) {
                          "the region")
           ->require_subcommand(1);
   static std::string db, container, id;
+  static bool force = false;
   auto when = [](int64_t unix_ms) {
     const std::time_t at = static_cast<std::time_t>(unix_ms / 1000);
     char text[32];
@@ -546,6 +547,22 @@ void AddConflictCommands(CLI::App& app, Globals& g, int& rc) {
             rc = WithClient(g, [&](Client& c) -> Status {
               BULWARK_ASSIGN_OR_RETURN(auto got, c.GetConflict(db, container, id));
               const auto& x = got.first;
+              // The account may have a newer version of the item (written in
+              // the new write region since): not overwritten unless asked.
+              auto now = c.ReadItem(x.database, x.container, x.partition_key, x.item_id);
+              if (now.ok() && !force) {
+                const auto current = json::parse(now->json, nullptr, false);
+                const int64_t ts = current.is_object() && current.contains("_ts") && current["_ts"].is_number_integer()
+                                       ? current["_ts"].get<int64_t>()
+                                       : 0;
+                if (ts > x.ts) {
+                  return Status::FailedPrecondition("the account's item " + x.item_id + " was written at " +
+                                                    std::to_string(ts) + ", after the conflict (" +
+                                                    std::to_string(x.ts) + "); --force to replay over it");
+                }
+              } else if (!now.ok() && now.status().code() != Code::kNotFound) {
+                return now.status();
+              }
               if (x.deleted) {
                 Status s = c.DeleteItem(x.database, x.container, x.partition_key, x.item_id);
                 if (!s.ok() && s.code() != Code::kNotFound) return s;
@@ -558,6 +575,7 @@ void AddConflictCommands(CLI::App& app, Globals& g, int& rc) {
               return Status::Ok();
             });
           });
+  replay->add_flag("--force", force, "replay even over a newer version of the item in the account");
   auto* discard = conflicts->add_subcommand("discard", "drop a conflict without writing it")->callback([&] {
     rc = WithClient(g, [&](Client& c) -> Status {
       BULWARK_RETURN_IF_ERROR(c.DiscardConflict(db, container, id));

@@ -77,10 +77,6 @@ struct RegionShipper::Impl {
   // was applied before the stream that follows it starts). nullopt: here
   // from an image, or never raised (epoch 1).
   std::optional<storage::DocumentStore::EpochStart> epoch_start;
-  // The epoch began with a takeover (this region proposed the record itself,
-  // stamped with the new epoch, because the old write region went silent):
-  // a region at the same GLSN then holds another write there, not this one.
-  bool epoch_start_takeover = false;
 
   void Run(size_t r);
   // One message to region r: a batch (possibly empty), or a state image if
@@ -101,7 +97,7 @@ struct RegionShipper::Impl {
   // source index is not ours). Sets *image if only an image can bring it on;
   // false (with the reason in *wait) while the old write region may still
   // be streaming the rest of its epoch to it.
-  bool MapOlderEpoch(uint64_t glsn, uint64_t* source, bool* image, std::string* wait) const;
+  bool MapOlderEpoch(uint64_t glsn, uint64_t glsn_epoch, uint64_t* source, bool* image, std::string* wait) const;
   void UpdateQuorum(SteadyClock::time_point now);  // REQUIRES: mu held
   uint64_t CommittedLocked() const;                // REQUIRES: mu held
   std::vector<std::string> QuorumLocked() const;   // REQUIRES: mu held
@@ -128,15 +124,7 @@ Result<std::unique_ptr<RegionShipper>> RegionShipper::Start(RegionStreamOptions 
   impl->options = std::move(options);
   impl->started = SteadyClock::now();
   if (auto start = store->EpochStartOf(impl->options.epoch); start.ok()) impl->epoch_start = *start;
-  if (impl->epoch_start) {
-    auto first = ReadStoredEntries(store->raw_db(), store->raft_log_cf(), impl->epoch_start->index,
-                                   impl->epoch_start->index + 1, kMaxRegionBatchBytes);
-    std::string_view bytes;
-    if (first.ok() && !first->empty() && EntryCommand(first->front().data, &bytes)) {
-      auto cmd = storage::WriteCommand::Decode(bytes);
-      impl->epoch_start_takeover = cmd.ok() && cmd->geo_glsn == 0 && cmd->geo_epoch == impl->options.epoch;
-    }
-  }
+
   impl->replica = replica;
   impl->store = store;
   const auto& strong = impl->options.strong_regions;
@@ -310,7 +298,7 @@ bool RegionShipper::Impl::SendOnce(size_t r, SteadyClock::time_point now) {
   // Waiting for the old write region to bring the region to this epoch:
   // only a heartbeat, to learn its position.
   std::string hold;
-  if (known && from_epoch < options.epoch) (void)MapOlderEpoch(from_glsn, &from_source, &image, &hold);
+  if (known && from_epoch < options.epoch) (void)MapOlderEpoch(from_glsn, from_epoch, &from_source, &image, &hold);
   if (known && !image && hold.empty() && from_glsn < req.head_glsn()) {
     auto entries =
         ReadStoredEntries(store->raw_db(), store->raft_log_cf(), from_source + 1, applied + 1, kMaxRegionBatchBytes);
@@ -356,7 +344,7 @@ bool RegionShipper::Impl::SendOnce(size_t r, SteadyClock::time_point now) {
     if (now < remote.next_image) return false;
     remote.next_image = now + options.image_retry;
     if (epoch_start && from_epoch < options.epoch &&
-        (from_glsn > epoch_start->glsn || (epoch_start_takeover && from_glsn == epoch_start->glsn))) {
+        (from_glsn > epoch_start->glsn || (epoch_start->takeover && from_glsn == epoch_start->glsn))) {
       spdlog::warn(
           "event=region_diverged region={} glsn={} epoch_began={} epoch={} note=\"it holds writes of epoch {} this "
           "region never had: they go to its conflict feed when the image installs\"",
@@ -414,17 +402,25 @@ bool RegionShipper::Impl::SendOnce(size_t r, SteadyClock::time_point now) {
   return remote.error.empty();
 }
 
-bool RegionShipper::Impl::MapOlderEpoch(uint64_t glsn, uint64_t* source, bool* image, std::string* wait) const {
+bool RegionShipper::Impl::MapOlderEpoch(uint64_t glsn, uint64_t glsn_epoch, uint64_t* source, bool* image,
+                                        std::string* wait) const {
   if (!epoch_start) {  // the state came from an image since: nothing to map to
     *image = true;
     return true;
   }
   const uint64_t began = epoch_start->glsn;
-  if (glsn == began && !epoch_start_takeover) {
+  // Only a region of the epoch just before this one can share this
+  // region's history up to where it began: after two moves of the write
+  // region, a region at the same GLSN may hold another history.
+  if (glsn_epoch + 1 != options.epoch) {
+    *image = true;
+    return true;
+  }
+  if (glsn == began && !epoch_start->takeover) {
     *source = epoch_start->index;  // the change that began the epoch, here
     return true;
   }
-  if (epoch_start_takeover && glsn + 1 == began) {
+  if (epoch_start->takeover && glsn + 1 == began) {
     // Everything this region had when it took over, and nothing else: the
     // stream starts at the takeover (the entries before it in this log are
     // of the old epoch, which the stream skips).
@@ -432,7 +428,7 @@ bool RegionShipper::Impl::MapOlderEpoch(uint64_t glsn, uint64_t* source, bool* i
     return true;
   }
   // No old write region brings a region on after a takeover.
-  if (glsn < began && !epoch_start_takeover && SteadyClock::now() - started < options.drain_wait) {
+  if (glsn < began && !epoch_start->takeover && SteadyClock::now() - started < options.drain_wait) {
     *wait = "waiting for the old write region to stream it the rest of epoch " + std::to_string(options.epoch - 1) +
             " (it is at GLSN " + std::to_string(glsn) + ", epoch " + std::to_string(options.epoch) + " began at GLSN " +
             std::to_string(began) + ")";
@@ -501,10 +497,13 @@ Result<v1::RegionAppendResponse> RegionShipper::Impl::SendImage(size_t r, const 
   const auto start = SteadyClock::now();
   uint64_t bytes = 0, image_index = 0;
   auto resp = replica->transport()->SendRegionImage(address, header, [&](const Transport::ChunkSink& sink) {
-    auto written = store->WriteStateImage(TransportLimits{}.max_snapshot_chunk_bytes, [&](std::string_view chunk) {
-      bytes += chunk.size();
-      return stop.load() ? Status::Unavailable("shutting down") : sink(chunk);
-    });
+    auto written = store->WriteStateImage(
+        TransportLimits{}.max_snapshot_chunk_bytes,
+        [&](std::string_view chunk) {
+          bytes += chunk.size();
+          return stop.load() ? Status::Unavailable("shutting down") : sink(chunk);
+        },
+        /*region_image=*/true);
     if (written.ok()) image_index = *written;
     return written.status();
   });
@@ -685,8 +684,15 @@ uint64_t RegionShipper::RetainFrom() const {
     uint64_t source = r.acked_source;
     if (r.acked_epoch < impl_->options.epoch) {
       // Written by an older write region: its source index is not ours.
-      if (!impl_->epoch_start || r.acked_glsn != impl_->epoch_start->glsn) continue;
-      source = impl_->epoch_start->index;
+      if (!impl_->epoch_start || r.acked_epoch + 1 != impl_->options.epoch) continue;
+      const auto& start = *impl_->epoch_start;
+      if (!start.takeover && r.acked_glsn == start.glsn) {
+        source = start.index;
+      } else if (start.takeover && r.acked_glsn + 1 == start.glsn) {
+        source = start.index - 1;  // streamed from the takeover itself
+      } else {
+        continue;
+      }
     }
     from = from == 0 ? source + 1 : std::min(from, source + 1);
   }

@@ -47,7 +47,7 @@ DocumentStore::Conflict ToConflict(std::string_view key_suffix, const ConflictRe
 }  // namespace
 
 Result<size_t> CaptureConflicts(DocumentStore::Impl& s, const std::string& staged_meta, uint64_t index,
-                                rocksdb::WriteBatch& batch) {
+                                int64_t captured_ms, const std::set<std::string>& keyed, rocksdb::WriteBatch& batch) {
   GeoPosition pos;
   {
     std::lock_guard g(s.geo_mu);
@@ -56,41 +56,61 @@ Result<size_t> CaptureConflicts(DocumentStore::Impl& s, const std::string& stage
   const uint64_t epoch = s.write_epoch.load();
   // Where the next epoch began in the image's history: this store shares
   // everything before it; what it has from there on, the account does not.
-  auto start = s.Get(s.staging, staged_meta + EpochStartKey(epoch + 1));
-  if (start.status().code() == Code::kNotFound) return size_t{0};
+  std::string key = staged_meta + std::string(kAccountEpochStartPrefix);
+  PutBigEndian64(key, epoch + 1);
+  auto start = s.Get(s.staging, key);
+  if (start.status().code() == Code::kNotFound) {
+    // An image of this store's own epoch (a read region behind): nothing to
+    // compare. One of a later epoch that does not say where the next began
+    // cannot be compared either: say so loudly.
+    auto applied = s.Get(s.staging, staged_meta + std::string(kAppliedIndexKey));
+    auto image = applied.ok() ? DecodeAppliedRecord(*applied) : Result<AppliedRecord>(applied.status());
+    if (image.ok() && image->geo.epoch > epoch) {
+      spdlog::error(
+          "event=conflict_capture_impossible epoch={} image_epoch={} glsn={} reason=\"the image does not say where "
+          "epoch {} began: writes this region made past it, if any, are replaced without a trace\"",
+          epoch, image->geo.epoch, pos.glsn, epoch + 1);
+    }
+    return size_t{0};
+  }
   BULWARK_RETURN_IF_ERROR(start.status());
   std::string_view in = *start;
   uint64_t diverged_from = 0;
   if (!GetFixed64(in, diverged_from)) return Status::Corruption("the image's epoch start record is malformed");
   if (pos.glsn < diverged_from || diverged_from == 0) return size_t{0};
-  size_t n = 0, other = 0;
-  const int64_t now_ms = UnixNowMillis();
+  size_t n = 0, other = 0, purged = 0;
   std::unique_ptr<rocksdb::Iterator> it(s.db->NewIterator(rocksdb::ReadOptions(), s.changelog));
   for (it->SeekToLast(); it->Valid(); it->Prev()) {
     std::string_view k = it->key().ToStringView();
     uint64_t lsn = 0;
     if (k.size() != 8 || !GetBigEndian64(k, lsn)) return Status::Corruption("a change-log key is malformed");
     BULWARK_ASSIGN_OR_RETURN(ChangeRecord change, ChangeRecord::Decode(lsn, it->value().ToStringView()));
-    if (change.glsn != 0 && change.glsn < diverged_from) break;
-    if (change.glsn == 0) continue;  // not a replicated change (cannot be one of these)
+    // Changes are in apply order and GLSNs only grow; one without a GLSN
+    // predates geo-replication here, and so does everything before it.
+    if (change.glsn < diverged_from) break;
     if (change.op != ChangeOp::kPutItem && change.op != ChangeOp::kDeleteItem) {
       // Databases and containers made or dropped there: the image decides
       // them; their items' changes are kept.
       ++other;
       continue;
     }
+    if (keyed.count(crypto::HexEncode(change.container_rid)) == 0) {
+      ++purged;  // the account purged its container meanwhile: nothing of it is kept
+      continue;
+    }
     ConflictRecord r;
     r.epoch = epoch;
-    r.captured_unix_ms = now_ms;
+    r.captured_unix_ms = captured_ms;
     r.change = std::move(change);
     batch.Put(s.meta, ConflictKey(r.change, index), r.Encode());
     ++n;
   }
   BULWARK_RETURN_IF_ERROR(FromRocks(it->status(), "cannot read the change log"));
   spdlog::warn(
-      "event=conflicts_captured items={} other_changes={} from_glsn={} to_glsn={} epoch={} note=\"this region "
-      "committed them as write region after another took over; bulwark conflicts list shows them\"",
-      n, other, diverged_from, pos.glsn, epoch);
+      "event=conflicts_captured items={} other_changes={} of_purged_containers={} from_glsn={} to_glsn={} epoch={} "
+      "note=\"this region committed them as write region after another took over; bulwark conflicts list shows "
+      "them\"",
+      n, other, purged, diverged_from, pos.glsn, epoch);
   return n;
 }
 
@@ -112,8 +132,13 @@ Result<CommandEffect> DiscardConflictEffect(DocumentStore::Impl& s, const WriteC
 Result<std::vector<DocumentStore::Conflict>> DocumentStore::ListConflicts(std::string_view db,
                                                                           std::string_view container,
                                                                           size_t max) const {
-  const std::string prefix =
-      db.empty() && container.empty() ? std::string(kConflictMetaPrefix) : ConflictPrefix(db, container);
+  std::string prefix(kConflictMetaPrefix);
+  if (!container.empty()) {
+    prefix = ConflictPrefix(db, container);
+  } else if (!db.empty()) {
+    prefix.append(db);
+    prefix.push_back('\0');  // every container of db
+  }
   std::vector<Conflict> out;
   std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator(rocksdb::ReadOptions(), impl_->meta));
   for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix) && out.size() < max; it->Next()) {

@@ -282,8 +282,10 @@ class DocumentStore {
   // membership) from one consistent point, in chunks of at most `max_chunk`
   // bytes. Data keys travel unwrapped: the receiver wraps them under its own
   // master key, and the peer link is mutually authenticated TLS. Returns the
-  // image's applied index.
-  Result<uint64_t> WriteStateImage(size_t max_chunk, const std::function<Status(std::string_view)>& emit) const;
+  // image's applied index. A `region_image` (for another region) leaves out
+  // this region's conflict feed.
+  Result<uint64_t> WriteStateImage(size_t max_chunk, const std::function<Status(std::string_view)>& emit,
+                                   bool region_image = false) const;
   // Receiving an image: staged in a scratch column family (data keys wrapped
   // on arrival), then installed. Begin discards any earlier staging.
   Status BeginStateImage();
@@ -446,6 +448,10 @@ class DocumentStore {
   struct EpochStart {
     uint64_t glsn = 0;
     uint64_t index = 0;
+    // The epoch began with a takeover: this region proposed the change itself
+    // (the control group promoted it), so another region may hold another
+    // write at that GLSN.
+    bool takeover = false;
   };
   Result<std::optional<EpochStart>> EpochStartOf(uint64_t epoch) const;
 

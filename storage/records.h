@@ -59,6 +59,11 @@ constexpr std::string_view kRegionsRemovedKey = "f/regions-removed";  // JSON: r
 // region images): "a/epoch/<u64 BE epoch>" -> u64 GLSN | u64 raft index of
 // the regions change that began that epoch here.
 constexpr std::string_view kEpochStartMetaPrefix = "a/epoch/";
+// Where each epoch began in the account's history, replicated with the
+// account (it travels in region images, unlike a/epoch/): "f/epoch/<u64 BE
+// epoch>" -> u64 GLSN | u8 takeover (the new write region proposed the
+// change itself). What the conflict feed compares an old write region with.
+constexpr std::string_view kAccountEpochStartPrefix = "f/epoch/";
 // Identity and access, replicated (docs/security.md):
 //   "ak/<name>" -> u64 version | i64 created | the account key wrapped by
 //                  this node's master key (each replica wraps its own copy)

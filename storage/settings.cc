@@ -134,9 +134,10 @@ Result<std::optional<DocumentStore::EpochStart>> DocumentStore::EpochStartOf(uin
   BULWARK_RETURN_IF_ERROR(v.status());
   std::string_view in = *v;
   EpochStart e;
-  if (!GetFixed64(in, e.glsn) || !GetFixed64(in, e.index) || !in.empty()) {
+  if (!GetFixed64(in, e.glsn) || !GetFixed64(in, e.index) || in.size() > 1) {
     return Status::Corruption("the epoch-start record of epoch " + std::to_string(epoch) + " is malformed");
   }
+  e.takeover = !in.empty() && in[0] == 1;
   return std::optional<EpochStart>(e);
 }
 
@@ -204,10 +205,20 @@ Result<CommandEffect> SetRegionsEffect(DocumentStore::Impl& s, const WriteComman
     return e;
   }
   if (epoch > before_epoch) {
+    // A takeover: written at the epoch it begins (a planned failover's
+    // switch is written at the epoch it ends), here or shipped.
+    const bool takeover = cmd.geo_epoch == epoch;
     std::string at;
     PutFixed64(at, glsn);
     PutFixed64(at, index);
+    at.push_back(static_cast<char>(takeover ? 1 : 0));
     e.mutations.push_back({Mutation::Kind::kPut, s.meta, EpochStartKey(epoch), std::move(at)});
+    std::string account_wide;
+    PutFixed64(account_wide, glsn);
+    account_wide.push_back(static_cast<char>(takeover ? 1 : 0));
+    std::string key(kAccountEpochStartPrefix);
+    PutBigEndian64(key, epoch);
+    e.mutations.push_back({Mutation::Kind::kPut, s.meta, std::move(key), std::move(account_wide)});
   }
   e.write_epoch = epoch;
   e.settings_changed = true;

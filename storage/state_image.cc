@@ -276,6 +276,8 @@ Status StageChunk(DocumentStore::Impl& s, const std::string& slot, std::string_v
 // the meantime and this node's files may still hold their keys) and runs
 // it. `shred_index`: the raft index the shreds wait for the log to drop.
 // REQUIRES: ddl_mu held exclusively.
+int64_t RegionImageIdMs(std::string_view id);  // below: when a region image was made
+
 Status RunInstall(DocumentStore::Impl& s, const InstallSource& src, const std::string& staged_meta,
                   uint64_t shred_index) {
   rocksdb::WriteBatch b;
@@ -283,7 +285,11 @@ Status RunInstall(DocumentStore::Impl& s, const InstallSource& src, const std::s
   // What this region committed that the image's history does not have
   // (it was the write region when another took over) goes to the conflict
   // feed, in the same batch that starts the install.
-  if (!src.region_id.empty()) BULWARK_RETURN_IF_ERROR(CaptureConflicts(s, staged_meta, shred_index, b).status());
+  if (!src.region_id.empty()) {
+    BULWARK_ASSIGN_OR_RETURN(auto keyed, KeyedContainers(s.db.get(), s.staging, staged_meta));
+    BULWARK_RETURN_IF_ERROR(
+        CaptureConflicts(s, staged_meta, shred_index, RegionImageIdMs(src.region_id), keyed, b).status());
+  }
   BULWARK_ASSIGN_OR_RETURN(auto before, KeyedContainers(s.db.get(), s.meta, ""));
   BULWARK_ASSIGN_OR_RETURN(auto after, KeyedContainers(s.db.get(), s.staging, staged_meta));
   for (const std::string& rid : before) {
@@ -384,8 +390,8 @@ class ImageWriter {
 
 }  // namespace
 
-Result<uint64_t> DocumentStore::WriteStateImage(size_t max_chunk,
-                                                const std::function<Status(std::string_view)>& emit) const {
+Result<uint64_t> DocumentStore::WriteStateImage(size_t max_chunk, const std::function<Status(std::string_view)>& emit,
+                                                bool region_image) const {
   const Impl& s = *impl_;
   // One RocksDB snapshot: every Apply is one batch, so any point is a
   // consistent state with its own applied index.
@@ -398,6 +404,8 @@ Result<uint64_t> DocumentStore::WriteStateImage(size_t max_chunk,
   for (it->SeekToFirst(); it->Valid(); it->Next()) {
     const std::string_view k = it->key().ToStringView();
     if (!IsReplicatedMeta(k)) continue;
+    // A region's conflict feed is its own: it never travels to another region.
+    if (region_image && k.substr(0, kConflictMetaPrefix.size()) == kConflictMetaPrefix) continue;
     if (k == kAppliedIndexKey) {
       std::string_view v = it->value().ToStringView();
       if (!GetFixed64(v, applied)) return Status::Corruption("the applied-index record is malformed");

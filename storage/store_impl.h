@@ -18,11 +18,13 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <shared_mutex>
 #include <string>
 #include <vector>
 
 #include <rocksdb/db.h>
+#include <rocksdb/write_batch.h>
 
 #include "crypto/keyring.h"
 #include "storage/commit_queue.h"
@@ -122,12 +124,15 @@ Status LoadWriteEpoch(DocumentStore::Impl& s);
 Result<CommandEffect> SetAccountKeyEffect(DocumentStore::Impl& s, const WriteCommand& cmd, uint64_t index);
 Result<CommandEffect> AccessEffect(DocumentStore::Impl& s, const WriteCommand& cmd);
 Result<CommandEffect> DiscardConflictEffect(DocumentStore::Impl& s, const WriteCommand& cmd);
-// Region image installs: the changes this store made at GLSNs from the one
-// where the epoch after its own began in the image (`staged_meta`: the
-// staged image's meta prefix), as conflict records in `batch`; returns how
-// many. None if the store is not ahead of that point.
+// Region image installs: the item changes this store made at GLSNs from the
+// one where the epoch after its own began in the image (`staged_meta`: the
+// staged image's meta prefix; its f/epoch/ record), as conflict records in
+// `batch`, keyed by the install's raft `index`, stamped `captured_ms`. Only
+// of containers the image keeps keys for (`keyed`, rid hex: a container
+// purged meanwhile leaves nothing behind). Returns how many; none if the
+// store is not ahead of that point.
 Result<size_t> CaptureConflicts(DocumentStore::Impl& s, const std::string& staged_meta, uint64_t index,
-                                rocksdb::WriteBatch& batch);
+                                int64_t captured_ms, const std::set<std::string>& keyed, rocksdb::WriteBatch& batch);
 std::string EpochStartKey(uint64_t epoch);
 // An account key record's value: u64 version | i64 created | payload (the
 // wrapped key on disk; the raw key inside a state image).
