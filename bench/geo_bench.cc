@@ -37,6 +37,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <mutex>
 #include <optional>
@@ -256,6 +257,21 @@ struct FailoverFigures {
   uint64_t acked = 0, lost = 0, write_errors = 0;
 };
 
+// Writer `w` of a failover benchmark: upserts new items (each once, under
+// its own request id, so a retry across the failover applies once) with
+// `options` until `stop`, handing each outcome to `done` (called under no
+// lock).
+void WriteNewItems(const client::ClientOptions& options, const std::string& pad, int w, const std::atomic<bool>& stop,
+                   const std::function<void(const std::string& id, const Result<client::Item>&)>& done) {
+  auto c = client::Client::Connect(options);
+  if (!c.ok()) return;
+  for (int i = 0; !stop.load(); ++i) {
+    const std::string id = "w" + std::to_string(w) + "-" + std::to_string(i);
+    const std::string doc = json{{"id", id}, {"pk", "p" + std::to_string(w)}, {"v", i}, {"pad", pad}}.dump();
+    done(id, (*c)->UpsertItem("bench", "items", doc, "req-" + id));
+  }
+}
+
 // Once the regions agree (their furthest nodes at one GLSN, within 60 s):
 // the acknowledged writes either region lacks (each counted once).
 Result<uint64_t> LostWrites(chaos::LocalAccount* account, const std::vector<std::string>& acked_ids) {
@@ -315,20 +331,16 @@ Result<FailoverFigures> RunFailovers(const Config& cfg, ConsistencyLevel level, 
   for (int w = 0; w < cfg.writers; ++w) {
     writers.emplace_back([&, w] {
       // The default client: it retries through a failover's short window.
-      auto c = client::Client::Connect(account->client_options(1));
-      if (!c.ok()) return;
-      for (int i = 0; !stop.load(); ++i) {
-        const std::string id = "w" + std::to_string(w) + "-" + std::to_string(i);
-        const std::string doc = json{{"id", id}, {"pk", "p" + std::to_string(w)}, {"v", i}, {"pad", pad}}.dump();
-        auto r = (*c)->UpsertItem("bench", "items", doc, "req-" + id);
-        std::lock_guard lock(mu);
-        if (r.ok()) {
-          acks.push_back(Clock::now());
-          acked_ids.push_back(id);
-        } else {
-          ++errors;
-        }
-      }
+      WriteNewItems(account->client_options(1), pad, w, stop,
+                    [&](const std::string& id, const Result<client::Item>& r) {
+                      std::lock_guard lock(mu);
+                      if (r.ok()) {
+                        acks.push_back(Clock::now());
+                        acked_ids.push_back(id);
+                      } else {
+                        ++errors;
+                      }
+                    });
     });
   }
   FailoverFigures f;
@@ -406,12 +418,7 @@ Result<CutoffFigures> RunCutoffs(const Config& cfg, ConsistencyLevel level, cons
       // Both regions' nodes: the client finds the newest topology among them.
       for (int n = 1; n <= account->region(2).size(); ++n) o.endpoints.push_back(account->region(2).node_endpoint(n));
       o.deadline = std::chrono::seconds(5);
-      auto c = client::Client::Connect(o);
-      if (!c.ok()) return;
-      for (int i = 0; !stop.load(); ++i) {
-        const std::string id = "w" + std::to_string(w) + "-" + std::to_string(i);
-        const std::string doc = json{{"id", id}, {"pk", "p" + std::to_string(w)}, {"v", i}, {"pad", pad}}.dump();
-        auto r = (*c)->UpsertItem("bench", "items", doc, "req-" + id);
+      WriteNewItems(o, pad, w, stop, [&](const std::string& id, const Result<client::Item>& r) {
         std::lock_guard lock(mu);
         if (r.ok()) {
           acks.push_back({Clock::now(), TokenEpoch(r->session_token)});
@@ -419,7 +426,7 @@ Result<CutoffFigures> RunCutoffs(const Config& cfg, ConsistencyLevel level, cons
         } else {
           ++errors;
         }
-      }
+      });
     });
   }
   auto stop_writers = [&] {

@@ -107,6 +107,17 @@ class RegionWriter {
 
 double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
+// Upserts item `id` through `c` until acknowledged (20 tries, `pause` apart):
+// the region may still be taking the writes over.
+Result<client::Item> PutUntilAcked(client::Client& c, const std::string& id, std::chrono::milliseconds pause) {
+  Result<client::Item> put = Status::Unavailable("not tried");
+  for (int attempt = 0; attempt < 20 && !put.ok(); ++attempt) {
+    put = c.UpsertItem("db", "c", Doc(id, 1));
+    if (!put.ok()) std::this_thread::sleep_for(pause);
+  }
+  return put;
+}
+
 // Waits up to `timeout` until node (r, i) reports write region `write` at `epoch`.
 bool WaitWriteRegion(const TestAccount& t, int r, int i, const std::string& write, uint64_t epoch,
                      std::chrono::seconds timeout) {
@@ -296,11 +307,7 @@ TEST_CASE("three regions: r1 cut off and r2's replica set down, r3 is promoted",
   cut.Isolate("127.0.1.0/24", OtherRegionsAndWitness(1, 3));
   REQUIRE(WaitWriteRegion(t, 3, t.Leader(3), "r3", 2, std::chrono::seconds(kGraceMs / 1000 + 15)));
   auto w = Pinned(t, 3);
-  Result<client::Item> put = Status::Unavailable("not tried");
-  for (int attempt = 0; attempt < 20 && !put.ok(); ++attempt) {
-    put = w->UpsertItem("db", "c", Doc("in-r3", 1));
-    if (!put.ok()) std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  }
+  auto put = PutUntilAcked(*w, "in-r3", std::chrono::milliseconds(200));
   INFO(put.status().ToString());
   CHECK(put.ok());
   auto s = t.NodeClient(3, t.Leader(3))->GetStatus();
@@ -368,11 +375,7 @@ TEST_CASE("Strong, two regions and a witness: the write region killed under load
   // Strong writes go on in r2: its stream started without the old write
   // region in the quorum set (that region's lease had ended).
   auto w = Pinned(t, 2);
-  Result<client::Item> put = Status::Unavailable("not tried");
-  for (int attempt = 0; attempt < 20 && !put.ok(); ++attempt) {
-    put = w->UpsertItem("db", "c", Doc("after-kill", 1));
-    if (!put.ok()) std::this_thread::sleep_for(std::chrono::milliseconds(250));
-  }
+  auto put = PutUntilAcked(*w, "after-kill", std::chrono::milliseconds(250));
   INFO(put.status().ToString());
   CHECK(put.ok());
   auto s = t.NodeClient(2, t.Leader(2))->GetStatus();
