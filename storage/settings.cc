@@ -197,7 +197,11 @@ Result<CommandEffect> SetRegionsEffect(DocumentStore::Impl& s, const WriteComman
   // region's stream resumes from (replication/region_stream.cc).
   const uint64_t epoch = DocumentStore::RegionsWriterOf(cmd.setting).epoch;
   const uint64_t before_epoch = s.write_epoch.load();
-  if (epoch != before_epoch && epoch != before_epoch + 1) {
+  // A record no region stamped (the control group's store, which follows
+  // the regions and may have missed epochs, or started on an account past
+  // epoch 1) may raise the epoch by more than one; never lower it.
+  const bool unstamped = cmd.geo_epoch == 0 && cmd.geo_glsn == 0;
+  if (epoch != before_epoch && epoch != before_epoch + 1 && !(unstamped && epoch > before_epoch)) {
     e.mutations.clear();
     e.outcome.status = Status::FailedPrecondition("the regions record names epoch " + std::to_string(epoch) +
                                                   ": the account is at epoch " + std::to_string(before_epoch) +

@@ -281,12 +281,29 @@ TEST_CASE(
   CHECK(regress->status.code() == Code::kFailedPrecondition);
   CHECK(store->write_epoch() == 2);
 
+  // A record no region stamped (the control group's store) may jump epochs
+  // (the group started on an account at epoch 4, or missed a failover) ...
+  GeoConfig ahead = *moved;
+  ahead.epoch = 4;
+  auto jumped =
+      store->Apply(store->applied_index() + 1,
+                   *store->PrepareSetRegions(EncodeRegions(ahead), storage::DocumentStore::RegionsVersion(v2_text)));
+  REQUIRE(jumped.ok());
+  CHECK(jumped->status.ok());
+  CHECK(store->write_epoch() == 4);
+  // ... but never go back.
+  auto back_again = store->Apply(
+      store->applied_index() + 1,
+      *store->PrepareSetRegions(EncodeRegions(*moved), storage::DocumentStore::RegionsVersion(EncodeRegions(ahead))));
+  REQUIRE(back_again.ok());
+  CHECK(back_again->status.code() == Code::kFailedPrecondition);
+  CHECK(store->write_epoch() == 4);
   // Reopened: the epoch and where it began are still there.
   const uint64_t applied = store->applied_index();
   store.reset();
   store = testing::OpenTestStore(dir.sub("s"), key);
   CHECK(store->applied_index() == applied);
-  CHECK(store->write_epoch() == 2);
+  CHECK(store->write_epoch() == 4);
   CHECK((*store->EpochStartOf(2))->glsn == 3);
   CHECK(store->Apply(applied + 1, stamped(1))->status.code() == Code::kFailedPrecondition);
 }
