@@ -501,6 +501,25 @@ Result<CutoffFigures> RunCutoffs(const Config& cfg, ConsistencyLevel level, cons
       return Status::DeadlineExceeded("r" + std::to_string(writer) + " did not rejoin at epoch " +
                                       std::to_string(epoch) + " within 90 s of the heal");
     }
+    // ... and is back in the strong quorum set (the new write region's
+    // stream started without it): until then it may lack writes acknowledged
+    // under Strong, and cannot be promoted.
+    auto in_set = [&] {
+      for (int i = 1; i <= account->region(other).size(); ++i) {
+        auto s = status_of(other, i);
+        if (s.ok() && s->role == "leader") {
+          return std::find(s->strong_quorum.begin(), s->strong_quorum.end(), "r" + std::to_string(writer)) !=
+                 s->strong_quorum.end();
+        }
+      }
+      return false;
+    };
+    const auto back_by = Clock::now() + std::chrono::seconds(60);
+    while (!in_set() && Clock::now() < back_by) std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    if (!in_set()) {
+      stop_writers();
+      return Status::DeadlineExceeded("r" + std::to_string(writer) + " did not rejoin the strong quorum set in 60 s");
+    }
     writer = other;
     std::this_thread::sleep_for(std::chrono::seconds(3));
   }

@@ -518,6 +518,10 @@ Result<v1::RegionAppendResponse> RegionShipper::Impl::SendImage(size_t r, const 
   return resp;
 }
 
+// A region outside the strong quorum set is let back in once it is this
+// close to the head (see UpdateQuorum).
+constexpr uint64_t kReadmitLagWrites = 200;
+
 void RegionShipper::Impl::UpdateQuorum(SteadyClock::time_point now) {
   const size_t configured = configured_set;
   size_t members = self_in_quorum ? 1 : 0;
@@ -536,8 +540,16 @@ void RegionShipper::Impl::UpdateQuorum(SteadyClock::time_point now) {
                      std::chrono::duration_cast<std::chrono::milliseconds>(now - r.last_ack).count());
         changed.notify_all();
       }
-    } else if (!r.in_quorum && r.known && now - r.last_ack < options.heartbeat * 5 && r.acked_glsn >= head) {
+    } else if (!r.in_quorum && r.known && now - r.last_ack < options.heartbeat * 5 &&
+               r.acked_glsn + kReadmitLagWrites >= head) {
+      // Close enough: under a steady load a region that catches up is
+      // always a few writes behind the head, and would never be let back
+      // in if it had to be at it. From now on every Strong write waits for
+      // it; it is leased again (serves Strong reads) only once it has the
+      // head as of now, which covers every write acknowledged without it.
       r.in_quorum = true;
+      r.leasable = false;
+      r.lease_from = head;
       ++members;
       spdlog::info("event=region_quorum_added region={} glsn={}", r.config.name, r.acked_glsn);
       changed.notify_all();
