@@ -6,6 +6,7 @@
 #include <condition_variable>
 #include <filesystem>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "replication/replica.h"
@@ -212,37 +213,45 @@ v1::ControlAnswer ControlMember::Impl::Handle(const v1::ControlReport& report) {
     a.set_error("the control group's record: " + rec.status().ToString());
     return a;
   }
+  // The record in force, decoded once per read (empty: none yet, or one
+  // that does not decode, which nothing adopts onto and no report matches).
+  auto decode_ours = [&]() -> std::optional<GeoConfig> {
+    if (rec->json.empty()) return std::nullopt;
+    auto g = DecodeRegions(rec->json, geo);
+    return g.ok() ? std::optional<GeoConfig>(std::move(g).value()) : std::nullopt;
+  };
+  std::optional<GeoConfig> ours = decode_ours();
   // The write region's record, when it changed in the data path (regions
   // added or removed, priorities, a planned failover): the control group
   // follows it, so that a promotion starts from the topology in force.
   if (report.writer() && !report.regions_record().empty() &&
       report.regions_record().size() <= storage::kMaxRegionsBytes) {
-    const auto theirs = storage::DocumentStore::RegionsWriterOf(report.regions_record());
-    auto decoded = DecodeRegions(report.regions_record(), geo);
-    bool adopt = theirs.write == report.region() && decoded.ok();
+    auto theirs = DecodeRegions(report.regions_record(), geo);
+    bool adopt = theirs.ok() && theirs->write_region == report.region();
     if (adopt && rec->json.empty()) {
-      adopt = FromRegion(*decoded, report);  // the first record: from the region it names
+      adopt = FromRegion(*theirs, report);  // the first record: from the region it names
     } else if (adopt) {
       // Only the write region in force changes the record, from one of its
       // nodes: its own changes at its epoch, or a planned failover it made
       // (the next epoch, the failover from it).
-      const auto ours = storage::DocumentStore::RegionsWriterOf(rec->json);
-      auto current = DecodeRegions(rec->json, geo);
-      const bool from_region = current.ok() && FromRegion(*current, report);
-      const bool planned = theirs.epoch == ours.epoch + 1 && decoded->last_failover.from == ours.write &&
-                           decoded->last_failover.epoch == theirs.epoch;
-      const bool changed =
-          theirs.epoch == ours.epoch && ours.write == report.region() && rec->json != report.regions_record();
-      adopt = from_region && (planned || changed);
+      const bool planned = ours && theirs->epoch == ours->epoch + 1 &&
+                           theirs->last_failover.from == ours->write_region &&
+                           theirs->last_failover.epoch == theirs->epoch;
+      const bool changed = ours && theirs->epoch == ours->epoch && ours->write_region == report.region() &&
+                           rec->json != report.regions_record();
+      adopt = ours && FromRegion(*ours, report) && (planned || changed);
     }
     if (adopt) {
       Status s = ProposeRecord(report.regions_record(), rec->version);
-      spdlog::info("event=control_record_adopted region={} epoch={} ok={} error=\"{}\"", report.region(), theirs.epoch,
+      spdlog::info("event=control_record_adopted region={} epoch={} ok={} error=\"{}\"", report.region(), theirs->epoch,
                    s.ok(), s.ok() ? "" : s.ToString());
-      if (s.ok()) rec = ReadRecord();
-      if (!rec.ok()) {
-        a.set_error("the control group's record: " + rec.status().ToString());
-        return a;
+      if (s.ok()) {
+        rec = ReadRecord();
+        if (!rec.ok()) {
+          a.set_error("the control group's record: " + rec.status().ToString());
+          return a;
+        }
+        ours = decode_ours();
       }
     }
   }
@@ -250,22 +259,20 @@ v1::ControlAnswer ControlMember::Impl::Handle(const v1::ControlReport& report) {
   // Reports count only from a node of the region they name (by its
   // authenticated address), so no node can keep another region alive, or
   // claim its place.
-  auto in_force = DecodeRegions(rec->json, geo);
-  if (!in_force.ok() || !FromRegion(*in_force, report)) {
+  if (!ours || !FromRegion(*ours, report)) {
     a.set_error("a report for region " + report.region() + " from " + report.node_address() +
                 ", which is not one of its nodes");
     return a;
   }
   health[report.region()] = {Steady::now(), report};
-  const auto ours = storage::DocumentStore::RegionsWriterOf(rec->json);
   a.set_regions_record(rec->json);
-  a.set_write_region(ours.write);
-  a.set_epoch(ours.epoch);
-  if (ours.write == report.region()) {
+  a.set_write_region(ours->write_region);
+  a.set_epoch(ours->epoch);
+  if (ours->write_region == report.region()) {
     // The write region at the record's epoch, or the region promoted to it
     // that has yet to take over (it proposes the record at that epoch).
-    const bool current = report.writer() && report.epoch() == ours.epoch;
-    const bool taking_over = report.epoch() + 1 == ours.epoch;
+    const bool current = report.writer() && report.epoch() == ours->epoch;
+    const bool taking_over = report.epoch() + 1 == ours->epoch;
     if ((current || taking_over) && settled) a.set_lease_ms(control.lease_ms);
     if (current) writer_strong_set.assign(report.strong_set().begin(), report.strong_set().end());
   }

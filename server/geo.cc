@@ -368,8 +368,7 @@ Status Geo::Impl::WaitLease(GeoDeadline deadline) {
 void Geo::Impl::ReportToControl() {
   if (!node->replica->is_leader()) return;
   v1::ControlReport report;
-  report.set_region(self);
-  report.set_node_address(node->config->replica.peer_address);
+  report.set_region(self);  // node_address: stamped by the voter it reaches
   const bool writer = write_region.load();
   // The epoch the store applied (a region told of a newer one by the group
   // has not applied its record yet: it must not look current).
