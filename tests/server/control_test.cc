@@ -146,9 +146,7 @@ TEST_CASE("two regions and a witness: the write region cut off, r2 takes the wri
   TestAccount t(2, "Session", {}, std::chrono::milliseconds(0), WithControl(/*witness=*/true));
   REQUIRE(t.account->witness() != nullptr);
   {
-    auto admin = t.Client(1);
-    REQUIRE(admin->CreateDatabase("db").ok());
-    REQUIRE(admin->CreateContainer("db", "c", "/tenant").ok());
+    auto admin = t.ClientWithContainer();
     // The witness votes and holds nothing: data requests are refused.
     client::ClientOptions wo = t.account->witness()->node_client_options(1);
     wo.max_retries = 0;
@@ -294,9 +292,7 @@ TEST_CASE("two regions and a witness: the write region cut off, r2 takes the wri
 
 TEST_CASE("three regions: r1 cut off and r2's replica set down, r3 is promoted", "[control]") {
   TestAccount t(3, "Session", {}, std::chrono::milliseconds(0), WithControl(/*witness=*/false));
-  auto admin = t.Client(1);
-  REQUIRE(admin->CreateDatabase("db").ok());
-  REQUIRE(admin->CreateContainer("db", "c", "/tenant").ok());
+  auto admin = t.ClientWithContainer();
   std::set<std::string> acked;
   UpsertAckedRange(*admin, "c", "x", 0, 20, &acked);
   REQUIRE(t.WaitRegionAt(3, t.Glsn(1)));
@@ -322,9 +318,7 @@ TEST_CASE("three regions: r1 cut off and r2's replica set down, r3 is promoted",
 
 TEST_CASE("two regions without a witness: nothing is promoted, status says why, manual failover works", "[control]") {
   TestAccount t(2, "Session", {}, std::chrono::milliseconds(0), WithControl(/*witness=*/false));
-  auto admin = t.Client(1);
-  REQUIRE(admin->CreateDatabase("db").ok());
-  REQUIRE(admin->CreateContainer("db", "c", "/tenant").ok());
+  auto admin = t.ClientWithContainer();
   auto s = t.NodeClient(1, 1)->GetStatus();
   REQUIRE(s.ok());
   CHECK(s->control.configured);
@@ -357,9 +351,7 @@ TEST_CASE("two regions without a witness: nothing is promoted, status says why, 
 TEST_CASE("Strong, two regions and a witness: the write region killed under load, no acknowledged write lost",
           "[control]") {
   TestAccount t(2, "Strong", {}, std::chrono::milliseconds(0), WithControl(/*witness=*/true));
-  auto admin = t.Client(1);
-  REQUIRE(admin->CreateDatabase("db").ok());
-  REQUIRE(admin->CreateContainer("db", "c", "/tenant").ok());
+  auto admin = t.ClientWithContainer();
   RegionWriter load(t, 1, "s");
   std::this_thread::sleep_for(std::chrono::seconds(3));
   t.Signal(1, SIGKILL);
@@ -385,9 +377,7 @@ TEST_CASE("Strong, two regions and a witness: the write region killed under load
 
 TEST_CASE("a cut-off write region ahead of the new one: its unshipped writes go to the conflict feed", "[control]") {
   TestAccount t(2, "Session", {}, std::chrono::milliseconds(0), WithControl(/*witness=*/true));
-  auto admin = t.Client(1);
-  REQUIRE(admin->CreateDatabase("db").ok());
-  REQUIRE(admin->CreateContainer("db", "c", "/tenant").ok());
+  auto admin = t.ClientWithContainer();
   std::set<std::string> before;
   UpsertAckedRange(*admin, "c", "x", 0, 5, &before);
   REQUIRE(t.WaitRegionAt(2, t.Glsn(1)));

@@ -64,6 +64,13 @@ struct TestAccount {
     REQUIRE(c.ok());
     return std::move(c).value();
   }
+  // Client(1), after it created database "db" and container "c" (/tenant).
+  std::unique_ptr<client::Client> ClientWithContainer() const {
+    auto c = Client(1);
+    REQUIRE(c->CreateDatabase("db").ok());
+    REQUIRE(c->CreateContainer("db", "c", "/tenant").ok());
+    return c;
+  }
   // One node only, no topology: for status.
   std::unique_ptr<client::Client> NodeClient(int r, int i) const {
     client::ClientOptions o = account->region(r).node_client_options(i);

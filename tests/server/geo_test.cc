@@ -87,9 +87,7 @@ TEST_CASE("two regions: a write in r1 is read in r2 at every level, served by r2
 
 TEST_CASE("two regions: a ConsistentPrefix reader in r2 never sees a gap", "[geo]") {
   TestAccount t(2, "Session", {}, std::chrono::milliseconds(5));
-  auto writer = t.Client(1);
-  REQUIRE(writer->CreateDatabase("db").ok());
-  REQUIRE(writer->CreateContainer("db", "c", "/tenant").ok());
+  auto writer = t.ClientWithContainer();
   constexpr int kWrites = 150;
   REQUIRE(t.WaitRegionAt(2, t.Glsn(1)));  // the container exists in r2 before the reader starts
   std::atomic<bool> done{false};
@@ -137,9 +135,7 @@ TEST_CASE("two regions: a ConsistentPrefix reader in r2 never sees a gap", "[geo
 
 TEST_CASE("two regions: the stream survives kill -9 of each region's leader, no gap, no duplicate", "[geo]") {
   TestAccount t(2, "Session");
-  auto writer = t.Client(1);
-  REQUIRE(writer->CreateDatabase("db").ok());
-  REQUIRE(writer->CreateContainer("db", "c", "/tenant").ok());
+  auto writer = t.ClientWithContainer();
   std::set<std::string> acked;
   auto write_some = [&](int from, int to) {
     for (int i = from; i < to; ++i) {
@@ -189,9 +185,7 @@ TEST_CASE("two regions: the stream survives kill -9 of each region's leader, no 
 TEST_CASE("three regions, Strong: writes go on once a dead region leaves the quorum set, nothing acked is lost",
           "[geo]") {
   TestAccount t(3, "Strong", {"--set", "geo.lease_ms=1000", "--set", "geo.removal_ms=3500"});
-  auto writer = t.Client(1);
-  REQUIRE(writer->CreateDatabase("db").ok());
-  REQUIRE(writer->CreateContainer("db", "c", "/tenant").ok());
+  auto writer = t.ClientWithContainer();
   std::set<std::string> acked;
   for (int i = 0; i < 20; ++i) {
     auto w = writer->CreateItem("db", "c", Doc("a" + std::to_string(i), i));
@@ -226,9 +220,7 @@ TEST_CASE("BoundedStaleness: a slow region stays within K writes, the writer is 
   constexpr int kK = 10;
   TestAccount t(2, "BoundedStaleness", {"--set", "geo.bounded_max_writes=" + std::to_string(kK)},
                 std::chrono::milliseconds(150));
-  auto writer = t.Client(1);
-  REQUIRE(writer->CreateDatabase("db").ok());
-  REQUIRE(writer->CreateContainer("db", "c", "/tenant").ok());
+  auto writer = t.ClientWithContainer();
   REQUIRE(writer->UpsertItem("db", "c", Doc("n", 0)).ok());
   REQUIRE(t.WaitRegionAt(2, t.Glsn(1)));
   std::atomic<int> acked{0};
@@ -274,9 +266,7 @@ TEST_CASE(
     "or Bounded reads meanwhile, and comes back once healed",
     "[geo][partition]") {
   TestAccount t(3, "Strong", {"--set", "geo.lease_ms=1000", "--set", "geo.removal_ms=3500"});
-  auto writer = t.Client(1);
-  REQUIRE(writer->CreateDatabase("db").ok());
-  REQUIRE(writer->CreateContainer("db", "c", "/tenant").ok());
+  auto writer = t.ClientWithContainer();
   REQUIRE(writer->UpsertItem("db", "c", Doc("a", 1)).ok());
   // A node of r3, asked directly (no topology, so no fallback elsewhere).
   auto r3 = t.NodeClient(3, 1);
@@ -328,9 +318,7 @@ TEST_CASE(
     "every replica, a late replica fetches it, and the stream goes on",
     "[geo]") {
   TestAccount t(2, "Session");
-  auto writer = t.Client(1);
-  REQUIRE(writer->CreateDatabase("db").ok());
-  REQUIRE(writer->CreateContainer("db", "c", "/tenant").ok());
+  auto writer = t.ClientWithContainer();
   REQUIRE(writer->CreateContainer("db", "gone", "/tenant").ok());
   std::set<std::string> acked;
   auto write_some = [&](const std::string& container, int from, int to) {
@@ -404,9 +392,7 @@ TEST_CASE(
     "serves nothing, and bad changes are refused",
     "[geo]") {
   TestAccount t(2, "Session");
-  auto writer = t.Client(1);
-  REQUIRE(writer->CreateDatabase("db").ok());
-  REQUIRE(writer->CreateContainer("db", "c", "/tenant").ok());
+  auto writer = t.ClientWithContainer();
   std::set<std::string> acked;
   UpsertAckedRange(*writer, "c", "k", 0, 30, &acked);
 
@@ -637,9 +623,7 @@ TEST_CASE(
     "write region, then the new stream, and a restarted old write region stays a read region",
     "[geo]") {
   TestAccount t(3, "Session");
-  auto writer = t.Client(1);
-  REQUIRE(writer->CreateDatabase("db").ok());
-  REQUIRE(writer->CreateContainer("db", "c", "/tenant").ok());
+  auto writer = t.ClientWithContainer();
   std::set<std::string> acked;
   UpsertAckedRange(*writer, "c", "a", 0, 10, &acked);
   REQUIRE(t.WaitRegionAt(3, t.Glsn(1)));
@@ -688,9 +672,7 @@ TEST_CASE(
     "switch to it, and the target takes over with every acknowledged write",
     "[geo]") {
   TestAccount t(2, "Session");
-  auto writer = t.Client(1);
-  REQUIRE(writer->CreateDatabase("db").ok());
-  REQUIRE(writer->CreateContainer("db", "c", "/tenant").ok());
+  auto writer = t.ClientWithContainer();
   std::set<std::string> acked;
   UpsertAckedRange(*writer, "c", "a", 0, 10, &acked);
   REQUIRE(t.WaitRegionAt(2, t.Glsn(1)));
