@@ -630,12 +630,8 @@ Status Replica::Impl::ApplyEntries(const std::vector<raft::Entry>& entries) {
 
 Status Replica::Impl::ApplyRegionImage(uint64_t index, const storage::WriteCommand& cmd) {
   const std::string& id = cmd.setting;
-  // Every replica decides alike: they all hold the same state here. Already
-  // there, unless the image is of a later epoch than this store writes at:
-  // then the store's GLSNs past the epoch's start are another history (an
-  // old write region's), which the image replaces (the conflict feed keeps
-  // them).
-  if (store->geo_position().glsn >= cmd.geo_glsn && cmd.geo_epoch <= store->write_epoch()) {
+  // Every replica decides alike: they all hold the same state here.
+  if (store->HasRegionImagePosition({cmd.geo_glsn, cmd.geo_epoch, cmd.geo_source_index})) {
     spdlog::info("event=region_image_skipped node={} index={} id={} glsn={} image_glsn={}", options.node_id, index, id,
                  store->geo_position().glsn, cmd.geo_glsn);
     return store->RecordApplied(index, {});

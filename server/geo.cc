@@ -835,10 +835,7 @@ v1::RegionAppendResponse Geo::OnRegionImage(const v1::RegionImageHeader& header,
     (void)g.node->store->DropRegionImage(id);
     return answer("region image refused: " + pos.status().ToString());
   }
-  // Caught up meanwhile (not if the image is of a later epoch: this region
-  // then holds writes of an older one past where the image's epoch began,
-  // and must take the image, its conflict feed keeping them).
-  if (pos->glsn <= g.node->store->geo_position().glsn && pos->epoch <= g.node->store->write_epoch()) {
+  if (g.node->store->HasRegionImagePosition(*pos)) {  // caught up meanwhile
     (void)g.node->store->DropRegionImage(id);
     return answer({});
   }

@@ -266,6 +266,12 @@ class DocumentStore {
   uint64_t applied_index() const;
   // The GLSN position as of the applied index (durable with it).
   GeoPosition geo_position() const;
+  // Whether this store already holds everything a region image at `image`
+  // would bring: it is at or past the image's GLSN in the same history. Not
+  // if the image is of a later epoch than this store writes at: then the
+  // store's GLSNs past where that epoch began are another history (an old
+  // write region's), which the image replaces (the conflict feed keeps them).
+  bool HasRegionImagePosition(const GeoPosition& image) const;
   // Records that raft entry `index` (a membership change or an empty entry)
   // was applied, with the membership after it (opaque bytes) if not empty.
   Status RecordApplied(uint64_t index, std::string_view conf_state);

@@ -122,6 +122,10 @@ DocumentStore::RegionsWriter DocumentStore::RegionsWriterOf(std::string_view rec
 
 uint64_t DocumentStore::write_epoch() const { return impl_->write_epoch.load(); }
 
+bool DocumentStore::HasRegionImagePosition(const GeoPosition& image) const {
+  return geo_position().glsn >= image.glsn && image.epoch <= write_epoch();
+}
+
 std::string EpochStartKey(uint64_t epoch) {
   std::string k(kEpochStartMetaPrefix);
   PutBigEndian64(k, epoch);
