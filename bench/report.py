@@ -216,7 +216,7 @@ def failover_rows(t, load_rs, regions=None, cutoffs=None):
             else:
                 lost_target, met = "(none set)", None
             note = "" if lost == 0 else \
-                "the cut-off region's last lease of writes, replaced when it rejoins (no conflict feed yet)"
+                "acknowledged in the cut-off region's last lease, never shipped: its conflict feed keeps them when it rejoins"
             t.add("write-region cutoff at %s: acknowledged writes lost" % lv["level"],
                   "%d of %d" % (lost, lv["acked_writes"]), "", "", lost_target, met, note)
     else:
