@@ -130,6 +130,14 @@ Result<std::unique_ptr<RegionShipper>> RegionShipper::Start(RegionStreamOptions 
   const auto& strong = impl->options.strong_regions;
   auto in_set = [&](const std::string& name) { return std::find(strong.begin(), strong.end(), name) != strong.end(); };
   impl->self_in_quorum = in_set(impl->options.self_region);
+  // The region taken over from starts outside the set only on the node that
+  // leads now (and while it leads in this term). A node that leads later
+  // starts from the set as configured: the region may hold a lease that
+  // node's predecessor granted once it had caught up again, and until this
+  // node's stream notices its leadership (ResetForLeadership) a Strong write
+  // it commits must wait for that region. (Found by the cutoff chaos smoke:
+  // r1 served a stale Strong read after r2's leader was killed.)
+  if (!impl->options.outside_set.empty() && replica->is_leader()) impl->takeover_term = replica->term();
   impl->configured_set = impl->self_in_quorum ? 1 : 0;
   const auto now = SteadyClock::now();
   for (const RemoteRegion& r : impl->options.remotes) {
@@ -137,7 +145,7 @@ Result<std::unique_ptr<RegionShipper>> RegionShipper::Start(RegionStreamOptions 
     remote.config = r;
     remote.in_set = r.retire_at_glsn == 0 && in_set(r.name);
     remote.retire_at = r.retire_at_glsn;
-    remote.in_quorum = remote.in_set && r.name != impl->options.outside_set;
+    remote.in_quorum = remote.in_set && !(r.name == impl->options.outside_set && impl->takeover_term != 0);
     if (impl->options.restart) {
       auto carried = impl->options.carried.find(r.name);
       remote.in_quorum = remote.in_set && carried != impl->options.carried.end() && carried->second.in_quorum;
@@ -154,7 +162,6 @@ Result<std::unique_ptr<RegionShipper>> RegionShipper::Start(RegionStreamOptions 
   // State carried from this node's previous stream holds only while this
   // node still leads in the same term.
   if (impl->options.restart && replica->is_leader()) impl->start_term = replica->term();
-  if (!impl->options.outside_set.empty() && replica->is_leader()) impl->takeover_term = replica->term();
   Impl* raw = impl.get();
   for (size_t i = 0; i < raw->remotes.size(); ++i) raw->threads.emplace_back([raw, i] { raw->Run(i); });
   return std::unique_ptr<RegionShipper>(new RegionShipper(std::move(impl)));
