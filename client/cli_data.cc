@@ -20,19 +20,34 @@ using nlohmann::json;
 namespace bulwark::cli {
 using namespace bulwark::client;
 
+namespace {
+// "r1,r2", or "any" for a database or container without a geo-fence.
+std::string RegionList(const std::vector<std::string>& regions) {
+  std::string out;
+  for (const auto& r : regions) out += (out.empty() ? "" : ",") + r;
+  return out.empty() ? "any" : out;
+}
+std::string FenceNote(const std::vector<std::string>& regions) {
+  return regions.empty() ? "" : ", geo-fenced to " + RegionList(regions);
+}
+}  // namespace
+
 void AddDatabaseCommands(CLI::App& app, Globals& g, int& rc) {
   auto* db = app.add_subcommand("db", "databases")->require_subcommand(1);
   static std::string name;
-  db->add_subcommand("create", "create a database")
-      ->callback([&] {
-        rc = WithClient(g, [&](Client& c) -> Status {
-          BULWARK_ASSIGN_OR_RETURN(auto d, c.CreateDatabase(name));
-          std::cout << "created database " << d.id << "\n";
-          return Status::Ok();
-        });
-      })
-      ->add_option("NAME", name)
-      ->required();
+  static std::vector<std::string> db_regions;
+  auto* db_create = db->add_subcommand("create", "create a database")->callback([&] {
+    rc = WithClient(g, [&](Client& c) -> Status {
+      BULWARK_ASSIGN_OR_RETURN(auto d, c.CreateDatabase(name, db_regions));
+      std::cout << "created database " << d.id << FenceNote(d.allowed_regions) << "\n";
+      return Status::Ok();
+    });
+  });
+  db_create->add_option("NAME", name)->required();
+  db_create
+      ->add_option("--allowed-regions", db_regions,
+                   "geo-fence: the regions its data may be in (comma-separated; docs/geo-fencing.md)")
+      ->delimiter(',');
   auto* db_list = db->add_subcommand("list", "list databases");
   db_list->add_flag("--json", g.json_output, "print JSON instead of a table");
   db_list->callback([&] {
@@ -40,12 +55,16 @@ void AddDatabaseCommands(CLI::App& app, Globals& g, int& rc) {
       BULWARK_ASSIGN_OR_RETURN(auto list, c.ListDatabases());
       if (g.json_output) {
         json out = json::array();
-        for (const auto& d : list) out.push_back({{"id", d.id}, {"_etag", d.etag}, {"_ts", d.ts}});
+        for (const auto& d : list) {
+          json one = {{"id", d.id}, {"_etag", d.etag}, {"_ts", d.ts}};
+          if (!d.allowed_regions.empty()) one["allowedRegions"] = d.allowed_regions;
+          out.push_back(std::move(one));
+        }
         std::cout << out.dump(2) << "\n";
       } else {
         std::vector<std::vector<std::string>> rows;
-        for (const auto& d : list) rows.push_back({d.id, d.etag, std::to_string(d.ts)});
-        PrintTable({"ID", "ETAG", "TS"}, rows);
+        for (const auto& d : list) rows.push_back({d.id, d.etag, std::to_string(d.ts), RegionList(d.allowed_regions)});
+        PrintTable({"ID", "ETAG", "TS", "ALLOWED REGIONS"}, rows);
       }
       return Status::Ok();
     });
@@ -65,30 +84,38 @@ void AddDatabaseCommands(CLI::App& app, Globals& g, int& rc) {
 void AddContainerCommands(CLI::App& app, Globals& g, int& rc) {
   auto* cmd = app.add_subcommand("container", "containers")->require_subcommand(1);
   static std::string db, name, pk_path;
+  static std::vector<std::string> regions;
   auto* create = cmd->add_subcommand("create", "create a container")->callback([&] {
     rc = WithClient(g, [&](Client& c) -> Status {
-      BULWARK_ASSIGN_OR_RETURN(auto info, c.CreateContainer(db, name, pk_path));
+      BULWARK_ASSIGN_OR_RETURN(auto info, c.CreateContainer(db, name, pk_path, regions));
       std::cout << "created container " << info.database << "/" << info.id << " partitioned by "
-                << info.partition_key_path << "\n";
+                << info.partition_key_path << FenceNote(info.allowed_regions) << "\n";
       return Status::Ok();
     });
   });
   create->add_option("DB", db)->required();
   create->add_option("NAME", name)->required();
   create->add_option("--partition-key", pk_path, "partition-key path, e.g. /tenant")->required();
+  create
+      ->add_option("--allowed-regions", regions,
+                   "geo-fence: the regions its data may be in, within its database's (comma-separated; "
+                   "docs/geo-fencing.md)")
+      ->delimiter(',');
   auto* list = cmd->add_subcommand("list", "list a database's containers")->callback([&] {
     rc = WithClient(g, [&](Client& c) -> Status {
       BULWARK_ASSIGN_OR_RETURN(auto all, c.ListContainers(db));
       if (g.json_output) {
         json out = json::array();
         for (const auto& x : all) {
-          out.push_back({{"id", x.id}, {"partitionKey", x.partition_key_path}, {"_rid", x.rid}, {"_ts", x.ts}});
+          json one = {{"id", x.id}, {"partitionKey", x.partition_key_path}, {"_rid", x.rid}, {"_ts", x.ts}};
+          if (!x.allowed_regions.empty()) one["allowedRegions"] = x.allowed_regions;
+          out.push_back(std::move(one));
         }
         std::cout << out.dump(2) << "\n";
       } else {
         std::vector<std::vector<std::string>> rows;
-        for (const auto& x : all) rows.push_back({x.id, x.partition_key_path, x.rid});
-        PrintTable({"ID", "PARTITION KEY", "RID"}, rows);
+        for (const auto& x : all) rows.push_back({x.id, x.partition_key_path, x.rid, RegionList(x.allowed_regions)});
+        PrintTable({"ID", "PARTITION KEY", "RID", "ALLOWED REGIONS"}, rows);
       }
       return Status::Ok();
     });

@@ -370,15 +370,24 @@ std::string Client::read_region() const {
 }
 
 namespace {
-Database ToDatabase(const v1::Database& d) { return {d.id(), d.etag(), d.ts()}; }
+Database ToDatabase(const v1::Database& d) {
+  return {d.id(), d.etag(), d.ts(), {d.allowed_regions().begin(), d.allowed_regions().end()}};
+}
 Container ToContainer(const v1::Container& c) {
-  return {c.database(), c.id(), c.partition_key_path(), c.rid(), c.etag(), c.ts()};
+  return {c.database(),
+          c.id(),
+          c.partition_key_path(),
+          c.rid(),
+          c.etag(),
+          c.ts(),
+          {c.allowed_regions().begin(), c.allowed_regions().end()}};
 }
 }  // namespace
 
-Result<Database> Client::CreateDatabase(const std::string& db) {
+Result<Database> Client::CreateDatabase(const std::string& db, const std::vector<std::string>& allowed_regions) {
   v1::CreateDatabaseRequest req;
   req.set_database(db);
+  for (const auto& r : allowed_regions) req.add_allowed_regions(r);
   v1::DatabaseResponse resp;
   BULWARK_RETURN_IF_ERROR(impl_->Invoke(
       security::DatabaseFeedRef("post"), false,
@@ -417,11 +426,13 @@ Status Client::DeleteDatabase(const std::string& db) {
 }
 
 Result<Container> Client::CreateContainer(const std::string& db, const std::string& container,
-                                          const std::string& partition_key_path) {
+                                          const std::string& partition_key_path,
+                                          const std::vector<std::string>& allowed_regions) {
   v1::CreateContainerRequest req;
   req.set_database(db);
   req.set_container(container);
   req.set_partition_key_path(partition_key_path);
+  for (const auto& r : allowed_regions) req.add_allowed_regions(r);
   v1::ContainerResponse resp;
   BULWARK_RETURN_IF_ERROR(
       impl_->Invoke(security::ContainerFeedRef("post", db), false, [&](grpc::ClientContext& ctx, Impl::Stubs& stubs) {

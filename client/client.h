@@ -105,6 +105,7 @@ struct Database {
   std::string id;
   std::string etag;
   int64_t ts = 0;
+  std::vector<std::string> allowed_regions;  // its geo-fence, sorted; empty: none
 };
 
 struct Container {
@@ -114,6 +115,7 @@ struct Container {
   std::string rid;
   std::string etag;
   int64_t ts = 0;
+  std::vector<std::string> allowed_regions;  // its geo-fence (its own or its database's), sorted; empty: none
 };
 
 struct Item {
@@ -338,13 +340,19 @@ class Client {
   std::string read_region() const;
   ~Client();
 
-  Result<Database> CreateDatabase(const std::string& db);
+  // `allowed_regions` pins the database, or the container (within its
+  // database's fence), to those regions: its data never reaches another
+  // (docs/geo-fencing.md). InvalidArgument for a region not in the
+  // account; FailedPrecondition if the write region is outside, or a region
+  // outside comes first in failover priority.
+  Result<Database> CreateDatabase(const std::string& db, const std::vector<std::string>& allowed_regions = {});
   Result<Database> ReadDatabase(const std::string& db);
   Result<std::vector<Database>> ListDatabases();
   Status DeleteDatabase(const std::string& db);
 
   Result<Container> CreateContainer(const std::string& db, const std::string& container,
-                                    const std::string& partition_key_path);
+                                    const std::string& partition_key_path,
+                                    const std::vector<std::string>& allowed_regions = {});
   Result<Container> ReadContainer(const std::string& db, const std::string& container);
   Result<std::vector<Container>> ListContainers(const std::string& db);
   Status DeleteContainer(const std::string& db, const std::string& container);

@@ -473,7 +473,10 @@ Status RegionShipper::Impl::AddEntries(const std::vector<raft::Entry>& entries, 
     v1::RegionEntry* out = req->add_entries();
     out->set_glsn(glsn);
     out->set_source_index(e.index);
-    out->set_command(cmd->Encode());
+    // Geo-fencing: a region outside the command's fence gets its position
+    // and fence only (storage/fence.h).
+    out->set_command(storage::FenceAllows(cmd->fence, region) ? cmd->Encode()
+                                                              : storage::FencedOutPlaceholder(*cmd).Encode());
     cmd->WipeKey();
     if (cmd->kind == storage::WriteCommand::Kind::kSetRegions) {
       // Decided here, not when this node puts the change in force (up to a
@@ -510,7 +513,7 @@ Result<v1::RegionAppendResponse> RegionShipper::Impl::SendImage(size_t r, const 
           bytes += chunk.size();
           return stop.load() ? Status::Unavailable("shutting down") : sink(chunk);
         },
-        /*region_image=*/true);
+        /*region_image=*/true, /*fenced_for=*/&region);
     if (written.ok()) image_index = *written;
     return written.status();
   });

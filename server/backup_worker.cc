@@ -79,7 +79,16 @@ Result<storage::BackupInfo> BackupWorker::BackupNow() {
   const auto started = std::chrono::steady_clock::now();
   BULWARK_ASSIGN_OR_RETURN(storage::BackupInfo info, storage::WriteBackup(*node_->store, master_, dir_));
   const BackupConfig& c = node_->config->backup;
-  Status copied = c.geo_dir.empty() ? Status::Ok() : storage::CopyBackupTo(dir_, c.geo_dir, info.id);
+  Status copied = Status::Ok();
+  if (!c.geo_dir.empty()) {
+    // The geo copy is for another region: what a geo-fence keeps out of it
+    // is left out (a backup of its own, written from the store again);
+    // otherwise it is a copy of the files.
+    auto filter = node_->store->HoldsFencedOutOf(c.geo_region);
+    copied = !filter.ok() ? filter.status()
+             : *filter    ? storage::WriteBackup(*node_->store, master_, c.geo_dir, {}, &c.geo_region).status()
+                          : storage::CopyBackupTo(dir_, c.geo_dir, info.id);
+  }
   BULWARK_RETURN_IF_ERROR(PruneLocked());
   BULWARK_RETURN_IF_ERROR(copied);
   spdlog::info("event=backup_taken id={} glsn={} raft_index={} bytes={} seconds={:.2f} geo_copy={}", info.id, info.glsn,
@@ -198,7 +207,22 @@ Status BackupWorker::ArchiveLocked() {
     BULWARK_ASSIGN_OR_RETURN(storage::ArchiveSegment seg,
                              storage::WriteArchiveSegment(dir_, master_, next_index_, last, commands));
     if (const std::string& geo = node_->config->backup.geo_dir; !geo.empty()) {
-      BULWARK_RETURN_IF_ERROR(storage::CopyArchiveSegment(dir_, geo, seg.id));
+      // A fenced command becomes, in the geo copy, the placeholder a region
+      // outside its fence applies (the segment restores the same positions).
+      const std::string& geo_region = node_->config->backup.geo_region;
+      bool fenced = false;
+      std::vector<storage::ArchivedCommand> kept = commands;
+      for (auto& c : kept) {
+        auto cmd = storage::WriteCommand::Decode(c.command);
+        if (!cmd.ok()) return cmd.status();
+        if (!storage::FenceAllows(cmd->fence, geo_region)) {
+          c.command = storage::FencedOutPlaceholder(*cmd).Encode();
+          fenced = true;
+        }
+        cmd->WipeKey();
+      }
+      BULWARK_RETURN_IF_ERROR(fenced ? storage::WriteArchiveSegment(geo, master_, next_index_, last, kept).status()
+                                     : storage::CopyArchiveSegment(dir_, geo, seg.id));
     }
     spdlog::debug("event=archived segment={} commands={} bytes={}", seg.id, seg.commands, seg.bytes);
     next_index_ = last + 1;

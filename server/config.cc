@@ -266,6 +266,9 @@ const std::map<std::string, Setter>& Setters() {
       {"backup.geo_dir",
        TextAt(
            "backup.geo_dir", [](NodeConfig& c) -> std::string& { return c.backup.geo_dir; }, "a path")},
+      {"backup.geo_region",
+       TextAt(
+           "backup.geo_region", [](NodeConfig& c) -> std::string& { return c.backup.geo_region; }, "a region name")},
       {"backup.continuous", FlagAt("backup.continuous", [](NodeConfig& c) -> bool& { return c.backup.continuous; })},
       {"backup.archive_interval_s",
        Number<uint32_t>(

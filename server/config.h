@@ -109,6 +109,10 @@ struct BackupConfig {
   uint32_t retention = 2;          // backups kept per location (1..1000)
   std::string dir;                 // empty: <data_dir>/backups
   std::string geo_dir;             // a second copy (another region's store); empty: none
+  // The region geo_dir is in. A geo-fenced database or container goes into
+  // the copy only if this region is inside its fence; empty (unknown): none
+  // goes (docs/geo-fencing.md).
+  std::string geo_region;
   // Continuous backup (point-in-time restore, storage/archive.h): the leader
   // archives its committed log to <dir>/log at least every
   // archive_interval_s (1..100), and backups and segments are kept for

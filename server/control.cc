@@ -75,7 +75,8 @@ std::string AutomaticFailoverOff(const std::vector<ControlVoter>& voters) {
 
 PromotionChoice ChoosePromotion(const GeoConfig& geo, ConsistencyLevel level,
                                 const std::map<std::string, RegionHealth>& health,
-                                const std::vector<std::string>& writer_strong_set, Steady::time_point now) {
+                                const std::vector<std::string>& writer_strong_set, Steady::time_point now,
+                                const std::vector<std::string>* writer_fence) {
   PromotionChoice choice;
   const std::vector<std::string>& strong = writer_strong_set.empty() ? geo.strong_regions : writer_strong_set;
   std::string why;
@@ -90,6 +91,12 @@ PromotionChoice ChoosePromotion(const GeoConfig& geo, ConsistencyLevel level,
       continue;
     }
     const v1::ControlReport& report = it->second.report;
+    if (report.fenced_out() || (writer_fence != nullptr && !Contains(*writer_fence, r.name))) {
+      // Its writes would leave a database or container its geo-fence keeps
+      // elsewhere (docs/geo-fencing.md).
+      skip(r.name, "outside a geo-fence");
+      continue;
+    }
     if (report.epoch() != geo.epoch) {
       // It has not applied the record in force (it was cut off when the
       // write region last moved): it lacks that region's writes.
@@ -131,10 +138,13 @@ struct ControlMember::Impl {
   mutable std::mutex mu;
   std::map<std::string, RegionHealth> health;  // GUARDED_BY(mu)
   std::vector<std::string> writer_strong_set;  // GUARDED_BY(mu): as the write region last reported it
-  bool leading = false;                        // GUARDED_BY(mu)
-  uint64_t leader_term = 0;                    // GUARDED_BY(mu)
-  Steady::time_point leader_since{};           // GUARDED_BY(mu)
-  Steady::time_point blocked_logged{};         // GUARDED_BY(mu)
+  // GUARDED_BY(mu): the regions inside every geo-fence, as the write region
+  // last reported them; nullopt: it reported no fence.
+  std::optional<std::vector<std::string>> writer_fence;
+  bool leading = false;                 // GUARDED_BY(mu)
+  uint64_t leader_term = 0;             // GUARDED_BY(mu)
+  Steady::time_point leader_since{};    // GUARDED_BY(mu)
+  Steady::time_point blocked_logged{};  // GUARDED_BY(mu)
 
   std::mutex stop_mu;
   std::condition_variable stop_cv;
@@ -274,7 +284,11 @@ v1::ControlAnswer ControlMember::Impl::Handle(const v1::ControlReport& report) {
     const bool current = report.writer() && report.epoch() == ours->epoch;
     const bool taking_over = report.epoch() + 1 == ours->epoch;
     if ((current || taking_over) && settled) a.set_lease_ms(control.lease_ms);
-    if (current) writer_strong_set.assign(report.strong_set().begin(), report.strong_set().end());
+    if (current) {
+      writer_strong_set.assign(report.strong_set().begin(), report.strong_set().end());
+      writer_fence.reset();
+      if (report.fenced()) writer_fence.emplace(report.fence_writers().begin(), report.fence_writers().end());
+    }
   }
   return a;
 }
@@ -295,7 +309,8 @@ void ControlMember::Impl::MaybePromote() {
   const auto silent = now - last;
   if (silent < std::chrono::milliseconds(control.grace_ms)) return;
   const double silent_s = std::chrono::duration<double>(silent).count();
-  PromotionChoice choice = ChoosePromotion(*g, level, health, writer_strong_set, now);
+  PromotionChoice choice =
+      ChoosePromotion(*g, level, health, writer_strong_set, now, writer_fence ? &*writer_fence : nullptr);
   if (choice.region.empty()) {
     if (now - blocked_logged >= kBlockedLogEvery) {
       blocked_logged = now;

@@ -82,7 +82,10 @@ struct RegionHealth {
 // member of the strong quorum set as the write region last reported it
 // (`writer_strong_set`; empty: the record's set) that also reported itself
 // listed in it; under BoundedStaleness, within geo.bounded_max_writes of the
-// write region at its last report (its own measure); otherwise any.
+// write region at its last report (its own measure); otherwise any. Never
+// a region outside a geo-fence: one that reports a fence leaving it out, or
+// (`writer_fence`, when the write region last reported fences) one not in
+// the regions inside every fence.
 struct PromotionChoice {
   std::string region;  // empty: none
   std::string why_none;
@@ -90,7 +93,8 @@ struct PromotionChoice {
 PromotionChoice ChoosePromotion(const GeoConfig& geo, ConsistencyLevel level,
                                 const std::map<std::string, RegionHealth>& health,
                                 const std::vector<std::string>& writer_strong_set,
-                                std::chrono::steady_clock::time_point now);
+                                std::chrono::steady_clock::time_point now,
+                                const std::vector<std::string>* writer_fence = nullptr);
 
 // A voter of the control group (control.id != 0).
 class ControlMember {

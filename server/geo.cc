@@ -91,7 +91,10 @@ struct Geo::Impl {
   v1::ControlAnswer last_answer;                  // GUARDED_BY(control_mu)
   SteadyClock::time_point last_answer_at{};
   std::string last_control_error;  // GUARDED_BY(control_mu)
-  bool control_kick = false;       // GUARDED_BY(watch_mu): report now
+  // The geo-fences as last read (only the control thread reports): a failed
+  // read reports these rather than no report (which would end the lease).
+  std::vector<storage::GeoFence> last_fences;
+  bool control_kick = false;  // GUARDED_BY(watch_mu): report now
   std::condition_variable control_cv;
   std::thread control_thread;
 
@@ -375,6 +378,15 @@ void Geo::Impl::ReportToControl() {
   report.set_epoch(node->store->write_epoch());
   report.set_writer(writer);
   report.set_applied_glsn(node->store->geo_position().glsn);
+  if (auto read = node->store->Fences(); read.ok()) {
+    last_fences = std::move(read).value();
+  } else {
+    spdlog::warn("event=geo_fences_unreadable error=\"{}\"", read.status().ToString());
+  }
+  const std::vector<storage::GeoFence>* fences = &last_fences;
+  for (const auto& f : *fences) {
+    if (!storage::FenceAllows(f.regions, self)) report.set_fenced_out(true);
+  }
   if (writer) {
     std::string rec;
     std::shared_ptr<const GeoConfig> g;
@@ -384,6 +396,10 @@ void Geo::Impl::ReportToControl() {
       g = cfg;
     }
     report.set_regions_record(rec.empty() ? EncodeRegions(*g) : rec);
+    if (!fences->empty()) {
+      report.set_fenced(true);
+      for (std::string& r : FenceWriters(*g, *fences)) report.add_fence_writers(std::move(r));
+    }
     if (auto shipper = Shipper()) {
       for (const std::string& q : shipper->quorum()) report.add_strong_set(q);
     }
@@ -560,6 +576,9 @@ Result<std::pair<std::string, std::string>> Geo::PrepareRegionChange(const v1::C
     BULWARK_ASSIGN_OR_RETURN(base, DecodeRegions(current->json, impl_->node->config->geo));
     version = storage::DocumentStore::RegionsVersion(current->json);
   }
+  BULWARK_ASSIGN_OR_RETURN(GeoConfig next, ChangeRegions(base, change));
+  BULWARK_ASSIGN_OR_RETURN(auto fences, impl_->node->store->Fences());
+  BULWARK_RETURN_IF_ERROR(CheckFences(next, fences));
   if (change.change_case() == v1::ChangeRegionsRequest::kFailoverTo) {
     // The old write region stops at the change; the new one starts once it
     // has applied it. A target that is not taking the stream now would
@@ -585,8 +604,23 @@ Result<std::pair<std::string, std::string>> Geo::PrepareRegionChange(const v1::C
       }
     }
   }
-  BULWARK_ASSIGN_OR_RETURN(GeoConfig next, ChangeRegions(base, change));
   return std::make_pair(EncodeRegions(next, &base), version);
+}
+
+Status Geo::CheckNewFence(const std::string& resource, std::string_view fence) const {
+  if (fence.empty()) return Status::Ok();
+  if (!enabled()) {
+    return Status::FailedPrecondition(
+        "geo-fencing needs an account of several regions (geo.regions); this one has "
+        "a single region");
+  }
+  const auto cfg = impl_->Cfg();
+  for (const std::string& name : storage::SplitFence(fence)) {
+    if (std::none_of(cfg->regions.begin(), cfg->regions.end(), [&](const auto& r) { return r.name == name; })) {
+      return Status::InvalidArgument("region " + name + " is not in the account (bulwark region list names them)");
+    }
+  }
+  return CheckFences(*cfg, {{resource, std::string(fence)}});
 }
 
 Status Geo::Impl::RefuseIfRemoved() const {
@@ -910,6 +944,16 @@ v1::RegionAppendResponse Geo::OnRegionAppend(const v1::RegionAppendRequest& req)
       if (!cmd.ok() || cmd->geo_glsn != e.glsn() || cmd->geo_source_index != e.source_index()) {
         error = "entry at GLSN " + std::to_string(e.glsn()) + " is malformed";
         break;
+      }
+      if (cmd->kind != storage::WriteCommand::Kind::kFencedOut && !storage::FenceAllows(cmd->fence, g.self)) {
+        // A sender that should have sent the placeholder (storage/fence.h):
+        // keep the position, never the data.
+        spdlog::warn("event=fenced_entry_refused glsn={} fence={} from_region={}", e.glsn(), cmd->fence,
+                     req.from_region());
+        storage::WriteCommand placeholder = storage::FencedOutPlaceholder(*cmd);
+        cmd->WipeKey();
+        cmds.push_back(std::move(placeholder));
+        continue;
       }
       cmds.push_back(std::move(cmd).value());
     }

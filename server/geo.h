@@ -91,7 +91,14 @@ class Geo {
   // of the record it replaces (for storage kSetRegions). FailedPrecondition
   // in a read region or without geo; the change's own errors
   // (server/regions.h).
+  // A change that would break a geo-fence (CheckFences) is refused with
+  // FailedPrecondition.
   Result<std::pair<std::string, std::string>> PrepareRegionChange(const v1::ChangeRegionsRequest& change) const;
+  // A new geo-fence `fence` (storage/fence.h) for `resource` against the
+  // topology in force: InvalidArgument for a name that is not a region of
+  // the account, FailedPrecondition if the account has no regions or the
+  // fence would be broken from the start (CheckFences). Ok for no fence.
+  Status CheckNewFence(const std::string& resource, std::string_view fence) const;
 
   void FillStatus(v1::StatusResponse* out) const;
   // The write region's leader: (region, lag in writes, lag in seconds) of

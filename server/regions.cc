@@ -219,4 +219,37 @@ Result<GeoConfig> ChangeRegions(const GeoConfig& current, const v1::ChangeRegion
   return next;
 }
 
+Status CheckFences(const GeoConfig& geo, const std::vector<storage::GeoFence>& fences) {
+  for (const storage::GeoFence& f : fences) {
+    const std::string shown = "the geo-fence of " + f.resource + " (" + f.regions + ")";
+    if (!storage::FenceAllows(f.regions, geo.write_region)) {
+      return Status::FailedPrecondition("the write region " + geo.write_region + " would be outside " + shown +
+                                        ": every write is made in the write region");
+    }
+    const std::string* outside = nullptr;
+    for (const RegionConfig& r : geo.regions) {
+      if (!storage::FenceAllows(f.regions, r.name)) {
+        if (outside == nullptr) outside = &r.name;
+      } else if (outside != nullptr) {
+        return Status::FailedPrecondition("region " + *outside + ", outside " + shown + ", would come before " +
+                                          r.name + " in failover priority, so a failover could move the writes " +
+                                          "out of the fence: give " + *outside + " a lower priority (a higher number)");
+      }
+    }
+  }
+  return Status::Ok();
+}
+
+std::vector<std::string> FenceWriters(const GeoConfig& geo, const std::vector<storage::GeoFence>& fences) {
+  std::vector<std::string> out;
+  if (fences.empty()) return out;
+  for (const RegionConfig& r : geo.regions) {
+    if (std::all_of(fences.begin(), fences.end(),
+                    [&](const storage::GeoFence& f) { return storage::FenceAllows(f.regions, r.name); })) {
+      out.push_back(r.name);
+    }
+  }
+  return out;
+}
+
 }  // namespace bulwark::server

@@ -10,10 +10,12 @@
 
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "bulwark/v1/admin.pb.h"
 #include "common/status.h"
 #include "server/config.h"
+#include "storage/fence.h"
 
 namespace bulwark::server {
 
@@ -38,5 +40,16 @@ Result<GeoConfig> DecodeRegions(std::string_view record, const GeoConfig& geo);
 // order, at the next epoch, and records it as last_failover: NotFound for an
 // unknown region, FailedPrecondition for the write region itself.
 Result<GeoConfig> ChangeRegions(const GeoConfig& current, const v1::ChangeRegionsRequest& change);
+
+// Geo-fences against a topology (docs/geo-fencing.md): the write region
+// must be inside every fence, and in failover priority order every region
+// of a fence must come before every region outside it, so that the writes
+// only ever move inside the fence. FailedPrecondition naming the first
+// fence `geo` breaks and what would mend it. Fence names that are not
+// regions of `geo` (a region since removed) are ignored.
+Status CheckFences(const GeoConfig& geo, const std::vector<storage::GeoFence>& fences);
+// The regions inside every fence, in priority order (the regions the writes
+// may move to); empty when there is no fence.
+std::vector<std::string> FenceWriters(const GeoConfig& geo, const std::vector<storage::GeoFence>& fences);
 
 }  // namespace bulwark::server

@@ -26,6 +26,7 @@ void FillDatabase(const storage::DatabaseInfo& d, v1::Database* out) {
   out->set_id(d.id);
   out->set_etag(d.etag);
   out->set_ts(d.ts);
+  for (const std::string& r : d.allowed_regions) out->add_allowed_regions(r);
 }
 
 void FillContainer(const storage::ContainerInfo& c, v1::Container* out) {
@@ -35,6 +36,7 @@ void FillContainer(const storage::ContainerInfo& c, v1::Container* out) {
   out->set_rid(c.rid);
   out->set_etag(c.etag);
   out->set_ts(c.ts);
+  for (const std::string& r : c.allowed_regions) out->add_allowed_regions(r);
 }
 
 }  // namespace

@@ -231,14 +231,22 @@ Status WritePath::LocalWrite(std::string_view method, const pb::Message& request
   storage::DocumentStore& st = *node_->store;
   replication::Replica& replica = *node_->replica;
   auto token = [&st](const Committed& c) { return SessionToken(st.geo_position().epoch, c.outcome.glsn); };
+  std::unique_lock<std::mutex> ddl;
+  if (method == "CreateDatabase" || method == "DeleteDatabase" || method == "CreateContainer" ||
+      method == "DeleteContainer" || method == "PurgeContainer") {
+    ddl = std::unique_lock(ddl_mu_);
+  }
   if (method == "CreateDatabase") {
     const auto& r = static_cast<const v1::CreateDatabaseRequest&>(request);
+    const std::string fence = storage::JoinFence({r.allowed_regions().begin(), r.allowed_regions().end()});
+    BULWARK_RETURN_IF_ERROR(node_->geo->CheckNewFence("dbs/" + r.database(), fence));
     BULWARK_ASSIGN_OR_RETURN(Committed c,
-                             CommitOnce(replica, st.PrepareCreateDatabase(r.database()), replay_id, deadline));
+                             CommitOnce(replica, st.PrepareCreateDatabase(r.database(), fence), replay_id, deadline));
     auto* d = static_cast<v1::DatabaseResponse*>(response)->mutable_database();
     d->set_id(r.database());
     d->set_etag(c.outcome.etag);
     d->set_ts(c.outcome.ts);
+    for (std::string& region : storage::SplitFence(fence)) d->add_allowed_regions(std::move(region));
     return Status::Ok();
   }
   if (method == "DeleteDatabase") {
@@ -250,9 +258,12 @@ Status WritePath::LocalWrite(std::string_view method, const pb::Message& request
   }
   if (method == "CreateContainer") {
     const auto& r = static_cast<const v1::CreateContainerRequest&>(request);
-    BULWARK_ASSIGN_OR_RETURN(
-        Committed c, CommitOnce(replica, st.PrepareCreateContainer(r.database(), r.container(), r.partition_key_path()),
-                                replay_id, deadline));
+    auto cmd = st.PrepareCreateContainer(r.database(), r.container(), r.partition_key_path(),
+                                         storage::JoinFence({r.allowed_regions().begin(), r.allowed_regions().end()}));
+    if (cmd.ok()) {
+      BULWARK_RETURN_IF_ERROR(node_->geo->CheckNewFence("dbs/" + r.database() + "/colls/" + r.container(), cmd->fence));
+    }
+    BULWARK_ASSIGN_OR_RETURN(Committed c, CommitOnce(replica, std::move(cmd), replay_id, deadline));
     auto* out = static_cast<v1::ContainerResponse*>(response)->mutable_container();
     const storage::ContainerInfo& info = c.outcome.container;
     out->set_database(info.database);
@@ -261,6 +272,7 @@ Status WritePath::LocalWrite(std::string_view method, const pb::Message& request
     out->set_rid(info.rid);
     out->set_etag(info.etag);
     out->set_ts(info.ts);
+    for (const std::string& region : info.allowed_regions) out->add_allowed_regions(region);
     return Status::Ok();
   }
   if (method == "DeleteContainer") {

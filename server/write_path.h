@@ -15,6 +15,7 @@
 // called concurrently (gRPC threads).
 
 #include <chrono>
+#include <mutex>
 #include <string_view>
 
 #include <google/protobuf/message.h>
@@ -81,6 +82,11 @@ class WritePath {
                           google::protobuf::Message* response, Deadline deadline);
   Result<ConsistencyLevel> Level(const v1::ReadOptions& options) const;
   NodeContext* node_;
+  // Database and container creates, deletes and purges run one at a time on
+  // this node (prepare to commit), so what Prepare checked still holds when
+  // the command applies: a region outside a geo-fence applies placeholders
+  // and cannot check it again (docs/geo-fencing.md).
+  std::mutex ddl_mu_;
 };
 
 // Proposes `cmd` (if it is not an error) with `request_id`, waits until it is

@@ -40,6 +40,20 @@ Status ValidAccessKey(std::string_view key) {
   return Status::Ok();
 }
 
+// The geo-fence of the database whose users (and permissions) `key` is
+// under ("ac/u/<db>/..."), so regions outside it get placeholders; empty
+// for any other key or an unfenced database.
+Result<std::string> AccessKeyFence(const DocumentStore& store, std::string_view key) {
+  const std::string users = std::string(kAccessMetaPrefix) + "u/";
+  if (key.substr(0, users.size()) != users) return std::string();
+  std::string_view rest = key.substr(users.size());
+  const std::string db(rest.substr(0, rest.find('/')));
+  auto d = store.ReadDatabase(db);
+  if (d.status().code() == Code::kNotFound) return std::string();
+  BULWARK_RETURN_IF_ERROR(d.status());
+  return JoinFence(d->allowed_regions);
+}
+
 }  // namespace
 
 std::string AccountKeyContext(std::string_view name) { return "bulwark.account-key.v1|" + std::string(name); }
@@ -138,6 +152,7 @@ Result<WriteCommand> DocumentStore::PrepareAccessPut(std::string_view key, std::
   WriteCommand c;
   c.kind = WriteCommand::Kind::kAccessPut;
   c.setting = key;
+  BULWARK_ASSIGN_OR_RETURN(c.fence, AccessKeyFence(*this, key));
   c.sealed = value;
   c.if_match = create_only ? kCreateOnly : "";
   c.ts = NowUnixSeconds();
@@ -149,6 +164,7 @@ Result<WriteCommand> DocumentStore::PrepareAccessDelete(std::string_view key) co
   WriteCommand c;
   c.kind = WriteCommand::Kind::kAccessDelete;
   c.setting = key;
+  BULWARK_ASSIGN_OR_RETURN(c.fence, AccessKeyFence(*this, key));
   c.ts = NowUnixSeconds();
   return c;
 }

@@ -26,6 +26,7 @@ bool IsDdl(WriteCommand::Kind k) {
     case WriteCommand::Kind::kPurgeContainer:
     case WriteCommand::Kind::kSetRegions:
     case WriteCommand::Kind::kDiscardConflict:
+    case WriteCommand::Kind::kFencedOut:
     case WriteCommand::Kind::kFirewallAllow:
     case WriteCommand::Kind::kFirewallDeny:
     case WriteCommand::Kind::kSetAccountKey:

@@ -155,7 +155,7 @@ Result<BackupInfo> ReadInfo(const fs::path& dir) {
 }  // namespace
 
 Result<BackupInfo> WriteBackup(const DocumentStore& store, const crypto::MasterKey& master, const std::string& location,
-                               const BackupProgress& progress) {
+                               const BackupProgress& progress, const std::string* fenced_for) {
   const int64_t now_ms = UnixNowMillis();
   const std::string id = "b-" + std::to_string(now_ms) + "-" + crypto::HexEncode(crypto::RandomBytes(4));
   uint64_t applied_index = 0, glsn = 0;
@@ -163,14 +163,18 @@ Result<BackupInfo> WriteBackup(const DocumentStore& store, const crypto::MasterK
   std::string catalog;  // the data-key records, unwrapped: wiped below
   auto produce = [&](const sealed::ChunkSink& push) -> Status {
     std::string rest;
-    BULWARK_ASSIGN_OR_RETURN(applied_index, store.WriteStateImage(kBackupChunkBytes, [&](std::string_view chunk) {
-      rest.clear();
-      BULWARK_RETURN_IF_ERROR(DocumentStore::SplitImageDataKeys(chunk, &rest, &catalog));
-      if (catalog.size() > kMaxCatalogBytes) {
-        return Status::ResourceExhausted("the key catalog would exceed its limit");
-      }
-      return rest.empty() ? Status::Ok() : push(rest);
-    }));
+    BULWARK_ASSIGN_OR_RETURN(applied_index,
+                             store.WriteStateImage(
+                                 kBackupChunkBytes,
+                                 [&](std::string_view chunk) {
+                                   rest.clear();
+                                   BULWARK_RETURN_IF_ERROR(DocumentStore::SplitImageDataKeys(chunk, &rest, &catalog));
+                                   if (catalog.size() > kMaxCatalogBytes) {
+                                     return Status::ResourceExhausted("the key catalog would exceed its limit");
+                                   }
+                                   return rest.empty() ? Status::Ok() : push(rest);
+                                 },
+                                 /*region_image=*/false, fenced_for));
     glsn = store.geo_position().glsn;  // at least the image's (the position only grows)
     // Measured once the image is written: every write it holds was proposed
     // before this (point-in-time restore relies on it; see storage/archive.h).

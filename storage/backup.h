@@ -62,8 +62,11 @@ struct BackupInfo {
 // Called with the bytes written or read so far (for progress).
 using BackupProgress = std::function<void(uint64_t bytes)>;
 
+// With `fenced_for`, the backup leaves out what geo-fences keep from that
+// region ("": a region in no fence), as a region image does
+// (DocumentStore::WriteStateImage): the geo copy for another region.
 Result<BackupInfo> WriteBackup(const DocumentStore& store, const crypto::MasterKey& master, const std::string& location,
-                               const BackupProgress& progress = {});
+                               const BackupProgress& progress = {}, const std::string* fenced_for = nullptr);
 // Complete backups in `location`, oldest first (a partial one is skipped).
 Result<std::vector<BackupInfo>> ListBackups(const std::string& location);
 // Reads and authenticates every byte and checks it against the manifest,

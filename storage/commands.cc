@@ -16,11 +16,14 @@ constexpr uint8_t kCommandFormatWithSetting = 2;
 // commands shipped between regions, and account commands a write region
 // stamps with its epoch (glsn 0).
 constexpr uint8_t kCommandFormatWithGeo = 3;
+// Format 4 adds the geo-fence after the geo stamp: only commands of a fenced
+// database or container (and placeholders) are written as 4.
+constexpr uint8_t kCommandFormatWithFence = 4;
 // No field of a valid command comes near this; it bounds what a corrupt
 // length prefix can make Decode allocate.
 constexpr size_t kMaxFieldBytes = 4 << 20;
 
-bool ValidKind(uint8_t k) { return k >= 1 && k <= static_cast<uint8_t>(WriteCommand::Kind::kDiscardConflict); }
+bool ValidKind(uint8_t k) { return k >= 1 && k <= static_cast<uint8_t>(WriteCommand::Kind::kFencedOut); }
 
 }  // namespace
 
@@ -30,8 +33,10 @@ std::string WriteCommand::Encode() const {
   const bool with_setting = kind == Kind::kFirewallAllow || kind == Kind::kFirewallDeny ||
                             kind == Kind::kSetAccountKey || kind == Kind::kAccessPut || kind == Kind::kAccessDelete ||
                             kind == Kind::kSetRegions || !setting.empty();
-  const bool with_geo = geo_glsn != 0 || geo_epoch != 0;
-  out.push_back(static_cast<char>(with_geo       ? kCommandFormatWithGeo
+  const bool with_fence = !fence.empty();
+  const bool with_geo = geo_glsn != 0 || geo_epoch != 0 || with_fence;
+  out.push_back(static_cast<char>(with_fence     ? kCommandFormatWithFence
+                                  : with_geo     ? kCommandFormatWithGeo
                                   : with_setting ? kCommandFormatWithSetting
                                                  : kCommandFormat));
   out.push_back(static_cast<char>(kind));
@@ -51,13 +56,14 @@ std::string WriteCommand::Encode() const {
     PutFixed64(out, geo_epoch);
     PutFixed64(out, geo_source_index);
   }
+  if (with_fence) PutLengthPrefixed(out, fence);
   return out;
 }
 
 Result<WriteCommand> WriteCommand::Decode(std::string_view in) {
   if (in.size() < 2) return Status::Corruption("write command is truncated");
   const auto format = static_cast<uint8_t>(in[0]);
-  if (format != kCommandFormat && format != kCommandFormatWithSetting && format != kCommandFormatWithGeo) {
+  if (format < kCommandFormat || format > kCommandFormatWithFence) {
     return Status::Corruption("unknown write command format " + std::to_string(static_cast<uint8_t>(in[0])));
   }
   if (!ValidKind(static_cast<uint8_t>(in[1]))) return Status::Corruption("unknown write command kind");
@@ -79,20 +85,29 @@ Result<WriteCommand> WriteCommand::Decode(std::string_view in) {
     return Status::Corruption("write command is truncated");
   }
   c.member_address = address;
-  if (format == kCommandFormatWithSetting || format == kCommandFormatWithGeo) {
+  if (format >= kCommandFormatWithSetting) {
     std::string_view setting;
     if (!GetLengthPrefixed(in, setting, kMaxFieldBytes)) return Status::Corruption("write command is truncated");
     c.setting = setting;
   }
-  if (format == kCommandFormatWithGeo) {
+  if (format >= kCommandFormatWithGeo) {
     if (!GetFixed64(in, c.geo_glsn) || !GetFixed64(in, c.geo_epoch) || !GetFixed64(in, c.geo_source_index)) {
       return Status::Corruption("write command is truncated");
     }
-    if (c.geo_glsn == 0 && (c.geo_epoch == 0 || c.geo_source_index != 0)) {
-      return Status::Corruption("a shipped write command has GLSN 0");
+    // Format 3 is written only with a stamp; format 4 also for a fence alone.
+    if (c.geo_glsn == 0 && c.geo_source_index != 0) return Status::Corruption("a shipped write command has GLSN 0");
+    if (format == kCommandFormatWithGeo && c.geo_glsn == 0 && c.geo_epoch == 0) {
+      return Status::Corruption("a geo-stamped write command has no stamp");
     }
   }
+  if (format == kCommandFormatWithFence) {
+    std::string_view fence;
+    if (!GetLengthPrefixed(in, fence, kMaxFieldBytes)) return Status::Corruption("write command is truncated");
+    if (fence.empty()) return Status::Corruption("a fenced write command has no fence");
+    c.fence = fence;
+  }
   if (!in.empty()) return Status::Corruption("write command has trailing bytes");
+  if (c.kind == Kind::kFencedOut && c.fence.empty()) return Status::Corruption("a fence placeholder has no fence");
   return c;
 }
 
@@ -141,6 +156,8 @@ std::string_view CommandKindName(WriteCommand::Kind k) {
       return "SetRegions";
     case WriteCommand::Kind::kDiscardConflict:
       return "DiscardConflict";
+    case WriteCommand::Kind::kFencedOut:
+      return "FencedOut";
   }
   return "Unknown";
 }

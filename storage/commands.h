@@ -83,6 +83,12 @@ struct WriteCommand {
     // region's conflict feed (DocumentStore::ListConflicts): replayed or
     // discarded by an operator. Local to a region, like the feed.
     kDiscardConflict = 19,
+    // What a region outside a geo-fence receives instead of a fenced
+    // command (storage/fence.h, FencedOutPlaceholder): the command's stream
+    // position and fence, and in `setting` the fence records it creates or
+    // drops ("create:<rid hex>", "drop:<rid hex>,.."). No names, no data. An
+    // account command: it takes the GLSN the fenced command took.
+    kFencedOut = 20,
   };
   Kind kind = Kind::kCreateDatabase;
   std::string request_id;  // the client's idempotency key; may be empty
@@ -113,6 +119,13 @@ struct WriteCommand {
   uint64_t geo_glsn = 0;
   uint64_t geo_epoch = 0;
   uint64_t geo_source_index = 0;  // its raft index in the write region
+  // Geo-fencing (command format 4): the regions the command's database or
+  // container is pinned to (storage/fence.h; empty: not fenced), stamped by
+  // the proposer. The write region's stream sends a region outside it a
+  // kFencedOut placeholder instead. kDeleteDatabase and kPurgeContainer
+  // list in `setting` ("drop:<rid hex>,..") the fenced containers they
+  // drop, so that regions outside those fences drop their fence records.
+  std::string fence;
 
   std::string Encode() const;
   static Result<WriteCommand> Decode(std::string_view bytes);

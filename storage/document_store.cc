@@ -90,22 +90,42 @@ rocksdb::ColumnFamilyOptions ItemsCfOptions(const rocksdb::Options& base) {
   return cf;
 }
 
-json DatabaseJson(const DatabaseInfo& d) { return {{"id", d.id}, {"_etag", d.etag}, {"_ts", d.ts}}; }
+json DatabaseJson(const DatabaseInfo& d) {
+  json j = {{"id", d.id}, {"_etag", d.etag}, {"_ts", d.ts}};
+  if (!d.allowed_regions.empty()) j["allowedRegions"] = d.allowed_regions;
+  return j;
+}
+
+// "allowedRegions" of a database or container record (absent: not fenced).
+bool ParseAllowedRegions(const json& j, std::vector<std::string>* out) {
+  auto it = j.find("allowedRegions");
+  if (it == j.end()) return true;
+  if (!it->is_array()) return false;
+  for (const auto& r : *it) {
+    if (!r.is_string()) return false;
+    out->push_back(r.get<std::string>());
+  }
+  return true;
+}
 
 Result<DatabaseInfo> ParseDatabase(std::string_view text) {
   json j = json::parse(text, nullptr, false);
   if (j.is_discarded() || !j.is_object() || !j.contains("id"))
     return Status::Corruption("database record is malformed");
-  return DatabaseInfo{j.value("id", ""), j.value("_etag", ""), j.value("_ts", int64_t{0})};
+  DatabaseInfo d{j.value("id", ""), j.value("_etag", ""), j.value("_ts", int64_t{0}), {}};
+  if (!ParseAllowedRegions(j, &d.allowed_regions)) return Status::Corruption("database record is malformed");
+  return d;
 }
 
 json ContainerJson(const ContainerInfo& c) {
-  return {{"id", c.id},
-          {"database", c.database},
-          {"partitionKey", {{"paths", {c.partition_key_path}}, {"kind", "Hash"}}},
-          {"_rid", c.rid},
-          {"_etag", c.etag},
-          {"_ts", c.ts}};
+  json j = {{"id", c.id},
+            {"database", c.database},
+            {"partitionKey", {{"paths", {c.partition_key_path}}, {"kind", "Hash"}}},
+            {"_rid", c.rid},
+            {"_etag", c.etag},
+            {"_ts", c.ts}};
+  if (!c.allowed_regions.empty()) j["allowedRegions"] = c.allowed_regions;
+  return j;
 }
 
 Result<CachedContainer> ParseContainer(std::string_view text) {
@@ -120,6 +140,8 @@ Result<CachedContainer> ParseContainer(std::string_view text) {
     c.info.rid = j.at("_rid").get<std::string>();
     c.info.etag = j.at("_etag").get<std::string>();
     c.info.ts = j.at("_ts").get<int64_t>();
+    if (!ParseAllowedRegions(j, &c.info.allowed_regions)) return bad;
+    c.fence = JoinFence(c.info.allowed_regions);
     auto raw = crypto::HexDecode(c.info.rid);
     if (!raw.ok() || raw->size() != kContainerRidBytes) return bad;
     c.rid_raw = std::move(raw).value();
@@ -330,11 +352,24 @@ Result<std::unique_ptr<DocumentStore>> DocumentStore::Open(const StoreOptions& o
 // The direct methods are Prepare + Apply, so one code path serves a single
 // store and a replica set.
 
-Result<WriteCommand> DocumentStore::PrepareCreateDatabase(std::string_view db) const {
+Result<WriteCommand> DocumentStore::PrepareCreateDatabase(std::string_view db, std::string_view fence) const {
   BULWARK_RETURN_IF_ERROR(ValidateId(db, "database id"));
   WriteCommand c;
   c.kind = WriteCommand::Kind::kCreateDatabase;
   c.database = db;
+  c.fence = JoinFence(SplitFence(fence));
+  // A create that fails at apply is still applied by regions outside a
+  // fence as a placeholder, which cannot fail: refuse here what a fence
+  // makes differ between regions (the write path serializes these).
+  auto existing = impl_->Get(impl_->meta, DatabaseMetaKey(db));
+  if (existing.ok()) {
+    BULWARK_ASSIGN_OR_RETURN(DatabaseInfo d, ParseDatabase(*existing));
+    if (!c.fence.empty() || !d.allowed_regions.empty()) {
+      return Status::AlreadyExists("database '" + std::string(db) + "' already exists");
+    }
+  } else if (existing.status().code() != Code::kNotFound) {
+    return existing.status();
+  }
   c.etag = NewEtag();
   c.ts = NowUnixSeconds();
   return c;
@@ -345,6 +380,23 @@ Result<WriteCommand> DocumentStore::PrepareDeleteDatabase(std::string_view db) c
   c.kind = WriteCommand::Kind::kDeleteDatabase;
   c.database = db;
   c.ts = NowUnixSeconds();
+  auto value = impl_->Get(impl_->meta, DatabaseMetaKey(db));
+  if (value.ok()) {
+    BULWARK_ASSIGN_OR_RETURN(DatabaseInfo d, ParseDatabase(*value));
+    c.fence = JoinFence(d.allowed_regions);
+  } else if (value.status().code() != Code::kNotFound) {
+    return value.status();
+  }
+  // The fenced containers it drops: regions outside their fences drop
+  // their fence records (storage/fence.h).
+  std::shared_lock lock(impl_->ddl_mu);
+  std::string rids;
+  const std::string prefix = ContainerCacheKey(db, "");
+  for (auto it = impl_->containers.lower_bound(prefix);
+       it != impl_->containers.end() && it->first.compare(0, prefix.size(), prefix) == 0; ++it) {
+    if (!it->second->fence.empty()) rids += (rids.empty() ? "" : ",") + it->second->info.rid;
+  }
+  if (!rids.empty()) c.setting = "drop:" + rids;
   return c;
 }
 
@@ -352,7 +404,7 @@ Result<DatabaseInfo> DocumentStore::CreateDatabase(std::string_view db) {
   BULWARK_ASSIGN_OR_RETURN(WriteCommand cmd, PrepareCreateDatabase(db));
   BULWARK_ASSIGN_OR_RETURN(ApplyOutcome out, Apply(0, std::move(cmd)));
   BULWARK_RETURN_IF_ERROR(out.status);
-  return DatabaseInfo{std::string(db), out.etag, out.ts};
+  return DatabaseInfo{std::string(db), out.etag, out.ts, {}};
 }
 
 Result<DatabaseInfo> DocumentStore::ReadDatabase(std::string_view db) const {
@@ -376,12 +428,47 @@ Result<std::vector<DatabaseInfo>> DocumentStore::ListDatabases() const {
   return out;
 }
 
+Result<std::vector<GeoFence>> DocumentStore::Fences() const {
+  const Impl& s = *impl_;
+  std::map<std::string, std::string> names;  // rid hex -> its resource name, where this store has the container
+  {
+    std::shared_lock lock(s.ddl_mu);
+    for (const auto& [_, c] : s.containers) {
+      if (!c->fence.empty()) names[c->info.rid] = "dbs/" + c->info.database + "/colls/" + c->info.id;
+    }
+  }
+  std::vector<GeoFence> out;
+  std::unique_ptr<rocksdb::Iterator> it(s.db->NewIterator(rocksdb::ReadOptions(), s.meta));
+  const std::string fences(kFenceMetaPrefix);
+  for (it->Seek(fences); it->Valid() && it->key().starts_with(fences); it->Next()) {
+    const std::string rid = it->key().ToString().substr(fences.size());
+    auto n = names.find(rid);
+    out.push_back({n != names.end() ? n->second : "a fenced container (rid " + rid + ")", it->value().ToString()});
+  }
+  const std::string dbs(kDatabaseMetaPrefix);
+  for (it->Seek(dbs); it->Valid() && it->key().starts_with(dbs); it->Next()) {
+    BULWARK_ASSIGN_OR_RETURN(DatabaseInfo d, ParseDatabase(it->value().ToStringView()));
+    if (!d.allowed_regions.empty()) out.push_back({"dbs/" + d.id, JoinFence(d.allowed_regions)});
+  }
+  BULWARK_RETURN_IF_ERROR(FromRocks(it->status(), "cannot read the geo-fences"));
+  return out;
+}
+
 void AppendContainerRemoval(const DocumentStore::Impl& s, const CachedContainer& c, bool keep_keys,
                             std::vector<Mutation>& m) {
   m.push_back({Mutation::Kind::kDeleteRange, s.items, c.rid_raw, c.rid_raw + "\xff"});
   m.push_back({Mutation::Kind::kDelete, s.meta, ContainerMetaKey(c.info.database, c.info.id), {}});
+  if (!c.fence.empty()) m.push_back({Mutation::Kind::kDelete, s.meta, FenceMetaKey(c.info.rid), {}});
   if (keep_keys) {
-    m.push_back({Mutation::Kind::kPut, s.meta, DeletedContainerKey(c.info.database, c.info.id, c.info.rid), {}});
+    // The fence stays with the deleted container: a region image leaves its
+    // keys out of the regions outside it.
+    m.push_back({Mutation::Kind::kPut, s.meta, DeletedContainerKey(c.info.database, c.info.id, c.info.rid), c.fence});
+  }
+}
+
+void AppendFenceRecordDrops(const DocumentStore::Impl& s, std::string_view setting, std::vector<Mutation>& m) {
+  for (const auto& rid : FenceRecordRids(setting, "drop")) {
+    m.push_back({Mutation::Kind::kDelete, s.meta, FenceMetaKey(rid), {}});
   }
 }
 
@@ -402,6 +489,7 @@ Result<CommandEffect> DeleteDatabaseEffect(DocumentStore::Impl& s, const WriteCo
       e.dropped_containers.push_back(key);
     }
   }
+  AppendFenceRecordDrops(s, cmd.setting, e.mutations);
   e.mutations.push_back({Mutation::Kind::kDelete, s.meta, DatabaseMetaKey(cmd.database), {}});
   // Its users and their permissions go with it (and so do their tokens).
   std::string users = AccessUserPrefix(cmd.database);
@@ -425,7 +513,7 @@ Result<CommandEffect> CreateDatabaseEffect(DocumentStore::Impl& s, const WriteCo
     return e;
   }
   if (existing.status().code() != Code::kNotFound) return existing.status();
-  DatabaseInfo info{cmd.database, cmd.etag, cmd.ts};
+  DatabaseInfo info{cmd.database, cmd.etag, cmd.ts, SplitFence(cmd.fence)};
   e.outcome.etag = info.etag;
   e.outcome.ts = info.ts;
   e.mutations.push_back({Mutation::Kind::kPut, s.meta, key, DatabaseJson(info).dump()});
@@ -445,6 +533,13 @@ Result<CommandEffect> CreateContainerEffect(DocumentStore::Impl& s, const WriteC
     return e;
   }
   BULWARK_RETURN_IF_ERROR(dbrec.status());
+  BULWARK_ASSIGN_OR_RETURN(DatabaseInfo db, ParseDatabase(*dbrec));
+  if (!FenceWithin(cmd.fence, JoinFence(db.allowed_regions))) {
+    // The database was re-created with a fence after this was prepared.
+    e.outcome.status = Status::FailedPrecondition("database '" + cmd.database + "' is geo-fenced to " +
+                                                  JoinFence(db.allowed_regions) + " since this was prepared");
+    return e;
+  }
   if (s.containers.count(ContainerCacheKey(cmd.database, cmd.container)) != 0) {
     e.outcome.status = Status::AlreadyExists("container '" + cmd.container + "' already exists");
     return e;
@@ -464,9 +559,12 @@ Result<CommandEffect> CreateContainerEffect(DocumentStore::Impl& s, const WriteC
   c->info.partition_key_path = cmd.partition_key_path;
   c->info.etag = cmd.etag;
   c->info.ts = cmd.ts;
+  c->info.allowed_regions = SplitFence(cmd.fence);
+  c->fence = JoinFence(c->info.allowed_regions);
   BULWARK_ASSIGN_OR_RETURN(auto dek, s.keyring.AddDataKey(c->info.rid, 1, cmd.data_key, cmd.ts));
   e.mutations.push_back(
       {Mutation::Kind::kPut, s.meta, ContainerMetaKey(cmd.database, cmd.container), ContainerJson(c->info).dump()});
+  if (!c->fence.empty()) e.mutations.push_back({Mutation::Kind::kPut, s.meta, FenceMetaKey(c->info.rid), c->fence});
   e.mutations.push_back({Mutation::Kind::kPut, s.meta, DataKeyMetaKey(c->info.rid, dek.version), dek.EncodeValue()});
   e.change.emplace();
   e.change->op = ChangeOp::kCreateContainer;
@@ -543,8 +641,20 @@ Result<CommandEffect> SetMemberEffect(DocumentStore::Impl& s, const WriteCommand
 }
 }  // namespace
 
+// A region outside a fence applies the placeholder: only the fence records.
+Result<CommandEffect> FencedOutEffect(DocumentStore::Impl& s, const WriteCommand& cmd) {
+  CommandEffect e;
+  for (const auto& rid : FenceRecordRids(cmd.setting, "create")) {
+    e.mutations.push_back({Mutation::Kind::kPut, s.meta, FenceMetaKey(rid), cmd.fence});
+  }
+  AppendFenceRecordDrops(s, cmd.setting, e.mutations);
+  return e;
+}
+
 Result<CommandEffect> DdlCommandEffect(DocumentStore::Impl& s, const WriteCommand& cmd, uint64_t index) {
   switch (cmd.kind) {
+    case WriteCommand::Kind::kFencedOut:
+      return FencedOutEffect(s, cmd);
     case WriteCommand::Kind::kSetMember:
       return SetMemberEffect(s, cmd);
     case WriteCommand::Kind::kCreateDatabase:
@@ -585,10 +695,35 @@ Status DocumentStore::DeleteDatabase(std::string_view db) {
 // ---- Containers ------------------------------------------------------------
 
 Result<WriteCommand> DocumentStore::PrepareCreateContainer(std::string_view db, std::string_view container,
-                                                           std::string_view partition_key_path) const {
+                                                           std::string_view partition_key_path,
+                                                           std::string_view fence) const {
   BULWARK_RETURN_IF_ERROR(ValidateId(container, "container id"));
   BULWARK_RETURN_IF_ERROR(ValidatePartitionKeyPath(partition_key_path));
+  std::string own = JoinFence(SplitFence(fence));
+  std::string db_fence;
+  bool db_exists = false;
+  if (auto value = impl_->Get(impl_->meta, DatabaseMetaKey(db)); value.ok()) {
+    BULWARK_ASSIGN_OR_RETURN(DatabaseInfo d, ParseDatabase(*value));
+    db_fence = JoinFence(d.allowed_regions);
+    db_exists = true;
+  } else if (value.status().code() != Code::kNotFound) {
+    return value.status();
+  }
+  if (!own.empty() && !db_exists) return Status::NotFound("database '" + std::string(db) + "' does not exist");
+  {
+    // As for a database: what a fence would make fail differently at apply.
+    std::shared_lock lock(impl_->ddl_mu);
+    auto found = impl_->FindContainer(db, container);
+    if (found.ok() && (!own.empty() || !db_fence.empty() || !(*found)->fence.empty())) {
+      return Status::AlreadyExists("container '" + std::string(container) + "' already exists");
+    }
+  }
+  if (!own.empty() && !FenceWithin(own, db_fence)) {
+    return Status::InvalidArgument("container " + std::string(container) + "'s allowed regions (" + own +
+                                   ") must be within its database's geo-fence (" + db_fence + ")");
+  }
   WriteCommand c;
+  c.fence = own.empty() ? db_fence : own;
   c.kind = WriteCommand::Kind::kCreateContainer;
   c.database = db;
   c.container = container;
@@ -611,6 +746,7 @@ Result<WriteCommand> ContainerCommand(const DocumentStore::Impl& s, WriteCommand
   c.database = db;
   c.container = container;
   c.rid = found->rid_raw;
+  c.fence = found->fence;
   c.ts = NowUnixSeconds();
   return c;
 }

@@ -32,6 +32,7 @@
 #include "common/status.h"
 #include "crypto/master_key.h"
 #include "storage/commands.h"
+#include "storage/fence.h"
 #include "storage/records.h"
 
 namespace rocksdb {
@@ -65,6 +66,7 @@ struct DatabaseInfo {
   std::string id;
   std::string etag;
   int64_t ts = 0;
+  std::vector<std::string> allowed_regions;  // its geo-fence, sorted (storage/fence.h); empty: none
 };
 
 struct ContainerInfo {
@@ -74,6 +76,8 @@ struct ContainerInfo {
   std::string rid;  // internal id: 8 raw bytes, never reused
   std::string etag;
   int64_t ts = 0;
+  // Its geo-fence, sorted: its own, or its database's (storage/fence.h); empty: none.
+  std::vector<std::string> allowed_regions;
 };
 
 struct ItemResult {
@@ -233,10 +237,16 @@ class DocumentStore {
   // ---- Replicated writes (see storage/commands.h) ----
   // Prepare* validate a request and resolve it into a command; nothing is
   // written. Errors: as the direct methods' validation errors.
-  Result<WriteCommand> PrepareCreateDatabase(std::string_view db) const;
+  //
+  // Geo-fences (storage/fence.h): `fence` pins a new database or container
+  // to regions (the caller validates the names against the account); a
+  // container without one takes its database's, and one with its own must
+  // be within its database's (InvalidArgument). Every command of a fenced
+  // database or container carries the fence (WriteCommand::fence).
+  Result<WriteCommand> PrepareCreateDatabase(std::string_view db, std::string_view fence = {}) const;
   Result<WriteCommand> PrepareDeleteDatabase(std::string_view db) const;
   Result<WriteCommand> PrepareCreateContainer(std::string_view db, std::string_view container,
-                                              std::string_view partition_key_path) const;
+                                              std::string_view partition_key_path, std::string_view fence = {}) const;
   Result<WriteCommand> PrepareDeleteContainer(std::string_view db, std::string_view container) const;
   Result<WriteCommand> PrepareRotateDataKey(std::string_view db, std::string_view container) const;
   // kind is kCreateItem, kUpsertItem or kReplaceItem (`replace_id` and
@@ -289,9 +299,20 @@ class DocumentStore {
   // bytes. Data keys travel unwrapped: the receiver wraps them under its own
   // master key, and the peer link is mutually authenticated TLS. Returns the
   // image's applied index. A `region_image` (for another region) leaves out
-  // this region's conflict feed.
+  // this region's conflict feed. With `fenced_for`, the image leaves out
+  // everything geo-fences keep from that region ("": a region in no fence):
+  // the fenced databases and containers, their data keys, items and
+  // change-log records (the fence records stay: storage/records.h).
   Result<uint64_t> WriteStateImage(size_t max_chunk, const std::function<Status(std::string_view)>& emit,
-                                   bool region_image = false) const;
+                                   bool region_image = false, const std::string* fenced_for = nullptr) const;
+  // The live geo-fences this store knows: fenced databases, and the fence
+  // record of every live fenced container (a region outside a fence has
+  // only the record). Errors: Corruption, IOError.
+  Result<std::vector<GeoFence>> Fences() const;
+  // Whether this store holds anything (live or deleted, keys kept) that a
+  // geo-fence keeps out of `region` ("": a region in no fence), i.e. whether
+  // an image for that region (fenced_for) differs from the whole one.
+  Result<bool> HoldsFencedOutOf(const std::string& region) const;
   // Receiving an image: staged in a scratch column family (data keys wrapped
   // on arrival), then installed. Begin discards any earlier staging.
   Status BeginStateImage();

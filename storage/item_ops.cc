@@ -75,6 +75,7 @@ Result<WriteCommand> DocumentStore::PrepareItemWrite(WriteCommand::Kind kind, st
   cmd.database = db;
   cmd.container = container;
   cmd.rid = c->rid_raw;
+  cmd.fence = c->fence;
   cmd.etag = NewEtag();
   cmd.ts = NowUnixSeconds();
   cmd.if_match = if_match;
@@ -105,6 +106,7 @@ Result<WriteCommand> DocumentStore::PrepareDeleteItem(std::string_view db, std::
   cmd.database = db;
   cmd.container = container;
   cmd.rid = c->rid_raw;
+  cmd.fence = c->fence;
   cmd.partition_key = std::move(pk);
   cmd.item_id = id;
   cmd.if_match = if_match;

@@ -45,6 +45,8 @@ std::string DeletedContainerPrefix(std::string_view db, std::string_view contain
   return k;
 }
 
+std::string FenceMetaKey(std::string_view rid_hex) { return std::string(kFenceMetaPrefix) + std::string(rid_hex); }
+
 std::string DeletedContainerKey(std::string_view db, std::string_view container, std::string_view rid_hex) {
   return DeletedContainerPrefix(db, container) + std::string(rid_hex);
 }

@@ -41,8 +41,9 @@ constexpr std::string_view kAppliedConfKey = "a/conf";      // the membership as
 constexpr std::string_view kDedupMetaPrefix = "r/";         // "r/<request id>" -> the first outcome
 constexpr std::string_view kDedupExpiryMetaPrefix = "q/";   // "q/<u64 BE ms><request id>" -> ""
 constexpr std::string_view kMemberMetaPrefix = "m/";        // "m/<u64 BE id>" -> peer address
-// "t/<db>/<container>/<rid hex>" -> "": a deleted container whose data keys
-// are kept (its change-log records are still sealed under them) until a purge.
+// "t/<db>/<container>/<rid hex>" -> its fence ("" if none): a deleted
+// container whose data keys are kept (its change-log records are still
+// sealed under them) until a purge.
 constexpr std::string_view kDeletedContainerMetaPrefix = "t/";
 // Local, not replicated: "p/<rid hex>" -> u64 raft index of the purge (0
 // outside replication). Files on this node may still hold that container's
@@ -64,6 +65,13 @@ constexpr std::string_view kEpochStartMetaPrefix = "a/epoch/";
 // epoch>" -> u64 GLSN | u8 takeover (the new write region proposed the
 // change itself). What the conflict feed compares an old write region with.
 constexpr std::string_view kAccountEpochStartPrefix = "f/epoch/";
+// Geo-fences (storage/fence.h), replicated to every region, the regions
+// outside a fence included (by its placeholders): "f/fence/<rid hex>" ->
+// the fence of a live fenced container. A region outside it holds nothing
+// else of that container; the record is how it knows it must never take
+// the account's writes while the container lives (docs/geo-fencing.md).
+constexpr std::string_view kFenceMetaPrefix = "f/fence/";
+std::string FenceMetaKey(std::string_view rid_hex);
 // Identity and access, replicated (docs/security.md):
 //   "ak/<name>" -> u64 version | i64 created | the account key wrapped by
 //                  this node's master key (each replica wraps its own copy)

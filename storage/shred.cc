@@ -64,7 +64,8 @@ Result<std::vector<PendingShred>> ReadPendingShreds(const DocumentStore::Impl& s
 
 Result<CommandEffect> PurgeContainerEffect(DocumentStore::Impl& s, const WriteCommand& cmd, uint64_t index) {
   CommandEffect e;
-  std::vector<std::string> rids;  // hex
+  std::vector<std::string> rids;                        // hex
+  AppendFenceRecordDrops(s, cmd.setting, e.mutations);  // for a region outside the live one's fence
   auto live = s.FindContainer(cmd.database, cmd.container);
   if (live.ok()) {
     AppendContainerRemoval(s, **live, /*keep_keys=*/false, e.mutations);
@@ -140,23 +141,36 @@ Result<WriteCommand> DocumentStore::PreparePurgeContainer(std::string_view db, s
   BULWARK_RETURN_IF_ERROR(ValidateId(db, "database id"));
   BULWARK_RETURN_IF_ERROR(ValidateId(container, "container id"));
   std::shared_lock lock(impl_->ddl_mu);
-  bool found = impl_->FindContainer(db, container).ok();
-  if (!found) {
-    std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator(rocksdb::ReadOptions(), impl_->meta));
-    const std::string tomb = DeletedContainerPrefix(db, container);
-    it->Seek(tomb);
-    found = it->Valid() && it->key().starts_with(tomb);
-    BULWARK_RETURN_IF_ERROR(FromRocks(it->status(), "cannot read metadata"));
-  }
-  if (!found) {
-    return Status::NotFound("container '" + std::string(container) + "' in database '" + std::string(db) +
-                            "' has nothing to purge");
-  }
   WriteCommand c;
   c.kind = WriteCommand::Kind::kPurgeContainer;
   c.database = db;
   c.container = container;
   c.ts = NowUnixSeconds();
+  // Geo-fences: the purge must reach every region that holds one of the
+  // containers it destroys. If one of them is not fenced, that is every
+  // region (no fence); else the union of their fences.
+  std::vector<std::string> fences;
+  auto live = impl_->FindContainer(db, container);
+  if (live.ok()) {
+    fences.push_back((*live)->fence);
+    if (!(*live)->fence.empty()) c.setting = "drop:" + (*live)->info.rid;
+  }
+  std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator(rocksdb::ReadOptions(), impl_->meta));
+  const std::string tomb = DeletedContainerPrefix(db, container);
+  for (it->Seek(tomb); it->Valid() && it->key().starts_with(tomb); it->Next()) {
+    fences.push_back(it->value().ToString());
+  }
+  BULWARK_RETURN_IF_ERROR(FromRocks(it->status(), "cannot read metadata"));
+  if (fences.empty()) {
+    return Status::NotFound("container '" + std::string(container) + "' in database '" + std::string(db) +
+                            "' has nothing to purge");
+  }
+  std::vector<std::string> all;
+  for (const auto& f : fences) {
+    if (f.empty()) return c;  // everywhere
+    for (auto& r : SplitFence(f)) all.push_back(std::move(r));
+  }
+  c.fence = JoinFence(std::move(all));
   return c;
 }
 

@@ -31,6 +31,8 @@
 #include "crypto/secret.h"
 #include "storage/store_impl.h"
 
+using nlohmann::json;
+
 namespace bulwark::storage {
 namespace {
 
@@ -388,10 +390,109 @@ class ImageWriter {
   std::string chunk_;
 };
 
+// What a region outside some geo-fences must not receive (WriteStateImage
+// with fenced_for): the fenced-out containers (rid, hex and raw) and
+// databases, read at the image's snapshot.
+struct FencedOut {
+  std::set<std::string> rids, raw_rids, databases;
+  bool empty() const { return rids.empty() && databases.empty(); }
+
+  static Result<FencedOut> Read(const DocumentStore::Impl& s, const rocksdb::ReadOptions& ro,
+                                const std::string& region) {
+    FencedOut out;
+    std::unique_ptr<rocksdb::Iterator> it(s.db->NewIterator(ro, s.meta));
+    auto add_rid = [&](const std::string& hex) -> Status {
+      BULWARK_ASSIGN_OR_RETURN(std::string raw, crypto::HexDecode(hex));
+      out.rids.insert(hex);
+      out.raw_rids.insert(std::move(raw));
+      return Status::Ok();
+    };
+    // Live fenced containers: their fence records.
+    const std::string fences(kFenceMetaPrefix);
+    for (it->Seek(fences); it->Valid() && it->key().starts_with(fences); it->Next()) {
+      if (!FenceAllows(it->value().ToStringView(), region)) {
+        BULWARK_RETURN_IF_ERROR(add_rid(it->key().ToString().substr(fences.size())));
+      }
+    }
+    // Deleted ones whose keys are kept: the fence is the record's value.
+    const std::string deleted(kDeletedContainerMetaPrefix);
+    for (it->Seek(deleted); it->Valid() && it->key().starts_with(deleted); it->Next()) {
+      if (FenceAllows(it->value().ToStringView(), region)) continue;
+      const std::string k = it->key().ToString();
+      BULWARK_RETURN_IF_ERROR(add_rid(k.substr(k.rfind('/') + 1)));
+    }
+    const std::string dbs(kDatabaseMetaPrefix);
+    for (it->Seek(dbs); it->Valid() && it->key().starts_with(dbs); it->Next()) {
+      const json j = json::parse(it->value().ToStringView(), nullptr, false);
+      auto regions = j.is_object() ? j.find("allowedRegions") : j.end();
+      if (j.is_object() && regions != j.end() && regions->is_array()) {
+        std::vector<std::string> names;
+        for (const auto& r : *regions) names.push_back(r.is_string() ? r.get<std::string>() : std::string());
+        if (!FenceAllows(JoinFence(std::move(names)), region)) {
+          out.databases.insert(it->key().ToString().substr(dbs.size()));
+        }
+      }
+    }
+    BULWARK_RETURN_IF_ERROR(FromRocks(it->status(), "cannot read the geo-fences"));
+    return out;
+  }
+
+  // Whether meta record `k` (value `v`) belongs to what is fenced out.
+  bool Meta(std::string_view k, std::string_view v) const {
+    auto starts = [&](std::string_view p) { return k.substr(0, p.size()) == p; };
+    auto rest = [&](std::string_view p) { return std::string(k.substr(p.size())); };
+    if (starts(kDatabaseMetaPrefix)) return databases.count(rest(kDatabaseMetaPrefix)) > 0;
+    if (starts(kDataKeyMetaPrefix)) {
+      std::string rid;
+      uint32_t version = 0;
+      return ParseDataKeyMetaKey(k, rid, version) && rids.count(rid) > 0;
+    }
+    if (starts(kDeletedContainerMetaPrefix)) return rids.count(std::string(k.substr(k.rfind('/') + 1))) > 0;
+    if (starts(kContainerMetaPrefixAll)) {
+      const json j = json::parse(v, nullptr, false);
+      return j.is_object() && j.contains("_rid") && j["_rid"].is_string() &&
+             rids.count(j["_rid"].get<std::string>()) > 0;
+    }
+    if (starts(kConflictMetaPrefix)) {
+      // A backup's geo copy keeps the feed (a region image never has it):
+      // not a fenced container's entries.
+      auto rec = ConflictRecord::Decode(v);
+      return !rec.ok() || raw_rids.count(rec->change.container_rid) > 0 || databases.count(rec->change.database) > 0;
+    }
+    if (starts(kAccessMetaPrefix)) {
+      // A fenced database's users and their permissions ("ac/u/<db>/...").
+      for (const auto& db : databases) {
+        if (starts(AccessUserPrefix(db))) return true;
+      }
+    }
+    return false;
+  }
+
+  bool Item(std::string_view k) const {
+    return k.size() >= kContainerRidBytes && raw_rids.count(std::string(k.substr(0, kContainerRidBytes))) > 0;
+  }
+
+  Result<bool> Change(std::string_view k, std::string_view v) const {
+    BULWARK_ASSIGN_OR_RETURN(uint64_t lsn, ParseLsnKey(k));
+    BULWARK_ASSIGN_OR_RETURN(ChangeRecord rec, ChangeRecord::Decode(lsn, v));
+    return raw_rids.count(rec.container_rid) > 0 || databases.count(rec.database) > 0;
+  }
+};
+
 }  // namespace
 
+Result<bool> DocumentStore::HoldsFencedOutOf(const std::string& region) const {
+  const rocksdb::Snapshot* snap = impl_->db->GetSnapshot();
+  rocksdb::ReadOptions ro;
+  ro.snapshot = snap;
+  auto fenced = FencedOut::Read(*impl_, ro, region);
+  impl_->db->ReleaseSnapshot(snap);
+  if (!fenced.ok()) return fenced.status();
+  return !fenced->empty();
+}
+
 Result<uint64_t> DocumentStore::WriteStateImage(size_t max_chunk, const std::function<Status(std::string_view)>& emit,
-                                                bool region_image) const {
+                                                bool region_image, const std::string* fenced_for) const {
   const Impl& s = *impl_;
   // One RocksDB snapshot: every Apply is one batch, so any point is a
   // consistent state with its own applied index.
@@ -399,6 +500,10 @@ Result<uint64_t> DocumentStore::WriteStateImage(size_t max_chunk, const std::fun
   const rocksdb::ReadOptions& ro = out.read_options();
   uint64_t applied = 0;
   auto add = [&](Tag tag, std::string_view k, std::string_view v) { return out.Add(tag, k, v); };
+  FencedOut fenced;
+  if (fenced_for != nullptr) {
+    BULWARK_ASSIGN_OR_RETURN(fenced, FencedOut::Read(s, ro, *fenced_for));
+  }
 
   std::unique_ptr<rocksdb::Iterator> it(s.db->NewIterator(ro, s.meta));
   for (it->SeekToFirst(); it->Valid(); it->Next()) {
@@ -406,6 +511,7 @@ Result<uint64_t> DocumentStore::WriteStateImage(size_t max_chunk, const std::fun
     if (!IsReplicatedMeta(k)) continue;
     // A region's conflict feed is its own: it never travels to another region.
     if (region_image && k.substr(0, kConflictMetaPrefix.size()) == kConflictMetaPrefix) continue;
+    if (!fenced.empty() && fenced.Meta(k, it->value().ToStringView())) continue;
     if (k == kAppliedIndexKey) {
       std::string_view v = it->value().ToStringView();
       if (!GetFixed64(v, applied)) return Status::Corruption("the applied-index record is malformed");
@@ -444,7 +550,15 @@ Result<uint64_t> DocumentStore::WriteStateImage(size_t max_chunk, const std::fun
   for (auto [tag, cf] : {std::pair{Tag::kItem, s.items}, std::pair{Tag::kChange, s.changelog}}) {
     it.reset(s.db->NewIterator(ro, cf));
     for (it->SeekToFirst(); it->Valid(); it->Next()) {
-      BULWARK_RETURN_IF_ERROR(add(tag, it->key().ToStringView(), it->value().ToStringView()));
+      const std::string_view k = it->key().ToStringView();
+      if (!fenced.empty()) {
+        if (tag == Tag::kItem && fenced.Item(k)) continue;
+        if (tag == Tag::kChange) {
+          BULWARK_ASSIGN_OR_RETURN(bool out_of_fence, fenced.Change(k, it->value().ToStringView()));
+          if (out_of_fence) continue;
+        }
+      }
+      BULWARK_RETURN_IF_ERROR(add(tag, k, it->value().ToStringView()));
     }
     BULWARK_RETURN_IF_ERROR(FromRocks(it->status(), "cannot read the state"));
   }

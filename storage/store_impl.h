@@ -40,6 +40,7 @@ constexpr size_t kMaxChangeLogRead = 10'000;
 struct CachedContainer {
   ContainerInfo info;   // info.rid is the hex form
   std::string rid_raw;  // 8 bytes, the item-key prefix
+  std::string fence;    // info.allowed_regions, joined (WriteCommand::fence)
 };
 
 struct DocumentStore::Impl {
@@ -146,6 +147,8 @@ Result<CommandEffect> PurgeContainerEffect(DocumentStore::Impl& s, const WriteCo
 // by a deleted-container record, until a purge destroys them.
 void AppendContainerRemoval(const DocumentStore::Impl& s, const CachedContainer& c, bool keep_keys,
                             std::vector<Mutation>& m);
+// Deletes the fence records a "drop:<rid hex>,.." setting lists (storage/fence.h).
+void AppendFenceRecordDrops(const DocumentStore::Impl& s, std::string_view setting, std::vector<Mutation>& m);
 // Recomputes max_pending_shred_index from the "p/" records.
 Status RefreshPendingShreds(DocumentStore::Impl& s);
 // REQUIRES: ddl_mu held shared and the item's lock stripe held.

@@ -11,6 +11,8 @@
 // that without a third fault domain nothing is promoted and status says
 // why; and that under Strong nothing acknowledged is lost.
 #include <atomic>
+#include <fstream>
+#include <iterator>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -314,6 +316,37 @@ TEST_CASE("three regions: r1 cut off and r2's replica set down, r3 is promoted",
   auto reader = t.Client(3);
   const auto ids = Ids(*reader, ConsistencyLevel::kEventual);
   for (const auto& id : acked) CHECK(ids.count(id) == 1);
+}
+
+TEST_CASE("three regions, a container fenced to r1 and r2: r1 cut off and r2 down, r3 is not promoted",
+          "[control][fence]") {
+  TestAccount t(3, "Session", {}, std::chrono::milliseconds(0), WithControl(/*witness=*/false));
+  auto admin = t.ClientWithContainer();
+  auto fenced = admin->CreateContainer("db", "eu", "/tenant", {"r1", "r2"});
+  INFO(fenced.status().ToString());
+  REQUIRE(fenced.ok());
+  REQUIRE(admin->UpsertItem("db", "eu", Doc("e1", 1)).ok());
+  REQUIRE(t.WaitRegionAt(3, t.Glsn(1)));
+  // The control group has heard r1 report its fence since (a report every
+  // 500 ms); r3 has the fence record.
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  for (int i = 2; i <= 4; ++i) t.account->region(2).KillNode(i);
+  Partition cut;
+  cut.Isolate("127.0.1.0/24", OtherRegionsAndWitness(1, 3));
+  // As in the case above, r3 would be promoted within grace + a few seconds.
+  std::this_thread::sleep_for(std::chrono::milliseconds(kGraceMs + 6000));
+  auto s = t.NodeClient(3, t.Leader(3))->GetStatus();
+  REQUIRE(s.ok());
+  CHECK(s->epoch == 1);
+  CHECK(s->write_region == "r1");
+  // The group's leader (node 1 of r2 or r3: r1's is cut off) says why.
+  std::string logs;
+  for (int r = 2; r <= 3; ++r) {
+    std::ifstream in(t.account->region(r).node_log_path(1));
+    logs += std::string(std::istreambuf_iterator<char>(in), {});
+  }
+  CHECK(logs.find("event=automatic_failover_blocked") != std::string::npos);
+  CHECK(logs.find("r3: outside a geo-fence") != std::string::npos);
 }
 
 TEST_CASE("two regions without a witness: nothing is promoted, status says why, manual failover works", "[control]") {

@@ -422,6 +422,59 @@ TEST_CASE("control group: promotion picks the first healthy region in priority o
   // The write region itself is never chosen.
   health["r1"] = heard(0, 0);
   CHECK(ChoosePromotion(g, ConsistencyLevel::kSession, health, {}, now).region.empty());
+
+  // Geo-fences: never a region outside one, whether the write region said
+  // so (the regions inside every fence) or the region itself did.
+  health = {{"r2", heard(100, 0)}, {"r3", heard(100, 0)}};
+  const std::vector<std::string> inside = {"r1", "r3"};
+  CHECK(ChoosePromotion(g, ConsistencyLevel::kSession, health, {}, now, &inside).region == "r3");
+  const std::vector<std::string> only_writer = {"r1"};
+  auto fenced = ChoosePromotion(g, ConsistencyLevel::kSession, health, {}, now, &only_writer);
+  CHECK(fenced.region.empty());
+  CHECK(fenced.why_none.find("r2: outside a geo-fence") != std::string::npos);
+  health["r2"].report.set_fenced_out(true);
+  CHECK(ChoosePromotion(g, ConsistencyLevel::kSession, health, {}, now).region == "r3");
+}
+
+TEST_CASE("geo-fences: the write region inside every fence, and a fence's regions first in failover priority") {
+  GeoConfig g;
+  g.regions = {{"r1", 0, {"127.0.1.1:7101"}, {"127.0.1.1:7100"}, 0},
+               {"r2", 1, {"127.0.2.1:7101"}, {"127.0.2.1:7100"}, 0},
+               {"r3", 2, {"127.0.3.1:7101"}, {"127.0.3.1:7100"}, 0}};
+  g.strong_regions = {"r1"};
+  NormalizeGeo(g);
+  using storage::GeoFence;
+  CHECK(CheckFences(g, {}).ok());
+  CHECK(CheckFences(g, {GeoFence{"dbs/d", "r1"}, GeoFence{"dbs/d/colls/c", "r1,r2"}}).ok());
+  CHECK(CheckFences(g, {GeoFence{"dbs/d", "r1,r2,r3"}}).ok());
+  // A removed region's name does not count.
+  CHECK(CheckFences(g, {GeoFence{"dbs/d", "r1,r2,r9"}}).ok());
+  auto no_writer = CheckFences(g, {GeoFence{"dbs/d", "r2,r3"}});
+  CHECK(no_writer.code() == Code::kFailedPrecondition);
+  CHECK(no_writer.message().find("write region r1 would be outside the geo-fence of dbs/d (r2,r3)") !=
+        std::string::npos);
+  auto skipped = CheckFences(g, {GeoFence{"dbs/d/colls/c", "r1,r3"}});
+  CHECK(skipped.code() == Code::kFailedPrecondition);
+  CHECK(skipped.message().find("region r2, outside the geo-fence of dbs/d/colls/c (r1,r3), would come before r3") !=
+        std::string::npos);
+
+  CHECK(FenceWriters(g, {}).empty());
+  CHECK(FenceWriters(g, {GeoFence{"a", "r1,r2,r3"}, GeoFence{"b", "r1,r2"}}) == std::vector<std::string>{"r1", "r2"});
+
+  // What a change would do, checked before it is made: a failover out of
+  // the fence, and a priority that puts an outside region first.
+  v1::ChangeRegionsRequest to_r3;
+  to_r3.set_failover_to("r3");
+  auto moved = ChangeRegions(g, to_r3);
+  REQUIRE(moved.ok());
+  CHECK(CheckFences(*moved, {GeoFence{"c", "r1,r2"}}).code() == Code::kFailedPrecondition);
+  v1::ChangeRegionsRequest r3_first;
+  r3_first.mutable_set_priority()->set_name("r3");
+  r3_first.mutable_set_priority()->set_priority(1);
+  auto reordered = ChangeRegions(g, r3_first);
+  REQUIRE(reordered.ok());
+  CHECK(CheckFences(*reordered, {GeoFence{"c", "r1,r2"}}).code() == Code::kFailedPrecondition);
+  CHECK(CheckFences(*reordered, {GeoFence{"c", "r1,r3"}}).ok());
 }
 
 TEST_CASE("conflict feed records: a change's GLSN and the conflict round trip, malformed ones are refused") {
