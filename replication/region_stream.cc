@@ -100,6 +100,12 @@ struct RegionShipper::Impl {
   bool MapOlderEpoch(uint64_t glsn, uint64_t glsn_epoch, uint64_t* source, bool* image, std::string* wait) const;
   void UpdateQuorum(SteadyClock::time_point now);  // REQUIRES: mu held
   uint64_t CommittedLocked() const;                // REQUIRES: mu held
+  // REQUIRES: mu held. How far the region holds this stream's history: its
+  // acknowledged GLSN, but a position written at an older epoch counts only
+  // up to where this epoch began. Past that it is another write region's
+  // history (a cut-off old write region's unshipped writes, which the
+  // conflict feed takes when an image replaces them), whatever the number.
+  uint64_t HeldGlsn(const Remote& r) const;
   std::vector<std::string> QuorumLocked() const;   // REQUIRES: mu held
   std::vector<std::string> ListedLocked() const;   // the set as told to the regions; REQUIRES: mu held
   // A node beginning to lead (term `term`): drop whatever this node's stream
@@ -398,11 +404,11 @@ bool RegionShipper::Impl::SendOnce(size_t r, SteadyClock::time_point now) {
   remote.acked_glsn = resp->applied_glsn();
   remote.acked_source = resp->source_index();
   remote.acked_epoch = resp->epoch();
-  if (remote.in_quorum && !remote.leasable && remote.lease_from && remote.acked_glsn >= *remote.lease_from) {
+  if (remote.in_quorum && !remote.leasable && remote.lease_from && HeldGlsn(remote) >= *remote.lease_from) {
     remote.leasable = true;
   }
   remote.last_ack = answered;
-  if (remote.acked_glsn >= head.glsn) remote.caught_up = answered;
+  if (HeldGlsn(remote) >= head.glsn) remote.caught_up = answered;
   if (!hold.empty()) remote.error = hold;
   UpdateQuorum(answered);
   changed.notify_all();
@@ -551,7 +557,7 @@ void RegionShipper::Impl::UpdateQuorum(SteadyClock::time_point now) {
         changed.notify_all();
       }
     } else if (!r.in_quorum && r.known && now - r.last_ack < options.heartbeat * 5 &&
-               r.acked_glsn + kReadmitLagWrites >= head) {
+               HeldGlsn(r) + kReadmitLagWrites >= head) {
       // Close enough: under a steady load a region that catches up is
       // always a few writes behind the head, and would never be let back
       // in if it had to be at it. From now on every Strong write waits for
@@ -571,9 +577,24 @@ uint64_t RegionShipper::Impl::CommittedLocked() const {
   uint64_t committed = store->geo_position().glsn;
   for (const Remote& r : remotes) {
     if (!r.in_quorum) continue;
-    committed = std::min(committed, r.known ? r.acked_glsn : 0);
+    committed = std::min(committed, HeldGlsn(r));
   }
   return committed;
+}
+
+uint64_t RegionShipper::Impl::HeldGlsn(const Remote& r) const {
+  if (!r.known) return 0;
+  const uint64_t stream_epoch = r.config.stream_epoch != 0 ? r.config.stream_epoch : options.epoch;
+  // The same epoch, a later one (it moved on past this stream), a drain of
+  // an older epoch, or an epoch that never changed: one history.
+  if (r.acked_epoch >= stream_epoch || stream_epoch != options.epoch || !epoch_start) return r.acked_glsn;
+  if (r.acked_epoch + 1 < stream_epoch) return 0;  // two moves behind: no shared history known
+  // Found by the chaos sweep (cutoff, append, Strong): an old write region
+  // back from a cutoff reported its own epoch's GLSN, past this region's
+  // head, and was let back into the strong set, leased, and served a Strong
+  // read without the writes acknowledged since the takeover.
+  const uint64_t shared = epoch_start->takeover ? epoch_start->glsn - 1 : epoch_start->glsn;
+  return std::min(r.acked_glsn, shared);
 }
 
 std::vector<std::string> RegionShipper::Impl::ListedLocked() const {
