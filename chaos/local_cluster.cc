@@ -13,6 +13,7 @@
 #include <sstream>
 #include <thread>
 
+#include "common/clock.h"
 #include "crypto/master_key.h"
 #include "crypto/secret.h"
 #include "security/certificates.h"
@@ -220,6 +221,14 @@ std::string LocalCluster::members(int node) const {
   return out;
 }
 
+Result<std::string> LocalCluster::NewNodeMasterKey(int i) const {
+  const fs::path path = fs::absolute(options_.dir) / ("node-" + std::to_string(i)) /
+                        ("master-" + std::to_string(UnixNowMillis()) + ".key");
+  const crypto::SecretBytes key = crypto::SecretBytes::Random(crypto::kMasterKeyBytes);
+  BULWARK_RETURN_IF_ERROR(WritePrivate(path, crypto::Base64Encode(key.view()) + "\n"));
+  return "file:" + path.string();
+}
+
 std::vector<std::string> LocalCluster::Command(int i) const {
   const fs::path dir = fs::absolute(options_.dir);
   const fs::path node = dir / ("node-" + std::to_string(i));
@@ -234,7 +243,9 @@ std::vector<std::string> LocalCluster::Command(int i) const {
       "--data-dir",
       (node / "data").string(),
       "--master-key-uri",
-      options_.master_key_uri.empty() ? "file:" + (dir / "master.key").string() : options_.master_key_uri,
+      options_.node_master_key_uri.count(i) > 0 ? options_.node_master_key_uri.at(i)
+      : options_.master_key_uri.empty()         ? "file:" + (dir / "master.key").string()
+                                                : options_.master_key_uri,
       "--account-key-file",
       (dir / "account.key").string(),
       "--replica-id",

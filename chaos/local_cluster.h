@@ -48,6 +48,9 @@ struct ClusterOptions {
   std::vector<std::string> extra_args;                // appended to bulwarkd's command line
   std::map<int, std::vector<std::string>> node_args;  // node i (1-based): appended after extra_args
   std::string master_key_uri;                         // default: file:<dir>/master.key
+  // Node i's own master key, after a master-key rotation of that node alone
+  // (each node wraps its keys under its own master key); default: the above.
+  std::map<int, std::string> node_master_key_uri;
   int nodes = 1;                                      // nodes laid out (the replica set plus spares)
   // The nodes 1..founding_nodes form the set and Start() starts them; the
   // rest are spares that StartNode starts with --join, for `node add`
@@ -109,6 +112,11 @@ class LocalCluster {
   const ClusterOptions& options() const { return options_; }
   // Takes effect at the next Start (e.g. after a master-key rotation).
   void set_master_key_uri(std::string uri) { options_.master_key_uri = std::move(uri); }
+  // Writes a new random master key beside node i's data (node-i/master-<ms>.key,
+  // owner-only) and returns its URI, for Client::RotateMasterKey on that
+  // node; set_node_master_key_uri makes its later starts use it. Errors: IOError.
+  Result<std::string> NewNodeMasterKey(int i) const;
+  void set_node_master_key_uri(int i, std::string uri) { options_.node_master_key_uri[i] = std::move(uri); }
 
   // What StopFromPidFiles did to one node.
   struct NodeStopReport {

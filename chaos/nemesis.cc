@@ -196,6 +196,25 @@ FaultRecord Nemesis::Inject(FaultKind kind) {
       } else {
         what += "store key of node " + std::to_string(x) + " not rotated (" + v.status().ToString() + ")";
       }
+      // And one node's master key, online: the node re-wraps its keys (store,
+      // data, account, backups) under a new one and is restarted with it from
+      // then on (a later kill's restart proves its store opens with it).
+      const int y = PickNode(false, &why);
+      auto uri = cluster_->NewNodeMasterKey(y);
+      client::ClientOptions oy = cluster_->node_client_options(y);
+      oy.max_retries = 0;
+      oy.deadline = std::chrono::seconds(60);  // re-wraps every key and backup
+      auto cy = client::Client::Connect(oy);
+      auto id = !uri.ok() ? Result<std::string>(uri.status())
+                : cy.ok() ? (*cy)->RotateMasterKey(*uri)
+                          : Result<std::string>(cy.status());
+      if (id.ok()) {
+        cluster_->set_node_master_key_uri(y, *uri);
+        what += ", master key of node " + std::to_string(y) + " -> " + *id;
+      } else {
+        // The outcome is unknown: its next start may need either key.
+        f.error = "master key of node " + std::to_string(y) + ": " + id.status().ToString();
+      }
       f.what = "rotate: " + what;
       break;
     }

@@ -12,8 +12,10 @@
 //              which preloads it with a per-node offset file that is re-read
 //              every second); monotonic clocks are left alone (one region only)
 //   transfer   hand a region's leadership to another node (TransferLeader)
-//   rotate     a key rotation under the load: the workload container's data
-//              key (NemesisOptions::rotate_data_key) and one node's store key
+//   rotate     key rotations under the load: the workload container's data
+//              key (NemesisOptions::rotate_data_key), one node's store key,
+//              and one node's master key (online; the node restarts with
+//              the new key from then on)
 //   failover   several regions: a planned failover of the write region to
 //              another region (NemesisOptions::failover), under the load; it
 //              is not undone at heal

@@ -441,6 +441,8 @@ Result<std::unique_ptr<ControlMember>> ControlMember::Start(const NodeConfig& co
   return std::unique_ptr<ControlMember>(new ControlMember(std::move(impl)));
 }
 
+Status ControlMember::RotateMasterKey(crypto::MasterKey next) { return impl_->store->RotateMasterKey(std::move(next)); }
+
 void ControlMember::FillStatus(v1::ControlStatus* out) const {
   const replication::ReplicaStatus s = impl_->replica->status();
   out->set_member_id(s.node_id);

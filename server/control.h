@@ -106,6 +106,10 @@ class ControlMember {
                                                       replication::PeerTls tls);
   ~ControlMember();
   void FillStatus(v1::ControlStatus* out) const;
+  // A master-key rotation of the node (AdminService::RotateMasterKey): the
+  // member's store re-wraps its keys under `next` too, so the node's next
+  // start, with the new key, opens it. Errors: the store's.
+  Status RotateMasterKey(crypto::MasterKey next);
   void Stop();
 
   struct Impl;

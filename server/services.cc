@@ -604,7 +604,11 @@ grpc::Status AdminService::RotateMasterKey(Ctx* ctx, const v1::RotateMasterKeyRe
     BULWARK_ASSIGN_OR_RETURN(auto next, crypto::LoadMasterKey(req->new_key_uri()));
     const std::string id = next.id();
     crypto::MasterKey for_backups = next.Clone();
+    crypto::MasterKey for_control = next.Clone();
     BULWARK_RETURN_IF_ERROR(node_->store->RotateMasterKey(std::move(next)));
+    // A control group voter's own store (<data_dir>/control) is under the
+    // same master key: without this the node would not start again.
+    if (node_->control != nullptr) BULWARK_RETURN_IF_ERROR(node_->control->RotateMasterKey(std::move(for_control)));
     BULWARK_RETURN_IF_ERROR(node_->backups->RotateMasterKey(std::move(for_backups)));
     resp->set_master_key_id(id);
     spdlog::warn("event=master_key_rotated master_key={} note=\"restart this node with the new master key URI\"", id);
