@@ -383,8 +383,7 @@ void Geo::Impl::ReportToControl() {
   } else {
     spdlog::warn("event=geo_fences_unreadable error=\"{}\"", read.status().ToString());
   }
-  const std::vector<storage::GeoFence>* fences = &last_fences;
-  for (const auto& f : *fences) {
+  for (const auto& f : last_fences) {
     if (!storage::FenceAllows(f.regions, self)) report.set_fenced_out(true);
   }
   if (writer) {
@@ -396,9 +395,9 @@ void Geo::Impl::ReportToControl() {
       g = cfg;
     }
     report.set_regions_record(rec.empty() ? EncodeRegions(*g) : rec);
-    if (!fences->empty()) {
+    if (!last_fences.empty()) {
       report.set_fenced(true);
-      for (std::string& r : FenceWriters(*g, *fences)) report.add_fence_writers(std::move(r));
+      for (std::string& r : FenceWriters(*g, last_fences)) report.add_fence_writers(std::move(r));
     }
     if (auto shipper = Shipper()) {
       for (const std::string& q : shipper->quorum()) report.add_strong_set(q);

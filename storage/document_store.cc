@@ -108,6 +108,8 @@ bool ParseAllowedRegions(const json& j, std::vector<std::string>* out) {
   return true;
 }
 
+}  // namespace
+
 Result<DatabaseInfo> ParseDatabase(std::string_view text) {
   json j = json::parse(text, nullptr, false);
   if (j.is_discarded() || !j.is_object() || !j.contains("id"))
@@ -116,6 +118,8 @@ Result<DatabaseInfo> ParseDatabase(std::string_view text) {
   if (!ParseAllowedRegions(j, &d.allowed_regions)) return Status::Corruption("database record is malformed");
   return d;
 }
+
+namespace {
 
 json ContainerJson(const ContainerInfo& c) {
   json j = {{"id", c.id},

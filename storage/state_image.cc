@@ -423,15 +423,8 @@ struct FencedOut {
     }
     const std::string dbs(kDatabaseMetaPrefix);
     for (it->Seek(dbs); it->Valid() && it->key().starts_with(dbs); it->Next()) {
-      const json j = json::parse(it->value().ToStringView(), nullptr, false);
-      auto regions = j.is_object() ? j.find("allowedRegions") : j.end();
-      if (j.is_object() && regions != j.end() && regions->is_array()) {
-        std::vector<std::string> names;
-        for (const auto& r : *regions) names.push_back(r.is_string() ? r.get<std::string>() : std::string());
-        if (!FenceAllows(JoinFence(std::move(names)), region)) {
-          out.databases.insert(it->key().ToString().substr(dbs.size()));
-        }
-      }
+      BULWARK_ASSIGN_OR_RETURN(DatabaseInfo d, ParseDatabase(it->value().ToStringView()));
+      if (!FenceAllows(JoinFence(d.allowed_regions), region)) out.databases.insert(d.id);
     }
     BULWARK_RETURN_IF_ERROR(FromRocks(it->status(), "cannot read the geo-fences"));
     return out;

@@ -142,6 +142,8 @@ std::string EncodeAccountKeyValue(uint64_t version, int64_t created, std::string
 bool DecodeAccountKeyValue(std::string_view value, uint64_t& version, int64_t& created, std::string_view& payload);
 // REQUIRES: ddl_mu held exclusively.
 Result<CommandEffect> PurgeContainerEffect(DocumentStore::Impl& s, const WriteCommand& cmd, uint64_t index);
+// A database's meta record ("d/<db>", JSON); Corruption if malformed.
+Result<DatabaseInfo> ParseDatabase(std::string_view text);
 // Mutations that remove one container and everything in it. With keep_keys
 // its data keys stay (its change-log records are sealed under them), noted
 // by a deleted-container record, until a purge destroys them.
