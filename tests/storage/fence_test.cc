@@ -123,6 +123,10 @@ TEST_CASE("fence: a command's fence round-trips in format 4, placeholders carry 
     CHECK(wire.find(secret) == std::string::npos);
   }
   CHECK(wire.find(std::string(8, '\x07')) == std::string::npos);
+  // Bytes from a peer or the disk: a truncated or extended format-4 command is refused.
+  CHECK(WriteCommand::Decode(wire.substr(0, wire.size() - 1)).status().code() == Code::kCorruption);
+  CHECK(WriteCommand::Decode(wire + "x").status().code() == Code::kCorruption);
+  CHECK(WriteCommand::Decode(local.substr(0, local.size() - 2)).status().code() == Code::kCorruption);
   auto p2 = WriteCommand::Decode(wire);
   REQUIRE(p2.ok());
   CHECK(p2->kind == WriteCommand::Kind::kFencedOut);
