@@ -301,6 +301,9 @@ Result<std::unique_ptr<DocumentStore>> DocumentStore::Open(const StoreOptions& o
     rocks.env = impl->store_env.env.get();
   } else if (std::filesystem::exists(std::filesystem::path(options.path) / kStoreKeyFileName)) {
     return Status::FailedPrecondition("this store uses page encryption; it cannot open without it");
+  } else {
+    BULWARK_ASSIGN_OR_RETURN(impl->store_env.base, MaybeFaultEnv(options.path));
+    if (impl->store_env.base) rocks.env = impl->store_env.base.get();
   }
   rocksdb::ColumnFamilyOptions items_cf = ItemsCfOptions(rocks);
   AddResealing(items_cf, SealedColumn::kItems, *impl);

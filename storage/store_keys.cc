@@ -8,9 +8,13 @@
 #include <fstream>
 #include <sstream>
 
+#include <rocksdb/env.h>
+#include <rocksdb/file_system.h>
+#include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
 
 #include "crypto/secret.h"
+#include "storage/fault_fs.h"
 
 namespace bulwark::storage {
 namespace {
@@ -117,8 +121,17 @@ Result<StoreEnv> OpenStoreEnv(const std::string& store_path, const crypto::Keyri
   if (keys.count(file->current) == 0) return Status::Corruption("the store-key file names a missing current key");
   StoreEnv out;
   out.provider = std::make_shared<crypto::PageEncryptionProvider>(std::move(keys), file->current);
-  out.env.reset(rocksdb::NewEncryptedEnv(rocksdb::Env::Default(), out.provider));
+  BULWARK_ASSIGN_OR_RETURN(out.base, MaybeFaultEnv(store_path));
+  out.env.reset(rocksdb::NewEncryptedEnv(out.base ? out.base.get() : rocksdb::Env::Default(), out.provider));
   return out;
+}
+
+Result<std::unique_ptr<rocksdb::Env>> MaybeFaultEnv(const std::string& store_path) {
+  if (!FsFaultsEnabled()) return std::unique_ptr<rocksdb::Env>();
+  BULWARK_ASSIGN_OR_RETURN(auto faulty, NewFaultFileSystem(rocksdb::FileSystem::Default(), FsFaultDir(store_path)));
+  spdlog::warn("event=test_hook_on hook=fs_faults store={} note=\"{} is set: disk faults may be injected\"", store_path,
+               kFsFaultsEnv);
+  return rocksdb::NewCompositeEnv(faulty);
 }
 
 Result<std::vector<StoreFileKey>> ReadStoreFileKeys(const std::string& store_path) {

@@ -47,8 +47,16 @@ std::string StoreKeyContext(uint32_t version);
 // An encrypted Env for the store at `store_path`, and the provider behind it.
 struct StoreEnv {
   std::shared_ptr<crypto::PageEncryptionProvider> provider;
+  // Under `env` when the disk-fault test hook is on (storage/fault_fs.h);
+  // declared first so that it outlives `env`.
+  std::unique_ptr<rocksdb::Env> base;
   std::unique_ptr<rocksdb::Env> env;
 };
+
+// The disk-fault test hook's Env for the store at `store_path`
+// (storage/fault_fs.h), or null when the hook is off. IOError if its journal
+// cannot be made.
+Result<std::unique_ptr<rocksdb::Env>> MaybeFaultEnv(const std::string& store_path);
 
 // Opens (or, with `create`, first creates) the store keys and builds the
 // encrypted Env. FailedPrecondition if the keys are wrapped by another
