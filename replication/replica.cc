@@ -345,6 +345,11 @@ void Replica::Impl::Loop() {
       const uint64_t from = m.from;
       const auto type = m.type;
       Status st = node->Step(std::move(m));
+      if (st.code() == Code::kCorruption) {
+        // The core found this node's own log broken (raft.h): stop.
+        SetFatal(st);
+        return;
+      }
       if (!st.ok() && type != raft::MessageType::kProp) {
         spdlog::debug("event=raft_message_dropped from={} type={} error=\"{}\"", from, raft::MessageTypeName(type),
                       st.message());

@@ -28,8 +28,7 @@ Status Config::Validate() const {
     return Status::InvalidArgument("raft: heartbeat_timeout_ticks must be > 0");
   }
   if (election_timeout_ticks <= heartbeat_timeout_ticks) {
-    return Status::InvalidArgument(
-        "raft: election_timeout_ticks must be > heartbeat_timeout_ticks");
+    return Status::InvalidArgument("raft: election_timeout_ticks must be > heartbeat_timeout_ticks");
   }
   if (max_inflight_msgs == 0) return Status::InvalidArgument("raft: max_inflight_msgs must be > 0");
   if (max_inflight_bytes == 0) return Status::InvalidArgument("raft: max_inflight_bytes must be > 0");
@@ -49,8 +48,7 @@ Status Config::Validate() const {
     return Status::InvalidArgument("raft: lease-based reads require check_quorum");
   }
   if (lease_timeout_ticks <= 0 || lease_timeout_ticks >= election_timeout_ticks) {
-    return Status::InvalidArgument(
-        "raft: lease_timeout_ticks must be in (0, election_timeout_ticks)");
+    return Status::InvalidArgument("raft: lease_timeout_ticks must be in (0, election_timeout_ticks)");
   }
   return Status::Ok();
 }
@@ -79,9 +77,8 @@ Status Raft::LoadState(const HardState& hs, const ConfState& cs) {
   is_learner_ = tracker_.IsLearner(id_);
   if (!hs.IsEmpty()) {
     if (hs.commit < log_.committed() || hs.commit > log_.LastIndex()) {
-      return Status::Corruption("raft: persisted commit index is out of range [" +
-                                std::to_string(log_.committed()) + ", " +
-                                std::to_string(log_.LastIndex()) + "]");
+      return Status::Corruption("raft: persisted commit index is out of range [" + std::to_string(log_.committed()) +
+                                ", " + std::to_string(log_.LastIndex()) + "]");
     }
     log_.CommitTo(hs.commit);
     restarted_in_term_ = hs.term > 0;
@@ -176,9 +173,7 @@ void Raft::BecomeLeader() {
 
 // ---- elections ----
 
-bool Raft::Promotable() const {
-  return tracker_.IsVoter(id_) && !log_.UnstableSnapshot().has_value();
-}
+bool Raft::Promotable() const { return tracker_.IsVoter(id_) && !log_.UnstableSnapshot().has_value(); }
 
 bool Raft::HasUnappliedConfChange() const {
   if (log_.committed() <= log_.applied()) return false;
@@ -333,8 +328,7 @@ Status Raft::StepByTerm(const Message& m, bool* handled) {
     } else if (m.type == MessageType::kPreVoteResp && !m.reject) {
       // A granted pre-vote carries the future term; we bump it only on
       // winning the pre-election.
-    } else if (m.type == MessageType::kApp || m.type == MessageType::kHeartbeat ||
-               m.type == MessageType::kSnap) {
+    } else if (m.type == MessageType::kApp || m.type == MessageType::kHeartbeat || m.type == MessageType::kSnap) {
       BecomeFollower(m.term, m.from);
     } else {
       int elapsed = election_elapsed_;
@@ -390,10 +384,13 @@ Status Raft::Step(Message m) {
       break;
   }
   switch (state_) {
-    case StateRole::kLeader: return StepLeader(m);
+    case StateRole::kLeader:
+      return StepLeader(m);
     case StateRole::kCandidate:
-    case StateRole::kPreCandidate: return StepCandidate(m);
-    case StateRole::kFollower: return StepFollower(m);
+    case StateRole::kPreCandidate:
+      return StepCandidate(m);
+    case StateRole::kFollower:
+      return StepFollower(m);
   }
   return Status::Ok();
 }
@@ -401,8 +398,8 @@ Status Raft::Step(Message m) {
 // Figure 2, RequestVote receiver: grant if we have not voted for someone
 // else this term and the candidate's log is at least as up to date.
 void Raft::HandleVoteRequest(const Message& m) {
-  bool can_vote = vote_ == m.from || (vote_ == kNone && lead_ == kNone) ||
-                  (m.type == MessageType::kPreVote && m.term > term_);
+  bool can_vote =
+      vote_ == m.from || (vote_ == kNone && lead_ == kNone) || (m.type == MessageType::kPreVote && m.term > term_);
   bool up_to_date = config_.testing_skip_vote_log_check || log_.IsUpToDate(m.index, m.log_term);
   Message resp;
   resp.type = VoteResponseType(m.type);
@@ -441,8 +438,7 @@ Status Raft::StepFollower(Message& m) {
     case MessageType::kHeartbeat:
       election_elapsed_ = 0;
       lead_ = m.from;
-      HandleHeartbeat(m);
-      return Status::Ok();
+      return HandleHeartbeat(m);
     case MessageType::kSnap:
       election_elapsed_ = 0;
       lead_ = m.from;
@@ -479,8 +475,7 @@ Status Raft::StepFollower(Message& m) {
 }
 
 Status Raft::StepCandidate(Message& m) {
-  MessageType my_resp = state_ == StateRole::kPreCandidate ? MessageType::kPreVoteResp
-                                                           : MessageType::kVoteResp;
+  MessageType my_resp = state_ == StateRole::kPreCandidate ? MessageType::kPreVoteResp : MessageType::kVoteResp;
   switch (m.type) {
     case MessageType::kProp:
     case MessageType::kReadIndex:
@@ -492,8 +487,7 @@ Status Raft::StepCandidate(Message& m) {
       return Status::Ok();
     case MessageType::kHeartbeat:
       BecomeFollower(m.term, m.from);
-      HandleHeartbeat(m);
-      return Status::Ok();
+      return HandleHeartbeat(m);
     case MessageType::kSnap:
       BecomeFollower(m.term, m.from);
       HandleSnapshot(m);
@@ -553,16 +547,28 @@ void Raft::HandleAppendEntries(const Message& m) {
   Send(std::move(resp));
 }
 
-void Raft::HandleHeartbeat(const Message& m) {
+Status Raft::HandleHeartbeat(const Message& m) {
+  // The leader sends min(match, commit), and its match for us grows only
+  // with our acknowledgements: a commit index past our last entry means our
+  // log lost entries we acknowledged as durable (a disk that lost synced
+  // writes, or damage recovery dropped). Going on would let us vote and
+  // count as a copy of entries we no longer hold, so the node stops instead,
+  // as etcd does; its disk must be replaced (docs/replication.md).
+  if (m.commit > log_.LastIndex()) {
+    return Status::Corruption("raft: the leader (node " + std::to_string(m.from) + ", term " + std::to_string(m.term) +
+                              ") holds index " + std::to_string(m.commit) +
+                              " as acknowledged by this node, but its log ends at " + std::to_string(log_.LastIndex()) +
+                              ": this node's log lost acknowledged entries (its disk lost synced writes)");
+  }
   leader_tick_seen_ = std::max(leader_tick_seen_, m.index);
-  // The leader sends min(match, commit), so this never passes our log.
-  log_.CommitTo(std::min(m.commit, log_.LastIndex()));
+  log_.CommitTo(m.commit);
   Message resp;
   resp.type = MessageType::kHeartbeatResp;
   resp.to = m.from;
   resp.context = m.context;
   resp.index = m.index;  // echo the leader's send tick, for its lease
   Send(std::move(resp));
+  return Status::Ok();
 }
 
 void Raft::HandleSnapshot(const Message& m) {

@@ -154,7 +154,9 @@ class Raft {
   Status StepFollower(Message& m);
   Status StepCandidate(Message& m);
   void HandleAppendEntries(const Message& m);
-  void HandleHeartbeat(const Message& m);
+  // Corruption when the leader's commit index for us is past our last
+  // entry: our log lost entries we acknowledged (see the definition).
+  Status HandleHeartbeat(const Message& m);
   void HandleSnapshot(const Message& m);
   bool Restore(const Snapshot& s);
 

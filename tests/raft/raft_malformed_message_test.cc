@@ -64,8 +64,8 @@ TEST_CASE("Step refuses local-only message types from the network", "[raft][malf
   // Proves a peer cannot start our election, make us heartbeat, or fake
   // transport reports.
   TestCluster c = ElectedCluster();
-  for (MessageType type : {MessageType::kHup, MessageType::kBeat, MessageType::kUnreachable,
-                           MessageType::kSnapStatus, MessageType::kCheckQuorum}) {
+  for (MessageType type : {MessageType::kHup, MessageType::kBeat, MessageType::kUnreachable, MessageType::kSnapStatus,
+                           MessageType::kCheckQuorum}) {
     RequireInvalid(c, 1, Msg(type, 2, 1, c.raft(1).term()));
     RequireInvalid(c, 2, Msg(type, 1, 2, 0));
   }
@@ -144,9 +144,8 @@ TEST_CASE("Malformed snapshots are refused", "[raft][malformed]") {
   Snapshot s;
   s.metadata.index = 100;
   s.metadata.term = t;
-  std::vector<ConfState> bad = {
-      ConfState{{1, 0, 3}, {}}, ConfState{{1, 2, 3}, {0}}, ConfState{{1, 2, 2}, {}},
-      ConfState{{1, 2, 3}, {3}}, ConfState{{}, {1}}};
+  std::vector<ConfState> bad = {ConfState{{1, 0, 3}, {}}, ConfState{{1, 2, 3}, {0}}, ConfState{{1, 2, 2}, {}},
+                                ConfState{{1, 2, 3}, {3}}, ConfState{{}, {1}}};
   for (const ConfState& cs : bad) {
     Message m = Msg(MessageType::kSnap, 1, 2, t);
     s.metadata.conf_state = cs;
@@ -275,6 +274,29 @@ TEST_CASE("A read-index answer from a peer that is not the leader is ignored", "
   REQUIRE(c.node(2).raw->Step(real).ok());
   REQUIRE(c.raft(2).read_states().size() == 1);
   CHECK(c.raft(2).read_states()[0].index == 1);
+}
+
+TEST_CASE("A heartbeat committing past a follower's log stops the follower with Corruption", "[raft][malformed]") {
+  // The leader's heartbeat carries min(match, commit): an index past our last
+  // entry means our log lost entries we acknowledged (a disk that lost synced
+  // writes). The follower must say so rather than go on voting with a log
+  // shorter than what it promised; the commit index must not move.
+  TestCluster c = ElectedCluster();
+  REQUIRE(c.raft(2).lead() == 1);
+  const uint64_t t = c.raft(2).term();
+  const uint64_t last = c.raft(2).log().LastIndex();
+  const uint64_t committed = c.raft(2).log().committed();
+  Message hb = Msg(MessageType::kHeartbeat, 1, 2, t);
+  hb.commit = last + 5;
+  Status s = c.node(2).raw->Step(hb);
+  INFO(s.ToString());
+  CHECK(s.code() == Code::kCorruption);
+  CHECK(s.message().find("lost acknowledged entries") != std::string::npos);
+  CHECK(c.raft(2).log().committed() == committed);
+  // A heartbeat within the log is fine.
+  hb.commit = last;
+  CHECK(c.node(2).raw->Step(hb).ok());
+  CHECK(c.raft(2).log().committed() == last);
 }
 
 }  // namespace
