@@ -198,9 +198,8 @@ int main(int argc, char** argv) {
                     "regions: a control group with a witness on 127.0.9.1 (automatic failover; needed by cutoff)");
   run_cmd->add_option(
       "--nemesis", nemesis,
-      "comma-separated: kill,stop,partition,clock (one region),transfer,rotate,failover,cutoff (regions; cutoff "
-      "with --witness) "
-      "(or none)");
+      "comma-separated: kill,stop,partition,clock (one region),transfer,rotate,power,disk,corrupt,failover,wan,cutoff "
+      "(the last three with regions; cutoff with --witness) (or none)");
   run_cmd->add_option("--workload", workload, "register, set or append");
   run_cmd->add_option("--consistency", consistency, "the level the workload reads at");
   run_cmd->add_option("--duration", duration, "how long faults are injected, e.g. 60s, 2m");
@@ -306,8 +305,9 @@ int main(int argc, char** argv) {
     while (std::getline(s, name, ',')) {
       auto kind = ParseFaultKind(name);
       if (!kind) {
-        std::cerr << "bulwark-chaos run: unknown nemesis '" << name
-                  << "' (kill, stop, partition, clock, transfer, rotate, failover)\n";
+        std::cerr
+            << "bulwark-chaos run: unknown nemesis '" << name
+            << "' (kill, stop, partition, clock, transfer, rotate, power, disk, corrupt, failover, wan, cutoff)\n";
         return kExitUsage;
       }
       run.nemesis.push_back(*kind);

@@ -39,10 +39,19 @@ Result<sockaddr_in> Address(const std::string& host, int port) {
   return addr;
 }
 
-// Connects with a bounded wait; -1 on failure.
-int ConnectTo(const sockaddr_in& addr) {
+// Connects with a bounded wait, from `source`'s address if given; -1 on
+// failure.
+int ConnectTo(const sockaddr_in& addr, const sockaddr_in* source = nullptr) {
   const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0) return -1;
+  if (source != nullptr) {
+    sockaddr_in from = *source;
+    from.sin_port = 0;
+    if (::bind(fd, reinterpret_cast<const sockaddr*>(&from), sizeof(from)) != 0) {
+      ::close(fd);
+      return -1;
+    }
+  }
   if (::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) != 0 && errno != EINPROGRESS) {
     ::close(fd);
     return -1;
@@ -143,14 +152,16 @@ void FaultProxy::Impl::AcceptLoop() {
     Reap();
     pollfd p{listen_fd, POLLIN, 0};
     if (::poll(&p, 1, static_cast<int>(kPollInterval.count())) != 1) continue;
-    const int client = ::accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC);
+    sockaddr_in peer{};
+    socklen_t peer_len = sizeof(peer);
+    const int client = ::accept4(listen_fd, reinterpret_cast<sockaddr*>(&peer), &peer_len, SOCK_CLOEXEC);
     if (client < 0) continue;
     bool refuse = false;
     {
       std::lock_guard lock(mu);
       refuse = is_cut || static_cast<int>(conns.size()) >= kProxyMaxConnections;
     }
-    const int server = refuse ? -1 : ConnectTo(target);
+    const int server = refuse ? -1 : ConnectTo(target, options.bind_to_client_ip ? &peer : nullptr);
     if (server < 0) {
       {
         std::lock_guard lock(mu);

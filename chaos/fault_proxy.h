@@ -63,6 +63,10 @@ class FaultProxy {
     std::string target_host;
     int target_port = 0;
     uint64_t seed = 1;  // for jitter, loss and stalls, so a run replays
+    // Connect to the target from the client's own address (every 127/8
+    // address is local), so the target still sees who is calling: source
+    // address checks and firewall rules between node addresses keep working.
+    bool bind_to_client_ip = false;
   };
   enum class Direction { kToTarget = 0, kToClient = 1 };
 

@@ -140,7 +140,8 @@ std::vector<std::string> LocalAccount::GeoArgs(int r) const {
     const LocalCluster& c = *regions_.at(q - 1);
     std::vector<std::string> peers, endpoints;
     for (int i = 1; i <= c.size(); ++i) {
-      peers.push_back(c.node_peer_endpoint(i));
+      peers.push_back(options_.wan_proxies ? c.node_ip(i) + ":" + std::to_string(options_.port + kWanProxyPortOffset)
+                                           : c.node_peer_endpoint(i));
       endpoints.push_back(c.node_endpoint(i));
     }
     const std::string key = "geo.regions." + RegionName(q);

@@ -44,7 +44,13 @@ struct AccountOptions {
   bool witness = false;                 // ... and a witness (implies control)
   int control_grace_ms = 0;             // 0: bulwarkd's defaults
   int control_lease_ms = 0;
+  // Every node's region peers point at WAN proxies (chaos/wan.h) on the
+  // peer node's own address at port + kWanProxyPortOffset instead of at its
+  // peer port; whoever runs the account runs the proxies.
+  bool wan_proxies = false;
 };
+
+constexpr int kWanProxyPortOffset = 3;
 
 constexpr const char* kWitnessIp = "127.0.9.1";
 

@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -206,6 +207,13 @@ std::string LocalCluster::metrics_endpoint() const {
 std::string LocalCluster::node_log_path(int i) const {
   return (fs::path(options_.dir) / ("node-" + std::to_string(i)) / "bulwarkd.log").string();
 }
+
+void LocalCluster::set_node_join(int i) {
+  std::vector<std::string>& args = options_.node_args[i];
+  if (std::find(args.begin(), args.end(), "--join") == args.end()) args.push_back("--join");
+}
+
+std::string LocalCluster::node_data_dir(int i) const { return (NodeDir(options_.dir, i) / "data").string(); }
 
 std::string LocalCluster::node_pid_path(int i) const { return (NodeDir(options_.dir, i) / kPidFileName).string(); }
 

@@ -51,7 +51,7 @@ struct ClusterOptions {
   // Node i's own master key, after a master-key rotation of that node alone
   // (each node wraps its keys under its own master key); default: the above.
   std::map<int, std::string> node_master_key_uri;
-  int nodes = 1;                                      // nodes laid out (the replica set plus spares)
+  int nodes = 1;  // nodes laid out (the replica set plus spares)
   // The nodes 1..founding_nodes form the set and Start() starts them; the
   // rest are spares that StartNode starts with --join, for `node add`
   // (0: every node founds the set).
@@ -94,6 +94,7 @@ class LocalCluster {
   std::string node_endpoint(int i) const;
   std::string node_peer_endpoint(int i) const;
   std::string node_log_path(int i) const;
+  std::string node_data_dir(int i) const;
   std::string node_pid_path(int i) const;
   client::ClientOptions node_client_options(int i) const;
   int size() const { return options_.nodes; }
@@ -117,6 +118,9 @@ class LocalCluster {
   // node; set_node_master_key_uri makes its later starts use it. Errors: IOError.
   Result<std::string> NewNodeMasterKey(int i) const;
   void set_node_master_key_uri(int i, std::string uri) { options_.node_master_key_uri[i] = std::move(uri); }
+  // Node i's later starts pass --join: after its data was wiped it must
+  // wait to be added back, never found a set of its own.
+  void set_node_join(int i);
 
   // What StopFromPidFiles did to one node.
   struct NodeStopReport {

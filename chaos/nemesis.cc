@@ -1,5 +1,6 @@
 #include "chaos/nemesis.h"
 
+#include "chaos/disk_faults.h"
 #include "chaos/partition_plan.h"
 
 #include <signal.h>
@@ -29,13 +30,22 @@ const char* FaultKindName(FaultKind kind) {
       return "rotate";
     case FaultKind::kCutoff:
       return "cutoff";
+    case FaultKind::kPower:
+      return "power";
+    case FaultKind::kDisk:
+      return "disk";
+    case FaultKind::kCorrupt:
+      return "corrupt";
+    case FaultKind::kWan:
+      return "wan";
   }
   return "?";
 }
 
 std::optional<FaultKind> ParseFaultKind(const std::string& name) {
   for (FaultKind k : {FaultKind::kKill, FaultKind::kStop, FaultKind::kPartition, FaultKind::kClock,
-                      FaultKind::kFailover, FaultKind::kTransfer, FaultKind::kRotate, FaultKind::kCutoff}) {
+                      FaultKind::kFailover, FaultKind::kTransfer, FaultKind::kRotate, FaultKind::kCutoff,
+                      FaultKind::kPower, FaultKind::kDisk, FaultKind::kCorrupt, FaultKind::kWan}) {
     if (name == FaultKindName(k)) return k;
   }
   return std::nullopt;
@@ -68,6 +78,20 @@ Status Nemesis::WriteClockOffset(const std::string& clock_dir, int node, int sec
   if (ec) return Status::IOError("cannot rename " + tmp + ": " + ec.message());
   return Status::Ok();
 }
+
+namespace {
+
+// How long a node restarted after damage is watched for stopping.
+constexpr std::chrono::seconds kDamageSettle{2};
+
+Result<client::NodeStatus> NodeStatus(LocalCluster& c, int x) {
+  client::ClientOptions o = c.node_client_options(x);
+  o.max_retries = 0;
+  BULWARK_ASSIGN_OR_RETURN(auto cl, client::Client::Connect(o));
+  return cl->GetStatus();
+}
+
+}  // namespace
 
 template <typename Rep, typename Period>
 void Nemesis::Sleep(std::chrono::duration<Rep, Period> d, const std::atomic<bool>& abort) {
@@ -246,6 +270,47 @@ FaultRecord Nemesis::Inject(FaultKind kind) {
       }
       break;
     }
+    case FaultKind::kPower: {
+      const int x = PickNode(true, &why);
+      f.start_ns = now_ns_();
+      cluster_->KillNode(x);
+      killed_.push_back({cluster_, x});
+      auto dropped = DropUnsynced(cluster_->node_data_dir(x));
+      f.what = where + "power cut of node " + std::to_string(x) + why + ": " +
+               (dropped.ok() ? *dropped : dropped.status().ToString());
+      if (!dropped.ok()) f.error = dropped.status().ToString();
+      break;
+    }
+    case FaultKind::kDisk: {
+      const int x = PickNode(true, &why);
+      const storage::FsFault faults[] = {storage::FsFault::kSyncError, storage::FsFault::kWriteError,
+                                         storage::FsFault::kNoSpace};
+      const storage::FsFault fault = faults[std::uniform_int_distribution<int>(0, 2)(rng_)];
+      f.start_ns = now_ns_();
+      if (Status s = SetDiskFault(cluster_->node_data_dir(x), fault); !s.ok()) f.error = s.ToString();
+      disk_faulted_.push_back({cluster_, x});
+      f.what = where + "disk of node " + std::to_string(x) + why + ": " + storage::FsFaultName(fault);
+      break;
+    }
+    case FaultKind::kCorrupt: {
+      const int x = PickNode(false, &why);
+      f.start_ns = now_ns_();
+      cluster_->KillNode(x);
+      damaged_.push_back({cluster_, x});
+      auto done = Damage(cluster_->node_data_dir(x), rng_);
+      f.what = where + "node " + std::to_string(x) + " killed, " + (done.ok() ? *done : done.status().ToString());
+      break;
+    }
+    case FaultKind::kWan: {
+      f.start_ns = now_ns_();
+      const int region = static_cast<int>(t) + 1;
+      auto done = options_.wan ? options_.wan(region, rng_())
+                               : Result<std::string>(Status::FailedPrecondition("wan needs regions"));
+      wan_faulted_ = true;
+      f.what = done.ok() ? *done : "wan";
+      if (!done.ok()) f.error = done.status().ToString();
+      break;
+    }
     case FaultKind::kFailover: {
       f.start_ns = now_ns_();
       auto done = options_.failover ? options_.failover()
@@ -275,6 +340,60 @@ Status Nemesis::HealAll() {
     if (Status s = WriteClockOffset(options_.clock_dir, x, 0); !s.ok()) worst = s;
   }
   skewed_.clear();
+  if (wan_faulted_ && options_.wan) {
+    if (auto r = options_.wan(0, 0); !r.ok()) worst = r.status();
+  }
+  wan_faulted_ = false;
+  for (auto [c, x] : disk_faulted_) {
+    if (Status s = SetDiskFault(c->node_data_dir(x), storage::FsFault::kNone); !s.ok()) worst = s;
+    // Give the node a poll to see the fault lifted, then look at it: a
+    // node whose replica stopped on the fault (or that exited) is restarted,
+    // as its log asks an operator to.
+    std::this_thread::sleep_for(std::chrono::milliseconds(3 * storage::kFsFaultPollMs));
+    (void)c->ReapExited();
+    bool stopped = !c->node_running(x);
+    if (!stopped) {
+      auto st = NodeStatus(*c, x);
+      stopped = !st.ok() || st->role == "stopped";
+      if (st.ok() && st->role == "stopped")
+        heal_note_ += "; node " + std::to_string(x) + " had stopped: " + st->replica_error;
+    }
+    if (stopped) {
+      c->KillNode(x);
+      if (Status s = c->StartNode(x, /*wait_ready=*/true); !s.ok()) {
+        worst = s.WithContext("restart node " + std::to_string(x) + " after a disk fault");
+      } else {
+        heal_note_ += "; node " + std::to_string(x) + " restarted";
+      }
+    }
+  }
+  disk_faulted_.clear();
+  for (auto [c, x] : damaged_) {
+    if (c->node_running(x)) continue;
+    Status s = c->StartNode(x, /*wait_ready=*/true);
+    if (s.ok()) {
+      // The damage may show only once the leader talks to it: a log that
+      // lost acknowledged entries stops the replica (raft.h).
+      std::this_thread::sleep_for(kDamageSettle);
+      auto st = NodeStatus(*c, x);
+      if (!st.ok() || st->role != "stopped") {
+        heal_note_ += "; node " + std::to_string(x) + " restarted";
+        continue;
+      }
+      s = Status::Corruption("started, then stopped: " + st->replica_error);
+    }
+    // Refused to open (the damage was found) or died: replace its disk.
+    c->KillNode(x);
+    // The node's own reason, from the log tail the error carries.
+    const std::string& m = s.message();
+    size_t at = m.find("start_failed");
+    at = at == std::string::npos ? 0 : m.rfind('\n', at) + 1;
+    const std::string first_line = m.substr(at, m.find('\n', at) - at);
+    heal_note_ += "; node " + std::to_string(x) + " did not start (" + first_line + "): disk replaced";
+    if (Status r = ReplaceNodeDisk(*c, x); !r.ok())
+      worst = r.WithContext("replace the disk of node " + std::to_string(x));
+  }
+  damaged_.clear();
   for (auto [c, x] : killed_) {
     if (c->node_running(x)) continue;
     if (Status s = c->StartNode(x, /*wait_ready=*/true); !s.ok()) {
@@ -311,7 +430,9 @@ void Nemesis::Run(std::chrono::steady_clock::time_point until, const std::atomic
     Sleep(std::min<std::chrono::steady_clock::duration>(
               hold, until - std::chrono::steady_clock::now() + std::chrono::milliseconds(1)),
           abort);
+    heal_note_.clear();
     if (Status s = HealAll(); !s.ok()) f.error += (f.error.empty() ? "" : "; ") + s.ToString();
+    f.what += heal_note_;
     f.end_ns = now_ns_();
     faults_.push_back(std::move(f));
   }

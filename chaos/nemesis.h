@@ -19,6 +19,17 @@
 //   failover   several regions: a planned failover of the write region to
 //              another region (NemesisOptions::failover), under the load; it
 //              is not undone at heal
+//   power      kill -9 a node and drop what its stores had not synced, as a
+//              power cut would (chaos/disk_faults.h), restart it at heal
+//   disk       fsync errors, write errors or a full disk on one node
+//              (injected under its RocksDB); at heal the fault is lifted and
+//              a node that stopped on it is restarted
+//   corrupt    kill -9 a node, flip a bit in one of its store's files or cut
+//              its newest WAL's tail, restart it; if its store refuses to
+//              open, replace its disk (remove, wipe, rejoin, add)
+//   wan        several regions through WAN proxies: latency and jitter,
+//              loss, a throttled link, a one-way blackhole or a cut, on the
+//              links into one region (NemesisOptions::wan)
 //   cutoff     several regions and a control group: nftables rules cut the
 //              write region (NemesisOptions::write_region) off from every
 //              other region and the witness, held at least cutoff_hold (past
@@ -47,7 +58,20 @@
 
 namespace bulwark::chaos {
 
-enum class FaultKind { kKill, kStop, kPartition, kClock, kFailover, kTransfer, kRotate, kCutoff };
+enum class FaultKind {
+  kKill,
+  kStop,
+  kPartition,
+  kClock,
+  kFailover,
+  kTransfer,
+  kRotate,
+  kCutoff,
+  kPower,
+  kDisk,
+  kCorrupt,
+  kWan,
+};
 
 const char* FaultKindName(FaultKind kind);
 std::optional<FaultKind> ParseFaultKind(const std::string& name);
@@ -85,6 +109,10 @@ struct NemesisOptions {
   std::vector<std::string> region_nets;
   std::string witness_ip;
   std::chrono::milliseconds cutoff_hold{0};
+  // The wan fault: applies a fault drawn from the seed to the links into
+  // region `region` (1-based) and returns what it did; called with
+  // region 0 to heal every link.
+  std::function<Result<std::string>(int region, uint64_t draw)> wan;
 };
 
 // A region the nemesis may fault: its cluster and name ("" for one region).
@@ -126,10 +154,14 @@ class Nemesis {
   std::function<int64_t()> now_ns_;
   std::mt19937_64 rng_;
   std::vector<FaultRecord> faults_;
-  std::vector<FaultKind> deck_;                         // kinds still to come this round
-  std::vector<std::pair<LocalCluster*, int>> stopped_;  // nodes SIGSTOPped and not yet continued
-  std::vector<std::pair<LocalCluster*, int>> killed_;   // nodes killed and not yet restarted
-  std::vector<int> skewed_;                             // nodes whose clock is off
+  std::vector<FaultKind> deck_;                              // kinds still to come this round
+  std::vector<std::pair<LocalCluster*, int>> stopped_;       // nodes SIGSTOPped and not yet continued
+  std::vector<std::pair<LocalCluster*, int>> killed_;        // nodes killed and not yet restarted
+  std::vector<int> skewed_;                                  // nodes whose clock is off
+  std::vector<std::pair<LocalCluster*, int>> disk_faulted_;  // nodes with an injected disk fault
+  std::vector<std::pair<LocalCluster*, int>> damaged_;       // nodes killed with a damaged store
+  bool wan_faulted_ = false;
+  std::string heal_note_;  // what the last heal found, for the fault's record
 };
 
 }  // namespace bulwark::chaos

@@ -12,9 +12,11 @@
 
 #include "chaos/check/availability.h"
 #include "chaos/check/history.h"
+#include "chaos/disk_faults.h"
 #include "chaos/local_account.h"
 #include "chaos/local_cluster.h"
 #include "chaos/nftables.h"
+#include "chaos/wan.h"
 #include "chaos/workload.h"
 #include "client/client.h"
 
@@ -265,6 +267,10 @@ Status WriteTimeline(const std::string& dir, const std::vector<Operation>& ops,
                          : f.kind == FaultKind::kFailover  ? "#99ee99"
                          : f.kind == FaultKind::kTransfer  ? "#dddddd"
                          : f.kind == FaultKind::kRotate    ? "#ffee88"
+                         : f.kind == FaultKind::kPower     ? "#ff6666"
+                         : f.kind == FaultKind::kDisk      ? "#cc6600"
+                         : f.kind == FaultKind::kCorrupt   ? "#996633"
+                         : f.kind == FaultKind::kWan       ? "#66cccc"
                                                            : "#cc99ff";
     gp << "set object " << n << " rect from " << f.start_ns / 1e9 << ", graph 0 to " << f.end_ns / 1e9
        << ", graph 1 fc rgb '" << colour << "' fs transparent solid 0.35 noborder behind\n";
@@ -317,6 +323,11 @@ Status PrepareFaults(const RunOptions& o, const std::string& out_dir, std::uniqu
   if (uses(FaultKind::kFailover) && o.regions < 2) {
     return Status::InvalidArgument("the failover nemesis needs --regions 2 or more");
   }
+  if (uses(FaultKind::kWan) && o.regions < 2) {
+    return Status::InvalidArgument("the wan nemesis needs --regions 2 or more");
+  }
+  // The nodes inherit the environment: their stores take the disk-fault hook.
+  if (uses(FaultKind::kPower) || uses(FaultKind::kDisk)) EnableFsFaultHook();
   if (!uses(FaultKind::kClock)) return Status::Ok();
   if (o.regions > 1) {
     return Status::InvalidArgument("the clock nemesis runs against one region only (its offsets are per node id)");
@@ -370,6 +381,7 @@ Result<std::unique_ptr<LocalAccount>> StartAccount(const RunOptions& o, const st
   ao.witness = o.witness;
   ao.control_grace_ms = kChaosGraceMs;
   ao.control_lease_ms = kChaosLeaseMs;
+  ao.wan_proxies = std::find(o.nemesis.begin(), o.nemesis.end(), FaultKind::kWan) != o.nemesis.end();
   for (int r = 1; r <= o.regions; ++r) {
     const std::string region_dir = dir + "/" + LocalAccount::RegionName(r);
     if (fs::exists(region_dir)) (void)LocalCluster::StopFromPidFiles(region_dir, std::chrono::seconds(5));
@@ -487,11 +499,17 @@ int RunChaos(const RunOptions& o, const std::atomic<bool>& abort, std::ostream& 
   std::string bin_dir;
   if (Status s = PrepareFaults(o, run.out_dir, &nft, &bin_dir); !s.ok()) return harness_error(s.ToString());
   std::unique_ptr<LocalCluster> cluster;
+  std::unique_ptr<WanLinks> wan;  // declared before the account: it outlives the nodes using it
   std::unique_ptr<LocalAccount> account;
   std::vector<NemesisTarget> regions;
   if (o.regions > 1) {
     out << "starting " << o.regions << " regions x " << o.nodes << " nodes on 127.0.R.x, port " << o.port << "\n"
         << std::flush;
+    if (std::find(o.nemesis.begin(), o.nemesis.end(), FaultKind::kWan) != o.nemesis.end()) {
+      auto links = WanLinks::Start(o.regions, o.nodes, o.port, o.seed);
+      if (!links.ok()) return harness_error("WAN proxies: " + links.status().ToString());
+      wan = std::move(links).value();
+    }
     auto started = StartAccount(o, run.cluster_dir, bin_dir);
     if (!started.ok()) return harness_error(started.status().ToString());
     account = std::move(started).value();
@@ -559,6 +577,16 @@ int RunChaos(const RunOptions& o, const std::atomic<bool>& abort, std::ostream& 
       return "data key of " + db + "/" + container + " -> v" + std::to_string(v);
     };
   }
+  if (wan) {
+    WanLinks* links = wan.get();
+    no.wan = [links](int region, uint64_t draw) -> Result<std::string> {
+      if (region == 0) {
+        links->Heal();
+        return std::string("healed");
+      }
+      return links->Fault(region, draw);
+    };
+  }
   Nemesis nemesis(regions, nft.get(), no, now_ns);
   run.start_ns = now_ns();
   workload.Start();
@@ -582,6 +610,7 @@ int RunChaos(const RunOptions& o, const std::atomic<bool>& abort, std::ostream& 
     (void)cluster->Stop();
   }
   run.faults = nemesis.faults();
+  if (wan) out << "WAN proxies: " << wan->Summary() << "\n";
   WriteFaults(run.out_dir + "/faults.jsonl", run.faults);
   nft.reset();  // removes the table now rather than at exit
 

@@ -3,10 +3,15 @@
 # against every workload at every consistency level the region serves, one
 # run after another, with progress as it goes. Needs root (nftables).
 #
-#   chaos/sweep.sh BUILD_DIR            # defaults: 120 s of faults per run
+#   chaos/sweep.sh BUILD_DIR            # defaults: 90 s of faults per run
 #   CHAOS_DURATION=300s CHAOS_SEED=7 chaos/sweep.sh build
 #   CHAOS_REGIONS=0 chaos/sweep.sh build   # without the runs of several regions
 #   CHAOS_REGIONS=only chaos/sweep.sh build  # only those (20 runs)
+#   CHAOS_LEVELS="Strong Session" chaos/sweep.sh build  # only these levels
+#
+# A level gets 6 one-region runs per workload (18) and one two-region run
+# per workload (3); Strong also the 3-region and cutoff runs. At 90 s of
+# faults per run that is just over 30 minutes of faults per level.
 #
 # Each run writes to $CHAOS_OUT/<n>-<workload>-<level>-<nemesis>/ (region runs:
 # <n>-regions-<workload>-<level>/, <n>-3regions-<workload>-Strong/); a failing
@@ -16,19 +21,21 @@ set -uo pipefail
 
 build_dir=${1:-build}
 bin="$build_dir/bin/bulwark-chaos"
-duration=${CHAOS_DURATION:-120s}
+duration=${CHAOS_DURATION:-90s}
 seed=${CHAOS_SEED:-$(date +%s)}
 out=${CHAOS_OUT:-$build_dir/chaos-sweep}
 port=${CHAOS_PORT:-17100}
-nemeses=(kill stop partition clock kill,stop,partition,clock,transfer,rotate)
-levels=(Strong BoundedStaleness Session ConsistentPrefix Eventual)
+nemeses=(kill stop partition clock power,disk,corrupt kill,stop,partition,clock,transfer,rotate,power,disk,corrupt)
+read -r -a levels <<<"${CHAOS_LEVELS:-Strong BoundedStaleness Session ConsistentPrefix Eventual}"
+strong=0
+for level in "${levels[@]}"; do [ "$level" = Strong ] && strong=1; done
 workloads=(register set append)
 
 [ -x "$bin" ] || { echo "sweep: $bin not built (make build)" >&2; exit 3; }
-regional=failover,kill,stop,partition,transfer,rotate
+regional=failover,kill,stop,partition,transfer,rotate,wan,power
 total=0
 [ "${CHAOS_REGIONS:-1}" != only ] && total=$(( ${#nemeses[@]} * ${#levels[@]} * ${#workloads[@]} ))
-[ "${CHAOS_REGIONS:-1}" != 0 ] && total=$(( total + ${#levels[@]} * ${#workloads[@]} + 2 + 3 ))
+[ "${CHAOS_REGIONS:-1}" != 0 ] && total=$(( total + ${#levels[@]} * ${#workloads[@]} + (2 + 3) * strong ))
 n=0; failed=0; summary=()
 mkdir -p "$out"
 echo "chaos sweep: $total runs of $duration faults each, seed $seed, into $out"
@@ -71,6 +78,7 @@ if [ "${CHAOS_REGIONS:-1}" != 0 ]; then
     done
   done
   for workload in register set; do
+    [ $strong = 1 ] || break
     n=$((n + 1))
     one_run "$out/$n-3regions-$workload-Strong" "3 regions $workload Strong $regional" \
       --regions 3 --nodes 4 --nemesis "$regional" --workload "$workload" --consistency Strong --port "$((port + 100))"
@@ -79,9 +87,10 @@ if [ "${CHAOS_REGIONS:-1}" != 0 ]; then
   # at Strong, where nothing acknowledged may be lost (the weaker levels'
   # losses wait in the conflict feed, which the checkers do not read).
   for workload in "${workloads[@]}"; do
+    [ $strong = 1 ] || break
     n=$((n + 1))
-    one_run "$out/$n-cutoff-$workload-Strong" "2 regions + witness $workload Strong cutoff,kill,partition" \
-      --regions 2 --witness --nodes 4 --nemesis cutoff,kill,partition --workload "$workload" --consistency Strong \
+    one_run "$out/$n-cutoff-$workload-Strong" "2 regions + witness $workload Strong cutoff,kill,partition,wan" \
+      --regions 2 --witness --nodes 4 --nemesis cutoff,kill,partition,wan --workload "$workload" --consistency Strong \
       --port "$((port + 100))"
   done
 fi

@@ -273,3 +273,49 @@ TEST_CASE("Proxy: bad addresses are refused at Start") {
   REQUIRE_FALSE(p.ok());
   CHECK(p.status().code() == Code::kInvalidArgument);
 }
+
+TEST_CASE("Proxy: with bind_to_client_ip the target sees the client's own address") {
+  // The WAN proxies between regions rely on this: nodes authorize region
+  // peers by source address, and firewall rules name node addresses.
+  const int listener = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(addr);
+  REQUIRE(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
+  REQUIRE(::listen(listener, 4) == 0);
+  REQUIRE(::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+  const int target_port = ntohs(addr.sin_port);
+
+  for (bool bind_to_client : {true, false}) {
+    FaultProxy::Options o;
+    o.target_host = "127.0.0.1";
+    o.target_port = target_port;
+    o.bind_to_client_ip = bind_to_client;
+    auto proxy = FaultProxy::Start(o);
+    REQUIRE(proxy.ok());
+    // The client calls from 127.0.0.9.
+    const int client = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in from{};
+    from.sin_family = AF_INET;
+    ::inet_pton(AF_INET, "127.0.0.9", &from.sin_addr);
+    REQUIRE(::bind(client, reinterpret_cast<sockaddr*>(&from), sizeof(from)) == 0);
+    sockaddr_in to{};
+    to.sin_family = AF_INET;
+    ::inet_pton(AF_INET, "127.0.0.1", &to.sin_addr);
+    to.sin_port = htons(static_cast<uint16_t>((*proxy)->port()));
+    REQUIRE(::connect(client, reinterpret_cast<sockaddr*>(&to), sizeof(to)) == 0);
+    pollfd p{listener, POLLIN, 0};
+    REQUIRE(::poll(&p, 1, 20000) == 1);
+    sockaddr_in peer{};
+    socklen_t peer_len = sizeof(peer);
+    const int accepted = ::accept(listener, reinterpret_cast<sockaddr*>(&peer), &peer_len);
+    REQUIRE(accepted >= 0);
+    char text[INET_ADDRSTRLEN] = {};
+    ::inet_ntop(AF_INET, &peer.sin_addr, text, sizeof(text));
+    CHECK(std::string(text) == (bind_to_client ? "127.0.0.9" : "127.0.0.1"));
+    ::close(accepted);
+    ::close(client);
+  }
+  ::close(listener);
+}
