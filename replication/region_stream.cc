@@ -106,8 +106,8 @@ struct RegionShipper::Impl {
   // history (a cut-off old write region's unshipped writes, which the
   // conflict feed takes when an image replaces them), whatever the number.
   uint64_t HeldGlsn(const Remote& r) const;
-  std::vector<std::string> QuorumLocked() const;   // REQUIRES: mu held
-  std::vector<std::string> ListedLocked() const;   // the set as told to the regions; REQUIRES: mu held
+  std::vector<std::string> QuorumLocked() const;  // REQUIRES: mu held
+  std::vector<std::string> ListedLocked() const;  // the set as told to the regions; REQUIRES: mu held
   // A node beginning to lead (term `term`): drop whatever this node's stream
   // decided about region r while another node led. REQUIRES: mu held.
   void ResetForLeadership(Remote& remote) const;
@@ -383,7 +383,14 @@ bool RegionShipper::Impl::SendOnce(size_t r, SteadyClock::time_point now) {
     return false;
   }
   if (!resp->leader()) {
+    // The answer names the leader by its Raft peer address; dial it at the
+    // address this region was configured with for that host instead, so a
+    // proxy, tunnel or other address in front of the region's nodes stays
+    // on the path (the chaos WAN proxies are one).
     remote.leader_address = resp->leader_address();
+    for (const std::string& p : remote.config.peers) {
+      if (!remote.leader_address.empty() && HostOf(p) == HostOf(remote.leader_address)) remote.leader_address = p;
+    }
     if (remote.leader_address.empty()) ++remote.target;
     remote.known = false;
     remote.error = "region " + remote.config.name + " has no leader at " + address;

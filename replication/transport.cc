@@ -70,16 +70,6 @@ Status ValidateTls(const PeerTls& tls) {
   return Status::Ok();
 }
 
-// "10.0.0.1:7001" -> "10.0.0.1", "[::1]:7001" -> "::1".
-std::string HostOf(const std::string& address) {
-  if (!address.empty() && address.front() == '[') {
-    size_t close = address.find(']');
-    return close == std::string::npos ? address : address.substr(1, close - 1);
-  }
-  size_t colon = address.rfind(':');
-  return colon == std::string::npos ? address : address.substr(0, colon);
-}
-
 // Whether the certificate names `host`: an IP SAN when host is an IP
 // address (how members are addressed), else a DNS name.
 bool CertificateNames(X509* cert, const std::string& host) {
@@ -124,6 +114,15 @@ using ServerStream = grpc::ServerReaderWriter<v1::PeerAck, v1::PeerFrame>;
 class PeerServiceImpl;
 
 }  // namespace
+
+std::string HostOf(const std::string& address) {
+  if (!address.empty() && address.front() == '[') {
+    size_t close = address.find(']');
+    return close == std::string::npos ? address : address.substr(1, close - 1);
+  }
+  size_t colon = address.rfind(':');
+  return colon == std::string::npos ? address : address.substr(0, colon);
+}
 
 // ---------------------------------------------------------------------------
 // PeerSender: the outbound stream to one peer and the thread that feeds it.

@@ -37,6 +37,10 @@
 
 namespace bulwark::replication {
 
+// The host of a peer address: "10.0.0.1:7001" -> "10.0.0.1",
+// "[::1]:7001" -> "::1".
+std::string HostOf(const std::string& address);
+
 struct TransportLimits {
   size_t max_queued_messages_per_peer = 8192;  // beyond: drop, report unreachable
   size_t max_batch_bytes = 4 << 20;            // raft messages per stream write
