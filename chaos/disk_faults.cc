@@ -134,16 +134,42 @@ Status ReplaceNodeDisk(LocalCluster& cluster, int x) {
     if (!r.ok() && r.status().code() == Code::kNotFound) return Status::Ok();
     return r.status();
   }));
+  // Everything but a control voter's store: the audit log and backups are
+  // sealed under keys kept in the replica's store and go with it, while the
+  // control group is another Raft group whose voter must not lose its state
+  // (it has no way to rejoin; docs/control-group.md).
   std::error_code ec;
-  fs::remove_all(cluster.node_data_dir(x), ec);
-  if (ec) return Status::IOError("cannot wipe " + cluster.node_data_dir(x) + ": " + ec.message());
+  for (const auto& e : fs::directory_iterator(cluster.node_data_dir(x), ec)) {
+    const std::string name = e.path().filename().string();
+    if (name == "control" || name == "control.faults") continue;
+    std::error_code rm;
+    fs::remove_all(e.path(), rm);
+    if (rm) return Status::IOError("cannot wipe " + e.path().string() + ": " + rm.message());
+  }
+  if (ec) return Status::IOError("cannot list " + cluster.node_data_dir(x) + ": " + ec.message());
   cluster.set_node_join(x);
   BULWARK_RETURN_IF_ERROR(cluster.StartNode(x, /*wait_ready=*/false));
-  return RetryOnLeader(cluster, x, "add the node back", [&](client::Client& c) {
+  BULWARK_RETURN_IF_ERROR(RetryOnLeader(cluster, x, "add the node back", [&](client::Client& c) {
     auto r = c.AddNode(id, cluster.node_peer_endpoint(x));
     if (!r.ok() && r.status().code() == Code::kAlreadyExists) return Status::Ok();
     return r.status();
-  });
+  }));
+  // Back once it follows a leader (it has the snapshot then, or is getting it).
+  const auto until = std::chrono::steady_clock::now() + kMembershipRetry;
+  while (std::chrono::steady_clock::now() < until) {
+    (void)cluster.ReapExited();
+    if (!cluster.node_running(x)) {
+      return Status::Internal("node " + std::to_string(x) + " exited after its disk was replaced (see " +
+                              cluster.node_log_path(x) + ")");
+    }
+    client::ClientOptions o = cluster.node_client_options(x);
+    o.max_retries = 0;
+    auto c = client::Client::Connect(o);
+    auto st = c.ok() ? (*c)->GetStatus() : Result<client::NodeStatus>(c.status());
+    if (st.ok() && st->leader_id != 0 && st->role != "stopped") return Status::Ok();
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
+  return Status::DeadlineExceeded("node " + std::to_string(x) + " did not rejoin its replica set");
 }
 
 }  // namespace bulwark::chaos

@@ -41,8 +41,9 @@ Status SetDiskFault(const std::string& data_dir, storage::FsFault fault);
 Result<std::string> Damage(const std::string& data_dir, std::mt19937_64& rng);
 
 // Brings node `x` back after its store refused to open: RemoveNode through
-// the set's leader, wipes its data directory, starts it with --join and
-// adds it back (the leader then sends it a snapshot).
+// the set's leader, wipes its data directory (all but a control voter's
+// store), starts it with --join and adds it back (the leader then sends it
+// a snapshot).
 Status ReplaceNodeDisk(LocalCluster& cluster, int x);
 
 }  // namespace bulwark::chaos

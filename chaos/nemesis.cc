@@ -81,8 +81,11 @@ Status Nemesis::WriteClockOffset(const std::string& clock_dir, int node, int sec
 
 namespace {
 
-// How long a node restarted after damage is watched for stopping.
-constexpr std::chrono::seconds kDamageSettle{2};
+// How long a node restarted after damage is given to find it (the leader
+// reaches it within the transport's 1 s redial backoff).
+constexpr std::chrono::seconds kDamageSettle{3};
+// Status calls before a node that does not answer counts as stopped.
+constexpr int kStatusAttempts = 3;
 
 Result<client::NodeStatus> NodeStatus(LocalCluster& c, int x) {
   client::ClientOptions o = c.node_client_options(x);
@@ -327,6 +330,82 @@ FaultRecord Nemesis::Inject(FaultKind kind) {
   return f;
 }
 
+// Whether node x of c is down for good until someone acts: its process
+// ended, or its replica stopped (a status call that keeps failing counts).
+bool Nemesis::NodeStopped(LocalCluster* c, int x, std::string* why) {
+  for (int attempt = 0; attempt < kStatusAttempts; ++attempt) {
+    (void)c->ReapExited();
+    if (!c->node_running(x)) {
+      *why = "its process ended";
+      return true;
+    }
+    auto st = NodeStatus(*c, x);
+    if (st.ok()) {
+      *why = st->replica_error;
+      return st->role == "stopped";
+    }
+    *why = st.status().ToString();
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+  }
+  return true;
+}
+
+Status Nemesis::HealDisks() {
+  Status worst;
+  for (auto [c, x] : disk_faulted_) {
+    if (Status s = SetDiskFault(c->node_data_dir(x), storage::FsFault::kNone); !s.ok()) worst = s;
+    // Always restarted once the fault is lifted: after a failed write or
+    // fsync RocksDB keeps a hard background error and refuses writes until
+    // it reopens, and the replica may notice only at its next write.
+    std::string why;
+    if (NodeStopped(c, x, &why)) heal_note_ += "; node " + std::to_string(x) + " had stopped (" + why + ")";
+    c->KillNode(x);
+    if (Status s = c->StartNode(x, /*wait_ready=*/true); !s.ok()) {
+      worst = s.WithContext("restart node " + std::to_string(x) + " after a disk fault");
+    } else {
+      heal_note_ += "; node " + std::to_string(x) + " restarted";
+    }
+  }
+  disk_faulted_.clear();
+  for (auto [c, x] : damaged_) {
+    if (std::find(damaged_ever_.begin(), damaged_ever_.end(), std::make_pair(c, x)) == damaged_ever_.end()) {
+      damaged_ever_.push_back({c, x});
+    }
+    if (c->node_running(x)) continue;
+    Status s = c->StartNode(x, /*wait_ready=*/true);
+    if (s.ok()) {
+      heal_note_ += "; node " + std::to_string(x) + " restarted";
+      continue;
+    }
+    // Refused to open (the damage was found): replace its disk. The node's
+    // own reason is in the log tail the error carries.
+    c->KillNode(x);
+    const std::string& m = s.message();
+    size_t at = m.find("start_failed");
+    at = at == std::string::npos ? 0 : m.rfind('\n', at) + 1;
+    heal_note_ +=
+        "; node " + std::to_string(x) + " did not start (" + m.substr(at, m.find('\n', at) - at) + "): disk replaced";
+    if (Status r = ReplaceNodeDisk(*c, x); !r.ok()) {
+      worst = r.WithContext("replace the disk of node " + std::to_string(x));
+    }
+  }
+  damaged_.clear();
+  // Damage may show later: a log that lost acknowledged entries stops the
+  // replica at the leader's first heartbeat (raft.h), a bad SST block when
+  // it is read. Every node ever damaged is looked at again at every heal.
+  if (!damaged_ever_.empty()) std::this_thread::sleep_for(kDamageSettle);
+  for (auto [c, x] : damaged_ever_) {
+    std::string why;
+    if (!NodeStopped(c, x, &why)) continue;
+    c->KillNode(x);
+    heal_note_ += "; damaged node " + std::to_string(x) + " stopped later (" + why + "): disk replaced";
+    if (Status r = ReplaceNodeDisk(*c, x); !r.ok()) {
+      worst = r.WithContext("replace the disk of node " + std::to_string(x));
+    }
+  }
+  return worst;
+}
+
 Status Nemesis::HealAll() {
   Status worst;
   for (auto [c, x] : stopped_) {
@@ -344,56 +423,6 @@ Status Nemesis::HealAll() {
     if (auto r = options_.wan(0, 0); !r.ok()) worst = r.status();
   }
   wan_faulted_ = false;
-  for (auto [c, x] : disk_faulted_) {
-    if (Status s = SetDiskFault(c->node_data_dir(x), storage::FsFault::kNone); !s.ok()) worst = s;
-    // Give the node a poll to see the fault lifted, then look at it: a
-    // node whose replica stopped on the fault (or that exited) is restarted,
-    // as its log asks an operator to.
-    std::this_thread::sleep_for(std::chrono::milliseconds(3 * storage::kFsFaultPollMs));
-    (void)c->ReapExited();
-    bool stopped = !c->node_running(x);
-    if (!stopped) {
-      auto st = NodeStatus(*c, x);
-      stopped = !st.ok() || st->role == "stopped";
-      if (st.ok() && st->role == "stopped")
-        heal_note_ += "; node " + std::to_string(x) + " had stopped: " + st->replica_error;
-    }
-    if (stopped) {
-      c->KillNode(x);
-      if (Status s = c->StartNode(x, /*wait_ready=*/true); !s.ok()) {
-        worst = s.WithContext("restart node " + std::to_string(x) + " after a disk fault");
-      } else {
-        heal_note_ += "; node " + std::to_string(x) + " restarted";
-      }
-    }
-  }
-  disk_faulted_.clear();
-  for (auto [c, x] : damaged_) {
-    if (c->node_running(x)) continue;
-    Status s = c->StartNode(x, /*wait_ready=*/true);
-    if (s.ok()) {
-      // The damage may show only once the leader talks to it: a log that
-      // lost acknowledged entries stops the replica (raft.h).
-      std::this_thread::sleep_for(kDamageSettle);
-      auto st = NodeStatus(*c, x);
-      if (!st.ok() || st->role != "stopped") {
-        heal_note_ += "; node " + std::to_string(x) + " restarted";
-        continue;
-      }
-      s = Status::Corruption("started, then stopped: " + st->replica_error);
-    }
-    // Refused to open (the damage was found) or died: replace its disk.
-    c->KillNode(x);
-    // The node's own reason, from the log tail the error carries.
-    const std::string& m = s.message();
-    size_t at = m.find("start_failed");
-    at = at == std::string::npos ? 0 : m.rfind('\n', at) + 1;
-    const std::string first_line = m.substr(at, m.find('\n', at) - at);
-    heal_note_ += "; node " + std::to_string(x) + " did not start (" + first_line + "): disk replaced";
-    if (Status r = ReplaceNodeDisk(*c, x); !r.ok())
-      worst = r.WithContext("replace the disk of node " + std::to_string(x));
-  }
-  damaged_.clear();
   for (auto [c, x] : killed_) {
     if (c->node_running(x)) continue;
     if (Status s = c->StartNode(x, /*wait_ready=*/true); !s.ok()) {
@@ -401,6 +430,8 @@ Status Nemesis::HealAll() {
     }
   }
   killed_.clear();
+  // Last: every other node is back, so a stopped one is the damage's doing.
+  if (Status s = HealDisks(); !s.ok()) worst = s;
   return worst;
 }
 

@@ -143,6 +143,11 @@ class Nemesis {
   FaultRecord Inject(FaultKind kind);
   Status Heal(const FaultRecord& fault);
   int PickNode(bool prefer_leader, std::string* why);
+  // Lifts disk faults and restarts those nodes; restarts damaged nodes,
+  // replacing the disk of any whose store refuses to open or whose replica
+  // stopped on the damage (now or since).
+  Status HealDisks();
+  static bool NodeStopped(LocalCluster* c, int x, std::string* why);
   std::vector<std::pair<std::string, std::string>> PartitionRules(std::string* what);
   template <typename Rep, typename Period>
   void Sleep(std::chrono::duration<Rep, Period> d, const std::atomic<bool>& abort);
@@ -160,6 +165,7 @@ class Nemesis {
   std::vector<int> skewed_;                                  // nodes whose clock is off
   std::vector<std::pair<LocalCluster*, int>> disk_faulted_;  // nodes with an injected disk fault
   std::vector<std::pair<LocalCluster*, int>> damaged_;       // nodes killed with a damaged store
+  std::vector<std::pair<LocalCluster*, int>> damaged_ever_;  // every node ever damaged
   bool wan_faulted_ = false;
   std::string heal_note_;  // what the last heal found, for the fault's record
 };

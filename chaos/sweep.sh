@@ -6,7 +6,7 @@
 #   chaos/sweep.sh BUILD_DIR            # defaults: 90 s of faults per run
 #   CHAOS_DURATION=300s CHAOS_SEED=7 chaos/sweep.sh build
 #   CHAOS_REGIONS=0 chaos/sweep.sh build   # without the runs of several regions
-#   CHAOS_REGIONS=only chaos/sweep.sh build  # only those (20 runs)
+#   CHAOS_REGIONS=only chaos/sweep.sh build  # only those (20 runs at every level)
 #   CHAOS_LEVELS="Strong Session" chaos/sweep.sh build  # only these levels
 #
 # A level gets 6 one-region runs per workload (18) and one two-region run
@@ -28,7 +28,13 @@ port=${CHAOS_PORT:-17100}
 nemeses=(kill stop partition clock power,disk,corrupt kill,stop,partition,clock,transfer,rotate,power,disk,corrupt)
 read -r -a levels <<<"${CHAOS_LEVELS:-Strong BoundedStaleness Session ConsistentPrefix Eventual}"
 strong=0
-for level in "${levels[@]}"; do [ "$level" = Strong ] && strong=1; done
+for level in "${levels[@]}"; do
+  case $level in
+    Strong) strong=1 ;;
+    BoundedStaleness | Session | ConsistentPrefix | Eventual) ;;
+    *) echo "sweep: unknown level '$level' in CHAOS_LEVELS (space-separated: Strong BoundedStaleness Session ConsistentPrefix Eventual)" >&2; exit 3 ;;
+  esac
+done
 workloads=(register set append)
 
 [ -x "$bin" ] || { echo "sweep: $bin not built (make build)" >&2; exit 3; }

@@ -4,9 +4,9 @@
 // a proxy on its own address 127.0.R.i at port + kWanProxyPortOffset that
 // forwards to its peer port, connecting from the caller's own address; the
 // account (AccountOptions::wan_proxies) names these proxies as every
-// region's peers, so all region-to-region traffic (the write region's
-// stream, image fetches, forwarded requests) crosses them, while the Raft
-// traffic inside a region and the control group's stay direct.
+// region's peers, so the region-to-region traffic (the write region's
+// stream, region images) crosses them, while the Raft traffic inside a
+// region and the control group's stay direct.
 //
 // A fault is applied to the links into one region (every proxy in front of
 // its nodes): latency with jitter, loss, a throttled link, stalls, a one-way

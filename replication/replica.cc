@@ -345,7 +345,7 @@ void Replica::Impl::Loop() {
       const uint64_t from = m.from;
       const auto type = m.type;
       Status st = node->Step(std::move(m));
-      if (st.code() == Code::kCorruption) {
+      if (st.code() == Code::kCorruption && type == raft::MessageType::kHeartbeat) {
         // The core found this node's own log broken (raft.h): stop.
         SetFatal(st);
         return;
