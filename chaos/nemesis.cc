@@ -296,12 +296,20 @@ FaultRecord Nemesis::Inject(FaultKind kind) {
       break;
     }
     case FaultKind::kCorrupt: {
-      const int x = PickNode(false, &why);
+      // One damaged node at a time: a node still carrying undetected damage
+      // is the one damaged again, so two nodes never hold damage at once
+      // (a group of four survives one bad disk, not two).
+      int x = PickNode(false, &why);
+      if (!latent_.empty()) {
+        cluster_ = latent_.front().first;
+        x = latent_.front().second;
+        why = " (still damaged)";
+      }
       f.start_ns = now_ns_();
       cluster_->KillNode(x);
       damaged_.push_back({cluster_, x});
       auto done = Damage(cluster_->node_data_dir(x), rng_);
-      f.what = where + "node " + std::to_string(x) + " killed, " + (done.ok() ? *done : done.status().ToString());
+      f.what = where + "node " + std::to_string(x) + why + " killed, " + (done.ok() ? *done : done.status().ToString());
       break;
     }
     case FaultKind::kWan: {
@@ -368,9 +376,7 @@ Status Nemesis::HealDisks() {
   }
   disk_faulted_.clear();
   for (auto [c, x] : damaged_) {
-    if (std::find(damaged_ever_.begin(), damaged_ever_.end(), std::make_pair(c, x)) == damaged_ever_.end()) {
-      damaged_ever_.push_back({c, x});
-    }
+    if (std::find(latent_.begin(), latent_.end(), std::make_pair(c, x)) == latent_.end()) latent_.push_back({c, x});
     if (c->node_running(x)) continue;
     Status s = c->StartNode(x, /*wait_ready=*/true);
     if (s.ok()) {
@@ -385,23 +391,35 @@ Status Nemesis::HealDisks() {
     at = at == std::string::npos ? 0 : m.rfind('\n', at) + 1;
     heal_note_ +=
         "; node " + std::to_string(x) + " did not start (" + m.substr(at, m.find('\n', at) - at) + "): disk replaced";
-    if (Status r = ReplaceNodeDisk(*c, x); !r.ok()) {
-      worst = r.WithContext("replace the disk of node " + std::to_string(x));
-    }
+    if (Status r = Replace(c, x); !r.ok()) worst = r;
   }
   damaged_.clear();
   // Damage may show later: a log that lost acknowledged entries stops the
   // replica at the leader's first heartbeat (raft.h), a bad SST block when
-  // it is read. Every node ever damaged is looked at again at every heal.
-  if (!damaged_ever_.empty()) std::this_thread::sleep_for(kDamageSettle);
-  for (auto [c, x] : damaged_ever_) {
+  // it is read. Every node still carrying damage is looked at again at
+  // every heal.
+  if (!latent_.empty()) std::this_thread::sleep_for(kDamageSettle);
+  for (auto [c, x] : std::vector(latent_)) {
     std::string why;
     if (!NodeStopped(c, x, &why)) continue;
     c->KillNode(x);
     heal_note_ += "; damaged node " + std::to_string(x) + " stopped later (" + why + "): disk replaced";
-    if (Status r = ReplaceNodeDisk(*c, x); !r.ok()) {
-      worst = r.WithContext("replace the disk of node " + std::to_string(x));
-    }
+    if (Status r = Replace(c, x); !r.ok()) worst = r;
+  }
+  return worst;
+}
+
+Status Nemesis::Replace(LocalCluster* c, int x) {
+  latent_.erase(std::remove(latent_.begin(), latent_.end(), std::make_pair(c, x)), latent_.end());
+  Status s = ReplaceNodeDisk(*c, x);
+  return s.ok() ? s : s.WithContext("replace the disk of node " + std::to_string(x));
+}
+
+Status Nemesis::ReplaceDamagedDisks() {
+  Status worst;
+  for (auto [c, x] : std::vector(latent_)) {
+    c->KillNode(x);
+    if (Status r = Replace(c, x); !r.ok()) worst = r;
   }
   return worst;
 }

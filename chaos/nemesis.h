@@ -133,6 +133,10 @@ class Nemesis {
   // Heals whatever is still broken: continues stopped nodes, restarts
   // killed ones, removes partition rules, resets clocks. Idempotent.
   Status HealAll();
+  // After the last heal: replaces the disk of every node that still carries
+  // damage no read has found yet, so the convergence check compares sound
+  // replicas (a latent bad block would answer Corruption, not data).
+  Status ReplaceDamagedDisks();
   const std::vector<FaultRecord>& faults() const { return faults_; }
 
   // Writes a node's clock offset file ("+30" seconds); the wrapper's
@@ -148,6 +152,7 @@ class Nemesis {
   // stopped on the damage (now or since).
   Status HealDisks();
   static bool NodeStopped(LocalCluster* c, int x, std::string* why);
+  Status Replace(LocalCluster* c, int x);
   std::vector<std::pair<std::string, std::string>> PartitionRules(std::string* what);
   template <typename Rep, typename Period>
   void Sleep(std::chrono::duration<Rep, Period> d, const std::atomic<bool>& abort);
@@ -165,7 +170,7 @@ class Nemesis {
   std::vector<int> skewed_;                                  // nodes whose clock is off
   std::vector<std::pair<LocalCluster*, int>> disk_faulted_;  // nodes with an injected disk fault
   std::vector<std::pair<LocalCluster*, int>> damaged_;       // nodes killed with a damaged store
-  std::vector<std::pair<LocalCluster*, int>> damaged_ever_;  // every node ever damaged
+  std::vector<std::pair<LocalCluster*, int>> latent_;        // damaged, disk not replaced since
   bool wan_faulted_ = false;
   std::string heal_note_;  // what the last heal found, for the fault's record
 };

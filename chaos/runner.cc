@@ -595,6 +595,7 @@ int RunChaos(const RunOptions& o, const std::atomic<bool>& abort, std::ostream& 
       << std::flush;
   nemesis.Run(std::chrono::steady_clock::now() + o.duration, abort);
   run.healed = nemesis.HealAll();
+  if (Status s = nemesis.ReplaceDamagedDisks(); !s.ok() && run.healed.ok()) run.healed = s;
   const auto recovery_end = std::chrono::steady_clock::now() + o.recovery;
   while (!abort && std::chrono::steady_clock::now() < recovery_end) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
