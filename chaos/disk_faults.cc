@@ -37,12 +37,11 @@ constexpr std::chrono::seconds kMembershipRetry{30};
 Result<std::unique_ptr<client::Client>> LeaderClient(const LocalCluster& cluster, int except) {
   for (int i = 1; i <= cluster.size(); ++i) {
     if (i == except || !cluster.node_running(i)) continue;
+    auto st = NodeStatus(cluster, i);
+    if (!st.ok() || st->role != "leader") continue;
     client::ClientOptions o = cluster.node_client_options(i);
     o.max_retries = 0;
-    auto c = client::Client::Connect(o);
-    if (!c.ok()) continue;
-    auto st = (*c)->GetStatus();
-    if (st.ok() && st->role == "leader") return std::move(c).value();
+    return client::Client::Connect(o);
   }
   return Status::Unavailable("no node leads the replica set");
 }
@@ -61,6 +60,13 @@ Status RetryOnLeader(LocalCluster& cluster, int except, const char* what, F call
 }
 
 }  // namespace
+
+Result<client::NodeStatus> NodeStatus(const LocalCluster& cluster, int x) {
+  client::ClientOptions o = cluster.node_client_options(x);
+  o.max_retries = 0;
+  BULWARK_ASSIGN_OR_RETURN(auto c, client::Client::Connect(o));
+  return c->GetStatus();
+}
 
 void EnableFsFaultHook() { ::setenv(storage::kFsFaultsEnv, "1", 1); }
 
@@ -162,10 +168,7 @@ Status ReplaceNodeDisk(LocalCluster& cluster, int x) {
       return Status::Internal("node " + std::to_string(x) + " exited after its disk was replaced (see " +
                               cluster.node_log_path(x) + ")");
     }
-    client::ClientOptions o = cluster.node_client_options(x);
-    o.max_retries = 0;
-    auto c = client::Client::Connect(o);
-    auto st = c.ok() ? (*c)->GetStatus() : Result<client::NodeStatus>(c.status());
+    auto st = NodeStatus(cluster, x);
     if (st.ok() && st->leader_id != 0 && st->role != "stopped") return Status::Ok();
     std::this_thread::sleep_for(std::chrono::milliseconds(500));
   }

@@ -26,6 +26,9 @@
 
 namespace bulwark::chaos {
 
+// Node x's own status, asked once (no retries, no failover to another node).
+Result<client::NodeStatus> NodeStatus(const LocalCluster& cluster, int x);
+
 // Sets the environment the nodes inherit so their stores take the hook.
 void EnableFsFaultHook();
 

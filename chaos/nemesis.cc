@@ -87,13 +87,6 @@ constexpr std::chrono::seconds kDamageSettle{3};
 // Status calls before a node that does not answer counts as stopped.
 constexpr int kStatusAttempts = 3;
 
-Result<client::NodeStatus> NodeStatus(LocalCluster& c, int x) {
-  client::ClientOptions o = c.node_client_options(x);
-  o.max_retries = 0;
-  BULWARK_ASSIGN_OR_RETURN(auto cl, client::Client::Connect(o));
-  return cl->GetStatus();
-}
-
 }  // namespace
 
 template <typename Rep, typename Period>

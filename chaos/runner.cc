@@ -41,6 +41,10 @@ std::string Seconds(int64_t ns) {
   return s.str();
 }
 
+bool Uses(const RunOptions& o, FaultKind k) {
+  return std::find(o.nemesis.begin(), o.nemesis.end(), k) != o.nemesis.end();
+}
+
 // bulwarkd under libfaketime with a per-node offset file (nemesis.h).
 Status WriteClockWrapper(const std::string& dir, const std::string& real_bin_dir, const std::string& clock_dir) {
   std::error_code ec;
@@ -312,7 +316,7 @@ struct RunRecord {
 // The partition table and the libfaketime wrapper, for the faults that need them.
 Status PrepareFaults(const RunOptions& o, const std::string& out_dir, std::unique_ptr<NftPartition>* nft,
                      std::string* bin_dir) {
-  auto uses = [&](FaultKind k) { return std::find(o.nemesis.begin(), o.nemesis.end(), k) != o.nemesis.end(); };
+  auto uses = [&](FaultKind k) { return Uses(o, k); };
   *bin_dir = o.bin_dir;
   if (uses(FaultKind::kPartition) || uses(FaultKind::kCutoff)) {
     BULWARK_ASSIGN_OR_RETURN(*nft, NftPartition::Open());
@@ -381,7 +385,7 @@ Result<std::unique_ptr<LocalAccount>> StartAccount(const RunOptions& o, const st
   ao.witness = o.witness;
   ao.control_grace_ms = kChaosGraceMs;
   ao.control_lease_ms = kChaosLeaseMs;
-  ao.wan_proxies = std::find(o.nemesis.begin(), o.nemesis.end(), FaultKind::kWan) != o.nemesis.end();
+  ao.wan_proxies = Uses(o, FaultKind::kWan);
   for (int r = 1; r <= o.regions; ++r) {
     const std::string region_dir = dir + "/" + LocalAccount::RegionName(r);
     if (fs::exists(region_dir)) (void)LocalCluster::StopFromPidFiles(region_dir, std::chrono::seconds(5));
@@ -505,7 +509,7 @@ int RunChaos(const RunOptions& o, const std::atomic<bool>& abort, std::ostream& 
   if (o.regions > 1) {
     out << "starting " << o.regions << " regions x " << o.nodes << " nodes on 127.0.R.x, port " << o.port << "\n"
         << std::flush;
-    if (std::find(o.nemesis.begin(), o.nemesis.end(), FaultKind::kWan) != o.nemesis.end()) {
+    if (Uses(o, FaultKind::kWan)) {
       auto links = WanLinks::Start(o.regions, o.nodes, o.port, o.seed);
       if (!links.ok()) return harness_error("WAN proxies: " + links.status().ToString());
       wan = std::move(links).value();

@@ -388,8 +388,11 @@ bool RegionShipper::Impl::SendOnce(size_t r, SteadyClock::time_point now) {
     // proxy, tunnel or other address in front of the region's nodes stays
     // on the path (the chaos WAN proxies are one).
     remote.leader_address = resp->leader_address();
-    for (const std::string& p : remote.config.peers) {
-      if (!remote.leader_address.empty() && HostOf(p) == HostOf(remote.leader_address)) remote.leader_address = p;
+    if (!remote.leader_address.empty()) {
+      const std::string host = HostOf(remote.leader_address);
+      for (const std::string& p : remote.config.peers) {
+        if (HostOf(p) == host) remote.leader_address = p;
+      }
     }
     if (remote.leader_address.empty()) ++remote.target;
     remote.known = false;

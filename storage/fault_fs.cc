@@ -42,9 +42,9 @@ std::string Absolute(const std::string& path) {
 }
 
 FsFault ParseFault(const std::string& word) {
-  if (word == "sync-error") return FsFault::kSyncError;
-  if (word == "write-error") return FsFault::kWriteError;
-  if (word == "no-space") return FsFault::kNoSpace;
+  for (FsFault f : {FsFault::kSyncError, FsFault::kWriteError, FsFault::kNoSpace}) {
+    if (word == FsFaultName(f)) return f;
+  }
   return FsFault::kNone;
 }
 
