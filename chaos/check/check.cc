@@ -83,7 +83,7 @@ std::vector<Verdict> CheckHistory(const std::vector<Operation>& ops, Workload wo
     case ConsistencyLevel::kEventual:
       break;
   }
-  if (workload != Workload::kRegister) out.push_back(CheckLostWrites(ops, workload));
+  out.push_back(CheckLostWrites(ops, workload));
   return out;
 }
 

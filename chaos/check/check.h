@@ -1,7 +1,7 @@
 #pragma once
 // The checks each consistency level implies, run together on one history.
 //
-//   every level: values-read; lost-writes (set, append)
+//   every level: values-read; lost-writes (set, append; register: the final read)
 //   Eventual:         nothing more
 //   ConsistentPrefix: consistent-prefix
 //   Session:          read-your-writes, monotonic-reads, monotonic-writes, consistent-prefix

@@ -55,8 +55,8 @@ void Summarize(Verdict* v, const std::string& what) {
   }
 }
 
-// The ok writes of `key` that completed before `read` was invoked and that
-// it does not show, oldest completion first.
+// The acknowledged writes of `key` (WriteIndex::Acknowledged) that had taken
+// effect before `read` was invoked and that it does not show, oldest first.
 std::vector<size_t> MissedWrites(const std::vector<Operation>& ops, const WriteIndex& index, const Operation& read,
                                  Workload workload) {
   std::vector<size_t> missed;
@@ -66,19 +66,20 @@ std::vector<size_t> MissedWrites(const std::vector<Operation>& ops, const WriteI
     const int64_t src = index.Source(read.key, read.output);
     if (src == kNoSuchWrite) return missed;  // CheckValuesRead reports it
     for (size_t w : it->second) {
-      const Operation& op = ops[w];
-      if (op.outcome != EventType::kOk || op.complete_ns >= read.invoke_ns || static_cast<int64_t>(w) == src) continue;
+      if (!index.Acknowledged(w) || index.EffectiveComplete(w) >= read.invoke_ns || static_cast<int64_t>(w) == src)
+        continue;
       if (src == kInitialValue || index.KnownBefore(static_cast<size_t>(src), w)) missed.push_back(w);
     }
   } else {
     const auto seen = ElementSet(read, workload);
     for (size_t w : it->second) {
       const Operation& op = ops[w];
-      if (op.outcome != EventType::kOk || op.complete_ns >= read.invoke_ns) continue;
+      if (!index.Acknowledged(w) || index.EffectiveComplete(w) >= read.invoke_ns) continue;
       if (!seen.count(WriteIndex::Written(op).dump())) missed.push_back(w);
     }
   }
-  std::sort(missed.begin(), missed.end(), [&](size_t a, size_t b) { return ops[a].complete_ns < ops[b].complete_ns; });
+  std::sort(missed.begin(), missed.end(),
+            [&](size_t a, size_t b) { return index.EffectiveComplete(a) < index.EffectiveComplete(b); });
   return missed;
 }
 
@@ -87,9 +88,20 @@ std::vector<size_t> WithOps(std::vector<size_t> head, const std::vector<size_t>&
   return head;
 }
 
+// The newest sources a session has read of one register: the one with the
+// highest GLSN and the one invoked last. A read's source is known to come
+// before some earlier read's source (KnownBefore: a lower GLSN, or it had
+// taken effect before the other was invoked) exactly when it is known to
+// come before one of these two, so checking against them checks against
+// every earlier read, not only the last one.
+struct ReadFrontier {
+  std::optional<size_t> glsn_read, glsn_src;      // the read, and the write it showed
+  std::optional<size_t> invoke_read, invoke_src;  // likewise
+};
+
 void SessionRead(const std::vector<Operation>& ops, const WriteIndex& index, Workload workload, const Operation& read,
                  const std::map<std::string, std::vector<size_t>>& own_writes, std::map<std::string, size_t>* last_read,
-                 Verdict* ryw, Verdict* mr) {
+                 std::map<std::string, ReadFrontier>* frontiers, Verdict* ryw, Verdict* mr) {
   const std::string& key = read.key;
   // Read-your-writes: the session's own writes that completed before this read.
   std::vector<size_t> own;
@@ -110,15 +122,35 @@ void SessionRead(const std::vector<Operation>& ops, const WriteIndex& index, Wor
                   involved});
       }
     }
-    if (auto it = last_read->find(key); it != last_read->end() && src != kNoSuchWrite) {
-      const Operation& prev = ops[it->second];
-      const int64_t prev_src = index.Source(key, prev.output);
-      if (prev_src >= 0 &&
-          (src == kInitialValue || (src != prev_src && index.KnownBefore(src, static_cast<size_t>(prev_src))))) {
-        std::vector<size_t> involved{read.id, prev.id, static_cast<size_t>(prev_src)};
-        if (src >= 0) involved.push_back(src);
+    if (src != kNoSuchWrite) {
+      ReadFrontier& fr = (*frontiers)[key];
+      std::optional<size_t> newer_read, newer_src;  // an earlier read of a write known to follow src
+      if (src == kInitialValue) {
+        newer_read = fr.invoke_read;  // every write follows the register's initial absence
+        newer_src = fr.invoke_src;
+      } else {
+        const auto s = static_cast<size_t>(src);
+        if (fr.glsn_src && *fr.glsn_src != s && ops[s].glsn && *ops[s].glsn < *ops[*fr.glsn_src].glsn) {
+          newer_read = fr.glsn_read;
+          newer_src = fr.glsn_src;
+        } else if (fr.invoke_src && *fr.invoke_src != s && index.EffectiveComplete(s) < ops[*fr.invoke_src].invoke_ns) {
+          newer_read = fr.invoke_read;
+          newer_src = fr.invoke_src;
+        }
+        if (ops[s].glsn && (!fr.glsn_src || *ops[*fr.glsn_src].glsn < *ops[s].glsn)) {
+          fr.glsn_read = read.id;
+          fr.glsn_src = s;
+        }
+        if (!fr.invoke_src || ops[*fr.invoke_src].invoke_ns < ops[s].invoke_ns) {
+          fr.invoke_read = read.id;
+          fr.invoke_src = s;
+        }
+      }
+      if (newer_read) {
+        std::vector<size_t> involved{read.id, *newer_read, *newer_src};
+        if (src >= 0) involved.push_back(static_cast<size_t>(src));
         mr->Add({"session " + std::to_string(read.session) + " read " + read.output.dump() + " from key " + key +
-                     " after it had read the newer " + prev.output.dump(),
+                     " after it had read the newer " + ops[*newer_read].output.dump(),
                  involved});
       }
     }
@@ -172,6 +204,14 @@ Verdict CheckValuesRead(const std::vector<Operation>& ops, Workload workload) {
       if (!seen.insert(value.dump()).second) {
         v.Add({"read of " + op.key + " shows " + value.dump() + " twice", {op.id}});
       }
+      if (const int64_t src = index.Source(op.key, value); src >= 0) {
+        // A read cannot show a write that was invoked only after it returned.
+        if (ops[static_cast<size_t>(src)].invoke_ns > op.complete_ns) {
+          v.Add({"read of " + op.key + " shows " + value.dump() + ", written only after the read returned",
+                 {op.id, static_cast<size_t>(src)}});
+        }
+        continue;
+      }
       if (index.Source(op.key, value) != kNoSuchWrite) continue;
       const int64_t failed = index.FailedSource(op.key, value);
       if (failed >= 0) {
@@ -201,6 +241,7 @@ std::vector<Verdict> CheckSession(const std::vector<Operation>& ops, Workload wo
   for (const auto& [session, ids] : sessions) {
     std::map<std::string, std::vector<size_t>> own_writes;
     std::map<std::string, size_t> last_read;
+    std::map<std::string, ReadFrontier> frontiers;
     std::optional<size_t> newest_glsn_write;  // this session's write with the highest GLSN so far
     for (size_t id : ids) {
       const Operation& op = ops[id];
@@ -218,7 +259,7 @@ std::vector<Verdict> CheckSession(const std::vector<Operation>& ops, Workload wo
           if (!newest_glsn_write || *ops[*newest_glsn_write].glsn < *op.glsn) newest_glsn_write = id;
         }
       } else if (IsOkRead(op)) {
-        SessionRead(ops, index, workload, op, own_writes, &last_read, &ryw, &mr);
+        SessionRead(ops, index, workload, op, own_writes, &last_read, &frontiers, &ryw, &mr);
       }
     }
   }
@@ -242,7 +283,7 @@ Verdict CheckBoundedStaleness(const std::vector<Operation>& ops, Workload worklo
     ++reads;
     const std::vector<size_t> missed = MissedWrites(ops, index, read, workload);
     if (missed.empty()) continue;
-    const int64_t lag_ns = read.invoke_ns - ops[missed.front()].complete_ns;
+    const int64_t lag_ns = read.invoke_ns - index.EffectiveComplete(missed.front());
     if (missed.size() <= bound.max_versions && lag_ns <= bound.max_lag_ns) continue;
     v.Add({"read of " + read.key + " misses " + std::to_string(missed.size()) + " acknowledged writes (bound K=" +
                std::to_string(bound.max_versions) + "), the oldest acknowledged " + std::to_string(lag_ns / 1'000'000) +
@@ -283,11 +324,11 @@ Verdict CheckConsistentPrefix(const std::vector<Operation>& ops, Workload worklo
     if (it != index.writes_by_key().end()) {
       for (size_t w : it->second) {
         const Operation& b = ops[w];
-        if (b.outcome != EventType::kOk || seen.count(WriteIndex::Written(b).dump())) continue;
+        if (!index.Acknowledged(w) || seen.count(WriteIndex::Written(b).dump())) continue;
         if (top_glsn && b.glsn && *b.glsn < *ops[*top_glsn].glsn) {
           gaps.push_back(w);
           witness = top_glsn;
-        } else if (top_invoke && b.complete_ns < ops[*top_invoke].invoke_ns) {
+        } else if (top_invoke && index.EffectiveComplete(w) < ops[*top_invoke].invoke_ns) {
           gaps.push_back(w);
           witness = top_invoke;
         }
@@ -309,7 +350,8 @@ Verdict CheckConsistentPrefix(const std::vector<Operation>& ops, Workload worklo
       const Operation& w = ops[src];
       std::optional<size_t> later;
       if (w.glsn && prefix_glsn && *w.glsn < *ops[*prefix_glsn].glsn) later = prefix_glsn;
-      if (prefix_invoke && w.complete_ns < ops[*prefix_invoke].invoke_ns) later = prefix_invoke;
+      if (prefix_invoke && index.EffectiveComplete(static_cast<size_t>(src)) < ops[*prefix_invoke].invoke_ns)
+        later = prefix_invoke;
       if (later) {
         v.Add({"read of " + read.key + " lists " + WriteIndex::Written(w).dump() + " after " +
                    WriteIndex::Written(ops[*later]).dump() + ", which was written after it",
@@ -334,12 +376,71 @@ Verdict CheckConsistentPrefix(const std::vector<Operation>& ops, Workload worklo
   return v;
 }
 
-Verdict CheckLostWrites(const std::vector<Operation>& ops, Workload workload) {
+namespace {
+
+// The last ok Strong read of each key: after healing the harness reads every
+// key at Strong, so this is that final read.
+std::map<std::string, size_t> FinalStrongReads(const std::vector<Operation>& ops) {
+  std::map<std::string, size_t> out;
+  for (const Operation& op : ops) {
+    if (!IsOkRead(op) || op.consistency != "Strong") continue;
+    auto [it, inserted] = out.try_emplace(op.key, op.id);
+    if (!inserted && ops[it->second].invoke_ns < op.invoke_ns) it->second = op.id;
+  }
+  return out;
+}
+
+// A register's overwrites hide a lost write from the set-style check; the
+// loss shows instead as the final value going back: the final read must not
+// miss an acknowledged write that had taken effect before it began.
+Verdict CheckRegisterLostWrites(const std::vector<Operation>& ops) {
   Verdict v = Named("lost-writes");
-  if (workload == Workload::kRegister) {
-    v.summary = "not applicable to registers (overwrites are expected; see the linearizability check)";
+  WriteIndex index(ops, Workload::kRegister);
+  if (Ambiguous(index, Workload::kRegister, &v)) return v;
+  const auto final_read = FinalStrongReads(ops);
+  size_t checked = 0;
+  std::string unread;
+  for (const auto& [key, writes] : index.writes_by_key()) {
+    auto fr = final_read.find(key);
+    if (fr == final_read.end()) {
+      unread = key;
+      continue;
+    }
+    ++checked;
+    const Operation& last = ops[fr->second];
+    const std::vector<size_t> missed = MissedWrites(ops, index, last, Workload::kRegister);
+    if (!missed.empty()) {
+      v.Add({"the final read of " + key + " shows " + last.output.dump() + ", older than " +
+                 std::to_string(missed.size()) + " acknowledged writes: they were lost",
+             WithOps({last.id}, missed)});
+    }
+  }
+  if (checked == 0) {
+    const bool tried = std::any_of(ops.begin(), ops.end(), [](const Operation& op) {
+      return op.f == "read" && op.consistency == "Strong" && op.outcome != EventType::kOk;
+    });
+    if (tried) {
+      v.outcome = Outcome::kUnknown;
+      v.summary = "unknown: no Strong read of a written register succeeded";
+    } else {
+      v.summary = "not checked: no register was read at Strong (a history from before the final register reads)";
+    }
     return v;
   }
+  if (!unread.empty() && v.outcome == Outcome::kValid) {
+    v.outcome = Outcome::kUnknown;
+    v.summary = "unknown: key " + unread + " was written but never read at Strong";
+    return v;
+  }
+  Summarize(&v, "the final reads of " + std::to_string(checked) + " registers show their last acknowledged writes");
+  return v;
+}
+
+}  // namespace
+
+Verdict CheckLostWrites(const std::vector<Operation>& ops, Workload workload) {
+  if (workload == Workload::kRegister) return CheckRegisterLostWrites(ops);
+  Verdict v = Named("lost-writes");
   WriteIndex index(ops, workload);
   std::map<std::string, size_t> final_read;
   for (const Operation& op : ops) {
@@ -348,6 +449,7 @@ Verdict CheckLostWrites(const std::vector<Operation>& ops, Workload workload) {
     if (!inserted && ops[it->second].invoke_ns < op.invoke_ns) it->second = op.id;
   }
   size_t acknowledged = 0;
+  size_t shown = 0;      // of those, writes whose outcome was unknown that an earlier read showed
   size_t recovered = 0;  // writes whose outcome was unknown that the final read shows
   for (const auto& [key, writes] : index.writes_by_key()) {
     auto fr = final_read.find(key);
@@ -363,22 +465,23 @@ Verdict CheckLostWrites(const std::vector<Operation>& ops, Workload workload) {
     for (size_t w : writes) {
       const Operation& op = ops[w];
       const bool present = seen.count(WriteIndex::Written(op).dump()) > 0;
-      if (op.outcome != EventType::kOk) {
-        recovered += present;
-        continue;
-      }
-      if (op.complete_ns >= last.invoke_ns) continue;  // concurrent with the final read
+      const bool ok = op.outcome == EventType::kOk;
+      if (!ok && present) ++recovered;
+      // Not acknowledged (nor shown by any read), or concurrent with the final read.
+      if (!index.Acknowledged(w) || index.EffectiveComplete(w) >= last.invoke_ns) continue;
       ++acknowledged;
+      if (!ok) ++shown;
       if (!present) {
-        v.Add({"acknowledged " + op.f + " of " + WriteIndex::Written(op).dump() + " to " + key +
-                   " is missing from the final read",
+        v.Add({std::string(ok ? "acknowledged " : "unacknowledged but already read ") + op.f + " of " +
+                   WriteIndex::Written(op).dump() + " to " + key + " is missing from the final read",
                {w, last.id}});
       }
     }
   }
   if (v.outcome != Outcome::kUnknown) {
-    Summarize(&v, std::to_string(acknowledged) + " acknowledged writes all present in the final reads (" +
-                      std::to_string(recovered) + " writes of unknown outcome present too)");
+    Summarize(&v, std::to_string(acknowledged) + " acknowledged writes (" + std::to_string(shown) +
+                      " of them unacknowledged but read) all present in the final reads (" + std::to_string(recovered) +
+                      " writes of unknown outcome present)");
   }
   if (v.outcome == Outcome::kInvalid) {
     v.summary = std::to_string(v.findings.size() + v.findings_dropped) + " of " + std::to_string(acknowledged) +

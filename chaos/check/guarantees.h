@@ -9,7 +9,10 @@
 // invoked (both went through the one write region, which is linearizable,
 // so a GLSN order against real time is itself a bug).
 // Writes neither rule orders are concurrent: no checker accuses a read of
-// being stale with respect to a write it cannot prove came first.
+// being stale with respect to a write it cannot prove came first. A write
+// whose outcome was unknown (info) but that an ok read showed had taken
+// effect by the time that read completed: from then on it is ordered, and
+// must not be lost, like an acknowledged write (WriteIndex::EffectiveComplete).
 //
 // Values: register checks and set/append elements map a read value back to
 // the write that wrote it, so workloads write unique values; a history that
@@ -27,7 +30,8 @@
 namespace bulwark::chaos::check {
 
 // Every read returns a value some write wrote (or absent, for a register
-// never written); a value whose write failed must never be read.
+// never written) and that write was invoked before the read returned; a
+// value whose write failed must never be read.
 Verdict CheckValuesRead(const std::vector<Operation>& ops, Workload workload);
 
 // Per session (the `session` field, else the process): read-your-writes
@@ -56,7 +60,13 @@ Verdict CheckConsistentPrefix(const std::vector<Operation>& ops, Workload worklo
 
 // Set and append: every acknowledged add (append) that completed before the
 // last successful read of its key (the final read, after healing) is in
-// that read. Each lost write is one finding, so the count is the RPO.
+// that read. Register: the last Strong read of each key (the harness's final
+// read) misses no acknowledged write that had taken effect before it began,
+// i.e. the register did not go back to an older value. A write whose outcome
+// was unknown but that some read showed counts as acknowledged from that
+// read's completion on. Each lost write is one finding, so the count is the
+// RPO (a register: one finding per key that went back, naming the writes
+// its final value misses).
 Verdict CheckLostWrites(const std::vector<Operation>& ops, Workload workload);
 
 }  // namespace bulwark::chaos::check

@@ -1,5 +1,6 @@
 #include "chaos/check/write_index.h"
 
+#include <algorithm>
 #include <set>
 
 namespace bulwark::chaos::check {
@@ -22,6 +23,23 @@ WriteIndex::WriteIndex(const std::vector<Operation>& ops, Workload workload) : o
     if (!by_value_.emplace(vk, op.id).second) ambiguous.insert(op.key);
   }
   ambiguous_.assign(ambiguous.begin(), ambiguous.end());
+  effective_complete_.assign(ops.size(), kNeverCompleted);
+  for (const Operation& op : ops) {
+    if (IsWrite(op) && op.outcome == EventType::kOk) effective_complete_[op.id] = op.complete_ns;
+  }
+  // An info write shown by an ok read had happened by the time that read
+  // completed: from then on it is ordered and must not be lost like any
+  // acknowledged write. Without this a write that timed out but committed
+  // (common under faults) could be read and then vanish unnoticed.
+  for (const Operation& op : ops) {
+    if (op.f != "read" || op.outcome != EventType::kOk) continue;
+    for (const auto& value : ReadElements(op, workload_)) {
+      const int64_t src = Source(op.key, value);
+      if (src < 0 || ops[static_cast<size_t>(src)].outcome == EventType::kOk) continue;
+      int64_t& at = effective_complete_[static_cast<size_t>(src)];
+      at = std::min(at, op.complete_ns);
+    }
+  }
 }
 
 bool WriteIndex::IsWrite(const Operation& op) {
@@ -52,7 +70,7 @@ bool WriteIndex::KnownBefore(size_t a, size_t b) const {
   // Real time orders writes in any correct history: the write region is
   // linearizable, so a GLSN order that contradicts it is itself a bug to report.
   if (x.glsn && y.glsn && *x.glsn < *y.glsn) return true;
-  return x.complete_ns < y.invoke_ns;
+  return effective_complete_[a] < y.invoke_ns;
 }
 
 std::vector<nlohmann::json> WriteIndex::ReadElements(const Operation& read, Workload workload) {

@@ -31,7 +31,14 @@ class WriteIndex {
   int64_t Source(const std::string& key, const nlohmann::json& value) const;
   // The failed write of `value` to `key`, or kNoSuchWrite.
   int64_t FailedSource(const std::string& key, const nlohmann::json& value) const;
-  // True if write `a` certainly took effect before write `b`.
+  // When write `w` had certainly taken effect: its completion if ok; for an
+  // info write, the completion of the first ok read that showed its value
+  // (a read cannot show a write that has not happened); else kNeverCompleted.
+  int64_t EffectiveComplete(size_t w) const { return effective_complete_[w]; }
+  // Ok writes, and info writes some ok read showed: both must stay.
+  bool Acknowledged(size_t w) const { return effective_complete_[w] != kNeverCompleted; }
+  // True if write `a` certainly took effect before write `b`: a lower GLSN,
+  // or it had taken effect (EffectiveComplete) before `b` was invoked.
   bool KnownBefore(size_t a, size_t b) const;
   // Ok and info writes per key, in invoke order.
   const std::map<std::string, std::vector<size_t>>& writes_by_key() const { return by_key_; }
@@ -47,6 +54,7 @@ class WriteIndex {
   std::unordered_map<std::string, size_t> by_value_;  // key + '\0' + value -> op
   std::unordered_map<std::string, size_t> failed_by_value_;
   std::vector<std::string> ambiguous_;
+  std::vector<int64_t> effective_complete_;  // by op id; kNeverCompleted for reads and failed writes
 };
 
 }  // namespace bulwark::chaos::check
