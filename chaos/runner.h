@@ -34,6 +34,9 @@ namespace bulwark::chaos {
 
 // How long healed replicas get to agree on their applied index.
 constexpr std::chrono::seconds kConvergeTimeout{60};
+// Reads of each key on each node when comparing their state, 200 ms apart:
+// a node that answered its status a moment ago may still drop one call.
+constexpr int kConvergeReadAttempts = 3;
 // How long the cluster gets to start and elect a leader, and the workload to
 // create its container.
 constexpr std::chrono::seconds kSetupTimeout{60};

@@ -146,8 +146,6 @@ void WorkloadRunner::Loop(int worker) {
   int64_t counter = 0;
   // Register: the value and etag this session last read per key, for cas.
   std::map<std::string, std::pair<nlohmann::json, std::string>> last_read;
-  client::ReadOptions read_options;
-  read_options.consistency = options_.consistency;
   const std::string& db = options_.database;
   const std::string& cont = options_.container;
   while (!stop_) {  // bounded by the run's duration: Stop() ends it
@@ -170,15 +168,14 @@ void WorkloadRunner::Loop(int worker) {
       if (dice < 4) {
         Event e = Begin(process, worker, "read", key, nullptr);
         Record(e);
-        auto r = c->ReadItem(db, cont, "\"t\"", key, read_options);
+        auto r = ReadRegister(*c, key, options_.consistency);
         if (r.ok()) {
-          auto v = ValueOf(r->json);
-          nlohmann::json out = v ? nlohmann::json(*v) : nlohmann::json("malformed item");
-          last_read[key] = {out, r->etag};
-          complete(e, EventType::kOk, out, Status::Ok());
-        } else if (r.status().code() == Code::kNotFound) {
-          last_read.erase(key);
-          complete(e, EventType::kOk, nullptr, Status::Ok());
+          if (r->value.is_null()) {
+            last_read.erase(key);
+          } else {
+            last_read[key] = {r->value, r->etag};
+          }
+          complete(e, EventType::kOk, r->value, Status::Ok());
         } else {
           complete(e, EventType::kFail, nullptr, r.status());
         }
@@ -215,7 +212,7 @@ void WorkloadRunner::Loop(int worker) {
         Record(e);
         auto r = Append(*c, key, value);
         if (r.ok()) {
-          e.glsn = *r;
+          e.glsn = *r;  // the format: absent, not 0, when the token had none
           complete(e, EventType::kOk, value, Status::Ok());
         } else {
           complete(e, write_outcome(r.status()), value, r.status());
@@ -258,6 +255,17 @@ void WorkloadRunner::Loop(int worker) {
   }
 }
 
+Result<WorkloadRunner::RegisterRead> WorkloadRunner::ReadRegister(client::Client& c, const std::string& key,
+                                                                  ConsistencyLevel level) const {
+  client::ReadOptions ro;
+  ro.consistency = level;
+  auto r = c.ReadItem(options_.database, options_.container, "\"t\"", key, ro);
+  if (r.status().code() == Code::kNotFound) return RegisterRead{};
+  if (!r.ok()) return r.status();
+  auto v = ValueOf(r->json);
+  return RegisterRead{v ? nlohmann::json(*v) : nlohmann::json("malformed item"), r->etag};
+}
+
 Result<nlohmann::json> WorkloadRunner::ReadCollection(client::Client& c, const std::string& key,
                                                       ConsistencyLevel level) const {
   if (options_.workload == check::Workload::kAppend) {
@@ -283,7 +291,7 @@ Result<nlohmann::json> WorkloadRunner::ReadCollection(client::Client& c, const s
   return elements;
 }
 
-Result<uint64_t> WorkloadRunner::Append(client::Client& c, const std::string& key, int64_t value) const {
+Result<std::optional<uint64_t>> WorkloadRunner::Append(client::Client& c, const std::string& key, int64_t value) const {
   // Read, then replace If-Match the etag read (or create if absent); a
   // conflict with another appender retries, a bounded number of times. Each
   // attempt carries a fresh request id, and a conflict means it did not apply.
@@ -306,10 +314,7 @@ Result<uint64_t> WorkloadRunner::Append(client::Client& c, const std::string& ke
       nlohmann::json j{{"id", key}, {"tenant", "t"}, {"v", *list}};
       written = c.ReplaceItem(options_.database, options_.container, key, j.dump(), r->etag);
     }
-    if (written.ok()) {
-      auto glsn = SessionTokenIndex(written->session_token);
-      return glsn.value_or(0);
-    }
+    if (written.ok()) return SessionTokenIndex(written->session_token);
     last = written.status();
     if (last.code() != Code::kPreconditionFailed && last.code() != Code::kAlreadyExists) return last;
   }
@@ -317,12 +322,13 @@ Result<uint64_t> WorkloadRunner::Append(client::Client& c, const std::string& ke
 }
 
 Status WorkloadRunner::FinalReads(std::chrono::milliseconds timeout) {
-  if (options_.workload == check::Workload::kRegister) return Status::Ok();
   auto connected = client::Client::Connect(client_options_);
   if (!connected.ok()) return connected.status();
   auto& c = *connected;
   const auto deadline = std::chrono::steady_clock::now() + timeout;
-  const std::string prefix = options_.workload == check::Workload::kSet ? "s" : "l";
+  const std::string prefix = options_.workload == check::Workload::kRegister ? "k"
+                             : options_.workload == check::Workload::kSet    ? "s"
+                                                                             : "l";
   for (int k = 0; k < options_.keys; ++k) {
     const std::string key = prefix + std::to_string(k);
     bool done = false;
@@ -331,7 +337,13 @@ Status WorkloadRunner::FinalReads(std::chrono::milliseconds timeout) {
       e.consistency = "Strong";
       e.region = regions_.front().region;  // read through the first region's client
       Record(e);
-      auto r = ReadCollection(*c, key, ConsistencyLevel::kStrong);
+      Result<nlohmann::json> r = Status::Internal("not read");
+      if (options_.workload == check::Workload::kRegister) {
+        auto reg = ReadRegister(*c, key, ConsistencyLevel::kStrong);
+        r = reg.ok() ? Result<nlohmann::json>(reg->value) : Result<nlohmann::json>(reg.status());
+      } else {
+        r = ReadCollection(*c, key, ConsistencyLevel::kStrong);
+      }
       e.time_ns = now_ns_();
       if (!r.ok()) {
         e.type = EventType::kFail;

@@ -82,9 +82,9 @@ class WorkloadRunner {
   Status Setup(std::chrono::milliseconds timeout);
   void Start();
   void Stop();
-  // Set and append workloads: one Strong read of every set or list through
-  // a fresh client, for the lost-writes check (recorded in the history). Retries per set until
-  // `timeout`; Unavailable if a set could not be read.
+  // One Strong read of every register, set or list through a fresh client,
+  // for the lost-writes check (recorded in the history). Retries per key
+  // until `timeout`; Unavailable if a key could not be read.
   Status FinalReads(std::chrono::milliseconds timeout);
 
   uint64_t operations() const { return operations_; }
@@ -95,10 +95,17 @@ class WorkloadRunner {
   check::Event Begin(int64_t process, int session, const std::string& f, const std::string& key,
                      const nlohmann::json& value) const;
   std::string ItemJson(const std::string& id, const std::string& tenant, int64_t value) const;
+  // Register: its value (null if absent, "malformed item" if not ours) and etag.
+  struct RegisterRead {
+    nlohmann::json value;
+    std::string etag;
+  };
+  Result<RegisterRead> ReadRegister(client::Client& c, const std::string& key, ConsistencyLevel level) const;
   // Set: one page of the set; append: the list item's array ([] if absent).
   Result<nlohmann::json> ReadCollection(client::Client& c, const std::string& key, ConsistencyLevel level) const;
-  // Appends by read + replace If-Match; returns the write's GLSN.
-  Result<uint64_t> Append(client::Client& c, const std::string& key, int64_t value) const;
+  // Appends by read + replace If-Match; returns the write's GLSN (nullopt if
+  // its session token carried none).
+  Result<std::optional<uint64_t>> Append(client::Client& c, const std::string& key, int64_t value) const;
 
   WorkloadOptions options_;
   client::ClientOptions client_options_;
