@@ -238,6 +238,7 @@ std::vector<Verdict> CheckSession(const std::vector<Operation>& ops, Workload wo
   const auto sessions = BySession(ops);
   size_t with_glsn = 0;
   size_t writes = 0;
+  size_t reads = 0;
   for (const auto& [session, ids] : sessions) {
     std::map<std::string, std::vector<size_t>> own_writes;
     std::map<std::string, size_t> last_read;
@@ -259,13 +260,18 @@ std::vector<Verdict> CheckSession(const std::vector<Operation>& ops, Workload wo
           if (!newest_glsn_write || *ops[*newest_glsn_write].glsn < *op.glsn) newest_glsn_write = id;
         }
       } else if (IsOkRead(op)) {
+        ++reads;
         SessionRead(ops, index, workload, op, own_writes, &last_read, &frontiers, &ryw, &mr);
       }
     }
   }
+  // The counts say how much was checked: a run whose reads mostly failed
+  // is valid with little evidence, and should look it.
   const std::string n = std::to_string(sessions.size()) + " sessions";
-  Summarize(&ryw, n + " read their own writes");
-  Summarize(&mr, n + " read monotonically");
+  const std::string with_reads =
+      n + " (" + std::to_string(reads) + " ok reads, " + std::to_string(writes) + " ok writes)";
+  Summarize(&ryw, with_reads + " read their own writes");
+  Summarize(&mr, with_reads + " read monotonically");
   Summarize(&mw, with_glsn == writes ? n + " write monotonically (by GLSN)"
                                      : n + ": " + std::to_string(writes - with_glsn) +
                                            " writes without a GLSN are covered by monotonic-reads only");
