@@ -30,14 +30,30 @@ WriteIndex::WriteIndex(const std::vector<Operation>& ops, Workload workload) : o
   // An info write shown by an ok read had happened by the time that read
   // completed: from then on it is ordered and must not be lost like any
   // acknowledged write. Without this a write that timed out but committed
-  // (common under faults) could be read and then vanish unnoticed.
+  // (common under faults) could be read and then vanish unnoticed. Info
+  // writes are few and set reads long, so each element is looked up by its
+  // JSON hash among the key's info writes only (no dump per element).
+  std::unordered_map<std::string, std::unordered_map<nlohmann::json, size_t>> info_by_key;
+  for (const Operation& op : ops) {
+    if (!IsWrite(op) || op.outcome != EventType::kInfo) continue;
+    if (Source(op.key, Written(op)) != static_cast<int64_t>(op.id))
+      continue;  // a value written twice maps to the first
+    info_by_key[op.key].emplace(Written(op), op.id);
+  }
   for (const Operation& op : ops) {
     if (op.f != "read" || op.outcome != EventType::kOk) continue;
-    for (const auto& value : ReadElements(op, workload_)) {
-      const int64_t src = Source(op.key, value);
-      if (src < 0 || ops[static_cast<size_t>(src)].outcome == EventType::kOk) continue;
-      int64_t& at = effective_complete_[static_cast<size_t>(src)];
+    auto info = info_by_key.find(op.key);
+    if (info == info_by_key.end()) continue;
+    auto shown = [&](const nlohmann::json& value) {
+      auto w = info->second.find(value);
+      if (w == info->second.end()) return;
+      int64_t& at = effective_complete_[w->second];
       at = std::min(at, op.complete_ns);
+    };
+    if (workload_ == Workload::kRegister) {
+      shown(op.output);
+    } else if (op.output.is_array()) {
+      for (const auto& value : op.output) shown(value);
     }
   }
 }
