@@ -144,9 +144,8 @@ Verdict CheckConvergence(const std::vector<NemesisTarget>& regions, const Worklo
   }
   // One key of one node's own state, read locally (Eventual): the register
   // or list value with its etag, "absent", or the sorted set.
-  auto read_state = [&](client::Client* client, int k) -> Result<std::string> {
+  auto read_state = [&](client::Client* client, const std::string& key) -> Result<std::string> {
     if (w.workload != check::Workload::kSet) {
-      const std::string key = (w.workload == check::Workload::kRegister ? "k" : "l") + std::to_string(k);
       client::ReadOptions ro;
       ro.consistency = ConsistencyLevel::kEventual;
       auto r = client->ReadItem(w.database, w.container, "\"t\"", key, ro);
@@ -159,7 +158,7 @@ Verdict CheckConvergence(const std::vector<NemesisTarget>& regions, const Worklo
       return r->json;
     }
     client::ListOptions lo;
-    lo.partition_key_json = nlohmann::json("s" + std::to_string(k)).dump();
+    lo.partition_key_json = nlohmann::json(key).dump();
     lo.max_items = kMaxSetElements;
     lo.consistency = ConsistencyLevel::kEventual;
     auto page = client->ListItems(w.database, w.container, lo);
@@ -172,27 +171,23 @@ Verdict CheckConvergence(const std::vector<NemesisTarget>& regions, const Worklo
     std::sort(values.begin(), values.end());
     return nlohmann::json(values).dump();
   };
-  const std::string prefix = w.workload == check::Workload::kRegister ? "k"
-                             : w.workload == check::Workload::kSet    ? "s"
-                                                                      : "l";
   std::vector<std::map<std::string, std::string>> state(clients.size());  // unreadable keys left out
   for (size_t i = 0; i < clients.size(); ++i) {
     for (int k = 0; k < w.keys; ++k) {
+      const std::string key = WorkloadKey(w.workload, k);
       Result<std::string> got = Status::Internal("not read");
       for (int attempt = 0; attempt < kConvergeReadAttempts; ++attempt) {
         if (attempt > 0) std::this_thread::sleep_for(std::chrono::milliseconds(200));
-        got = read_state(clients[i].client.get(), k);
+        got = read_state(clients[i].client.get(), key);
         if (got.ok()) break;
       }
       if (!got.ok()) {
         // Not compared: the same error everywhere (the container gone, say)
         // would otherwise pass as agreement.
-        v.Add({clients[i].name + " cannot read " + prefix + std::to_string(k) + ": " +
-                   got.status().ToString().substr(0, 200),
-               {}});
+        v.Add({clients[i].name + " cannot read " + key + ": " + got.status().ToString().substr(0, 200), {}});
         continue;
       }
-      state[i][prefix + std::to_string(k)] = *got;
+      state[i][key] = *got;
     }
   }
   for (size_t i = 1; i < state.size(); ++i) {
@@ -331,23 +326,22 @@ struct RunRecord {
 // The partition table and the libfaketime wrapper, for the faults that need them.
 Status PrepareFaults(const RunOptions& o, const std::string& out_dir, std::unique_ptr<NftPartition>* nft,
                      std::string* bin_dir) {
-  auto uses = [&](FaultKind k) { return Uses(o, k); };
   *bin_dir = o.bin_dir;
-  if (uses(FaultKind::kPartition) || uses(FaultKind::kCutoff)) {
+  if (Uses(o, FaultKind::kPartition) || Uses(o, FaultKind::kCutoff)) {
     BULWARK_ASSIGN_OR_RETURN(*nft, NftPartition::Open());
   }
-  if (uses(FaultKind::kCutoff) && (o.regions < 2 || !o.witness)) {
+  if (Uses(o, FaultKind::kCutoff) && (o.regions < 2 || !o.witness)) {
     return Status::InvalidArgument("the cutoff nemesis needs --regions 2 or more and --witness (a control group)");
   }
-  if (uses(FaultKind::kFailover) && o.regions < 2) {
+  if (Uses(o, FaultKind::kFailover) && o.regions < 2) {
     return Status::InvalidArgument("the failover nemesis needs --regions 2 or more");
   }
-  if (uses(FaultKind::kWan) && o.regions < 2) {
+  if (Uses(o, FaultKind::kWan) && o.regions < 2) {
     return Status::InvalidArgument("the wan nemesis needs --regions 2 or more");
   }
   // The nodes inherit the environment: their stores take the disk-fault hook.
-  if (uses(FaultKind::kPower) || uses(FaultKind::kDisk)) EnableFsFaultHook();
-  if (!uses(FaultKind::kClock)) return Status::Ok();
+  if (Uses(o, FaultKind::kPower) || Uses(o, FaultKind::kDisk)) EnableFsFaultHook();
+  if (!Uses(o, FaultKind::kClock)) return Status::Ok();
   if (o.regions > 1) {
     return Status::InvalidArgument("the clock nemesis runs against one region only (its offsets are per node id)");
   }
@@ -467,16 +461,14 @@ std::string Report(const RunOptions& o, const RunRecord& run, const std::vector<
   r << "verdicts (checked in " << check_s << " s):\n";
   for (const Verdict& v : verdicts) r << "  " << check::FormatVerdict(v, ops);
   r << "RTO (longest write unavailability): " << Seconds(avail.rto_ns) << "\n";
-  {
-    size_t lost = 0;
-    for (const Verdict& v : verdicts) {
-      if (v.checker == "lost-writes") lost = v.findings.size() + v.findings_dropped;
-    }
-    // A register's overwrites hide its losses but one: its final value
-    // going back, one finding per key.
-    r << "RPO (acknowledged writes lost): " << lost
-      << (o.workload == check::Workload::kRegister ? " (registers: keys whose final value went back)" : "") << "\n";
+  size_t lost = 0;
+  for (const Verdict& v : verdicts) {
+    if (v.checker == "lost-writes") lost = v.findings.size() + v.findings_dropped;
   }
+  // A register's overwrites hide its losses but one: its final value going
+  // back, one finding per key.
+  r << "RPO (acknowledged writes lost): " << lost
+    << (o.workload == check::Workload::kRegister ? " (registers: keys whose final value went back)" : "") << "\n";
   if (Status s = WriteTimeline(run.out_dir, ops, run.faults); !s.ok()) {
     r << "timeline: " << s.ToString() << "\n";
   } else {

@@ -41,6 +41,11 @@ std::optional<nlohmann::json> ListOf(const std::string& json) {
 
 }  // namespace
 
+std::string WorkloadKey(check::Workload workload, int k) {
+  const char* prefix = workload == check::Workload::kRegister ? "k" : workload == check::Workload::kSet ? "s" : "l";
+  return prefix + std::to_string(k);
+}
+
 std::optional<uint64_t> SessionTokenIndex(const std::string& token) {
   const size_t hash = token.rfind('#');
   if (hash == std::string::npos || hash + 1 >= token.size()) return std::nullopt;
@@ -163,7 +168,7 @@ void WorkloadRunner::Loop(int worker) {
     auto write_outcome = [&](const Status& s) { return Definite(s.code()) ? EventType::kFail : EventType::kInfo; };
 
     if (options_.workload == check::Workload::kRegister) {
-      const std::string key = "k" + std::to_string(k);
+      const std::string key = WorkloadKey(options_.workload, k);
       const int dice = pick(10);
       if (dice < 4) {
         Event e = Begin(process, worker, "read", key, nullptr);
@@ -206,7 +211,7 @@ void WorkloadRunner::Loop(int worker) {
     }
 
     if (options_.workload == check::Workload::kAppend) {
-      const std::string key = "l" + std::to_string(k);
+      const std::string key = WorkloadKey(options_.workload, k);
       if (pick(10) < 5) {
         Event e = Begin(process, worker, "append", key, value);
         Record(e);
@@ -221,7 +226,7 @@ void WorkloadRunner::Loop(int worker) {
       }
       Event e = Begin(process, worker, "read", key, nullptr);
       Record(e);
-      auto r = ReadCollection(*c, key, options_.consistency);
+      auto r = ReadValue(*c, key, options_.consistency);
       if (r.ok()) {
         complete(e, EventType::kOk, *r, Status::Ok());
       } else {
@@ -231,7 +236,7 @@ void WorkloadRunner::Loop(int worker) {
     }
 
     // Set workload.
-    const std::string set = "s" + std::to_string(k);
+    const std::string set = WorkloadKey(options_.workload, k);
     if (pick(10) < 8 && set_sizes_[k].fetch_add(1) < kMaxSetElements) {
       Event e = Begin(process, worker, "add", set, value);
       Record(e);
@@ -246,7 +251,7 @@ void WorkloadRunner::Loop(int worker) {
     }
     Event e = Begin(process, worker, "read", set, nullptr);
     Record(e);
-    auto r = ReadCollection(*c, set, options_.consistency);
+    auto r = ReadValue(*c, set, options_.consistency);
     if (r.ok()) {
       complete(e, EventType::kOk, *r, Status::Ok());
     } else {
@@ -266,8 +271,12 @@ Result<WorkloadRunner::RegisterRead> WorkloadRunner::ReadRegister(client::Client
   return RegisterRead{v ? nlohmann::json(*v) : nlohmann::json("malformed item"), r->etag};
 }
 
-Result<nlohmann::json> WorkloadRunner::ReadCollection(client::Client& c, const std::string& key,
-                                                      ConsistencyLevel level) const {
+Result<nlohmann::json> WorkloadRunner::ReadValue(client::Client& c, const std::string& key,
+                                                 ConsistencyLevel level) const {
+  if (options_.workload == check::Workload::kRegister) {
+    BULWARK_ASSIGN_OR_RETURN(RegisterRead r, ReadRegister(c, key, level));
+    return std::move(r.value);
+  }
   if (options_.workload == check::Workload::kAppend) {
     client::ReadOptions ro;
     ro.consistency = level;
@@ -326,24 +335,15 @@ Status WorkloadRunner::FinalReads(std::chrono::milliseconds timeout) {
   if (!connected.ok()) return connected.status();
   auto& c = *connected;
   const auto deadline = std::chrono::steady_clock::now() + timeout;
-  const std::string prefix = options_.workload == check::Workload::kRegister ? "k"
-                             : options_.workload == check::Workload::kSet    ? "s"
-                                                                             : "l";
   for (int k = 0; k < options_.keys; ++k) {
-    const std::string key = prefix + std::to_string(k);
+    const std::string key = WorkloadKey(options_.workload, k);
     bool done = false;
     while (!done && std::chrono::steady_clock::now() < deadline) {  // bounded by the deadline
       Event e = Begin(next_process_++, options_.clients, "read", key, nullptr);
       e.consistency = "Strong";
       e.region = regions_.front().region;  // read through the first region's client
       Record(e);
-      Result<nlohmann::json> r = Status::Internal("not read");
-      if (options_.workload == check::Workload::kRegister) {
-        auto reg = ReadRegister(*c, key, ConsistencyLevel::kStrong);
-        r = reg.ok() ? Result<nlohmann::json>(reg->value) : Result<nlohmann::json>(reg.status());
-      } else {
-        r = ReadCollection(*c, key, ConsistencyLevel::kStrong);
-      }
+      auto r = ReadValue(*c, key, ConsistencyLevel::kStrong);
       e.time_ns = now_ns_();
       if (!r.ok()) {
         e.type = EventType::kFail;

@@ -101,8 +101,9 @@ class WorkloadRunner {
     std::string etag;
   };
   Result<RegisterRead> ReadRegister(client::Client& c, const std::string& key, ConsistencyLevel level) const;
-  // Set: one page of the set; append: the list item's array ([] if absent).
-  Result<nlohmann::json> ReadCollection(client::Client& c, const std::string& key, ConsistencyLevel level) const;
+  // What a read records: a register's value, one page of a set, a list
+  // item's array ([] if absent).
+  Result<nlohmann::json> ReadValue(client::Client& c, const std::string& key, ConsistencyLevel level) const;
   // Appends by read + replace If-Match; returns the write's GLSN (nullopt if
   // its session token carried none).
   Result<std::optional<uint64_t>> Append(client::Client& c, const std::string& key, int64_t value) const;
@@ -118,6 +119,9 @@ class WorkloadRunner {
   std::vector<std::atomic<int>> set_sizes_;
   std::vector<std::thread> threads_;
 };
+
+// Key k of a workload: register k<k>, set s<k> (its partition key), list l<k>.
+std::string WorkloadKey(check::Workload workload, int k);
 
 // "0:1#42" -> 42; nullopt if the token has no index.
 std::optional<uint64_t> SessionTokenIndex(const std::string& token);

@@ -204,15 +204,13 @@ Verdict CheckValuesRead(const std::vector<Operation>& ops, Workload workload) {
       if (!seen.insert(value.dump()).second) {
         v.Add({"read of " + op.key + " shows " + value.dump() + " twice", {op.id}});
       }
-      if (const int64_t src = index.Source(op.key, value); src >= 0) {
-        // A read cannot show a write that was invoked only after it returned.
-        if (ops[static_cast<size_t>(src)].invoke_ns > op.complete_ns) {
-          v.Add({"read of " + op.key + " shows " + value.dump() + ", written only after the read returned",
-                 {op.id, static_cast<size_t>(src)}});
-        }
-        continue;
+      const int64_t src = index.Source(op.key, value);
+      // A read cannot show a write that was invoked only after it returned.
+      if (src >= 0 && ops[static_cast<size_t>(src)].invoke_ns > op.complete_ns) {
+        v.Add({"read of " + op.key + " shows " + value.dump() + ", written only after the read returned",
+               {op.id, static_cast<size_t>(src)}});
       }
-      if (index.Source(op.key, value) != kNoSuchWrite) continue;
+      if (src != kNoSuchWrite) continue;
       const int64_t failed = index.FailedSource(op.key, value);
       if (failed >= 0) {
         v.Add({"read of " + op.key + " shows " + value.dump() + ", whose write failed", {op.id, size_t(failed)}});
@@ -384,12 +382,13 @@ Verdict CheckConsistentPrefix(const std::vector<Operation>& ops, Workload worklo
 
 namespace {
 
-// The last ok Strong read of each key: after healing the harness reads every
-// key at Strong, so this is that final read.
-std::map<std::string, size_t> FinalStrongReads(const std::vector<Operation>& ops) {
+// The last-invoked ok read of each key (only Strong ones if `strong_only`):
+// after healing the harness reads every key at Strong, so this is that
+// final read.
+std::map<std::string, size_t> FinalReads(const std::vector<Operation>& ops, bool strong_only) {
   std::map<std::string, size_t> out;
   for (const Operation& op : ops) {
-    if (!IsOkRead(op) || op.consistency != "Strong") continue;
+    if (!IsOkRead(op) || (strong_only && op.consistency != "Strong")) continue;
     auto [it, inserted] = out.try_emplace(op.key, op.id);
     if (!inserted && ops[it->second].invoke_ns < op.invoke_ns) it->second = op.id;
   }
@@ -403,7 +402,7 @@ Verdict CheckRegisterLostWrites(const std::vector<Operation>& ops) {
   Verdict v = Named("lost-writes");
   WriteIndex index(ops, Workload::kRegister);
   if (Ambiguous(index, Workload::kRegister, &v)) return v;
-  const auto final_read = FinalStrongReads(ops);
+  const auto final_read = FinalReads(ops, /*strong_only=*/true);
   size_t checked = 0;
   std::string unread;
   for (const auto& [key, writes] : index.writes_by_key()) {
@@ -448,12 +447,7 @@ Verdict CheckLostWrites(const std::vector<Operation>& ops, Workload workload) {
   if (workload == Workload::kRegister) return CheckRegisterLostWrites(ops);
   Verdict v = Named("lost-writes");
   WriteIndex index(ops, workload);
-  std::map<std::string, size_t> final_read;
-  for (const Operation& op : ops) {
-    if (!IsOkRead(op)) continue;
-    auto [it, inserted] = final_read.try_emplace(op.key, op.id);
-    if (!inserted && ops[it->second].invoke_ns < op.invoke_ns) it->second = op.id;
-  }
+  const auto final_read = FinalReads(ops, /*strong_only=*/false);
   size_t acknowledged = 0;
   size_t shown = 0;      // of those, writes whose outcome was unknown that an earlier read showed
   size_t recovered = 0;  // writes whose outcome was unknown that the final read shows
